@@ -1,0 +1,42 @@
+//! Tag numbers the engine itself needs. Application tags come from dictionaries.
+#![allow(missing_docs)]
+
+pub const BEGIN_SEQ_NO: u32 = 7;
+pub const BEGIN_STRING: u32 = 8;
+pub const BODY_LENGTH: u32 = 9;
+pub const CHECK_SUM: u32 = 10;
+pub const CL_ORD_ID: u32 = 11;
+pub const END_SEQ_NO: u32 = 16;
+pub const MSG_SEQ_NUM: u32 = 34;
+pub const MSG_TYPE: u32 = 35;
+pub const NEW_SEQ_NO: u32 = 36;
+pub const POSS_DUP_FLAG: u32 = 43;
+pub const REF_SEQ_NUM: u32 = 45;
+pub const SENDER_COMP_ID: u32 = 49;
+pub const SENDER_SUB_ID: u32 = 50;
+pub const SENDING_TIME: u32 = 52;
+pub const TARGET_COMP_ID: u32 = 56;
+pub const TARGET_SUB_ID: u32 = 57;
+pub const TEXT: u32 = 58;
+pub const POSS_RESEND: u32 = 97;
+pub const ENCRYPT_METHOD: u32 = 98;
+pub const HEART_BT_INT: u32 = 108;
+pub const TEST_REQ_ID: u32 = 112;
+pub const ON_BEHALF_OF_COMP_ID: u32 = 115;
+pub const ORIG_SENDING_TIME: u32 = 122;
+pub const GAP_FILL_FLAG: u32 = 123;
+pub const DELIVER_TO_COMP_ID: u32 = 128;
+pub const RESET_SEQ_NUM_FLAG: u32 = 141;
+pub const SENDER_LOCATION_ID: u32 = 142;
+pub const TARGET_LOCATION_ID: u32 = 143;
+pub const REF_TAG_ID: u32 = 371;
+pub const REF_MSG_TYPE: u32 = 372;
+pub const SESSION_REJECT_REASON: u32 = 373;
+pub const BUSINESS_REJECT_REF_ID: u32 = 379;
+pub const BUSINESS_REJECT_REASON: u32 = 380;
+pub const USERNAME: u32 = 553;
+pub const PASSWORD: u32 = 554;
+pub const NEXT_EXPECTED_MSG_SEQ_NUM: u32 = 789;
+pub const DEFAULT_APPL_VER_ID: u32 = 1137;
+pub const APPL_VER_ID: u32 = 1128;
+pub const SESSION_STATUS: u32 = 1409;
