@@ -43,6 +43,20 @@ impl MessageBuilder {
         self.push(crate::tags::MSG_TYPE, msg_type)
     }
 
+    /// Starts a bare list of fields (no header, no trailer), for pre-encoding a body.
+    pub fn start_fields(&mut self) -> &mut Self {
+        self.buf.clear();
+        self.begin_string.clear();
+        self.body_start = 0;
+        self.start = 0;
+        self
+    }
+
+    /// The fields written since [`MessageBuilder::start_fields`] (or since `start`).
+    pub fn fields(&self) -> &[u8] {
+        &self.buf[self.body_start.min(self.buf.len())..]
+    }
+
     /// Appends `tag=value SOH`.
     pub fn push(&mut self, tag: u32, value: &[u8]) -> &mut Self {
         let mut t = itoa::Buffer::new();

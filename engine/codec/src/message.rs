@@ -313,6 +313,11 @@ impl OwnedMessage {
         Ok(Self { bytes, fields })
     }
 
+    /// Joins bytes and the spans [`split_fields`] produced for them.
+    pub fn from_parts(bytes: Vec<u8>, fields: Vec<FieldSpan>) -> Self {
+        Self { bytes, fields }
+    }
+
     /// Borrowed view.
     pub fn as_ref(&self) -> MessageRef<'_> {
         MessageRef {

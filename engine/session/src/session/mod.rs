@@ -1,0 +1,511 @@
+//! The [`Session`] state machine.
+//!
+//! The API reads like quinn-proto's `Connection`:
+//! - getters: [`Session::state`], [`Session::next_sender_seq`], …
+//! - inputs (`handle_*`): [`Session::handle_connect`], [`Session::handle_message`],
+//!   [`Session::handle_timeout`], [`Session::handle_disconnect`], plus the application's
+//!   [`Session::send`] and [`Session::logout`].
+//! - outputs (`poll_*`): [`Session::poll_transmit`] (bytes for the socket),
+//!   [`Session::poll_event`] and [`Session::poll_timeout`].
+//!
+//! After every input the runtime must: make the store durable, then write
+//! `poll_transmit()` to the socket, then deliver the messages the input reported as
+//! [`Disposition::Deliver`] and [`SessionEvent::Deliver`] to the application, then handle
+//! the remaining events, then re-arm its timer from `poll_timeout()`.
+
+mod inbound;
+mod outbound;
+
+use crate::config::{Role, SessionConfig, SessionId};
+use crate::event::{Disposition, LogLevel, SessionEvent};
+use crate::store::{SessionStore, StoreError};
+use fix_codec::dictionary::{session_dictionary, Validator};
+use fix_codec::message::{split_fields, DataFieldTable};
+use fix_codec::{Dictionary, FieldSpan, MessageBuilder, MessageRef, UtcTimestamp};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// The time, as the runtime (or a test) says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time, for timers.
+    pub mono: Instant,
+    /// Wall-clock time, for SendingTime and schedules.
+    pub wall: UtcTimestamp,
+}
+
+impl Now {
+    /// The real current time.
+    pub fn system() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: UtcTimestamp::now(),
+        }
+    }
+
+    /// This time plus `d` on both clocks.
+    pub fn plus(self, d: Duration) -> Self {
+        Self {
+            mono: self.mono + d,
+            wall: self.wall.add_nanos(d.as_nanos() as i64),
+        }
+    }
+}
+
+/// Where the session is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// No connection.
+    Disconnected,
+    /// Acceptor: connected, waiting for the counterparty's Logon.
+    AwaitingLogon,
+    /// Initiator: Logon sent, waiting for the answer.
+    LogonSent,
+    /// Logged on.
+    Active,
+    /// We sent Logout and wait for the answer.
+    LogoutSent,
+    /// We asked the runtime to disconnect; input is ignored.
+    Closing,
+}
+
+/// Checks Username/Password (or anything else) on an incoming Logon.
+pub trait Authenticator: Send + Sync {
+    /// `Err(text)` refuses the Logon; the text goes into the Logout.
+    fn authenticate(&self, id: &SessionId, logon: MessageRef<'_>) -> Result<(), String>;
+}
+
+/// The dictionaries a session validates with.
+#[derive(Debug, Clone)]
+pub struct Dictionaries {
+    /// Header, trailer and admin messages.
+    pub transport: Arc<Dictionary>,
+    /// Application messages; `None` skips application body validation.
+    pub app: Option<Arc<Dictionary>>,
+}
+
+impl Dictionaries {
+    /// The built-in session-level dictionary only.
+    pub fn builtin(begin_string: &str) -> Option<Self> {
+        session_dictionary(begin_string).map(|d| Self {
+            transport: Arc::new(d),
+            app: None,
+        })
+    }
+}
+
+/// An application message to send: MsgType plus pre-encoded fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// MsgType (35).
+    pub msg_type: &'a [u8],
+    /// Extra header fields (`tag=value SOH`…), e.g. OnBehalfOfCompID or PossResend.
+    pub header: &'a [u8],
+    /// Body fields (`tag=value SOH`…).
+    pub body: &'a [u8],
+}
+
+/// Sending an application message failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The store could not keep the message, so it was not sent.
+    #[error("message not sent: {0}")]
+    Store(#[from] StoreError),
+    /// The session has failed and accepts nothing more.
+    #[error("message not sent: the session has stopped after a store failure")]
+    Stopped,
+}
+
+struct Queued {
+    bytes: Vec<u8>,
+    resend_served: bool,
+}
+
+/// One FIX session. See the module documentation for the calling order.
+pub struct Session {
+    config: SessionConfig,
+    store: Box<dyn SessionStore>,
+    dicts: Dictionaries,
+    validator: Validator,
+    data_fields: DataFieldTable,
+    spans: Vec<FieldSpan>,
+    builder: MessageBuilder,
+    transmit: Vec<u8>,
+    events: VecDeque<SessionEvent>,
+    state: State,
+    heartbeat: Duration,
+    last_sent: Instant,
+    last_received: Instant,
+    test_requests_sent: u32,
+    deadline: Option<Instant>,
+    resend_end: Option<u64>,
+    highest_seen: u64,
+    queue: BTreeMap<u64, Queued>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    reset_sent: bool,
+    test_req_counter: u64,
+    failed: bool,
+}
+
+impl Session {
+    /// A session over `store`, validating with `dicts`.
+    pub fn new(
+        config: SessionConfig,
+        store: Box<dyn SessionStore>,
+        dicts: Dictionaries,
+        now: Now,
+    ) -> Self {
+        let data_fields: DataFieldTable = dicts
+            .app
+            .as_ref()
+            .map(|a| a.data_fields())
+            .unwrap_or_default();
+        Self {
+            heartbeat: config.heartbeat_interval,
+            validator: Validator::new(config.validation),
+            config,
+            store,
+            dicts,
+            data_fields,
+            spans: Vec::with_capacity(64),
+            builder: MessageBuilder::new(),
+            transmit: Vec::with_capacity(4096),
+            events: VecDeque::new(),
+            state: State::Disconnected,
+            last_sent: now.mono,
+            last_received: now.mono,
+            test_requests_sent: 0,
+            deadline: None,
+            resend_end: None,
+            highest_seen: 0,
+            queue: BTreeMap::new(),
+            authenticator: None,
+            reset_sent: false,
+            test_req_counter: 0,
+            failed: false,
+        }
+    }
+
+    /// Installs a Logon authenticator (acceptor side).
+    pub fn set_authenticator(&mut self, auth: Arc<dyn Authenticator>) {
+        self.authenticator = Some(auth);
+    }
+
+    // ---- getters ----
+
+    /// The session's identity.
+    pub fn id(&self) -> &SessionId {
+        &self.config.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether the Logon exchange has completed and the session is not closing.
+    pub fn is_logged_on(&self) -> bool {
+        matches!(self.state, State::Active | State::LogoutSent)
+    }
+
+    /// Next outbound sequence number.
+    pub fn next_sender_seq(&self) -> u64 {
+        self.store.next_sender_seq()
+    }
+
+    /// Next expected inbound sequence number.
+    pub fn next_target_seq(&self) -> u64 {
+        self.store.next_target_seq()
+    }
+
+    /// The heartbeat interval in force.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// Whether `now` is within the session schedule (always true without one).
+    pub fn is_session_time(&self, now: UtcTimestamp) -> bool {
+        self.config
+            .schedule
+            .as_ref()
+            .is_none_or(|s| s.is_session_time(now))
+    }
+
+    /// The store (for the runtime's inspection and sync).
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
+    // ---- outputs ----
+
+    /// Bytes to write to the socket, all at once; call [`Session::clear_transmit`] after
+    /// writing them.
+    #[must_use]
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        (!self.transmit.is_empty()).then_some(&self.transmit[..])
+    }
+
+    /// Forgets the bytes returned by `poll_transmit` (they were written).
+    pub fn clear_transmit(&mut self) {
+        self.transmit.clear();
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::AwaitingLogon | State::LogonSent | State::LogoutSent => self.deadline,
+            State::Active if !self.heartbeat.is_zero() => {
+                let send_by = self.last_sent + self.heartbeat;
+                let recv_by = self.last_received + self.receive_allowance();
+                Some(send_by.min(recv_by))
+            }
+            _ => None,
+        }
+    }
+
+    fn receive_allowance(&self) -> Duration {
+        // A TestRequest after 1.2 intervals of silence, a disconnect after 2.4.
+        self.heartbeat.mul_f64(1.2) * (self.test_requests_sent + 1)
+    }
+
+    // ---- inputs ----
+
+    /// A connection was established (either side).
+    pub fn handle_connect(&mut self, now: Now) {
+        self.reset_runtime_state(now);
+        self.check_daily_reset(now);
+        if !self.is_session_time(now.wall) {
+            self.state = State::Closing;
+            self.disconnect("connection outside the session schedule");
+            return;
+        }
+        self.deadline = Some(now.mono + self.config.logon_timeout);
+        match self.config.role {
+            Role::Acceptor => self.state = State::AwaitingLogon,
+            Role::Initiator => {
+                if self.config.reset_on_logon {
+                    self.reset_store(now);
+                }
+                self.state = State::LogonSent;
+                self.send_logon(now, self.config.reset_on_logon, None);
+            }
+        }
+    }
+
+    /// One complete, checksum-verified frame arrived. See [`Disposition`].
+    pub fn handle_message(&mut self, now: Now, bytes: &[u8]) -> Disposition {
+        if matches!(self.state, State::Disconnected | State::Closing) || self.failed {
+            return Disposition::Consumed;
+        }
+        self.last_received = now.mono;
+        self.test_requests_sent = 0;
+        let mut spans = std::mem::take(&mut self.spans);
+        let disposition = match split_fields(bytes, &self.data_fields, &mut spans) {
+            Ok(()) => self.process(now, MessageRef::new(bytes, &spans), false),
+            Err(e) => {
+                self.log(LogLevel::Warn, format!("ignored garbled message: {e}"));
+                Disposition::Consumed
+            }
+        };
+        self.spans = spans;
+        self.drain_queue(now);
+        disposition
+    }
+
+    /// A frame could not be read (bad checksum, garbled, too large). The bytes were
+    /// skipped; the session only records it.
+    pub fn handle_bad_frame(&mut self, now: Now, problem: &fix_codec::FrameError) {
+        self.last_received = now.mono;
+        self.log(
+            LogLevel::Warn,
+            format!("ignored unreadable input: {problem}"),
+        );
+    }
+
+    /// Time passed; fire whichever timers are due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        if self.failed {
+            return;
+        }
+        if self.is_logged_on() && !self.is_session_time(now.wall) && self.state == State::Active {
+            self.initiate_logout(now, Some("Session end time reached"));
+            return;
+        }
+        match self.state {
+            State::AwaitingLogon | State::LogonSent => {
+                if self.deadline.is_some_and(|d| now.mono >= d) {
+                    self.state = State::Closing;
+                    self.disconnect("timed out waiting for Logon");
+                }
+            }
+            State::LogoutSent => {
+                if self.deadline.is_some_and(|d| now.mono >= d) {
+                    self.log(LogLevel::Warn, "timed out waiting for Logout answer".into());
+                    self.finish_logout(now, "Logout answer not received in time");
+                }
+            }
+            State::Active if !self.heartbeat.is_zero() => self.heartbeat_timers(now),
+            _ => {}
+        }
+    }
+
+    fn heartbeat_timers(&mut self, now: Now) {
+        if now.mono >= self.last_received + self.receive_allowance() {
+            if self.test_requests_sent == 0 {
+                self.test_requests_sent = 1;
+                self.test_req_counter += 1;
+                let id = format!("TEST{}", self.test_req_counter);
+                self.send_admin(now, b"1", |b| {
+                    b.push_str(fix_codec::tags::TEST_REQ_ID, &id);
+                });
+            } else {
+                self.log(LogLevel::Warn, "no data received after TestRequest".into());
+                self.state = State::Closing;
+                self.disconnect("timed out waiting for heartbeat");
+                return;
+            }
+        }
+        if now.mono >= self.last_sent + self.heartbeat {
+            self.send_admin(now, b"0", |_| {});
+        }
+    }
+
+    /// The connection closed (by us or the peer).
+    pub fn handle_disconnect(&mut self, now: Now) {
+        if self.is_logged_on() {
+            self.events.push_back(SessionEvent::LoggedOut);
+        }
+        if self.config.reset_on_disconnect && self.state != State::Disconnected {
+            self.reset_store(now);
+        }
+        self.state = State::Disconnected;
+        self.queue.clear();
+        self.resend_end = None;
+        self.deadline = None;
+    }
+
+    /// Starts a Logout handshake.
+    pub fn logout(&mut self, now: Now, text: Option<&str>) {
+        if self.is_logged_on() {
+            self.initiate_logout(now, text);
+        } else if self.state != State::Disconnected {
+            self.state = State::Closing;
+            self.disconnect(text.unwrap_or("logout requested before logon"));
+        }
+    }
+
+    /// Resets both sequence numbers to 1 and forgets stored messages (admin action or
+    /// daily reset). Only allowed while not logged on.
+    pub fn reset(&mut self, now: Now) -> bool {
+        if self.is_logged_on() {
+            return false;
+        }
+        self.reset_store(now);
+        true
+    }
+
+    /// Sets the sequence numbers by hand (admin action).
+    pub fn set_sequence_numbers(
+        &mut self,
+        next_sender: Option<u64>,
+        next_target: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if let Some(s) = next_sender {
+            self.store.set_next_sender_seq(s)?;
+        }
+        if let Some(t) = next_target {
+            self.store.set_next_target_seq(t)?;
+        }
+        Ok(())
+    }
+
+    // ---- internals shared by inbound and outbound ----
+
+    fn reset_runtime_state(&mut self, now: Now) {
+        self.last_sent = now.mono;
+        self.last_received = now.mono;
+        self.test_requests_sent = 0;
+        self.queue.clear();
+        self.resend_end = None;
+        self.highest_seen = 0;
+        self.reset_sent = false;
+        self.transmit.clear();
+        self.heartbeat = self.config.heartbeat_interval;
+    }
+
+    fn check_daily_reset(&mut self, now: Now) {
+        let due = match &self.config.schedule {
+            Some(s) => s
+                .period_start(now.wall)
+                .is_some_and(|start| self.store.creation_time() < start),
+            None => false,
+        };
+        if due {
+            self.log(
+                LogLevel::Info,
+                "new session period: sequence numbers reset".into(),
+            );
+            self.reset_store(now);
+        }
+    }
+
+    fn reset_store(&mut self, now: Now) {
+        let r = self.store.reset(now.wall);
+        if self.store_ok(r) {
+            self.events.push_back(SessionEvent::SequenceReset);
+        }
+    }
+
+    /// Records a store failure: the session stops and disconnects.
+    fn store_ok(&mut self, r: Result<(), StoreError>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = true;
+                self.transmit.clear();
+                self.events
+                    .push_back(SessionEvent::StoreFailed(e.to_string()));
+                self.state = State::Closing;
+                self.events.push_back(SessionEvent::Disconnect {
+                    reason: format!("store failure: {e}"),
+                });
+                false
+            }
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, text: String) {
+        self.events.push_back(SessionEvent::Log { level, text });
+    }
+
+    fn disconnect(&mut self, reason: &str) {
+        self.events.push_back(SessionEvent::Disconnect {
+            reason: reason.to_string(),
+        });
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.config.id)
+            .field("state", &self.state)
+            .field("next_sender", &self.store.next_sender_seq())
+            .field("next_target", &self.store.next_target_seq())
+            .finish()
+    }
+}

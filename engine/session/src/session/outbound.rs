@@ -1,0 +1,361 @@
+//! Building and sending: admin messages, application messages, rejects, logouts and
+//! resends.
+
+use super::{Now, Outgoing, SendError, Session, State};
+use crate::event::{LogLevel, SessionEvent};
+use fix_codec::dictionary::Reject;
+use fix_codec::message::split_fields;
+use fix_codec::{tags, MessageBuilder, MessageRef, UtcTimestamp};
+
+/// Header fields the session writes itself; a stored message's copies are replaced on
+/// resend.
+const SESSION_HEADER: [u32; 10] = [
+    tags::BEGIN_STRING,
+    tags::BODY_LENGTH,
+    tags::CHECK_SUM,
+    tags::MSG_TYPE,
+    tags::MSG_SEQ_NUM,
+    tags::POSS_DUP_FLAG,
+    tags::SENDER_COMP_ID,
+    tags::SENDING_TIME,
+    tags::TARGET_COMP_ID,
+    tags::ORIG_SENDING_TIME,
+];
+
+/// Whether a MsgType is a session-level (admin) message.
+pub fn is_admin(msg_type: &[u8]) -> bool {
+    matches!(msg_type, b"0" | b"1" | b"2" | b"3" | b"4" | b"5" | b"A")
+}
+
+impl Session {
+    /// Writes the standard header for `seq` into the builder.
+    fn start_message(
+        builder: &mut MessageBuilder,
+        config: &crate::SessionConfig,
+        now: Now,
+        msg_type: &[u8],
+        seq: u64,
+        orig_sending_time: Option<&[u8]>,
+    ) {
+        let id = &config.id;
+        builder
+            .start(id.begin_string.as_bytes(), msg_type)
+            .push_uint(tags::MSG_SEQ_NUM, seq);
+        if orig_sending_time.is_some() {
+            builder.push(tags::POSS_DUP_FLAG, b"Y");
+        }
+        builder
+            .push_str(tags::SENDER_COMP_ID, &id.sender_comp_id)
+            .push_timestamp(tags::SENDING_TIME, now.wall, config.timestamp_precision)
+            .push_str(tags::TARGET_COMP_ID, &id.target_comp_id);
+        if let Some(orig) = orig_sending_time {
+            builder.push(tags::ORIG_SENDING_TIME, orig);
+        }
+    }
+
+    /// Sends an admin message with the next sequence number. Admin messages are not
+    /// kept for resend (they are gap-filled), only the sequence number advances.
+    pub(super) fn send_admin(
+        &mut self,
+        now: Now,
+        msg_type: &[u8],
+        body: impl FnOnce(&mut MessageBuilder),
+    ) {
+        if self.failed {
+            return;
+        }
+        let seq = self.store.next_sender_seq();
+        Self::start_message(&mut self.builder, &self.config, now, msg_type, seq, None);
+        body(&mut self.builder);
+        self.builder.finish();
+        let r = self.store.set_next_sender_seq(seq + 1);
+        if self.store_ok(r) {
+            self.transmit.extend_from_slice(self.builder.finished());
+            self.last_sent = now.mono;
+        }
+    }
+
+    /// Sends an application message. It is stored first; it reaches the wire only while
+    /// logged on (otherwise the counterparty gets it by resend after the next logon).
+    /// Returns its sequence number.
+    pub fn send(&mut self, now: Now, msg: Outgoing<'_>) -> Result<u64, SendError> {
+        if self.failed {
+            return Err(SendError::Stopped);
+        }
+        let seq = self.store.next_sender_seq();
+        Self::start_message(
+            &mut self.builder,
+            &self.config,
+            now,
+            msg.msg_type,
+            seq,
+            None,
+        );
+        self.builder.push_raw(msg.header).push_raw(msg.body);
+        self.builder.finish();
+        if let Err(e) = self.store.save_outbound(seq, self.builder.finished()) {
+            self.store_ok(Err(e.clone()));
+            return Err(SendError::Store(e));
+        }
+        if self.is_logged_on() {
+            self.transmit.extend_from_slice(self.builder.finished());
+            self.last_sent = now.mono;
+        }
+        Ok(seq)
+    }
+
+    /// Sends our Logon (initiator, or acceptor answering).
+    pub(super) fn send_logon(&mut self, now: Now, reset: bool, heartbeat_secs: Option<u64>) {
+        self.reset_sent = reset;
+        let hb = heartbeat_secs.unwrap_or(self.config.heartbeat_interval.as_secs());
+        let next_expected = (self.config.send_next_expected_msg_seq_num
+            && self.config.has_next_expected())
+        .then(|| self.store.next_target_seq());
+        let appl_ver = (self.config.id.begin_string == "FIXT.1.1").then(|| {
+            self.config
+                .default_appl_ver_id
+                .clone()
+                .unwrap_or_else(|| "9".into())
+        });
+        let (user, pass) = (self.config.username.clone(), self.config.password.clone());
+        self.send_admin(now, b"A", |b| {
+            b.push(tags::ENCRYPT_METHOD, b"0")
+                .push_uint(tags::HEART_BT_INT, hb);
+            if reset {
+                b.push(tags::RESET_SEQ_NUM_FLAG, b"Y");
+            }
+            if let Some(n) = next_expected {
+                b.push_uint(tags::NEXT_EXPECTED_MSG_SEQ_NUM, n);
+            }
+            if let Some(u) = &user {
+                b.push_str(tags::USERNAME, u);
+            }
+            if let Some(p) = &pass {
+                b.push_str(tags::PASSWORD, p);
+            }
+            if let Some(v) = &appl_ver {
+                b.push_str(tags::DEFAULT_APPL_VER_ID, v);
+            }
+        });
+    }
+
+    /// Sends a session-level Reject for message `ref_seq`.
+    pub(super) fn send_reject(
+        &mut self,
+        now: Now,
+        ref_seq: u64,
+        ref_msg_type: &[u8],
+        reject: &Reject,
+        text: Option<&str>,
+    ) {
+        let text = text.unwrap_or(reject.reason.text()).to_string();
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "rejecting message {ref_seq}: {text}{}",
+                reject
+                    .ref_tag
+                    .map(|t| format!(" (tag {t})"))
+                    .unwrap_or_default()
+            ),
+        );
+        let with_reasons = self.config.has_reject_reasons();
+        let ref_msg_type = ref_msg_type.to_vec();
+        self.send_admin(now, b"3", |b| {
+            b.push_uint(tags::REF_SEQ_NUM, ref_seq);
+            if with_reasons {
+                if let Some(tag) = reject.ref_tag {
+                    b.push_uint(tags::REF_TAG_ID, u64::from(tag));
+                }
+                if !ref_msg_type.is_empty() {
+                    b.push(tags::REF_MSG_TYPE, &ref_msg_type);
+                }
+                b.push_uint(tags::SESSION_REJECT_REASON, u64::from(reject.reason.code()));
+            }
+            b.push_str(tags::TEXT, &text);
+        });
+    }
+
+    /// Sends a BusinessMessageReject (FIX 4.2+; a session Reject on older versions).
+    pub fn send_business_reject(
+        &mut self,
+        now: Now,
+        ref_seq: u64,
+        ref_msg_type: &[u8],
+        reason: u32,
+        ref_id: Option<&str>,
+        text: &str,
+    ) {
+        if !self.config.has_reject_reasons() {
+            let reject = Reject {
+                reason: fix_codec::dictionary::SessionRejectReason::Other,
+                ref_tag: None,
+            };
+            self.send_reject(now, ref_seq, ref_msg_type, &reject, Some(text));
+            return;
+        }
+        let mut body = MessageBuilder::new();
+        body.start_fields()
+            .push_uint(tags::REF_SEQ_NUM, ref_seq)
+            .push(tags::REF_MSG_TYPE, ref_msg_type);
+        if let Some(id) = ref_id {
+            body.push_str(tags::BUSINESS_REJECT_REF_ID, id);
+        }
+        body.push_uint(tags::BUSINESS_REJECT_REASON, u64::from(reason))
+            .push_str(tags::TEXT, text);
+        let outgoing = Outgoing {
+            msg_type: b"j",
+            header: b"",
+            body: body.fields(),
+        };
+        if let Err(e) = self.send(now, outgoing) {
+            self.log(
+                LogLevel::Error,
+                format!("BusinessMessageReject not sent: {e}"),
+            );
+        }
+    }
+
+    /// Sends Logout and waits for the answer.
+    pub(super) fn initiate_logout(&mut self, now: Now, text: Option<&str>) {
+        self.send_logout(now, text);
+        self.state = State::LogoutSent;
+        self.deadline = Some(now.mono + self.config.logout_timeout);
+    }
+
+    /// Sends Logout and disconnects at once.
+    pub(super) fn logout_and_disconnect(&mut self, now: Now, text: &str) {
+        self.log(LogLevel::Warn, format!("logging out: {text}"));
+        self.send_logout(now, Some(text));
+        self.finish_logout(now, text);
+    }
+
+    pub(super) fn send_logout(&mut self, now: Now, text: Option<&str>) {
+        let text = text.map(str::to_string);
+        self.send_admin(now, b"5", |b| {
+            if let Some(t) = &text {
+                b.push_str(tags::TEXT, t);
+            }
+        });
+    }
+
+    /// The logout is over: disconnect, and reset if configured.
+    pub(super) fn finish_logout(&mut self, now: Now, reason: &str) {
+        if self.is_logged_on() {
+            self.events.push_back(SessionEvent::LoggedOut);
+        }
+        self.state = State::Closing;
+        if self.config.reset_on_logout {
+            self.reset_store(now);
+        }
+        self.disconnect(reason);
+    }
+
+    /// Sends a ResendRequest from the expected sequence number, chunked if configured.
+    pub(super) fn request_resend(&mut self, now: Now, received: u64) {
+        let begin = self.store.next_target_seq();
+        let chunk = self.config.resend_request_chunk_size;
+        let (end_field, end) = if chunk > 0 && received - begin >= chunk {
+            (begin + chunk - 1, begin + chunk - 1)
+        } else {
+            (self.config.infinity_end_seq(), u64::MAX)
+        };
+        self.log(
+            LogLevel::Info,
+            format!("sequence gap: expected {begin}, received {received}; requesting resend"),
+        );
+        self.resend_end = Some(end);
+        self.send_admin(now, b"2", |b| {
+            b.push_uint(tags::BEGIN_SEQ_NO, begin)
+                .push_uint(tags::END_SEQ_NO, end_field);
+        });
+    }
+
+    /// Answers a ResendRequest: stored application messages again (PossDupFlag=Y), and a
+    /// SequenceReset-GapFill over admin messages and anything not stored.
+    pub(super) fn serve_resend(&mut self, now: Now, begin: u64, end: u64) {
+        let last = self.store.next_sender_seq().saturating_sub(1);
+        let end = if end == 0 || end >= 999_999 || end > last {
+            last
+        } else {
+            end
+        };
+        if begin == 0 || begin > end {
+            self.log(
+                LogLevel::Warn,
+                format!("ResendRequest {begin}..{end} asks for nothing we sent (last sent {last})"),
+            );
+            return;
+        }
+        self.log(LogLevel::Info, format!("resending {begin}..={end}"));
+        let mut stored: Vec<(u64, Vec<u8>)> = Vec::new();
+        let r = self.store.load_outbound(begin, end, &mut |seq, bytes| {
+            stored.push((seq, bytes.to_vec()))
+        });
+        if !self.store_ok(r) {
+            return;
+        }
+        let mut gap_start = begin;
+        let mut spans = Vec::new();
+        for (seq, bytes) in stored {
+            if split_fields(&bytes, &self.data_fields, &mut spans).is_err() {
+                continue;
+            }
+            let msg = MessageRef::new(&bytes, &spans);
+            if is_admin(msg.msg_type()) {
+                continue;
+            }
+            if seq > gap_start {
+                self.send_gap_fill(now, gap_start, seq);
+            }
+            self.resend_stored(now, msg);
+            gap_start = seq + 1;
+        }
+        if gap_start <= end {
+            self.send_gap_fill(now, gap_start, end + 1);
+        }
+    }
+
+    fn send_gap_fill(&mut self, now: Now, seq: u64, new_seq: u64) {
+        let mut ts = [0u8; 32];
+        let n = now
+            .wall
+            .format_into(&mut ts, self.config.timestamp_precision);
+        Self::start_message(
+            &mut self.builder,
+            &self.config,
+            now,
+            b"4",
+            seq,
+            Some(&ts[..n]),
+        );
+        self.builder
+            .push(tags::GAP_FILL_FLAG, b"Y")
+            .push_uint(tags::NEW_SEQ_NO, new_seq);
+        self.transmit.extend_from_slice(self.builder.finish());
+        self.last_sent = now.mono;
+    }
+
+    fn resend_stored(&mut self, now: Now, msg: MessageRef<'_>) {
+        let seq = msg.get_u64(tags::MSG_SEQ_NUM).ok().flatten().unwrap_or(0);
+        let orig = msg
+            .get(tags::SENDING_TIME)
+            .filter(|t| UtcTimestamp::parse(t).is_some())
+            .unwrap_or(b"");
+        Self::start_message(
+            &mut self.builder,
+            &self.config,
+            now,
+            msg.msg_type(),
+            seq,
+            Some(orig),
+        );
+        for (tag, value) in msg.iter() {
+            if !SESSION_HEADER.contains(&tag) {
+                self.builder.push(tag, value);
+            }
+        }
+        self.transmit.extend_from_slice(self.builder.finish());
+        self.last_sent = now.mono;
+    }
+}

@@ -1,0 +1,122 @@
+//! The store port: where the session keeps sequence numbers and sent messages.
+//!
+//! The session calls these synchronously. Implementations buffer writes; the runtime makes
+//! them durable (group commit) before any byte the session produced reaches the socket or
+//! any inbound message reaches the application.
+
+use fix_codec::UtcTimestamp;
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// A store operation failed. The session stops sending and disconnects on any of these.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// An I/O operation failed.
+    #[error("store I/O failed while {action}: {detail}")]
+    Io {
+        /// What the store was doing.
+        action: &'static str,
+        /// The underlying error.
+        detail: String,
+    },
+    /// The store refused the write because a newer leader holds the lease.
+    #[error("store refused the write: fenced by epoch {current} (ours is {ours})")]
+    Fenced {
+        /// Our epoch.
+        ours: u64,
+        /// The epoch in force.
+        current: u64,
+    },
+}
+
+/// Sequence numbers and outbound messages of one session.
+pub trait SessionStore: Send {
+    /// The sequence number the next outbound message gets.
+    fn next_sender_seq(&self) -> u64;
+    /// The sequence number expected on the next inbound message.
+    fn next_target_seq(&self) -> u64;
+    /// Sets the next outbound sequence number.
+    fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError>;
+    /// Sets the next expected inbound sequence number.
+    fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError>;
+    /// Keeps an outbound message for resend; the next sender sequence becomes `seq + 1`.
+    fn save_outbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError>;
+    /// Records an accepted inbound message; the next target sequence becomes `seq + 1`.
+    fn save_inbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError>;
+    /// Calls `visit` for every stored outbound message with `begin <= seq <= end`, in order.
+    fn load_outbound(
+        &self,
+        begin: u64,
+        end: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), StoreError>;
+    /// Forgets all messages and sets both sequence numbers to 1.
+    fn reset(&mut self, now: UtcTimestamp) -> Result<(), StoreError>;
+    /// When the store was created or last reset (for daily resets).
+    fn creation_time(&self) -> UtcTimestamp;
+}
+
+/// A store in memory only: fast, and lost with the process.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    next_sender: u64,
+    next_target: u64,
+    outbound: BTreeMap<u64, Vec<u8>>,
+    created: UtcTimestamp,
+}
+
+impl MemoryStore {
+    /// An empty store created at `now`.
+    pub fn new(now: UtcTimestamp) -> Self {
+        Self {
+            next_sender: 1,
+            next_target: 1,
+            outbound: BTreeMap::new(),
+            created: now,
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn next_sender_seq(&self) -> u64 {
+        self.next_sender
+    }
+    fn next_target_seq(&self) -> u64 {
+        self.next_target
+    }
+    fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.next_sender = seq;
+        Ok(())
+    }
+    fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.next_target = seq;
+        Ok(())
+    }
+    fn save_outbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
+        self.outbound.insert(seq, message.to_vec());
+        self.next_sender = seq + 1;
+        Ok(())
+    }
+    fn save_inbound(&mut self, seq: u64, _message: &[u8]) -> Result<(), StoreError> {
+        self.next_target = seq + 1;
+        Ok(())
+    }
+    fn load_outbound(
+        &self,
+        begin: u64,
+        end: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), StoreError> {
+        for (seq, msg) in self.outbound.range(begin..=end) {
+            visit(*seq, msg);
+        }
+        Ok(())
+    }
+    fn reset(&mut self, now: UtcTimestamp) -> Result<(), StoreError> {
+        *self = Self::new(now);
+        Ok(())
+    }
+    fn creation_time(&self) -> UtcTimestamp {
+        self.created
+    }
+}

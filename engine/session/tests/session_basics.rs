@@ -1,0 +1,265 @@
+//! Session behaviour with simulated time: no sockets, no clocks.
+
+use fix_codec::human::{encode_human, to_human};
+use fix_codec::UtcTimestamp;
+use fix_session::*;
+use std::time::{Duration, Instant};
+
+struct Harness {
+    session: Session,
+    now: Now,
+}
+
+impl Harness {
+    fn acceptor() -> Self {
+        let now = Now {
+            mono: Instant::now(),
+            wall: UtcTimestamp::from_ymd_hms(2024, 5, 1, 12, 0, 0).expect("valid"),
+        };
+        let config = SessionConfig::new(SessionId::new("FIX.4.2", "ISLD", "TW"), Role::Acceptor);
+        let dicts = Dictionaries::builtin("FIX.4.2").expect("builtin");
+        let mut session = Session::new(config, Box::new(MemoryStore::new(now.wall)), dicts, now);
+        session.handle_connect(now);
+        Self { session, now }
+    }
+
+    fn time(&self) -> String {
+        self.now.wall.format(fix_codec::TimePrecision::Millis)
+    }
+
+    /// Sends `fields` (without 8/9/10; `<T>` is replaced by the current time).
+    fn recv(&mut self, fields: &str) -> Disposition {
+        let text = fields.replace("<T>", &self.time());
+        let wire = encode_human(&text, "FIX.4.2");
+        self.session.handle_message(self.now, &wire)
+    }
+
+    /// Everything the session wants to send, as `|` strings, with 52/122/10/9 dropped.
+    fn sent(&mut self) -> Vec<String> {
+        let out = self
+            .session
+            .poll_transmit()
+            .map(to_human)
+            .unwrap_or_default();
+        self.session.clear_transmit();
+        out.split("8=FIX.4.2|")
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                m.split('|')
+                    .filter(|f| !f.is_empty())
+                    .filter(|f| {
+                        !["9=", "10=", "52=", "122="]
+                            .iter()
+                            .any(|p| f.starts_with(p))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    fn events(&mut self) -> Vec<SessionEvent> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now = self.now.plus(Duration::from_secs(secs));
+        self.session.handle_timeout(self.now);
+    }
+
+    fn logon(&mut self) {
+        let _ = self.recv("35=A|34=1|49=TW|52=<T>|56=ISLD|98=0|108=30|");
+        assert_eq!(self.sent(), vec!["35=A|34=1|49=ISLD|56=TW|98=0|108=30"]);
+        self.events();
+    }
+}
+
+#[test]
+fn a_valid_logon_is_answered_and_the_session_becomes_active() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    assert_eq!(h.session.state(), State::Active);
+    assert_eq!(h.session.next_target_seq(), 2);
+}
+
+#[test]
+fn a_first_message_that_is_not_a_logon_disconnects() {
+    let mut h = Harness::acceptor();
+    let _ = h.recv("35=0|34=1|49=TW|52=<T>|56=ISLD|");
+    assert!(h.sent().is_empty());
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Disconnect { .. })));
+}
+
+#[test]
+fn a_gap_is_requested_and_queued_messages_are_delivered_once_filled() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    assert_eq!(
+        h.recv("35=D|34=4|49=TW|52=<T>|56=ISLD|11=C|"),
+        Disposition::Consumed
+    );
+    assert_eq!(h.sent(), vec!["35=2|34=2|49=ISLD|56=TW|7=2|16=0"]);
+    assert_eq!(
+        h.recv("35=D|34=2|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|11=A|"),
+        Disposition::Deliver
+    );
+    assert_eq!(
+        h.recv("35=4|34=3|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|123=Y|36=4|"),
+        Disposition::Consumed
+    );
+    let delivered: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            SessionEvent::Deliver(m) => m.as_ref().get_str(11).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec!["C"]);
+    assert_eq!(h.session.next_target_seq(), 5);
+}
+
+#[test]
+fn resend_gap_fills_admin_messages_and_resends_application_messages() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    let seq = h
+        .session
+        .send(
+            h.now,
+            Outgoing {
+                msg_type: b"8",
+                header: b"",
+                body: b"37=O1\x0117=E1\x01",
+            },
+        )
+        .expect("stored");
+    assert_eq!(seq, 2);
+    h.advance(30); // heartbeat 3
+    h.sent();
+    let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=1|16=0|");
+    assert_eq!(
+        h.sent(),
+        vec![
+            "35=4|34=1|43=Y|49=ISLD|56=TW|123=Y|36=2",
+            "35=8|34=2|43=Y|49=ISLD|56=TW|37=O1|17=E1",
+            "35=4|34=3|43=Y|49=ISLD|56=TW|123=Y|36=4",
+        ]
+    );
+}
+
+#[test]
+fn silence_brings_a_test_request_then_a_disconnect() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    h.advance(30);
+    assert_eq!(h.sent(), vec!["35=0|34=2|49=ISLD|56=TW"]);
+    h.advance(6);
+    assert_eq!(h.sent(), vec!["35=1|34=3|49=ISLD|56=TW|112=TEST1"]);
+    h.events();
+    h.advance(36);
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Disconnect { reason } if reason.contains("heartbeat"))));
+}
+
+#[test]
+fn a_sequence_number_too_low_without_poss_dup_logs_out() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    let _ = h.recv("35=0|34=2|49=TW|52=<T>|56=ISLD|");
+    let _ = h.recv("35=0|34=2|49=TW|52=<T>|56=ISLD|");
+    assert_eq!(
+        h.sent(),
+        vec!["35=5|34=2|49=ISLD|56=TW|58=MsgSeqNum too low, expecting 3 but received 2"]
+    );
+}
+
+#[test]
+fn a_sending_time_far_off_is_rejected_and_logged_out() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    let early = h
+        .now
+        .wall
+        .add_nanos(-121_000_000_000)
+        .format(fix_codec::TimePrecision::Millis);
+    let _ = h.recv(&format!("35=0|34=2|49=TW|52={early}|56=ISLD|"));
+    assert_eq!(
+        h.sent(),
+        vec![
+            "35=3|34=2|49=ISLD|56=TW|45=2|372=0|373=10|58=SendingTime accuracy problem",
+            "35=5|34=3|49=ISLD|56=TW|58=SendingTime accuracy problem",
+        ]
+    );
+    assert_eq!(h.session.state(), State::LogoutSent);
+}
+
+#[test]
+fn the_store_failing_stops_the_session_without_sending() {
+    struct Failing(MemoryStore);
+    impl SessionStore for Failing {
+        fn next_sender_seq(&self) -> u64 {
+            self.0.next_sender_seq()
+        }
+        fn next_target_seq(&self) -> u64 {
+            self.0.next_target_seq()
+        }
+        fn set_next_sender_seq(&mut self, s: u64) -> Result<(), StoreError> {
+            self.0.set_next_sender_seq(s)
+        }
+        fn set_next_target_seq(&mut self, s: u64) -> Result<(), StoreError> {
+            self.0.set_next_target_seq(s)
+        }
+        fn save_outbound(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
+            Err(StoreError::Io {
+                action: "appending",
+                detail: "disk full".into(),
+            })
+        }
+        fn save_inbound(&mut self, s: u64, m: &[u8]) -> Result<(), StoreError> {
+            self.0.save_inbound(s, m)
+        }
+        fn load_outbound(
+            &self,
+            b: u64,
+            e: u64,
+            v: &mut dyn FnMut(u64, &[u8]),
+        ) -> Result<(), StoreError> {
+            self.0.load_outbound(b, e, v)
+        }
+        fn reset(&mut self, n: UtcTimestamp) -> Result<(), StoreError> {
+            self.0.reset(n)
+        }
+        fn creation_time(&self) -> UtcTimestamp {
+            self.0.creation_time()
+        }
+    }
+    let mut h = Harness::acceptor();
+    h.session = Session::new(
+        SessionConfig::new(SessionId::new("FIX.4.2", "ISLD", "TW"), Role::Acceptor),
+        Box::new(Failing(MemoryStore::new(h.now.wall))),
+        Dictionaries::builtin("FIX.4.2").expect("builtin"),
+        h.now,
+    );
+    h.session.handle_connect(h.now);
+    h.logon();
+    let r = h.session.send(
+        h.now,
+        Outgoing {
+            msg_type: b"8",
+            header: b"",
+            body: b"37=O1\x01",
+        },
+    );
+    assert!(matches!(r, Err(SendError::Store(_))));
+    assert!(h.sent().is_empty(), "nothing unstored may be sent");
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, SessionEvent::StoreFailed(_))));
+}
