@@ -1,1 +1,23 @@
-//! placeholder
+//! # fix-store
+//!
+//! Where sessions keep their sequence numbers and sent messages.
+//!
+//! - [`journal`]: the durable journal. Append-only segment files shared by all sessions of
+//!   an engine; every record carries a CRC; a single sync thread group-commits with
+//!   `fdatasync`; [`journal::RecoveryMode`] says what to do with a torn tail after a crash.
+//! - [`record`]: the record format (`// Format:` comment on the encoder).
+//! - [`session_store`]: [`JournalStore`], one session's [`fix_session::SessionStore`] over
+//!   the journal, with a sequence-number index for resend.
+//! - [`MemoryStore`] (re-exported from `fix-session`): fast, lost on exit.
+//!
+//! Guarantee: a position returned by [`Journal::durable`] covers every record appended
+//! before it; nothing is reported durable that was not `fdatasync`ed (with `fsync` on).
+
+pub mod journal;
+pub mod record;
+mod recovery;
+pub mod session_store;
+
+pub use fix_session::MemoryStore;
+pub use journal::{Journal, JournalError, JournalOptions, RecoveryMode};
+pub use session_store::JournalStore;

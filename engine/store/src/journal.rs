@@ -1,0 +1,556 @@
+//! The durable journal: append-only segment files, one writer thread doing group commit.
+//!
+//! Appends (from any session, any thread) only copy the encoded record into a pending
+//! buffer and return at once with the journal position after the record. A single sync
+//! thread writes everything pending and calls `fdatasync` once for the whole batch, then
+//! publishes the new durable position to waiters and listeners. While it syncs, new
+//! appends accumulate for the next batch: one fsync serves many messages under load.
+//!
+//! A failed write or fsync is fatal: the journal refuses every later append, because the
+//! kernel may have dropped the dirty pages and retrying could report success for data
+//! that is gone.
+//!
+//! Files are `NNNNNNNNNNNNNNNNNNNN.seg` (zero-padded segment number) in the journal
+//! directory; a record never spans two segments.
+
+use crate::record::{self, RecordKind};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use thiserror::Error;
+
+/// What to do with a damaged tail found on recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// A torn or corrupt tail of the *last* segment (a write cut short by a crash) is cut
+    /// off and logged; damage anywhere else is an error.
+    #[default]
+    TruncateTornTail,
+    /// Any damage is an error; nothing is changed on disk.
+    Strict,
+}
+
+/// Journal settings.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// Directory of the segment files (created if missing).
+    pub dir: PathBuf,
+    /// Segment size at which a new file is started.
+    pub segment_size: u64,
+    /// Torn-tail policy.
+    pub recovery: RecoveryMode,
+    /// `fdatasync` after each batch. Off only for benchmarks and throw-away tests.
+    pub fsync: bool,
+    /// Largest record payload accepted.
+    pub max_record: usize,
+}
+
+impl JournalOptions {
+    /// Defaults: 64 MiB segments, torn-tail truncation, fsync on.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_size: 64 << 20,
+            recovery: RecoveryMode::TruncateTornTail,
+            fsync: true,
+            max_record: 16 << 20,
+        }
+    }
+}
+
+/// A journal operation failed.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    /// A file operation failed.
+    #[error("journal I/O failed while {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Recovery found damage it may not repair.
+    #[error("journal segment {path} is damaged at byte {offset}: {detail}. Restore it from a replica or backup; with recovery mode 'truncate-torn-tail' only the tail of the last segment is repaired")]
+    Corrupt {
+        /// The segment.
+        path: String,
+        /// Where the damage starts.
+        offset: u64,
+        /// What was found.
+        detail: String,
+    },
+    /// An earlier write or fsync failed; the journal accepts nothing more.
+    #[error("journal stopped after an earlier failure: {0}")]
+    Failed(String),
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Where a stored message's payload lies.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+/// What recovery and appends know about one session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionState {
+    pub(crate) no: u32,
+    pub(crate) next_sender: u64,
+    pub(crate) next_target: u64,
+    pub(crate) created: i64,
+    outbound: BTreeMap<u64, Loc>,
+}
+
+struct Chunk {
+    segment: u64,
+    bytes: Vec<u8>,
+}
+
+struct Writer {
+    appended: u64,
+    pending: Vec<Chunk>,
+    segment: u64,
+    segment_len: u64,
+    sessions: HashMap<String, SessionState>,
+    by_no: HashMap<u32, String>,
+    shutdown: bool,
+    failed: Option<String>,
+    scratch: Vec<u8>,
+}
+
+struct Files {
+    open: BTreeMap<u64, File>,
+    dirty: Vec<u64>,
+}
+
+struct Durable {
+    position: u64,
+    failed: Option<String>,
+}
+
+type Listener = Box<dyn Fn(u64) + Send + Sync>;
+
+struct Inner {
+    opts: JournalOptions,
+    writer: Mutex<Writer>,
+    work: Condvar,
+    files: Mutex<Files>,
+    durable: Mutex<Durable>,
+    durable_cv: Condvar,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+/// A handle to the journal; clones share it.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:020}.seg"))
+}
+
+impl Journal {
+    /// Opens (recovering) or creates the journal in `opts.dir` and starts its sync thread.
+    pub fn open(opts: JournalOptions) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(&opts.dir).map_err(io_err("creating", &opts.dir))?;
+        let recovered = crate::recovery::recover(&opts)?;
+        let mut files = Files {
+            open: BTreeMap::new(),
+            dirty: Vec::new(),
+        };
+        let seg_path = segment_path(&opts.dir, recovered.segment);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&seg_path)
+            .map_err(io_err("opening", &seg_path))?;
+        files.open.insert(recovered.segment, file);
+        let by_no = recovered
+            .sessions
+            .iter()
+            .map(|(k, s)| (s.no, k.clone()))
+            .collect();
+        let inner = Arc::new(Inner {
+            writer: Mutex::new(Writer {
+                appended: recovered.position,
+                pending: Vec::new(),
+                segment: recovered.segment,
+                segment_len: recovered.segment_len,
+                sessions: recovered.sessions,
+                by_no,
+                shutdown: false,
+                failed: None,
+                scratch: Vec::with_capacity(1024),
+            }),
+            work: Condvar::new(),
+            files: Mutex::new(files),
+            durable: Mutex::new(Durable {
+                position: recovered.position,
+                failed: None,
+            }),
+            durable_cv: Condvar::new(),
+            listeners: Mutex::new(Vec::new()),
+            opts,
+        });
+        let worker = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("journal-sync".into())
+            .spawn(move || sync_loop(&worker))
+            .map_err(io_err("starting the sync thread for", &inner.opts.dir))?;
+        Ok(Self { inner })
+    }
+
+    /// Calls `f(position)` from the sync thread each time more of the journal is durable.
+    pub fn on_durable(&self, f: impl Fn(u64) + Send + Sync + 'static) {
+        lock(&self.inner.listeners).push(Box::new(f));
+    }
+
+    /// Journal position after the last append.
+    pub fn appended(&self) -> u64 {
+        lock(&self.inner.writer).appended
+    }
+
+    /// Journal position known to be on disk.
+    pub fn durable(&self) -> u64 {
+        lock(&self.inner.durable).position
+    }
+
+    /// Blocks until everything up to `position` is durable (or the journal failed).
+    pub fn wait_durable(&self, position: u64) -> Result<(), JournalError> {
+        let mut d = lock(&self.inner.durable);
+        while d.position < position {
+            if let Some(f) = d.failed.clone() {
+                return Err(JournalError::Failed(f));
+            }
+            d = self
+                .inner
+                .durable_cv
+                .wait(d)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        Ok(())
+    }
+
+    /// Blocks until everything appended so far is durable.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        let target = self.appended();
+        self.wait_durable(target)
+    }
+
+    /// The failure that stopped the journal, if any.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.inner.writer).failed.clone()
+    }
+
+    /// Sessions known to the journal, by key.
+    pub fn session_keys(&self) -> Vec<String> {
+        lock(&self.inner.writer).sessions.keys().cloned().collect()
+    }
+
+    /// Stops the sync thread after writing what is pending.
+    pub fn shutdown(&self) {
+        lock(&self.inner.writer).shutdown = true;
+        self.inner.work.notify_all();
+    }
+
+    /// Declares a session if the journal does not know it yet; returns its state.
+    pub(crate) fn ensure_session(
+        &self,
+        key: &str,
+        created: i64,
+    ) -> Result<SessionState, JournalError> {
+        let mut w = lock(&self.inner.writer);
+        if let Some(s) = w.sessions.get(key) {
+            return Ok(s.clone());
+        }
+        let no = w.by_no.keys().max().map_or(1, |m| m + 1);
+        w.sessions.insert(
+            key.to_string(),
+            SessionState {
+                no,
+                next_sender: 1,
+                next_target: 1,
+                created,
+                outbound: BTreeMap::new(),
+            },
+        );
+        w.by_no.insert(no, key.to_string());
+        self.append_locked(&mut w, RecordKind::Session, no, 0, key.as_bytes())?;
+        self.append_locked(&mut w, RecordKind::Reset, no, 0, &created.to_le_bytes())?;
+        Ok(w.sessions
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| unreachable_state(no)))
+    }
+
+    /// Appends one record for session `no`; returns the journal position after it.
+    pub(crate) fn append(
+        &self,
+        kind: RecordKind,
+        no: u32,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<u64, JournalError> {
+        let mut w = lock(&self.inner.writer);
+        self.append_locked(&mut w, kind, no, seq, payload)
+    }
+
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        kind: RecordKind,
+        no: u32,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<u64, JournalError> {
+        if let Some(f) = &w.failed {
+            return Err(JournalError::Failed(f.clone()));
+        }
+        let len = (record::HEADER_LEN + payload.len()) as u64;
+        if w.segment_len > 0 && w.segment_len + len > self.inner.opts.segment_size {
+            w.segment += 1;
+            w.segment_len = 0;
+        }
+        let segment = w.segment;
+        if w.pending.last().is_none_or(|c| c.segment != segment) {
+            w.pending.push(Chunk {
+                segment,
+                bytes: Vec::with_capacity(64 * 1024),
+            });
+        }
+        let offset = w.segment_len + record::HEADER_LEN as u64;
+        let mut scratch = std::mem::take(&mut w.scratch);
+        scratch.clear();
+        record::encode(&mut scratch, kind, no, seq, payload);
+        if let Some(chunk) = w.pending.last_mut() {
+            chunk.bytes.extend_from_slice(&scratch);
+        }
+        w.scratch = scratch;
+        w.segment_len += len;
+        w.appended += len;
+        if let Some(key) = w.by_no.get(&no).cloned() {
+            if let Some(s) = w.sessions.get_mut(&key) {
+                apply(
+                    s,
+                    kind,
+                    seq,
+                    payload,
+                    Loc {
+                        segment,
+                        offset,
+                        len: payload.len() as u32,
+                    },
+                );
+            }
+        }
+        self.inner.work.notify_one();
+        Ok(w.appended)
+    }
+
+    /// Reads stored outbound messages of session `key` in `begin..=end`.
+    pub(crate) fn read_outbound(
+        &self,
+        key: &str,
+        begin: u64,
+        end: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), JournalError> {
+        // Messages still pending are not in the files yet: wait for the sync thread to
+        // write them (resend is rare; one group commit is a small price).
+        let appended = self.appended();
+        self.wait_durable(appended)?;
+        let locs: Vec<(u64, Loc)> = lock(&self.inner.writer)
+            .sessions
+            .get(key)
+            .map(|s| {
+                s.outbound
+                    .range(begin..=end)
+                    .map(|(k, v)| (*k, *v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut files = lock(&self.inner.files);
+        let mut buf = Vec::new();
+        for (seq, loc) in locs {
+            buf.resize(loc.len as usize, 0);
+            let path = segment_path(&self.inner.opts.dir, loc.segment);
+            if let std::collections::btree_map::Entry::Vacant(e) = files.open.entry(loc.segment) {
+                let f = File::open(&path).map_err(io_err("opening", &path))?;
+                e.insert(f);
+            }
+            if let Some(f) = files.open.get(&loc.segment) {
+                f.read_exact_at(&mut buf, loc.offset)
+                    .map_err(io_err("reading", &path))?;
+            }
+            visit(seq, &buf);
+        }
+        Ok(())
+    }
+}
+
+fn unreachable_state(no: u32) -> SessionState {
+    SessionState {
+        no,
+        next_sender: 1,
+        next_target: 1,
+        created: 0,
+        outbound: BTreeMap::new(),
+    }
+}
+
+/// Applies one record to a session's state (shared by recovery and appends).
+pub(crate) fn apply_record(
+    s: &mut SessionState,
+    kind: RecordKind,
+    seq: u64,
+    payload: &[u8],
+    segment: u64,
+    offset: u64,
+) {
+    apply(
+        s,
+        kind,
+        seq,
+        payload,
+        Loc {
+            segment,
+            offset,
+            len: payload.len() as u32,
+        },
+    );
+}
+
+pub(crate) fn new_session_state(no: u32) -> SessionState {
+    unreachable_state(no)
+}
+
+fn apply(s: &mut SessionState, kind: RecordKind, seq: u64, payload: &[u8], loc: Loc) {
+    match kind {
+        RecordKind::Session => {}
+        RecordKind::Outbound => {
+            s.outbound.insert(seq, loc);
+            s.next_sender = seq + 1;
+        }
+        RecordKind::Inbound => s.next_target = seq + 1,
+        RecordKind::NextSender => s.next_sender = seq,
+        RecordKind::NextTarget => s.next_target = seq,
+        RecordKind::Reset => {
+            s.outbound.clear();
+            s.next_sender = 1;
+            s.next_target = 1;
+            let mut t = [0u8; 8];
+            if payload.len() == 8 {
+                t.copy_from_slice(payload);
+            }
+            s.created = i64::from_le_bytes(t);
+        }
+    }
+}
+
+/// Writes chunks to their segment files (no fsync); remembers which files are dirty.
+fn drop_write(
+    opts: &JournalOptions,
+    files: &mut Files,
+    chunks: Vec<Chunk>,
+) -> Result<(), JournalError> {
+    for chunk in chunks {
+        let path = segment_path(&opts.dir, chunk.segment);
+        if !files.open.contains_key(&chunk.segment) {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&path)
+                .map_err(io_err("creating", &path))?;
+            if opts.fsync {
+                // Make the new file's directory entry durable too.
+                File::open(&opts.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err("syncing the directory of", &path))?;
+            }
+            files.open.insert(chunk.segment, f);
+        }
+        if let Some(f) = files.open.get_mut(&chunk.segment) {
+            f.write_all(&chunk.bytes)
+                .map_err(io_err("writing", &path))?;
+        }
+        if !files.dirty.contains(&chunk.segment) {
+            files.dirty.push(chunk.segment);
+        }
+    }
+    Ok(())
+}
+
+fn sync_loop(inner: &Inner) {
+    loop {
+        let (chunks, target, stop) = {
+            let mut w = lock(&inner.writer);
+            while w.pending.is_empty() && !w.shutdown {
+                w = inner
+                    .work
+                    .wait(w)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            (std::mem::take(&mut w.pending), w.appended, w.shutdown)
+        };
+        let mut files = lock(&inner.files);
+        let result = drop_write(&inner.opts, &mut files, chunks).and_then(|()| {
+            if inner.opts.fsync {
+                for seg in &files.dirty {
+                    if let Some(f) = files.open.get(seg) {
+                        let path = segment_path(&inner.opts.dir, *seg);
+                        f.sync_data().map_err(io_err("syncing", &path))?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        files.dirty.clear();
+        // Keep only the newest segment open for writing; older ones reopen for reads.
+        while files.open.len() > 4 {
+            let oldest = files.open.keys().next().copied();
+            if let Some(k) = oldest {
+                files.open.remove(&k);
+            }
+        }
+        drop(files);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "journal write failed; the journal is stopped");
+            lock(&inner.writer).failed = Some(e.to_string());
+            lock(&inner.durable).failed = Some(e.to_string());
+            inner.durable_cv.notify_all();
+            return;
+        }
+        lock(&inner.durable).position = target;
+        inner.durable_cv.notify_all();
+        for l in lock(&inner.listeners).iter() {
+            l(target);
+        }
+        if stop && lock(&inner.writer).pending.is_empty() {
+            return;
+        }
+    }
+}
