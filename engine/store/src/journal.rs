@@ -540,8 +540,16 @@ fn sync_loop(inner: &Inner) {
         if let Err(e) = result {
             tracing::error!(error = %e, "journal write failed; the journal is stopped");
             lock(&inner.writer).failed = Some(e.to_string());
-            lock(&inner.durable).failed = Some(e.to_string());
+            let position = {
+                let mut d = lock(&inner.durable);
+                d.failed = Some(e.to_string());
+                d.position
+            };
             inner.durable_cv.notify_all();
+            // Wake listeners so waiters notice the failure.
+            for l in lock(&inner.listeners).iter() {
+                l(position);
+            }
             return;
         }
         lock(&inner.durable).position = target;

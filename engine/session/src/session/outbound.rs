@@ -176,6 +176,20 @@ impl Session {
         });
     }
 
+    /// Sends a session-level Reject for a message the application refused.
+    pub fn reject_message(
+        &mut self,
+        now: Now,
+        ref_seq: u64,
+        ref_msg_type: &[u8],
+        reason: fix_codec::dictionary::SessionRejectReason,
+        ref_tag: Option<u32>,
+        text: &str,
+    ) {
+        let reject = Reject { reason, ref_tag };
+        self.send_reject(now, ref_seq, ref_msg_type, &reject, Some(text));
+    }
+
     /// Sends a BusinessMessageReject (FIX 4.2+; a session Reject on older versions).
     pub fn send_business_reject(
         &mut self,

@@ -1,0 +1,527 @@
+//! One task per session: owns the [`Session`], its connection and its message log.
+//!
+//! Every loop turn: take one input (command, socket bytes, timer), then [`SessionActor::flush`]:
+//! wait for the store to be durable, write what the session produced, deliver in-sequence
+//! application messages, handle events — and repeat while that produced more.
+
+use crate::app::{AppContext, AppReject, Application};
+use crate::config::SessionPlan;
+use crate::msglog::MessageLog;
+use crate::storage::Storage;
+use fix_codec::{frame, FrameError, MessageRef, OwnedMessage};
+use fix_session::{
+    Disposition, LogLevel, Now, Outgoing, Role, SendError, Session, SessionEvent, State,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// A snapshot of a session for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// State machine state.
+    pub state: State,
+    /// Next outbound sequence number.
+    pub next_sender_seq: u64,
+    /// Next expected inbound sequence number.
+    pub next_target_seq: u64,
+    /// Peer address while connected.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Requests to a session task.
+pub(crate) enum Command {
+    Attach {
+        stream: TcpStream,
+        peer: SocketAddr,
+        initial: Vec<u8>,
+    },
+    Send {
+        msg_type: Vec<u8>,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, SendError>>,
+    },
+    Logout {
+        text: Option<String>,
+    },
+    Status(oneshot::Sender<SessionStatus>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Conn {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    peer: SocketAddr,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+enum Delivery {
+    Frame(usize, usize),
+    Owned(OwnedMessage),
+}
+
+pub(crate) struct SessionActor {
+    pub(crate) session: Session,
+    pub(crate) plan: SessionPlan,
+    pub(crate) storage: Storage,
+    pub(crate) app: Arc<dyn Application>,
+    pub(crate) log: MessageLog,
+    pub(crate) rx: mpsc::Receiver<Command>,
+    conn: Option<Conn>,
+    next_connect: Instant,
+    connect_failures: u32,
+    connect_index: usize,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: bool,
+    consumed: usize,
+    events: Vec<SessionEvent>,
+    spans: Vec<fix_codec::FieldSpan>,
+    data_fields: fix_codec::message::DataFieldTable,
+}
+
+fn now() -> Now {
+    Now::system()
+}
+
+impl SessionActor {
+    pub(crate) fn new(
+        session: Session,
+        plan: SessionPlan,
+        storage: Storage,
+        app: Arc<dyn Application>,
+        log: MessageLog,
+        rx: mpsc::Receiver<Command>,
+    ) -> Self {
+        Self {
+            session,
+            plan,
+            storage,
+            app,
+            log,
+            rx,
+            conn: None,
+            next_connect: Instant::now(),
+            connect_failures: 0,
+            connect_index: 0,
+            shutdown: None,
+            stopped: false,
+            consumed: 0,
+            events: Vec::new(),
+            spans: Vec::new(),
+            data_fields: Default::default(),
+        }
+    }
+
+    fn span_name(&self) -> String {
+        self.session.id().to_string()
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.app.on_create(self.session.id());
+        while !self.stopped {
+            let wake = self.next_wake();
+            let mut deliveries = Vec::new();
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => self.stopped = true,
+                },
+                r = read_some(&mut self.conn) => self.on_read(r, &mut deliveries),
+                () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
+            }
+            self.flush(deliveries).await;
+            if self.shutdown.is_some() && self.conn.is_none() {
+                self.stopped = true;
+            }
+        }
+        self.log.flush();
+        if let Some(done) = self.shutdown.take() {
+            let _ = done.send(());
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let cap = Instant::now() + Duration::from_secs(1);
+        let mut wake = self.session.poll_timeout().map_or(cap, |t| t.min(cap));
+        if self.wants_connection() {
+            wake = wake.min(self.next_connect);
+        }
+        wake
+    }
+
+    fn wants_connection(&self) -> bool {
+        self.plan.config.role == Role::Initiator
+            && self.conn.is_none()
+            && self.shutdown.is_none()
+            && self.session.is_session_time(fix_codec::UtcTimestamp::now())
+    }
+
+    async fn on_tick(&mut self) {
+        self.session.handle_timeout(now());
+        if self.wants_connection() && Instant::now() >= self.next_connect {
+            self.connect().await;
+        }
+    }
+
+    async fn connect(&mut self) {
+        let targets = &self.plan.connect;
+        let addr = targets[self.connect_index % targets.len()];
+        let attempt = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
+        match attempt {
+            Ok(Ok(stream)) => {
+                tracing::info!(session = %self.span_name(), %addr, "connected");
+                self.connect_failures = 0;
+                self.attach(stream, addr, Vec::new());
+            }
+            Ok(Err(e)) => self.connect_failed(addr, &e.to_string()),
+            Err(_) => self.connect_failed(addr, "timed out"),
+        }
+    }
+
+    fn connect_failed(&mut self, addr: SocketAddr, why: &str) {
+        self.connect_failures += 1;
+        self.connect_index += 1;
+        let factor = 1u32 << self.connect_failures.min(3).saturating_sub(1);
+        // Try the next alternate at once after a failure; back off once all were tried.
+        let delay = if self.connect_index % self.plan.connect.len() != 0 {
+            Duration::from_millis(100)
+        } else {
+            self.plan.reconnect_interval * factor
+        };
+        tracing::warn!(session = %self.span_name(), %addr, error = why, retry_in_ms = delay.as_millis() as u64, "connect failed");
+        self.next_connect = Instant::now() + delay;
+    }
+
+    fn attach(&mut self, stream: TcpStream, peer: SocketAddr, initial: Vec<u8>) {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let mut buf = vec![0u8; 64 * 1024];
+        let filled = initial.len().min(buf.len());
+        buf[..filled].copy_from_slice(&initial[..filled]);
+        self.conn = Some(Conn {
+            reader,
+            writer,
+            peer,
+            buf,
+            filled,
+        });
+        self.session.handle_connect(now());
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Attach {
+                stream,
+                peer,
+                initial,
+            } => {
+                if self.conn.is_some() {
+                    tracing::warn!(session = %self.span_name(), %peer, "refused a second connection for a session already connected (duplicate identity)");
+                    drop(stream);
+                } else if self.shutdown.is_some() {
+                    drop(stream);
+                } else {
+                    tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
+                    self.attach(stream, peer, initial);
+                    let mut deliveries = Vec::new();
+                    self.process_input(&mut deliveries);
+                    self.flush(deliveries).await;
+                }
+            }
+            Command::Send {
+                msg_type,
+                body,
+                reply,
+            } => {
+                let r = self.session.send(
+                    now(),
+                    Outgoing {
+                        msg_type: &msg_type,
+                        header: b"",
+                        body: &body,
+                    },
+                );
+                // Reply only after the message is durable.
+                self.flush(Vec::new()).await;
+                let _ = reply.send(r);
+            }
+            Command::Logout { text } => self.session.logout(now(), text.as_deref()),
+            Command::Status(reply) => {
+                let _ = reply.send(SessionStatus {
+                    state: self.session.state(),
+                    next_sender_seq: self.session.next_sender_seq(),
+                    next_target_seq: self.session.next_target_seq(),
+                    peer: self.conn.as_ref().map(|c| c.peer),
+                });
+            }
+            Command::Shutdown(done) => {
+                self.shutdown = Some(done);
+                if self.conn.is_some() {
+                    self.session.logout(now(), Some("engine shutting down"));
+                }
+            }
+        }
+    }
+
+    fn on_read(&mut self, r: std::io::Result<usize>, deliveries: &mut Vec<Delivery>) {
+        match r {
+            Ok(0) => {
+                tracing::info!(session = %self.span_name(), "counterparty closed the connection");
+                self.close();
+            }
+            Ok(n) => {
+                if let Some(c) = &mut self.conn {
+                    c.filled += n;
+                }
+                self.process_input(deliveries);
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.span_name(), error = %e, "read failed");
+                self.close();
+            }
+        }
+    }
+
+    /// Frames and hands every complete message in the buffer to the session.
+    fn process_input(&mut self, deliveries: &mut Vec<Delivery>) {
+        let Some(conn) = &mut self.conn else { return };
+        let max = self.plan.config.max_message_size;
+        let t = now();
+        let mut pos = self.consumed;
+        let mut fatal = None;
+        while pos < conn.filled {
+            let chunk = &conn.buf[pos..conn.filled];
+            match frame::check(chunk, max) {
+                Ok(f) => {
+                    let bytes = &chunk[..f.len];
+                    self.log.record('<', bytes);
+                    if self.session.handle_message(t, bytes) == Disposition::Deliver {
+                        deliveries.push(Delivery::Frame(pos, f.len));
+                    }
+                    while let Some(ev) = self.session.poll_event() {
+                        match ev {
+                            SessionEvent::Deliver(m) => deliveries.push(Delivery::Owned(m)),
+                            other => self.events.push(other),
+                        }
+                    }
+                    pos += f.len;
+                }
+                Err(FrameError::Incomplete) => break,
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    self.session.handle_bad_frame(t, &e);
+                    fatal = Some(e.to_string());
+                    break;
+                }
+                Err(
+                    e @ (FrameError::Garbled { skip, .. } | FrameError::BadChecksum { skip, .. }),
+                ) => {
+                    self.log.record('<', &chunk[..skip.min(chunk.len())]);
+                    self.session.handle_bad_frame(t, &e);
+                    pos += skip.max(1);
+                }
+            }
+        }
+        self.consumed = pos;
+        if let Some(why) = fatal {
+            tracing::warn!(session = %self.span_name(), error = %why, "disconnecting: a message this large cannot be skipped safely");
+            self.events.push(SessionEvent::Disconnect { reason: why });
+        }
+    }
+
+    /// Moves the unread tail of the read buffer to the front, growing it when a single
+    /// message needs more room (up to the maximum message size).
+    fn compact(&mut self) {
+        let max = self.plan.config.max_message_size;
+        let Some(conn) = &mut self.conn else {
+            self.consumed = 0;
+            return;
+        };
+        conn.buf.copy_within(self.consumed..conn.filled, 0);
+        conn.filled -= self.consumed;
+        self.consumed = 0;
+        if conn.filled == conn.buf.len() {
+            let grown = (conn.buf.len() * 2).min(max + 64).max(conn.buf.len());
+            conn.buf.resize(grown, 0);
+        }
+    }
+
+    /// Makes the store durable, writes, delivers, handles events; repeats while that
+    /// produced more work.
+    async fn flush(&mut self, mut deliveries: Vec<Delivery>) {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                SessionEvent::Deliver(m) => deliveries.push(Delivery::Owned(m)),
+                other => self.events.push(other),
+            }
+        }
+        loop {
+            if let Err(e) = self.storage.wait_durable().await {
+                tracing::error!(session = %self.span_name(), error = %e, "store is not durable: nothing more is sent; disconnecting");
+                self.session.clear_transmit();
+                deliveries.clear();
+                self.close();
+                self.stopped = true;
+                return;
+            }
+            if let Some(bytes) = self.session.poll_transmit() {
+                self.log.record('>', bytes);
+                let ok = match &mut self.conn {
+                    Some(c) => c.writer.write_all(bytes).await.is_ok(),
+                    None => true,
+                };
+                self.session.clear_transmit();
+                if !ok {
+                    tracing::warn!(session = %self.span_name(), "write failed; closing the connection");
+                    self.close();
+                }
+            }
+            // Deliver straight from the read buffer (no copy): lend it out meanwhile.
+            let buf = self
+                .conn
+                .as_mut()
+                .map(|c| std::mem::take(&mut c.buf))
+                .unwrap_or_default();
+            for d in deliveries.drain(..) {
+                self.deliver(d, &buf);
+            }
+            if let Some(c) = &mut self.conn {
+                c.buf = buf;
+            }
+            for ev in std::mem::take(&mut self.events) {
+                self.on_event(ev);
+            }
+            while let Some(ev) = self.session.poll_event() {
+                match ev {
+                    SessionEvent::Deliver(m) => deliveries.push(Delivery::Owned(m)),
+                    other => self.events.push(other),
+                }
+            }
+            if self.session.poll_transmit().is_none()
+                && deliveries.is_empty()
+                && self.events.is_empty()
+            {
+                break;
+            }
+        }
+        self.compact();
+        self.log.flush();
+    }
+
+    fn deliver(&mut self, d: Delivery, buf: &[u8]) {
+        let mut spans = std::mem::take(&mut self.spans);
+        let msg = match &d {
+            Delivery::Frame(pos, len) => {
+                let Some(bytes) = buf.get(*pos..*pos + *len) else {
+                    return;
+                };
+                if fix_codec::message::split_fields(bytes, &self.data_fields, &mut spans).is_err() {
+                    return;
+                }
+                MessageRef::new(bytes, &spans)
+            }
+            Delivery::Owned(m) => m.as_ref(),
+        };
+        let t = now();
+        let seq = msg
+            .get_u64(fix_codec::tags::MSG_SEQ_NUM)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let mut ctx = AppContext {
+            session: &mut self.session,
+            now: t,
+        };
+        let result = self.app.from_app(&mut ctx, msg);
+        self.reject_if_refused(t, seq, msg, result);
+        self.spans = spans;
+    }
+
+    fn reject_if_refused(
+        &mut self,
+        t: Now,
+        seq: u64,
+        msg: MessageRef<'_>,
+        result: Result<(), AppReject>,
+    ) {
+        match result {
+            Ok(()) => {}
+            Err(AppReject::Business { reason, text }) => {
+                let ref_id = msg.get_str(fix_codec::tags::CL_ORD_ID);
+                self.session
+                    .send_business_reject(t, seq, msg.msg_type(), reason, ref_id, &text);
+            }
+            Err(AppReject::Session {
+                reason,
+                ref_tag,
+                text,
+            }) => {
+                self.session
+                    .reject_message(t, seq, msg.msg_type(), reason, ref_tag, &text);
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: SessionEvent) {
+        let id = self.span_name();
+        match ev {
+            SessionEvent::LoggedOn => {
+                tracing::info!(session = %id, next_sender = self.session.next_sender_seq(), next_target = self.session.next_target_seq(), "logged on");
+                self.app.on_logon(self.session.id());
+            }
+            SessionEvent::LoggedOut => {
+                tracing::info!(session = %id, "logged out");
+                self.app.on_logout(self.session.id());
+            }
+            SessionEvent::Disconnect { reason } => {
+                tracing::info!(session = %id, %reason, "disconnecting");
+                self.close();
+            }
+            SessionEvent::Log { level, text } => match level {
+                LogLevel::Info => tracing::info!(session = %id, "{text}"),
+                LogLevel::Warn => tracing::warn!(session = %id, "{text}"),
+                LogLevel::Error => tracing::error!(session = %id, "{text}"),
+            },
+            SessionEvent::SequenceReset => {
+                tracing::info!(session = %id, "sequence numbers reset to 1")
+            }
+            SessionEvent::StoreFailed(e) => {
+                tracing::error!(session = %id, error = %e, "store failed; session stopped")
+            }
+            SessionEvent::Deliver(_) => {}
+        }
+    }
+
+    fn close(&mut self) {
+        if self.conn.take().is_some() {
+            self.consumed = 0;
+            self.session.handle_disconnect(now());
+            while let Some(ev) = self.session.poll_event() {
+                if !matches!(ev, SessionEvent::Disconnect { .. }) {
+                    self.events.push(ev);
+                }
+            }
+            if self.plan.config.role == Role::Initiator {
+                self.next_connect = Instant::now() + self.plan.reconnect_interval;
+            }
+        }
+    }
+}
+
+async fn read_some(conn: &mut Option<Conn>) -> std::io::Result<usize> {
+    match conn {
+        Some(c) => {
+            let filled = c.filled;
+            if filled == c.buf.len() {
+                // Buffer full of an unfinished message larger than allowed: treat as EOF.
+                return Err(std::io::Error::other("read buffer full"));
+            }
+            c.reader.read(&mut c.buf[filled..]).await
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,293 @@
+//! The application API and the two built-in applications, `echo` and `exec`.
+
+use fix_codec::{tags, MessageBuilder, MessageRef};
+use fix_session::{Now, Outgoing, Session, SessionId};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// How `from_app` refuses a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppReject {
+    /// BusinessMessageReject (35=j) with BusinessRejectReason (380) and text.
+    Business {
+        /// BusinessRejectReason: 3 = unsupported message type, 5 = conditionally required field missing, …
+        reason: u32,
+        /// Text (58).
+        text: String,
+    },
+    /// Session-level Reject (35=3) with SessionRejectReason (373), RefTagID and text.
+    Session {
+        /// SessionRejectReason.
+        reason: fix_codec::dictionary::SessionRejectReason,
+        /// RefTagID.
+        ref_tag: Option<u32>,
+        /// Text (58).
+        text: String,
+    },
+}
+
+/// What a callback can do: send on its session.
+pub struct AppContext<'a> {
+    pub(crate) session: &'a mut Session,
+    pub(crate) now: Now,
+}
+
+impl AppContext<'_> {
+    /// The session's identity.
+    pub fn session_id(&self) -> &SessionId {
+        self.session.id()
+    }
+
+    /// Sends an application message on this session (stored, then sent).
+    pub fn send(&mut self, msg_type: &[u8], body: &[u8]) -> Result<u64, fix_session::SendError> {
+        self.session.send(
+            self.now,
+            Outgoing {
+                msg_type,
+                header: b"",
+                body,
+            },
+        )
+    }
+}
+
+/// Callbacks from the engine. All are called on the session's own task, after the
+/// message concerned is durable in the store.
+pub trait Application: Send + Sync {
+    /// The session was created at start-up.
+    fn on_create(&self, _id: &SessionId) {}
+    /// The Logon exchange completed.
+    fn on_logon(&self, _id: &SessionId) {}
+    /// The session logged out or lost its connection.
+    fn on_logout(&self, _id: &SessionId) {}
+    /// An admin message arrived (after the session handled it).
+    fn from_admin(&self, _id: &SessionId, _msg: MessageRef<'_>) {}
+    /// An application message arrived, in sequence. `Err` rejects it.
+    fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject>;
+}
+
+/// Header fields not to copy when reflecting a message.
+fn is_header_or_trailer(tag: u32) -> bool {
+    matches!(
+        tag,
+        8 | 9
+            | 10
+            | 34
+            | 35
+            | 43
+            | 49
+            | 50
+            | 52
+            | 56
+            | 57
+            | 97
+            | 115
+            | 116
+            | 122
+            | 128
+            | 129
+            | 142
+            | 143
+            | 144
+            | 145
+            | 1128
+            | 1129
+    )
+}
+
+fn body_of(msg: MessageRef<'_>, out: &mut MessageBuilder) {
+    out.start_fields();
+    for (tag, value) in msg.iter() {
+        if !is_header_or_trailer(tag) {
+            out.push(tag, value);
+        }
+    }
+}
+
+/// Reflects NewOrderSingle and SecurityDefinition back unchanged; a NewOrderSingle with
+/// PossResend=Y whose ClOrdID was already seen is not echoed again; anything else gets a
+/// BusinessMessageReject (unsupported message type).
+#[derive(Default)]
+pub struct EchoApp {
+    seen: Mutex<HashSet<(SessionId, Vec<u8>)>>,
+}
+
+impl Application for EchoApp {
+    fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject> {
+        let msg_type = msg.msg_type();
+        match msg_type {
+            b"D" | b"d" => {
+                if msg_type == b"D" {
+                    let cl_ord_id = msg.get(tags::CL_ORD_ID).unwrap_or_default().to_vec();
+                    let key = (ctx.session_id().clone(), cl_ord_id);
+                    let mut seen = self
+                        .seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let fresh = seen.insert(key);
+                    if !fresh && msg.get_flag(tags::POSS_RESEND) {
+                        return Ok(());
+                    }
+                }
+                let mut body = MessageBuilder::new();
+                body_of(msg, &mut body);
+                ctx.send(msg_type, body.fields())
+                    .map(|_| ())
+                    .map_err(|e| AppReject::Business {
+                        reason: 0,
+                        text: format!("echo failed: {e}"),
+                    })
+            }
+            _ => Err(AppReject::Business {
+                reason: 3,
+                text: "Unsupported Message Type".into(),
+            }),
+        }
+    }
+}
+
+/// A small exchange simulator: NewOrderSingle → ExecutionReport New then Fill;
+/// OrderCancelRequest → Canceled, or OrderCancelReject for an unknown or filled order.
+#[derive(Default)]
+pub struct ExecApp {
+    state: Mutex<ExecState>,
+}
+
+#[derive(Default)]
+struct ExecState {
+    next_id: u64,
+    /// Orders still open: (session, ClOrdID) → (OrderID, Symbol, Side, Qty).
+    open: std::collections::HashMap<(SessionId, Vec<u8>), (u64, Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
+
+impl ExecApp {
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        ctx: &mut AppContext<'_>,
+        fix44: bool,
+        order_id: u64,
+        exec_id: u64,
+        cl_ord_id: &[u8],
+        status: &[u8],
+        symbol: &[u8],
+        side: &[u8],
+        qty: &[u8],
+        filled: bool,
+        price: &[u8],
+    ) -> Result<(), AppReject> {
+        let mut b = MessageBuilder::new();
+        b.start_fields()
+            .push_uint(37, order_id)
+            .push(11, cl_ord_id)
+            .push_uint(17, exec_id);
+        if !fix44 {
+            b.push(20, b"0");
+        }
+        b.push(150, status)
+            .push(39, status)
+            .push(55, symbol)
+            .push(54, side)
+            .push(38, qty);
+        if filled {
+            b.push(32, qty)
+                .push(31, price)
+                .push(151, b"0")
+                .push(14, qty)
+                .push(6, price);
+        } else {
+            b.push(151, if status == b"4" { b"0" } else { qty })
+                .push(14, b"0")
+                .push(6, b"0");
+        }
+        ctx.send(b"8", b.fields())
+            .map(|_| ())
+            .map_err(|e| AppReject::Business {
+                reason: 0,
+                text: format!("execution report not sent: {e}"),
+            })
+    }
+}
+
+impl Application for ExecApp {
+    fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject> {
+        let fix44 = !matches!(
+            ctx.session_id().begin_string.as_str(),
+            "FIX.4.0" | "FIX.4.1" | "FIX.4.2"
+        );
+        let sid = ctx.session_id().clone();
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match msg.msg_type() {
+            b"D" => {
+                let cl = msg.get(11).unwrap_or_default().to_vec();
+                let symbol = msg.get(55).unwrap_or_default().to_vec();
+                let side = msg.get(54).unwrap_or_default().to_vec();
+                let qty = msg.get(38).unwrap_or(b"0").to_vec();
+                let price = msg.get(44).unwrap_or(b"0").to_vec();
+                st.next_id += 1;
+                let order_id = st.next_id;
+                st.next_id += 2;
+                let base = st.next_id;
+                let immediate = msg.get(40) != Some(b"2");
+                Self::report(
+                    ctx,
+                    fix44,
+                    order_id,
+                    base - 1,
+                    &cl,
+                    b"0",
+                    &symbol,
+                    &side,
+                    &qty,
+                    false,
+                    b"0",
+                )?;
+                if immediate {
+                    Self::report(
+                        ctx, fix44, order_id, base, &cl, b"2", &symbol, &side, &qty, true, &price,
+                    )?;
+                } else {
+                    st.open.insert((sid, cl), (order_id, symbol, side, qty));
+                }
+                Ok(())
+            }
+            b"F" => {
+                let orig = msg.get(41).unwrap_or_default().to_vec();
+                let cl = msg.get(11).unwrap_or_default().to_vec();
+                match st.open.remove(&(sid, orig.clone())) {
+                    Some((order_id, symbol, side, qty)) => {
+                        st.next_id += 1;
+                        let exec_id = st.next_id;
+                        Self::report(
+                            ctx, fix44, order_id, exec_id, &cl, b"4", &symbol, &side, &qty, false,
+                            b"0",
+                        )
+                    }
+                    None => {
+                        let mut b = MessageBuilder::new();
+                        b.start_fields()
+                            .push(37, b"NONE")
+                            .push(11, &cl)
+                            .push(41, &orig)
+                            .push(39, b"8")
+                            .push(434, b"1")
+                            .push(102, b"1")
+                            .push_str(58, "Unknown order");
+                        ctx.send(b"9", b.fields())
+                            .map(|_| ())
+                            .map_err(|e| AppReject::Business {
+                                reason: 0,
+                                text: format!("cancel reject not sent: {e}"),
+                            })
+                    }
+                }
+            }
+            _ => Err(AppReject::Business {
+                reason: 3,
+                text: "Unsupported Message Type".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Starting the engine: open the store, create sessions, bind listeners, run tasks.
+
+use crate::acceptor::{self, Routes};
+use crate::actor::{Command, SessionActor, SessionStatus};
+use crate::app::{Application, EchoApp, ExecApp};
+use crate::config::{AppKind, ConfigError, EngineConfig, SessionPlan};
+use crate::msglog::MessageLog;
+use crate::storage::Storage;
+use fix_codec::{Dictionary, UtcTimestamp};
+use fix_session::{Dictionaries, Now, SendError, Session, SessionId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Starting or talking to the engine failed.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The journal could not be opened or recovered.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] fix_store::JournalError),
+    /// A data dictionary could not be loaded.
+    #[error("session {session}: cannot load data dictionary {path}: {source}")]
+    Dictionary {
+        /// The session.
+        session: String,
+        /// The file.
+        path: String,
+        /// Why.
+        source: fix_codec::dictionary::LoadError,
+    },
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A message log could not be opened.
+    #[error("cannot open the message log of {session}: {source}")]
+    MessageLog {
+        /// The session.
+        session: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No such session.
+    #[error("no session {0} in this engine")]
+    UnknownSession(String),
+    /// The session task has stopped.
+    #[error("session {0} has stopped")]
+    Stopped(String),
+    /// Sending failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// A running engine.
+pub struct Engine {
+    sessions: HashMap<SessionId, mpsc::Sender<Command>>,
+    listen_addrs: HashMap<SessionId, SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+    listeners: Vec<JoinHandle<()>>,
+    storage: Storage,
+}
+
+fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
+    let id = &plan.config.id;
+    let load = |path: &std::path::Path| {
+        Dictionary::from_file(path)
+            .map(Arc::new)
+            .map_err(|source| EngineError::Dictionary {
+                session: id.to_string(),
+                path: path.display().to_string(),
+                source,
+            })
+    };
+    let mut dicts = Dictionaries::builtin(&id.begin_string)
+        .ok_or_else(|| EngineError::UnknownSession(id.to_string()))?;
+    if let Some(t) = &plan.transport_data_dictionary {
+        dicts.transport = load(t)?;
+    }
+    if let Some(d) = &plan.data_dictionary {
+        let app = load(d)?;
+        if id.begin_string != "FIXT.1.1" && plan.transport_data_dictionary.is_none() {
+            dicts.transport = Arc::clone(&app);
+        }
+        dicts.app = Some(app);
+    }
+    Ok(dicts)
+}
+
+impl Engine {
+    /// Starts every session of `config` with its built-in application.
+    pub async fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        let app: Arc<dyn Application> = match config.engine.app {
+            AppKind::Echo => Arc::new(EchoApp::default()),
+            AppKind::Exec => Arc::new(ExecApp::default()),
+        };
+        Self::start_with(config, app).await
+    }
+
+    /// Starts every session of `config` with the given application.
+    pub async fn start_with(
+        config: EngineConfig,
+        app: Arc<dyn Application>,
+    ) -> Result<Self, EngineError> {
+        let plans = config.plans()?;
+        let storage = Storage::open(&config.engine)?;
+        let mut sessions = HashMap::new();
+        let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
+            HashMap::new();
+        let mut tasks = Vec::new();
+        let now = Now::system();
+        for plan in plans {
+            let id = plan.config.id.clone();
+            let dicts = load_dictionaries(&plan)?;
+            let store = storage.store_for(&id, UtcTimestamp::now())?;
+            let session = Session::new(plan.config.clone(), store, dicts, now);
+            let log = MessageLog::open(config.engine.log_dir.as_deref(), &id.to_string()).map_err(
+                |source| EngineError::MessageLog {
+                    session: id.to_string(),
+                    source,
+                },
+            )?;
+            let (tx, rx) = mpsc::channel(1024);
+            if let Some(addr) = plan.listen {
+                by_addr
+                    .entry(addr)
+                    .or_default()
+                    .insert(id.clone(), tx.clone());
+            }
+            let actor =
+                SessionActor::new(session, plan, storage.clone(), Arc::clone(&app), log, rx);
+            tasks.push(tokio::spawn(actor.run()));
+            sessions.insert(id, tx);
+        }
+        let mut listeners = Vec::new();
+        let mut listen_addrs = HashMap::new();
+        for (addr, routes) in by_addr {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| EngineError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| EngineError::Bind { addr, source })?;
+            tracing::info!(%bound, sessions = routes.len(), "listening");
+            for id in routes.keys() {
+                listen_addrs.insert(id.clone(), bound);
+            }
+            let routes: Routes = Arc::new(routes);
+            listeners.push(tokio::spawn(acceptor::serve(
+                listener,
+                routes,
+                std::time::Duration::from_secs(10),
+                1 << 20,
+            )));
+        }
+        Ok(Self {
+            sessions,
+            listen_addrs,
+            tasks,
+            listeners,
+            storage,
+        })
+    }
+
+    /// The address an acceptor session listens on (with the real port when 0 was asked).
+    pub fn listen_addr(&self, id: &SessionId) -> Option<SocketAddr> {
+        self.listen_addrs.get(id).copied()
+    }
+
+    /// Session ids.
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().cloned().collect()
+    }
+
+    /// A handle for sending from other tasks.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            sessions: Arc::new(self.sessions.clone()),
+        }
+    }
+
+    /// Logs every session out, waits for the handshakes (bounded by each session's logout
+    /// timeout), and stops.
+    pub async fn shutdown(self) {
+        let mut waits = Vec::new();
+        for tx in self.sessions.values() {
+            let (done, wait) = oneshot::channel();
+            if tx.send(Command::Shutdown(done)).await.is_ok() {
+                waits.push(wait);
+            }
+        }
+        for w in waits {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), w).await;
+        }
+        for l in &self.listeners {
+            l.abort();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.storage.shutdown();
+    }
+}
+
+/// Sends to sessions and asks for their status from any task.
+#[derive(Clone)]
+pub struct EngineHandle {
+    sessions: Arc<HashMap<SessionId, mpsc::Sender<Command>>>,
+}
+
+impl EngineHandle {
+    fn tx(&self, id: &SessionId) -> Result<&mpsc::Sender<Command>, EngineError> {
+        self.sessions
+            .get(id)
+            .ok_or_else(|| EngineError::UnknownSession(id.to_string()))
+    }
+
+    /// Sends an application message; resolves once it is durable (and written if logged on).
+    pub async fn send(
+        &self,
+        id: &SessionId,
+        msg_type: &[u8],
+        body: &[u8],
+    ) -> Result<u64, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx(id)?
+            .send(Command::Send {
+                msg_type: msg_type.to_vec(),
+                body: body.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?;
+        Ok(rx
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))??)
+    }
+
+    /// Current state and sequence numbers.
+    pub async fn status(&self, id: &SessionId) -> Result<SessionStatus, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx(id)?
+            .send(Command::Status(reply))
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?;
+        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))
+    }
+
+    /// Starts a Logout.
+    pub async fn logout(&self, id: &SessionId, text: Option<String>) -> Result<(), EngineError> {
+        self.tx(id)?
+            .send(Command::Logout { text })
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))
+    }
+}

@@ -1,0 +1,27 @@
+//! # fix-engine
+//!
+//! The tokio runtime around the sans-IO session layer.
+//!
+//! - [`config`]: the TOML configuration and its checks.
+//! - [`engine`]: [`Engine::start`] opens the store, creates one task per session, binds the
+//!   listeners; [`EngineHandle`] sends to sessions from any task.
+//! - `actor`: the per-session task. It frames input, feeds the session, then — in this
+//!   order — waits for the journal to be durable, writes the session's output, delivers
+//!   in-sequence application messages, and handles events.
+//! - `acceptor`: many sessions per port, routed by the first message's CompIDs.
+//! - [`app`]: the [`Application`] callbacks and the built-in `echo` and `exec` applications.
+//! - [`storage`]: journal or memory, with an async wait for durability.
+//! - [`msglog`]: per-session message logs.
+
+mod acceptor;
+mod actor;
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod msglog;
+pub mod storage;
+
+pub use actor::SessionStatus;
+pub use app::{AppContext, AppReject, Application, EchoApp, ExecApp};
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineError, EngineHandle};
