@@ -61,7 +61,7 @@ fn a_well_formed_order_passes() {
 
 #[test]
 fn header_and_body_fields_in_any_order_within_their_section_pass() {
-    assert_eq!(default(&format!("35=D|49=TW|56=ISLD|34=2|52=20240101-10:00:00|55=INTC|11=ID|21=3|40=1|54=1|60=20240101-10:00:00|")), Ok(()));
+    assert_eq!(default("35=D|49=TW|56=ISLD|34=2|52=20240101-10:00:00|55=INTC|11=ID|21=3|40=1|54=1|60=20240101-10:00:00|"), Ok(()));
 }
 
 #[test]

@@ -188,7 +188,7 @@ impl SessionActor {
         self.connect_index += 1;
         let factor = 1u32 << self.connect_failures.min(3).saturating_sub(1);
         // Try the next alternate at once after a failure; back off once all were tried.
-        let delay = if self.connect_index % self.plan.connect.len() != 0 {
+        let delay = if !self.connect_index.is_multiple_of(self.plan.connect.len()) {
             Duration::from_millis(100)
         } else {
             self.plan.reconnect_interval * factor

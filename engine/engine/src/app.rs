@@ -51,8 +51,9 @@ impl AppContext<'_> {
     }
 }
 
-/// Callbacks from the engine. All are called on the session's own task, after the
+/// Callbacks from the engine. The names are the ones QuickFIX users know. All are called on the session's own task, after the
 /// message concerned is durable in the store.
+#[allow(clippy::wrong_self_convention)]
 pub trait Application: Send + Sync {
     /// The session was created at start-up.
     fn on_create(&self, _id: &SessionId) {}
@@ -153,11 +154,14 @@ pub struct ExecApp {
     state: Mutex<ExecState>,
 }
 
+/// OrderID, Symbol, Side, OrderQty of an order resting in the simulator.
+type OpenOrder = (u64, Vec<u8>, Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 struct ExecState {
     next_id: u64,
     /// Orders still open: (session, ClOrdID) → (OrderID, Symbol, Side, Qty).
-    open: std::collections::HashMap<(SessionId, Vec<u8>), (u64, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    open: std::collections::HashMap<(SessionId, Vec<u8>), OpenOrder>,
 }
 
 impl ExecApp {

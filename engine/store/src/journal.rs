@@ -478,25 +478,26 @@ fn drop_write(
 ) -> Result<(), JournalError> {
     for chunk in chunks {
         let path = segment_path(&opts.dir, chunk.segment);
-        if !files.open.contains_key(&chunk.segment) {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&path)
-                .map_err(io_err("creating", &path))?;
-            if opts.fsync {
-                // Make the new file's directory entry durable too.
-                File::open(&opts.dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_err("syncing the directory of", &path))?;
+        let f = match files.open.entry(chunk.segment) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .read(true)
+                    .open(&path)
+                    .map_err(io_err("creating", &path))?;
+                if opts.fsync {
+                    // Make the new file's directory entry durable too.
+                    File::open(&opts.dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(io_err("syncing the directory of", &path))?;
+                }
+                e.insert(f)
             }
-            files.open.insert(chunk.segment, f);
-        }
-        if let Some(f) = files.open.get_mut(&chunk.segment) {
-            f.write_all(&chunk.bytes)
-                .map_err(io_err("writing", &path))?;
-        }
+        };
+        f.write_all(&chunk.bytes)
+            .map_err(io_err("writing", &path))?;
         if !files.dirty.contains(&chunk.segment) {
             files.dirty.push(chunk.segment);
         }

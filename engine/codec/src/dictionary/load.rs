@@ -124,9 +124,10 @@ fn version_of(root: Node<'_, '_>) -> Result<String, LoadError> {
     Ok(v)
 }
 
-fn load_fields(
-    root: Node<'_, '_>,
-) -> Result<(HashMap<u32, FieldDef>, HashMap<String, u32>), LoadError> {
+/// Field definitions by tag, and tags by name.
+type FieldTables = (HashMap<u32, FieldDef>, HashMap<String, u32>);
+
+fn load_fields(root: Node<'_, '_>) -> Result<FieldTables, LoadError> {
     let mut fields = HashMap::new();
     let mut names = HashMap::new();
     let Some(section) = child(root, "fields") else {

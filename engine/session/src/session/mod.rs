@@ -346,21 +346,21 @@ impl Session {
             return;
         }
         match self.state {
-            State::AwaitingLogon | State::LogonSent => {
-                if self.deadline.is_some_and(|d| now.mono >= d) {
-                    self.state = State::Closing;
-                    self.disconnect("timed out waiting for Logon");
-                }
+            State::AwaitingLogon | State::LogonSent if self.deadline_passed(now) => {
+                self.state = State::Closing;
+                self.disconnect("timed out waiting for Logon");
             }
-            State::LogoutSent => {
-                if self.deadline.is_some_and(|d| now.mono >= d) {
-                    self.log(LogLevel::Warn, "timed out waiting for Logout answer".into());
-                    self.finish_logout(now, "Logout answer not received in time");
-                }
+            State::LogoutSent if self.deadline_passed(now) => {
+                self.log(LogLevel::Warn, "timed out waiting for Logout answer".into());
+                self.finish_logout(now, "Logout answer not received in time");
             }
             State::Active if !self.heartbeat.is_zero() => self.heartbeat_timers(now),
             _ => {}
         }
+    }
+
+    fn deadline_passed(&self, now: Now) -> bool {
+        self.deadline.is_some_and(|d| now.mono >= d)
     }
 
     fn heartbeat_timers(&mut self, now: Now) {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, after setting up what the tests need:
+# a Python virtualenv with the QuickFIX wheel from ../shared/wheels, whose data
+# dictionaries (FIX40 … FIX50SP2, FIXT11) the validation scenarios use.
+# The virtualenv is cached under ~/.cache/fix-engine, keyed by the wheel's version.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+wheel=$(ls "$root"/../shared/wheels/quickfix-*.whl 2>/dev/null | head -n 1 || true)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/fix-engine
+version=$(basename "${wheel:-quickfix-none}" | cut -d- -f2)
+venv=$cache/venv-quickfix-$version
+if [ ! -f "$venv/.ready" ]; then
+    if [ -z "$wheel" ]; then
+        echo "error: no QuickFIX wheel in $root/../shared/wheels; the tests need its data dictionaries." >&2
+        echo "       Put shared/ beside the clone (as CI does) or set FIX_DICTIONARY_DIR to a folder of QuickFIX XML dictionaries." >&2
+        [ -n "${FIX_DICTIONARY_DIR:-}" ] || exit 1
+    else
+        echo "setting up $venv (QuickFIX $version)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$wheel"
+        touch "$venv/.ready"
+    fi
+fi
+export FIX_DICTIONARY_DIR=${FIX_DICTIONARY_DIR:-$venv/share/quickfix}
+cd "$root"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: the sum over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

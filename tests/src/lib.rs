@@ -1,0 +1,21 @@
+//! # fix-e2e
+//!
+//! End-to-end test support. [`scenario`] reads the session-level scenario files in
+//! `tests/scenarios/` (one per FIX session-level test case) and runs them against a real
+//! acceptor over TCP.
+//!
+//! Scenario format, one step per line (`#` starts a comment):
+//! - `begin FIX.4.4` — BeginString for what follows (default FIX.4.2)
+//! - `dictionary FIX42.xml` — validate with this QuickFIX dictionary (from `$FIX_DICTIONARY_DIR`)
+//! - `set key = value` — a session setting (TOML syntax) for the acceptor
+//! - `connect` / `disconnect` — open or close the test client's connection
+//! - `> fields` — send a message; `8`, `9`, `10` are filled in; `<TIME>`, `<TIME-121>`,
+//!   `<TIME+10>` give the current time shifted by seconds
+//! - `>raw fields` — send exactly these bytes (`|` is SOH), for garbled input
+//! - `< fields` — expect this message next; `8`, `9`, `10`, `52` and `122` are not compared,
+//!   `*` matches any value
+//! - `expect-disconnect` — the acceptor must close the connection
+//! - `expect-silence SECONDS` — nothing may arrive for that long
+//! - `sleep SECONDS`
+
+pub mod scenario;
