@@ -353,17 +353,7 @@ impl Journal {
         w.appended += len;
         if let Some(key) = w.by_no.get(&no).cloned() {
             if let Some(s) = w.sessions.get_mut(&key) {
-                apply(
-                    s,
-                    kind,
-                    seq,
-                    payload,
-                    Loc {
-                        segment,
-                        offset,
-                        len: payload.len() as u32,
-                    },
-                );
+                apply_record(s, kind, seq, payload, segment, offset);
             }
         }
         self.inner.work.notify_one();

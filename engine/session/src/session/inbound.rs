@@ -14,6 +14,31 @@ fn reject(reason: Reason, tag: Option<u32>) -> Reject {
     }
 }
 
+/// What is wrong with a PossDupFlag=Y message's OrigSendingTime, if anything: the Reject
+/// to send, and whether a Logout follows. SequenceReset is exempt.
+fn poss_dup_problem(msg: MessageRef<'_>) -> Option<(Reject, bool)> {
+    if msg.msg_type() == b"4" {
+        return None;
+    }
+    let Some(orig) = msg.get(tags::ORIG_SENDING_TIME) else {
+        return Some((
+            reject(Reason::RequiredTagMissing, Some(tags::ORIG_SENDING_TIME)),
+            false,
+        ));
+    };
+    let sending = msg.get(tags::SENDING_TIME).and_then(UtcTimestamp::parse);
+    match (UtcTimestamp::parse(orig), sending) {
+        (Some(o), Some(s)) if o > s => {
+            Some((reject(Reason::SendingTimeAccuracyProblem, None), true))
+        }
+        (None, _) => Some((
+            reject(Reason::IncorrectDataFormat, Some(tags::ORIG_SENDING_TIME)),
+            false,
+        )),
+        _ => None,
+    }
+}
+
 impl Session {
     /// Processes one parsed message. `from_queue` is set when it had been held behind a
     /// sequence gap.
@@ -230,49 +255,18 @@ impl Session {
         }
     }
 
-    /// PossDupFlag=Y needs OrigSendingTime no later than SendingTime.
+    /// PossDupFlag=Y with the expected MsgSeqNum: process it unless OrigSendingTime is
+    /// wrong.
     fn check_poss_dup(&mut self, now: Now, msg: MessageRef<'_>, seq: u64) -> bool {
-        if msg.msg_type() == b"4" {
+        let Some((rej, logout)) = poss_dup_problem(msg) else {
             return true;
-        }
-        let Some(orig) = msg.get(tags::ORIG_SENDING_TIME) else {
-            self.send_reject(
-                now,
-                seq,
-                msg.msg_type(),
-                &reject(Reason::RequiredTagMissing, Some(tags::ORIG_SENDING_TIME)),
-                None,
-            );
-            self.advance_target(seq);
-            return false;
         };
-        let sending = msg.get(tags::SENDING_TIME).and_then(UtcTimestamp::parse);
-        match (UtcTimestamp::parse(orig), sending) {
-            (Some(o), Some(s)) if o > s => {
-                self.send_reject(
-                    now,
-                    seq,
-                    msg.msg_type(),
-                    &reject(Reason::SendingTimeAccuracyProblem, None),
-                    None,
-                );
-                self.advance_target(seq);
-                self.initiate_logout(now, Some(Reason::SendingTimeAccuracyProblem.text()));
-                false
-            }
-            (None, _) => {
-                self.send_reject(
-                    now,
-                    seq,
-                    msg.msg_type(),
-                    &reject(Reason::IncorrectDataFormat, Some(tags::ORIG_SENDING_TIME)),
-                    None,
-                );
-                self.advance_target(seq);
-                false
-            }
-            _ => true,
+        self.send_reject(now, seq, msg.msg_type(), &rej, None);
+        self.advance_target(seq);
+        if logout {
+            self.initiate_logout(now, Some(rej.reason.text()));
         }
+        false
     }
 
     fn on_seq_too_low(&mut self, now: Now, msg: MessageRef<'_>, seq: u64, expected: u64) {
@@ -281,37 +275,18 @@ impl Session {
             self.logout_and_disconnect(now, &text);
             return;
         }
-        if msg.msg_type() == b"4" {
-            return;
-        }
-        let Some(orig) = msg.get(tags::ORIG_SENDING_TIME) else {
-            self.send_reject(
-                now,
-                seq,
-                msg.msg_type(),
-                &reject(Reason::RequiredTagMissing, Some(tags::ORIG_SENDING_TIME)),
-                None,
-            );
-            return;
-        };
-        let sending = msg.get(tags::SENDING_TIME).and_then(UtcTimestamp::parse);
-        if let (Some(o), Some(s)) = (UtcTimestamp::parse(orig), sending) {
-            if o > s {
-                self.send_reject(
-                    now,
-                    seq,
-                    msg.msg_type(),
-                    &reject(Reason::SendingTimeAccuracyProblem, None),
-                    None,
-                );
-                self.initiate_logout(now, Some(Reason::SendingTimeAccuracyProblem.text()));
-                return;
+        match poss_dup_problem(msg) {
+            Some((rej, logout)) => {
+                self.send_reject(now, seq, msg.msg_type(), &rej, None);
+                if logout {
+                    self.initiate_logout(now, Some(rej.reason.text()));
+                }
             }
+            None => self.log(
+                LogLevel::Info,
+                format!("ignored possible duplicate {seq} (expecting {expected})"),
+            ),
         }
-        self.log(
-            LogLevel::Info,
-            format!("ignored possible duplicate {seq} (expecting {expected})"),
-        );
     }
 
     fn queue_and_request(&mut self, now: Now, msg: MessageRef<'_>, seq: u64, resend_served: bool) {
