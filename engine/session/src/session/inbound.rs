@@ -161,13 +161,7 @@ impl Session {
                     let text = format!(
                         "Attempt to lower sequence number, invalid value NewSeqNo={new_seq}"
                     );
-                    self.send_reject(
-                        now,
-                        seq,
-                        b"4",
-                        &reject(Reason::ValueIncorrect, Some(tags::NEW_SEQ_NO)),
-                        Some(&text),
-                    );
+                    self.reject_new_seq_no(now, seq, &text);
                     self.advance_target(seq);
                 }
                 return Disposition::Consumed;
@@ -381,14 +375,14 @@ impl Session {
             );
         } else {
             let text = format!("Value is incorrect (out of range) for this tag: NewSeqNo={new_seq} below expected {expected}");
-            self.send_reject(
-                now,
-                seq,
-                b"4",
-                &reject(Reason::ValueIncorrect, Some(tags::NEW_SEQ_NO)),
-                Some(&text),
-            );
+            self.reject_new_seq_no(now, seq, &text);
         }
+    }
+
+    /// Rejects a SequenceReset whose NewSeqNo would move the sequence backwards.
+    fn reject_new_seq_no(&mut self, now: Now, seq: u64, text: &str) {
+        let rej = reject(Reason::ValueIncorrect, Some(tags::NEW_SEQ_NO));
+        self.send_reject(now, seq, b"4", &rej, Some(text));
     }
 
     fn on_logout(&mut self, now: Now, seq: u64, expected: u64) {
