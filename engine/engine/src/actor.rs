@@ -359,6 +359,14 @@ impl SessionActor {
                 other => self.events.push(other),
             }
         }
+        // Deliveries point into the read buffer: hold it here so that a connection closed
+        // during the flush (write failure, Logout) cannot take durable, undelivered
+        // messages with it.
+        let buf = self
+            .conn
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.buf))
+            .unwrap_or_default();
         loop {
             if let Err(e) = self.storage.wait_durable().await {
                 tracing::error!(session = %self.span_name(), error = %e, "store is not durable: nothing more is sent; disconnecting");
@@ -380,17 +388,8 @@ impl SessionActor {
                     self.close();
                 }
             }
-            // Deliver straight from the read buffer (no copy): lend it out meanwhile.
-            let buf = self
-                .conn
-                .as_mut()
-                .map(|c| std::mem::take(&mut c.buf))
-                .unwrap_or_default();
             for d in deliveries.drain(..) {
                 self.deliver(d, &buf);
-            }
-            if let Some(c) = &mut self.conn {
-                c.buf = buf;
             }
             for ev in std::mem::take(&mut self.events) {
                 self.on_event(ev);
@@ -408,6 +407,9 @@ impl SessionActor {
                 break;
             }
         }
+        if let Some(c) = &mut self.conn {
+            c.buf = buf;
+        }
         self.compact();
         self.log.flush();
     }
@@ -416,12 +418,15 @@ impl SessionActor {
         let mut spans = std::mem::take(&mut self.spans);
         let msg = match &d {
             Delivery::Frame(pos, len) => {
-                let Some(bytes) = buf.get(*pos..*pos + *len) else {
+                let parsed = buf.get(*pos..*pos + *len).filter(|bytes| {
+                    fix_codec::message::split_fields(bytes, &self.data_fields, &mut spans).is_ok()
+                });
+                let Some(bytes) = parsed else {
+                    // Cannot happen: the frame was parsed when it arrived. Say so loudly.
+                    tracing::error!(session = %self.span_name(), "a journaled message could not be re-read for delivery");
+                    self.spans = spans;
                     return;
                 };
-                if fix_codec::message::split_fields(bytes, &self.data_fields, &mut spans).is_err() {
-                    return;
-                }
                 MessageRef::new(bytes, &spans)
             }
             Delivery::Owned(m) => m.as_ref(),

@@ -117,6 +117,9 @@ impl Engine {
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
+        // Per listening address: the longest logon timeout and largest message size of its
+        // sessions bound the wait for (and size of) a connection's first message.
+        let mut limits: HashMap<SocketAddr, (std::time::Duration, usize)> = HashMap::new();
         let mut tasks = Vec::new();
         let now = Now::system();
         for plan in plans {
@@ -132,6 +135,9 @@ impl Engine {
             )?;
             let (tx, rx) = mpsc::channel(1024);
             if let Some(addr) = plan.listen {
+                let limit = limits.entry(addr).or_default();
+                limit.0 = limit.0.max(plan.config.logon_timeout);
+                limit.1 = limit.1.max(plan.config.max_message_size);
                 by_addr
                     .entry(addr)
                     .or_default()
@@ -156,11 +162,12 @@ impl Engine {
                 listen_addrs.insert(id.clone(), bound);
             }
             let routes: Routes = Arc::new(routes);
+            let (logon_timeout, max_size) = limits.get(&addr).copied().unwrap_or_default();
             listeners.push(tokio::spawn(acceptor::serve(
                 listener,
                 routes,
-                std::time::Duration::from_secs(10),
-                1 << 20,
+                logon_timeout,
+                max_size,
             )));
         }
         Ok(Self {
