@@ -23,6 +23,13 @@ if [ ! -f "$venv/.ready" ]; then
     fi
 fi
 export FIX_DICTIONARY_DIR=${FIX_DICTIONARY_DIR:-$venv/share/quickfix}
+shim=$cache/loopback_bind.so
+if [ ! -f "$shim" ] || [ "$root/tests/interop/loopback_bind.c" -nt "$shim" ]; then
+    mkdir -p "$cache"
+    cc -shared -fPIC -O2 -o "$shim" "$root/tests/interop/loopback_bind.c" -ldl
+fi
+export FIX_LOOPBACK_PRELOAD=${FIX_LOOPBACK_PRELOAD:-$shim}
+export FIX_QUICKFIX_PYTHON=${FIX_QUICKFIX_PYTHON:-$venv/bin/python}
 cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -18,4 +18,5 @@
 //! - `expect-silence SECONDS` — nothing may arrive for that long
 //! - `sleep SECONDS`
 
+pub mod interop;
 pub mod scenario;

@@ -48,6 +48,11 @@ pub(crate) enum Command {
     Logout {
         text: Option<String>,
     },
+    SetSequence {
+        next_sender: Option<u64>,
+        next_target: Option<u64>,
+        reply: oneshot::Sender<Result<(), fix_session::StoreError>>,
+    },
     Status(oneshot::Sender<SessionStatus>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -251,6 +256,15 @@ impl SessionActor {
                 let _ = reply.send(r);
             }
             Command::Logout { text } => self.session.logout(now(), text.as_deref()),
+            Command::SetSequence {
+                next_sender,
+                next_target,
+                reply,
+            } => {
+                let r = self.session.set_sequence_numbers(next_sender, next_target);
+                self.flush(Vec::new()).await;
+                let _ = reply.send(r);
+            }
             Command::Status(reply) => {
                 let _ = reply.send(SessionStatus {
                     state: self.session.state(),

@@ -187,7 +187,9 @@ impl ExecApp {
         if !fix44 {
             b.push(20, b"0");
         }
-        b.push(150, status)
+        // ExecType Fill (2) became Trade (F) in FIX 4.3.
+        let exec_type: &[u8] = if filled && fix44 { b"F" } else { status };
+        b.push(150, exec_type)
             .push(39, status)
             .push(55, symbol)
             .push(54, side)

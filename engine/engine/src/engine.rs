@@ -263,6 +263,27 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Stopped(id.to_string()))
     }
 
+    /// Sets the next outbound and/or expected inbound sequence number (admin action).
+    pub async fn set_sequence_numbers(
+        &self,
+        id: &SessionId,
+        next_sender: Option<u64>,
+        next_target: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx(id)?
+            .send(Command::SetSequence {
+                next_sender,
+                next_target,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?;
+        rx.await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?
+            .map_err(|e| EngineError::Send(SendError::Store(e)))
+    }
+
     /// Starts a Logout.
     pub async fn logout(&self, id: &SessionId, text: Option<String>) -> Result<(), EngineError> {
         self.tx(id)?

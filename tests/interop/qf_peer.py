@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""QuickFIX (C++ engine, Python bindings) as the third-party counterparty in interop tests.
+
+initiator role: connects to our acceptor and runs a script — logon, order round trip, a
+gap on its own side (answered by our ResendRequest and its gap fill), a gap it opens on
+our side (answered by our resend with PossDupFlag=Y), a last order, logout. Prints one
+JSON line with what it observed and exits 0 when every check held.
+
+acceptor role: listens on 127.0.0.1, answers NewOrderSingle with ExecutionReport New and
+Fill, and runs until stdin closes. Prints JSON lines for events.
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+import quickfix as fix
+
+FIX4 = {"FIX.4.0", "FIX.4.1", "FIX.4.2"}
+
+
+def settings_text(args, role):
+    lines = [
+        "[DEFAULT]",
+        f"ConnectionType={role}",
+        f"FileStorePath={os.path.join(args.workdir, 'store')}",
+        f"FileLogPath={os.path.join(args.workdir, 'log')}",
+        "HeartBtInt=30",
+        "ReconnectInterval=1",
+        "StartTime=00:00:00",
+        "EndTime=00:00:00",
+        "UseDataDictionary=Y",
+        "ValidateUserDefinedFields=N",
+        "[SESSION]",
+        f"BeginString={args.begin}",
+        f"SenderCompID={args.sender}",
+        f"TargetCompID={args.target}",
+    ]
+    if role == "initiator":
+        lines += ["SocketConnectHost=127.0.0.1", f"SocketConnectPort={args.port}"]
+    else:
+        lines += ["SocketAcceptHost=127.0.0.1", f"SocketAcceptPort={args.port}"]
+    d = args.dict_dir
+    if args.begin == "FIXT.1.1":
+        lines += [
+            "DefaultApplVerID=FIX.5.0SP2",
+            f"TransportDataDictionary={os.path.join(d, 'FIXT11.xml')}",
+            f"AppDataDictionary={os.path.join(d, 'FIX50SP2.xml')}",
+        ]
+    else:
+        lines.append(f"DataDictionary={os.path.join(d, args.begin.replace('.', '') + '.xml')}")
+    return "\n".join(lines) + "\n"
+
+
+def field(msg, tag, header=False):
+    fm = msg.getHeader() if header else msg
+    return fm.getField(tag) if fm.isSetField(tag) else None
+
+
+class Peer(fix.Application):
+    def __init__(self, begin, emit):
+        super().__init__()
+        self.begin = begin
+        self.emit = emit
+        self.session = None
+        self.logged_on = threading.Event()
+        self.logged_out = threading.Event()
+        self.lock = threading.Lock()
+        self.received = []  # (MsgType, ClOrdID, ExecType, PossDup)
+        self.admin_in = []
+        self.exec_id = 0
+
+    def onCreate(self, sid):
+        self.session = sid
+
+    def onLogon(self, sid):
+        self.emit({"event": "logon"})
+        self.logged_on.set()
+
+    def onLogout(self, sid):
+        self.emit({"event": "logout"})
+        self.logged_out.set()
+
+    def toAdmin(self, msg, sid):
+        pass
+
+    def fromAdmin(self, msg, sid):
+        with self.lock:
+            self.admin_in.append(field(msg, 35, header=True))
+
+    def toApp(self, msg, sid):
+        pass
+
+    def fromApp(self, msg, sid):
+        mt = field(msg, 35, header=True)
+        entry = (mt, field(msg, 11), field(msg, 150), field(msg, 43, header=True) == "Y")
+        with self.lock:
+            self.received.append(entry)
+        self.emit({"event": "app", "msg_type": mt, "cl_ord_id": entry[1], "poss_dup": entry[3]})
+        if mt == "D" and self.acceptor:
+            self.answer_order(msg, sid)
+
+    acceptor = False
+
+    def answer_order(self, order, sid):
+        for status, exec_type in (("0", "0"), ("2", "2" if self.begin in FIX4 else "F")):
+            self.exec_id += 1
+            er = fix.Message()
+            er.getHeader().setField(fix.MsgType("8"))
+            er.setField(37, "QF1")
+            er.setField(17, f"E{self.exec_id}")
+            if self.begin in FIX4:
+                er.setField(20, "0")
+            er.setField(150, exec_type)
+            er.setField(39, status)
+            for tag in (11, 55, 54, 38):
+                if order.isSetField(tag):
+                    er.setField(tag, order.getField(tag))
+            filled = status == "2"
+            qty = order.getField(38) if order.isSetField(38) else "0"
+            er.setField(151, "0" if filled else qty)
+            er.setField(14, qty if filled else "0")
+            er.setField(6, "10" if filled else "0")
+            if filled:
+                er.setField(32, qty)
+                er.setField(31, "10")
+            fix.Session.sendToTarget(er, sid)
+
+    def count(self, pred):
+        with self.lock:
+            return sum(1 for r in self.received if pred(r))
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def new_order(begin, cl_ord_id):
+    m = fix.Message()
+    m.getHeader().setField(fix.MsgType("D"))
+    m.setField(11, cl_ord_id)
+    m.setField(21, "1")
+    m.setField(55, "IBM")
+    m.setField(54, "1")
+    m.setField(60, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime()))
+    m.setField(38, "100")
+    m.setField(40, "1")
+    return m
+
+
+def run_initiator(args):
+    out = []
+    app = Peer(args.begin, lambda e: None)
+    settings = fix.SessionSettings(write_settings(args, "initiator"))
+    init = fix.SocketInitiator(app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings))
+    checks = {}
+    init.start()
+    try:
+        checks["logon"] = app.logged_on.wait(10)
+        sid = app.session
+        session = fix.Session.lookupSession(sid)
+        fills = lambda c: app.count(lambda r: r[0] == "8" and r[1] == c and r[2] in ("2", "F"))
+
+        fix.Session.sendToTarget(new_order(args.begin, "A1"), sid)
+        checks["order_round_trip"] = wait_for(lambda: fills("A1") >= 1)
+
+        # Gap on our side: skip five sequence numbers; the engine must ask for them and
+        # accept QuickFIX's gap fill, then process the order.
+        session.setNextSenderMsgSeqNum(session.getExpectedSenderNum() + 5)
+        fix.Session.sendToTarget(new_order(args.begin, "A2"), sid)
+        checks["engine_requested_resend"] = wait_for(lambda: "2" in app.admin_in)
+        checks["order_after_gap_fill"] = wait_for(lambda: fills("A2") >= 1)
+
+        # Gap on the engine's side: forget its last two messages; the engine must resend
+        # them with PossDupFlag=Y when asked.
+        session.setNextTargetMsgSeqNum(session.getExpectedTargetNum() - 2)
+        fix.Session.sendToTarget(new_order(args.begin, "A3"), sid)
+        checks["engine_resent_poss_dup"] = wait_for(lambda: app.count(lambda r: r[0] == "8" and r[3]) >= 1)
+        checks["order_after_resend"] = wait_for(lambda: fills("A3") >= 1)
+        out.append({"next_sender": session.getExpectedSenderNum(), "next_target": session.getExpectedTargetNum()})
+    finally:
+        init.stop()
+    checks["logout"] = app.logged_out.wait(10)
+    checks["no_reject_received"] = not any(t in ("3", "j") for t in app.admin_in) and app.count(lambda r: r[0] == "j") == 0
+    result = {"ok": all(checks.values()), "checks": checks, "state": out}
+    print(json.dumps(result), flush=True)
+    return 0 if result["ok"] else 1
+
+
+def write_settings(args, role):
+    os.makedirs(args.workdir, exist_ok=True)
+    path = os.path.join(args.workdir, f"{role}.cfg")
+    with open(path, "w") as f:
+        f.write(settings_text(args, role))
+    return path
+
+
+def listens_on_loopback_only(port):
+    """True when every listening IPv4/IPv6 socket on `port` is bound to loopback."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            local, state = cols[1], cols[3]
+            addr, hexport = local.rsplit(":", 1)
+            if state == "0A" and int(hexport, 16) == port:
+                found.append(addr)
+    loopback = {"0100007F", "00000000000000000000000001000000"}
+    return bool(found) and all(a in loopback for a in found)
+
+
+def run_acceptor(args):
+    emit = lambda e: print(json.dumps(e), flush=True)
+    app = Peer(args.begin, emit)
+    app.acceptor = True
+    settings = fix.SessionSettings(write_settings(args, "acceptor"))
+    acc = fix.SocketAcceptor(app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings))
+    acc.start()
+    if not listens_on_loopback_only(args.port):
+        emit({"event": "error", "reason": f"port {args.port} is not bound to 127.0.0.1 only; run with LD_PRELOAD=loopback_bind.so"})
+        acc.stop()
+        return 1
+    emit({"event": "listening"})
+    try:
+        sys.stdin.read()  # until the test closes our stdin
+    finally:
+        acc.stop()
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--role", choices=["initiator", "acceptor"], required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--begin", required=True)
+    p.add_argument("--sender", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--dict-dir", required=True)
+    p.add_argument("--workdir", required=True)
+    args = p.parse_args()
+    return run_initiator(args) if args.role == "initiator" else run_acceptor(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
