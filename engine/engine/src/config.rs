@@ -175,6 +175,8 @@ pub struct SessionSection {
     pub time_zone: Option<String>,
     /// Largest accepted message in bytes.
     pub max_message_size: Option<usize>,
+    /// CheckCompID: refuse messages whose CompIDs do not match the session.
+    pub check_comp_id: Option<bool>,
 }
 
 /// The whole file.
@@ -312,6 +314,7 @@ impl SessionSection {
         }
         c.resend_request_chunk_size = self.resend_request_chunk_size.unwrap_or(0);
         c.send_next_expected_msg_seq_num = self.send_next_expected_msg_seq_num.unwrap_or(false);
+        c.check_comp_id = self.check_comp_id.unwrap_or(true);
         c.validate = self.validate.unwrap_or(true);
         let v = &mut c.validation;
         v.fields_out_of_order = self

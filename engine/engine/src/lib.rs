@@ -12,6 +12,7 @@
 //! - [`app`]: the [`Application`] callbacks and the built-in `echo` and `exec` applications.
 //! - [`storage`]: journal or memory, with an async wait for durability.
 //! - [`msglog`]: per-session message logs.
+//! - [`quickfix_settings`]: import of QuickFIX / QuickFIX/J settings files.
 
 mod acceptor;
 mod actor;
@@ -19,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod msglog;
+pub mod quickfix_settings;
 pub mod storage;
 
 pub use actor::SessionStatus;

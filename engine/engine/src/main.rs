@@ -14,8 +14,12 @@ use std::path::PathBuf;
 #[command(name = "fix-engine", version)]
 struct Cli {
     /// Engine configuration (TOML). See engine/engine/README.md for the keys.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", conflicts_with = "quickfix_settings")]
     config: Option<PathBuf>,
+    /// Run from a QuickFIX / QuickFIX/J settings file ([DEFAULT]/[SESSION] sections)
+    /// instead; unknown keys are reported as warnings.
+    #[arg(long, value_name = "FILE")]
+    quickfix_settings: Option<PathBuf>,
     /// Data directory for the embedded default configuration.
     #[arg(long, value_name = "DIR", default_value = "fix-data")]
     data_dir: PathBuf,
@@ -48,9 +52,16 @@ fn init_logging(format: LogFormat) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let config = match &cli.config {
-        Some(path) => EngineConfig::from_file(path)?,
-        None => EngineConfig::embedded_default(cli.data_dir.clone()),
+    let config = match (&cli.config, &cli.quickfix_settings) {
+        (Some(path), _) => EngineConfig::from_file(path)?,
+        (None, Some(path)) => {
+            let imported = fix_engine::quickfix_settings::import_file(path)?;
+            for w in &imported.warnings {
+                tracing::warn!("{w}");
+            }
+            imported.config
+        }
+        (None, None) => EngineConfig::embedded_default(cli.data_dir.clone()),
     };
     let plans = config.plans()?;
     if cli.check {
