@@ -122,10 +122,9 @@ impl UtcTimestamp {
         {
             return None;
         }
-        let days = days_from_civil(y, mo, d);
-        Some(Self(
-            (days * SECS_PER_DAY + i64::from(h * 3600 + mi * 60 + s)) * NANOS_PER_SEC,
-        ))
+        let days = days_from_civil(y.clamp(-1_000_000, 1_000_000), mo, d);
+        let secs = days * SECS_PER_DAY + i64::from(h * 3600 + mi * 60 + s);
+        secs.checked_mul(NANOS_PER_SEC).map(Self)
     }
 
     /// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS[.f{1,9}]`).
@@ -135,12 +134,15 @@ impl UtcTimestamp {
         }
         let days = parse_date(&b[..8])?;
         let tod = parse_time_of_day(&b[9..])?;
-        Some(Self(days * SECS_PER_DAY * NANOS_PER_SEC + tod))
+        // i64 nanoseconds reach 2262; later dates are out of range, not a panic.
+        days.checked_mul(SECS_PER_DAY * NANOS_PER_SEC)
+            .and_then(|n| n.checked_add(tod))
+            .map(Self)
     }
 
     /// Adds signed nanoseconds.
     pub fn add_nanos(self, n: i64) -> Self {
-        Self(self.0 + n)
+        Self(self.0.saturating_add(n))
     }
 
     /// Whole seconds since the epoch.
@@ -234,6 +236,14 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn dates_beyond_the_nanosecond_range_are_refused_not_a_panic() {
+        // Found by the fuzz target: year 9999 overflowed i64 nanoseconds.
+        assert_eq!(UtcTimestamp::parse(b"99991231-23:59:59"), None);
+        assert_eq!(UtcTimestamp::from_ymd_hms(9999, 12, 31, 0, 0, 0), None);
+        assert!(UtcTimestamp::parse(b"22620101-00:00:00").is_some());
     }
 
     proptest! {

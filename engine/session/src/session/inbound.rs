@@ -243,9 +243,7 @@ impl Session {
         match msg.get(tags::SENDING_TIME).and_then(UtcTimestamp::parse) {
             // A missing or unreadable SendingTime is judged by validation.
             None => true,
-            Some(t) => {
-                (now.wall.0 - t.0).unsigned_abs() <= self.config.max_latency.as_nanos() as u64
-            }
+            Some(t) => now.wall.0.abs_diff(t.0) <= self.config.max_latency.as_nanos() as u64,
         }
     }
 
