@@ -7,15 +7,22 @@ use fix_codec::dictionary::{session_dictionary, ValidationOptions, Validator};
 use fix_codec::{frame, FrameError, Parser, UtcTimestamp};
 use fix_session::{Dictionaries, MemoryStore, Now, Role, Session, SessionConfig, SessionId};
 use libfuzzer_sys::fuzz_target;
+use fix_codec::Dictionary;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+fn dictionary() -> &'static Arc<Dictionary> {
+    static DICT: OnceLock<Arc<Dictionary>> = OnceLock::new();
+    DICT.get_or_init(|| Arc::new(session_dictionary("FIX.4.2").expect("builtin dictionary")))
+}
+
 fuzz_target!(|data: &[u8]| {
-    let dict = session_dictionary("FIX.4.2").expect("builtin dictionary");
+    let dict = dictionary();
     let mut parser = Parser::default();
     let mut validator = Validator::new(ValidationOptions::default());
     let now = Now { mono: Instant::now(), wall: UtcTimestamp::from_secs(1_700_000_000) };
     let config = SessionConfig::new(SessionId::new("FIX.4.2", "ISLD", "TW"), Role::Acceptor);
-    let dicts = Dictionaries::builtin("FIX.4.2").expect("builtin");
+    let dicts = Dictionaries { transport: Arc::clone(dict), app: None };
     let mut session = Session::new(config, Box::new(MemoryStore::new(now.wall)), dicts, now);
     session.handle_connect(now);
     let logon = fix_codec::human::encode_human("35=A|34=1|49=TW|52=20231114-22:13:20|56=ISLD|98=0|108=30|", "FIX.4.2");
@@ -29,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(f) => {
                 let bytes = &data[pos..pos + f.len];
                 if let Ok(msg) = parser.parse(bytes) {
-                    let _ = validator.validate(&dict, None, msg);
+                    let _ = validator.validate(dict, None, msg);
                     let _ = msg.get_u64(34);
                     let _ = fix_codec::UtcTimestamp::parse(msg.get(52).unwrap_or_default());
                 }
