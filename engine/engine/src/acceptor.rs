@@ -1,6 +1,7 @@
 //! Listening sockets: many sessions per port, routed by the CompIDs of the first message.
 
 use crate::actor::Command;
+use crate::tls::BoxIo;
 use fix_codec::{frame, tags, FrameError, Parser};
 use fix_session::SessionId;
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// Sessions served on one listening address.
@@ -20,13 +21,33 @@ pub(crate) async fn serve(
     routes: Routes,
     logon_timeout: Duration,
     max_size: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let routes = Arc::clone(&routes);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(why) = route(stream, peer, &routes, logon_timeout, max_size).await {
+                    let _ = stream.set_nodelay(true);
+                    let io: BoxIo = match tls {
+                        None => Box::new(stream),
+                        Some(acceptor) => {
+                            match tokio::time::timeout(logon_timeout, acceptor.accept(stream)).await
+                            {
+                                Ok(Ok(s)) => Box::new(s),
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::warn!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if let Err(why) = route(io, peer, &routes, logon_timeout, max_size).await {
                         tracing::warn!(%peer, reason = %why, "connection refused");
                     }
                 });
@@ -41,7 +62,7 @@ pub(crate) async fn serve(
 
 /// Reads the first message, finds its session and hands the connection over.
 async fn route(
-    mut stream: TcpStream,
+    mut stream: BoxIo,
     peer: SocketAddr,
     routes: &Routes,
     logon_timeout: Duration,

@@ -8,6 +8,7 @@ use crate::app::{AppContext, AppReject, Application};
 use crate::config::SessionPlan;
 use crate::msglog::MessageLog;
 use crate::storage::Storage;
+use crate::tls::BoxIo;
 use fix_codec::{frame, FrameError, MessageRef, OwnedMessage};
 use fix_session::{
     Disposition, LogLevel, Now, Outgoing, Role, SendError, Session, SessionEvent, State,
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +37,7 @@ pub struct SessionStatus {
 /// Requests to a session task.
 pub(crate) enum Command {
     Attach {
-        stream: TcpStream,
+        stream: BoxIo,
         peer: SocketAddr,
         initial: Vec<u8>,
     },
@@ -58,8 +59,8 @@ pub(crate) enum Command {
 }
 
 struct Conn {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: ReadHalf<BoxIo>,
+    writer: WriteHalf<BoxIo>,
     peer: SocketAddr,
     buf: Vec<u8>,
     filled: usize,
@@ -179,9 +180,16 @@ impl SessionActor {
         let attempt = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
         match attempt {
             Ok(Ok(stream)) => {
-                tracing::info!(session = %self.span_name(), %addr, "connected");
-                self.connect_failures = 0;
-                self.attach(stream, addr, Vec::new());
+                let _ = stream.set_nodelay(true);
+                let tls = self.plan.tls.clone();
+                match secure(tls.as_ref(), stream, addr).await {
+                    Ok(io) => {
+                        tracing::info!(session = %self.span_name(), %addr, tls = self.plan.tls.is_some(), "connected");
+                        self.connect_failures = 0;
+                        self.attach(io, addr, Vec::new());
+                    }
+                    Err(e) => self.connect_failed(addr, &e),
+                }
             }
             Ok(Err(e)) => self.connect_failed(addr, &e.to_string()),
             Err(_) => self.connect_failed(addr, "timed out"),
@@ -202,9 +210,8 @@ impl SessionActor {
         self.next_connect = Instant::now() + delay;
     }
 
-    fn attach(&mut self, stream: TcpStream, peer: SocketAddr, initial: Vec<u8>) {
-        let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+    fn attach(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
+        let (reader, writer) = tokio::io::split(stream);
         let mut buf = vec![0u8; 64 * 1024];
         let filled = initial.len().min(buf.len());
         buf[..filled].copy_from_slice(&initial[..filled]);
@@ -528,6 +535,26 @@ impl SessionActor {
                 self.next_connect = Instant::now() + self.plan.reconnect_interval;
             }
         }
+    }
+}
+
+/// Wraps a fresh initiator connection in TLS when the session asks for it.
+async fn secure(
+    tls: Option<&crate::config::TlsSection>,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Result<BoxIo, String> {
+    let Some(tls) = tls else {
+        return Ok(Box::new(stream));
+    };
+    let config = crate::tls::client_config(tls).map_err(|e| e.to_string())?;
+    let name = crate::tls::server_name(tls, addr).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let handshake = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, stream));
+    match handshake.await {
+        Ok(Ok(s)) => Ok(Box::new(s)),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timed out".into()),
     }
 }
 

@@ -104,6 +104,22 @@ impl Default for EngineSection {
     }
 }
 
+/// `tls` of a session.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Our certificate chain (PEM). Required on an acceptor; with `key`, a client
+    /// certificate on an initiator.
+    pub cert: Option<PathBuf>,
+    /// Our private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Certificates we trust (PEM). An initiator verifies the server with them; an
+    /// acceptor with `ca` requires client certificates signed by them (mutual TLS).
+    pub ca: Option<PathBuf>,
+    /// Initiator: the name to verify (default: the IP address connected to).
+    pub server_name: Option<String>,
+}
+
 /// `[[session]]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +193,8 @@ pub struct SessionSection {
     pub max_message_size: Option<usize>,
     /// CheckCompID: refuse messages whose CompIDs do not match the session.
     pub check_comp_id: Option<bool>,
+    /// TLS for this session's connections.
+    pub tls: Option<TlsSection>,
 }
 
 /// The whole file.
@@ -206,6 +224,8 @@ pub struct SessionPlan {
     pub data_dictionary: Option<PathBuf>,
     /// FIXT transport dictionary.
     pub transport_data_dictionary: Option<PathBuf>,
+    /// TLS settings.
+    pub tls: Option<TlsSection>,
 }
 
 const SUPPORTED: [&str; 6] = [
@@ -385,6 +405,7 @@ impl SessionSection {
             reconnect_interval: Duration::from_secs(self.reconnect_interval.unwrap_or(5).max(1)),
             data_dictionary: self.data_dictionary.clone(),
             transport_data_dictionary: self.transport_data_dictionary.clone(),
+            tls: self.tls.clone(),
         })
     }
 
@@ -477,6 +498,21 @@ impl EngineConfig {
         let mut plans: Vec<SessionPlan> = Vec::new();
         for s in &self.sessions {
             let p = s.plan()?;
+            if let Some(q) = plans
+                .iter()
+                .find(|q| q.listen.is_some() && q.listen == p.listen && q.tls != p.tls)
+            {
+                return Err(invalid(
+                    &p.config.id.to_string(),
+                    "tls",
+                    "differs",
+                    &format!(
+                        "sessions sharing listen address {} must have the same tls settings as {}",
+                        p.listen.map(|a| a.to_string()).unwrap_or_default(),
+                        q.config.id
+                    ),
+                ));
+            }
             if plans.iter().any(|q| q.config.id == p.config.id) {
                 return Err(invalid(
                     &p.config.id.to_string(),

@@ -51,6 +51,14 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+    /// TLS could not be set up.
+    #[error("session {session}: {source}")]
+    Tls {
+        /// The session.
+        session: String,
+        /// Why.
+        source: crate::tls::TlsError,
+    },
     /// No such session.
     #[error("no session {0} in this engine")]
     UnknownSession(String),
@@ -120,6 +128,7 @@ impl Engine {
         // Per listening address: the longest logon timeout and largest message size of its
         // sessions bound the wait for (and size of) a connection's first message.
         let mut limits: HashMap<SocketAddr, (std::time::Duration, usize)> = HashMap::new();
+        let mut tls_by_addr: HashMap<SocketAddr, tokio_rustls::TlsAcceptor> = HashMap::new();
         let mut tasks = Vec::new();
         let now = Now::system();
         for plan in plans {
@@ -135,6 +144,16 @@ impl Engine {
             )?;
             let (tx, rx) = mpsc::channel(1024);
             if let Some(addr) = plan.listen {
+                if let Some(tls) = &plan.tls {
+                    if !tls_by_addr.contains_key(&addr) {
+                        let config =
+                            crate::tls::server_config(tls).map_err(|source| EngineError::Tls {
+                                session: id.to_string(),
+                                source,
+                            })?;
+                        tls_by_addr.insert(addr, tokio_rustls::TlsAcceptor::from(config));
+                    }
+                }
                 let limit = limits.entry(addr).or_default();
                 limit.0 = limit.0.max(plan.config.logon_timeout);
                 limit.1 = limit.1.max(plan.config.max_message_size);
@@ -168,6 +187,7 @@ impl Engine {
                 routes,
                 logon_timeout,
                 max_size,
+                tls_by_addr.get(&addr).cloned(),
             )));
         }
         Ok(Self {

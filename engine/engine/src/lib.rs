@@ -12,6 +12,7 @@
 //! - [`app`]: the [`Application`] callbacks and the built-in `echo` and `exec` applications.
 //! - [`storage`]: journal or memory, with an async wait for durability.
 //! - [`msglog`]: per-session message logs.
+//! - [`tls`]: rustls configuration for acceptors (optionally mutual TLS) and initiators.
 //! - [`quickfix_settings`]: import of QuickFIX / QuickFIX/J settings files.
 
 mod acceptor;
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod msglog;
 pub mod quickfix_settings;
 pub mod storage;
+pub mod tls;
 
 pub use actor::SessionStatus;
 pub use app::{AppContext, AppReject, Application, EchoApp, ExecApp};
