@@ -8,6 +8,7 @@ use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use fix_codec::{Dictionary, UtcTimestamp};
 use fix_session::{Dictionaries, Now, SendError, Session, SessionId};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,15 +145,13 @@ impl Engine {
             )?;
             let (tx, rx) = mpsc::channel(1024);
             if let Some(addr) = plan.listen {
-                if let Some(tls) = &plan.tls {
-                    if !tls_by_addr.contains_key(&addr) {
-                        let config =
-                            crate::tls::server_config(tls).map_err(|source| EngineError::Tls {
-                                session: id.to_string(),
-                                source,
-                            })?;
-                        tls_by_addr.insert(addr, tokio_rustls::TlsAcceptor::from(config));
-                    }
+                if let (Some(tls), Entry::Vacant(slot)) = (&plan.tls, tls_by_addr.entry(addr)) {
+                    let config =
+                        crate::tls::server_config(tls).map_err(|source| EngineError::Tls {
+                            session: id.to_string(),
+                            source,
+                        })?;
+                    slot.insert(tokio_rustls::TlsAcceptor::from(config));
                 }
                 let limit = limits.entry(addr).or_default();
                 limit.0 = limit.0.max(plan.config.logon_timeout);
