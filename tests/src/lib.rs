@@ -18,5 +18,6 @@
 //! - `expect-silence SECONDS` — nothing may arrive for that long
 //! - `sleep SECONDS`
 
+pub mod client;
 pub mod interop;
 pub mod scenario;

@@ -1,14 +1,11 @@
 //! Parsing and running scenario files.
 
-use fix_codec::human::{encode_human, from_human, to_human};
-use fix_codec::{frame, FrameError, TimePrecision, UtcTimestamp};
-use fix_engine::config::{EngineSection, SessionSection, StoreKind};
+use crate::client::{FixClient, Received};
+use fix_codec::human::to_human;
 use fix_engine::{Engine, EngineConfig};
 use fix_session::SessionId;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// One step of a scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,24 +95,6 @@ impl Scenario {
     }
 }
 
-fn with_times(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("<TIME") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('>') else {
-            break;
-        };
-        let spec = &rest[start + 5..start + end];
-        let shift: i64 = spec.trim_start_matches('+').parse().unwrap_or(0);
-        let t = UtcTimestamp::now().add_nanos(shift * 1_000_000_000);
-        out.push_str(&t.format(TimePrecision::Millis));
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 const IGNORED: [&str; 5] = ["8", "9", "10", "52", "122"];
 
 fn comparable(text: &str) -> Vec<(String, String)> {
@@ -136,37 +115,6 @@ fn matches(expected: &str, actual: &str) -> bool {
             .all(|((et, ev), (at, av))| et == at && (ev == "*" || ev == av))
 }
 
-struct Client {
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    /// The next message, `Ok(None)` on close, `Err` on time-out.
-    async fn next(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, ()> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match frame::check(&self.buf, 1 << 20) {
-                Ok(f) => return Ok(Some(self.buf.drain(..f.len).collect())),
-                Err(FrameError::Incomplete) => {}
-                Err(_) => return Ok(Some(std::mem::take(&mut self.buf))),
-            }
-            let Some(stream) = &mut self.stream else {
-                return Ok(None);
-            };
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-                Err(_) => return Err(()),
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    self.stream = None;
-                    return Ok(None);
-                }
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-}
-
 fn dictionary_path(name: &str) -> Result<PathBuf, String> {
     let dir = std::env::var("FIX_DICTIONARY_DIR").map_err(|_| {
         format!("scenario needs dictionary {name}: set FIX_DICTIONARY_DIR to the QuickFIX data dictionaries (.ci/run does)")
@@ -182,41 +130,22 @@ fn dictionary_path(name: &str) -> Result<PathBuf, String> {
 /// Starts an acceptor (ISLD, counterparty TW) for the scenario and runs it.
 pub async fn run(s: &Scenario) -> Result<(), String> {
     let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut section = SessionSection {
-        begin_string: s.begin_string.clone(),
-        sender_comp_id: "ISLD".into(),
-        target_comp_id: "TW".into(),
-        role: "acceptor".into(),
-        listen: Some("127.0.0.1:0".into()),
-        ..SessionSection::default()
-    };
+    let mut toml = format!(
+        "[engine]\nstore = 'journal'\ndata_dir = '{}'\n[[session]]\nbegin_string = '{}'\nsender_comp_id = 'ISLD'\ntarget_comp_id = 'TW'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n",
+        data.path().display(),
+        s.begin_string
+    );
     if let Some(d) = &s.dictionary {
-        section.data_dictionary = Some(dictionary_path(d)?);
+        toml.push_str(&format!(
+            "data_dictionary = '{}'\n",
+            dictionary_path(d)?.display()
+        ));
     }
-    if !s.settings.is_empty() {
-        let mut table = String::from(
-            "[[session]]\nbegin_string='x'\nsender_comp_id='x'\ntarget_comp_id='x'\nrole='x'\n",
-        );
-        for line in &s.settings {
-            table.push_str(line);
-            table.push('\n');
-        }
-        let parsed = EngineConfig::from_toml(&table, &s.name).map_err(|e| e.to_string())?;
-        let extra = &parsed.sessions[0];
-        section.heartbeat_interval = extra.heartbeat_interval.or(section.heartbeat_interval);
-        section.validate_fields_out_of_order = extra.validate_fields_out_of_order;
-        section.resend_request_chunk_size = extra.resend_request_chunk_size;
-        section.reset_on_logout = extra.reset_on_logout;
-        section.allow_unknown_msg_fields = extra.allow_unknown_msg_fields;
+    for line in &s.settings {
+        toml.push_str(line);
+        toml.push('\n');
     }
-    let config = EngineConfig {
-        engine: EngineSection {
-            store: StoreKind::Journal,
-            data_dir: data.path().to_path_buf(),
-            ..EngineSection::default()
-        },
-        sessions: vec![section],
-    };
+    let config = EngineConfig::from_toml(&toml, &s.name).map_err(|e| e.to_string())?;
     let engine = Engine::start(config).await.map_err(|e| e.to_string())?;
     let id = SessionId::new(&s.begin_string, "ISLD", "TW");
     let addr = engine.listen_addr(&id).ok_or("acceptor has no address")?;
@@ -226,68 +155,63 @@ pub async fn run(s: &Scenario) -> Result<(), String> {
 }
 
 async fn drive(s: &Scenario, addr: std::net::SocketAddr) -> Result<(), String> {
-    let mut c = Client {
-        stream: None,
-        buf: Vec::new(),
-    };
+    let mut c = FixClient::new(&s.begin_string);
+    let wait = Duration::from_secs(5);
     for (line, step) in &s.steps {
         let at = format!("{}:{line}", s.name);
         match step {
-            Step::Connect => {
-                c.stream = Some(
-                    TcpStream::connect(addr)
-                        .await
-                        .map_err(|e| format!("{at}: connect: {e}"))?,
-                );
-                c.buf.clear();
-            }
-            Step::Disconnect => c.stream = None,
-            Step::Send(fields) | Step::SendRaw(fields) => {
-                let text = with_times(fields);
-                let bytes = match step {
-                    Step::Send(_) => encode_human(&text, &s.begin_string),
-                    _ => from_human(&text),
-                };
-                let stream = c.stream.as_mut().ok_or(format!("{at}: not connected"))?;
-                stream
-                    .write_all(&bytes)
-                    .await
-                    .map_err(|e| format!("{at}: send: {e}"))?;
-            }
-            Step::Expect(fields) => match c.next(Duration::from_secs(5)).await {
-                Ok(Some(m)) => {
-                    let got = to_human(&m);
-                    if !matches(fields, &got) {
-                        return Err(format!("{at}: expected\n  {fields}\nreceived\n  {got}"));
-                    }
+            Step::Connect => c
+                .connect(addr)
+                .await
+                .map_err(|e| format!("{at}: connect: {e}"))?,
+            Step::Disconnect => c.disconnect(),
+            Step::Send(fields) => c
+                .send(fields)
+                .await
+                .map_err(|e| format!("{at}: send: {e}"))?,
+            Step::SendRaw(text) => c
+                .send_raw(text)
+                .await
+                .map_err(|e| format!("{at}: send: {e}"))?,
+            Step::Expect(fields) => match c.next(wait).await {
+                Received::Message(m) if matches(fields, &to_human(&m)) => {}
+                Received::Message(m) => {
+                    return Err(format!(
+                        "{at}: expected\n  {fields}\nreceived\n  {}",
+                        to_human(&m)
+                    ))
                 }
-                Ok(None) => {
+                Received::Closed => {
                     return Err(format!(
                         "{at}: expected {fields}, but the connection closed"
                     ))
                 }
-                Err(()) => return Err(format!("{at}: expected {fields}, nothing arrived in 5 s")),
+                Received::TimedOut => {
+                    return Err(format!("{at}: expected {fields}, nothing arrived in 5 s"))
+                }
             },
-            Step::ExpectDisconnect => match c.next(Duration::from_secs(5)).await {
-                Ok(None) => {}
-                Ok(Some(m)) => {
+            Step::ExpectDisconnect => match c.next(wait).await {
+                Received::Closed => {}
+                Received::Message(m) => {
                     return Err(format!(
                         "{at}: expected a disconnect, received {}",
                         to_human(&m)
                     ))
                 }
-                Err(()) => {
+                Received::TimedOut => {
                     return Err(format!(
                         "{at}: expected a disconnect, connection still open after 5 s"
                     ))
                 }
             },
             Step::ExpectSilence(secs) => match c.next(Duration::from_secs_f64(*secs)).await {
-                Err(()) => {}
-                Ok(Some(m)) => {
+                Received::TimedOut => {}
+                Received::Message(m) => {
                     return Err(format!("{at}: expected silence, received {}", to_human(&m)))
                 }
-                Ok(None) => return Err(format!("{at}: expected silence, the connection closed")),
+                Received::Closed => {
+                    return Err(format!("{at}: expected silence, the connection closed"))
+                }
             },
             Step::Sleep(secs) => tokio::time::sleep(Duration::from_secs_f64(*secs)).await,
         }
@@ -311,7 +235,7 @@ mod tests {
 
     #[test]
     fn time_placeholders_are_shifted() {
-        let t = with_times("52=<TIME-121>|122=<TIME+10>|");
+        let t = crate::client::with_times("52=<TIME-121>|122=<TIME+10>|");
         assert!(!t.contains('<'), "{t}");
     }
 

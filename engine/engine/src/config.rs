@@ -195,6 +195,10 @@ pub struct SessionSection {
     pub check_comp_id: Option<bool>,
     /// TLS for this session's connections.
     pub tls: Option<TlsSection>,
+    /// Acceptor: the Username (553) the counterparty's Logon must carry.
+    pub expect_username: Option<String>,
+    /// Acceptor: the Password (554) the counterparty's Logon must carry.
+    pub expect_password: Option<String>,
 }
 
 /// The whole file.
@@ -226,6 +230,8 @@ pub struct SessionPlan {
     pub transport_data_dictionary: Option<PathBuf>,
     /// TLS settings.
     pub tls: Option<TlsSection>,
+    /// Logon credential check, when configured.
+    pub credentials: Option<crate::auth::CredentialCheck>,
 }
 
 const SUPPORTED: [&str; 6] = [
@@ -406,6 +412,12 @@ impl SessionSection {
             data_dictionary: self.data_dictionary.clone(),
             transport_data_dictionary: self.transport_data_dictionary.clone(),
             tls: self.tls.clone(),
+            credentials: (self.expect_username.is_some() || self.expect_password.is_some()).then(
+                || crate::auth::CredentialCheck {
+                    username: self.expect_username.clone(),
+                    password: self.expect_password.clone(),
+                },
+            ),
         })
     }
 

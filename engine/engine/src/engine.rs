@@ -136,7 +136,10 @@ impl Engine {
             let id = plan.config.id.clone();
             let dicts = load_dictionaries(&plan)?;
             let store = storage.store_for(&id, UtcTimestamp::now())?;
-            let session = Session::new(plan.config.clone(), store, dicts, now);
+            let mut session = Session::new(plan.config.clone(), store, dicts, now);
+            if let Some(check) = &plan.credentials {
+                session.set_authenticator(Arc::new(check.clone()));
+            }
             let log = MessageLog::open(config.engine.log_dir.as_deref(), &id.to_string()).map_err(
                 |source| EngineError::MessageLog {
                     session: id.to_string(),

@@ -9,6 +9,7 @@
 //!   order — waits for the journal to be durable, writes the session's output, delivers
 //!   in-sequence application messages, and handles events.
 //! - `acceptor`: many sessions per port, routed by the first message's CompIDs.
+//! - [`auth`]: Logon credential checks.
 //! - [`app`]: the [`Application`] callbacks and the built-in `echo` and `exec` applications.
 //! - [`storage`]: journal or memory, with an async wait for durability.
 //! - [`msglog`]: per-session message logs.
@@ -18,6 +19,7 @@
 mod acceptor;
 mod actor;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod msglog;

@@ -458,6 +458,10 @@ impl Session {
             self.logout_and_disconnect(now, &text);
             return;
         }
+        // Count the Logon before answering, so our NextExpectedMsgSeqNum is right.
+        if seq == expected {
+            self.advance_target(seq);
+        }
         if acceptor {
             self.heartbeat = std::time::Duration::from_secs(hb);
             self.send_logon(now, they_reset, Some(hb));
@@ -468,8 +472,9 @@ impl Session {
         self.log(
             LogLevel::Info,
             format!(
-                "logged on (heartbeat {hb} s, next sender {}, next target {expected})",
-                self.store.next_sender_seq()
+                "logged on (heartbeat {hb} s, next sender {}, next target {})",
+                self.store.next_sender_seq(),
+                self.store.next_target_seq()
             ),
         );
         if let Some(n) = their_next.filter(|n| *n < our_next) {
@@ -478,8 +483,6 @@ impl Session {
         if seq > expected {
             self.highest_seen = seq;
             self.request_resend(now, seq);
-        } else {
-            self.advance_target(seq);
         }
     }
 }

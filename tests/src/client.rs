@@ -1,0 +1,125 @@
+//! A raw FIX test client over TCP: sends framed or raw bytes, reads whole frames, and
+//! tells a close from a time-out.
+
+use fix_codec::human::{encode_human, from_human};
+use fix_codec::{frame, FrameError, TimePrecision, UtcTimestamp};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What waiting for the next message gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A whole frame (or, if the bytes were not FIX, everything buffered).
+    Message(Vec<u8>),
+    /// The peer closed the connection.
+    Closed,
+    /// Nothing arrived in time.
+    TimedOut,
+}
+
+/// A connection to the engine under test.
+pub struct FixClient {
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    begin_string: String,
+}
+
+/// Replaces `<TIME>`, `<TIME-121>`, `<TIME+10>` with the current time shifted by seconds.
+pub fn with_times(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<TIME") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            break;
+        };
+        let spec = &rest[start + 5..start + end];
+        let shift: i64 = spec.trim_start_matches('+').parse().unwrap_or(0);
+        let t = UtcTimestamp::now().add_nanos(shift * 1_000_000_000);
+        out.push_str(&t.format(TimePrecision::Millis));
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl FixClient {
+    /// A client that is not connected yet.
+    pub fn new(begin_string: &str) -> Self {
+        Self {
+            stream: None,
+            buf: Vec::new(),
+            begin_string: begin_string.to_string(),
+        }
+    }
+
+    /// Connects (dropping any previous connection).
+    pub async fn connect(&mut self, addr: std::net::SocketAddr) -> std::io::Result<()> {
+        self.stream = Some(TcpStream::connect(addr).await?);
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Connects a new client.
+    pub async fn connected(
+        begin_string: &str,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<Self> {
+        let mut c = Self::new(begin_string);
+        c.connect(addr).await?;
+        Ok(c)
+    }
+
+    /// Closes the connection.
+    pub fn disconnect(&mut self) {
+        self.stream = None;
+    }
+
+    /// Sends a message built from `|`-separated fields (8, 9, 10 filled in, times
+    /// substituted).
+    pub async fn send(&mut self, fields: &str) -> std::io::Result<()> {
+        let bytes = encode_human(&with_times(fields), &self.begin_string);
+        self.send_bytes(&bytes).await
+    }
+
+    /// Sends `|`-separated text exactly as written (for garbled input).
+    pub async fn send_raw(&mut self, text: &str) -> std::io::Result<()> {
+        self.send_bytes(&from_human(&with_times(text))).await
+    }
+
+    /// Sends bytes.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.stream {
+            Some(s) => s.write_all(bytes).await,
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "not connected",
+            )),
+        }
+    }
+
+    /// The next message, a close, or a time-out after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Received {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match frame::check(&self.buf, 1 << 20) {
+                Ok(f) => return Received::Message(self.buf.drain(..f.len).collect()),
+                Err(FrameError::Incomplete) => {}
+                Err(_) => return Received::Message(std::mem::take(&mut self.buf)),
+            }
+            let Some(stream) = &mut self.stream else {
+                return Received::Closed;
+            };
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+                Err(_) => return Received::TimedOut,
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    self.stream = None;
+                    return Received::Closed;
+                }
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
