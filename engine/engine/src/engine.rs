@@ -231,11 +231,11 @@ impl Engine {
         for w in waits {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), w).await;
         }
-        for l in &self.listeners {
-            l.abort();
-        }
-        for t in &self.tasks {
-            t.abort();
+        // Wait for the aborted tasks to finish so the listening sockets are closed when
+        // this returns (a restarted engine can bind the same port at once).
+        for task in self.listeners.into_iter().chain(self.tasks) {
+            task.abort();
+            let _ = task.await;
         }
         self.storage.shutdown();
     }
