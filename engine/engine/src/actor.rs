@@ -67,7 +67,11 @@ struct Conn {
 }
 
 enum Delivery {
+    /// An application message in the read buffer (offset, length).
     Frame(usize, usize),
+    /// An admin message in the read buffer, for `from_admin`.
+    Admin(usize, usize),
+    /// An application message released from the gap queue.
     Owned(OwnedMessage),
 }
 
@@ -321,8 +325,10 @@ impl SessionActor {
                 Ok(f) => {
                     let bytes = &chunk[..f.len];
                     self.log.record('<', bytes);
-                    if self.session.handle_message(t, bytes) == Disposition::Deliver {
-                        deliveries.push(Delivery::Frame(pos, f.len));
+                    match self.session.handle_message(t, bytes) {
+                        Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
+                        Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
+                        Disposition::Consumed => {}
                     }
                     while let Some(ev) = self.session.poll_event() {
                         match ev {
@@ -438,7 +444,7 @@ impl SessionActor {
     fn deliver(&mut self, d: Delivery, buf: &[u8]) {
         let mut spans = std::mem::take(&mut self.spans);
         let msg = match &d {
-            Delivery::Frame(pos, len) => {
+            Delivery::Frame(pos, len) | Delivery::Admin(pos, len) => {
                 let parsed = buf.get(*pos..*pos + *len).filter(|bytes| {
                     fix_codec::message::split_fields(bytes, &self.data_fields, &mut spans).is_ok()
                 });
@@ -452,6 +458,11 @@ impl SessionActor {
             }
             Delivery::Owned(m) => m.as_ref(),
         };
+        if matches!(d, Delivery::Admin(..)) {
+            self.app.from_admin(self.session.id(), msg);
+            self.spans = spans;
+            return;
+        }
         let t = now();
         let seq = msg
             .get_u64(fix_codec::tags::MSG_SEQ_NUM)

@@ -61,8 +61,17 @@ pub trait Application: Send + Sync {
     fn on_logon(&self, _id: &SessionId) {}
     /// The session logged out or lost its connection.
     fn on_logout(&self, _id: &SessionId) {}
-    /// An admin message arrived (after the session handled it).
+    /// An admin message arrived (after the session handled it and it is durable).
     fn from_admin(&self, _id: &SessionId, _msg: MessageRef<'_>) {}
+    /// An admin message is about to be sent: fields may be appended to it (for example
+    /// Username/Password on Logon).
+    fn to_admin(&self, _id: &SessionId, _msg_type: &[u8], _fields: &mut MessageBuilder) {}
+    /// An application message is about to be stored and sent (`resend` false) or resent
+    /// (`resend` true). `false` stops it: a new message is refused, a resend becomes part
+    /// of a gap fill (for example, to not resend stale orders).
+    fn to_app(&self, _id: &SessionId, _msg: MessageRef<'_>, _resend: bool) -> bool {
+        true
+    }
     /// An application message arrived, in sequence. `Err` rejects it.
     fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject>;
 }
@@ -295,5 +304,18 @@ impl Application for ExecApp {
                 text: "Unsupported Message Type".into(),
             }),
         }
+    }
+}
+
+/// Lets an [`Application`] see outgoing messages through the session's hooks.
+pub(crate) struct AppHooks(pub(crate) std::sync::Arc<dyn Application>);
+
+impl fix_session::SessionHooks for AppHooks {
+    fn to_admin(&self, id: &SessionId, msg_type: &[u8], fields: &mut MessageBuilder) {
+        self.0.to_admin(id, msg_type, fields);
+    }
+
+    fn to_app(&self, id: &SessionId, msg: MessageRef<'_>, resend: bool) -> bool {
+        self.0.to_app(id, msg, resend)
     }
 }

@@ -137,6 +137,7 @@ impl Engine {
             let dicts = load_dictionaries(&plan)?;
             let store = storage.store_for(&id, UtcTimestamp::now())?;
             let mut session = Session::new(plan.config.clone(), store, dicts, now);
+            session.set_hooks(Arc::new(crate::app::AppHooks(Arc::clone(&app))));
             if let Some(check) = &plan.credentials {
                 session.set_authenticator(Arc::new(check.clone()));
             }

@@ -47,6 +47,9 @@ pub enum LogLevel {
 pub enum Disposition {
     /// An application message in sequence: hand it to the application once durable.
     Deliver,
-    /// Handled by the session (admin message, rejected, queued or ignored).
+    /// An admin message the session accepted and acted on; the runtime shows it to the
+    /// application (`from_admin`) once durable.
+    Admin,
+    /// Handled by the session (rejected, queued, ignored, or nothing to show).
     Consumed,
 }

@@ -24,5 +24,7 @@ pub mod store;
 pub use config::{Role, SessionConfig, SessionId};
 pub use event::{Disposition, LogLevel, SessionEvent};
 pub use schedule::Schedule;
-pub use session::{Authenticator, Dictionaries, Now, Outgoing, SendError, Session, State};
+pub use session::{
+    Authenticator, Dictionaries, Now, Outgoing, SendError, Session, SessionHooks, State,
+};
 pub use store::{MemoryStore, SessionStore, StoreError};

@@ -108,7 +108,7 @@ fn a_gap_is_requested_and_queued_messages_are_delivered_once_filled() {
     );
     assert_eq!(
         h.recv("35=4|34=3|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|123=Y|36=4|"),
-        Disposition::Consumed
+        Disposition::Admin
     );
     let delivered: Vec<_> = h
         .events()
@@ -262,4 +262,61 @@ fn the_store_failing_stops_the_session_without_sending() {
         .events()
         .iter()
         .any(|e| matches!(e, SessionEvent::StoreFailed(_))));
+}
+
+struct Hooks;
+
+impl SessionHooks for Hooks {
+    fn to_admin(&self, _id: &SessionId, msg_type: &[u8], fields: &mut fix_codec::MessageBuilder) {
+        if msg_type == b"0" {
+            fields.push_str(58, "hooked");
+        }
+    }
+
+    fn to_app(&self, _id: &SessionId, msg: fix_codec::MessageRef<'_>, resend: bool) -> bool {
+        // New "STALE" messages may go out once, but are never resent; "NO" never goes out.
+        let id = msg.get(37).unwrap_or_default();
+        id != b"NO" && !(resend && id == b"STALE")
+    }
+}
+
+#[test]
+fn hooks_add_admin_fields_refuse_messages_and_turn_refused_resends_into_gap_fills() {
+    let mut h = Harness::acceptor();
+    h.session.set_hooks(std::sync::Arc::new(Hooks));
+    h.logon();
+    let refused = h.session.send(
+        h.now,
+        Outgoing {
+            msg_type: b"8",
+            header: b"",
+            body: b"37=NO\x01",
+        },
+    );
+    assert_eq!(refused, Err(SendError::Refused));
+    assert_eq!(
+        h.session.next_sender_seq(),
+        2,
+        "a refused message uses no sequence number"
+    );
+    h.session
+        .send(
+            h.now,
+            Outgoing {
+                msg_type: b"8",
+                header: b"",
+                body: b"37=STALE\x01",
+            },
+        )
+        .expect("sent once");
+    h.advance(30);
+    assert_eq!(
+        h.sent(),
+        vec![
+            "35=8|34=2|49=ISLD|56=TW|37=STALE",
+            "35=0|34=3|49=ISLD|56=TW|58=hooked"
+        ]
+    );
+    let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=2|16=0|");
+    assert_eq!(h.sent(), vec!["35=4|34=2|43=Y|49=ISLD|56=TW|123=Y|36=4"]);
 }

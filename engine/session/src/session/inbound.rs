@@ -81,7 +81,11 @@ impl Session {
                     return Disposition::Consumed;
                 }
                 self.on_logon(now, msg, seq);
-                return Disposition::Consumed;
+                return if self.state == State::Active {
+                    Disposition::Admin
+                } else {
+                    Disposition::Consumed
+                };
             }
             State::Active | State::LogoutSent => {}
             State::Disconnected | State::Closing => return Disposition::Consumed,
@@ -94,11 +98,11 @@ impl Session {
         match msg_type {
             b"4" if !gap_fill => {
                 self.on_sequence_reset(now, msg, seq);
-                return Disposition::Consumed;
+                return Disposition::Admin;
             }
             b"5" => {
                 self.on_logout(now, seq, expected);
-                return Disposition::Consumed;
+                return Disposition::Admin;
             }
             b"2" if !resend_served && seq != expected => self.on_resend_request(now, msg),
             _ => {}
@@ -164,7 +168,7 @@ impl Session {
                     self.reject_new_seq_no(now, seq, &text);
                     self.advance_target(seq);
                 }
-                return Disposition::Consumed;
+                return Disposition::Admin;
             }
             b"A" => {
                 self.log(
@@ -182,7 +186,7 @@ impl Session {
             }
         }
         self.advance_target(seq);
-        Disposition::Consumed
+        Disposition::Admin
     }
 
     fn advance_target(&mut self, seq: u64) {

@@ -77,6 +77,21 @@ pub trait Authenticator: Send + Sync {
     fn authenticate(&self, id: &SessionId, logon: MessageRef<'_>) -> Result<(), String>;
 }
 
+/// The application's say over outgoing messages (QuickFIX's `toAdmin` and `toApp`).
+/// Both are called synchronously while the session builds the message.
+pub trait SessionHooks: Send + Sync {
+    /// Every admin message, before it is finished: fields may be appended (for example
+    /// Username and Password on Logon).
+    fn to_admin(&self, _id: &SessionId, _msg_type: &[u8], _fields: &mut MessageBuilder) {}
+
+    /// Every application message before it is stored and sent (`resend` false) and
+    /// before it is resent (`resend` true). `false` stops it: a new message is refused
+    /// with [`SendError::Refused`]; a resend is replaced by a gap fill.
+    fn to_app(&self, _id: &SessionId, _msg: MessageRef<'_>, _resend: bool) -> bool {
+        true
+    }
+}
+
 /// The dictionaries a session validates with.
 #[derive(Debug, Clone)]
 pub struct Dictionaries {
@@ -116,6 +131,9 @@ pub enum SendError {
     /// The session has failed and accepts nothing more.
     #[error("message not sent: the session has stopped after a store failure")]
     Stopped,
+    /// The application's `to_app` hook refused it.
+    #[error("message not sent: refused by the application (to_app)")]
+    Refused,
 }
 
 struct Queued {
@@ -144,6 +162,7 @@ pub struct Session {
     highest_seen: u64,
     queue: BTreeMap<u64, Queued>,
     authenticator: Option<Arc<dyn Authenticator>>,
+    hooks: Option<Arc<dyn SessionHooks>>,
     reset_sent: bool,
     test_req_counter: u64,
     failed: bool,
@@ -182,10 +201,16 @@ impl Session {
             highest_seen: 0,
             queue: BTreeMap::new(),
             authenticator: None,
+            hooks: None,
             reset_sent: false,
             test_req_counter: 0,
             failed: false,
         }
+    }
+
+    /// Installs the application's outbound hooks.
+    pub fn set_hooks(&mut self, hooks: Arc<dyn SessionHooks>) {
+        self.hooks = Some(hooks);
     }
 
     /// Installs a Logon authenticator (acceptor side).

@@ -67,6 +67,9 @@ impl Session {
         let seq = self.store.next_sender_seq();
         Self::start_message(&mut self.builder, &self.config, now, msg_type, seq, None);
         body(&mut self.builder);
+        if let Some(h) = &self.hooks {
+            h.to_admin(&self.config.id, msg_type, &mut self.builder);
+        }
         self.builder.finish();
         let r = self.store.set_next_sender_seq(seq + 1);
         if self.store_ok(r) {
@@ -93,6 +96,9 @@ impl Session {
         );
         self.builder.push_raw(msg.header).push_raw(msg.body);
         self.builder.finish();
+        if !self.app_allows(self.builder.finished(), false) {
+            return Err(SendError::Refused);
+        }
         if let Err(e) = self.store.save_outbound(seq, self.builder.finished()) {
             self.store_ok(Err(e.clone()));
             return Err(SendError::Store(e));
@@ -102,6 +108,18 @@ impl Session {
             self.last_sent = now.mono;
         }
         Ok(seq)
+    }
+
+    /// Asks the `to_app` hook (if any) whether `bytes` may go out.
+    fn app_allows(&self, bytes: &[u8], resend: bool) -> bool {
+        let Some(h) = &self.hooks else {
+            return true;
+        };
+        let mut spans = Vec::new();
+        if split_fields(bytes, &self.data_fields, &mut spans).is_err() {
+            return true;
+        }
+        h.to_app(&self.config.id, MessageRef::new(bytes, &spans), resend)
     }
 
     /// Sends our Logon (initiator, or acceptor answering).
@@ -316,7 +334,7 @@ impl Session {
                 continue;
             }
             let msg = MessageRef::new(&bytes, &spans);
-            if is_admin(msg.msg_type()) {
+            if is_admin(msg.msg_type()) || !self.app_allows(&bytes, true) {
                 continue;
             }
             if seq > gap_start {
