@@ -2,10 +2,12 @@
 //! dictionaries and message validation.
 
 mod builtin;
+mod groups;
 mod load;
 mod validate;
 
 pub use builtin::session_dictionary;
+pub use groups::group_entries;
 pub use load::LoadError;
 pub use validate::{Reject, SessionRejectReason, ValidationOptions, Validator};
 

@@ -186,6 +186,11 @@ impl Ctx<'_, '_> {
     }
 
     fn check_value(&self, span: &FieldSpan) -> Result<(), Reject> {
+        // BeginString, BodyLength and CheckSum were checked by framing, MsgType against the
+        // message definitions; old dictionaries type them inconsistently.
+        if matches!(span.tag, 8 | 9 | 10 | 35) {
+            return Ok(());
+        }
         let v = self.msg.value(span);
         if v.is_empty() {
             return if self.options.fields_have_values {
