@@ -21,3 +21,4 @@
 pub mod client;
 pub mod interop;
 pub mod scenario;
+pub mod wait;

@@ -3,19 +3,14 @@
 //! answered by resend and gap fill, logout.
 
 use fix_e2e::interop::{engine_config, free_port, read_until, spawn_peer, stop_peer, Recorder};
+use fix_e2e::wait::{eventually, reaches_state};
 use fix_engine::Engine;
 use fix_session::{SessionId, State};
 use std::io::BufReader;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+const LIMIT: Duration = Duration::from_secs(15);
 
 /// QuickFIX initiator → our acceptor running `exec`.
 async fn quickfix_initiator_against_our_acceptor(begin: &str) {
@@ -80,19 +75,7 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
         .expect("engine starts");
     let handle = engine.handle();
     let id = SessionId::new(begin, "ENGINE", "QF");
-    let mut active = false;
-    for _ in 0..750 {
-        if handle
-            .status(&id)
-            .await
-            .map(|s| s.state == State::Active)
-            .unwrap_or(false)
-        {
-            active = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let active = reaches_state(&handle, &id, State::Active, Duration::from_secs(15)).await;
     assert!(active, "{begin}: never logged on to QuickFIX");
     let order = |cl: &str| {
         let now = fix_codec::UtcTimestamp::now().format(fix_codec::TimePrecision::Seconds);
@@ -108,7 +91,7 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
     };
 
     handle.send(&id, b"D", &order("B1")).await.expect("send B1");
-    eventually("the fill for B1", filled("B1")).await;
+    eventually("the fill for B1", LIMIT, filled("B1")).await;
 
     // Our side skips five sequence numbers: QuickFIX asks for them, we gap-fill.
     let st = handle.status(&id).await.expect("status");
@@ -119,6 +102,7 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
     handle.send(&id, b"D", &order("B2")).await.expect("send B2");
     eventually(
         "the fill for B2 after QuickFIX's resend request",
+        LIMIT,
         filled("B2"),
     )
     .await;
@@ -130,11 +114,13 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
         .await
         .expect("set seq");
     handle.send(&id, b"D", &order("B3")).await.expect("send B3");
-    eventually("the fill for B3", filled("B3")).await;
+    eventually("the fill for B3", LIMIT, filled("B3")).await;
     let r = recorder.clone();
-    eventually("QuickFIX's resent messages (PossDupFlag=Y)", move || {
-        r.count(|m| m.poss_dup) >= 1
-    })
+    eventually(
+        "QuickFIX's resent messages (PossDupFlag=Y)",
+        LIMIT,
+        move || r.count(|m| m.poss_dup) >= 1,
+    )
     .await;
 
     handle.logout(&id, None).await.expect("logout");

@@ -5,6 +5,7 @@ use fix_codec::human::to_human;
 use fix_codec::{TimePrecision, UtcTimestamp};
 use fix_e2e::client::{FixClient, Received};
 use fix_e2e::interop::free_port;
+use fix_e2e::wait::reaches_state;
 use fix_engine::{Engine, EngineConfig};
 use fix_session::{SessionId, State};
 use std::path::Path;
@@ -20,19 +21,7 @@ fn acceptor_toml(data: &Path, port: u16, extra: &str) -> EngineConfig {
 }
 
 async fn wait_state(engine: &Engine, id: &SessionId, want: State) -> bool {
-    for _ in 0..400 {
-        if engine
-            .handle()
-            .status(id)
-            .await
-            .map(|s| s.state == want)
-            .unwrap_or(false)
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
+    reaches_state(&engine.handle(), id, want, Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! a plain-TCP client gets nothing from a TLS acceptor.
 
 use fix_e2e::interop::Recorder;
+use fix_e2e::wait::{eventually, reaches_state};
 use fix_engine::config::{AppKind, EngineSection, SessionSection, StoreKind, TlsSection};
 use fix_engine::{Engine, EngineConfig};
 use fix_session::{SessionId, State};
@@ -82,26 +83,31 @@ fn engine_config(data: &Path, app: AppKind, s: SessionSection) -> EngineConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_flow_over_mutual_tls_and_plain_tcp_is_refused() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let pki = pki(dir.path());
+/// An echo acceptor (ISLD ← TW) requiring client certificates signed by the test CA.
+async fn mutual_tls_acceptor(dir: &Path, pki: &Pki) -> (Engine, std::net::SocketAddr) {
     let server_tls = TlsSection {
         cert: Some(pki.server.0.clone()),
         key: Some(pki.server.1.clone()),
         ca: Some(pki.ca.clone()),
         server_name: None,
     };
-    let acceptor = Engine::start(engine_config(
-        &dir.path().join("a"),
+    let config = engine_config(
+        &dir.join("a"),
         AppKind::Echo,
         session("ISLD", "TW", "acceptor", "127.0.0.1:0", server_tls),
-    ))
-    .await
-    .expect("acceptor starts");
+    );
+    let acceptor = Engine::start(config).await.expect("acceptor starts");
     let addr = acceptor
         .listen_addr(&SessionId::new("FIX.4.4", "ISLD", "TW"))
         .expect("bound");
+    (acceptor, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_flow_over_mutual_tls_and_plain_tcp_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = pki(dir.path());
+    let (acceptor, addr) = mutual_tls_acceptor(dir.path(), &pki).await;
 
     // A plain-TCP client speaking FIX to the TLS port gets no FIX answer.
     let plain = tokio::task::spawn_blocking(move || {
@@ -145,31 +151,16 @@ async fn orders_flow_over_mutual_tls_and_plain_tcp_is_refused() {
     .expect("initiator starts");
     let id = SessionId::new("FIX.4.4", "TW", "ISLD");
     let handle = initiator.handle();
-    let mut active = false;
-    for _ in 0..500 {
-        if handle
-            .status(&id)
-            .await
-            .map(|s| s.state == State::Active)
-            .unwrap_or(false)
-        {
-            active = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let active = reaches_state(&handle, &id, State::Active, Duration::from_secs(10)).await;
     assert!(active, "initiator never logged on over TLS");
     let body = b"11=T1\x0121=1\x0155=IBM\x0154=1\x0160=20240101-00:00:00\x0138=5\x0140=1\x01";
     handle.send(&id, b"D", body).await.expect("send");
-    let mut echoed = false;
-    for _ in 0..250 {
-        if recorder.count(|m| m.msg_type == "D" && m.cl_ord_id == "T1") == 1 {
-            echoed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(echoed, "the order did not come back over TLS");
+    eventually(
+        "the order to come back over TLS",
+        Duration::from_secs(5),
+        || recorder.count(|m| m.msg_type == "D" && m.cl_ord_id == "T1") == 1,
+    )
+    .await;
     initiator.shutdown().await;
     acceptor.shutdown().await;
 }
@@ -178,22 +169,7 @@ async fn orders_flow_over_mutual_tls_and_plain_tcp_is_refused() {
 async fn an_initiator_without_a_client_certificate_cannot_log_on_to_a_mutual_tls_acceptor() {
     let dir = tempfile::tempdir().expect("tmp");
     let pki = pki(dir.path());
-    let server_tls = TlsSection {
-        cert: Some(pki.server.0.clone()),
-        key: Some(pki.server.1.clone()),
-        ca: Some(pki.ca.clone()),
-        server_name: None,
-    };
-    let acceptor = Engine::start(engine_config(
-        &dir.path().join("a"),
-        AppKind::Echo,
-        session("ISLD", "TW", "acceptor", "127.0.0.1:0", server_tls),
-    ))
-    .await
-    .expect("acceptor starts");
-    let addr = acceptor
-        .listen_addr(&SessionId::new("FIX.4.4", "ISLD", "TW"))
-        .expect("bound");
+    let (acceptor, addr) = mutual_tls_acceptor(dir.path(), &pki).await;
     let no_cert = TlsSection {
         ca: Some(pki.ca.clone()),
         ..TlsSection::default()
