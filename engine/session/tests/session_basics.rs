@@ -320,3 +320,39 @@ fn hooks_add_admin_fields_refuse_messages_and_turn_refused_resends_into_gap_fill
     let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=2|16=0|");
     assert_eq!(h.sent(), vec!["35=4|34=2|43=Y|49=ISLD|56=TW|123=Y|36=4"]);
 }
+
+#[test]
+fn a_24_hour_session_logs_out_when_its_next_period_begins_and_resets_on_the_next_logon() {
+    let mut h = Harness::acceptor();
+    // 12:00:00 now; a 24-hour session rolling over at 12:00:05 UTC.
+    let mut config = SessionConfig::new(SessionId::new("FIX.4.2", "ISLD", "TW"), Role::Acceptor);
+    let at = chrono::NaiveTime::from_hms_opt(12, 0, 5).expect("time");
+    config.schedule = Some(Schedule::daily(at, at));
+    let store = MemoryStore::new(h.now.wall.add_nanos(-3_600_000_000_000));
+    h.session = Session::new(
+        config,
+        Box::new(store),
+        Dictionaries::builtin("FIX.4.2").expect("builtin"),
+        h.now,
+    );
+    h.session.handle_connect(h.now);
+    h.logon();
+    h.advance(4);
+    assert!(h.sent().is_empty());
+    h.advance(2);
+    assert_eq!(
+        h.sent(),
+        vec!["35=5|34=2|49=ISLD|56=TW|58=Session end time reached"]
+    );
+    let _ = h.recv("35=5|34=2|49=TW|52=<T>|56=ISLD|");
+    h.session.handle_disconnect(h.now);
+    h.session.handle_connect(h.now);
+    assert!(
+        h.events().contains(&SessionEvent::SequenceReset),
+        "a new period resets the sequence numbers"
+    );
+    assert_eq!(
+        (h.session.next_sender_seq(), h.session.next_target_seq()),
+        (1, 1)
+    );
+}

@@ -163,6 +163,8 @@ pub struct Session {
     queue: BTreeMap<u64, Queued>,
     authenticator: Option<Arc<dyn Authenticator>>,
     hooks: Option<Arc<dyn SessionHooks>>,
+    /// Start of the schedule period the current connection belongs to.
+    period: Option<UtcTimestamp>,
     reset_sent: bool,
     test_req_counter: u64,
     failed: bool,
@@ -202,6 +204,7 @@ impl Session {
             queue: BTreeMap::new(),
             authenticator: None,
             hooks: None,
+            period: None,
             reset_sent: false,
             test_req_counter: 0,
             failed: false,
@@ -313,6 +316,11 @@ impl Session {
     pub fn handle_connect(&mut self, now: Now) {
         self.reset_runtime_state(now);
         self.check_daily_reset(now);
+        self.period = self
+            .config
+            .schedule
+            .as_ref()
+            .and_then(|s| s.period_start(now.wall));
         if !self.is_session_time(now.wall) {
             self.state = State::Closing;
             self.disconnect("connection outside the session schedule");
@@ -366,7 +374,7 @@ impl Session {
         if self.failed {
             return;
         }
-        if self.is_logged_on() && !self.is_session_time(now.wall) && self.state == State::Active {
+        if self.state == State::Active && self.period_over(now) {
             self.initiate_logout(now, Some("Session end time reached"));
             return;
         }
@@ -381,6 +389,15 @@ impl Session {
             }
             State::Active if !self.heartbeat.is_zero() => self.heartbeat_timers(now),
             _ => {}
+        }
+    }
+
+    /// Whether the schedule's session period this connection started in has ended
+    /// (outside session time, or a new period has begun as in a 24-hour session).
+    fn period_over(&self, now: Now) -> bool {
+        match &self.config.schedule {
+            None => false,
+            Some(s) => s.period_start(now.wall) != self.period,
         }
     }
 
