@@ -264,8 +264,8 @@ impl Ctx<'_, '_> {
             last_pos = pos;
             seen.push(span.tag);
             if let Some(nested) = group.entry.group(span.tag) {
-                let mut nested_seen = Vec::new();
-                self.walk_group(fields, i, nested, &mut nested_seen)?;
+                // The nested walk uses the tail of `seen` as its own scope and restores it.
+                self.walk_group(fields, i, nested, seen)?;
             } else {
                 self.check_value(&span)?;
                 *i += 1;
@@ -383,7 +383,7 @@ impl Validator {
             match set.map(|s| (s.position(tag), s)) {
                 Some((Some(_), s)) => {
                     if let Some(group) = s.group(tag) {
-                        self.check_group(ctx, fields, &mut i, group)?;
+                        ctx.walk_group(fields, &mut i, group, seen)?;
                         continue;
                     }
                 }
@@ -399,17 +399,6 @@ impl Validator {
             check_required(body, seen)?;
         }
         Ok(())
-    }
-
-    fn check_group(
-        &self,
-        ctx: &Ctx<'_, '_>,
-        fields: &[FieldSpan],
-        i: &mut usize,
-        group: &GroupDef,
-    ) -> Result<(), Reject> {
-        let mut scratch = Vec::new();
-        ctx.walk_group(fields, i, group, &mut scratch)
     }
 
     fn check_undeclared(&self, ctx: &Ctx<'_, '_>, tag: u32) -> Result<(), Reject> {
