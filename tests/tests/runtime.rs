@@ -161,3 +161,54 @@ async fn a_new_session_period_resets_sequence_numbers_and_messages_are_logged() 
         "outbound logged:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_disconnected_are_queued_and_delivered_by_resend_after_logon() {
+    // FIX test case 16: queue outgoing messages while not logged on.
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let engine = Engine::start(acceptor_toml(dir.path(), port, ""))
+        .await
+        .expect("engine");
+    let id = SessionId::new("FIX.4.4", "ISLD", "TW");
+    let seq = engine
+        .handle()
+        .send(&id, b"8", b"37=Q1\x0111=C1\x0117=E1\x01150=0\x0139=0\x0155=IBM\x0154=1\x01151=1\x0114=0\x016=0\x01")
+        .await
+        .expect("stored while disconnected");
+    assert_eq!(seq, 1);
+    let mut c = FixClient::connected("FIX.4.4", ([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+        .await
+        .expect("logon");
+    let logon = c.next(Duration::from_secs(3)).await;
+    assert!(
+        matches!(&logon, Received::Message(m) if to_human(m).contains("|35=A|34=2|")),
+        "{logon:?}"
+    );
+    // The counterparty sees the gap (expected 1, got 2) and asks for it.
+    c.send("35=2|34=2|49=TW|52=<TIME>|56=ISLD|7=1|16=0|")
+        .await
+        .expect("resend request");
+    let resent = c.next(Duration::from_secs(3)).await;
+    let Received::Message(m) = resent else {
+        panic!("no resend: {resent:?}")
+    };
+    let text = to_human(&m);
+    assert!(
+        text.contains("|35=8|34=1|43=Y|") && text.contains("|37=Q1|"),
+        "{text}"
+    );
+    let fill = c.next(Duration::from_secs(3)).await;
+    let Received::Message(m) = fill else {
+        panic!("no gap fill: {fill:?}")
+    };
+    assert!(
+        to_human(&m).contains("|35=4|34=2|43=Y|") && to_human(&m).contains("|123=Y|36=3|"),
+        "{}",
+        to_human(&m)
+    );
+    engine.shutdown().await;
+}

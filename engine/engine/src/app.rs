@@ -40,14 +40,42 @@ impl AppContext<'_> {
 
     /// Sends an application message on this session (stored, then sent).
     pub fn send(&mut self, msg_type: &[u8], body: &[u8]) -> Result<u64, fix_session::SendError> {
+        self.send_with_header(msg_type, b"", body)
+    }
+
+    /// Sends with extra header fields (`tag=value SOH`…), e.g. OnBehalfOfCompID.
+    pub fn send_with_header(
+        &mut self,
+        msg_type: &[u8],
+        header: &[u8],
+        body: &[u8],
+    ) -> Result<u64, fix_session::SendError> {
         self.session.send(
             self.now,
             Outgoing {
                 msg_type,
-                header: b"",
+                header,
                 body,
             },
         )
+    }
+}
+
+/// Third-party routing reversed for a reply: OnBehalfOf* (115/116/144) of the request
+/// become DeliverTo* (128/129/145) of the reply and the other way round.
+pub fn reverse_route(msg: MessageRef<'_>, out: &mut MessageBuilder) {
+    out.start_fields();
+    for (from, to) in [
+        (115, 128),
+        (116, 129),
+        (144, 145),
+        (128, 115),
+        (129, 116),
+        (145, 144),
+    ] {
+        if let Some(v) = msg.get(from).filter(|v| !v.is_empty()) {
+            out.push(to, v);
+        }
     }
 }
 
@@ -114,7 +142,8 @@ fn body_of(msg: MessageRef<'_>, out: &mut MessageBuilder) {
     }
 }
 
-/// Reflects NewOrderSingle and SecurityDefinition back unchanged; a NewOrderSingle with
+/// Reflects NewOrderSingle and SecurityDefinition back unchanged (third-party routing
+/// reversed); a NewOrderSingle with
 /// PossResend=Y whose ClOrdID was already seen is not echoed again; anything else gets a
 /// BusinessMessageReject (unsupported message type).
 #[derive(Default)]
@@ -141,7 +170,9 @@ impl Application for EchoApp {
                 }
                 let mut body = MessageBuilder::new();
                 body_of(msg, &mut body);
-                ctx.send(msg_type, body.fields())
+                let mut header = MessageBuilder::new();
+                reverse_route(msg, &mut header);
+                ctx.send_with_header(msg_type, header.fields(), body.fields())
                     .map(|_| ())
                     .map_err(|e| AppReject::Business {
                         reason: 0,
