@@ -107,6 +107,7 @@ impl SessionActor {
         log: MessageLog,
         rx: mpsc::Receiver<Command>,
     ) -> Self {
+        let data_fields = session.data_fields().clone();
         Self {
             session,
             plan,
@@ -123,7 +124,7 @@ impl SessionActor {
             consumed: 0,
             events: Vec::new(),
             spans: Vec::new(),
-            data_fields: Default::default(),
+            data_fields,
         }
     }
 

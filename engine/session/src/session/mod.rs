@@ -253,6 +253,12 @@ impl Session {
         self.store.next_target_seq()
     }
 
+    /// Which length fields announce data fields (from the dictionaries), for re-reading
+    /// messages exactly as the session read them.
+    pub fn data_fields(&self) -> &DataFieldTable {
+        &self.data_fields
+    }
+
     /// The heartbeat interval in force.
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat
