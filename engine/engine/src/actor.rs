@@ -134,6 +134,7 @@ impl SessionActor {
 
     pub(crate) async fn run(mut self) {
         self.app.on_create(self.session.id());
+        self.replay_unprocessed().await;
         while !self.stopped {
             let wake = self.next_wake();
             let mut deliveries = Vec::new();
@@ -153,6 +154,22 @@ impl SessionActor {
         self.log.flush();
         if let Some(done) = self.shutdown.take() {
             let _ = done.send(());
+        }
+    }
+
+    /// Hands the application what was journaled on receipt but never processed because
+    /// the engine stopped in between (crash, kill -9).
+    async fn replay_unprocessed(&mut self) {
+        match self.session.unprocessed_inbound() {
+            Ok(msgs) if msgs.is_empty() => {}
+            Ok(msgs) => {
+                tracing::warn!(session = %self.span_name(), count = msgs.len(), "replaying inbound messages the application had not processed before the restart");
+                self.flush(msgs.into_iter().map(Delivery::Owned).collect())
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(session = %self.span_name(), error = %e, "cannot read unprocessed inbound messages")
+            }
         }
     }
 
@@ -416,9 +433,7 @@ impl SessionActor {
                     self.close();
                 }
             }
-            for d in deliveries.drain(..) {
-                self.deliver(d, &buf);
-            }
+            self.deliver_all(&mut deliveries, &buf);
             for ev in std::mem::take(&mut self.events) {
                 self.on_event(ev);
             }
@@ -442,7 +457,32 @@ impl SessionActor {
         self.log.flush();
     }
 
-    fn deliver(&mut self, d: Delivery, buf: &[u8]) {
+    /// Delivers in order. Application messages are processed inside one store batch that
+    /// commits together with the mark that they were processed: after a crash either the
+    /// replies and the mark are both in the journal, or neither is and the messages are
+    /// replayed to the application at start-up.
+    fn deliver_all(&mut self, deliveries: &mut Vec<Delivery>, buf: &[u8]) {
+        let apps = deliveries.iter().any(|d| !matches!(d, Delivery::Admin(..)));
+        if apps {
+            self.session.begin_app_batch();
+        }
+        let mut processed = None;
+        for d in deliveries.drain(..) {
+            if let Some(seq) = self.deliver(d, buf) {
+                processed = Some(seq);
+            }
+        }
+        if apps {
+            // An unreadable delivery (not expected) is not marked: it will be replayed.
+            if let Some(seq) = processed {
+                self.session.commit_app_batch(seq);
+            }
+        }
+    }
+
+    /// Hands one message to the application; returns the sequence number of an
+    /// application message it processed.
+    fn deliver(&mut self, d: Delivery, buf: &[u8]) -> Option<u64> {
         let mut spans = std::mem::take(&mut self.spans);
         let msg = match &d {
             Delivery::Frame(pos, len) | Delivery::Admin(pos, len) => {
@@ -453,7 +493,7 @@ impl SessionActor {
                     // Cannot happen: the frame was parsed when it arrived. Say so loudly.
                     tracing::error!(session = %self.span_name(), "a journaled message could not be re-read for delivery");
                     self.spans = spans;
-                    return;
+                    return None;
                 };
                 MessageRef::new(bytes, &spans)
             }
@@ -462,7 +502,7 @@ impl SessionActor {
         if matches!(d, Delivery::Admin(..)) {
             self.app.from_admin(self.session.id(), msg);
             self.spans = spans;
-            return;
+            return None;
         }
         let t = now();
         let seq = msg
@@ -477,6 +517,7 @@ impl SessionActor {
         let result = self.app.from_app(&mut ctx, msg);
         self.reject_if_refused(t, seq, msg, result);
         self.spans = spans;
+        Some(seq)
     }
 
     fn reject_if_refused(

@@ -1,5 +1,7 @@
 //! `kill -9` mid-traffic: after a restart the session resumes with sequence numbers that
-//! never go backwards, and every message the engine had acknowledged can be resent.
+//! never go backwards, every message the engine had sent can be resent, and every order it
+//! had journaled is answered exactly once — orders received but not yet processed when the
+//! process died are replayed to the application at start-up.
 
 use fix_codec::human::{encode_human, to_human};
 use fix_codec::{frame, FrameError, OwnedMessage, TimePrecision, UtcTimestamp};

@@ -54,6 +54,28 @@ pub trait SessionStore: Send {
     fn reset(&mut self, now: UtcTimestamp) -> Result<(), StoreError>;
     /// When the store was created or last reset (for daily resets).
     fn creation_time(&self) -> UtcTimestamp;
+
+    /// Starts an application batch: what is stored until [`SessionStore::commit_batch`]
+    /// takes effect only together with it. After a crash, a batch without its commit is
+    /// discarded — safe, because nothing stored in it is sent before the commit is durable.
+    fn begin_batch(&mut self) {}
+
+    /// Records that the application has processed every inbound message up to
+    /// `processed`, committing the open batch (the application's replies, rejects, …).
+    fn commit_batch(&mut self, processed: u64) -> Result<(), StoreError> {
+        let _ = processed;
+        Ok(())
+    }
+
+    /// Inbound application messages recorded but not yet marked processed, in order: the
+    /// application must see them again after a restart.
+    fn load_unprocessed_inbound(
+        &self,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), StoreError> {
+        let _ = visit;
+        Ok(())
+    }
 }
 
 /// A store in memory only: fast, and lost with the process.

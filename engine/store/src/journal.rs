@@ -116,6 +116,10 @@ pub(crate) struct SessionState {
     pub(crate) next_target: u64,
     pub(crate) created: i64,
     outbound: BTreeMap<u64, Loc>,
+    /// Inbound application messages the application has not processed yet.
+    inbound: BTreeMap<u64, Loc>,
+    /// Every inbound message up to this one has been processed by the application.
+    pub(crate) processed: u64,
 }
 
 struct Chunk {
@@ -220,7 +224,18 @@ impl Journal {
             .name("journal-sync".into())
             .spawn(move || sync_loop(&worker))
             .map_err(io_err("starting the sync thread for", &inner.opts.dir))?;
-        Ok(Self { inner })
+        let journal = Self { inner };
+        if !recovered.open_batches.is_empty() {
+            for no in &recovered.open_batches {
+                tracing::warn!(
+                    session = no,
+                    "discarding an application batch cut short by a crash (none of it was sent)"
+                );
+                journal.append(RecordKind::Abort, false, *no, 0, &[])?;
+            }
+            journal.sync()?;
+        }
+        Ok(journal)
     }
 
     /// Calls `f(position)` from the sync thread each time more of the journal is durable.
@@ -290,38 +305,46 @@ impl Journal {
         w.sessions.insert(
             key.to_string(),
             SessionState {
-                no,
-                next_sender: 1,
-                next_target: 1,
                 created,
-                outbound: BTreeMap::new(),
+                ..new_session_state(no)
             },
         );
         w.by_no.insert(no, key.to_string());
-        self.append_locked(&mut w, RecordKind::Session, no, 0, key.as_bytes())?;
-        self.append_locked(&mut w, RecordKind::Reset, no, 0, &created.to_le_bytes())?;
+        self.append_locked(&mut w, RecordKind::Session, false, no, 0, key.as_bytes())?;
+        self.append_locked(
+            &mut w,
+            RecordKind::Reset,
+            false,
+            no,
+            0,
+            &created.to_le_bytes(),
+        )?;
         Ok(w.sessions
             .get(key)
             .cloned()
-            .unwrap_or_else(|| unreachable_state(no)))
+            .unwrap_or_else(|| new_session_state(no)))
     }
 
     /// Appends one record for session `no`; returns the journal position after it.
+    /// `batched` records belong to the session's open application batch (see
+    /// [`RecordKind::Processed`]).
     pub(crate) fn append(
         &self,
         kind: RecordKind,
+        batched: bool,
         no: u32,
         seq: u64,
         payload: &[u8],
     ) -> Result<u64, JournalError> {
         let mut w = lock(&self.inner.writer);
-        self.append_locked(&mut w, kind, no, seq, payload)
+        self.append_locked(&mut w, kind, batched, no, seq, payload)
     }
 
     fn append_locked(
         &self,
         w: &mut Writer,
         kind: RecordKind,
+        batched: bool,
         no: u32,
         seq: u64,
         payload: &[u8],
@@ -344,7 +367,7 @@ impl Journal {
         let offset = w.segment_len + record::HEADER_LEN as u64;
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();
-        record::encode(&mut scratch, kind, no, seq, payload);
+        record::encode(&mut scratch, kind, batched, no, seq, payload);
         if let Some(chunk) = w.pending.last_mut() {
             chunk.bytes.extend_from_slice(&scratch);
         }
@@ -368,19 +391,46 @@ impl Journal {
         end: u64,
         visit: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<(), JournalError> {
-        // Messages still pending are not in the files yet: wait for the sync thread to
-        // write them (resend is rare; one group commit is a small price).
-        let appended = self.appended();
-        self.wait_durable(appended)?;
-        let locs: Vec<(u64, Loc)> = lock(&self.inner.writer)
-            .sessions
-            .get(key)
-            .map(|s| {
+        self.read(
+            key,
+            |s| {
                 s.outbound
                     .range(begin..=end)
                     .map(|(k, v)| (*k, *v))
                     .collect()
-            })
+            },
+            visit,
+        )
+    }
+
+    /// Reads the inbound application messages of session `key` that the application has
+    /// not processed, in order.
+    pub(crate) fn read_unprocessed_inbound(
+        &self,
+        key: &str,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), JournalError> {
+        self.read(
+            key,
+            |s| s.inbound.iter().map(|(k, v)| (*k, *v)).collect(),
+            visit,
+        )
+    }
+
+    fn read(
+        &self,
+        key: &str,
+        select: impl FnOnce(&SessionState) -> Vec<(u64, Loc)>,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), JournalError> {
+        // Records still pending are not in the files yet: wait for the sync thread to
+        // write them (reads are rare; one group commit is a small price).
+        let appended = self.appended();
+        self.wait_durable(appended)?;
+        let locs = lock(&self.inner.writer)
+            .sessions
+            .get(key)
+            .map(select)
             .unwrap_or_default();
         let mut files = lock(&self.inner.files);
         let mut buf = Vec::new();
@@ -398,16 +448,6 @@ impl Journal {
             visit(seq, &buf);
         }
         Ok(())
-    }
-}
-
-fn unreachable_state(no: u32) -> SessionState {
-    SessionState {
-        no,
-        next_sender: 1,
-        next_target: 1,
-        created: 0,
-        outbound: BTreeMap::new(),
     }
 }
 
@@ -434,7 +474,15 @@ pub(crate) fn apply_record(
 }
 
 pub(crate) fn new_session_state(no: u32) -> SessionState {
-    unreachable_state(no)
+    SessionState {
+        no,
+        next_sender: 1,
+        next_target: 1,
+        created: 0,
+        outbound: BTreeMap::new(),
+        inbound: BTreeMap::new(),
+        processed: 0,
+    }
 }
 
 fn apply(s: &mut SessionState, kind: RecordKind, seq: u64, payload: &[u8], loc: Loc) {
@@ -444,11 +492,23 @@ fn apply(s: &mut SessionState, kind: RecordKind, seq: u64, payload: &[u8], loc: 
             s.outbound.insert(seq, loc);
             s.next_sender = seq + 1;
         }
-        RecordKind::Inbound => s.next_target = seq + 1,
+        RecordKind::Inbound => {
+            s.next_target = seq + 1;
+            if seq > s.processed {
+                s.inbound.insert(seq, loc);
+            }
+        }
+        RecordKind::Processed => {
+            s.processed = s.processed.max(seq);
+            s.inbound = s.inbound.split_off(&(seq + 1));
+        }
+        RecordKind::Abort => {}
         RecordKind::NextSender => s.next_sender = seq,
         RecordKind::NextTarget => s.next_target = seq,
         RecordKind::Reset => {
             s.outbound.clear();
+            s.inbound.clear();
+            s.processed = 0;
             s.next_sender = 1;
             s.next_target = 1;
             let mut t = [0u8; 8];

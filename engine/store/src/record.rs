@@ -15,7 +15,16 @@ pub enum RecordKind {
     NextTarget = 5,
     /// The session was reset; payload is the reset time (i64 LE nanoseconds).
     Reset = 6,
+    /// The application has processed every inbound message up to `seq`; commits the
+    /// session's open batch.
+    Processed = 7,
+    /// Discards the session's open batch (written by recovery for a batch a crash cut).
+    Abort = 8,
 }
+
+/// Set on the kind byte of a record that belongs to an application batch: it takes
+/// effect only when the session's next `Processed` record follows.
+pub const BATCH_FLAG: u8 = 0x80;
 
 impl RecordKind {
     fn from_u8(v: u8) -> Option<Self> {
@@ -26,6 +35,8 @@ impl RecordKind {
             4 => Self::NextSender,
             5 => Self::NextTarget,
             6 => Self::Reset,
+            7 => Self::Processed,
+            8 => Self::Abort,
             _ => return None,
         })
     }
@@ -35,13 +46,21 @@ impl RecordKind {
 pub const HEADER_LEN: usize = 4 + 4 + 1 + 4 + 8;
 
 // Format (little endian):
-//   payload_len u32 | crc32 u32 (over kind..payload) | kind u8 | session u32 | seq u64 | payload
+//   payload_len u32 | crc32 u32 (over kind..payload) | kind u8 (| BATCH_FLAG) | session u32
+//   | seq u64 | payload
 /// Appends one encoded record to `out`.
-pub fn encode(out: &mut Vec<u8>, kind: RecordKind, session: u32, seq: u64, payload: &[u8]) {
+pub fn encode(
+    out: &mut Vec<u8>,
+    kind: RecordKind,
+    batched: bool,
+    session: u32,
+    seq: u64,
+    payload: &[u8],
+) {
     let start = out.len();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.push(kind as u8);
+    out.push(kind as u8 | if batched { BATCH_FLAG } else { 0 });
     out.extend_from_slice(&session.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(payload);
@@ -54,6 +73,8 @@ pub fn encode(out: &mut Vec<u8>, kind: RecordKind, session: u32, seq: u64, paylo
 pub struct Record<'a> {
     /// What it says.
     pub kind: RecordKind,
+    /// Part of an application batch (see [`BATCH_FLAG`]).
+    pub batched: bool,
     /// Session number.
     pub session: u32,
     /// Sequence number (meaning depends on kind).
@@ -88,12 +109,14 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<(Record<'_>, usize), Dec
     if crc32fast::hash(&buf[8..total]) != word(4) {
         return Err(DecodeError::Corrupt);
     }
-    let kind = RecordKind::from_u8(buf[8]).ok_or(DecodeError::Corrupt)?;
+    let kind = RecordKind::from_u8(buf[8] & !BATCH_FLAG).ok_or(DecodeError::Corrupt)?;
+    let batched = buf[8] & BATCH_FLAG != 0;
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&buf[13..21]);
     Ok((
         Record {
             kind,
+            batched,
             session: word(9),
             seq: u64::from_le_bytes(seq),
             payload: &buf[HEADER_LEN..total],
@@ -109,19 +132,26 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode(&mut buf, RecordKind::Outbound, 7, 42, b"8=FIX.4.2\x01");
+        encode(
+            &mut buf,
+            RecordKind::Outbound,
+            true,
+            7,
+            42,
+            b"8=FIX.4.2\x01",
+        );
         let (r, n) = decode(&buf, 1 << 20).expect("decodes");
         assert_eq!(n, buf.len());
         assert_eq!(
-            (r.kind, r.session, r.seq, r.payload),
-            (RecordKind::Outbound, 7, 42, &b"8=FIX.4.2\x01"[..])
+            (r.kind, r.batched, r.session, r.seq, r.payload),
+            (RecordKind::Outbound, true, 7, 42, &b"8=FIX.4.2\x01"[..])
         );
     }
 
     #[test]
     fn a_flipped_bit_is_detected_and_a_short_buffer_is_truncated() {
         let mut buf = Vec::new();
-        encode(&mut buf, RecordKind::Inbound, 1, 1, b"hello");
+        encode(&mut buf, RecordKind::Inbound, false, 1, 1, b"hello");
         for n in 0..buf.len() {
             assert_eq!(
                 decode(&buf[..n], 1 << 20).err(),

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 pub(crate) struct Recovered {
     pub(crate) sessions: HashMap<String, SessionState>,
+    /// Sessions whose last application batch has no commit: the crash cut it, and an
+    /// Abort record must be written before new records.
+    pub(crate) open_batches: Vec<u32>,
     pub(crate) segment: u64,
     pub(crate) segment_len: u64,
     pub(crate) position: u64,
@@ -37,10 +40,15 @@ fn segments(opts: &JournalOptions) -> Result<Vec<(u64, PathBuf)>, JournalError> 
     Ok(out)
 }
 
+/// A batched record waiting for its session's `Processed` record:
+/// (kind, seq, payload, segment, offset).
+type BatchedRecord = (RecordKind, u64, Vec<u8>, u64, u64);
+
 pub(crate) fn recover(opts: &JournalOptions) -> Result<Recovered, JournalError> {
     let segs = segments(opts)?;
     let mut sessions: HashMap<String, SessionState> = HashMap::new();
     let mut by_no: HashMap<u32, String> = HashMap::new();
+    let mut batches: HashMap<u32, Vec<BatchedRecord>> = HashMap::new();
     let mut position = 0u64;
     let mut last = (segs.first().map_or(1, |s| s.0), 0u64);
     let count = segs.len();
@@ -63,7 +71,26 @@ pub(crate) fn recover(opts: &JournalOptions) -> Result<Recovered, JournalError> 
                     } else if let Some(s) = by_no.get(&r.session).and_then(|k| sessions.get_mut(k))
                     {
                         let offset = (at + record::HEADER_LEN) as u64;
-                        apply_record(s, r.kind, r.seq, r.payload, n, offset);
+                        match r.kind {
+                            _ if r.batched => batches.entry(r.session).or_default().push((
+                                r.kind,
+                                r.seq,
+                                r.payload.to_vec(),
+                                n,
+                                offset,
+                            )),
+                            RecordKind::Abort => {
+                                batches.remove(&r.session);
+                            }
+                            RecordKind::Processed => {
+                                let batch = batches.remove(&r.session).unwrap_or_default();
+                                for (kind, seq, payload, seg, off) in batch {
+                                    apply_record(s, kind, seq, &payload, seg, off);
+                                }
+                                apply_record(s, r.kind, r.seq, r.payload, n, offset);
+                            }
+                            _ => apply_record(s, r.kind, r.seq, r.payload, n, offset),
+                        }
                     }
                     at += len;
                 }
@@ -105,8 +132,15 @@ pub(crate) fn recover(opts: &JournalOptions) -> Result<Recovered, JournalError> 
         position += at as u64;
         last = (n, at as u64);
     }
+    let mut open_batches: Vec<u32> = batches
+        .into_iter()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(no, _)| no)
+        .collect();
+    open_batches.sort_unstable();
     Ok(Recovered {
         sessions,
+        open_batches,
         segment: last.0,
         segment_len: last.1,
         position,

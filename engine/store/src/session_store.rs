@@ -27,6 +27,7 @@ pub struct JournalStore {
     next_sender: u64,
     next_target: u64,
     created: i64,
+    batching: bool,
 }
 
 impl JournalStore {
@@ -45,6 +46,7 @@ impl JournalStore {
             next_sender: s.next_sender,
             next_target: s.next_target,
             created: s.created,
+            batching: false,
         })
     }
 
@@ -63,28 +65,28 @@ impl SessionStore for JournalStore {
     }
     fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.journal
-            .append(RecordKind::NextSender, self.no, seq, &[])
+            .append(RecordKind::NextSender, self.batching, self.no, seq, &[])
             .map_err(store_err("setting the next sender sequence number"))?;
         self.next_sender = seq;
         Ok(())
     }
     fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.journal
-            .append(RecordKind::NextTarget, self.no, seq, &[])
+            .append(RecordKind::NextTarget, self.batching, self.no, seq, &[])
             .map_err(store_err("setting the next target sequence number"))?;
         self.next_target = seq;
         Ok(())
     }
     fn save_outbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
         self.journal
-            .append(RecordKind::Outbound, self.no, seq, message)
+            .append(RecordKind::Outbound, self.batching, self.no, seq, message)
             .map_err(store_err("journaling an outbound message"))?;
         self.next_sender = seq + 1;
         Ok(())
     }
     fn save_inbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
         self.journal
-            .append(RecordKind::Inbound, self.no, seq, message)
+            .append(RecordKind::Inbound, self.batching, self.no, seq, message)
             .map_err(store_err("journaling an inbound message"))?;
         self.next_target = seq + 1;
         Ok(())
@@ -101,12 +103,36 @@ impl SessionStore for JournalStore {
     }
     fn reset(&mut self, now: UtcTimestamp) -> Result<(), StoreError> {
         self.journal
-            .append(RecordKind::Reset, self.no, 0, &now.0.to_le_bytes())
+            .append(
+                RecordKind::Reset,
+                self.batching,
+                self.no,
+                0,
+                &now.0.to_le_bytes(),
+            )
             .map_err(store_err("resetting the session"))?;
         self.next_sender = 1;
         self.next_target = 1;
         self.created = now.0;
         Ok(())
+    }
+    fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+    fn commit_batch(&mut self, processed: u64) -> Result<(), StoreError> {
+        self.batching = false;
+        self.journal
+            .append(RecordKind::Processed, false, self.no, processed, &[])
+            .map_err(store_err("marking inbound messages processed"))?;
+        Ok(())
+    }
+    fn load_unprocessed_inbound(
+        &self,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), StoreError> {
+        self.journal
+            .read_unprocessed_inbound(&self.key, visit)
+            .map_err(store_err("reading unprocessed inbound messages"))
     }
     fn creation_time(&self) -> UtcTimestamp {
         UtcTimestamp(self.created)

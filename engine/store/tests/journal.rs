@@ -192,3 +192,51 @@ fn a_reset_clears_messages_and_sequence_numbers() {
     assert_eq!(s.creation_time(), UtcTimestamp(77));
     assert!(outbound(&s, 1, 10).is_empty());
 }
+
+#[test]
+fn an_uncommitted_batch_is_discarded_and_unprocessed_inbound_is_kept_for_replay() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
+        let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+        s.save_inbound(1, b"order-1").expect("append");
+        s.begin_batch();
+        s.save_outbound(1, b"reply-1").expect("append");
+        s.commit_batch(1).expect("commit");
+        s.save_inbound(2, b"order-2").expect("append");
+        s.save_inbound(3, b"order-3").expect("append");
+        s.begin_batch();
+        s.save_outbound(2, b"reply-2 (never committed)")
+            .expect("append");
+        j.sync().expect("durable");
+        j.shutdown();
+    }
+    let reopen = || {
+        let j = Journal::open(JournalOptions::new(dir.path())).expect("reopen");
+        let s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+        (j, s)
+    };
+    let (j, mut s) = reopen();
+    assert_eq!(s.next_sender_seq(), 2, "the cut batch's reply is gone");
+    assert_eq!(outbound(&s, 1, 10), vec![(1, b"reply-1".to_vec())]);
+    let mut pending = Vec::new();
+    s.load_unprocessed_inbound(&mut |seq, m| pending.push((seq, m.to_vec())))
+        .expect("reads");
+    assert_eq!(
+        pending,
+        vec![(2, b"order-2".to_vec()), (3, b"order-3".to_vec())]
+    );
+    // A later commit must not bring the discarded reply back.
+    s.begin_batch();
+    s.save_outbound(2, b"reply-2").expect("append");
+    s.commit_batch(3).expect("commit");
+    j.sync().expect("durable");
+    j.shutdown();
+    drop(s);
+    let (_j, s) = reopen();
+    assert_eq!(outbound(&s, 2, 2), vec![(2, b"reply-2".to_vec())]);
+    let mut pending = Vec::new();
+    s.load_unprocessed_inbound(&mut |seq, _| pending.push(seq))
+        .expect("reads");
+    assert!(pending.is_empty(), "all processed: {pending:?}");
+}

@@ -21,7 +21,7 @@ use crate::event::{Disposition, LogLevel, SessionEvent};
 use crate::store::{SessionStore, StoreError};
 use fix_codec::dictionary::{session_dictionary, Validator};
 use fix_codec::message::{split_fields, DataFieldTable};
-use fix_codec::{Dictionary, FieldSpan, MessageBuilder, MessageRef, UtcTimestamp};
+use fix_codec::{Dictionary, FieldSpan, MessageBuilder, MessageRef, OwnedMessage, UtcTimestamp};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -464,6 +464,40 @@ impl Session {
         }
         self.reset_store(now);
         true
+    }
+
+    /// Starts an application batch: the replies the application sends until
+    /// [`Session::commit_app_batch`] are committed together with the mark that the
+    /// delivered messages were processed (exactly-once processing across crashes).
+    pub fn begin_app_batch(&mut self) {
+        self.store.begin_batch();
+    }
+
+    /// Commits the batch: inbound messages up to `processed` count as processed.
+    pub fn commit_app_batch(&mut self, processed: u64) {
+        let r = self.store.commit_batch(processed);
+        self.store_ok(r);
+    }
+
+    /// Inbound application messages recorded but never processed by the application
+    /// (a crash came in between), in order, for replay at start-up.
+    pub fn unprocessed_inbound(&self) -> Result<Vec<OwnedMessage>, StoreError> {
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.store
+            .load_unprocessed_inbound(
+                &mut |_, bytes| match OwnedMessage::parse(bytes.to_vec()) {
+                    Ok(m) => out.push(m),
+                    Err(e) => failed = Some(e.to_string()),
+                },
+            )?;
+        match failed {
+            Some(detail) => Err(StoreError::Io {
+                action: "re-reading an unprocessed inbound message",
+                detail,
+            }),
+            None => Ok(out),
+        }
     }
 
     /// Sets the sequence numbers by hand (admin action).
