@@ -171,6 +171,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Opens (creating if needed) a segment for appending and positional reads; the same
+/// handle serves both, so a read can never leave a read-only handle where writes go.
+fn open_segment(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+}
+
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:020}.seg"))
 }
@@ -180,18 +190,10 @@ impl Journal {
     pub fn open(opts: JournalOptions) -> Result<Self, JournalError> {
         std::fs::create_dir_all(&opts.dir).map_err(io_err("creating", &opts.dir))?;
         let recovered = crate::recovery::recover(&opts)?;
-        let mut files = Files {
+        let files = Files {
             open: BTreeMap::new(),
             dirty: Vec::new(),
         };
-        let seg_path = segment_path(&opts.dir, recovered.segment);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&seg_path)
-            .map_err(io_err("opening", &seg_path))?;
-        files.open.insert(recovered.segment, file);
         let by_no = recovered
             .sessions
             .iter()
@@ -438,7 +440,7 @@ impl Journal {
             buf.resize(loc.len as usize, 0);
             let path = segment_path(&self.inner.opts.dir, loc.segment);
             if let std::collections::btree_map::Entry::Vacant(e) = files.open.entry(loc.segment) {
-                let f = File::open(&path).map_err(io_err("opening", &path))?;
+                let f = open_segment(&path).map_err(io_err("opening", &path))?;
                 e.insert(f);
             }
             if let Some(f) = files.open.get(&loc.segment) {
@@ -531,12 +533,7 @@ fn drop_write(
         let f = match files.open.entry(chunk.segment) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .read(true)
-                    .open(&path)
-                    .map_err(io_err("creating", &path))?;
+                let f = open_segment(&path).map_err(io_err("creating", &path))?;
                 if opts.fsync {
                     // Make the new file's directory entry durable too.
                     File::open(&opts.dir)
