@@ -30,6 +30,17 @@ if [ ! -f "$shim" ] || [ "$root/tests/interop/loopback_bind.c" -nt "$shim" ]; th
 fi
 export FIX_LOOPBACK_PRELOAD=${FIX_LOOPBACK_PRELOAD:-$shim}
 export FIX_QUICKFIX_PYTHON=${FIX_QUICKFIX_PYTHON:-$venv/bin/python}
+# PostgreSQL and MariaDB run on this kind of machine; start them if they stopped.
+if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+    echo "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+fi
+if command -v mariadb-admin >/dev/null && ! mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+    echo "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+    for _ in $(seq 1 40); do mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+
 cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

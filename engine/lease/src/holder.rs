@@ -1,0 +1,82 @@
+//! The holder's side: local deadlines that keep a lease from being trusted past its TTL.
+
+use crate::store::{Grant, LeaseError, LeaseStore};
+use std::time::{Duration, Instant};
+
+/// How a node contends for and keeps a lease.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// The engine group.
+    pub group: String,
+    /// This instance's id (must be unique per instance).
+    pub owner: String,
+    /// Time to live granted by each acquire or renew (default 1.5 s).
+    pub ttl: Duration,
+    /// How often a holder renews (default 300 ms).
+    pub renew_interval: Duration,
+    /// How long before the TTL the holder stops trusting its lease (default 300 ms).
+    pub safety_margin: Duration,
+}
+
+impl LeaseConfig {
+    /// Defaults: TTL 1.5 s, renew every 300 ms, stop trusting 300 ms before the TTL.
+    pub fn new(group: &str, owner: &str) -> Self {
+        Self {
+            group: group.to_string(),
+            owner: owner.to_string(),
+            ttl: Duration::from_millis(1500),
+            renew_interval: Duration::from_millis(300),
+            safety_margin: Duration::from_millis(300),
+        }
+    }
+
+    /// How long after sending a request its grant may be trusted.
+    pub fn trust_window(&self) -> Duration {
+        self.ttl.saturating_sub(self.safety_margin)
+    }
+}
+
+/// A held lease and the local moment it stops being trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// What the store granted.
+    pub grant: Grant,
+    /// Local monotonic deadline: request sent + TTL − margin. The store set its expiry
+    /// from a clock reading taken *after* the request was sent, so this always comes
+    /// first, whatever the skew between the machines' clocks.
+    pub valid_until: Instant,
+}
+
+impl Holder {
+    /// Whether the lease may still be acted on at `now`.
+    pub fn is_valid(&self, now: Instant) -> bool {
+        now < self.valid_until
+    }
+
+    /// Tries to take the lease.
+    pub async fn acquire(
+        store: &dyn LeaseStore,
+        cfg: &LeaseConfig,
+    ) -> Result<Option<Self>, LeaseError> {
+        let sent = Instant::now();
+        let grant = store.acquire(&cfg.group, &cfg.owner, cfg.ttl).await?;
+        Ok(grant.map(|grant| Self {
+            grant,
+            valid_until: sent + cfg.trust_window(),
+        }))
+    }
+
+    /// Tries to extend the lease; `Ok(None)` means it is lost.
+    pub async fn renew(
+        &self,
+        store: &dyn LeaseStore,
+        cfg: &LeaseConfig,
+    ) -> Result<Option<Self>, LeaseError> {
+        let sent = Instant::now();
+        let grant = store.renew(&self.grant, cfg.ttl).await?;
+        Ok(grant.map(|grant| Self {
+            grant,
+            valid_until: sent + cfg.trust_window(),
+        }))
+    }
+}

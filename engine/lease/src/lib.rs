@@ -1,0 +1,22 @@
+//! # fix-lease
+//!
+//! Who leads an engine group is decided by a lease: one row (or item) per group holding
+//! `owner`, `epoch` and `expires_at`, changed only by single conditional statements that
+//! use the database's clock, so two contenders can never both succeed.
+//!
+//! - [`LeaseStore`]: acquire, renew, release, read. Every successful acquire increments the
+//!   group's **epoch**, the fencing token that journal writes and replication frames carry;
+//!   epochs only ever grow.
+//! - [`sql::SqlLeaseStore`]: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB
+//!   (the stand-in for Aurora MySQL), chosen by URL scheme.
+//! - [`Holder`]: the holder's view. It treats the lease as lost at a **local monotonic
+//!   deadline** — the moment the acquire or renew request was *sent*, plus the TTL, minus a
+//!   safety margin — which always falls before the database's own expiry, whatever the
+//!   clocks of the two machines say.
+
+mod holder;
+pub mod sql;
+mod store;
+
+pub use holder::{Holder, LeaseConfig};
+pub use store::{Grant, LeaseError, LeaseState, LeaseStore};

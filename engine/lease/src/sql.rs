@@ -1,0 +1,343 @@
+//! SQL lease backends through sqlx: SQLite, PostgreSQL, MySQL/MariaDB.
+//!
+//! One row per group in `fix_lease(grp, owner, epoch, expires_at_ms)`, times in
+//! milliseconds since the Unix epoch **by the database's clock**. Each change is one
+//! conditional statement, so the database serialises contenders:
+//! - acquire: insert, or update only where `expires_at_ms <= now`; the epoch is
+//!   incremented in the same statement;
+//! - renew: update only where owner, epoch match and `expires_at_ms > now`;
+//! - release: set `expires_at_ms = now` only where owner and epoch match.
+//!
+//! MySQL has no `RETURNING`: the new epoch comes back through `LAST_INSERT_ID(expr)`,
+//! which is per connection, so acquire runs its statements on one pooled connection.
+
+use crate::store::{Grant, LeaseError, LeaseState, LeaseStore};
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+const PG_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+const MY_NOW: &str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
+const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+/// A lease store in a SQL database.
+#[derive(Debug, Clone)]
+pub enum SqlLeaseStore {
+    /// SQLite (a file; the embedded default).
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// MySQL, MariaDB, Aurora MySQL.
+    MySql(MySqlPool),
+}
+
+/// The URL without its credentials, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl SqlLeaseStore {
+    /// Connects by URL (`sqlite://PATH`, `postgres://…`, `mysql://…`) and creates the
+    /// lease table if it is missing.
+    pub async fn connect(url: &str) -> Result<Self, LeaseError> {
+        let connect_err = |backend| {
+            let target = redact(url);
+            move |source| LeaseError::Connect {
+                backend,
+                target,
+                source,
+            }
+        };
+        let timeout = Duration::from_secs(5);
+        let store = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err("sqlite"))?
+                .create_if_missing(true)
+                .busy_timeout(Duration::from_secs(5));
+            Self::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(timeout)
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_err("sqlite"))?,
+            )
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Self::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(timeout)
+                    .connect(url)
+                    .await
+                    .map_err(connect_err("postgres"))?,
+            )
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            let url = url.replacen("mariadb:", "mysql:", 1);
+            Self::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(timeout)
+                    .connect(&url)
+                    .await
+                    .map_err(connect_err("mysql"))?,
+            )
+        } else {
+            return Err(LeaseError::UnsupportedUrl(redact(url)));
+        };
+        store.create_table().await?;
+        Ok(store)
+    }
+
+    fn query_err(&self, action: &'static str) -> impl FnOnce(sqlx::Error) -> LeaseError {
+        let backend = self.backend_name();
+        move |source| LeaseError::Query {
+            backend,
+            action,
+            source,
+        }
+    }
+
+    fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+            Self::MySql(_) => "mysql",
+        }
+    }
+
+    async fn create_table(&self) -> Result<(), LeaseError> {
+        let err = self.query_err("creating the fix_lease table");
+        match self {
+            Self::Sqlite(p) => sqlx::query(
+                "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)",
+            )
+            .execute(p)
+            .await
+            .map(|_| ()),
+            Self::Postgres(p) => sqlx::query(
+                "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL)",
+            )
+            .execute(p)
+            .await
+            .map(|_| ()),
+            Self::MySql(p) => sqlx::query(
+                "CREATE TABLE IF NOT EXISTS fix_lease (grp VARCHAR(190) PRIMARY KEY, owner VARCHAR(190) NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL)",
+            )
+            .execute(p)
+            .await
+            .map(|_| ()),
+        }
+        .map_err(err)
+    }
+
+    async fn acquire_mysql(
+        p: &MySqlPool,
+        group: &str,
+        owner: &str,
+        ttl: i64,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        let mut conn = p.acquire().await?;
+        sqlx::query(
+            "INSERT IGNORE INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?, '', 0, 0)",
+        )
+        .bind(group)
+        .execute(&mut *conn)
+        .await?;
+        let sql = format!(
+            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND expires_at_ms <= {MY_NOW}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(owner)
+            .bind(ttl)
+            .bind(group)
+            .execute(&mut *conn)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row =
+            sqlx::query("SELECT LAST_INSERT_ID(), expires_at_ms FROM fix_lease WHERE grp = ?")
+                .bind(group)
+                .fetch_one(&mut *conn)
+                .await?;
+        let epoch: u64 = row.try_get(0)?;
+        Ok(Some((epoch as i64, row.try_get(1)?)))
+    }
+}
+
+impl SqlLeaseStore {
+    async fn renew_mysql(
+        p: &MySqlPool,
+        sql: &str,
+        g: &Grant,
+        ttl: i64,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        let epoch = g.epoch as i64;
+        let done = sqlx::query(sql)
+            .bind(ttl)
+            .bind(&g.group)
+            .bind(&g.owner)
+            .bind(epoch)
+            .execute(p)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        // Informational only (the holder trusts its local deadline): the new expiry.
+        let expires: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at_ms FROM fix_lease WHERE grp = ? AND epoch = ?")
+                .bind(&g.group)
+                .bind(epoch)
+                .fetch_optional(p)
+                .await?;
+        Ok(Some((epoch, expires.unwrap_or(g.expires_at_ms))))
+    }
+}
+
+fn grant(group: &str, owner: &str, row: Option<(i64, i64)>) -> Option<Grant> {
+    row.map(|(epoch, expires_at_ms)| Grant {
+        group: group.to_string(),
+        owner: owner.to_string(),
+        epoch: epoch.max(0) as u64,
+        expires_at_ms,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for SqlLeaseStore {
+    async fn acquire(
+        &self,
+        group: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Grant>, LeaseError> {
+        let ttl = ms(ttl);
+        let err = self.query_err("acquiring the lease");
+        let row = match self {
+            Self::Sqlite(p) => {
+                let sql = format!(
+                    "INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?1, ?2, 1, {SQLITE_NOW} + ?3) \
+                     ON CONFLICT (grp) DO UPDATE SET owner = excluded.owner, epoch = fix_lease.epoch + 1, expires_at_ms = excluded.expires_at_ms \
+                     WHERE fix_lease.expires_at_ms <= {SQLITE_NOW} RETURNING epoch, expires_at_ms"
+                );
+                sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).fetch_optional(p).await
+            }
+            Self::Postgres(p) => {
+                let sql = format!(
+                    "INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES ($1, $2, 1, {PG_NOW} + $3) \
+                     ON CONFLICT (grp) DO UPDATE SET owner = EXCLUDED.owner, epoch = fix_lease.epoch + 1, expires_at_ms = EXCLUDED.expires_at_ms \
+                     WHERE fix_lease.expires_at_ms <= {PG_NOW} RETURNING epoch, expires_at_ms"
+                );
+                sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).fetch_optional(p).await
+            }
+            Self::MySql(p) => Self::acquire_mysql(p, group, owner, ttl).await,
+        }
+        .map_err(err)?;
+        Ok(grant(group, owner, row))
+    }
+
+    async fn renew(&self, g: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
+        let ttl = ms(ttl);
+        let epoch = g.epoch as i64;
+        let err = self.query_err("renewing the lease");
+        let row = match self {
+            Self::Sqlite(p) => {
+                let sql = format!(
+                    "UPDATE fix_lease SET expires_at_ms = {SQLITE_NOW} + ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW} RETURNING epoch, expires_at_ms"
+                );
+                sqlx::query_as::<_, (i64, i64)>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(ttl).fetch_optional(p).await
+            }
+            Self::Postgres(p) => {
+                let sql = format!(
+                    "UPDATE fix_lease SET expires_at_ms = {PG_NOW} + $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW} RETURNING epoch, expires_at_ms"
+                );
+                sqlx::query_as::<_, (i64, i64)>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(ttl).fetch_optional(p).await
+            }
+            Self::MySql(p) => {
+                let sql = format!(
+                    "UPDATE fix_lease SET expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}"
+                );
+                Self::renew_mysql(p, &sql, g, ttl).await
+            }
+        }
+        .map_err(err)?;
+        Ok(grant(&g.group, &g.owner, row))
+    }
+
+    async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
+        let epoch = g.epoch as i64;
+        let err = self.query_err("releasing the lease");
+        let affected = match self {
+            Self::Sqlite(p) => {
+                let sql = format!("UPDATE fix_lease SET expires_at_ms = {SQLITE_NOW} WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW}");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
+            }
+            Self::Postgres(p) => {
+                let sql = format!("UPDATE fix_lease SET expires_at_ms = {PG_NOW} WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW}");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
+            }
+            Self::MySql(p) => {
+                let sql = format!("UPDATE fix_lease SET expires_at_ms = {MY_NOW} WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
+            }
+        }
+        .map_err(err)?;
+        Ok(affected == 1)
+    }
+
+    async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
+        let err = self.query_err("reading the lease");
+        let row: Option<(String, i64, i64, i64)> = match self {
+            Self::Sqlite(p) => {
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {SQLITE_NOW} FROM fix_lease WHERE grp = ?1");
+                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
+            }
+            Self::Postgres(p) => {
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {PG_NOW} FROM fix_lease WHERE grp = $1");
+                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
+            }
+            Self::MySql(p) => {
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {MY_NOW} FROM fix_lease WHERE grp = ?");
+                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
+            }
+        }
+        .map_err(err)?;
+        Ok(row.map(|(owner, epoch, expires_at_ms, now_ms)| LeaseState {
+            owner,
+            epoch: epoch.max(0) as u64,
+            expires_at_ms,
+            now_ms,
+        }))
+    }
+
+    fn backend(&self) -> &'static str {
+        self.backend_name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_never_appear_in_messages() {
+        assert_eq!(
+            redact("postgres://user:secret@db:5432/x"),
+            "postgres://…@db:5432/x"
+        );
+        assert_eq!(redact("sqlite:///tmp/l.db"), "sqlite:///tmp/l.db");
+    }
+}

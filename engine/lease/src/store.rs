@@ -1,0 +1,92 @@
+//! The lease port.
+
+use async_trait::async_trait;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A lease granted to `owner` for `group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The engine group (the set of sessions that fail over together).
+    pub group: String,
+    /// The holder's id (unique per engine instance).
+    pub owner: String,
+    /// The fencing token: grows with every acquire.
+    pub epoch: u64,
+    /// Expiry by the store's clock, milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+/// The lease as stored, read by anyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    /// The current or last holder ('' when never held).
+    pub owner: String,
+    /// The current epoch.
+    pub epoch: u64,
+    /// Expiry by the store's clock, milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+    /// The store's clock when read, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+}
+
+impl LeaseState {
+    /// Whether someone holds the lease at the time of reading.
+    pub fn is_held(&self) -> bool {
+        !self.owner.is_empty() && self.expires_at_ms > self.now_ms
+    }
+}
+
+/// A lease operation failed (as opposed to being refused, which is `Ok(None)`).
+#[derive(Debug, Error)]
+pub enum LeaseError {
+    /// The store could not be reached.
+    #[error("cannot connect to the {backend} lease store at {target}: {source}")]
+    Connect {
+        /// `sqlite`, `postgres`, `mysql`, …
+        backend: &'static str,
+        /// Where (credentials removed).
+        target: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A statement failed.
+    #[error("lease store ({backend}) failed while {action}: {source}")]
+    Query {
+        /// The backend.
+        backend: &'static str,
+        /// What was being done.
+        action: &'static str,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The lease store URL is not one this crate knows.
+    #[error("unsupported lease store URL '{0}': use sqlite://PATH, postgres://… or mysql://…")]
+    UnsupportedUrl(String),
+}
+
+/// Where leases live. Every method is one conditional statement against the store.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes the lease if nobody holds it (never held, released, or expired), with a new
+    /// epoch one above the last. `Ok(None)`: someone else holds it.
+    async fn acquire(
+        &self,
+        group: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Grant>, LeaseError>;
+
+    /// Extends a held lease. `Ok(None)`: it is no longer ours (expired, or a newer epoch).
+    async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError>;
+
+    /// Gives the lease up at once so a standby need not wait for the TTL. Returns whether
+    /// it was still ours.
+    async fn release(&self, grant: &Grant) -> Result<bool, LeaseError>;
+
+    /// The stored lease of `group`, if the group has ever been leased.
+    async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError>;
+
+    /// Backend name for logs and metrics.
+    fn backend(&self) -> &'static str;
+}
