@@ -30,6 +30,26 @@ if [ ! -f "$shim" ] || [ "$root/tests/interop/loopback_bind.c" -nt "$shim" ]; th
 fi
 export FIX_LOOPBACK_PRELOAD=${FIX_LOOPBACK_PRELOAD:-$shim}
 export FIX_QUICKFIX_PYTHON=${FIX_QUICKFIX_PYTHON:-$venv/bin/python}
+# moto (AWS API emulator) for the DynamoDB lease tests: a cached venv, a server on a free
+# loopback port for the length of the run.
+moto_version=5.2.5
+moto_venv=$cache/venv-moto-$moto_version
+if [ ! -f "$moto_venv/.ready" ]; then
+    echo "setting up $moto_venv"
+    rm -rf "$moto_venv"
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
+    touch "$moto_venv/.ready"
+fi
+moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$cache/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $moto_port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+done
+export FIX_TEST_MOTO_URL=${FIX_TEST_MOTO_URL:-http://127.0.0.1:$moto_port}
+
 # PostgreSQL and MariaDB run on this kind of machine; start them if they stopped.
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
     echo "starting PostgreSQL"
@@ -43,7 +63,7 @@ fi
 
 cd "$root"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; kill "$moto_pid" 2>/dev/null || true' EXIT
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run: the sum over every test binary.

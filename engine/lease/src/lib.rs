@@ -9,11 +9,14 @@
 //!   epochs only ever grow.
 //! - [`sql::SqlLeaseStore`]: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB
 //!   (the stand-in for Aurora MySQL), chosen by URL scheme.
+//! - [`dynamo::DynamoLeaseStore`]: DynamoDB with conditional `UpdateItem` (global tables
+//!   for multi-region).
 //! - [`Holder`]: the holder's view. It treats the lease as lost at a **local monotonic
 //!   deadline** — the moment the acquire or renew request was *sent*, plus the TTL, minus a
 //!   safety margin — which always falls before the database's own expiry, whatever the
 //!   clocks of the two machines say.
 
+pub mod dynamo;
 mod holder;
 pub mod sql;
 mod store;

@@ -60,6 +60,14 @@ pub enum LeaseError {
         /// Why.
         source: sqlx::Error,
     },
+    /// A DynamoDB call failed.
+    #[error("lease store (dynamodb) failed while {action}: {detail}")]
+    Dynamo {
+        /// What was being done.
+        action: &'static str,
+        /// The SDK's error with its context.
+        detail: String,
+    },
     /// The lease store URL is not one this crate knows.
     #[error("unsupported lease store URL '{0}': use sqlite://PATH, postgres://… or mysql://…")]
     UnsupportedUrl(String),

@@ -272,3 +272,77 @@ async fn an_unreachable_database_is_a_clear_error_naming_it_without_credentials(
         .expect_err("unsupported");
     assert!(e.to_string().contains("sqlite://"), "{e}");
 }
+
+mod dynamodb {
+    //! The DynamoDB backend against moto (`FIX_TEST_MOTO_URL`, started by scripts/test.sh).
+
+    use fix_lease::dynamo::DynamoLeaseStore;
+    use fix_lease::LeaseStore;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    async fn store() -> DynamoLeaseStore {
+        let url = std::env::var("FIX_TEST_MOTO_URL").unwrap_or_else(|_| {
+            panic!("set FIX_TEST_MOTO_URL to a moto server (scripts/test.sh starts one)")
+        });
+        let s = DynamoLeaseStore::with_endpoint(&url, "us-east-1", &super::unique("fix_lease"));
+        s.ensure_table().await.expect("table");
+        s.ensure_table().await.expect("creating it again is fine");
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_leases_are_exclusive_expire_and_grow_their_epoch() {
+        let s = store().await;
+        let ttl = Duration::from_millis(600);
+        let a = s
+            .acquire("g", "node-a", ttl)
+            .await
+            .expect("call")
+            .expect("free");
+        assert_eq!(a.epoch, 1);
+        assert!(s.acquire("g", "node-b", ttl).await.expect("call").is_none());
+        let a2 = s.renew(&a, ttl).await.expect("call").expect("renewed");
+        assert!(a2.expires_at_ms >= a.expires_at_ms);
+        tokio::time::sleep(ttl + Duration::from_millis(150)).await;
+        let b = s
+            .acquire("g", "node-b", ttl)
+            .await
+            .expect("call")
+            .expect("expired");
+        assert_eq!(b.epoch, 2);
+        assert!(s.renew(&a2, ttl).await.expect("call").is_none());
+        assert!(!s.release(&a2).await.expect("call"));
+        assert!(s.release(&b).await.expect("call"));
+        let c = s
+            .acquire("g", "node-c", ttl)
+            .await
+            .expect("call")
+            .expect("released");
+        assert_eq!(c.epoch, 3);
+        let state = s.read("g").await.expect("call").expect("item");
+        assert_eq!((state.owner.as_str(), state.epoch), ("node-c", 3));
+        assert!(s.read("none").await.expect("call").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_simultaneous_dynamodb_contenders_exactly_one_wins() {
+        let s = Arc::new(store().await);
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                tokio::spawn(async move {
+                    s.acquire("race", &format!("node-{i}"), Duration::from_secs(5))
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            if t.await.expect("join").expect("call").is_some() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+    }
+}

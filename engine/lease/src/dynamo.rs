@@ -1,0 +1,272 @@
+//! The DynamoDB lease backend: one item per group in a table keyed by `grp`, changed only
+//! by conditional `UpdateItem` calls.
+//!
+//! DynamoDB has no server clock a condition can read, so `now` in the conditions is the
+//! caller's clock. The holder's local deadline (request sent + TTL − margin) still keeps a
+//! holder from trusting its lease past the TTL; what skew can do is let a contender whose
+//! clock runs ahead take an expired-looking lease early. Keep instance clocks synchronised
+//! (Amazon Time Sync) well within the safety margin (default 300 ms).
+
+use crate::store::{Grant, LeaseError, LeaseState, LeaseStore};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A lease store in a DynamoDB table (a global table for multi-region).
+#[derive(Debug, Clone)]
+pub struct DynamoLeaseStore {
+    client: Client,
+    table: String,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn num(item: &HashMap<String, AttributeValue>, key: &str) -> i64 {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn err(action: &'static str, e: impl std::fmt::Display) -> LeaseError {
+    LeaseError::Dynamo {
+        action,
+        detail: e.to_string(),
+    }
+}
+
+impl DynamoLeaseStore {
+    /// A store over an existing client.
+    pub fn new(client: Client, table: &str) -> Self {
+        Self {
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    /// Credentials and region from the environment (the usual AWS provider chain).
+    pub async fn from_env(table: &str) -> Self {
+        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Self::new(Client::new(&config), table)
+    }
+
+    /// A store at an explicit endpoint with static credentials (local emulators, tests).
+    pub fn with_endpoint(endpoint: &str, region: &str, table: &str) -> Self {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build();
+        Self::new(Client::from_conf(config), table)
+    }
+
+    /// Creates the table (on-demand billing) unless it exists.
+    pub async fn ensure_table(&self) -> Result<(), LeaseError> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("grp")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| err("describing the lease table", e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("grp")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| err("describing the lease table", e))?,
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err(
+                "creating the lease table",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    fn grant(
+        group: &str,
+        owner: &str,
+        item: Option<&HashMap<String, AttributeValue>>,
+        fallback_epoch: u64,
+    ) -> Grant {
+        Grant {
+            group: group.to_string(),
+            owner: owner.to_string(),
+            epoch: item.map_or(fallback_epoch, |i| num(i, "epoch").max(0) as u64),
+            expires_at_ms: item.map_or(0, |i| num(i, "expires_at_ms")),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for DynamoLeaseStore {
+    async fn acquire(
+        &self,
+        group: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Grant>, LeaseError> {
+        let now = now_ms();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("grp", s(group))
+            .update_expression("SET #o = :owner, expires_at_ms = :exp ADD epoch :one")
+            .condition_expression("attribute_not_exists(grp) OR expires_at_ms <= :now")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":exp", n(now + ttl.as_millis() as i64))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(o) => Ok(Some(Self::grant(group, owner, o.attributes(), 0))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(err(
+                "acquiring the lease",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    async fn renew(&self, g: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
+        let now = now_ms();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("grp", s(&g.group))
+            .update_expression("SET expires_at_ms = :exp")
+            .condition_expression("#o = :owner AND epoch = :epoch AND expires_at_ms > :now")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(&g.owner))
+            .expression_attribute_values(":epoch", n(g.epoch as i64))
+            .expression_attribute_values(":exp", n(now + ttl.as_millis() as i64))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(o) => Ok(Some(Self::grant(
+                &g.group,
+                &g.owner,
+                o.attributes(),
+                g.epoch,
+            ))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(err(
+                "renewing the lease",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
+        let now = now_ms();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("grp", s(&g.group))
+            .update_expression("SET expires_at_ms = :now")
+            .condition_expression("#o = :owner AND epoch = :epoch AND expires_at_ms > :now")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(&g.owner))
+            .expression_attribute_values(":epoch", n(g.epoch as i64))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(
+                "releasing the lease",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("grp", s(group))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                err(
+                    "reading the lease",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(out.item().map(|i| LeaseState {
+            owner: i
+                .get("owner")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default(),
+            epoch: num(i, "epoch").max(0) as u64,
+            expires_at_ms: num(i, "expires_at_ms"),
+            now_ms: now_ms(),
+        }))
+    }
+
+    fn backend(&self) -> &'static str {
+        "dynamodb"
+    }
+}
