@@ -15,11 +15,15 @@
 //!   deadline** — the moment the acquire or renew request was *sent*, plus the TTL, minus a
 //!   safety margin — which always falls before the database's own expiry, whatever the
 //!   clocks of the two machines say.
+//! - [`Keeper`]: the role loop publishing [`Role::Leader`] or [`Role::Standby`]; it
+//!   demotes exactly at the local deadline even while a renew call hangs.
 
 pub mod dynamo;
 mod holder;
+pub mod keeper;
 pub mod sql;
 mod store;
 
 pub use holder::{Holder, LeaseConfig};
+pub use keeper::{Keeper, Role, RoleState};
 pub use store::{Grant, LeaseError, LeaseState, LeaseStore};

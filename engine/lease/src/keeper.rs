@@ -1,0 +1,198 @@
+//! The role loop: contend for the lease, renew it, and demote at the local deadline.
+//!
+//! A [`Keeper`] task publishes the node's [`RoleState`] on a watch channel. It becomes
+//! leader when an acquire succeeds and renews every `renew_interval`. It is standby again
+//! the moment its local deadline passes without a successful renew — even while a renew
+//! call is still hanging on a dead database — or when a renew is refused. The runtime must
+//! stop sending and close its FIX sockets as soon as it sees `Standby`: the deadline comes
+//! before the store's expiry, so that happens before anyone else can be granted the lease.
+
+use crate::holder::{Holder, LeaseConfig};
+use crate::store::LeaseStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What this node may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not the leader: send nothing, accept no FIX sessions.
+    Standby,
+    /// The leader, with its fencing epoch.
+    Leader {
+        /// The epoch to stamp on every write.
+        epoch: u64,
+    },
+}
+
+/// The role and when it was last confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleState {
+    /// Current role.
+    pub role: Role,
+    /// While leader: the local deadline after which the lease is no longer trusted.
+    pub valid_until: Option<Instant>,
+    /// Why the role last changed.
+    pub reason: String,
+    /// How many times this node became leader.
+    pub terms: u64,
+}
+
+enum Command {
+    StepDown { pause: Duration },
+}
+
+/// Handle to a running keeper.
+pub struct Keeper {
+    state: watch::Receiver<RoleState>,
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl Keeper {
+    /// Starts contending for `cfg.group` in `store`.
+    pub fn spawn(store: Arc<dyn LeaseStore>, cfg: LeaseConfig) -> Self {
+        let (tx, state) = watch::channel(RoleState {
+            role: Role::Standby,
+            valid_until: None,
+            reason: "starting".into(),
+            terms: 0,
+        });
+        let (commands, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(store, cfg, tx, rx));
+        Self {
+            state,
+            commands,
+            task,
+        }
+    }
+
+    /// Watches the role.
+    pub fn subscribe(&self) -> watch::Receiver<RoleState> {
+        self.state.clone()
+    }
+
+    /// The role now.
+    pub fn role(&self) -> Role {
+        self.state.borrow().role
+    }
+
+    /// Gives the lease up (if held) and does not contend again for `pause`, so a standby
+    /// takes over.
+    pub async fn step_down(&self, pause: Duration) {
+        let _ = self.commands.send(Command::StepDown { pause }).await;
+    }
+
+    /// Stops the loop (the lease is left to expire).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn publish(
+    tx: &watch::Sender<RoleState>,
+    role: Role,
+    valid_until: Option<Instant>,
+    reason: String,
+) {
+    tx.send_modify(|s| {
+        if matches!(role, Role::Leader { .. }) && !matches!(s.role, Role::Leader { .. }) {
+            s.terms += 1;
+        }
+        if s.role != role {
+            tracing::info!(?role, %reason, "lease role changed");
+        }
+        s.role = role;
+        s.valid_until = valid_until;
+        s.reason = reason;
+    });
+}
+
+async fn run(
+    store: Arc<dyn LeaseStore>,
+    cfg: LeaseConfig,
+    tx: watch::Sender<RoleState>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut held: Option<Holder> = None;
+    let mut paused_until = Instant::now();
+    loop {
+        let now = Instant::now();
+        // Contend, or renew what we hold; never past the local deadline.
+        match held.take() {
+            None if now >= paused_until => match Holder::acquire(store.as_ref(), &cfg).await {
+                Ok(Some(h)) => {
+                    let epoch = h.grant.epoch;
+                    publish(
+                        &tx,
+                        Role::Leader { epoch },
+                        Some(h.valid_until),
+                        format!("acquired the lease with epoch {epoch}"),
+                    );
+                    held = Some(h);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
+            },
+            None => {}
+            Some(h) => {
+                let deadline = tokio::time::Instant::from_std(h.valid_until);
+                tokio::select! {
+                    renewed = h.renew(store.as_ref(), &cfg) => match renewed {
+                        Ok(Some(next)) => {
+                            let epoch = next.grant.epoch;
+                            publish(&tx, Role::Leader { epoch }, Some(next.valid_until), "renewed".into());
+                            held = Some(next);
+                        }
+                        Ok(None) => publish(&tx, Role::Standby, None, "the lease was taken over (renew refused)".into()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lease renew failed; retrying until the local deadline");
+                            if Instant::now() < h.valid_until {
+                                held = Some(h);
+                            } else {
+                                publish(&tx, Role::Standby, None, format!("could not renew before the local deadline: {e}"));
+                            }
+                        }
+                    },
+                    () = tokio::time::sleep_until(deadline) => {
+                        publish(&tx, Role::Standby, None, "local deadline passed while renewing (lease store unresponsive)".into());
+                    }
+                }
+            }
+        }
+        // Wait for the next renew/attempt, the deadline, or a command.
+        let wake = match &held {
+            Some(h) => (Instant::now() + cfg.renew_interval).min(h.valid_until),
+            None => Instant::now() + cfg.renew_interval,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                if let Some(h) = &held {
+                    if Instant::now() >= h.valid_until {
+                        publish(&tx, Role::Standby, None, "local deadline passed before the renew".into());
+                        held = None;
+                    }
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                Some(Command::StepDown { pause }) => {
+                    if let Some(h) = held.take() {
+                        publish(&tx, Role::Standby, None, "stepping down on request".into());
+                        if let Err(e) = store.release(&h.grant).await {
+                            tracing::warn!(error = %e, "lease release failed; it will expire instead");
+                        }
+                    }
+                    paused_until = Instant::now() + pause;
+                }
+                None => return,
+            },
+        }
+    }
+}
