@@ -10,16 +10,15 @@ use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use crate::tls::BoxIo;
 use fix_codec::{frame, FrameError, MessageRef, OwnedMessage};
-use fix_session::{
-    Disposition, LogLevel, Now, Outgoing, Role, SendError, Session, SessionEvent, State,
-};
+use fix_lease::{Role as LeaseRole, RoleState};
+use fix_session::{Disposition, LogLevel, Now, Outgoing, Role, Session, SessionEvent, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A snapshot of a session for status displays and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +43,7 @@ pub(crate) enum Command {
     Send {
         msg_type: Vec<u8>,
         body: Vec<u8>,
-        reply: oneshot::Sender<Result<u64, SendError>>,
+        reply: oneshot::Sender<Result<u64, crate::engine::EngineError>>,
     },
     Logout {
         text: Option<String>,
@@ -92,6 +91,8 @@ pub(crate) struct SessionActor {
     events: Vec<SessionEvent>,
     spans: Vec<fix_codec::FieldSpan>,
     data_fields: fix_codec::message::DataFieldTable,
+    /// The lease role; `None` when no lease is configured (always serving).
+    role: Option<watch::Receiver<RoleState>>,
 }
 
 fn now() -> Now {
@@ -125,7 +126,29 @@ impl SessionActor {
             events: Vec::new(),
             spans: Vec::new(),
             data_fields,
+            role: None,
         }
+    }
+
+    /// Follows the lease: serve only while leader.
+    pub(crate) fn with_role(mut self, role: watch::Receiver<RoleState>) -> Self {
+        self.role = Some(role);
+        self
+    }
+
+    fn is_leader(&self) -> bool {
+        self.role
+            .as_ref()
+            .is_none_or(|r| matches!(r.borrow().role, LeaseRole::Leader { .. }))
+    }
+
+    /// Lost the lease: close the connection without sending another byte.
+    fn fence(&mut self) {
+        if self.conn.is_some() {
+            tracing::warn!(session = %self.span_name(), "lease lost: closing the FIX connection without sending (fenced)");
+        }
+        self.session.clear_transmit();
+        self.close();
     }
 
     fn span_name(&self) -> String {
@@ -144,6 +167,11 @@ impl SessionActor {
                     None => self.stopped = true,
                 },
                 r = read_some(&mut self.conn) => self.on_read(r, &mut deliveries),
+                () = role_change(&mut self.role) => {
+                    if !self.is_leader() {
+                        self.fence();
+                    }
+                }
                 () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
             }
             self.flush(deliveries).await;
@@ -184,6 +212,7 @@ impl SessionActor {
 
     fn wants_connection(&self) -> bool {
         self.plan.config.role == Role::Initiator
+            && self.is_leader()
             && self.conn.is_none()
             && self.shutdown.is_none()
             && self.session.is_session_time(fix_codec::UtcTimestamp::now())
@@ -259,6 +288,9 @@ impl SessionActor {
                     drop(stream);
                 } else if self.shutdown.is_some() {
                     drop(stream);
+                } else if !self.is_leader() {
+                    tracing::info!(session = %self.span_name(), %peer, "standby: refusing a FIX connection (this instance does not hold the lease)");
+                    drop(stream);
                 } else {
                     tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
                     self.attach(stream, peer, initial);
@@ -272,6 +304,11 @@ impl SessionActor {
                 body,
                 reply,
             } => {
+                if !self.is_leader() {
+                    let _ =
+                        reply.send(Err(crate::engine::EngineError::NotLeader(self.span_name())));
+                    return;
+                }
                 let r = self.session.send(
                     now(),
                     Outgoing {
@@ -282,7 +319,7 @@ impl SessionActor {
                 );
                 // Reply only after the message is durable.
                 self.flush(Vec::new()).await;
-                let _ = reply.send(r);
+                let _ = reply.send(r.map_err(crate::engine::EngineError::from));
             }
             Command::Logout { text } => self.session.logout(now(), text.as_deref()),
             Command::SetSequence {
@@ -413,6 +450,12 @@ impl SessionActor {
             .map(|c| std::mem::take(&mut c.buf))
             .unwrap_or_default();
         loop {
+            if !self.is_leader() {
+                // Fenced or silent: no writes, no sends, no application processing.
+                deliveries.clear();
+                self.fence();
+                break;
+            }
             if let Err(e) = self.storage.wait_durable().await {
                 tracing::error!(session = %self.span_name(), error = %e, "store is not durable: nothing more is sent; disconnecting");
                 self.session.clear_transmit();
@@ -608,6 +651,18 @@ async fn secure(
         Ok(Ok(s)) => Ok(Box::new(s)),
         Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
         Err(_) => Err("TLS handshake timed out".into()),
+    }
+}
+
+/// Resolves when the lease role changes (never without a lease).
+async fn role_change(role: &mut Option<watch::Receiver<RoleState>>) {
+    match role {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

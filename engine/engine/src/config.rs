@@ -82,6 +82,62 @@ pub struct EngineSection {
     /// Built-in application.
     #[serde(default)]
     pub app: AppKind,
+    /// Leadership lease: with it, this instance serves its sessions only while it holds
+    /// the lease of its group (leader) and is a standby otherwise.
+    pub lease: Option<LeaseSection>,
+}
+
+/// `[engine.lease]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSection {
+    /// `sqlite://PATH`, `postgres://…`, `mysql://…` or `dynamodb://TABLE[?region=…&endpoint=…]`.
+    pub url: String,
+    /// The engine group: the sessions that fail over together.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// This instance's id, unique per instance (default: host name and process id).
+    pub owner: Option<String>,
+    /// Lease time to live in milliseconds (default 1500).
+    pub ttl_ms: Option<u64>,
+    /// Renew interval in milliseconds (default 300).
+    pub renew_interval_ms: Option<u64>,
+    /// How long before the TTL the holder stops trusting the lease (default 300).
+    pub safety_margin_ms: Option<u64>,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+
+impl LeaseSection {
+    /// The lease settings, checked.
+    pub fn lease_config(&self) -> Result<fix_lease::LeaseConfig, ConfigError> {
+        let owner = self.owner.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_else(|_| "host".into());
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let mut c = fix_lease::LeaseConfig::new(&self.group, &owner);
+        if let Some(v) = self.ttl_ms {
+            c.ttl = Duration::from_millis(v);
+        }
+        if let Some(v) = self.renew_interval_ms {
+            c.renew_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = self.safety_margin_ms {
+            c.safety_margin = Duration::from_millis(v);
+        }
+        if c.renew_interval >= c.trust_window() {
+            return Err(invalid(
+                "engine",
+                "lease.renew_interval_ms",
+                &c.renew_interval.as_millis().to_string(),
+                &format!("less than ttl_ms − safety_margin_ms ({} ms), or the lease lapses between renewals", c.trust_window().as_millis()),
+            ));
+        }
+        Ok(c)
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -100,6 +156,7 @@ impl Default for EngineSection {
             log_dir: None,
             fsync: true,
             app: AppKind::Echo,
+            lease: None,
         }
     }
 }
@@ -507,6 +564,9 @@ impl EngineConfig {
 
     /// Plans every session, refusing duplicates.
     pub fn plans(&self) -> Result<Vec<SessionPlan>, ConfigError> {
+        if let Some(l) = &self.engine.lease {
+            l.lease_config()?;
+        }
         let mut plans: Vec<SessionPlan> = Vec::new();
         for s in &self.sessions {
             let p = s.plan()?;

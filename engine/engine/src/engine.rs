@@ -60,6 +60,12 @@ pub enum EngineError {
         /// Why.
         source: crate::tls::TlsError,
     },
+    /// This instance is a standby: it holds no lease and sends nothing.
+    #[error("session {0}: this instance is a standby (it does not hold the lease); send through the leader")]
+    NotLeader(String),
+    /// The lease store could not be reached or set up.
+    #[error("lease: {0}")]
+    Lease(#[from] fix_lease::LeaseError),
     /// No such session.
     #[error("no session {0} in this engine")]
     UnknownSession(String),
@@ -78,6 +84,7 @@ pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
     listeners: Vec<JoinHandle<()>>,
     storage: Storage,
+    keeper: Option<Arc<fix_lease::Keeper>>,
 }
 
 fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
@@ -123,6 +130,15 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let plans = config.plans()?;
         let storage = Storage::open(&config.engine)?;
+        let keeper = match &config.engine.lease {
+            Some(l) => {
+                let cfg = l.lease_config()?;
+                let store = fix_lease::connect(&l.url).await?;
+                tracing::info!(group = %cfg.group, owner = %cfg.owner, backend = store.backend(), "contending for the lease");
+                Some(Arc::new(fix_lease::Keeper::spawn(store, cfg)))
+            }
+            None => None,
+        };
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
@@ -165,8 +181,11 @@ impl Engine {
                     .or_default()
                     .insert(id.clone(), tx.clone());
             }
-            let actor =
+            let mut actor =
                 SessionActor::new(session, plan, storage.clone(), Arc::clone(&app), log, rx);
+            if let Some(k) = &keeper {
+                actor = actor.with_role(k.subscribe());
+            }
             tasks.push(tokio::spawn(actor.run()));
             sessions.insert(id, tx);
         }
@@ -199,6 +218,7 @@ impl Engine {
             tasks,
             listeners,
             storage,
+            keeper,
         })
     }
 
@@ -216,6 +236,7 @@ impl Engine {
     pub fn handle(&self) -> EngineHandle {
         EngineHandle {
             sessions: Arc::new(self.sessions.clone()),
+            keeper: self.keeper.clone(),
         }
     }
 
@@ -238,6 +259,10 @@ impl Engine {
             task.abort();
             let _ = task.await;
         }
+        if let Some(k) = &self.keeper {
+            // Hand over at once instead of letting a standby wait for the TTL.
+            k.step_down(std::time::Duration::from_secs(3600)).await;
+        }
         self.storage.shutdown();
     }
 }
@@ -246,6 +271,7 @@ impl Engine {
 #[derive(Clone)]
 pub struct EngineHandle {
     sessions: Arc<HashMap<SessionId, mpsc::Sender<Command>>>,
+    keeper: Option<Arc<fix_lease::Keeper>>,
 }
 
 impl EngineHandle {
@@ -271,9 +297,7 @@ impl EngineHandle {
             })
             .await
             .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        Ok(rx
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))??)
+        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))?
     }
 
     /// Current state and sequence numbers.
@@ -305,6 +329,21 @@ impl EngineHandle {
         rx.await
             .map_err(|_| EngineError::Stopped(id.to_string()))?
             .map_err(|e| EngineError::Send(SendError::Store(e)))
+    }
+
+    /// The lease role; `Leader` with epoch 0 when no lease is configured.
+    pub fn role(&self) -> fix_lease::Role {
+        self.keeper
+            .as_ref()
+            .map_or(fix_lease::Role::Leader { epoch: 0 }, |k| k.role())
+    }
+
+    /// Gives the lease up and does not contend again for `pause` (a manual failover to a
+    /// standby). Sessions are closed at once, without sending.
+    pub async fn step_down(&self, pause: std::time::Duration) {
+        if let Some(k) = &self.keeper {
+            k.step_down(pause).await;
+        }
     }
 
     /// Starts a Logout.

@@ -40,7 +40,10 @@ pub struct RoleState {
 }
 
 enum Command {
-    StepDown { pause: Duration },
+    StepDown {
+        pause: Duration,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// Handle to a running keeper.
@@ -79,9 +82,17 @@ impl Keeper {
     }
 
     /// Gives the lease up (if held) and does not contend again for `pause`, so a standby
-    /// takes over.
+    /// takes over. Returns once the role is `Standby` and the release was attempted.
     pub async fn step_down(&self, pause: Duration) {
-        let _ = self.commands.send(Command::StepDown { pause }).await;
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self
+            .commands
+            .send(Command::StepDown { pause, done })
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
     }
 
     /// Stops the loop (the lease is left to expire).
@@ -182,7 +193,7 @@ async fn run(
                 }
             }
             cmd = commands.recv() => match cmd {
-                Some(Command::StepDown { pause }) => {
+                Some(Command::StepDown { pause, done }) => {
                     if let Some(h) = held.take() {
                         publish(&tx, Role::Standby, None, "stepping down on request".into());
                         if let Err(e) = store.release(&h.grant).await {
@@ -190,6 +201,7 @@ async fn run(
                         }
                     }
                     paused_until = Instant::now() + pause;
+                    let _ = done.send(());
                 }
                 None => return,
             },

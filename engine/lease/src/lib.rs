@@ -27,3 +27,33 @@ mod store;
 pub use holder::{Holder, LeaseConfig};
 pub use keeper::{Keeper, Role, RoleState};
 pub use store::{Grant, LeaseError, LeaseState, LeaseStore};
+
+/// Connects to the lease store named by `url`: `sqlite://PATH`, `postgres://…`,
+/// `mysql://…`, or `dynamodb://TABLE[?region=R&endpoint=URL]` (credentials from the
+/// environment; with `endpoint`, static test credentials for a local emulator).
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn LeaseStore>, LeaseError> {
+    if let Some(rest) = url.strip_prefix("dynamodb://") {
+        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if table.is_empty() {
+            return Err(LeaseError::UnsupportedUrl(url.to_string()));
+        }
+        let param = |k: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let store = match param("endpoint") {
+            Some(endpoint) => dynamo::DynamoLeaseStore::with_endpoint(
+                &endpoint,
+                &param("region").unwrap_or_else(|| "us-east-1".into()),
+                table,
+            ),
+            None => dynamo::DynamoLeaseStore::from_env(table).await,
+        };
+        store.ensure_table().await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    Ok(std::sync::Arc::new(sql::SqlLeaseStore::connect(url).await?))
+}
