@@ -139,6 +139,20 @@ impl Engine {
             }
             None => None,
         };
+        // Sessions follow this role; it turns Leader only after the journal is open for
+        // the epoch (see `follow_lease`, started once the sessions exist).
+        let (serving_tx, serving) = match &keeper {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::watch::channel(fix_lease::RoleState {
+                    role: fix_lease::Role::Standby,
+                    valid_until: None,
+                    reason: "starting".into(),
+                    terms: 0,
+                });
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
@@ -183,13 +197,16 @@ impl Engine {
             }
             let mut actor =
                 SessionActor::new(session, plan, storage.clone(), Arc::clone(&app), log, rx);
-            if let Some(k) = &keeper {
-                actor = actor.with_role(k.subscribe());
+            if let Some(role) = &serving {
+                actor = actor.with_role(role.clone());
             }
             tasks.push(tokio::spawn(actor.run()));
             sessions.insert(id, tx);
         }
-        let mut listeners = Vec::new();
+        let mut listeners: Vec<JoinHandle<()>> = Vec::new();
+        if let (Some(k), Some(tx)) = (&keeper, serving_tx) {
+            listeners.push(follow_lease(k, storage.clone(), tx));
+        }
         let mut listen_addrs = HashMap::new();
         for (addr, routes) in by_addr {
             let listener = TcpListener::bind(addr)
@@ -265,6 +282,37 @@ impl Engine {
         }
         self.storage.shutdown();
     }
+}
+
+/// Follows the keeper: opens the journal for the new epoch *before* telling the sessions
+/// (through `tx`) that they lead, and fences it as soon as the lease is lost.
+fn follow_lease(
+    keeper: &fix_lease::Keeper,
+    storage: Storage,
+    tx: tokio::sync::watch::Sender<fix_lease::RoleState>,
+) -> JoinHandle<()> {
+    let mut source = keeper.subscribe();
+    storage.fence();
+    tokio::spawn(async move {
+        loop {
+            let mut state = source.borrow_and_update().clone();
+            match state.role {
+                fix_lease::Role::Leader { epoch } => {
+                    if let Err(e) = storage.open_epoch(epoch) {
+                        tracing::error!(epoch, error = %e, "refusing to lead: the journal holds a newer epoch");
+                        storage.fence();
+                        state.role = fix_lease::Role::Standby;
+                        state.reason = e.to_string();
+                    }
+                }
+                fix_lease::Role::Standby => storage.fence(),
+            }
+            tx.send_replace(state);
+            if source.changed().await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// Sends to sessions and asks for their status from any task.

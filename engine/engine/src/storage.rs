@@ -73,6 +73,21 @@ impl Storage {
         }
     }
 
+    /// Allows journal writes under `epoch` (this instance leads with it).
+    pub fn open_epoch(&self, epoch: u64) -> Result<(), JournalError> {
+        match self {
+            Self::Journal { journal, .. } => journal.open_epoch(epoch),
+            Self::Memory => Ok(()),
+        }
+    }
+
+    /// Refuses journal writes (this instance is a standby).
+    pub fn fence(&self) {
+        if let Self::Journal { journal, .. } = self {
+            journal.fence();
+        }
+    }
+
     /// Stops the journal's sync thread after writing what is pending.
     pub fn shutdown(&self) {
         if let Self::Journal { journal, .. } = self {

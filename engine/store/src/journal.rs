@@ -84,6 +84,17 @@ pub enum JournalError {
         /// What was found.
         detail: String,
     },
+    /// This instance may not write: it is not the leader, or its epoch is older than one
+    /// already in the journal.
+    #[error(
+        "journal write refused: fenced (this instance's epoch {ours:?}, newest epoch {current})"
+    )]
+    Fenced {
+        /// Our epoch, `None` while standby.
+        ours: Option<u64>,
+        /// The newest epoch known to the journal.
+        current: u64,
+    },
     /// An earlier write or fsync failed; the journal accepts nothing more.
     #[error("journal stopped after an earlier failure: {0}")]
     Failed(String),
@@ -128,6 +139,10 @@ struct Chunk {
 }
 
 struct Writer {
+    /// The epoch appends are written under; `None` while fenced (standby).
+    epoch: Option<u64>,
+    /// The newest epoch in the journal.
+    max_epoch: u64,
     appended: u64,
     pending: Vec<Chunk>,
     segment: u64,
@@ -201,6 +216,8 @@ impl Journal {
             .collect();
         let inner = Arc::new(Inner {
             writer: Mutex::new(Writer {
+                epoch: Some(recovered.max_epoch),
+                max_epoch: recovered.max_epoch,
                 appended: recovered.position,
                 pending: Vec::new(),
                 segment: recovered.segment,
@@ -243,6 +260,32 @@ impl Journal {
     /// Calls `f(position)` from the sync thread each time more of the journal is durable.
     pub fn on_durable(&self, f: impl Fn(u64) + Send + Sync + 'static) {
         lock(&self.inner.listeners).push(Box::new(f));
+    }
+
+    /// Allows appends under `epoch` (this instance became leader with it). Refused when a
+    /// newer epoch is already in the journal.
+    pub fn open_epoch(&self, epoch: u64) -> Result<(), JournalError> {
+        let mut w = lock(&self.inner.writer);
+        if epoch < w.max_epoch {
+            return Err(JournalError::Fenced {
+                ours: Some(epoch),
+                current: w.max_epoch,
+            });
+        }
+        w.epoch = Some(epoch);
+        w.max_epoch = epoch;
+        Ok(())
+    }
+
+    /// Refuses every append until the next [`Journal::open_epoch`] (this instance is a
+    /// standby now).
+    pub fn fence(&self) {
+        lock(&self.inner.writer).epoch = None;
+    }
+
+    /// The epoch appends are written under, `None` while fenced.
+    pub fn epoch(&self) -> Option<u64> {
+        lock(&self.inner.writer).epoch
     }
 
     /// Journal position after the last append.
@@ -354,6 +397,12 @@ impl Journal {
         if let Some(f) = &w.failed {
             return Err(JournalError::Failed(f.clone()));
         }
+        let Some(epoch) = w.epoch else {
+            return Err(JournalError::Fenced {
+                ours: None,
+                current: w.max_epoch,
+            });
+        };
         let len = (record::HEADER_LEN + payload.len()) as u64;
         if w.segment_len > 0 && w.segment_len + len > self.inner.opts.segment_size {
             w.segment += 1;
@@ -369,7 +418,14 @@ impl Journal {
         let offset = w.segment_len + record::HEADER_LEN as u64;
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();
-        record::encode(&mut scratch, kind, batched, no, seq, payload);
+        let meta = record::Meta {
+            kind,
+            batched,
+            session: no,
+            seq,
+            epoch,
+        };
+        record::encode(&mut scratch, meta, payload);
         if let Some(chunk) = w.pending.last_mut() {
             chunk.bytes.extend_from_slice(&scratch);
         }

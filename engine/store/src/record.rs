@@ -43,26 +43,42 @@ impl RecordKind {
 }
 
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 4 + 4 + 1 + 4 + 8;
+pub const HEADER_LEN: usize = 4 + 4 + 1 + 4 + 8 + 8;
 
 // Format (little endian):
 //   payload_len u32 | crc32 u32 (over kind..payload) | kind u8 (| BATCH_FLAG) | session u32
-//   | seq u64 | payload
+//   | seq u64 | epoch u64 (the leadership epoch it was written under) | payload
+/// Where a record comes from and under which epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// What it says.
+    pub kind: RecordKind,
+    /// Part of an application batch.
+    pub batched: bool,
+    /// Session number.
+    pub session: u32,
+    /// Sequence number (meaning depends on kind).
+    pub seq: u64,
+    /// Leadership epoch it was written under (0 without a lease).
+    pub epoch: u64,
+}
+
 /// Appends one encoded record to `out`.
-pub fn encode(
-    out: &mut Vec<u8>,
-    kind: RecordKind,
-    batched: bool,
-    session: u32,
-    seq: u64,
-    payload: &[u8],
-) {
+pub fn encode(out: &mut Vec<u8>, m: Meta, payload: &[u8]) {
+    let Meta {
+        kind,
+        batched,
+        session,
+        seq,
+        epoch,
+    } = m;
     let start = out.len();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.push(kind as u8 | if batched { BATCH_FLAG } else { 0 });
     out.extend_from_slice(&session.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -79,6 +95,8 @@ pub struct Record<'a> {
     pub session: u32,
     /// Sequence number (meaning depends on kind).
     pub seq: u64,
+    /// Leadership epoch it was written under.
+    pub epoch: u64,
     /// Payload bytes.
     pub payload: &'a [u8],
 }
@@ -113,12 +131,15 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<(Record<'_>, usize), Dec
     let batched = buf[8] & BATCH_FLAG != 0;
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&buf[13..21]);
+    let mut epoch = [0u8; 8];
+    epoch.copy_from_slice(&buf[21..29]);
     Ok((
         Record {
             kind,
             batched,
             session: word(9),
             seq: u64::from_le_bytes(seq),
+            epoch: u64::from_le_bytes(epoch),
             payload: &buf[HEADER_LEN..total],
         },
         total,
@@ -132,26 +153,33 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode(
-            &mut buf,
-            RecordKind::Outbound,
-            true,
-            7,
-            42,
-            b"8=FIX.4.2\x01",
-        );
+        let m = Meta {
+            kind: RecordKind::Outbound,
+            batched: true,
+            session: 7,
+            seq: 42,
+            epoch: 9,
+        };
+        encode(&mut buf, m, b"8=FIX.4.2\x01");
         let (r, n) = decode(&buf, 1 << 20).expect("decodes");
         assert_eq!(n, buf.len());
         assert_eq!(
-            (r.kind, r.batched, r.session, r.seq, r.payload),
-            (RecordKind::Outbound, true, 7, 42, &b"8=FIX.4.2\x01"[..])
+            (r.kind, r.batched, r.session, r.seq, r.epoch, r.payload),
+            (RecordKind::Outbound, true, 7, 42, 9, &b"8=FIX.4.2\x01"[..])
         );
     }
 
     #[test]
     fn a_flipped_bit_is_detected_and_a_short_buffer_is_truncated() {
         let mut buf = Vec::new();
-        encode(&mut buf, RecordKind::Inbound, false, 1, 1, b"hello");
+        let m = Meta {
+            kind: RecordKind::Inbound,
+            batched: false,
+            session: 1,
+            seq: 1,
+            epoch: 0,
+        };
+        encode(&mut buf, m, b"hello");
         for n in 0..buf.len() {
             assert_eq!(
                 decode(&buf[..n], 1 << 20).err(),

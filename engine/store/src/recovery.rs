@@ -12,6 +12,8 @@ pub(crate) struct Recovered {
     /// Sessions whose last application batch has no commit: the crash cut it, and an
     /// Abort record must be written before new records.
     pub(crate) open_batches: Vec<u32>,
+    /// The newest epoch any record was written under.
+    pub(crate) max_epoch: u64,
     pub(crate) segment: u64,
     pub(crate) segment_len: u64,
     pub(crate) position: u64,
@@ -49,6 +51,7 @@ pub(crate) fn recover(opts: &JournalOptions) -> Result<Recovered, JournalError> 
     let mut sessions: HashMap<String, SessionState> = HashMap::new();
     let mut by_no: HashMap<u32, String> = HashMap::new();
     let mut batches: HashMap<u32, Vec<BatchedRecord>> = HashMap::new();
+    let mut max_epoch = 0u64;
     let mut position = 0u64;
     let mut last = (segs.first().map_or(1, |s| s.0), 0u64);
     let count = segs.len();
@@ -62,6 +65,7 @@ pub(crate) fn recover(opts: &JournalOptions) -> Result<Recovered, JournalError> 
         while at < bytes.len() {
             match record::decode(&bytes[at..], opts.max_record) {
                 Ok((r, len)) => {
+                    max_epoch = max_epoch.max(r.epoch);
                     if r.kind == RecordKind::Session {
                         let key = String::from_utf8_lossy(r.payload).into_owned();
                         by_no.insert(r.session, key.clone());
@@ -141,6 +145,7 @@ pub(crate) fn recover(opts: &JournalOptions) -> Result<Recovered, JournalError> 
     Ok(Recovered {
         sessions,
         open_batches,
+        max_epoch,
         segment: last.0,
         segment_len: last.1,
         position,

@@ -7,9 +7,15 @@ use fix_session::config::SessionId;
 use fix_session::{SessionStore, StoreError};
 
 fn store_err(action: &'static str) -> impl FnOnce(JournalError) -> StoreError {
-    move |e| StoreError::Io {
-        action,
-        detail: e.to_string(),
+    move |e| match e {
+        JournalError::Fenced { ours, current } => StoreError::Fenced {
+            ours: ours.unwrap_or(0),
+            current,
+        },
+        other => StoreError::Io {
+            action,
+            detail: other.to_string(),
+        },
     }
 }
 

@@ -240,3 +240,43 @@ fn an_uncommitted_batch_is_discarded_and_unprocessed_inbound_is_kept_for_replay(
         .expect("reads");
     assert!(pending.is_empty(), "all processed: {pending:?}");
 }
+
+#[test]
+fn a_fenced_journal_refuses_writes_and_an_older_epoch_cannot_reopen_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
+        let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+        j.open_epoch(7).expect("leader with epoch 7");
+        s.save_outbound(1, b"under epoch 7").expect("append");
+        j.fence();
+        let refused = s.save_outbound(2, b"as a standby");
+        assert!(
+            matches!(
+                refused,
+                Err(fix_session::StoreError::Fenced { current: 7, .. })
+            ),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            j.open_epoch(5),
+            Err(JournalError::Fenced {
+                ours: Some(5),
+                current: 7
+            })
+        ));
+        j.open_epoch(8).expect("a newer epoch");
+        s.save_outbound(2, b"under epoch 8").expect("append");
+        j.sync().expect("durable");
+        j.shutdown();
+    }
+    // The newest epoch is recovered from the records themselves.
+    let j = Journal::open(JournalOptions::new(dir.path())).expect("reopen");
+    assert_eq!(j.epoch(), Some(8));
+    assert!(
+        j.open_epoch(7).is_err(),
+        "a stale leader cannot write after a restart either"
+    );
+    let s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+    assert_eq!(outbound(&s, 1, 2).len(), 2);
+}

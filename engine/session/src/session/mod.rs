@@ -556,6 +556,20 @@ impl Session {
     fn store_ok(&mut self, r: Result<(), StoreError>) -> bool {
         match r {
             Ok(()) => true,
+            Err(e @ StoreError::Fenced { .. }) => {
+                // Not the leader (any more): send nothing, drop the connection, but stay
+                // usable for when this instance leads again.
+                self.transmit.clear();
+                self.events.push_back(SessionEvent::Log {
+                    level: LogLevel::Warn,
+                    text: e.to_string(),
+                });
+                self.state = State::Closing;
+                self.events.push_back(SessionEvent::Disconnect {
+                    reason: e.to_string(),
+                });
+                false
+            }
             Err(e) => {
                 self.failed = true;
                 self.transmit.clear();
