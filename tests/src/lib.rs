@@ -19,6 +19,7 @@
 //! - `sleep SECONDS`
 
 pub mod client;
+pub mod http;
 pub mod interop;
 pub mod scenario;
 pub mod wait;

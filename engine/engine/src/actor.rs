@@ -93,6 +93,8 @@ pub(crate) struct SessionActor {
     data_fields: fix_codec::message::DataFieldTable,
     /// The lease role; `None` when no lease is configured (always serving).
     role: Option<watch::Receiver<RoleState>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    label: crate::metrics::SessionLabel,
 }
 
 fn now() -> Now {
@@ -107,8 +109,10 @@ impl SessionActor {
         app: Arc<dyn Application>,
         log: MessageLog,
         rx: mpsc::Receiver<Command>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let data_fields = session.data_fields().clone();
+        let label = crate::metrics::SessionLabel::of(session.id());
         Self {
             session,
             plan,
@@ -127,6 +131,8 @@ impl SessionActor {
             spans: Vec::new(),
             data_fields,
             role: None,
+            metrics,
+            label,
         }
     }
 
@@ -380,6 +386,7 @@ impl SessionActor {
                 Ok(f) => {
                     let bytes = &chunk[..f.len];
                     self.log.record('<', bytes);
+                    self.metrics.messages_in.get_or_create(&self.label).inc();
                     match self.session.handle_message(t, bytes) {
                         Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
                         Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
@@ -466,6 +473,10 @@ impl SessionActor {
             }
             if let Some(bytes) = self.session.poll_transmit() {
                 self.log.record('>', bytes);
+                self.metrics
+                    .messages_out
+                    .get_or_create(&self.label)
+                    .inc_by(crate::metrics::count_messages(bytes));
                 let ok = match &mut self.conn {
                     Some(c) => c.writer.write_all(bytes).await.is_ok(),
                     None => true,
@@ -592,10 +603,12 @@ impl SessionActor {
         let id = self.span_name();
         match ev {
             SessionEvent::LoggedOn => {
+                self.metrics.logged_on.get_or_create(&self.label).set(1);
                 tracing::info!(session = %id, next_sender = self.session.next_sender_seq(), next_target = self.session.next_target_seq(), "logged on");
                 self.app.on_logon(self.session.id());
             }
             SessionEvent::LoggedOut => {
+                self.metrics.logged_on.get_or_create(&self.label).set(0);
                 tracing::info!(session = %id, "logged out");
                 self.app.on_logout(self.session.id());
             }

@@ -85,6 +85,31 @@ pub struct EngineSection {
     /// Leadership lease: with it, this instance serves its sessions only while it holds
     /// the lease of its group (leader) and is a standby otherwise.
     pub lease: Option<LeaseSection>,
+    /// The admin HTTP API.
+    pub admin: Option<AdminSection>,
+}
+
+/// `[engine.admin]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address to serve on, e.g. `127.0.0.1:9100`.
+    pub listen: String,
+    /// Bearer token for actions (logout, sequence numbers, step down).
+    pub token: Option<String>,
+    /// Environment variable holding the token (preferred over `token` in files).
+    pub token_env: Option<String>,
+}
+
+impl AdminSection {
+    /// The token: from `token_env` if set there, else `token`.
+    pub fn token(&self) -> Option<String> {
+        self.token_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.token.clone())
+    }
 }
 
 /// `[engine.lease]`
@@ -157,6 +182,7 @@ impl Default for EngineSection {
             fsync: true,
             app: AppKind::Echo,
             lease: None,
+            admin: None,
         }
     }
 }

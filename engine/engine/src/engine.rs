@@ -85,6 +85,8 @@ pub struct Engine {
     listeners: Vec<JoinHandle<()>>,
     storage: Storage,
     keeper: Option<Arc<fix_lease::Keeper>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    admin_addr: Option<SocketAddr>,
 }
 
 fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
@@ -153,6 +155,7 @@ impl Engine {
             }
             None => (None, None),
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
@@ -195,8 +198,15 @@ impl Engine {
                     .or_default()
                     .insert(id.clone(), tx.clone());
             }
-            let mut actor =
-                SessionActor::new(session, plan, storage.clone(), Arc::clone(&app), log, rx);
+            let mut actor = SessionActor::new(
+                session,
+                plan,
+                storage.clone(),
+                Arc::clone(&app),
+                log,
+                rx,
+                Arc::clone(&metrics),
+            );
             if let Some(role) = &serving {
                 actor = actor.with_role(role.clone());
             }
@@ -229,19 +239,51 @@ impl Engine {
                 tls_by_addr.get(&addr).cloned(),
             )));
         }
-        Ok(Self {
+        let mut engine = Self {
             sessions,
             listen_addrs,
             tasks,
             listeners,
             storage,
             keeper,
-        })
+            metrics,
+            admin_addr: None,
+        };
+        if let Some(admin) = &config.engine.admin {
+            let addr: SocketAddr = admin.listen.parse().map_err(|_| {
+                EngineError::Config(crate::config::ConfigError::Invalid {
+                    session: "engine".into(),
+                    key: "admin.listen".into(),
+                    value: admin.listen.clone(),
+                    allowed: "IP:PORT, e.g. 127.0.0.1:9100".into(),
+                })
+            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| EngineError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| EngineError::Bind { addr, source })?;
+            tracing::info!(%bound, "admin API listening");
+            engine.admin_addr = Some(bound);
+            let handle = engine.handle();
+            engine.listeners.push(tokio::spawn(crate::admin::serve(
+                listener,
+                handle,
+                admin.token(),
+            )));
+        }
+        Ok(engine)
     }
 
     /// The address an acceptor session listens on (with the real port when 0 was asked).
     pub fn listen_addr(&self, id: &SessionId) -> Option<SocketAddr> {
         self.listen_addrs.get(id).copied()
+    }
+
+    /// Where the admin API listens, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Session ids.
@@ -254,6 +296,7 @@ impl Engine {
         EngineHandle {
             sessions: Arc::new(self.sessions.clone()),
             keeper: self.keeper.clone(),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 
@@ -320,6 +363,7 @@ fn follow_lease(
 pub struct EngineHandle {
     sessions: Arc<HashMap<SessionId, mpsc::Sender<Command>>>,
     keeper: Option<Arc<fix_lease::Keeper>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl EngineHandle {
@@ -384,6 +428,31 @@ impl EngineHandle {
         self.keeper
             .as_ref()
             .map_or(fix_lease::Role::Leader { epoch: 0 }, |k| k.role())
+    }
+
+    /// The sessions of this engine.
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().cloned().collect()
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Why the lease role last changed ("no lease" without one).
+    pub fn role_reason(&self) -> String {
+        self.keeper.as_ref().map_or_else(
+            || "no lease configured".into(),
+            |k| k.subscribe().borrow().reason.clone(),
+        )
+    }
+
+    /// How many times this instance became leader (1 without a lease).
+    pub fn leader_terms(&self) -> u64 {
+        self.keeper
+            .as_ref()
+            .map_or(1, |k| k.subscribe().borrow().terms)
     }
 
     /// Gives the lease up and does not contend again for `pause` (a manual failover to a

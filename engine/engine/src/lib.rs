@@ -8,20 +8,24 @@
 //! - `actor`: the per-session task. It frames input, feeds the session, then — in this
 //!   order — waits for the journal to be durable, writes the session's output, delivers
 //!   in-sequence application messages, and handles events.
+//! - [`admin`]: the admin HTTP API (health, readiness, metrics, sessions, actions).
 //! - `acceptor`: many sessions per port, routed by the first message's CompIDs.
 //! - [`auth`]: Logon credential checks.
 //! - [`app`]: the [`Application`] callbacks and the built-in `echo` and `exec` applications.
 //! - [`storage`]: journal or memory, with an async wait for durability.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`msglog`]: per-session message logs.
 //! - [`tls`]: rustls configuration for acceptors (optionally mutual TLS) and initiators.
 //! - [`quickfix_settings`]: import of QuickFIX / QuickFIX/J settings files.
 
 mod acceptor;
 mod actor;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod msglog;
 pub mod quickfix_settings;
 pub mod storage;

@@ -1,0 +1,284 @@
+//! The admin HTTP API (axum): health, readiness, metrics, sessions, and token-protected
+//! actions.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 only on a leader (or without a lease), 503 otherwise; JSON body with role, epoch and every session in both cases |
+//! | `GET /metrics` | Prometheus / OpenMetrics text |
+//! | `GET /sessions`, `GET /sessions/{begin}/{sender}/{target}` | state and sequence numbers |
+//! | `POST /sessions/{begin}/{sender}/{target}/logout` | start a Logout (token) |
+//! | `POST /sessions/{begin}/{sender}/{target}/sequence` | `{"next_sender":N,"next_target":N}` (token) |
+//! | `POST /step-down?pause_ms=N` | release the lease for a manual failover (token) |
+//!
+//! Actions need `Authorization: Bearer <engine.admin.token>`; without a configured token
+//! they are refused.
+
+use crate::engine::{EngineError, EngineHandle};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fix_session::SessionId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+struct AdminState {
+    handle: EngineHandle,
+    token: Option<String>,
+}
+
+/// One session as the API shows it.
+#[derive(Debug, Serialize)]
+struct SessionView {
+    id: String,
+    state: String,
+    next_sender_seq: u64,
+    next_target_seq: u64,
+    peer: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Readiness {
+    ready: bool,
+    role: &'static str,
+    epoch: u64,
+    lease: String,
+    sessions: Vec<SessionView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SequenceRequest {
+    next_sender: Option<u64>,
+    next_target: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StepDownQuery {
+    pause_ms: Option<u64>,
+}
+
+fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": text.into() }))).into_response()
+}
+
+fn engine_error(e: EngineError) -> Response {
+    let status = match e {
+        EngineError::UnknownSession(_) => StatusCode::NOT_FOUND,
+        EngineError::NotLeader(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// `Err(response)` when the request may not act (boxed: a `Response` is large).
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(token) = &state.token else {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "admin actions are disabled: set engine.admin.token",
+        )));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let same = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )))
+    }
+}
+
+async fn views(handle: &EngineHandle) -> Vec<SessionView> {
+    let mut ids = handle.session_ids();
+    ids.sort();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Ok(s) = handle.status(&id).await {
+            out.push(SessionView {
+                id: id.to_string(),
+                state: format!("{:?}", s.state),
+                next_sender_seq: s.next_sender_seq,
+                next_target_seq: s.next_target_seq,
+                peer: s.peer.map(|p| p.to_string()),
+            });
+        }
+    }
+    out
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(st): State<AdminState>) -> Response {
+    let (role, epoch) = match st.handle.role() {
+        fix_lease::Role::Leader { epoch } => ("leader", epoch),
+        fix_lease::Role::Standby => ("standby", 0),
+    };
+    let body = Readiness {
+        ready: role == "leader",
+        role,
+        epoch,
+        lease: st.handle.role_reason(),
+        sessions: views(&st.handle).await,
+    };
+    let status = if body.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<AdminState>) -> Response {
+    let m = st.handle.metrics();
+    for v in views(&st.handle).await {
+        let label = crate::metrics::SessionLabel { session: v.id };
+        m.next_sender_seq
+            .get_or_create(&label)
+            .set(v.next_sender_seq as i64);
+        m.next_target_seq
+            .get_or_create(&label)
+            .set(v.next_target_seq as i64);
+    }
+    match st.handle.role() {
+        fix_lease::Role::Leader { epoch } => {
+            m.leader.set(1);
+            m.epoch.set(epoch as i64);
+        }
+        fix_lease::Role::Standby => {
+            m.leader.set(0);
+        }
+    }
+    m.leader_terms.set(st.handle.leader_terms() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
+}
+
+async fn sessions(State(st): State<AdminState>) -> Json<Vec<SessionView>> {
+    Json(views(&st.handle).await)
+}
+
+async fn session(
+    State(st): State<AdminState>,
+    Path((b, s, t)): Path<(String, String, String)>,
+) -> Response {
+    let id = SessionId::new(&b, &s, &t);
+    match st.handle.status(&id).await {
+        Ok(s) => Json(SessionView {
+            id: id.to_string(),
+            state: format!("{:?}", s.state),
+            next_sender_seq: s.next_sender_seq,
+            next_target_seq: s.next_target_seq,
+            peer: s.peer.map(|p| p.to_string()),
+        })
+        .into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn logout(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path((b, s, t)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return *r;
+    }
+    match st
+        .handle
+        .logout(
+            &SessionId::new(&b, &s, &t),
+            Some("logout requested by operator".into()),
+        )
+        .await
+    {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn sequence(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path((b, s, t)): Path<(String, String, String)>,
+    Json(req): Json<SequenceRequest>,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return *r;
+    }
+    if req.next_sender == Some(0) || req.next_target == Some(0) {
+        return error(StatusCode::BAD_REQUEST, "sequence numbers start at 1");
+    }
+    match st
+        .handle
+        .set_sequence_numbers(
+            &SessionId::new(&b, &s, &t),
+            req.next_sender,
+            req.next_target,
+        )
+        .await
+    {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn step_down(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<StepDownQuery>,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return *r;
+    }
+    st.handle
+        .step_down(Duration::from_millis(q.pause_ms.unwrap_or(10_000)))
+        .await;
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The router over an engine handle.
+fn router(handle: EngineHandle, token: Option<String>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{begin}/{sender}/{target}", get(session))
+        .route("/sessions/{begin}/{sender}/{target}/logout", post(logout))
+        .route(
+            "/sessions/{begin}/{sender}/{target}/sequence",
+            post(sequence),
+        )
+        .route("/step-down", post(step_down))
+        .with_state(AdminState { handle, token })
+}
+
+/// Serves the admin API on `listener` until the task is aborted.
+pub(crate) async fn serve(listener: TcpListener, handle: EngineHandle, token: Option<String>) {
+    if let Err(e) = axum::serve(listener, router(handle, token)).await {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}

@@ -1,0 +1,152 @@
+//! The admin HTTP API on real sockets: readiness follows the lease, metrics count
+//! messages, actions need the token, step-down hands over.
+
+use fix_e2e::client::{FixClient, Received};
+use fix_e2e::http::request;
+use fix_e2e::wait::eventually;
+use fix_engine::{Engine, EngineConfig};
+use fix_lease::Role;
+use fix_session::SessionId;
+use std::path::Path;
+use std::time::Duration;
+
+const TOKEN: &str = "s3cret-token";
+
+fn config(dir: &Path, name: &str) -> EngineConfig {
+    let toml = format!(
+        "[engine]\ndata_dir = '{d}/{name}'\napp = 'echo'\n[engine.lease]\nurl = 'sqlite://{d}/lease.db'\nowner = '{name}'\nttl_ms = 900\nrenew_interval_ms = 150\nsafety_margin_ms = 200\n[engine.admin]\nlisten = '127.0.0.1:0'\ntoken = '{TOKEN}'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'ISLD'\ntarget_comp_id = 'TW'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n",
+        d = dir.display()
+    );
+    EngineConfig::from_toml(&toml, name).expect("config")
+}
+
+fn leads(e: &Engine) -> bool {
+    matches!(e.handle().role(), Role::Leader { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_metrics_and_actions_follow_the_lease() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = Engine::start(config(dir.path(), "a")).await.expect("a");
+    eventually("a to lead", Duration::from_secs(5), || leads(&a)).await;
+    let b = Engine::start(config(dir.path(), "b")).await.expect("b");
+    let (aa, ba) = (
+        a.admin_addr().expect("admin a"),
+        b.admin_addr().expect("admin b"),
+    );
+
+    assert_eq!(
+        request(aa, "GET", "/healthz", None, None).await,
+        (200, "ok".into())
+    );
+    let (code, body) = request(aa, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"role\":\"leader\"") && body.contains("FIX.4.4:ISLD->TW"),
+        "{body}"
+    );
+    let (code, body) = request(ba, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 503, "a standby is not ready: {body}");
+    assert!(body.contains("\"role\":\"standby\""), "{body}");
+
+    // Traffic shows in the metrics.
+    let id = SessionId::new("FIX.4.4", "ISLD", "TW");
+    let mut c = FixClient::connected("FIX.4.4", a.listen_addr(&id).expect("fix port"))
+        .await
+        .expect("connect");
+    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+        .await
+        .expect("logon");
+    assert!(matches!(
+        c.next(Duration::from_secs(3)).await,
+        Received::Message(_)
+    ));
+    let (code, text) = request(aa, "GET", "/metrics", None, None).await;
+    assert_eq!(code, 200);
+    for needle in [
+        "fix_messages_in_total{session=\"FIX.4.4:ISLD->TW\"} 1",
+        "fix_messages_out_total{session=\"FIX.4.4:ISLD->TW\"} 1",
+        "fix_session_logged_on{session=\"FIX.4.4:ISLD->TW\"} 1",
+        "fix_next_target_seq{session=\"FIX.4.4:ISLD->TW\"} 2",
+        "fix_leader 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+
+    // Session endpoints and token-protected actions.
+    let (code, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
+    assert!(
+        code == 200 && body.contains("\"next_sender_seq\":2"),
+        "{code} {body}"
+    );
+    assert_eq!(
+        request(aa, "GET", "/sessions/FIX.4.4/NOPE/TW", None, None)
+            .await
+            .0,
+        404
+    );
+    let set = Some(r#"{"next_sender":50}"#);
+    assert_eq!(
+        request(aa, "POST", "/sessions/FIX.4.4/ISLD/TW/sequence", None, set)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        request(
+            aa,
+            "POST",
+            "/sessions/FIX.4.4/ISLD/TW/sequence",
+            Some("wrong"),
+            set
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        request(
+            aa,
+            "POST",
+            "/sessions/FIX.4.4/ISLD/TW/sequence",
+            Some(TOKEN),
+            set
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
+    assert!(body.contains("\"next_sender_seq\":50"), "{body}");
+    assert_eq!(
+        request(
+            aa,
+            "POST",
+            "/sessions/FIX.4.4/ISLD/TW/sequence",
+            Some(TOKEN),
+            Some(r#"{"next_target":0}"#)
+        )
+        .await
+        .0,
+        400
+    );
+
+    // Manual failover through the API.
+    assert_eq!(request(aa, "POST", "/step-down", None, None).await.0, 401);
+    assert_eq!(
+        request(aa, "POST", "/step-down?pause_ms=5000", Some(TOKEN), None)
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        c.next(Duration::from_secs(2)).await,
+        Received::Closed,
+        "fenced: closed without a byte"
+    );
+    eventually("b to lead", Duration::from_secs(3), || leads(&b)).await;
+    assert_eq!(request(ba, "GET", "/readyz", None, None).await.0, 200);
+    assert_eq!(request(aa, "GET", "/readyz", None, None).await.0, 503);
+    a.shutdown().await;
+    b.shutdown().await;
+}
