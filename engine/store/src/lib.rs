@@ -8,6 +8,8 @@
 //! - [`record`]: the record format (`// Format:` comment on the encoder).
 //! - [`session_store`]: [`JournalStore`], one session's [`fix_session::SessionStore`] over
 //!   the journal, with a sequence-number index for resend.
+//! - [`replication`]: the leader → standby protocol codec (frames with epoch and CRC,
+//!   acknowledgements) and the standby's stale-epoch gate. The transport comes next.
 //! - [`MemoryStore`] (re-exported from `fix-session`): fast, lost on exit.
 //!
 //! Guarantee: a position returned by [`Journal::durable`] covers every record appended
@@ -16,6 +18,7 @@
 pub mod journal;
 pub mod record;
 mod recovery;
+pub mod replication;
 pub mod session_store;
 
 pub use fix_session::MemoryStore;
