@@ -118,6 +118,43 @@ impl DynamoLeaseStore {
         }
     }
 
+    /// An update allowed only while `g` is still the live lease (owner, epoch, unexpired).
+    /// `Ok(None)` when the condition failed; otherwise the new item's attributes.
+    async fn update_own(
+        &self,
+        g: &Grant,
+        update: &str,
+        now: i64,
+        expires: Option<i64>,
+        action: &'static str,
+    ) -> Result<Option<Option<HashMap<String, AttributeValue>>>, LeaseError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("grp", s(&g.group))
+            .update_expression(update)
+            .condition_expression("#o = :owner AND epoch = :epoch AND expires_at_ms > :now")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(&g.owner))
+            .expression_attribute_values(":epoch", n(g.epoch as i64))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew);
+        if let Some(exp) = expires {
+            req = req.expression_attribute_values(":exp", n(exp));
+        }
+        match req.send().await {
+            Ok(o) => Ok(Some(o.attributes)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(err(action, aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+        }
+    }
+
     fn grant(
         group: &str,
         owner: &str,
@@ -174,69 +211,30 @@ impl LeaseStore for DynamoLeaseStore {
 
     async fn renew(&self, g: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
         let now = now_ms();
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("grp", s(&g.group))
-            .update_expression("SET expires_at_ms = :exp")
-            .condition_expression("#o = :owner AND epoch = :epoch AND expires_at_ms > :now")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":owner", s(&g.owner))
-            .expression_attribute_values(":epoch", n(g.epoch as i64))
-            .expression_attribute_values(":exp", n(now + ttl.as_millis() as i64))
-            .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match out {
-            Ok(o) => Ok(Some(Self::grant(
-                &g.group,
-                &g.owner,
-                o.attributes(),
-                g.epoch,
-            ))),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(err(
+        let item = self
+            .update_own(
+                g,
+                "SET expires_at_ms = :exp",
+                now,
+                Some(now + ttl.as_millis() as i64),
                 "renewing the lease",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
-        }
+            )
+            .await?;
+        Ok(item.map(|attrs| Self::grant(&g.group, &g.owner, attrs.as_ref(), g.epoch)))
     }
 
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
         let now = now_ms();
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("grp", s(&g.group))
-            .update_expression("SET expires_at_ms = :now")
-            .condition_expression("#o = :owner AND epoch = :epoch AND expires_at_ms > :now")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":owner", s(&g.owner))
-            .expression_attribute_values(":epoch", n(g.epoch as i64))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(err(
+        let item = self
+            .update_own(
+                g,
+                "SET expires_at_ms = :now",
+                now,
+                None,
                 "releasing the lease",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
-        }
+            )
+            .await?;
+        Ok(item.is_some())
     }
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
