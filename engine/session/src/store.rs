@@ -67,6 +67,12 @@ pub trait SessionStore: Send {
         Ok(())
     }
 
+    /// Reloads sequence numbers from storage that another writer changed: a standby's
+    /// journal, filled by replication, before this instance leads.
+    fn refresh(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Inbound application messages recorded but not yet marked processed, in order: the
     /// application must see them again after a restart.
     fn load_unprocessed_inbound(

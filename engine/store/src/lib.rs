@@ -9,7 +9,10 @@
 //! - [`session_store`]: [`JournalStore`], one session's [`fix_session::SessionStore`] over
 //!   the journal, with a sequence-number index for resend.
 //! - [`replication`]: the leader → standby protocol codec (frames with epoch and CRC,
-//!   acknowledgements) and the standby's stale-epoch gate. The transport comes next.
+//!   acknowledgements) and the standby's stale-epoch gate. The journal side of
+//!   replication ([`Journal::read_stream`], [`Journal::append_replicated`],
+//!   [`Journal::truncate`]) keeps a standby's record stream a byte-for-byte copy of the
+//!   leader's; the transport is in the engine crate.
 //! - [`MemoryStore`] (re-exported from `fix-session`): fast, lost on exit.
 //!
 //! Guarantee: a position returned by [`Journal::durable`] covers every record appended
@@ -20,6 +23,7 @@ pub mod record;
 mod recovery;
 pub mod replication;
 pub mod session_store;
+mod stream;
 
 pub use fix_session::MemoryStore;
 pub use journal::{Journal, JournalError, JournalOptions, RecoveryMode};

@@ -9,10 +9,13 @@
 //! Format (little endian):
 //!   len u32 (bytes after the crc) | crc32 u32 (over kind..payload) | kind u8 | epoch u64 | payload
 //! kinds:
-//!   1 Hello   standby → leader   payload: from_position u64 | standby id (UTF-8)
-//!   2 Records leader → standby   payload: start_position u64 | journal records
-//!   3 Ack     standby → leader   payload: durable_position u64
-//!   4 Refused either way         payload: reason (UTF-8)
+//!   1 Hello    standby → leader  payload: from_position u64 | n u32 | n × (epoch u64,
+//!                                  start u64) | standby id (UTF-8)
+//!   2 Records  leader → standby  payload: start_position u64 | journal records
+//!   3 Ack      standby → leader  payload: durable_position u64
+//!   4 Refused  either way        payload: reason (UTF-8)
+//!   5 Truncate leader → standby  payload: position u64 (cut your stream back to here,
+//!                                  then say Hello again)
 //! ```
 
 use thiserror::Error;
@@ -29,6 +32,8 @@ pub enum Frame {
         epoch: u64,
         /// Where its journal ends.
         from_position: u64,
+        /// Its journal's epoch history: (epoch, stream position of its first record).
+        epochs: Vec<(u64, u64)>,
         /// Who it is.
         standby: String,
     },
@@ -55,6 +60,14 @@ pub enum Frame {
         /// Why.
         reason: String,
     },
+    /// The standby's stream diverged from the leader's after `position` (an old leader's
+    /// records that were never replicated): cut it back and say Hello again.
+    Truncate {
+        /// The leader's epoch.
+        epoch: u64,
+        /// Where the two streams stop agreeing.
+        position: u64,
+    },
 }
 
 impl Frame {
@@ -64,6 +77,7 @@ impl Frame {
             Frame::Records { .. } => 2,
             Frame::Ack { .. } => 3,
             Frame::Refused { .. } => 4,
+            Frame::Truncate { .. } => 5,
         }
     }
 
@@ -73,7 +87,8 @@ impl Frame {
             Frame::Hello { epoch, .. }
             | Frame::Records { epoch, .. }
             | Frame::Ack { epoch, .. }
-            | Frame::Refused { epoch, .. } => *epoch,
+            | Frame::Refused { epoch, .. }
+            | Frame::Truncate { epoch, .. } => *epoch,
         }
     }
 }
@@ -101,10 +116,16 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     match frame {
         Frame::Hello {
             from_position,
+            epochs,
             standby,
             ..
         } => {
             out.extend_from_slice(&from_position.to_le_bytes());
+            out.extend_from_slice(&(epochs.len() as u32).to_le_bytes());
+            for (e, start) in epochs {
+                out.extend_from_slice(&e.to_le_bytes());
+                out.extend_from_slice(&start.to_le_bytes());
+            }
             out.extend_from_slice(standby.as_bytes());
         }
         Frame::Records {
@@ -119,6 +140,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             durable_position, ..
         } => out.extend_from_slice(&durable_position.to_le_bytes()),
         Frame::Refused { reason, .. } => out.extend_from_slice(reason.as_bytes()),
+        Frame::Truncate { position, .. } => out.extend_from_slice(&position.to_le_bytes()),
     }
     let len = (out.len() - start - 8) as u32;
     let crc = crc32fast::hash(&out[start + 8..]);
@@ -131,6 +153,31 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
         u64::from_le_bytes(a)
+    })
+}
+
+fn decode_hello(epoch: u64, payload: &[u8]) -> Result<Frame, FrameError> {
+    let from_position =
+        u64_at(payload, 0).ok_or(FrameError::Corrupt("Hello without a position"))?;
+    let count = payload
+        .get(8..12)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or(FrameError::Corrupt("Hello without an epoch history"))?;
+    let text_at = count
+        .checked_mul(16)
+        .and_then(|n| n.checked_add(12))
+        .filter(|end| *end <= payload.len())
+        .ok_or(FrameError::Corrupt("Hello epoch history cut short"))?;
+    let epochs = (0..count)
+        .filter_map(|i| Some((u64_at(payload, 12 + i * 16)?, u64_at(payload, 20 + i * 16)?)))
+        .collect();
+    let standby = String::from_utf8(payload[text_at..].to_vec())
+        .map_err(|_| FrameError::Corrupt("text is not UTF-8"))?;
+    Ok(Frame::Hello {
+        epoch,
+        from_position,
+        epochs,
+        standby,
     })
 }
 
@@ -160,12 +207,7 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Frame, usize), FrameError
         String::from_utf8(b.to_vec()).map_err(|_| FrameError::Corrupt("text is not UTF-8"))
     };
     let frame = match buf[8] {
-        1 => Frame::Hello {
-            epoch,
-            from_position: u64_at(payload, 0)
-                .ok_or(FrameError::Corrupt("Hello without a position"))?,
-            standby: text(&payload[8..])?,
-        },
+        1 => decode_hello(epoch, payload)?,
         2 => Frame::Records {
             epoch,
             start_position: u64_at(payload, 0)
@@ -180,6 +222,11 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Frame, usize), FrameError
         4 => Frame::Refused {
             epoch,
             reason: text(payload)?,
+        },
+        5 => Frame::Truncate {
+            epoch,
+            position: u64_at(payload, 0)
+                .ok_or(FrameError::Corrupt("Truncate without a position"))?,
         },
         _ => return Err(FrameError::Corrupt("unknown frame kind")),
     };
@@ -226,6 +273,7 @@ mod tests {
             Frame::Hello {
                 epoch: 3,
                 from_position: 4096,
+                epochs: vec![(1, 0), (3, 2048)],
                 standby: "engine-b".into(),
             },
             Frame::Records {
@@ -240,6 +288,10 @@ mod tests {
             Frame::Refused {
                 epoch: 5,
                 reason: "stale leader".into(),
+            },
+            Frame::Truncate {
+                epoch: 6,
+                position: 777,
             },
         ]
     }

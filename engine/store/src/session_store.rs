@@ -29,7 +29,9 @@ pub fn session_key(id: &SessionId) -> String {
 pub struct JournalStore {
     journal: Journal,
     key: String,
-    no: u32,
+    /// The session's number in the journal; `None` until it is declared there (a standby
+    /// declares nothing: the leader's declaration arrives by replication).
+    no: Option<u32>,
     next_sender: u64,
     next_target: u64,
     created: i64,
@@ -37,22 +39,68 @@ pub struct JournalStore {
 }
 
 impl JournalStore {
-    /// Opens the session's store, declaring the session in the journal if it is new.
+    /// Opens the session's store, declaring the session in the journal if it is new and
+    /// the journal is open for writing.
     pub fn open(
         journal: &Journal,
         id: &SessionId,
         now: UtcTimestamp,
     ) -> Result<Self, JournalError> {
-        let key = session_key(id);
-        let s = journal.ensure_session(&key, now.0)?;
-        Ok(Self {
+        let mut store = Self {
             journal: journal.clone(),
-            key,
-            no: s.no,
-            next_sender: s.next_sender,
-            next_target: s.next_target,
-            created: s.created,
+            key: session_key(id),
+            no: None,
+            next_sender: 1,
+            next_target: 1,
+            created: now.0,
             batching: false,
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    /// Takes the journal's view of the session, declaring it when unknown and writable.
+    fn load(&mut self) -> Result<(), JournalError> {
+        let state = match self.journal.session(&self.key) {
+            Some(s) => Some(s),
+            None if self.journal.epoch().is_some() => {
+                Some(self.journal.ensure_session(&self.key, self.created)?)
+            }
+            None => None,
+        };
+        if let Some(s) = state {
+            self.no = Some(s.no);
+            self.next_sender = s.next_sender;
+            self.next_target = s.next_target;
+            self.created = s.created;
+        }
+        Ok(())
+    }
+
+    /// Appends one record of this session.
+    fn append(
+        &mut self,
+        kind: RecordKind,
+        batched: bool,
+        seq: u64,
+        payload: &[u8],
+        action: &'static str,
+    ) -> Result<(), StoreError> {
+        let no = self.no()?;
+        self.journal
+            .append(kind, batched, no, seq, payload)
+            .map_err(store_err(action))?;
+        Ok(())
+    }
+
+    /// The session's number, declaring the session first if needed.
+    fn no(&mut self) -> Result<u32, StoreError> {
+        if self.no.is_none() {
+            self.load().map_err(store_err("declaring the session"))?;
+        }
+        self.no.ok_or(StoreError::Fenced {
+            ours: 0,
+            current: self.journal.epoch_history().last().map_or(0, |e| e.0),
         })
     }
 
@@ -70,30 +118,46 @@ impl SessionStore for JournalStore {
         self.next_target
     }
     fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.journal
-            .append(RecordKind::NextSender, self.batching, self.no, seq, &[])
-            .map_err(store_err("setting the next sender sequence number"))?;
+        self.append(
+            RecordKind::NextSender,
+            self.batching,
+            seq,
+            &[],
+            "setting the next sender sequence number",
+        )?;
         self.next_sender = seq;
         Ok(())
     }
     fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.journal
-            .append(RecordKind::NextTarget, self.batching, self.no, seq, &[])
-            .map_err(store_err("setting the next target sequence number"))?;
+        self.append(
+            RecordKind::NextTarget,
+            self.batching,
+            seq,
+            &[],
+            "setting the next target sequence number",
+        )?;
         self.next_target = seq;
         Ok(())
     }
     fn save_outbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
-        self.journal
-            .append(RecordKind::Outbound, self.batching, self.no, seq, message)
-            .map_err(store_err("journaling an outbound message"))?;
+        self.append(
+            RecordKind::Outbound,
+            self.batching,
+            seq,
+            message,
+            "journaling an outbound message",
+        )?;
         self.next_sender = seq + 1;
         Ok(())
     }
     fn save_inbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
-        self.journal
-            .append(RecordKind::Inbound, self.batching, self.no, seq, message)
-            .map_err(store_err("journaling an inbound message"))?;
+        self.append(
+            RecordKind::Inbound,
+            self.batching,
+            seq,
+            message,
+            "journaling an inbound message",
+        )?;
         self.next_target = seq + 1;
         Ok(())
     }
@@ -108,11 +172,12 @@ impl SessionStore for JournalStore {
             .map_err(store_err("reading messages for resend"))
     }
     fn reset(&mut self, now: UtcTimestamp) -> Result<(), StoreError> {
+        let no = self.no()?;
         self.journal
             .append(
                 RecordKind::Reset,
                 self.batching,
-                self.no,
+                no,
                 0,
                 &now.0.to_le_bytes(),
             )
@@ -127,10 +192,18 @@ impl SessionStore for JournalStore {
     }
     fn commit_batch(&mut self, processed: u64) -> Result<(), StoreError> {
         self.batching = false;
-        self.journal
-            .append(RecordKind::Processed, false, self.no, processed, &[])
-            .map_err(store_err("marking inbound messages processed"))?;
+        self.append(
+            RecordKind::Processed,
+            false,
+            processed,
+            &[],
+            "marking inbound messages processed",
+        )?;
         Ok(())
+    }
+    fn refresh(&mut self) -> Result<(), StoreError> {
+        self.load()
+            .map_err(store_err("reloading the session from the journal"))
     }
     fn load_unprocessed_inbound(
         &self,

@@ -13,8 +13,11 @@
 //! Files are `NNNNNNNNNNNNNNNNNNNN.seg` (zero-padded segment number) in the journal
 //! directory; a record never spans two segments.
 
+mod replica;
+
 use crate::record::{self, RecordKind};
-use std::collections::{BTreeMap, HashMap};
+use crate::stream::{Loc, SessionState, StreamState};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -95,6 +98,10 @@ pub enum JournalError {
         /// The newest epoch known to the journal.
         current: u64,
     },
+    /// A replication step was refused (records out of place, damaged, or arriving while
+    /// this instance leads).
+    #[error("journal replication: {0}")]
+    Replication(String),
     /// An earlier write or fsync failed; the journal accepts nothing more.
     #[error("journal stopped after an earlier failure: {0}")]
     Failed(String),
@@ -111,28 +118,6 @@ fn io_err<'a>(
     }
 }
 
-/// Where a stored message's payload lies.
-#[derive(Debug, Clone, Copy)]
-struct Loc {
-    segment: u64,
-    offset: u64,
-    len: u32,
-}
-
-/// What recovery and appends know about one session.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionState {
-    pub(crate) no: u32,
-    pub(crate) next_sender: u64,
-    pub(crate) next_target: u64,
-    pub(crate) created: i64,
-    outbound: BTreeMap<u64, Loc>,
-    /// Inbound application messages the application has not processed yet.
-    inbound: BTreeMap<u64, Loc>,
-    /// Every inbound message up to this one has been processed by the application.
-    pub(crate) processed: u64,
-}
-
 struct Chunk {
     segment: u64,
     bytes: Vec<u8>,
@@ -141,14 +126,15 @@ struct Chunk {
 struct Writer {
     /// The epoch appends are written under; `None` while fenced (standby).
     epoch: Option<u64>,
-    /// The newest epoch in the journal.
+    /// The newest epoch in the journal or opened for writing.
     max_epoch: u64,
     appended: u64,
     pending: Vec<Chunk>,
     segment: u64,
     segment_len: u64,
-    sessions: HashMap<String, SessionState>,
-    by_no: HashMap<u32, String>,
+    /// Stream position where each segment starts.
+    segment_starts: BTreeMap<u64, u64>,
+    state: StreamState,
     shutdown: bool,
     failed: Option<String>,
     scratch: Vec<u8>,
@@ -201,29 +187,37 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
 }
 
 impl Journal {
-    /// Opens (recovering) or creates the journal in `opts.dir` and starts its sync thread.
+    /// Opens (recovering) or creates the journal in `opts.dir` and starts its sync thread,
+    /// ready for appends under the newest epoch it holds (a single instance without a
+    /// lease). Application batches a crash cut short are discarded first.
     pub fn open(opts: JournalOptions) -> Result<Self, JournalError> {
+        let journal = Self::open_fenced(opts)?;
+        let epoch = lock(&journal.inner.writer).max_epoch;
+        journal.open_epoch(epoch)?;
+        Ok(journal)
+    }
+
+    /// Opens the journal fenced: nothing may be appended until [`Journal::open_epoch`]
+    /// (a leader) and records may arrive from a leader through
+    /// [`Journal::append_replicated`] (a standby). Nothing is written by opening it, so its
+    /// record stream stays a copy of the leader's.
+    pub fn open_fenced(opts: JournalOptions) -> Result<Self, JournalError> {
         std::fs::create_dir_all(&opts.dir).map_err(io_err("creating", &opts.dir))?;
         let recovered = crate::recovery::recover(&opts)?;
         let files = Files {
             open: BTreeMap::new(),
             dirty: Vec::new(),
         };
-        let by_no = recovered
-            .sessions
-            .iter()
-            .map(|(k, s)| (s.no, k.clone()))
-            .collect();
         let inner = Arc::new(Inner {
             writer: Mutex::new(Writer {
-                epoch: Some(recovered.max_epoch),
-                max_epoch: recovered.max_epoch,
+                epoch: None,
+                max_epoch: recovered.state.max_epoch(),
                 appended: recovered.position,
                 pending: Vec::new(),
                 segment: recovered.segment,
                 segment_len: recovered.segment_len,
-                sessions: recovered.sessions,
-                by_no,
+                segment_starts: recovered.segment_starts,
+                state: recovered.state,
                 shutdown: false,
                 failed: None,
                 scratch: Vec::with_capacity(1024),
@@ -243,18 +237,7 @@ impl Journal {
             .name("journal-sync".into())
             .spawn(move || sync_loop(&worker))
             .map_err(io_err("starting the sync thread for", &inner.opts.dir))?;
-        let journal = Self { inner };
-        if !recovered.open_batches.is_empty() {
-            for no in &recovered.open_batches {
-                tracing::warn!(
-                    session = no,
-                    "discarding an application batch cut short by a crash (none of it was sent)"
-                );
-                journal.append(RecordKind::Abort, false, *no, 0, &[])?;
-            }
-            journal.sync()?;
-        }
-        Ok(journal)
+        Ok(Self { inner })
     }
 
     /// Calls `f(position)` from the sync thread each time more of the journal is durable.
@@ -263,7 +246,8 @@ impl Journal {
     }
 
     /// Allows appends under `epoch` (this instance became leader with it). Refused when a
-    /// newer epoch is already in the journal.
+    /// newer epoch is already in the journal. Application batches left open at the end of
+    /// the stream (cut by a crash or a failover: none of them was sent) are discarded.
     pub fn open_epoch(&self, epoch: u64) -> Result<(), JournalError> {
         let mut w = lock(&self.inner.writer);
         if epoch < w.max_epoch {
@@ -274,6 +258,18 @@ impl Journal {
         }
         w.epoch = Some(epoch);
         w.max_epoch = epoch;
+        let open = w.state.open_batches();
+        for no in &open {
+            tracing::warn!(
+                session = no,
+                "discarding an application batch that never committed (none of it was sent)"
+            );
+            self.append_locked(&mut w, RecordKind::Abort, false, *no, 0, &[])?;
+        }
+        drop(w);
+        if !open.is_empty() {
+            self.sync()?;
+        }
         Ok(())
     }
 
@@ -327,13 +323,23 @@ impl Journal {
 
     /// Sessions known to the journal, by key.
     pub fn session_keys(&self) -> Vec<String> {
-        lock(&self.inner.writer).sessions.keys().cloned().collect()
+        lock(&self.inner.writer)
+            .state
+            .sessions
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Stops the sync thread after writing what is pending.
     pub fn shutdown(&self) {
         lock(&self.inner.writer).shutdown = true;
         self.inner.work.notify_all();
+    }
+
+    /// The journal's view of session `key`, if it knows it.
+    pub(crate) fn session(&self, key: &str) -> Option<SessionState> {
+        lock(&self.inner.writer).state.sessions.get(key).cloned()
     }
 
     /// Declares a session if the journal does not know it yet; returns its state.
@@ -343,18 +349,10 @@ impl Journal {
         created: i64,
     ) -> Result<SessionState, JournalError> {
         let mut w = lock(&self.inner.writer);
-        if let Some(s) = w.sessions.get(key) {
+        if let Some(s) = w.state.sessions.get(key) {
             return Ok(s.clone());
         }
-        let no = w.by_no.keys().max().map_or(1, |m| m + 1);
-        w.sessions.insert(
-            key.to_string(),
-            SessionState {
-                created,
-                ..new_session_state(no)
-            },
-        );
-        w.by_no.insert(no, key.to_string());
+        let no = w.state.next_session_no();
         self.append_locked(&mut w, RecordKind::Session, false, no, 0, key.as_bytes())?;
         self.append_locked(
             &mut w,
@@ -364,10 +362,11 @@ impl Journal {
             0,
             &created.to_le_bytes(),
         )?;
-        Ok(w.sessions
+        w.state
+            .sessions
             .get(key)
             .cloned()
-            .unwrap_or_else(|| new_session_state(no)))
+            .ok_or_else(|| JournalError::Failed(format!("session {key} was not declared")))
     }
 
     /// Appends one record for session `no`; returns the journal position after it.
@@ -404,17 +403,8 @@ impl Journal {
             });
         };
         let len = (record::HEADER_LEN + payload.len()) as u64;
-        if w.segment_len > 0 && w.segment_len + len > self.inner.opts.segment_size {
-            w.segment += 1;
-            w.segment_len = 0;
-        }
-        let segment = w.segment;
-        if w.pending.last().is_none_or(|c| c.segment != segment) {
-            w.pending.push(Chunk {
-                segment,
-                bytes: Vec::with_capacity(64 * 1024),
-            });
-        }
+        let segment = self.place(w, len);
+        let position = w.appended;
         let offset = w.segment_len + record::HEADER_LEN as u64;
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();
@@ -432,13 +422,37 @@ impl Journal {
         w.scratch = scratch;
         w.segment_len += len;
         w.appended += len;
-        if let Some(key) = w.by_no.get(&no).cloned() {
-            if let Some(s) = w.sessions.get_mut(&key) {
-                apply_record(s, kind, seq, payload, segment, offset);
-            }
-        }
+        let r = record::Record {
+            kind,
+            batched,
+            session: no,
+            seq,
+            epoch,
+            payload,
+        };
+        w.state.apply(&r, position, segment, offset);
         self.inner.work.notify_one();
         Ok(w.appended)
+    }
+
+    /// Chooses the segment for a record of `len` bytes (starting a new one when the
+    /// current one is full) and makes sure a pending chunk for it is last.
+    fn place(&self, w: &mut Writer, len: u64) -> u64 {
+        if w.segment_len > 0 && w.segment_len + len > self.inner.opts.segment_size {
+            w.segment += 1;
+            w.segment_len = 0;
+        }
+        let (segment, position) = (w.segment, w.appended);
+        if w.segment_len == 0 {
+            w.segment_starts.insert(position, segment);
+        }
+        if w.pending.last().is_none_or(|c| c.segment != segment) {
+            w.pending.push(Chunk {
+                segment,
+                bytes: Vec::with_capacity(64 * 1024),
+            });
+        }
+        segment
     }
 
     /// Reads stored outbound messages of session `key` in `begin..=end`.
@@ -486,6 +500,7 @@ impl Journal {
         let appended = self.appended();
         self.wait_durable(appended)?;
         let locs = lock(&self.inner.writer)
+            .state
             .sessions
             .get(key)
             .map(select)
@@ -506,75 +521,6 @@ impl Journal {
             visit(seq, &buf);
         }
         Ok(())
-    }
-}
-
-/// Applies one record to a session's state (shared by recovery and appends).
-pub(crate) fn apply_record(
-    s: &mut SessionState,
-    kind: RecordKind,
-    seq: u64,
-    payload: &[u8],
-    segment: u64,
-    offset: u64,
-) {
-    apply(
-        s,
-        kind,
-        seq,
-        payload,
-        Loc {
-            segment,
-            offset,
-            len: payload.len() as u32,
-        },
-    );
-}
-
-pub(crate) fn new_session_state(no: u32) -> SessionState {
-    SessionState {
-        no,
-        next_sender: 1,
-        next_target: 1,
-        created: 0,
-        outbound: BTreeMap::new(),
-        inbound: BTreeMap::new(),
-        processed: 0,
-    }
-}
-
-fn apply(s: &mut SessionState, kind: RecordKind, seq: u64, payload: &[u8], loc: Loc) {
-    match kind {
-        RecordKind::Session => {}
-        RecordKind::Outbound => {
-            s.outbound.insert(seq, loc);
-            s.next_sender = seq + 1;
-        }
-        RecordKind::Inbound => {
-            s.next_target = seq + 1;
-            if seq > s.processed {
-                s.inbound.insert(seq, loc);
-            }
-        }
-        RecordKind::Processed => {
-            s.processed = s.processed.max(seq);
-            s.inbound = s.inbound.split_off(&(seq + 1));
-        }
-        RecordKind::Abort => {}
-        RecordKind::NextSender => s.next_sender = seq,
-        RecordKind::NextTarget => s.next_target = seq,
-        RecordKind::Reset => {
-            s.outbound.clear();
-            s.inbound.clear();
-            s.processed = 0;
-            s.next_sender = 1;
-            s.next_target = 1;
-            let mut t = [0u8; 8];
-            if payload.len() == 8 {
-                t.copy_from_slice(payload);
-            }
-            s.created = i64::from_le_bytes(t);
-        }
     }
 }
 

@@ -1,0 +1,187 @@
+//! The journal as a replication source (reading the record stream by position) and as a
+//! replica (appending a leader's records verbatim, cutting off a tail that diverged).
+
+use super::{io_err, lock, open_segment, segment_path, Journal, JournalError};
+use crate::record;
+use std::os::unix::fs::FileExt;
+
+impl Journal {
+    /// The epochs that wrote records, each with the stream position of its first record.
+    pub fn epoch_history(&self) -> Vec<(u64, u64)> {
+        lock(&self.inner.writer).state.epochs.clone()
+    }
+
+    /// Up to where this journal's stream agrees with a replica whose stream has
+    /// `epochs` (as from [`Journal::epoch_history`]) and ends at `end`.
+    pub fn agreed_position(&self, epochs: &[(u64, u64)], end: u64) -> u64 {
+        let w = lock(&self.inner.writer);
+        w.state.common_prefix(w.appended, epochs, end)
+    }
+
+    /// Whole durable records from stream position `from`, about `max` bytes (at least one
+    /// record). Empty when nothing durable lies beyond `from`.
+    pub fn read_stream(&self, from: u64, max: usize) -> Result<Vec<u8>, JournalError> {
+        let durable = self.durable();
+        if from >= durable {
+            return Ok(Vec::new());
+        }
+        let (segment, start, end) = {
+            let w = lock(&self.inner.writer);
+            let Some((&start, &segment)) = w.segment_starts.range(..=from).next_back() else {
+                return Err(JournalError::Replication(format!(
+                    "no segment holds stream position {from}"
+                )));
+            };
+            let end = w
+                .segment_starts
+                .range(from + 1..)
+                .next()
+                .map_or(w.appended, |(p, _)| *p);
+            (segment, start, end.min(durable))
+        };
+        let path = segment_path(&self.inner.opts.dir, segment);
+        let mut files = lock(&self.inner.files);
+        if let std::collections::btree_map::Entry::Vacant(e) = files.open.entry(segment) {
+            e.insert(open_segment(&path).map_err(io_err("opening", &path))?);
+        }
+        let Some(file) = files.open.get(&segment) else {
+            return Ok(Vec::new());
+        };
+        let offset = from - start;
+        let mut header = [0u8; record::HEADER_LEN];
+        file.read_exact_at(&mut header, offset)
+            .map_err(io_err("reading", &path))?;
+        let first = record::HEADER_LEN
+            + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let available = (end - from) as usize;
+        let want = first.max(max.min(available)).min(available);
+        let mut buf = vec![0u8; want];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(io_err("reading", &path))?;
+        drop(files);
+        // Keep whole records only.
+        let mut whole = 0;
+        while whole + record::HEADER_LEN <= buf.len() {
+            let len =
+                u32::from_le_bytes([buf[whole], buf[whole + 1], buf[whole + 2], buf[whole + 3]])
+                    as usize;
+            if whole + record::HEADER_LEN + len > buf.len() {
+                break;
+            }
+            whole += record::HEADER_LEN + len;
+        }
+        buf.truncate(whole);
+        Ok(buf)
+    }
+
+    /// Appends a leader's records verbatim at stream position `start` (which must be where
+    /// this journal ends). Only while fenced: a leader never takes records from another.
+    /// Every record's CRC is checked before any is appended.
+    pub fn append_replicated(&self, start: u64, bytes: &[u8]) -> Result<u64, JournalError> {
+        let max = self.inner.opts.max_record;
+        let mut records = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (r, len) = record::decode(&bytes[at..], max).map_err(|e| {
+                JournalError::Replication(format!(
+                    "replicated record at stream position {} is damaged ({e:?})",
+                    start + at as u64
+                ))
+            })?;
+            records.push((r, at, len));
+            at += len;
+        }
+        let mut w = lock(&self.inner.writer);
+        if let Some(f) = &w.failed {
+            return Err(JournalError::Failed(f.clone()));
+        }
+        if let Some(epoch) = w.epoch {
+            return Err(JournalError::Replication(format!(
+                "refusing replicated records: this instance leads with epoch {epoch}"
+            )));
+        }
+        if start != w.appended {
+            return Err(JournalError::Replication(format!(
+                "replicated records start at stream position {start} but this journal ends at {}",
+                w.appended
+            )));
+        }
+        for (r, at, len) in records {
+            let segment = self.place(&mut w, len as u64);
+            let position = w.appended;
+            let offset = w.segment_len + record::HEADER_LEN as u64;
+            if let Some(chunk) = w.pending.last_mut() {
+                chunk.bytes.extend_from_slice(&bytes[at..at + len]);
+            }
+            w.segment_len += len as u64;
+            w.appended += len as u64;
+            w.max_epoch = w.max_epoch.max(r.epoch);
+            w.state.apply(&r, position, segment, offset);
+        }
+        self.inner.work.notify_one();
+        Ok(w.appended)
+    }
+
+    /// Cuts the stream back to `position` (a replica whose tail diverged from the new
+    /// leader's: records an old leader wrote and never replicated). Only while fenced. The
+    /// cut bytes are moved to `diverged/` beside the segments, never deleted. Returns how
+    /// many bytes were cut.
+    pub fn truncate(&self, position: u64) -> Result<u64, JournalError> {
+        if let Some(epoch) = self.epoch() {
+            return Err(JournalError::Replication(format!(
+                "refusing to truncate: this instance leads with epoch {epoch}"
+            )));
+        }
+        self.sync()?;
+        let mut w = lock(&self.inner.writer);
+        if position >= w.appended {
+            return Ok(0);
+        }
+        let cut = w.appended - position;
+        let dir = &self.inner.opts.dir;
+        let aside = dir.join("diverged");
+        std::fs::create_dir_all(&aside).map_err(io_err("creating", &aside))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut files = lock(&self.inner.files);
+        files.open.clear();
+        let starts: Vec<(u64, u64)> = w.segment_starts.iter().map(|(p, s)| (*p, *s)).collect();
+        for (start, segment) in starts {
+            let path = segment_path(dir, segment);
+            let target = aside.join(format!("{stamp}-at-{position}-{segment:020}.seg"));
+            if start >= position {
+                std::fs::rename(&path, &target).map_err(io_err("moving aside", &path))?;
+            } else {
+                let keep = position - start;
+                let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
+                if (bytes.len() as u64) > keep {
+                    std::fs::write(&target, &bytes[keep as usize..])
+                        .map_err(io_err("saving the cut tail of", &path))?;
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_err("opening", &path))?;
+                    f.set_len(keep).map_err(io_err("truncating", &path))?;
+                    f.sync_all().map_err(io_err("syncing", &path))?;
+                }
+            }
+        }
+        drop(files);
+        let recovered = crate::recovery::recover(&self.inner.opts)?;
+        w.appended = recovered.position;
+        w.segment = recovered.segment;
+        w.segment_len = recovered.segment_len;
+        w.segment_starts = recovered.segment_starts;
+        w.max_epoch = w.max_epoch.max(recovered.state.max_epoch());
+        w.state = recovered.state;
+        lock(&self.inner.durable).position = recovered.position;
+        tracing::warn!(
+            position,
+            cut_bytes = cut,
+            saved_in = %aside.display(),
+            "journal tail diverged from the leader's; cut it off"
+        );
+        Ok(cut)
+    }
+}
