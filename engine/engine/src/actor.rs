@@ -93,6 +93,8 @@ pub(crate) struct SessionActor {
     data_fields: fix_codec::message::DataFieldTable,
     /// The lease role; `None` when no lease is configured (always serving).
     role: Option<watch::Receiver<RoleState>>,
+    /// Whether this actor has taken over as leader (reloaded the store) in this term.
+    leading: bool,
     metrics: Arc<crate::metrics::Metrics>,
     label: crate::metrics::SessionLabel,
 }
@@ -131,6 +133,7 @@ impl SessionActor {
             spans: Vec::new(),
             data_fields,
             role: None,
+            leading: false,
             metrics,
             label,
         }
@@ -163,7 +166,10 @@ impl SessionActor {
 
     pub(crate) async fn run(mut self) {
         self.app.on_create(self.session.id());
-        self.replay_unprocessed().await;
+        self.leading = self.is_leader();
+        if self.leading {
+            self.replay_unprocessed().await;
+        }
         while !self.stopped {
             let wake = self.next_wake();
             let mut deliveries = Vec::new();
@@ -176,6 +182,9 @@ impl SessionActor {
                 () = role_change(&mut self.role) => {
                     if !self.is_leader() {
                         self.fence();
+                        self.leading = false;
+                    } else if !self.leading {
+                        self.take_over().await;
                     }
                 }
                 () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
@@ -189,6 +198,25 @@ impl SessionActor {
         if let Some(done) = self.shutdown.take() {
             let _ = done.send(());
         }
+    }
+
+    /// This instance became leader: take the sequence numbers the journal holds now
+    /// (replicated from the old leader) and hand the application what the old leader
+    /// journaled but never processed.
+    async fn take_over(&mut self) {
+        self.leading = true;
+        match self.session.reload_store() {
+            Ok(()) => tracing::info!(
+                session = %self.span_name(),
+                next_sender = self.session.next_sender_seq(),
+                next_target = self.session.next_target_seq(),
+                "leading: sequence numbers continue from the journal"
+            ),
+            Err(e) => {
+                tracing::error!(session = %self.span_name(), error = %e, "cannot reload the session from the journal");
+            }
+        }
+        self.replay_unprocessed().await;
     }
 
     /// Hands the application what was journaled on receipt but never processed because
@@ -225,6 +253,10 @@ impl SessionActor {
     }
 
     async fn on_tick(&mut self) {
+        if !self.leading {
+            // Standby: nothing to time out, and nothing may be written.
+            return;
+        }
         self.session.handle_timeout(now());
         if self.wants_connection() && Instant::now() >= self.next_connect {
             self.connect().await;
@@ -338,6 +370,10 @@ impl SessionActor {
                 let _ = reply.send(r);
             }
             Command::Status(reply) => {
+                if !self.leading {
+                    // A standby's journal moves with replication: show where it is.
+                    let _ = self.session.reload_store();
+                }
                 let _ = reply.send(SessionStatus {
                     state: self.session.state(),
                     next_sender_seq: self.session.next_sender_seq(),
@@ -464,6 +500,11 @@ impl SessionActor {
                 break;
             }
             if let Err(e) = self.storage.wait_durable().await {
+                if e == crate::storage::NotDurable::Fenced {
+                    deliveries.clear();
+                    self.fence();
+                    break;
+                }
                 tracing::error!(session = %self.span_name(), error = %e, "store is not durable: nothing more is sent; disconnecting");
                 self.session.clear_transmit();
                 deliveries.clear();

@@ -10,6 +10,8 @@
 //! | `POST /sessions/{begin}/{sender}/{target}/logout` | start a Logout (token) |
 //! | `POST /sessions/{begin}/{sender}/{target}/sequence` | `{"next_sender":N,"next_target":N}` (token) |
 //! | `POST /step-down?pause_ms=N` | release the lease for a manual failover (token) |
+//! | `GET /replication` | journal positions, standbys with their acknowledged position and lag (per session too), or the follower's view of its leader |
+//! | `POST /replication/pause`, `POST /replication/resume` | stop or resume sending records to standbys (token) |
 //!
 //! Actions need `Authorization: Bearer <engine.admin.token>`; without a configured token
 //! they are refused.
@@ -48,6 +50,49 @@ struct Readiness {
     epoch: u64,
     lease: String,
     sessions: Vec<SessionView>,
+    replication: Option<ReplicationView>,
+}
+
+/// One standby with its lag.
+#[derive(Debug, Serialize)]
+struct StandbyLag {
+    #[serde(flatten)]
+    standby: crate::replication::StandbyView,
+    /// Journal bytes durable here and not acknowledged by it.
+    lag_bytes: u64,
+    /// Records per session it has not acknowledged.
+    lag_records: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplicationView {
+    appended: u64,
+    durable: u64,
+    paused: bool,
+    standbys: Vec<StandbyLag>,
+    follower: Option<crate::replication::FollowerView>,
+}
+
+fn replication_view(handle: &EngineHandle) -> Option<ReplicationView> {
+    let r = handle.replication()?;
+    let (appended, durable) = handle.journal_positions().unwrap_or_default();
+    let leading = matches!(handle.role(), fix_lease::Role::Leader { .. });
+    let standbys = r
+        .standbys()
+        .into_iter()
+        .map(|s| StandbyLag {
+            lag_bytes: durable.saturating_sub(s.acked),
+            lag_records: handle.records_after(s.acked).into_iter().collect(),
+            standby: s,
+        })
+        .collect();
+    Some(ReplicationView {
+        appended,
+        durable,
+        paused: r.paused(),
+        standbys,
+        follower: (!leading).then(|| r.follower()),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +181,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         epoch,
         lease: st.handle.role_reason(),
         sessions: views(&st.handle).await,
+        replication: replication_view(&st.handle),
     };
     let status = if body.ready {
         StatusCode::OK
@@ -166,6 +212,19 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         }
     }
     m.leader_terms.set(st.handle.leader_terms() as i64);
+    if let Some(r) = replication_view(&st.handle) {
+        m.replication_standbys.set(r.standbys.len() as i64);
+        let lag = match (&r.follower, r.standbys.iter().map(|s| s.lag_bytes).min()) {
+            (Some(_), _) => 0,
+            (None, Some(l)) => l,
+            (None, None) => r.durable,
+        };
+        m.replication_lag_bytes.set(lag as i64);
+        if let Some(rep) = st.handle.replication() {
+            m.replication_degraded_writes
+                .set(rep.degraded_writes() as i64);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -259,6 +318,40 @@ async fn step_down(
     StatusCode::ACCEPTED.into_response()
 }
 
+async fn replication(State(st): State<AdminState>) -> Response {
+    match replication_view(&st.handle) {
+        Some(v) => Json(v).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "replication is not configured: add an [engine.replication] section",
+        ),
+    }
+}
+
+async fn set_paused(st: AdminState, headers: HeaderMap, paused: bool) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return *r;
+    }
+    match st.handle.replication() {
+        Some(r) => {
+            r.set_paused(paused);
+            StatusCode::OK.into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "replication is not configured: add an [engine.replication] section",
+        ),
+    }
+}
+
+async fn pause(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    set_paused(st, headers, true).await
+}
+
+async fn resume(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    set_paused(st, headers, false).await
+}
+
 /// The router over an engine handle.
 fn router(handle: EngineHandle, token: Option<String>) -> Router {
     Router::new()
@@ -273,6 +366,9 @@ fn router(handle: EngineHandle, token: Option<String>) -> Router {
             post(sequence),
         )
         .route("/step-down", post(step_down))
+        .route("/replication", get(replication))
+        .route("/replication/pause", post(pause))
+        .route("/replication/resume", post(resume))
         .with_state(AdminState { handle, token })
 }
 

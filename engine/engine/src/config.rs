@@ -87,6 +87,59 @@ pub struct EngineSection {
     pub lease: Option<LeaseSection>,
     /// The admin HTTP API.
     pub admin: Option<AdminSection>,
+    /// Journal replication between the instances of the group (needs `lease`).
+    pub replication: Option<ReplicationSection>,
+}
+
+/// When a message counts as safe to send or to hand to the application.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// On the leader's disk (fdatasync). A failover can lose what the standby had not
+    /// received yet.
+    #[default]
+    Local,
+    /// On the leader's disk and on a standby's disk: a failover loses nothing (RPO 0).
+    /// While a standby is connected the leader waits for its acknowledgement; when none
+    /// has been connected for `standby_wait_ms` it runs degraded (as `local`, logged and
+    /// counted in `fix_replication_degraded_writes`) until one is back.
+    Replicated,
+}
+
+/// `[engine.replication]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// Where this instance serves its journal to standbys while it leads, e.g.
+    /// `127.0.0.1:9901`.
+    pub listen: String,
+    /// The replication addresses of the other instances of the group; a standby follows
+    /// whichever of them leads.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// `local` (default) or `replicated`.
+    #[serde(default)]
+    pub durability: Durability,
+    /// With `replicated`: how long to hold messages back when no standby is connected
+    /// before going on without one (default 1000 ms).
+    pub standby_wait_ms: Option<u64>,
+}
+
+impl ReplicationSection {
+    /// `listen` and `peers`, parsed.
+    pub fn addresses(&self) -> Result<(SocketAddr, Vec<SocketAddr>), ConfigError> {
+        let parse = |key: &str, v: &str| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| invalid("engine", key, v, "IP:PORT, e.g. 127.0.0.1:9901"))
+        };
+        let listen = parse("replication.listen", &self.listen)?;
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| parse("replication.peers", p))
+            .collect::<Result<_, _>>()?;
+        Ok((listen, peers))
+    }
 }
 
 /// `[engine.admin]`
@@ -183,6 +236,7 @@ impl Default for EngineSection {
             app: AppKind::Echo,
             lease: None,
             admin: None,
+            replication: None,
         }
     }
 }
@@ -592,6 +646,25 @@ impl EngineConfig {
     pub fn plans(&self) -> Result<Vec<SessionPlan>, ConfigError> {
         if let Some(l) = &self.engine.lease {
             l.lease_config()?;
+        }
+        if let Some(r) = &self.engine.replication {
+            r.addresses()?;
+            if self.engine.lease.is_none() {
+                return Err(invalid(
+                    "engine",
+                    "replication",
+                    "without [engine.lease]",
+                    "an [engine.lease] section too: the lease decides which instance leads and which ones follow",
+                ));
+            }
+            if self.engine.store != StoreKind::Journal {
+                return Err(invalid(
+                    "engine",
+                    "replication",
+                    "with store = \"memory\"",
+                    "store = \"journal\": replication copies the journal",
+                ));
+            }
         }
         let mut plans: Vec<SessionPlan> = Vec::new();
         for s in &self.sessions {

@@ -87,6 +87,7 @@ pub struct Engine {
     keeper: Option<Arc<fix_lease::Keeper>>,
     metrics: Arc<crate::metrics::Metrics>,
     admin_addr: Option<SocketAddr>,
+    replication: Option<Arc<crate::replication::Replication>>,
 }
 
 fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
@@ -131,13 +132,31 @@ impl Engine {
         app: Arc<dyn Application>,
     ) -> Result<Self, EngineError> {
         let plans = config.plans()?;
-        let storage = Storage::open(&config.engine)?;
+        let mut storage = Storage::open(&config.engine, config.engine.lease.is_some())?;
+        let replication = match &config.engine.replication {
+            Some(r) => {
+                let (listen, peers) = r.addresses()?;
+                let state = crate::replication::Replication::new(peers.is_empty());
+                if r.durability == crate::config::Durability::Replicated {
+                    let wait = std::time::Duration::from_millis(r.standby_wait_ms.unwrap_or(1000));
+                    storage.require_replicas(Arc::clone(&state), wait);
+                }
+                Some((state, listen, peers))
+            }
+            None => None,
+        };
         let keeper = match &config.engine.lease {
             Some(l) => {
                 let cfg = l.lease_config()?;
                 let store = fix_lease::connect(&l.url).await?;
                 tracing::info!(group = %cfg.group, owner = %cfg.owner, backend = store.backend(), "contending for the lease");
-                Some(Arc::new(fix_lease::Keeper::spawn(store, cfg)))
+                let keeper = match &replication {
+                    Some((state, ..)) => {
+                        fix_lease::Keeper::spawn_gated(store, cfg, state.eligible())
+                    }
+                    None => fix_lease::Keeper::spawn(store, cfg),
+                };
+                Some(Arc::new(keeper))
             }
             None => None,
         };
@@ -150,6 +169,7 @@ impl Engine {
                     valid_until: None,
                     reason: "starting".into(),
                     terms: 0,
+                    last_call: None,
                 });
                 (Some(tx), Some(rx))
             }
@@ -215,7 +235,46 @@ impl Engine {
         }
         let mut listeners: Vec<JoinHandle<()>> = Vec::new();
         if let (Some(k), Some(tx)) = (&keeper, serving_tx) {
-            listeners.push(follow_lease(k, storage.clone(), tx));
+            listeners.push(follow_lease(k, storage.clone(), tx, Arc::clone(&metrics)));
+        }
+        if let Some((journal, _)) = storage.journal() {
+            let m = Arc::clone(&metrics);
+            journal.on_commit_timing(move |d| m.journal_fsync_seconds.observe(d.as_secs_f64()));
+        }
+        if let (Some((state, listen, peers)), Some(role), Some((journal, durable))) =
+            (&replication, &serving, storage.journal())
+        {
+            let listener = TcpListener::bind(listen)
+                .await
+                .map_err(|source| EngineError::Bind {
+                    addr: *listen,
+                    source,
+                })?;
+            tracing::info!(addr = %listen, peers = peers.len(), "replication listening");
+            let source = crate::replication::source::Source {
+                journal: journal.clone(),
+                durable: durable.clone(),
+                role: role.clone(),
+                state: Arc::clone(state),
+            };
+            listeners.push(tokio::spawn(crate::replication::source::serve(
+                listener, source,
+            )));
+            let name = config
+                .engine
+                .lease
+                .as_ref()
+                .and_then(|l| l.lease_config().ok())
+                .map_or_else(|| listen.to_string(), |c| c.owner);
+            let follower = crate::replication::follower::Follower {
+                journal: journal.clone(),
+                durable,
+                role: role.clone(),
+                state: Arc::clone(state),
+                peers: peers.clone(),
+                name,
+            };
+            listeners.push(tokio::spawn(follower.run()));
         }
         let mut listen_addrs = HashMap::new();
         for (addr, routes) in by_addr {
@@ -248,6 +307,7 @@ impl Engine {
             keeper,
             metrics,
             admin_addr: None,
+            replication: replication.map(|r| r.0),
         };
         if let Some(admin) = &config.engine.admin {
             let addr: SocketAddr = admin.listen.parse().map_err(|_| {
@@ -297,6 +357,8 @@ impl Engine {
             sessions: Arc::new(self.sessions.clone()),
             keeper: self.keeper.clone(),
             metrics: Arc::clone(&self.metrics),
+            replication: self.replication.clone(),
+            journal: self.storage.journal().map(|(j, _)| j.clone()),
         }
     }
 
@@ -333,12 +395,16 @@ fn follow_lease(
     keeper: &fix_lease::Keeper,
     storage: Storage,
     tx: tokio::sync::watch::Sender<fix_lease::RoleState>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> JoinHandle<()> {
     let mut source = keeper.subscribe();
     storage.fence();
     tokio::spawn(async move {
         loop {
             let mut state = source.borrow_and_update().clone();
+            if let Some(took) = state.last_call {
+                metrics.lease_renew_seconds.observe(took.as_secs_f64());
+            }
             match state.role {
                 fix_lease::Role::Leader { epoch } => {
                     if let Err(e) = storage.open_epoch(epoch) {
@@ -364,6 +430,8 @@ pub struct EngineHandle {
     sessions: Arc<HashMap<SessionId, mpsc::Sender<Command>>>,
     keeper: Option<Arc<fix_lease::Keeper>>,
     metrics: Arc<crate::metrics::Metrics>,
+    replication: Option<Arc<crate::replication::Replication>>,
+    journal: Option<fix_store::Journal>,
 }
 
 impl EngineHandle {
@@ -461,6 +529,24 @@ impl EngineHandle {
         if let Some(k) = &self.keeper {
             k.step_down(pause).await;
         }
+    }
+
+    /// Replication state, when configured.
+    pub fn replication(&self) -> Option<Arc<crate::replication::Replication>> {
+        self.replication.clone()
+    }
+
+    /// The journal's appended and durable positions, when the store is the journal.
+    pub fn journal_positions(&self) -> Option<(u64, u64)> {
+        self.journal.as_ref().map(|j| (j.appended(), j.durable()))
+    }
+
+    /// Records per session after stream position `from` (a standby's lag).
+    pub fn records_after(&self, from: u64) -> Vec<(String, u64)> {
+        self.journal
+            .as_ref()
+            .and_then(|j| j.records_after(from).ok())
+            .unwrap_or_default()
     }
 
     /// Starts a Logout.

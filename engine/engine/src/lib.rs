@@ -28,6 +28,7 @@ pub mod engine;
 pub mod metrics;
 pub mod msglog;
 pub mod quickfix_settings;
+pub mod replication;
 pub mod storage;
 pub mod tls;
 

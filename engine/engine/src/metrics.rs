@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// The `session` label.
@@ -41,6 +42,20 @@ pub struct Metrics {
     pub epoch: Gauge,
     /// How many times this instance became leader.
     pub leader_terms: Gauge,
+    /// Standbys connected to this leader.
+    pub replication_standbys: Gauge,
+    /// Journal bytes durable here that the most advanced standby has not acknowledged.
+    pub replication_lag_bytes: Gauge,
+    /// Writes that went on without a standby under `replicated` durability.
+    pub replication_degraded_writes: Gauge,
+    /// Time one journal group commit (write + fdatasync) took.
+    pub journal_fsync_seconds: Histogram,
+    /// Time one lease renewal took.
+    pub lease_renew_seconds: Histogram,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)
 }
 
 impl Default for Metrics {
@@ -62,6 +77,11 @@ impl Metrics {
             leader: Gauge::default(),
             epoch: Gauge::default(),
             leader_terms: Gauge::default(),
+            replication_standbys: Gauge::default(),
+            replication_lag_bytes: Gauge::default(),
+            replication_degraded_writes: Gauge::default(),
+            journal_fsync_seconds: Histogram::new(latency_buckets()),
+            lease_renew_seconds: Histogram::new(latency_buckets()),
             registry: Registry::default(),
         };
         registry.register(
@@ -103,6 +123,31 @@ impl Metrics {
             "leader_terms",
             "Times this instance became leader",
             m.leader_terms.clone(),
+        );
+        registry.register(
+            "replication_standbys",
+            "Standbys connected to this leader",
+            m.replication_standbys.clone(),
+        );
+        registry.register(
+            "replication_lag_bytes",
+            "Journal bytes not yet acknowledged by the most advanced standby",
+            m.replication_lag_bytes.clone(),
+        );
+        registry.register(
+            "replication_degraded_writes",
+            "Writes that went on without a standby under replicated durability",
+            m.replication_degraded_writes.clone(),
+        );
+        registry.register(
+            "journal_fsync_seconds",
+            "Duration of one journal group commit (write and fdatasync)",
+            m.journal_fsync_seconds.clone(),
+        );
+        registry.register(
+            "lease_renew_seconds",
+            "Duration of one lease renewal",
+            m.lease_renew_seconds.clone(),
         );
         Self { registry, ..m }
     }

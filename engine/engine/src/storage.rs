@@ -1,10 +1,31 @@
 //! The engine's store: the journal (with an async durability wait) or memory.
 
 use crate::config::{EngineSection, StoreKind};
+use crate::replication::Replication;
 use fix_codec::UtcTimestamp;
 use fix_session::{MemoryStore, SessionId, SessionStore};
 use fix_store::{Journal, JournalError, JournalOptions, JournalStore};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+
+/// Why a write is not (yet) safe to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotDurable {
+    /// The journal failed: nothing more may be sent, ever.
+    Failed(String),
+    /// This instance lost the lease while waiting: send nothing, stay alive.
+    Fenced,
+}
+
+impl std::fmt::Display for NotDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(e) => write!(f, "journal failed: {e}"),
+            Self::Fenced => f.write_str("fenced while waiting for a standby"),
+        }
+    }
+}
 
 /// Where every session of this engine keeps its state.
 #[derive(Clone)]
@@ -15,20 +36,27 @@ pub enum Storage {
         journal: Journal,
         /// Durable position, published by the journal's sync thread.
         durable: watch::Receiver<u64>,
+        /// With `replicated` durability: the standbys, and how long to wait for one.
+        replicas: Option<(Arc<Replication>, Duration)>,
     },
     /// Memory only.
     Memory,
 }
 
 impl Storage {
-    /// Opens the configured store (recovering the journal).
-    pub fn open(engine: &EngineSection) -> Result<Self, JournalError> {
+    /// Opens the configured store (recovering the journal). A `fenced` journal accepts
+    /// no writes until [`Storage::open_epoch`] (an instance under a lease).
+    pub fn open(engine: &EngineSection, fenced: bool) -> Result<Self, JournalError> {
         match engine.store {
             StoreKind::Memory => Ok(Self::Memory),
             StoreKind::Journal => {
                 let mut opts = JournalOptions::new(engine.data_dir.join("journal"));
                 opts.fsync = engine.fsync;
-                let journal = Journal::open(opts)?;
+                let journal = if fenced {
+                    Journal::open_fenced(opts)?
+                } else {
+                    Journal::open(opts)?
+                };
                 let (tx, rx) = watch::channel(journal.durable());
                 journal.on_durable(move |pos| {
                     tx.send_replace(pos);
@@ -36,6 +64,7 @@ impl Storage {
                 Ok(Self::Journal {
                     journal,
                     durable: rx,
+                    replicas: None,
                 })
             }
         }
@@ -53,24 +82,73 @@ impl Storage {
         })
     }
 
-    /// Waits until everything appended so far is durable.
-    pub async fn wait_durable(&self) -> Result<(), String> {
-        let Self::Journal { journal, durable } = self else {
+    /// From now on a write counts as durable only once a standby has it too
+    /// (`replicated` durability), or after `standby_wait` without any standby connected.
+    pub fn require_replicas(&mut self, replication: Arc<Replication>, standby_wait: Duration) {
+        if let Self::Journal { replicas, .. } = self {
+            *replicas = Some((replication, standby_wait));
+        }
+    }
+
+    /// The journal, if that is the store.
+    pub fn journal(&self) -> Option<(&Journal, watch::Receiver<u64>)> {
+        match self {
+            Self::Journal {
+                journal, durable, ..
+            } => Some((journal, durable.clone())),
+            Self::Memory => None,
+        }
+    }
+
+    /// Waits until everything appended so far is durable as the durability mode says.
+    pub async fn wait_durable(&self) -> Result<(), NotDurable> {
+        let Self::Journal {
+            journal,
+            durable,
+            replicas,
+        } = self
+        else {
             return Ok(());
         };
         let target = journal.appended();
+        let failed = || journal.failure().map(NotDurable::Failed);
         let mut rx = durable.clone();
-        loop {
-            if *rx.borrow_and_update() >= target {
-                return Ok(());
-            }
-            if let Some(f) = journal.failure() {
+        while *rx.borrow_and_update() < target {
+            if let Some(f) = failed() {
                 return Err(f);
             }
             if rx.changed().await.is_err() {
-                return Err("journal sync thread stopped".into());
+                return Err(NotDurable::Failed("journal sync thread stopped".into()));
             }
         }
+        let Some((replication, standby_wait)) = replicas else {
+            return Ok(());
+        };
+        let mut acked = replication.acked();
+        let mut warned = false;
+        while *acked.borrow_and_update() < target {
+            if journal.epoch().is_none() {
+                return Err(NotDurable::Fenced);
+            }
+            if let Some(f) = failed() {
+                return Err(f);
+            }
+            if replication.alone_for().is_some_and(|t| t >= *standby_wait) {
+                replication.note_degraded_write();
+                return Ok(());
+            }
+            let tick = tokio::time::sleep(Duration::from_millis(20));
+            tokio::select! {
+                _ = acked.changed() => {}
+                () = tick => {
+                    if !warned && replication.alone_for().is_none() {
+                        tracing::debug!(position = target, "waiting for a standby to acknowledge");
+                        warned = true;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Allows journal writes under `epoch` (this instance leads with it).

@@ -37,6 +37,8 @@ pub struct RoleState {
     pub reason: String,
     /// How many times this node became leader.
     pub terms: u64,
+    /// How long the last successful acquire or renew took.
+    pub last_call: Option<Duration>,
 }
 
 enum Command {
@@ -56,14 +58,27 @@ pub struct Keeper {
 impl Keeper {
     /// Starts contending for `cfg.group` in `store`.
     pub fn spawn(store: Arc<dyn LeaseStore>, cfg: LeaseConfig) -> Self {
+        let (_, eligible) = watch::channel(true);
+        Self::spawn_gated(store, cfg, eligible)
+    }
+
+    /// Like [`Keeper::spawn`], but contends only while `eligible` is true (a standby whose
+    /// journal has not caught up with the leader must not take over). A held lease is
+    /// renewed regardless.
+    pub fn spawn_gated(
+        store: Arc<dyn LeaseStore>,
+        cfg: LeaseConfig,
+        eligible: watch::Receiver<bool>,
+    ) -> Self {
         let (tx, state) = watch::channel(RoleState {
             role: Role::Standby,
             valid_until: None,
             reason: "starting".into(),
             terms: 0,
+            last_call: None,
         });
         let (commands, rx) = mpsc::channel(4);
-        let task = tokio::spawn(run(store, cfg, tx, rx));
+        let task = tokio::spawn(run(store, cfg, tx, rx, eligible));
         Self {
             state,
             commands,
@@ -113,7 +128,18 @@ fn publish(
     valid_until: Option<Instant>,
     reason: String,
 ) {
+    publish_timed(tx, role, valid_until, reason, None);
+}
+
+fn publish_timed(
+    tx: &watch::Sender<RoleState>,
+    role: Role,
+    valid_until: Option<Instant>,
+    reason: String,
+    took: Option<Duration>,
+) {
     tx.send_modify(|s| {
+        s.last_call = took;
         if matches!(role, Role::Leader { .. }) && !matches!(s.role, Role::Leader { .. }) {
             s.terms += 1;
         }
@@ -131,27 +157,31 @@ async fn run(
     cfg: LeaseConfig,
     tx: watch::Sender<RoleState>,
     mut commands: mpsc::Receiver<Command>,
+    eligible: watch::Receiver<bool>,
 ) {
     let mut held: Option<Holder> = None;
     let mut paused_until = Instant::now();
     loop {
         let now = Instant::now();
+        let started = Instant::now();
         // Contend, or renew what we hold; never past the local deadline.
         match held.take() {
-            None if now >= paused_until => match Holder::acquire(store.as_ref(), &cfg).await {
-                Ok(Some(h)) => {
-                    let epoch = h.grant.epoch;
-                    publish(
-                        &tx,
-                        Role::Leader { epoch },
-                        Some(h.valid_until),
-                        format!("acquired the lease with epoch {epoch}"),
-                    );
-                    held = Some(h);
+            None if now >= paused_until && *eligible.borrow() => {
+                match Holder::acquire(store.as_ref(), &cfg).await {
+                    Ok(Some(h)) => {
+                        let epoch = h.grant.epoch;
+                        publish(
+                            &tx,
+                            Role::Leader { epoch },
+                            Some(h.valid_until),
+                            format!("acquired the lease with epoch {epoch}"),
+                        );
+                        held = Some(h);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
-            },
+            }
             None => {}
             Some(h) => {
                 let deadline = tokio::time::Instant::from_std(h.valid_until);
@@ -159,7 +189,7 @@ async fn run(
                     renewed = h.renew(store.as_ref(), &cfg) => match renewed {
                         Ok(Some(next)) => {
                             let epoch = next.grant.epoch;
-                            publish(&tx, Role::Leader { epoch }, Some(next.valid_until), "renewed".into());
+                            publish_timed(&tx, Role::Leader { epoch }, Some(next.valid_until), "renewed".into(), Some(started.elapsed()));
                             held = Some(next);
                         }
                         Ok(None) => publish(&tx, Role::Standby, None, "the lease was taken over (renew refused)".into()),

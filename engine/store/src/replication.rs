@@ -13,7 +13,8 @@
 //!                                  start u64) | standby id (UTF-8)
 //!   2 Records  leader → standby  payload: start_position u64 | journal records
 //!   3 Ack      standby → leader  payload: durable_position u64
-//!   4 Refused  either way        payload: reason (UTF-8)
+//!   4 Refused  either way        payload: position u64 (the sender's journal end) |
+//!                                  reason (UTF-8)
 //!   5 Truncate leader → standby  payload: position u64 (cut your stream back to here,
 //!                                  then say Hello again)
 //! ```
@@ -55,8 +56,11 @@ pub enum Frame {
     },
     /// The peer refuses to go on.
     Refused {
-        /// The sender's epoch.
+        /// The sender's newest epoch.
         epoch: u64,
+        /// Where the sender's journal ends (a standby that finds no leader defers to a
+        /// peer with a newer journal).
+        position: u64,
         /// Why.
         reason: String,
     },
@@ -139,7 +143,12 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Ack {
             durable_position, ..
         } => out.extend_from_slice(&durable_position.to_le_bytes()),
-        Frame::Refused { reason, .. } => out.extend_from_slice(reason.as_bytes()),
+        Frame::Refused {
+            position, reason, ..
+        } => {
+            out.extend_from_slice(&position.to_le_bytes());
+            out.extend_from_slice(reason.as_bytes());
+        }
         Frame::Truncate { position, .. } => out.extend_from_slice(&position.to_le_bytes()),
     }
     let len = (out.len() - start - 8) as u32;
@@ -221,7 +230,9 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Frame, usize), FrameError
         },
         4 => Frame::Refused {
             epoch,
-            reason: text(payload)?,
+            position: u64_at(payload, 0)
+                .ok_or(FrameError::Corrupt("Refused without a position"))?,
+            reason: text(&payload[8..])?,
         },
         5 => Frame::Truncate {
             epoch,
@@ -251,11 +262,13 @@ impl EpochGate {
         self.newest
     }
 
-    /// Accepts a frame from `epoch` (raising the gate) or says why not.
-    pub fn admit(&mut self, epoch: u64) -> Result<(), Frame> {
+    /// Accepts a frame from `epoch` (raising the gate) or says why not; `position` is the
+    /// standby's journal end, for the refusal.
+    pub fn admit(&mut self, epoch: u64, position: u64) -> Result<(), Frame> {
         if epoch < self.newest {
             return Err(Frame::Refused {
                 epoch: self.newest,
+                position,
                 reason: format!("stale leader: epoch {epoch} is older than {}", self.newest),
             });
         }
@@ -287,6 +300,7 @@ mod tests {
             },
             Frame::Refused {
                 epoch: 5,
+                position: 4101,
                 reason: "stale leader".into(),
             },
             Frame::Truncate {
@@ -339,10 +353,14 @@ mod tests {
     #[test]
     fn a_standby_refuses_frames_from_an_older_epoch() {
         let mut gate = EpochGate::new(4);
-        assert!(gate.admit(4).is_ok());
-        assert!(gate.admit(6).is_ok());
-        match gate.admit(5) {
-            Err(Frame::Refused { epoch: 6, reason }) => {
+        assert!(gate.admit(4, 0).is_ok());
+        assert!(gate.admit(6, 0).is_ok());
+        match gate.admit(5, 10) {
+            Err(Frame::Refused {
+                epoch: 6,
+                position: 10,
+                reason,
+            }) => {
                 assert!(reason.contains("stale"), "{reason}")
             }
             other => panic!("{other:?}"),

@@ -61,18 +61,18 @@ impl JournalStore {
 
     /// Takes the journal's view of the session, declaring it when unknown and writable.
     fn load(&mut self) -> Result<(), JournalError> {
-        let state = match self.journal.session(&self.key) {
+        let state = match self.journal.session_seqs(&self.key) {
             Some(s) => Some(s),
             None if self.journal.epoch().is_some() => {
                 Some(self.journal.ensure_session(&self.key, self.created)?)
             }
             None => None,
         };
-        if let Some(s) = state {
-            self.no = Some(s.no);
-            self.next_sender = s.next_sender;
-            self.next_target = s.next_target;
-            self.created = s.created;
+        if let Some((no, next_sender, next_target, created)) = state {
+            self.no = Some(no);
+            self.next_sender = next_sender;
+            self.next_target = next_target;
+            self.created = created;
         }
         Ok(())
     }

@@ -479,6 +479,12 @@ impl Session {
         self.store_ok(r);
     }
 
+    /// Reloads sequence numbers from the store after another writer changed it (this
+    /// instance was a standby and becomes leader). Only while not connected.
+    pub fn reload_store(&mut self) -> Result<(), StoreError> {
+        self.store.refresh()
+    }
+
     /// Inbound application messages recorded but never processed by the application
     /// (a crash came in between), in order, for replay at start-up.
     pub fn unprocessed_inbound(&self) -> Result<Vec<OwnedMessage>, StoreError> {

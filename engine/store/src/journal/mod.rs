@@ -151,6 +151,7 @@ struct Durable {
 }
 
 type Listener = Box<dyn Fn(u64) + Send + Sync>;
+type TimingListener = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 struct Inner {
     opts: JournalOptions,
@@ -160,6 +161,7 @@ struct Inner {
     durable: Mutex<Durable>,
     durable_cv: Condvar,
     listeners: Mutex<Vec<Listener>>,
+    timings: Mutex<Vec<TimingListener>>,
 }
 
 /// A handle to the journal; clones share it.
@@ -230,6 +232,7 @@ impl Journal {
             }),
             durable_cv: Condvar::new(),
             listeners: Mutex::new(Vec::new()),
+            timings: Mutex::new(Vec::new()),
             opts,
         });
         let worker = Arc::clone(&inner);
@@ -243,6 +246,12 @@ impl Journal {
     /// Calls `f(position)` from the sync thread each time more of the journal is durable.
     pub fn on_durable(&self, f: impl Fn(u64) + Send + Sync + 'static) {
         lock(&self.inner.listeners).push(Box::new(f));
+    }
+
+    /// Calls `f(duration)` from the sync thread after each group commit (write and
+    /// fdatasync of one batch), for latency metrics.
+    pub fn on_commit_timing(&self, f: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        lock(&self.inner.timings).push(Box::new(f));
     }
 
     /// Allows appends under `epoch` (this instance became leader with it). Refused when a
@@ -337,9 +346,14 @@ impl Journal {
         self.inner.work.notify_all();
     }
 
-    /// The journal's view of session `key`, if it knows it.
-    pub(crate) fn session(&self, key: &str) -> Option<SessionState> {
-        lock(&self.inner.writer).state.sessions.get(key).cloned()
+    /// The journal's view of session `key` (number, next sender and target sequence
+    /// numbers, creation time), if it knows it.
+    pub(crate) fn session_seqs(&self, key: &str) -> Option<(u32, u64, u64, i64)> {
+        lock(&self.inner.writer)
+            .state
+            .sessions
+            .get(key)
+            .map(|s| (s.no, s.next_sender, s.next_target, s.created))
     }
 
     /// Declares a session if the journal does not know it yet; returns its state.
@@ -347,10 +361,10 @@ impl Journal {
         &self,
         key: &str,
         created: i64,
-    ) -> Result<SessionState, JournalError> {
+    ) -> Result<(u32, u64, u64, i64), JournalError> {
         let mut w = lock(&self.inner.writer);
         if let Some(s) = w.state.sessions.get(key) {
-            return Ok(s.clone());
+            return Ok((s.no, s.next_sender, s.next_target, s.created));
         }
         let no = w.state.next_session_no();
         self.append_locked(&mut w, RecordKind::Session, false, no, 0, key.as_bytes())?;
@@ -365,7 +379,7 @@ impl Journal {
         w.state
             .sessions
             .get(key)
-            .cloned()
+            .map(|s| (s.no, s.next_sender, s.next_target, s.created))
             .ok_or_else(|| JournalError::Failed(format!("session {key} was not declared")))
     }
 
@@ -566,6 +580,7 @@ fn sync_loop(inner: &Inner) {
             }
             (std::mem::take(&mut w.pending), w.appended, w.shutdown)
         };
+        let started = std::time::Instant::now();
         let mut files = lock(&inner.files);
         let result = drop_write(&inner.opts, &mut files, chunks).and_then(|()| {
             if inner.opts.fsync {
@@ -601,6 +616,10 @@ fn sync_loop(inner: &Inner) {
                 l(position);
             }
             return;
+        }
+        let took = started.elapsed();
+        for t in lock(&inner.timings).iter() {
+            t(took);
         }
         lock(&inner.durable).position = target;
         inner.durable_cv.notify_all();

@@ -74,6 +74,33 @@ impl Journal {
         Ok(buf)
     }
 
+    /// How many records of each session lie in the stream after `from` (what a standby
+    /// that acknowledged `from` still lacks), by session key. Scans at most 64 MiB.
+    pub fn records_after(&self, from: u64) -> Result<Vec<(String, u64)>, JournalError> {
+        let mut counts: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        let mut at = from;
+        let limit = from.saturating_add(64 << 20);
+        while at < limit {
+            let chunk = self.read_stream(at, 1 << 20)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut i = 0;
+            while let Ok((r, len)) = record::decode(&chunk[i..], self.inner.opts.max_record) {
+                *counts.entry(r.session).or_default() += 1;
+                i += len;
+            }
+            at += chunk.len() as u64;
+        }
+        let w = lock(&self.inner.writer);
+        let mut out: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter_map(|(no, n)| w.state.by_no.get(&no).map(|k| (k.clone(), n)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Appends a leader's records verbatim at stream position `start` (which must be where
     /// this journal ends). Only while fenced: a leader never takes records from another.
     /// Every record's CRC is checked before any is appended.

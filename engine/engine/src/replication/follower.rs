@@ -1,0 +1,210 @@
+//! The standby side: follow whichever peer leads, append its records to the local journal
+//! verbatim and acknowledge what is durable.
+//!
+//! The follower runs only while this instance is a standby. It tries the peers in turn;
+//! a peer that does not lead answers Refused. Frames from an epoch older than one already
+//! seen are refused (an old leader back from a pause). When the leader says Truncate the
+//! diverged tail is cut off (kept aside) and the follower says Hello again. The first
+//! time it has everything the leader had durable, it becomes eligible to take over.
+
+use super::{send, FrameReader, Replication};
+use fix_lease::{Role, RoleState};
+use fix_store::replication::{EpochGate, Frame};
+use fix_store::Journal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// What the follower needs.
+pub struct Follower {
+    /// The local journal (fenced while standby).
+    pub journal: Journal,
+    /// Its durable position.
+    pub durable: watch::Receiver<u64>,
+    /// This instance's role.
+    pub role: watch::Receiver<RoleState>,
+    /// Shared status.
+    pub state: Arc<Replication>,
+    /// The other instances' replication addresses.
+    pub peers: Vec<SocketAddr>,
+    /// This instance's name (sent in Hello).
+    pub name: String,
+}
+
+fn is_standby(role: &watch::Receiver<RoleState>) -> bool {
+    matches!(role.borrow().role, Role::Standby)
+}
+
+/// How one connection to a peer ended.
+enum Ended {
+    /// The peer does not lead; its journal ends at (newest epoch, position).
+    NotLeader(u64, u64),
+    /// The peer led and went away (or refused us): try the others.
+    Next,
+    /// The local journal was cut back: say Hello to the same peer again.
+    Again,
+}
+
+/// A leader silent for this long is treated as gone (it sends an empty Records frame
+/// every [`super::IDLE_TICK`] when idle).
+const SILENCE: Duration = Duration::from_millis(1000);
+
+impl Follower {
+    /// Follows the leader whenever this instance is a standby; runs forever.
+    ///
+    /// Eligibility to take over: once it has caught up with a leader; or, after trying
+    /// every peer without finding a leader, when no reachable peer has a newer journal
+    /// (newest epoch, then length) — so after a full outage the instance with the most
+    /// complete journal leads.
+    pub async fn run(mut self) {
+        if self.peers.is_empty() {
+            self.state.set_eligible(true);
+            return;
+        }
+        let mut at = 0usize;
+        let mut newer_peer = false;
+        loop {
+            while !is_standby(&self.role) {
+                self.state.update_follower(|f| f.leader = None);
+                if self.role.changed().await.is_err() {
+                    return;
+                }
+            }
+            let peer = self.peers[at % self.peers.len()];
+            match self.follow(peer).await {
+                Ok(Ended::Again) => continue,
+                Ok(Ended::NotLeader(epoch, position)) => {
+                    let ours = (
+                        self.journal.epoch_history().last().map_or(0, |e| e.0),
+                        self.journal.appended(),
+                    );
+                    if (epoch, position) > ours {
+                        newer_peer = true;
+                    }
+                }
+                Ok(Ended::Next) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "replication from peer ended");
+                    self.state
+                        .update_follower(|f| f.last_error = Some(format!("{peer}: {e}")));
+                }
+            }
+            self.state.update_follower(|f| f.leader = None);
+            at += 1;
+            if at.is_multiple_of(self.peers.len()) {
+                if !self.state.follower().caught_up {
+                    self.state.set_eligible(!newer_peer);
+                }
+                newer_peer = false;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn follow(&mut self, peer: SocketAddr) -> std::io::Result<Ended> {
+        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
+            .await
+            .map_err(|_| std::io::Error::other("connect timed out"))??;
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let history = self.journal.epoch_history();
+        let mut gate = EpochGate::new(history.last().map_or(0, |e| e.0));
+        send(
+            &mut wr,
+            &Frame::Hello {
+                epoch: gate.newest(),
+                from_position: self.journal.appended(),
+                epochs: history,
+                standby: self.name.clone(),
+            },
+        )
+        .await?;
+        let mut frames = FrameReader::new();
+        let mut acked = 0u64;
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout(SILENCE, frames.next(&mut rd)) => {
+                    let Ok(frame) = frame else {
+                        tracing::warn!(%peer, "the leader has been silent for {SILENCE:?}; dropping the connection");
+                        return Ok(Ended::Next);
+                    };
+                    let Some(frame) = frame? else { return Ok(Ended::Next) };
+                    if let Err(refusal) = gate.admit(frame.epoch(), self.journal.appended()) {
+                        if !matches!(frame, Frame::Refused { .. }) {
+                            tracing::warn!(%peer, epoch = frame.epoch(), "refusing frames from a stale leader");
+                            send(&mut wr, &refusal).await?;
+                            return Ok(Ended::Next);
+                        }
+                    }
+                    match frame {
+                        Frame::Records { epoch, start_position, records } => {
+                            if !announced {
+                                tracing::info!(%peer, epoch, from = start_position, "following the leader");
+                                announced = true;
+                            }
+                            let caught_up = records.is_empty();
+                            let position = if caught_up {
+                                self.journal.appended()
+                            } else {
+                                self.journal
+                                    .append_replicated(start_position, &records)
+                                    .map_err(std::io::Error::other)?
+                            };
+                            self.state.update_follower(|f| {
+                                f.leader = Some(peer.to_string());
+                                f.epoch = epoch;
+                                f.position = position;
+                                f.last_error = None;
+                                if caught_up && start_position == position {
+                                    f.caught_up = true;
+                                }
+                            });
+                            if caught_up && start_position == position {
+                                self.state.set_eligible(true);
+                            }
+                            let durable = *self.durable.borrow();
+                            if durable > acked {
+                                acked = durable;
+                                send(&mut wr, &Frame::Ack { epoch: gate.newest(), durable_position: durable }).await?;
+                            }
+                        }
+                        Frame::Truncate { position, .. } => {
+                            let journal = self.journal.clone();
+                            let cut = tokio::task::spawn_blocking(move || journal.truncate(position))
+                                .await
+                                .map_err(std::io::Error::other)?
+                                .map_err(std::io::Error::other)?;
+                            tracing::warn!(%peer, position, cut_bytes = cut, "cut the journal back to where it agrees with the leader");
+                            return Ok(Ended::Again);
+                        }
+                        Frame::Refused { epoch, position, reason } => {
+                            tracing::debug!(%peer, %reason, "peer refused replication");
+                            return Ok(if announced { Ended::Next } else { Ended::NotLeader(epoch, position) });
+                        }
+                        Frame::Hello { .. } | Frame::Ack { .. } => {
+                            return Err(std::io::Error::other("unexpected frame from the leader"));
+                        }
+                    }
+                }
+                changed = self.durable.changed() => {
+                    if changed.is_err() {
+                        return Ok(Ended::Next);
+                    }
+                    let durable = *self.durable.borrow_and_update();
+                    if durable > acked {
+                        acked = durable;
+                        send(&mut wr, &Frame::Ack { epoch: gate.newest(), durable_position: durable }).await?;
+                    }
+                }
+                _ = self.role.changed() => {
+                    if !is_standby(&self.role) {
+                        return Ok(Ended::Next);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Journal replication over TCP: the leader serves its record stream to standbys
+//! ([`source`]), a standby follows whichever peer leads ([`follower`]). Frames are
+//! `fix_store::replication`'s (epoch, CRC, acknowledgements); the standby's journal stays a
+//! byte-for-byte copy of the leader's, so a promoted standby has the same sequence
+//! numbers and resend store.
+//!
+//! State both sides share with the rest of the engine lives in [`Replication`]: what each
+//! connected standby has acknowledged (the leader's `replicated` durability waits on it),
+//! whether sending is paused, and the follower's view of its leader.
+
+pub mod follower;
+pub mod source;
+
+use fix_store::replication::{decode, encode, Frame, FrameError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// The largest replication frame accepted.
+pub(crate) const MAX_FRAME: usize = 64 << 20;
+/// How much of the stream one Records frame carries at most.
+pub(crate) const CHUNK: usize = 256 << 10;
+/// How often an idle leader tells its standbys it has nothing more (also a keepalive).
+pub(crate) const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+/// A standby with records outstanding that acknowledges nothing for this long is dropped
+/// (hung or cut off), so `replicated` durability does not wait on it forever.
+pub(crate) const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// One standby as the leader sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandbyView {
+    /// The name it gave in its Hello.
+    pub name: String,
+    /// Its address.
+    pub peer: String,
+    /// Stream position sent to it.
+    pub sent: u64,
+    /// Stream position it has made durable.
+    pub acked: u64,
+}
+
+/// What a standby knows of its leader.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FollowerView {
+    /// The leader it follows now, if connected.
+    pub leader: Option<String>,
+    /// The leader's epoch.
+    pub epoch: u64,
+    /// Its own journal end.
+    pub position: u64,
+    /// It has received everything the leader had durable at least once since it started
+    /// (only then may it take over).
+    pub caught_up: bool,
+    /// The last problem, if any.
+    pub last_error: Option<String>,
+}
+
+/// Replication status shared by the engine's tasks.
+pub struct Replication {
+    standbys: Mutex<HashMap<u64, StandbyView>>,
+    /// Since when no standby has been connected (`None` while one is).
+    alone_since: Mutex<Option<std::time::Instant>>,
+    /// When each standby last acknowledged something (for dropping a hung one).
+    last_ack: Mutex<HashMap<u64, std::time::Instant>>,
+    /// Waits for durability that went on without a standby (`replicated` degraded).
+    degraded: std::sync::atomic::AtomicU64,
+    /// The stretch without a standby already announced in the log.
+    announced: Mutex<Option<std::time::Instant>>,
+    next_id: Mutex<u64>,
+    acked: watch::Sender<u64>,
+    paused: watch::Sender<bool>,
+    follower: Mutex<FollowerView>,
+    eligible: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Replication {
+    /// Fresh state; `eligible` says whether this instance may contend for the lease yet.
+    pub fn new(eligible: bool) -> Arc<Self> {
+        Arc::new(Self {
+            standbys: Mutex::new(HashMap::new()),
+            alone_since: Mutex::new(Some(std::time::Instant::now())),
+            last_ack: Mutex::new(HashMap::new()),
+            degraded: std::sync::atomic::AtomicU64::new(0),
+            announced: Mutex::new(None),
+            next_id: Mutex::new(0),
+            acked: watch::channel(0).0,
+            paused: watch::channel(false).0,
+            follower: Mutex::new(FollowerView::default()),
+            eligible: watch::channel(eligible).0,
+        })
+    }
+
+    /// The highest stream position durable on at least one standby.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        self.acked.subscribe()
+    }
+
+    /// Whether this instance may contend for the lease (see [`FollowerView::caught_up`]).
+    pub fn eligible(&self) -> watch::Receiver<bool> {
+        self.eligible.subscribe()
+    }
+
+    pub(crate) fn set_eligible(&self, yes: bool) {
+        self.eligible.send_if_modified(|v| {
+            let changed = *v != yes;
+            *v = yes;
+            changed
+        });
+    }
+
+    /// Stops (true) or resumes (false) sending records to standbys.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+        tracing::warn!(
+            paused,
+            "replication to standbys paused/resumed by an admin call"
+        );
+    }
+
+    /// Whether sending to standbys is paused.
+    pub fn paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// The connected standbys.
+    pub fn standbys(&self) -> Vec<StandbyView> {
+        let mut v: Vec<StandbyView> = lock(&self.standbys).values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// What this instance knows of its leader while standby.
+    pub fn follower(&self) -> FollowerView {
+        lock(&self.follower).clone()
+    }
+
+    pub(crate) fn update_follower(&self, f: impl FnOnce(&mut FollowerView)) {
+        f(&mut lock(&self.follower));
+    }
+
+    fn register(&self, name: String, peer: SocketAddr, from: u64) -> u64 {
+        let mut n = lock(&self.next_id);
+        *n += 1;
+        let view = StandbyView {
+            name,
+            peer: peer.to_string(),
+            sent: from,
+            acked: 0,
+        };
+        lock(&self.standbys).insert(*n, view);
+        lock(&self.last_ack).insert(*n, std::time::Instant::now());
+        *lock(&self.alone_since) = None;
+        self.publish_acked();
+        *n
+    }
+
+    fn unregister(&self, id: u64) {
+        let mut standbys = lock(&self.standbys);
+        standbys.remove(&id);
+        lock(&self.last_ack).remove(&id);
+        if standbys.is_empty() {
+            *lock(&self.alone_since) = Some(std::time::Instant::now());
+        }
+        drop(standbys);
+        self.publish_acked();
+    }
+
+    /// How long no standby has been connected (`None` while one is).
+    pub fn alone_for(&self) -> Option<std::time::Duration> {
+        lock(&self.alone_since).map(|t| t.elapsed())
+    }
+
+    /// Counts a write that went on without a standby (and says so the first time in a
+    /// stretch without one).
+    pub(crate) fn note_degraded_write(&self) {
+        self.degraded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let since = *lock(&self.alone_since);
+        let mut announced = lock(&self.announced);
+        if since.is_some() && *announced != since {
+            *announced = since;
+            tracing::warn!(
+                "no standby connected: running degraded (durability as `local`) until one is back"
+            );
+        }
+    }
+
+    /// Writes that went on without a standby since start.
+    pub fn degraded_writes(&self) -> u64 {
+        self.degraded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn acked_now(&self, id: u64) {
+        lock(&self.last_ack).insert(id, std::time::Instant::now());
+    }
+
+    /// Standby `id` has records outstanding and acknowledged nothing for `limit`.
+    fn stalled(&self, id: u64, limit: std::time::Duration) -> bool {
+        let behind = lock(&self.standbys)
+            .get(&id)
+            .is_some_and(|v| v.sent > v.acked);
+        behind
+            && lock(&self.last_ack)
+                .get(&id)
+                .is_some_and(|t| t.elapsed() > limit)
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut StandbyView)) {
+        if let Some(v) = lock(&self.standbys).get_mut(&id) {
+            f(v);
+        }
+        self.publish_acked();
+    }
+
+    fn publish_acked(&self) {
+        let best = lock(&self.standbys)
+            .values()
+            .map(|v| v.acked)
+            .max()
+            .unwrap_or(0);
+        self.acked.send_if_modified(|v| {
+            let changed = *v != best;
+            *v = best;
+            changed
+        });
+    }
+}
+
+/// Reads whole frames from a byte stream.
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    /// The next frame; `None` at a clean end of stream.
+    pub(crate) async fn next(
+        &mut self,
+        rd: &mut (impl AsyncRead + Unpin),
+    ) -> std::io::Result<Option<Frame>> {
+        loop {
+            match decode(&self.buf, MAX_FRAME) {
+                Ok((frame, used)) => {
+                    self.buf.drain(..used);
+                    return Ok(Some(frame));
+                }
+                Err(FrameError::Incomplete) => {}
+                Err(e) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+                }
+            }
+            let mut chunk = [0u8; 64 << 10];
+            let n = rd.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Writes one frame.
+pub(crate) async fn send(wr: &mut (impl AsyncWrite + Unpin), frame: &Frame) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    encode(frame, &mut out);
+    wr.write_all(&out).await
+}

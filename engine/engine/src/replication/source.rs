@@ -1,0 +1,200 @@
+//! The leader side: serve the journal's record stream to every standby that connects.
+//!
+//! A standby says Hello with where its journal ends and its epoch history. The leader
+//! checks the two streams agree up to there (else it answers Truncate with the position
+//! where they part, and the standby cuts its tail and comes back), then sends durable
+//! records from that position on, tagged with its epoch, and reads the standby's Acks.
+//! Only a leader serves; the connection ends the moment this instance stops leading.
+
+use super::{send, FrameReader, Replication, ACK_TIMEOUT, CHUNK, IDLE_TICK};
+use fix_lease::{Role, RoleState};
+use fix_store::replication::Frame;
+use fix_store::Journal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What a serving connection needs.
+#[derive(Clone)]
+pub struct Source {
+    /// The journal.
+    pub journal: Journal,
+    /// Its durable position.
+    pub durable: watch::Receiver<u64>,
+    /// This instance's role.
+    pub role: watch::Receiver<RoleState>,
+    /// Shared status.
+    pub state: Arc<Replication>,
+}
+
+/// Accepts standby connections forever.
+pub async fn serve(listener: TcpListener, source: Source) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let s = source.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = s.stream_to(stream, peer).await {
+                        tracing::info!(%peer, error = %e, "replication connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "replication accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
+    match role.borrow().role {
+        Role::Leader { epoch } => Some(epoch),
+        Role::Standby => None,
+    }
+}
+
+impl Source {
+    async fn stream_to(mut self, stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut frames = FrameReader::new();
+        let hello = tokio::time::timeout(std::time::Duration::from_secs(5), frames.next(&mut rd))
+            .await
+            .map_err(|_| std::io::Error::other("no Hello within 5 s"))??;
+        let Some(Frame::Hello {
+            epoch: theirs,
+            from_position,
+            epochs,
+            standby,
+        }) = hello
+        else {
+            return Err(std::io::Error::other("expected Hello"));
+        };
+        let position = self.journal.appended();
+        let newest = self.journal.epoch_history().last().map_or(0, |e| e.0);
+        let Some(epoch) = leading_epoch(&self.role) else {
+            let reason = "not the leader".to_string();
+            send(
+                &mut wr,
+                &Frame::Refused {
+                    epoch: newest,
+                    position,
+                    reason,
+                },
+            )
+            .await?;
+            return Ok(());
+        };
+        if theirs > epoch {
+            let reason = format!("this leader's epoch {epoch} is older than the standby's {theirs}: it is stale and must not lead");
+            tracing::warn!(%peer, %reason, "refusing a standby");
+            send(
+                &mut wr,
+                &Frame::Refused {
+                    epoch,
+                    position,
+                    reason,
+                },
+            )
+            .await?;
+            return Ok(());
+        }
+        let agreed = self.journal.agreed_position(&epochs, from_position);
+        if agreed < from_position {
+            tracing::warn!(%peer, standby = %standby, from_position, agreed, "standby's journal diverged (an old leader's unreplicated tail): asking it to cut back");
+            send(
+                &mut wr,
+                &Frame::Truncate {
+                    epoch,
+                    position: agreed,
+                },
+            )
+            .await?;
+            return Ok(());
+        }
+        tracing::info!(%peer, standby = %standby, from_position, epoch, "standby connected; streaming the journal");
+        let id = self.state.register(standby, peer, from_position);
+        let state = Arc::clone(&self.state);
+        let acks = tokio::spawn(async move {
+            loop {
+                match frames.next(&mut rd).await {
+                    Ok(Some(Frame::Ack {
+                        durable_position, ..
+                    })) => {
+                        state.acked_now(id);
+                        state.update(id, |v| v.acked = v.acked.max(durable_position));
+                    }
+                    Ok(Some(Frame::Refused { reason, .. })) => {
+                        tracing::warn!(%peer, %reason, "standby refused the stream");
+                        return;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        });
+        let result = self.pump(&mut wr, epoch, from_position, id, &acks).await;
+        acks.abort();
+        self.state.unregister(id);
+        result
+    }
+
+    /// Sends records from `position` while leading with `epoch`.
+    async fn pump(
+        &mut self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        epoch: u64,
+        mut position: u64,
+        id: u64,
+        acks: &tokio::task::JoinHandle<()>,
+    ) -> std::io::Result<()> {
+        let mut paused = self.state.paused.subscribe();
+        loop {
+            if leading_epoch(&self.role) != Some(epoch) || acks.is_finished() {
+                return Ok(());
+            }
+            if self.state.stalled(id, ACK_TIMEOUT) {
+                return Err(std::io::Error::other(format!(
+                    "standby acknowledged nothing for {ACK_TIMEOUT:?}; dropping it"
+                )));
+            }
+            if *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = paused.changed() => {}
+                    _ = self.role.changed() => {}
+                }
+                continue;
+            }
+            let journal = self.journal.clone();
+            let chunk = tokio::task::spawn_blocking(move || journal.read_stream(position, CHUNK))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
+            let idle = chunk.is_empty();
+            let len = chunk.len() as u64;
+            send(
+                wr,
+                &Frame::Records {
+                    epoch,
+                    start_position: position,
+                    records: chunk,
+                },
+            )
+            .await?;
+            position += len;
+            self.state.update(id, |v| v.sent = position);
+            if idle {
+                // Nothing durable beyond `position`: wait for more (the empty frame just
+                // sent tells the standby it is current).
+                tokio::select! {
+                    _ = self.durable.changed() => {}
+                    _ = self.role.changed() => {}
+                    _ = paused.changed() => {}
+                    () = tokio::time::sleep(IDLE_TICK) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Two engines replicating the journal (SQLite lease, `replicated` durability): the
+//! standby's journal follows the leader's, replication can be paused and resumed, and a
+//! standby that takes over continues the sessions with the same sequence numbers and can
+//! resend what the old leader sent.
+
+use fix_codec::human::to_human;
+use fix_e2e::client::{FixClient, Received};
+use fix_e2e::http::request;
+use fix_e2e::interop::free_port;
+use fix_e2e::wait::eventually;
+use fix_engine::{Engine, EngineConfig};
+use fix_lease::Role;
+use fix_session::SessionId;
+use std::path::Path;
+use std::time::Duration;
+
+const TOKEN: &str = "t0ken";
+
+fn config(dir: &Path, name: &str, me: u16, peer: u16) -> EngineConfig {
+    let toml = format!(
+        "[engine]\ndata_dir = '{d}/{name}'\napp = 'echo'\n\
+         [engine.lease]\nurl = 'sqlite://{d}/lease.db'\nowner = '{name}'\nttl_ms = 900\nrenew_interval_ms = 150\nsafety_margin_ms = 200\n\
+         [engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = 'replicated'\n\
+         [engine.admin]\nlisten = '127.0.0.1:0'\ntoken = '{TOKEN}'\n\
+         [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'ISLD'\ntarget_comp_id = 'TW'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n",
+        d = dir.display()
+    );
+    EngineConfig::from_toml(&toml, name).expect("config")
+}
+
+fn leads(e: &Engine) -> bool {
+    matches!(e.handle().role(), Role::Leader { .. })
+}
+
+fn id() -> SessionId {
+    SessionId::new("FIX.4.4", "ISLD", "TW")
+}
+
+fn field(r: &Received, tag: &str) -> Option<String> {
+    let Received::Message(m) = r else { return None };
+    to_human(m)
+        .split('|')
+        .find_map(|f| f.strip_prefix(&format!("{tag}=")).map(str::to_string))
+}
+
+async fn expect(c: &mut FixClient, msg_type: &str) -> Received {
+    let r = c.next(Duration::from_secs(5)).await;
+    assert_eq!(field(&r, "35").as_deref(), Some(msg_type), "{r:?}");
+    r
+}
+
+async fn standby_position(e: &Engine) -> u64 {
+    let (code, body) = request(
+        e.admin_addr().expect("admin"),
+        "GET",
+        "/replication",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["follower"]["position"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_leader_sent() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (pa, pb) = (free_port(), free_port());
+    let a = Engine::start(config(dir.path(), "a", pa, pb))
+        .await
+        .expect("a");
+    let b = Engine::start(config(dir.path(), "b", pb, pa))
+        .await
+        .expect("b");
+    eventually("a leader", Duration::from_secs(10), || {
+        leads(&a) || leads(&b)
+    })
+    .await;
+    let (leader, standby) = if leads(&a) { (&a, &b) } else { (&b, &a) };
+
+    let mut c = FixClient::connected("FIX.4.4", leader.listen_addr(&id()).expect("port"))
+        .await
+        .expect("connect");
+    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+        .await
+        .expect("logon");
+    expect(&mut c, "A").await;
+    for n in 2..=6 {
+        c.send(&format!(
+            "35=D|34={n}|49=TW|52=<TIME>|56=ISLD|11=ord{n}|21=1|55=X|54=1|60=<TIME>|40=1|38=10|"
+        ))
+        .await
+        .expect("order");
+        let echo = expect(&mut c, "D").await;
+        assert_eq!(field(&echo, "11"), Some(format!("ord{n}")));
+    }
+    let (code, body) = request(
+        leader.admin_addr().expect("admin"),
+        "GET",
+        "/replication",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"standbys\":[{"),
+        "the standby is connected: {body}"
+    );
+
+    // Paused replication: with `replicated` durability the leader sends nothing more.
+    let la = leader.admin_addr().expect("admin");
+    assert_eq!(
+        request(la, "POST", "/replication/pause", Some(TOKEN), None)
+            .await
+            .0,
+        200
+    );
+    let before = standby_position(standby).await;
+    c.send("35=D|34=7|49=TW|52=<TIME>|56=ISLD|11=ord7|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
+        .await
+        .expect("order");
+    assert_eq!(
+        c.next(Duration::from_millis(600)).await,
+        Received::TimedOut,
+        "held back while no standby has it"
+    );
+    assert_eq!(standby_position(standby).await, before);
+    assert_eq!(
+        request(la, "POST", "/replication/resume", Some(TOKEN), None)
+            .await
+            .0,
+        200
+    );
+    let echo = expect(&mut c, "D").await;
+    assert_eq!(field(&echo, "11").as_deref(), Some("ord7"));
+
+    // Fail over; the counterparty comes back to the new leader with its sequence numbers.
+    leader.handle().step_down(Duration::from_secs(60)).await;
+    assert_eq!(c.next(Duration::from_secs(2)).await, Received::Closed);
+    eventually("the standby to lead", Duration::from_secs(5), || {
+        leads(standby)
+    })
+    .await;
+    let mut c = FixClient::connected("FIX.4.4", standby.listen_addr(&id()).expect("port"))
+        .await
+        .expect("connect");
+    // Ask for everything again: the new leader resends what the old one sent.
+    c.send("35=A|34=8|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+        .await
+        .expect("logon");
+    let logon = expect(&mut c, "A").await;
+    assert_eq!(
+        field(&logon, "34").as_deref(),
+        Some("8"),
+        "sequence continues: {logon:?}"
+    );
+    c.send("35=2|34=9|49=TW|52=<TIME>|56=ISLD|7=2|16=0|")
+        .await
+        .expect("resend request");
+    let mut resent = Vec::new();
+    for _ in 0..6 {
+        let r = expect(&mut c, "D").await;
+        assert_eq!(field(&r, "43").as_deref(), Some("Y"), "PossDup: {r:?}");
+        resent.push(field(&r, "11").unwrap_or_default());
+    }
+    assert_eq!(resent, ["ord2", "ord3", "ord4", "ord5", "ord6", "ord7"]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
