@@ -145,10 +145,17 @@ impl SessionActor {
         self
     }
 
+    /// Leader, and the lease's local deadline has not passed. The deadline is checked
+    /// here too, not only by the lease task: a process resumed after a pause (SIGSTOP, a
+    /// VM freeze) may run this before the lease task has noticed.
     fn is_leader(&self) -> bool {
-        self.role
-            .as_ref()
-            .is_none_or(|r| matches!(r.borrow().role, LeaseRole::Leader { .. }))
+        self.role.as_ref().is_none_or(|r| {
+            let state = r.borrow();
+            matches!(state.role, LeaseRole::Leader { .. })
+                && state
+                    .valid_until
+                    .is_none_or(|t| std::time::Instant::now() < t)
+        })
     }
 
     /// Lost the lease: close the connection without sending another byte.
@@ -512,6 +519,11 @@ impl SessionActor {
                 self.stopped = true;
                 return;
             }
+            if !self.is_leader() {
+                deliveries.clear();
+                self.fence();
+                break;
+            }
             if let Some(bytes) = self.session.poll_transmit() {
                 self.log.record('>', bytes);
                 self.metrics
@@ -682,7 +694,16 @@ impl SessionActor {
                 }
             }
             if self.plan.config.role == Role::Initiator {
-                self.next_connect = Instant::now() + self.plan.reconnect_interval;
+                // Move on to the next alternate address (a failed-over counterparty is
+                // found there); once all were tried, wait the reconnect interval.
+                self.connect_index += 1;
+                let round_done = self.connect_index.is_multiple_of(self.plan.connect.len());
+                self.next_connect = Instant::now()
+                    + if round_done {
+                        self.plan.reconnect_interval
+                    } else {
+                        Duration::from_millis(100)
+                    };
             }
         }
     }

@@ -276,6 +276,9 @@ pub struct SessionSection {
     pub connect: Vec<String>,
     /// Seconds between reconnect attempts (doubles up to 8×).
     pub reconnect_interval: Option<u64>,
+    /// Reconnect interval in milliseconds (overrides `reconnect_interval`; for fast
+    /// failover across alternate addresses).
+    pub reconnect_interval_ms: Option<u64>,
     /// HeartBtInt in seconds.
     pub heartbeat_interval: Option<u64>,
     /// Logon timeout in seconds.
@@ -545,7 +548,10 @@ impl SessionSection {
             config: c,
             listen,
             connect,
-            reconnect_interval: Duration::from_secs(self.reconnect_interval.unwrap_or(5).max(1)),
+            reconnect_interval: match self.reconnect_interval_ms {
+                Some(ms) => Duration::from_millis(ms.max(10)),
+                None => Duration::from_secs(self.reconnect_interval.unwrap_or(5).max(1)),
+            },
             data_dictionary: self.data_dictionary.clone(),
             transport_data_dictionary: self.transport_data_dictionary.clone(),
             tls: self.tls.clone(),

@@ -50,9 +50,16 @@ pub async fn serve(listener: TcpListener, source: Source) {
 }
 
 fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
-    match role.borrow().role {
-        Role::Leader { epoch } => Some(epoch),
-        Role::Standby => None,
+    let state = role.borrow();
+    match state.role {
+        Role::Leader { epoch }
+            if state
+                .valid_until
+                .is_none_or(|t| std::time::Instant::now() < t) =>
+        {
+            Some(epoch)
+        }
+        _ => None,
     }
 }
 

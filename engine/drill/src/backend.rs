@@ -1,0 +1,251 @@
+//! The lease stores a drill runs against, each prepared fresh, with a way to take it away
+//! (an outage) and bring it back.
+//!
+//! PostgreSQL, MariaDB and DynamoDB (moto) are reached through a [`Proxy`] that can be
+//! cut; SQLite is made unavailable by another connection holding an exclusive lock.
+
+use crate::proxy::Proxy;
+use sqlx::Connection;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A lease backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// A SQLite file (the embedded default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB (Aurora MySQL's stand-in).
+    Mysql,
+    /// DynamoDB (moto here).
+    Dynamodb,
+}
+
+impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 4] = [
+        Backend::Sqlite,
+        Backend::Postgres,
+        Backend::Mysql,
+        Backend::Dynamodb,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+            Backend::Dynamodb => "dynamodb",
+        }
+    }
+}
+
+/// Where the servers are (admin connections used to create fresh databases).
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// PostgreSQL admin URL.
+    pub postgres: String,
+    /// MySQL/MariaDB admin URL.
+    pub mysql: String,
+    /// moto's endpoint, e.g. `http://127.0.0.1:5000`.
+    pub moto: Option<String>,
+}
+
+impl Servers {
+    /// From `FIX_TEST_POSTGRES_URL`, `FIX_TEST_MYSQL_URL` and `FIX_TEST_MOTO_URL`, with
+    /// this machine's defaults for the first two.
+    pub fn from_env() -> Self {
+        Self {
+            postgres: std::env::var("FIX_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            mysql: std::env::var("FIX_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+            moto: std::env::var("FIX_TEST_MOTO_URL").ok(),
+        }
+    }
+}
+
+/// Preparing a lease store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The server could not be reached or refused.
+    #[error(
+        "{backend}: {detail} (is it running? scripts/test.sh starts PostgreSQL, MariaDB and moto)"
+    )]
+    Unreachable {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// No moto endpoint was given.
+    #[error("dynamodb: set FIX_TEST_MOTO_URL (or --moto-url) to a running moto server")]
+    NoMoto,
+}
+
+enum Outage {
+    Proxy(Proxy),
+    SqliteLock {
+        url: String,
+        held: Option<sqlx::SqliteConnection>,
+    },
+}
+
+/// A fresh lease store for one drill or test.
+pub struct LeaseDb {
+    /// The URL engines use (through the proxy where there is one).
+    pub url: String,
+    backend: Backend,
+    outage: Outage,
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+fn host_port(url: &str) -> Option<(String, String, String)> {
+    // scheme://[user@]host:port/rest
+    let (scheme, rest) = url.split_once("://")?;
+    let (auth, after) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match auth.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), auth),
+    };
+    Some((
+        format!("{scheme}://{user}"),
+        hostport.to_string(),
+        after.to_string(),
+    ))
+}
+
+async fn resolve(hostport: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(hostport).await.ok()?.next()
+}
+
+impl LeaseDb {
+    /// Creates a fresh database (or table, or file) for `backend`.
+    pub async fn prepare(
+        backend: Backend,
+        servers: &Servers,
+        dir: &Path,
+    ) -> Result<Self, BackendError> {
+        let err = |detail: String| BackendError::Unreachable {
+            backend: backend.name(),
+            detail,
+        };
+        let (url, target) = match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.join("lease.db").display());
+                return Ok(Self {
+                    url: url.clone(),
+                    backend,
+                    outage: Outage::SqliteLock { url, held: None },
+                });
+            }
+            Backend::Postgres => {
+                let name = unique("fixdrill");
+                let mut c = sqlx::PgConnection::connect(&servers.postgres)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let (head, hostport, _) =
+                    host_port(&servers.postgres).ok_or_else(|| err("bad URL".into()))?;
+                (format!("{head}HOSTPORT/{name}"), hostport)
+            }
+            Backend::Mysql => {
+                let name = unique("fixdrill");
+                let mut c = sqlx::MySqlConnection::connect(&servers.mysql)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let (head, hostport, _) =
+                    host_port(&servers.mysql).ok_or_else(|| err("bad URL".into()))?;
+                (format!("{head}HOSTPORT/{name}"), hostport)
+            }
+            Backend::Dynamodb => {
+                let moto = servers.moto.as_deref().ok_or(BackendError::NoMoto)?;
+                let hostport = moto
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string();
+                let table = unique("fixdrill");
+                (
+                    format!("dynamodb://{table}?region=us-east-1&endpoint=http://HOSTPORT"),
+                    hostport,
+                )
+            }
+        };
+        let target = resolve(&target)
+            .await
+            .ok_or_else(|| err(format!("cannot resolve {target}")))?;
+        let proxy = Proxy::start(target)
+            .await
+            .map_err(|e| err(format!("starting the outage proxy: {e}")))?;
+        let url = url.replace("HOSTPORT", &proxy.addr().to_string());
+        if backend == Backend::Dynamodb {
+            // Create the table now, once, rather than racing two engines to it.
+            fix_lease::connect(&url)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+        }
+        Ok(Self {
+            url,
+            backend,
+            outage: Outage::Proxy(proxy),
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Takes the lease store away: every engine's lease call fails or hangs.
+    pub async fn cut(&mut self) -> Result<(), BackendError> {
+        match &mut self.outage {
+            Outage::Proxy(p) => p.cut(),
+            Outage::SqliteLock { url, held } => {
+                let mut c = sqlx::SqliteConnection::connect(url).await.map_err(|e| {
+                    BackendError::Unreachable {
+                        backend: "sqlite",
+                        detail: e.to_string(),
+                    }
+                })?;
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut c)
+                    .await
+                    .map_err(|e| BackendError::Unreachable {
+                        backend: "sqlite",
+                        detail: format!("taking an exclusive lock: {e}"),
+                    })?;
+                *held = Some(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings it back.
+    pub async fn restore(&mut self) {
+        match &mut self.outage {
+            Outage::Proxy(p) => p.restore(),
+            Outage::SqliteLock { held, .. } => {
+                if let Some(mut c) = held.take() {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut c).await;
+                    let _ = c.close().await;
+                }
+            }
+        }
+    }
+}

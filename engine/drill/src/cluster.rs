@@ -1,0 +1,198 @@
+//! An engine group of real processes (two instances, one lease store, replication
+//! between them) and the questions a drill or test asks of it.
+
+use crate::backend::{Backend, BackendError, LeaseDb, Servers};
+use crate::node::{Node, NodeSpec};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How the group runs.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// The drill binary (run as `EXE engine --config FILE`).
+    pub exe: PathBuf,
+    /// Lease backend.
+    pub backend: Backend,
+    /// `local` or `replicated`.
+    pub durability: String,
+    /// Lease TTL, renew interval, safety margin (ms).
+    pub lease_ms: (u64, u64, u64),
+    /// Instances in the group (2 or more).
+    pub instances: usize,
+}
+
+/// A group that failed to start or misbehaved.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The lease store could not be prepared.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A process could not be started.
+    #[error("starting engine {name}: {source}")]
+    Spawn {
+        /// Which.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Something did not happen in time.
+    #[error("{what} did not happen within {limit:?}{logs}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        limit: Duration,
+        /// The engines' last log lines.
+        logs: String,
+    },
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A running group.
+pub struct Cluster {
+    /// Its instances.
+    pub nodes: Vec<Node>,
+    /// Its lease store.
+    pub lease: LeaseDb,
+}
+
+impl Cluster {
+    /// Prepares the lease store and starts every instance.
+    pub async fn start(
+        opts: &GroupOptions,
+        servers: &Servers,
+        dir: &Path,
+    ) -> Result<Self, ClusterError> {
+        let lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
+        let n = opts.instances.max(2);
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, &(fix_port, admin_port, repl_port)) in ports.iter().enumerate() {
+            let spec = NodeSpec {
+                name: format!("engine-{}", (b'a' + i as u8) as char),
+                dir: dir.join(format!("engine-{i}")),
+                fix_port,
+                admin_port,
+                repl_port,
+                peers: ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| p.2)
+                    .collect(),
+                lease_url: lease.url.clone(),
+                durability: opts.durability.clone(),
+                ttl_ms: opts.lease_ms.0,
+                renew_ms: opts.lease_ms.1,
+                margin_ms: opts.lease_ms.2,
+            };
+            let mut node = Node::new(&opts.exe, spec);
+            node.start().map_err(|source| ClusterError::Spawn {
+                name: node.spec.name.clone(),
+                source,
+            })?;
+            nodes.push(node);
+        }
+        Ok(Self { nodes, lease })
+    }
+
+    /// Every instance's FIX address, in order (the counterparty's alternates).
+    pub fn fix_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(Node::fix_addr).collect()
+    }
+
+    /// The index of the instance that reports leader, if exactly one does.
+    pub async fn leader(&self) -> Option<usize> {
+        let mut found = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.is_leader().await {
+                found.push(i);
+            }
+        }
+        (found.len() == 1).then(|| found[0])
+    }
+
+    /// How many instances report leader now.
+    pub async fn leaders(&self) -> usize {
+        let mut count = 0;
+        for n in &self.nodes {
+            if n.is_leader().await {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// The engines' last log lines, for error messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out.push_str(&format!("\n--- {} ---\n{}", n.spec.name, n.log_tail(15)));
+        }
+        out
+    }
+
+    fn timeout(&self, what: &str, limit: Duration) -> ClusterError {
+        ClusterError::Timeout {
+            what: what.to_string(),
+            limit,
+            logs: self.logs(),
+        }
+    }
+
+    /// Waits for exactly one leader.
+    pub async fn wait_leader(&self, limit: Duration) -> Result<usize, ClusterError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(i) = self.leader().await {
+                return Ok(i);
+            }
+            if Instant::now() > deadline {
+                return Err(self.timeout("a single leader", limit));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until instance `i` follows a leader and has caught up with it once.
+    pub async fn wait_caught_up(&self, i: usize, limit: Duration) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.nodes[i].readiness().await {
+                let f = &v["replication"]["follower"];
+                if f["caught_up"] == true && f["leader"].is_string() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let name = &self.nodes[i].spec.name;
+                return Err(self.timeout(&format!("{name} catching up with the leader"), limit));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls instance `i` until it reports leader; returns when it did.
+    pub async fn wait_promoted(&self, i: usize, limit: Duration) -> Result<Instant, ClusterError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.nodes[i].is_leader().await {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                let name = &self.nodes[i].spec.name;
+                return Err(self.timeout(&format!("{name} taking over"), limit));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}

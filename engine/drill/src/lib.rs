@@ -1,0 +1,21 @@
+//! # fix-drill
+//!
+//! Failover drills and failover tests with real processes: an engine group (two or more
+//! `fix-drill engine` processes sharing a lease store and replicating the journal), a
+//! counterparty sending orders through its alternate addresses, and the faults —
+//! `kill -9`, SIGSTOP/SIGCONT, the lease store going away.
+//!
+//! - [`node`]: one engine process (config, start, kill, pause, admin API).
+//! - [`cluster`]: the group and its waits (a single leader, caught up, promoted).
+//! - [`backend`]: fresh lease stores for SQLite, PostgreSQL, MariaDB and DynamoDB (moto),
+//!   each with an outage switch ([`proxy`] for the networked ones).
+//! - [`trader`]: the counterparty and its book (loss, duplicates, gaps).
+//! - [`drill`]: the kill-and-promote cycles and their report.
+
+pub mod backend;
+pub mod cluster;
+pub mod drill;
+pub mod http;
+pub mod node;
+pub mod proxy;
+pub mod trader;

@@ -1,0 +1,189 @@
+//! One engine instance as a real process: its configuration, start, `kill -9`,
+//! SIGSTOP/SIGCONT, and its admin API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Admin token the drill's engines use.
+pub const TOKEN: &str = "drill-token";
+
+/// How to run one engine of the group.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Instance name (lease owner).
+    pub name: String,
+    /// Its data directory (journal, config, log).
+    pub dir: PathBuf,
+    /// FIX acceptor port.
+    pub fix_port: u16,
+    /// Admin API port.
+    pub admin_port: u16,
+    /// Replication port.
+    pub repl_port: u16,
+    /// The other instances' replication ports.
+    pub peers: Vec<u16>,
+    /// Lease store URL.
+    pub lease_url: String,
+    /// `local` or `replicated`.
+    pub durability: String,
+    /// Lease TTL in ms.
+    pub ttl_ms: u64,
+    /// Renew interval in ms.
+    pub renew_ms: u64,
+    /// Safety margin in ms.
+    pub margin_ms: u64,
+}
+
+impl NodeSpec {
+    /// The engine configuration (TOML): one FIX.4.4 acceptor EXEC←CLIENT with the `exec`
+    /// simulator.
+    pub fn toml(&self) -> String {
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|p| format!("'127.0.0.1:{p}'"))
+            .collect();
+        format!(
+            "[engine]\ndata_dir = '{dir}'\napp = 'exec'\n\
+             [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n\
+             [engine.replication]\nlisten = '127.0.0.1:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\n\
+             [engine.admin]\nlisten = '127.0.0.1:{admin}'\ntoken = '{TOKEN}'\n\
+             [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:{fix}'\nheartbeat_interval = 1\n",
+            dir = self.dir.display(),
+            url = self.lease_url,
+            name = self.name,
+            ttl = self.ttl_ms,
+            renew = self.renew_ms,
+            margin = self.margin_ms,
+            repl = self.repl_port,
+            peers = peers.join(", "),
+            durability = self.durability,
+            admin = self.admin_port,
+            fix = self.fix_port,
+        )
+    }
+}
+
+/// A running (or stopped) engine process.
+pub struct Node {
+    /// How it runs.
+    pub spec: NodeSpec,
+    exe: PathBuf,
+    child: Option<Child>,
+}
+
+fn signal(pid: u32, sig: &str) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill {sig} {pid} failed")))
+    }
+}
+
+impl Node {
+    /// A node run by `exe engine --config FILE` (the drill binary's engine mode).
+    pub fn new(exe: &Path, spec: NodeSpec) -> Self {
+        Self {
+            spec,
+            exe: exe.to_path_buf(),
+            child: None,
+        }
+    }
+
+    /// Starts the process (its log goes to `engine.log` in its directory).
+    pub fn start(&mut self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.spec.dir)?;
+        let config = self.spec.dir.join("engine.toml");
+        std::fs::write(&config, self.spec.toml())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.spec.dir.join("engine.log"))?;
+        let child = Command::new(&self.exe)
+            .arg("engine")
+            .arg("--config")
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("FIX_DRILL_ENGINE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9`, and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open.
+    pub fn pause(&self) -> std::io::Result<()> {
+        self.pid().map_or(Ok(()), |p| signal(p, "-STOP"))
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) -> std::io::Result<()> {
+        self.pid().map_or(Ok(()), |p| signal(p, "-CONT"))
+    }
+
+    /// Its process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The FIX port's address.
+    pub fn fix_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.spec.fix_port))
+    }
+
+    /// The admin API's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.spec.admin_port))
+    }
+
+    /// `/readyz` as JSON, if it answers.
+    pub async fn readiness(&self) -> Option<serde_json::Value> {
+        crate::http::readiness(self.admin_addr()).await
+    }
+
+    /// Whether it answers `/readyz` as the leader.
+    pub async fn is_leader(&self) -> bool {
+        self.readiness()
+            .await
+            .is_some_and(|v| v["role"] == "leader")
+    }
+
+    /// The last lines of its log (for failure messages).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.spec.dir.join("engine.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(p) = self.pid() {
+            let _ = signal(p, "-CONT");
+        }
+        self.kill9();
+    }
+}
