@@ -48,11 +48,15 @@ pub enum ClusterError {
     },
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
+/// `n` distinct free loopback ports (all held open until every one is chosen).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok())
+        .collect();
+    held.iter()
+        .filter_map(|l| l.local_addr().ok())
         .map(|a| a.port())
-        .unwrap_or(0)
+        .collect()
 }
 
 /// A running group.
@@ -72,8 +76,10 @@ impl Cluster {
     ) -> Result<Self, ClusterError> {
         let lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
         let n = opts.instances.max(2);
-        let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
+        let ports: Vec<(u16, u16, u16)> = free_ports(3 * n)
+            .chunks(3)
+            .filter(|c| c.len() == 3)
+            .map(|c| (c[0], c[1], c[2]))
             .collect();
         let mut nodes = Vec::new();
         for (i, &(fix_port, admin_port, repl_port)) in ports.iter().enumerate() {

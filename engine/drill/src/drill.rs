@@ -18,6 +18,10 @@ pub struct DrillOptions {
     pub rate: u32,
     /// Load between the standby catching up and the kill.
     pub dwell: Duration,
+    /// Kill only once the load is held back, every order answered and the standby has
+    /// acknowledged everything (`local` durability loses what the standby lacked at the
+    /// kill; this shows promotion itself loses nothing).
+    pub quiesce: bool,
 }
 
 /// What one drill measured.
@@ -118,6 +122,38 @@ impl Report {
     }
 }
 
+/// Waits until every order is answered and every standby acknowledged all the leader has.
+async fn quiesce(
+    cluster: &Cluster,
+    leader: usize,
+    trader: &Trader,
+    limit: Duration,
+) -> Result<(), ClusterError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answered = trader.book().unanswered() == 0;
+        let replicated = cluster.nodes[leader].readiness().await.is_some_and(|v| {
+            let r = &v["replication"];
+            let standbys = r["standbys"].as_array().cloned().unwrap_or_default();
+            !standbys.is_empty()
+                && standbys
+                    .iter()
+                    .all(|s| s["acked"].as_u64() == r["appended"].as_u64())
+        });
+        if answered && replicated {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ClusterError::Timeout {
+                what: "the group quiescing (orders answered, standby caught up)".into(),
+                limit,
+                logs: cluster.logs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs the drill in `dir`; `progress` hears about each cycle.
 pub async fn run(
     opts: &DrillOptions,
@@ -159,9 +195,12 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(opts.dwell).await;
+        if opts.quiesce {
+            trader.hold_orders(true);
+            quiesce(&cluster, leader, &trader, limit).await?;
+        }
         let killed = Instant::now();
         cluster.nodes[leader].kill9();
-        let next = (leader + 1) % cluster.nodes.len();
         // Any standby may win; watch them all.
         let promoted = loop {
             if let Some(i) = cluster.leader().await {
@@ -192,7 +231,6 @@ pub async fn run(
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        let _ = next;
         report.to_leader.push(promoted - killed);
         report.to_logon.push(logon - killed);
         progress(
@@ -203,6 +241,7 @@ pub async fn run(
                 ms(logon - killed)
             ),
         );
+        trader.hold_orders(false);
         cluster.nodes[leader]
             .start()
             .map_err(|source| ClusterError::Spawn {

@@ -67,6 +67,10 @@ struct RunArgs {
     /// Keep the engines' directories (journals, logs) here instead of a temporary one.
     #[arg(long)]
     keep_in: Option<PathBuf>,
+    /// Hold the load back and let the standby catch up before each kill (isolates
+    /// promotion from what `local` durability loses by design).
+    #[arg(long)]
+    quiesce: bool,
     /// Print JSON lines instead of the table.
     #[arg(long)]
     json: bool,
@@ -94,6 +98,7 @@ fn run_engine(path: &std::path::Path) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .init();
     let config = fix_engine::EngineConfig::from_file(path)?;
     runtime()?.block_on(async move {
@@ -140,6 +145,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                     cycles: args.cycles,
                     rate: args.rate,
                     dwell: Duration::from_millis(args.dwell_ms),
+                    quiesce: args.quiesce,
                 };
                 let quiet = args.json;
                 let report = drill::run(&opts, &servers, &dir, |cycle, line| {

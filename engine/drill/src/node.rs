@@ -111,6 +111,7 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("FIX_DRILL_ENGINE_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -145,6 +145,7 @@ pub struct Trader {
     handle: EngineHandle,
     book: Arc<Book>,
     stop: watch::Sender<bool>,
+    hold: watch::Sender<bool>,
     pump: Option<JoinHandle<()>>,
 }
 
@@ -169,17 +170,20 @@ impl Trader {
         let engine = Engine::start_with(config, Arc::new(Recorder(Arc::clone(&book)))).await?;
         let handle = engine.handle();
         let (stop, stopped) = watch::channel(false);
+        let (hold, held) = watch::channel(false);
         let pump = tokio::spawn(pump(
             handle.clone(),
             Arc::clone(&book),
             rate.max(1),
             stopped,
+            held,
         ));
         Ok(Self {
             engine: Some(engine),
             handle,
             book,
             stop,
+            hold,
             pump: Some(pump),
         })
     }
@@ -195,6 +199,11 @@ impl Trader {
             .status(&session())
             .await
             .is_ok_and(|s| s.state == fix_session::State::Active)
+    }
+
+    /// Holds new orders back (true) or lets them flow again (false).
+    pub fn hold_orders(&self, hold: bool) {
+        self.hold.send_replace(hold);
     }
 
     /// Stops sending new orders (what was sent is still answered).
@@ -229,6 +238,7 @@ async fn pump(
     book: Arc<Book>,
     rate: u32,
     mut stopped: watch::Receiver<bool>,
+    mut held: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,6 +251,12 @@ async fn pump(
         }
         if *stopped.borrow() {
             return;
+        }
+        if *held.borrow() {
+            tokio::select! {
+                _ = held.wait_for(|h| !*h) => {}
+                _ = stopped.changed() => return,
+            }
         }
         n += 1;
         let cl = format!("o{n}");

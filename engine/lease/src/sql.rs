@@ -118,7 +118,18 @@ impl SqlLeaseStore {
         }
     }
 
+    /// Creates the table unless it exists. Two instances starting together may race:
+    /// PostgreSQL's `IF NOT EXISTS` can still fail with a duplicate catalog entry, so a
+    /// failure is retried once after a pause (the other instance has created it then).
     async fn create_table(&self) -> Result<(), LeaseError> {
+        if self.create_table_once().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.create_table_once().await
+    }
+
+    async fn create_table_once(&self) -> Result<(), LeaseError> {
         let err = self.query_err("creating the fix_lease table");
         match self {
             Self::Sqlite(p) => sqlx::query(

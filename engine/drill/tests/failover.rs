@@ -1,0 +1,313 @@
+//! Failover with real processes, for every lease backend: `kill -9` of the leader under
+//! load (both durability modes), split brain (SIGSTOP past the TTL, then SIGCONT), and the
+//! lease store going away and coming back.
+//!
+//! PostgreSQL and MariaDB are the local servers; DynamoDB is moto at FIX_TEST_MOTO_URL
+//! (scripts/test.sh starts it). Nothing here asserts a duration: RTO figures come from
+//! the drill (`fix-drill run`).
+
+use fix_codec::human::to_human;
+use fix_drill::backend::{Backend, Servers};
+use fix_drill::cluster::{Cluster, GroupOptions};
+use fix_drill::drill::{self, DrillOptions};
+use fix_e2e::client::{FixClient, Received};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn servers() -> Servers {
+    let s = Servers::from_env();
+    assert!(
+        s.moto.is_some(),
+        "set FIX_TEST_MOTO_URL to a moto server (scripts/test.sh starts one)"
+    );
+    s
+}
+
+fn group(backend: Backend, durability: &str) -> GroupOptions {
+    GroupOptions {
+        exe: env!("CARGO_BIN_EXE_fix-drill").into(),
+        backend,
+        durability: durability.into(),
+        lease_ms: (1500, 300, 300),
+        instances: 2,
+    }
+}
+
+/// `replicated`: killed under load. `local`: killed once the standby has everything
+/// (under load `local` may lose or repeat what the standby lacked, by design; the drill
+/// reports those counts).
+async fn kill9_under_load(backend: Backend) {
+    for mode in ["local", "replicated"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = DrillOptions {
+            group: group(backend, mode),
+            cycles: 2,
+            rate: 100,
+            dwell: Duration::from_millis(400),
+            quiesce: mode == "local",
+        };
+        let report = drill::run(&opts, &servers(), dir.path(), |_, _| {})
+            .await
+            .unwrap_or_else(|e| panic!("{} {mode}: {e:#}", backend.name()));
+        println!("{}\n{}", drill::Report::header(), report.row());
+        let t = &report.tally;
+        assert!(t.sent > 50, "load ran: {t:?}");
+        assert_eq!(
+            t.lost,
+            0,
+            "{} {mode}: orders without a fill: {t:?}",
+            backend.name()
+        );
+        assert_eq!(
+            t.unflagged_duplicates,
+            0,
+            "{} {mode}: {t:?}",
+            backend.name()
+        );
+        assert_eq!(
+            t.gaps,
+            0,
+            "{} {mode}: unfilled sequence gaps: {t:?}",
+            backend.name()
+        );
+        assert_eq!(t.send_errors, 0, "{t:?}");
+        assert_eq!(report.to_leader.len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_sqlite() {
+    kill9_under_load(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_postgres() {
+    kill9_under_load(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_mysql() {
+    kill9_under_load(Backend::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_dynamodb() {
+    kill9_under_load(Backend::Dynamodb).await;
+}
+
+fn field(r: &Received, tag: &str) -> Option<String> {
+    let Received::Message(m) = r else { return None };
+    to_human(m)
+        .split('|')
+        .find_map(|f| f.strip_prefix(&format!("{tag}=")).map(str::to_string))
+}
+
+/// Logs on with `seq`; returns the client and the Logon answer's MsgSeqNum.
+async fn logon(addr: SocketAddr, seq: u64) -> (FixClient, u64) {
+    let mut c = FixClient::connected("FIX.4.4", addr)
+        .await
+        .expect("connect");
+    c.send(&format!(
+        "35=A|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|98=0|108=30|"
+    ))
+    .await
+    .expect("logon");
+    let r = c.next(Duration::from_secs(5)).await;
+    assert_eq!(field(&r, "35").as_deref(), Some("A"), "logon answer: {r:?}");
+    let their = field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0);
+    (c, their)
+}
+
+/// Sends an order and waits for its fill; returns the fill's MsgSeqNum.
+async fn order(c: &mut FixClient, seq: u64, cl: &str) -> u64 {
+    c.send(&format!(
+        "35=D|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|11={cl}|21=1|55=X|54=1|60=<TIME>|40=1|38=10|"
+    ))
+    .await
+    .expect("order");
+    loop {
+        let r = c.next(Duration::from_secs(5)).await;
+        assert!(
+            matches!(r, Received::Message(_)),
+            "waiting for the fill of {cl}: {r:?}"
+        );
+        if field(&r, "35").as_deref() == Some("8") && field(&r, "39").as_deref() == Some("2") {
+            assert_eq!(field(&r, "11").as_deref(), Some(cl));
+            return field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0);
+        }
+    }
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    cluster: &Cluster,
+    mut f: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn split_brain(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
+        .await
+        .expect("cluster");
+    let l = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let s = 1 - l;
+    cluster
+        .wait_caught_up(s, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    let (mut old, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
+    let fill = order(&mut old, 2, "before").await;
+
+    cluster.nodes[l].pause().expect("SIGSTOP");
+    let promoted = cluster
+        .wait_promoted(s, Duration::from_secs(20))
+        .await
+        .expect("the standby takes over while the leader is frozen");
+    let _ = promoted;
+    // The counterparty moves to the new leader; sequence numbers continue.
+    let (mut new, their) = logon(cluster.nodes[s].fix_addr(), 3).await;
+    assert_eq!(
+        their,
+        fill + 1,
+        "the new leader continues the old leader's sequence"
+    );
+    let fill2 = order(&mut new, 4, "after").await;
+    assert!(fill2 > their);
+    // Bytes waiting in the frozen leader's socket when it wakes up.
+    old.send("35=D|34=3|49=CLIENT|52=<TIME>|56=EXEC|11=stale|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
+        .await
+        .expect("write to the frozen leader's socket");
+    cluster.nodes[l].resume().expect("SIGCONT");
+    let heard = old.next(Duration::from_secs(3)).await;
+    assert!(
+        !matches!(heard, Received::Message(_)),
+        "the old leader sent something after waking up: {heard:?}{}",
+        cluster.logs()
+    );
+    eventually(
+        "the old leader stepping down to standby",
+        &cluster,
+        || async {
+            cluster.nodes[l]
+                .readiness()
+                .await
+                .is_some_and(|v| v["role"] == "standby")
+        },
+    )
+    .await;
+    cluster
+        .wait_caught_up(l, Duration::from_secs(20))
+        .await
+        .expect("the old leader follows the new one");
+    assert_eq!(cluster.leader().await, Some(s), "exactly one leader");
+    // The new leader is unaffected: its session goes on.
+    let fill3 = order(&mut new, 5, "later").await;
+    assert!(fill3 > fill2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_sqlite() {
+    split_brain(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_postgres() {
+    split_brain(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_mysql() {
+    split_brain(Backend::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_dynamodb() {
+    split_brain(Backend::Dynamodb).await;
+}
+
+async fn lease_outage(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
+        .await
+        .expect("cluster");
+    let l = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    cluster
+        .wait_caught_up(1 - l, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    let (mut c, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
+    let fill = order(&mut c, 2, "before").await;
+
+    cluster
+        .lease
+        .cut()
+        .await
+        .expect("take the lease store away");
+    // The leader cannot renew: it fences itself (closes the FIX connection without
+    // sending) and nobody leads while the store is away.
+    let closed = c.next(Duration::from_secs(10)).await;
+    assert_eq!(closed, Received::Closed, "{}", cluster.logs());
+    eventually(
+        "no leader while the lease store is away",
+        &cluster,
+        || async { cluster.leaders().await == 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        cluster.leaders().await,
+        0,
+        "nobody may lead without the lease store"
+    );
+
+    cluster.lease.restore().await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("one leader again");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        cluster.leader().await,
+        Some(leader),
+        "still exactly one leader"
+    );
+    let (mut c, their) = logon(cluster.nodes[leader].fix_addr(), 3).await;
+    assert_eq!(their, fill + 1, "sequence numbers continue");
+    order(&mut c, 4, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_outage_sqlite() {
+    lease_outage(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_outage_postgres() {
+    lease_outage(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_outage_mysql() {
+    lease_outage(Backend::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_outage_dynamodb() {
+    lease_outage(Backend::Dynamodb).await;
+}
