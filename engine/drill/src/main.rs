@@ -40,7 +40,7 @@ struct RunArgs {
     /// Lease backends to drill (repeat, or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["sqlite"])]
     backend: Vec<Backend>,
-    /// Durability modes to drill.
+    /// Durability modes to drill: local, replicated, sql (sql only with postgres or mysql).
     #[arg(long, value_delimiter = ',', default_values = ["replicated"])]
     durability: Vec<String>,
     /// Kill-and-promote cycles per backend and mode.
@@ -126,8 +126,15 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
         }
         for backend in &args.backend {
             for mode in &args.durability {
-                if mode != "local" && mode != "replicated" {
-                    anyhow::bail!("--durability {mode}: use local or replicated");
+                if !["local", "replicated", "sql"].contains(&mode.as_str()) {
+                    anyhow::bail!("--durability {mode}: use local, replicated or sql");
+                }
+                if mode == "sql" && !matches!(backend, Backend::Postgres | Backend::Mysql) {
+                    eprintln!(
+                        "skipping {} sql: sql durability needs a PostgreSQL or MySQL lease",
+                        backend.name()
+                    );
+                    continue;
                 }
                 let tmp = tempfile::tempdir().context("creating a work directory")?;
                 let dir = match &args.keep_in {

@@ -1,5 +1,5 @@
 //! Failover with real processes, for every lease backend: `kill -9` of the leader under
-//! load (both durability modes), split brain (SIGSTOP past the TTL, then SIGCONT), and the
+//! load (every durability mode the backend allows), split brain (SIGSTOP past the TTL, then SIGCONT), and the
 //! lease store going away and coming back.
 //!
 //! PostgreSQL and MariaDB are the local servers; DynamoDB is moto at FIX_TEST_MOTO_URL
@@ -37,7 +37,13 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
 /// (under load `local` may lose or repeat what the standby lacked, by design; the drill
 /// reports those counts).
 async fn kill9_under_load(backend: Backend) {
-    for mode in ["local", "replicated"] {
+    let sql = matches!(backend, Backend::Postgres | Backend::Mysql);
+    let modes: &[&str] = if sql {
+        &["local", "replicated", "sql"]
+    } else {
+        &["local", "replicated"]
+    };
+    for &mode in modes {
         let dir = tempfile::tempdir().expect("tmp");
         let opts = DrillOptions {
             group: group(backend, mode),

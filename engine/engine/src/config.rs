@@ -104,6 +104,10 @@ pub enum Durability {
     /// has been connected for `standby_wait_ms` it runs degraded (as `local`, logged and
     /// counted in `fix_replication_degraded_writes`) until one is back.
     Replicated,
+    /// On the leader's disk and committed to a `fix_journal` table in the lease's
+    /// database (PostgreSQL or MySQL), in the transaction that checks the lease epoch.
+    /// Standbys tail the table; RPO 0 without a live standby.
+    Sql,
 }
 
 /// `[engine.replication]`
@@ -111,13 +115,13 @@ pub enum Durability {
 #[serde(deny_unknown_fields)]
 pub struct ReplicationSection {
     /// Where this instance serves its journal to standbys while it leads, e.g.
-    /// `127.0.0.1:9901`.
-    pub listen: String,
+    /// `127.0.0.1:9901` (not used with `sql` durability).
+    pub listen: Option<String>,
     /// The replication addresses of the other instances of the group; a standby follows
     /// whichever of them leads.
     #[serde(default)]
     pub peers: Vec<String>,
-    /// `local` (default) or `replicated`.
+    /// `local` (default), `replicated` or `sql`.
     #[serde(default)]
     pub durability: Durability,
     /// With `replicated`: how long to hold messages back when no standby is connected
@@ -126,13 +130,22 @@ pub struct ReplicationSection {
 }
 
 impl ReplicationSection {
-    /// `listen` and `peers`, parsed.
-    pub fn addresses(&self) -> Result<(SocketAddr, Vec<SocketAddr>), ConfigError> {
+    /// `listen` and `peers`, parsed (`listen` is required except with `sql` durability).
+    pub fn addresses(&self) -> Result<(Option<SocketAddr>, Vec<SocketAddr>), ConfigError> {
         let parse = |key: &str, v: &str| {
             v.parse::<SocketAddr>()
                 .map_err(|_| invalid("engine", key, v, "IP:PORT, e.g. 127.0.0.1:9901"))
         };
-        let listen = parse("replication.listen", &self.listen)?;
+        let listen = match (&self.listen, self.durability) {
+            (Some(l), _) => Some(parse("replication.listen", l)?),
+            (None, Durability::Sql) => None,
+            (None, _) => return Err(invalid(
+                "engine",
+                "replication.listen",
+                "missing",
+                "IP:PORT where this instance serves its journal to standbys, e.g. 127.0.0.1:9901",
+            )),
+        };
         let peers = self
             .peers
             .iter()
@@ -661,6 +674,18 @@ impl EngineConfig {
                     "replication",
                     "without [engine.lease]",
                     "an [engine.lease] section too: the lease decides which instance leads and which ones follow",
+                ));
+            }
+            let lease_url = self.engine.lease.as_ref().map_or("", |l| l.url.as_str());
+            let sql_lease = ["postgres:", "postgresql:", "mysql:", "mariadb:"]
+                .iter()
+                .any(|p| lease_url.starts_with(p));
+            if r.durability == Durability::Sql && !sql_lease {
+                return Err(invalid(
+                    "engine",
+                    "replication.durability",
+                    "sql",
+                    "a lease in PostgreSQL or MySQL (lease.url postgres://… or mysql://…): the journal rows are committed with the lease's epoch check in that database",
                 ));
             }
             if self.engine.store != StoreKind::Journal {

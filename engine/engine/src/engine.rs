@@ -63,6 +63,9 @@ pub enum EngineError {
     /// This instance is a standby: it holds no lease and sends nothing.
     #[error("session {0}: this instance is a standby (it does not hold the lease); send through the leader")]
     NotLeader(String),
+    /// Replication could not be set up.
+    #[error("replication: {0}")]
+    Replication(String),
     /// The lease store could not be reached or set up.
     #[error("lease: {0}")]
     Lease(#[from] fix_lease::LeaseError),
@@ -133,17 +136,12 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let plans = config.plans()?;
         let mut storage = Storage::open(&config.engine, config.engine.lease.is_some())?;
-        let replication = match &config.engine.replication {
-            Some(r) => {
-                let (listen, peers) = r.addresses()?;
-                let state = crate::replication::Replication::new(peers.is_empty());
-                if r.durability == crate::config::Durability::Replicated {
-                    let wait = std::time::Duration::from_millis(r.standby_wait_ms.unwrap_or(1000));
-                    storage.require_replicas(Arc::clone(&state), wait);
-                }
-                Some((state, listen, peers))
-            }
-            None => None,
+        let replication = match (&config.engine.replication, &config.engine.lease) {
+            (Some(r), Some(l)) => Some(
+                crate::replication::setup::Setup::prepare(r, &l.url, &l.group, &mut storage)
+                    .await?,
+            ),
+            _ => None,
         };
         let keeper = match &config.engine.lease {
             Some(l) => {
@@ -151,8 +149,8 @@ impl Engine {
                 let store = fix_lease::connect(&l.url).await?;
                 tracing::info!(group = %cfg.group, owner = %cfg.owner, backend = store.backend(), "contending for the lease");
                 let keeper = match &replication {
-                    Some((state, ..)) => {
-                        fix_lease::Keeper::spawn_gated(store, cfg, state.eligible())
+                    Some(setup) => {
+                        fix_lease::Keeper::spawn_gated(store, cfg, setup.state.eligible())
                     }
                     None => fix_lease::Keeper::spawn(store, cfg),
                 };
@@ -234,47 +232,31 @@ impl Engine {
             sessions.insert(id, tx);
         }
         let mut listeners: Vec<JoinHandle<()>> = Vec::new();
+        let sql_channel = match (&replication, &serving) {
+            (Some(setup), Some(role)) => setup.sql_channel(&storage, role),
+            _ => None,
+        };
         if let (Some(k), Some(tx)) = (&keeper, serving_tx) {
-            listeners.push(follow_lease(k, storage.clone(), tx, Arc::clone(&metrics)));
+            listeners.push(follow_lease(
+                Arc::clone(k),
+                storage.clone(),
+                tx,
+                Arc::clone(&metrics),
+                sql_channel.clone(),
+            ));
         }
         if let Some((journal, _)) = storage.journal() {
             let m = Arc::clone(&metrics);
             journal.on_commit_timing(move |d| m.journal_fsync_seconds.observe(d.as_secs_f64()));
         }
-        if let (Some((state, listen, peers)), Some(role), Some((journal, durable))) =
-            (&replication, &serving, storage.journal())
-        {
-            let listener = TcpListener::bind(listen)
-                .await
-                .map_err(|source| EngineError::Bind {
-                    addr: *listen,
-                    source,
-                })?;
-            tracing::info!(addr = %listen, peers = peers.len(), "replication listening");
-            let source = crate::replication::source::Source {
-                journal: journal.clone(),
-                durable: durable.clone(),
-                role: role.clone(),
-                state: Arc::clone(state),
-            };
-            listeners.push(tokio::spawn(crate::replication::source::serve(
-                listener, source,
-            )));
+        if let (Some(setup), Some(role)) = (&replication, &serving) {
             let name = config
                 .engine
                 .lease
                 .as_ref()
                 .and_then(|l| l.lease_config().ok())
-                .map_or_else(|| listen.to_string(), |c| c.owner);
-            let follower = crate::replication::follower::Follower {
-                journal: journal.clone(),
-                durable,
-                role: role.clone(),
-                state: Arc::clone(state),
-                peers: peers.clone(),
-                name,
-            };
-            listeners.push(tokio::spawn(follower.run()));
+                .map_or_else(|| "standby".to_string(), |c| c.owner);
+            listeners.extend(setup.spawn(&storage, role, sql_channel, name).await?);
         }
         let mut listen_addrs = HashMap::new();
         for (addr, routes) in by_addr {
@@ -307,7 +289,7 @@ impl Engine {
             keeper,
             metrics,
             admin_addr: None,
-            replication: replication.map(|r| r.0),
+            replication: replication.map(|r| r.state),
         };
         if let Some(admin) = &config.engine.admin {
             let addr: SocketAddr = admin.listen.parse().map_err(|_| {
@@ -390,31 +372,51 @@ impl Engine {
 }
 
 /// Follows the keeper: opens the journal for the new epoch *before* telling the sessions
-/// (through `tx`) that they lead, and fences it as soon as the lease is lost.
+/// (through `tx`) that they lead, and fences it as soon as the lease is lost. With `sql`
+/// durability the SQL journal is read to its end first; if that fails the lease is given
+/// up rather than leading with a journal that may lack what the old leader made durable.
 fn follow_lease(
-    keeper: &fix_lease::Keeper,
+    keeper: Arc<fix_lease::Keeper>,
     storage: Storage,
     tx: tokio::sync::watch::Sender<fix_lease::RoleState>,
     metrics: Arc<crate::metrics::Metrics>,
+    sql: Option<crate::replication::sql::SqlChannel>,
 ) -> JoinHandle<()> {
     let mut source = keeper.subscribe();
     storage.fence();
     tokio::spawn(async move {
+        let mut led: Option<u64> = None;
         loop {
             let mut state = source.borrow_and_update().clone();
             if let Some(took) = state.last_call {
                 metrics.lease_renew_seconds.observe(took.as_secs_f64());
             }
             match state.role {
-                fix_lease::Role::Leader { epoch } => {
-                    if let Err(e) = storage.open_epoch(epoch) {
-                        tracing::error!(epoch, error = %e, "refusing to lead: the journal holds a newer epoch");
-                        storage.fence();
-                        state.role = fix_lease::Role::Standby;
-                        state.reason = e.to_string();
+                fix_lease::Role::Leader { epoch } if led != Some(epoch) => {
+                    let drained = match &sql {
+                        Some(channel) => channel.drain().await.map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    };
+                    let opened =
+                        drained.and_then(|()| storage.open_epoch(epoch).map_err(|e| e.to_string()));
+                    match opened {
+                        Ok(()) => led = Some(epoch),
+                        Err(e) => {
+                            tracing::error!(epoch, error = %e, "refusing to lead: giving the lease up");
+                            storage.fence();
+                            state.role = fix_lease::Role::Standby;
+                            state.reason = e;
+                            tx.send_replace(state);
+                            keeper.step_down(std::time::Duration::from_secs(2)).await;
+                            continue;
+                        }
                     }
                 }
-                fix_lease::Role::Standby => storage.fence(),
+                fix_lease::Role::Leader { .. } => {}
+                fix_lease::Role::Standby => {
+                    led = None;
+                    storage.fence();
+                }
             }
             tx.send_replace(state);
             if source.changed().await.is_err() {

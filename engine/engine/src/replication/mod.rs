@@ -9,12 +9,13 @@
 //! whether sending is paused, and the follower's view of its leader.
 
 pub mod follower;
+pub mod setup;
 pub mod source;
+pub mod sql;
 
 use fix_store::replication::{decode, encode, Frame, FrameError};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -145,12 +146,12 @@ impl Replication {
         f(&mut lock(&self.follower));
     }
 
-    fn register(&self, name: String, peer: SocketAddr, from: u64) -> u64 {
+    fn register(&self, name: String, peer: String, from: u64) -> u64 {
         let mut n = lock(&self.next_id);
         *n += 1;
         let view = StandbyView {
             name,
-            peer: peer.to_string(),
+            peer,
             sent: from,
             acked: 0,
         };

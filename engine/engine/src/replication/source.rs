@@ -122,7 +122,9 @@ impl Source {
             return Ok(());
         }
         tracing::info!(%peer, standby = %standby, from_position, epoch, "standby connected; streaming the journal");
-        let id = self.state.register(standby, peer, from_position);
+        let id = self
+            .state
+            .register(standby, peer.to_string(), from_position);
         let state = Arc::clone(&self.state);
         let acks = tokio::spawn(async move {
             loop {

@@ -1,0 +1,122 @@
+//! Starting replication from `[engine.replication]`: TCP between instances (`local`,
+//! `replicated`) or through the SQL journal (`sql`).
+
+use super::sql::{SqlChannel, SqlJournal};
+use super::Replication;
+use crate::config::{Durability, ReplicationSection};
+use crate::engine::EngineError;
+use crate::storage::Storage;
+use fix_lease::RoleState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Replication prepared before the sessions start.
+pub struct Setup {
+    /// Shared status.
+    pub state: Arc<Replication>,
+    durability: Durability,
+    listen: Option<SocketAddr>,
+    peers: Vec<SocketAddr>,
+    sql: Option<Arc<SqlJournal>>,
+}
+
+impl Setup {
+    /// Checks the section, connects the SQL journal if needed, and makes `storage` wait
+    /// for the durability the mode asks for.
+    pub async fn prepare(
+        section: &ReplicationSection,
+        lease_url: &str,
+        group: &str,
+        storage: &mut Storage,
+    ) -> Result<Self, EngineError> {
+        let (listen, peers) = section.addresses()?;
+        let sql = match section.durability {
+            Durability::Sql => Some(Arc::new(
+                SqlJournal::connect(lease_url, group)
+                    .await
+                    .map_err(|e| EngineError::Replication(e.to_string()))?,
+            )),
+            _ => None,
+        };
+        let eligible = peers.is_empty() || sql.is_some();
+        let state = Replication::new(eligible);
+        match section.durability {
+            Durability::Local => {}
+            Durability::Replicated => {
+                let wait = Duration::from_millis(section.standby_wait_ms.unwrap_or(1000));
+                storage.require_replicas(Arc::clone(&state), wait);
+            }
+            // The SQL shipper is the one "standby"; never go on without it.
+            Durability::Sql => storage.require_replicas(Arc::clone(&state), Duration::MAX),
+        }
+        Ok(Self {
+            state,
+            durability: section.durability,
+            listen,
+            peers,
+            sql,
+        })
+    }
+
+    /// The SQL channel (with `sql` durability), following `role`.
+    pub fn sql_channel(
+        &self,
+        storage: &Storage,
+        role: &watch::Receiver<RoleState>,
+    ) -> Option<SqlChannel> {
+        let (journal, durable) = storage.journal()?;
+        Some(SqlChannel {
+            journal: journal.clone(),
+            durable,
+            role: role.clone(),
+            sql: Arc::clone(self.sql.as_ref()?),
+            state: Arc::clone(&self.state),
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Starts the tasks: the SQL channel, or the TCP source and follower.
+    pub async fn spawn(
+        &self,
+        storage: &Storage,
+        role: &watch::Receiver<RoleState>,
+        sql: Option<SqlChannel>,
+        name: String,
+    ) -> Result<Vec<JoinHandle<()>>, EngineError> {
+        if let Some(channel) = sql {
+            return Ok(vec![tokio::spawn(channel.run())]);
+        }
+        let (Some((journal, durable)), Some(listen)) = (storage.journal(), self.listen) else {
+            return Ok(Vec::new());
+        };
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| EngineError::Bind {
+                addr: listen,
+                source,
+            })?;
+        tracing::info!(addr = %listen, peers = self.peers.len(), durability = ?self.durability, "replication listening");
+        let source = super::source::Source {
+            journal: journal.clone(),
+            durable: durable.clone(),
+            role: role.clone(),
+            state: Arc::clone(&self.state),
+        };
+        let follower = super::follower::Follower {
+            journal: journal.clone(),
+            durable,
+            role: role.clone(),
+            state: Arc::clone(&self.state),
+            peers: self.peers.clone(),
+            name,
+        };
+        Ok(vec![
+            tokio::spawn(super::source::serve(listener, source)),
+            tokio::spawn(follower.run()),
+        ])
+    }
+}
