@@ -109,6 +109,25 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
+/// Databases of earlier drills to drop: created more than an hour ago (the name carries
+/// its creation time), so a drill or test running now keeps its own.
+fn leftovers(names: Vec<String>) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hour = 3_600_000_000_000u128;
+    names
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("fixdrill_")
+                && n.rsplit('_')
+                    .next()
+                    .and_then(|t| t.parse::<u128>().ok())
+                    .is_some_and(|t| t + hour < now)
+        })
+        .collect()
+}
+
 fn host_port(url: &str) -> Option<(String, String, String)> {
     // scheme://[user@]host:port/rest
     let (scheme, rest) = url.split_once("://")?;
@@ -153,6 +172,17 @@ impl LeaseDb {
                 let mut c = sqlx::PgConnection::connect(&servers.postgres)
                     .await
                     .map_err(|e| err(e.to_string()))?;
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'fixdrill_%'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_default();
+                for db in leftovers(old) {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut c)
                     .await
@@ -166,6 +196,17 @@ impl LeaseDb {
                 let mut c = sqlx::MySqlConnection::connect(&servers.mysql)
                     .await
                     .map_err(|e| err(e.to_string()))?;
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'fixdrill\\_%'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_default();
+                for db in leftovers(old) {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+                        .execute(&mut c)
+                        .await;
+                }
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut c)
                     .await
