@@ -118,6 +118,43 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
     );
     let (_, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
     assert!(body.contains("\"next_sender_seq\":50"), "{body}");
+    // Stored messages, and a reset refused while logged on.
+    c.send("35=D|34=2|49=TW|52=<TIME>|56=ISLD|11=stored1|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
+        .await
+        .expect("order");
+    assert!(matches!(
+        c.next(Duration::from_secs(3)).await,
+        Received::Message(_)
+    ));
+    let (code, body) = request(
+        aa,
+        "GET",
+        "/sessions/FIX.4.4/ISLD/TW/messages?from=50&to=60",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let stored: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(stored[0]["seq"], 50, "{body}");
+    assert!(
+        stored[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("|35=D|") && m.contains("|11=stored1|")),
+        "the echoed order is stored: {body}"
+    );
+    assert_eq!(
+        request(
+            aa,
+            "GET",
+            "/sessions/FIX.4.4/ISLD/TW/messages?from=5&to=2",
+            None,
+            None
+        )
+        .await
+        .0,
+        400
+    );
     assert_eq!(
         request(
             aa,
@@ -130,6 +167,23 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         .0,
         400
     );
+
+    assert_eq!(
+        request(aa, "POST", "/sessions/FIX.4.4/ISLD/TW/reset", None, None)
+            .await
+            .0,
+        401
+    );
+    let (code, body) = request(
+        aa,
+        "POST",
+        "/sessions/FIX.4.4/ISLD/TW/reset",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(code, 409, "refused while logged on: {body}");
+    assert!(body.contains("logged on"), "{body}");
 
     // Manual failover through the API.
     assert_eq!(request(aa, "POST", "/step-down", None, None).await.0, 401);
@@ -147,6 +201,36 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
     eventually("b to lead", Duration::from_secs(3), || leads(&b)).await;
     assert_eq!(request(ba, "GET", "/readyz", None, None).await.0, 200);
     assert_eq!(request(aa, "GET", "/readyz", None, None).await.0, 503);
+    // A standby refuses the reset; the new leader, with nobody logged on, resets.
+    assert_eq!(
+        request(
+            aa,
+            "POST",
+            "/sessions/FIX.4.4/ISLD/TW/reset",
+            Some(TOKEN),
+            None
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        request(
+            ba,
+            "POST",
+            "/sessions/FIX.4.4/ISLD/TW/reset",
+            Some(TOKEN),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, body) = request(ba, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
+    assert!(
+        body.contains("\"next_sender_seq\":1") && body.contains("\"next_target_seq\":1"),
+        "{body}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -54,6 +54,15 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), fix_session::StoreError>>,
     },
     Status(oneshot::Sender<SessionStatus>),
+    /// Stored outbound messages in `from..=to` (at most `limit`).
+    Messages {
+        from: u64,
+        to: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<(u64, Vec<u8>)>, fix_session::StoreError>>,
+    },
+    /// Reset both sequence numbers to 1 (refused while logged on or on a standby).
+    Reset(oneshot::Sender<Result<(), crate::engine::EngineError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -374,6 +383,35 @@ impl SessionActor {
             } => {
                 let r = self.session.set_sequence_numbers(next_sender, next_target);
                 self.flush(Vec::new()).await;
+                let _ = reply.send(r);
+            }
+            Command::Messages {
+                from,
+                to,
+                limit,
+                reply,
+            } => {
+                if !self.leading {
+                    let _ = self.session.reload_store();
+                }
+                let mut out = Vec::new();
+                let r = self.session.store().load_outbound(from, to, &mut |seq, m| {
+                    if out.len() < limit {
+                        out.push((seq, m.to_vec()));
+                    }
+                });
+                let _ = reply.send(r.map(|()| out));
+            }
+            Command::Reset(reply) => {
+                let id = self.span_name();
+                let r = if !self.is_leader() {
+                    Err(crate::engine::EngineError::NotLeader(id))
+                } else if self.session.reset(now()) {
+                    self.flush(Vec::new()).await;
+                    Ok(())
+                } else {
+                    Err(crate::engine::EngineError::LoggedOn(id))
+                };
                 let _ = reply.send(r);
             }
             Command::Status(reply) => {

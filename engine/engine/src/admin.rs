@@ -9,6 +9,8 @@
 //! | `GET /sessions`, `GET /sessions/{begin}/{sender}/{target}` | state and sequence numbers |
 //! | `POST /sessions/{begin}/{sender}/{target}/logout` | start a Logout (token) |
 //! | `POST /sessions/{begin}/{sender}/{target}/sequence` | `{"next_sender":N,"next_target":N}` (token) |
+//! | `GET /sessions/{begin}/{sender}/{target}/messages?from=N&to=M` | stored outbound messages (`|` as separator), at most 1000 |
+//! | `POST /sessions/{begin}/{sender}/{target}/reset` | sequence numbers back to 1, stored messages forgotten; only while logged out (token) |
 //! | `POST /step-down?pause_ms=N` | release the lease for a manual failover (token) |
 //! | `GET /replication` | journal positions, standbys with their acknowledged position and lag (per session too), or the follower's view of its leader |
 //! | `POST /replication/pause`, `POST /replication/resume` | stop or resume sending records to standbys (token) |
@@ -102,6 +104,18 @@ struct SequenceRequest {
 }
 
 #[derive(Debug, Deserialize)]
+struct RangeQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct StoredMessage {
+    seq: u64,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct StepDownQuery {
     pause_ms: Option<u64>,
 }
@@ -113,7 +127,10 @@ fn error(status: StatusCode, text: impl Into<String>) -> Response {
 fn engine_error(e: EngineError) -> Response {
     let status = match e {
         EngineError::UnknownSession(_) => StatusCode::NOT_FOUND,
-        EngineError::NotLeader(_) => StatusCode::CONFLICT,
+        EngineError::NotLeader(_) | EngineError::LoggedOn(_) => StatusCode::CONFLICT,
+        EngineError::Send(fix_session::SendError::Store(fix_session::StoreError::Fenced {
+            ..
+        })) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -304,6 +321,48 @@ async fn sequence(
     }
 }
 
+async fn messages(
+    State(st): State<AdminState>,
+    Path((b, s, t)): Path<(String, String, String)>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let from = q.from.unwrap_or(1).max(1);
+    let to = q.to.unwrap_or(u64::MAX);
+    if to < from {
+        return error(StatusCode::BAD_REQUEST, "`to` is below `from`");
+    }
+    match st
+        .handle
+        .stored_messages(&SessionId::new(&b, &s, &t), from, to, 1000)
+        .await
+    {
+        Ok(list) => Json(
+            list.into_iter()
+                .map(|(seq, m)| StoredMessage {
+                    seq,
+                    message: fix_codec::human::to_human(&m),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn reset(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path((b, s, t)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return *r;
+    }
+    match st.handle.reset(&SessionId::new(&b, &s, &t)).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
 async fn step_down(
     State(st): State<AdminState>,
     headers: HeaderMap,
@@ -365,6 +424,11 @@ fn router(handle: EngineHandle, token: Option<String>) -> Router {
             "/sessions/{begin}/{sender}/{target}/sequence",
             post(sequence),
         )
+        .route(
+            "/sessions/{begin}/{sender}/{target}/messages",
+            get(messages),
+        )
+        .route("/sessions/{begin}/{sender}/{target}/reset", post(reset))
         .route("/step-down", post(step_down))
         .route("/replication", get(replication))
         .route("/replication/pause", post(pause))

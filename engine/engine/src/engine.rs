@@ -69,6 +69,9 @@ pub enum EngineError {
     /// The lease store could not be reached or set up.
     #[error("lease: {0}")]
     Lease(#[from] fix_lease::LeaseError),
+    /// The action needs the session logged out first.
+    #[error("session {0} is logged on: log it out first")]
+    LoggedOn(String),
     /// No such session.
     #[error("no session {0} in this engine")]
     UnknownSession(String),
@@ -491,6 +494,41 @@ impl EngineHandle {
         rx.await
             .map_err(|_| EngineError::Stopped(id.to_string()))?
             .map_err(|e| EngineError::Send(SendError::Store(e)))
+    }
+
+    /// Stored outbound messages of a session with `from <= seq <= to` (at most `limit`),
+    /// as the journal holds them (also on a standby, from the replicated journal).
+    pub async fn stored_messages(
+        &self,
+        id: &SessionId,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx(id)?
+            .send(Command::Messages {
+                from,
+                to,
+                limit,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?;
+        rx.await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?
+            .map_err(|e| EngineError::Send(SendError::Store(e)))
+    }
+
+    /// Resets both sequence numbers to 1 and forgets stored messages (admin action;
+    /// refused while logged on or on a standby).
+    pub async fn reset(&self, id: &SessionId) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx(id)?
+            .send(Command::Reset(reply))
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?;
+        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))?
     }
 
     /// The lease role; `Leader` with epoch 0 when no lease is configured.
