@@ -117,3 +117,52 @@ async fn a_leader_shutting_down_releases_the_lease_for_an_immediate_takeover() {
     );
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_that_does_not_listen_opens_its_port_only_when_it_leads() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lease = dir.path().join("lease.db");
+    let port = fix_e2e::interop::free_port();
+    let with_port = |name: &str, port: u16| {
+        let toml = format!(
+            "[engine]\ndata_dir = '{}'\napp = 'echo'\n[engine.lease]\nurl = 'sqlite://{}'\ngroup = 'g'\nowner = '{name}'\nttl_ms = 900\nrenew_interval_ms = 150\nsafety_margin_ms = 200\nstandby_listens = false\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'ISLD'\ntarget_comp_id = 'TW'\nrole = 'acceptor'\nlisten = '127.0.0.1:{port}'\n",
+            dir.path().join(name).display(),
+            lease.display()
+        );
+        EngineConfig::from_toml(&toml, name).expect("config")
+    };
+    let a = Engine::start(with_port("a", 0)).await.expect("a");
+    eventually("a to lead", Duration::from_secs(5), || is_leader(&a)).await;
+    let b = Engine::start(with_port("b", port)).await.expect("b");
+    let b_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = tokio::net::TcpStream::connect(b_addr).await;
+    assert!(
+        refused.is_err(),
+        "a standby's FIX port is closed: {refused:?}"
+    );
+    let (_, answer) = logon(addr(&a)).await;
+    assert!(matches!(&answer, Received::Message(m) if to_human(m).contains("|35=A|")));
+
+    a.handle().step_down(Duration::from_secs(60)).await;
+    eventually("b to lead", Duration::from_secs(3), || is_leader(&b)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (_, answer) = loop {
+        if tokio::net::TcpStream::connect(b_addr).await.is_ok() {
+            break logon(b_addr).await;
+        }
+        assert!(Instant::now() < deadline, "b never opened its port");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(&answer, Received::Message(m) if to_human(m).contains("|35=A|")),
+        "the new leader serves: {answer:?}"
+    );
+    let refused = tokio::net::TcpStream::connect(addr(&a)).await;
+    assert!(
+        refused.is_err(),
+        "the old leader closed its port: {refused:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

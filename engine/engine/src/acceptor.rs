@@ -3,6 +3,7 @@
 use crate::actor::Command;
 use crate::tls::BoxIo;
 use fix_codec::{frame, tags, FrameError, Parser};
+use fix_lease::{Role, RoleState};
 use fix_session::SessionId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,51 +11,111 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Sessions served on one listening address.
 pub(crate) type Routes = Arc<HashMap<SessionId, mpsc::Sender<Command>>>;
 
+/// How one listening address treats its connections.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) routes: Routes,
+    pub(crate) logon_timeout: Duration,
+    pub(crate) max_size: usize,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Endpoint {
+    fn handle(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let io: BoxIo = match this.tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(this.logon_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(why) = route(io, peer, &this.routes, this.logon_timeout, this.max_size).await
+            {
+                tracing::warn!(%peer, reason = %why, "connection refused");
+            }
+        });
+    }
+}
+
 /// Accepts connections until the listener task is aborted.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    routes: Routes,
-    logon_timeout: Duration,
-    max_size: usize,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) {
+pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let routes = Arc::clone(&routes);
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let io: BoxIo = match tls {
-                        None => Box::new(stream),
-                        Some(acceptor) => {
-                            match tokio::time::timeout(logon_timeout, acceptor.accept(stream)).await
-                            {
-                                Ok(Ok(s)) => Box::new(s),
-                                Ok(Err(e)) => {
-                                    tracing::warn!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::warn!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    if let Err(why) = route(io, peer, &routes, logon_timeout, max_size).await {
-                        tracing::warn!(%peer, reason = %why, "connection refused");
-                    }
-                });
-            }
+            Ok((stream, peer)) => endpoint.handle(stream, peer),
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn leading(role: &watch::Receiver<RoleState>) -> bool {
+    matches!(role.borrow().role, Role::Leader { .. })
+}
+
+/// Listens at `addr` only while this instance leads (a standby that does not listen:
+/// counterparties and load-balancer health checks see the port closed). `first` is the
+/// socket bound at start-up (it fixed the port), closed at once while standby.
+pub(crate) async fn serve_while_leading(
+    first: TcpListener,
+    addr: SocketAddr,
+    mut role: watch::Receiver<RoleState>,
+    endpoint: Endpoint,
+) {
+    let mut listener = Some(first);
+    loop {
+        if !leading(&role) {
+            if listener.take().is_some() {
+                tracing::info!(%addr, "standby: FIX port closed");
+            }
+            if role.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let Some(l) = &listener else {
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(%addr, "leading: FIX port open");
+                    listener = Some(l);
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot reopen the FIX port; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            accepted = l.accept() => match accepted {
+                Ok((stream, peer)) => endpoint.handle(stream, peer),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            changed = role.changed() => {
+                if changed.is_err() {
+                    return;
+                }
             }
         }
     }

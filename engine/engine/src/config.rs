@@ -195,6 +195,11 @@ pub struct LeaseSection {
     pub renew_interval_ms: Option<u64>,
     /// How long before the TTL the holder stops trusting the lease (default 300).
     pub safety_margin_ms: Option<u64>,
+    /// Whether a standby keeps its FIX ports open and refuses logons (true, default) or
+    /// closes them until it leads (false: connections are refused outright, and TCP
+    /// health checks of a load balancer fail on the standby).
+    #[serde(default = "yes")]
+    pub standby_listens: bool,
 }
 
 fn default_group() -> String {

@@ -273,15 +273,27 @@ impl Engine {
             for id in routes.keys() {
                 listen_addrs.insert(id.clone(), bound);
             }
-            let routes: Routes = Arc::new(routes);
             let (logon_timeout, max_size) = limits.get(&addr).copied().unwrap_or_default();
-            listeners.push(tokio::spawn(acceptor::serve(
-                listener,
-                routes,
+            let endpoint = acceptor::Endpoint {
+                routes: Arc::new(routes) as Routes,
                 logon_timeout,
                 max_size,
-                tls_by_addr.get(&addr).cloned(),
-            )));
+                tls: tls_by_addr.get(&addr).cloned(),
+            };
+            let standby_listens = config
+                .engine
+                .lease
+                .as_ref()
+                .is_none_or(|l| l.standby_listens);
+            listeners.push(match (&serving, standby_listens) {
+                (Some(role), false) => tokio::spawn(acceptor::serve_while_leading(
+                    listener,
+                    bound,
+                    role.clone(),
+                    endpoint,
+                )),
+                _ => tokio::spawn(acceptor::serve(listener, endpoint)),
+            });
         }
         let mut engine = Self {
             sessions,
