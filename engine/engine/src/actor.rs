@@ -34,6 +34,9 @@ pub struct SessionStatus {
 }
 
 /// Requests to a session task.
+/// Stored messages with their sequence numbers.
+pub(crate) type StoredMessages = Vec<(u64, Vec<u8>)>;
+
 pub(crate) enum Command {
     Attach {
         stream: BoxIo,
@@ -59,7 +62,7 @@ pub(crate) enum Command {
         from: u64,
         to: u64,
         limit: usize,
-        reply: oneshot::Sender<Result<Vec<(u64, Vec<u8>)>, fix_session::StoreError>>,
+        reply: oneshot::Sender<Result<StoredMessages, fix_session::StoreError>>,
     },
     /// Reset both sequence numbers to 1 (refused while logged on or on a standby).
     Reset(oneshot::Sender<Result<(), crate::engine::EngineError>>),
