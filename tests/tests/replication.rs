@@ -169,3 +169,80 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
     a.shutdown().await;
     b.shutdown().await;
 }
+
+async fn frame_exchange(
+    addr: std::net::SocketAddr,
+    send: &[u8],
+) -> Option<fix_store::replication::Frame> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(send).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+    fix_store::replication::decode(&buf, 1 << 20)
+        .ok()
+        .map(|(f, _)| f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_port_refuses_garbage_stale_peers_and_asks_to_a_standby() {
+    use fix_store::replication::{encode, Frame};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (pa, pb) = (free_port(), free_port());
+    let a = Engine::start(config(dir.path(), "a", pa, pb))
+        .await
+        .expect("a");
+    eventually("a to lead", Duration::from_secs(10), || leads(&a)).await;
+    let b = Engine::start(config(dir.path(), "b", pb, pa))
+        .await
+        .expect("b");
+    let leader: std::net::SocketAddr = format!("127.0.0.1:{pa}").parse().expect("addr");
+    let standby: std::net::SocketAddr = format!("127.0.0.1:{pb}").parse().expect("addr");
+
+    // Garbage: the connection is dropped, nothing answered.
+    assert_eq!(
+        frame_exchange(leader, b"GET / HTTP/1.1\r\n\r\n and more bytes").await,
+        None
+    );
+    // A peer that has seen a newer epoch than the leader's: refused as stale.
+    let mut hello = Vec::new();
+    encode(
+        &Frame::Hello {
+            epoch: 99,
+            from_position: 0,
+            epochs: vec![],
+            standby: "intruder".into(),
+        },
+        &mut hello,
+    );
+    match frame_exchange(leader, &hello).await {
+        Some(Frame::Refused { reason, .. }) => assert!(reason.contains("stale"), "{reason}"),
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    // A standby does not serve its journal; it says where its journal ends.
+    let mut hello = Vec::new();
+    encode(
+        &Frame::Hello {
+            epoch: 0,
+            from_position: 0,
+            epochs: vec![],
+            standby: "c".into(),
+        },
+        &mut hello,
+    );
+    match frame_exchange(standby, &hello).await {
+        Some(Frame::Refused { reason, .. }) => {
+            assert!(reason.contains("not the leader"), "{reason}")
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    // The pair is unharmed: b still catches up and follows a.
+    eventually("b following a", Duration::from_secs(10), || {
+        b.handle()
+            .replication()
+            .is_some_and(|r| r.follower().caught_up)
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -800,4 +800,51 @@ mod tests {
         let e = one("hearbeat_interval = 30").expect_err("typo").to_string();
         assert!(e.contains("hearbeat_interval"), "{e}");
     }
+
+    fn replication(engine_extra: &str) -> Result<Vec<SessionPlan>, ConfigError> {
+        let text = format!(
+            "[engine]\n{engine_extra}\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'A'\ntarget_comp_id = 'B'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n"
+        );
+        EngineConfig::from_toml(&text, "test.toml")?.plans()
+    }
+
+    #[test]
+    fn replication_settings_are_checked_with_the_fix_named() {
+        let lease = "[engine.lease]\nurl = 'sqlite://x.db'\n";
+        let e = replication("[engine.replication]\nlisten = '127.0.0.1:9901'")
+            .expect_err("no lease")
+            .to_string();
+        assert!(e.contains("[engine.lease]"), "{e}");
+        let e = replication(&format!(
+            "{lease}[engine.replication]\npeers = ['127.0.0.1:9902']"
+        ))
+        .expect_err("no listen")
+        .to_string();
+        assert!(
+            e.contains("replication.listen") && e.contains("127.0.0.1:9901"),
+            "{e}"
+        );
+        let e = replication(&format!("{lease}[engine.replication]\nlisten = 'nowhere'"))
+            .expect_err("bad address")
+            .to_string();
+        assert!(e.contains("IP:PORT"), "{e}");
+        let e = replication(&format!("{lease}[engine.replication]\ndurability = 'sql'"))
+            .expect_err("sql on sqlite")
+            .to_string();
+        assert!(e.contains("PostgreSQL or MySQL"), "{e}");
+        let e = replication(&format!(
+            "{lease}[engine.replication]\nlisten = '127.0.0.1:1'\ndurability = 'quorum'"
+        ))
+        .expect_err("unknown mode")
+        .to_string();
+        assert!(e.contains("quorum"), "{e}");
+        replication(&format!(
+            "{lease}[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = 'replicated'"
+        ))
+        .expect("valid");
+        replication(
+            "[engine.lease]\nurl = 'postgres://db/fix'\n[engine.replication]\ndurability = 'sql'",
+        )
+        .expect("sql needs no listen address");
+    }
 }
