@@ -45,9 +45,20 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         body.contains("\"role\":\"leader\"") && body.contains("FIX.4.4:ISLD->TW"),
         "{body}"
     );
+    assert!(body.contains("\"lease_owner\":\"a\""), "{body}");
     let (code, body) = request(ba, "GET", "/readyz", None, None).await;
     assert_eq!(code, 503, "a standby is not ready: {body}");
     assert!(body.contains("\"role\":\"standby\""), "{body}");
+    // The standby shows who holds the lease (read after its failed acquire).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, body) = request(ba, "GET", "/readyz", None, None).await;
+        if body.contains("\"lease_owner\":\"a\"") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Traffic shows in the metrics.
     let id = SessionId::new("FIX.4.4", "ISLD", "TW");

@@ -51,6 +51,9 @@ struct Readiness {
     role: &'static str,
     epoch: u64,
     lease: String,
+    lease_owner: Option<String>,
+    lease_epoch: Option<u64>,
+    lease_expires_in_ms: Option<i64>,
     sessions: Vec<SessionView>,
     replication: Option<ReplicationView>,
 }
@@ -192,11 +195,15 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         fix_lease::Role::Leader { epoch } => ("leader", epoch),
         fix_lease::Role::Standby => ("standby", 0),
     };
+    let holder = st.handle.lease_holder();
     let body = Readiness {
         ready: role == "leader",
         role,
         epoch,
         lease: st.handle.role_reason(),
+        lease_owner: holder.as_ref().map(|h| h.owner.clone()),
+        lease_epoch: holder.as_ref().map(|h| h.epoch),
+        lease_expires_in_ms: holder.as_ref().map(|h| h.expires_in_ms),
         sessions: views(&st.handle).await,
         replication: replication_view(&st.handle),
     };

@@ -171,6 +171,7 @@ impl Engine {
                     reason: "starting".into(),
                     terms: 0,
                     last_call: None,
+                    holder: None,
                 });
                 (Some(tx), Some(rx))
             }
@@ -566,6 +567,13 @@ impl EngineHandle {
             || "no lease configured".into(),
             |k| k.subscribe().borrow().reason.clone(),
         )
+    }
+
+    /// Who holds the lease as last seen (`None` without a lease or before the first look).
+    pub fn lease_holder(&self) -> Option<fix_lease::LeaseHolder> {
+        self.keeper
+            .as_ref()
+            .and_then(|k| k.subscribe().borrow().holder.clone())
     }
 
     /// How many times this instance became leader (1 without a lease).

@@ -39,6 +39,21 @@ pub struct RoleState {
     pub terms: u64,
     /// How long the last successful acquire or renew took.
     pub last_call: Option<Duration>,
+    /// Who holds the lease, as last seen: this node while leader, otherwise the lease
+    /// store's row read after a failed acquire.
+    pub holder: Option<LeaseHolder>,
+}
+
+/// The lease's holder as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// Its owner id.
+    pub owner: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Milliseconds until it expires (by the store's clock) when read; negative once
+    /// expired.
+    pub expires_in_ms: i64,
 }
 
 enum Command {
@@ -76,6 +91,7 @@ impl Keeper {
             reason: "starting".into(),
             terms: 0,
             last_call: None,
+            holder: None,
         });
         let (commands, rx) = mpsc::channel(4);
         let task = tokio::spawn(run(store, cfg, tx, rx, eligible));
@@ -128,7 +144,7 @@ fn publish(
     valid_until: Option<Instant>,
     reason: String,
 ) {
-    publish_timed(tx, role, valid_until, reason, None);
+    publish_timed(tx, role, valid_until, reason, None, None);
 }
 
 fn publish_timed(
@@ -137,9 +153,13 @@ fn publish_timed(
     valid_until: Option<Instant>,
     reason: String,
     took: Option<Duration>,
+    holder: Option<LeaseHolder>,
 ) {
     tx.send_modify(|s| {
         s.last_call = took;
+        if holder.is_some() {
+            s.holder = holder;
+        }
         if matches!(role, Role::Leader { .. }) && !matches!(s.role, Role::Leader { .. }) {
             s.terms += 1;
         }
@@ -152,6 +172,17 @@ fn publish_timed(
     });
 }
 
+fn own(cfg: &LeaseConfig, h: &Holder) -> LeaseHolder {
+    LeaseHolder {
+        owner: cfg.owner.clone(),
+        epoch: h.grant.epoch,
+        expires_in_ms: h
+            .valid_until
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i64,
+    }
+}
+
 async fn run(
     store: Arc<dyn LeaseStore>,
     cfg: LeaseConfig,
@@ -162,6 +193,7 @@ async fn run(
     let mut held: Option<Holder> = None;
     let mut paused_until = Instant::now();
     loop {
+        let mut retry_in = cfg.renew_interval;
         let now = Instant::now();
         let started = Instant::now();
         // Contend, or renew what we hold; never past the local deadline.
@@ -170,15 +202,35 @@ async fn run(
                 match Holder::acquire(store.as_ref(), &cfg).await {
                     Ok(Some(h)) => {
                         let epoch = h.grant.epoch;
-                        publish(
+                        publish_timed(
                             &tx,
                             Role::Leader { epoch },
                             Some(h.valid_until),
                             format!("acquired the lease with epoch {epoch}"),
+                            Some(started.elapsed()),
+                            Some(own(&cfg, &h)),
                         );
                         held = Some(h);
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        // Someone else holds it: see who, and try again right when it
+                        // expires (by the store's clock) rather than a full interval later.
+                        if let Ok(Some(state)) = store.read(&cfg.group).await {
+                            let expires_in_ms = state.expires_at_ms - state.now_ms;
+                            retry_in = Duration::from_millis(expires_in_ms.max(0) as u64 + 5)
+                                .min(cfg.renew_interval);
+                            let holder = LeaseHolder {
+                                owner: state.owner,
+                                epoch: state.epoch,
+                                expires_in_ms,
+                            };
+                            tx.send_if_modified(|s| {
+                                let changed = s.holder.as_ref() != Some(&holder);
+                                s.holder = Some(holder);
+                                changed
+                            });
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
                 }
             }
@@ -189,7 +241,8 @@ async fn run(
                     renewed = h.renew(store.as_ref(), &cfg) => match renewed {
                         Ok(Some(next)) => {
                             let epoch = next.grant.epoch;
-                            publish_timed(&tx, Role::Leader { epoch }, Some(next.valid_until), "renewed".into(), Some(started.elapsed()));
+                            let holder = Some(own(&cfg, &next));
+                            publish_timed(&tx, Role::Leader { epoch }, Some(next.valid_until), "renewed".into(), Some(started.elapsed()), holder);
                             held = Some(next);
                         }
                         Ok(None) => publish(&tx, Role::Standby, None, "the lease was taken over (renew refused)".into()),
@@ -211,7 +264,7 @@ async fn run(
         // Wait for the next renew/attempt, the deadline, or a command.
         let wake = match &held {
             Some(h) => (Instant::now() + cfg.renew_interval).min(h.valid_until),
-            None => Instant::now() + cfg.renew_interval,
+            None => Instant::now() + retry_in,
         };
         tokio::select! {
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {

@@ -25,7 +25,7 @@ pub mod sql;
 mod store;
 
 pub use holder::{Holder, LeaseConfig};
-pub use keeper::{Keeper, Role, RoleState};
+pub use keeper::{Keeper, LeaseHolder, Role, RoleState};
 pub use store::{Grant, LeaseError, LeaseState, LeaseStore};
 
 /// Connects to the lease store named by `url`: `sqlite://PATH`, `postgres://…`,
