@@ -128,6 +128,31 @@ fn leftovers(names: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// Drops old drill databases (see [`leftovers`]) and creates a new one on connection
+/// `$c`; evaluates to its name or the error text.
+macro_rules! fresh_database {
+    ($c:ident, $list:literal, $drop_suffix:literal) => {
+        async {
+            let old: Vec<String> = sqlx::query_scalar($list)
+                .fetch_all(&mut $c)
+                .await
+                .unwrap_or_default();
+            for db in leftovers(old) {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} {}", $drop_suffix))
+                    .execute(&mut $c)
+                    .await;
+            }
+            let name = unique("fixdrill");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut $c)
+                .await
+                .map(|_| name)
+                .map_err(|e| e.to_string())
+        }
+        .await
+    };
+}
+
 fn host_port(url: &str) -> Option<(String, String, String)> {
     // scheme://[user@]host:port/rest
     let (scheme, rest) = url.split_once("://")?;
@@ -168,49 +193,29 @@ impl LeaseDb {
                 });
             }
             Backend::Postgres => {
-                let name = unique("fixdrill");
                 let mut c = sqlx::PgConnection::connect(&servers.postgres)
                     .await
                     .map_err(|e| err(e.to_string()))?;
-                let old: Vec<String> = sqlx::query_scalar(
+                let name = fresh_database!(
+                    c,
                     "SELECT datname FROM pg_database WHERE datname LIKE 'fixdrill_%'",
+                    "WITH (FORCE)"
                 )
-                .fetch_all(&mut c)
-                .await
-                .unwrap_or_default();
-                for db in leftovers(old) {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
-                }
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
+                .map_err(err)?;
                 let (head, hostport, _) =
                     host_port(&servers.postgres).ok_or_else(|| err("bad URL".into()))?;
                 (format!("{head}HOSTPORT/{name}"), hostport)
             }
             Backend::Mysql => {
-                let name = unique("fixdrill");
                 let mut c = sqlx::MySqlConnection::connect(&servers.mysql)
                     .await
                     .map_err(|e| err(e.to_string()))?;
-                let old: Vec<String> = sqlx::query_scalar(
+                let name = fresh_database!(
+                    c,
                     "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'fixdrill\\_%'",
+                    ""
                 )
-                .fetch_all(&mut c)
-                .await
-                .unwrap_or_default();
-                for db in leftovers(old) {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-                        .execute(&mut c)
-                        .await;
-                }
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
+                .map_err(err)?;
                 let (head, hostport, _) =
                     host_port(&servers.mysql).ok_or_else(|| err("bad URL".into()))?;
                 (format!("{head}HOSTPORT/{name}"), hostport)

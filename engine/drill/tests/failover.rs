@@ -81,26 +81,6 @@ async fn kill9_under_load(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_sqlite() {
-    kill9_under_load(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_postgres() {
-    kill9_under_load(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_mysql() {
-    kill9_under_load(Backend::Mysql).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_dynamodb() {
-    kill9_under_load(Backend::Dynamodb).await;
-}
-
 fn field(r: &Received, tag: &str) -> Option<String> {
     let Received::Message(m) = r else { return None };
     to_human(m)
@@ -224,26 +204,6 @@ async fn split_brain(backend: Backend) {
     assert!(fill3 > fill2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_brain_sqlite() {
-    split_brain(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_brain_postgres() {
-    split_brain(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_brain_mysql() {
-    split_brain(Backend::Mysql).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_brain_dynamodb() {
-    split_brain(Backend::Dynamodb).await;
-}
-
 async fn lease_outage(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
     let mut cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
@@ -298,22 +258,35 @@ async fn lease_outage(backend: Backend) {
     order(&mut c, 4, "after").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_outage_sqlite() {
-    lease_outage(Backend::Sqlite).await;
+/// One test per backend for a scenario.
+macro_rules! per_backend {
+    ($scenario:ident: $($test:ident => $backend:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $scenario(Backend::$backend).await;
+            }
+        )+
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_outage_postgres() {
-    lease_outage(Backend::Postgres).await;
-}
+per_backend!(kill9_under_load:
+    kill9_sqlite => Sqlite,
+    kill9_postgres => Postgres,
+    kill9_mysql => Mysql,
+    kill9_dynamodb => Dynamodb,
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_outage_mysql() {
-    lease_outage(Backend::Mysql).await;
-}
+per_backend!(split_brain:
+    split_brain_sqlite => Sqlite,
+    split_brain_postgres => Postgres,
+    split_brain_mysql => Mysql,
+    split_brain_dynamodb => Dynamodb,
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_outage_dynamodb() {
-    lease_outage(Backend::Dynamodb).await;
-}
+per_backend!(lease_outage:
+    lease_outage_sqlite => Sqlite,
+    lease_outage_postgres => Postgres,
+    lease_outage_mysql => Mysql,
+    lease_outage_dynamodb => Dynamodb,
+);

@@ -459,6 +459,20 @@ impl EngineHandle {
             .ok_or_else(|| EngineError::UnknownSession(id.to_string()))
     }
 
+    /// Sends `command(reply)` to the session's task and waits for the reply.
+    async fn ask<T>(
+        &self,
+        id: &SessionId,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx(id)?
+            .send(command(reply))
+            .await
+            .map_err(|_| EngineError::Stopped(id.to_string()))?;
+        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))
+    }
+
     /// Sends an application message; resolves once it is durable (and written if logged on).
     pub async fn send(
         &self,
@@ -466,26 +480,17 @@ impl EngineHandle {
         msg_type: &[u8],
         body: &[u8],
     ) -> Result<u64, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx(id)?
-            .send(Command::Send {
-                msg_type: msg_type.to_vec(),
-                body: body.to_vec(),
-                reply,
-            })
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))?
+        self.ask(id, |reply| Command::Send {
+            msg_type: msg_type.to_vec(),
+            body: body.to_vec(),
+            reply,
+        })
+        .await?
     }
 
     /// Current state and sequence numbers.
     pub async fn status(&self, id: &SessionId) -> Result<SessionStatus, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx(id)?
-            .send(Command::Status(reply))
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))
+        self.ask(id, Command::Status).await
     }
 
     /// Sets the next outbound and/or expected inbound sequence number (admin action).
@@ -495,18 +500,13 @@ impl EngineHandle {
         next_sender: Option<u64>,
         next_target: Option<u64>,
     ) -> Result<(), EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx(id)?
-            .send(Command::SetSequence {
-                next_sender,
-                next_target,
-                reply,
-            })
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        rx.await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?
-            .map_err(|e| EngineError::Send(SendError::Store(e)))
+        self.ask(id, |reply| Command::SetSequence {
+            next_sender,
+            next_target,
+            reply,
+        })
+        .await?
+        .map_err(|e| EngineError::Send(SendError::Store(e)))
     }
 
     /// Stored outbound messages of a session with `from <= seq <= to` (at most `limit`),
@@ -518,30 +518,20 @@ impl EngineHandle {
         to: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx(id)?
-            .send(Command::Messages {
-                from,
-                to,
-                limit,
-                reply,
-            })
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        rx.await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?
-            .map_err(|e| EngineError::Send(SendError::Store(e)))
+        self.ask(id, |reply| Command::Messages {
+            from,
+            to,
+            limit,
+            reply,
+        })
+        .await?
+        .map_err(|e| EngineError::Send(SendError::Store(e)))
     }
 
     /// Resets both sequence numbers to 1 and forgets stored messages (admin action;
     /// refused while logged on or on a standby).
     pub async fn reset(&self, id: &SessionId) -> Result<(), EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx(id)?
-            .send(Command::Reset(reply))
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))?
+        self.ask(id, Command::Reset).await?
     }
 
     /// The lease role; `Leader` with epoch 0 when no lease is configured.

@@ -134,51 +134,41 @@ impl SqlJournal {
         records: &[u8],
     ) -> Result<(), SqlJournalError> {
         let first = first_epoch(records) as i64;
+        /// Locks the lease row, checks the epoch, inserts: one transaction.
+        macro_rules! locked_insert {
+            ($pool:expr, $lock:literal, $insert:literal) => {{
+                let mut tx = $pool.begin().await.map_err(q("starting a transaction"))?;
+                let current: i64 = sqlx::query_scalar($lock)
+                    .bind(&self.group)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(q("locking the lease row"))?
+                    .unwrap_or(-1);
+                if current == epoch as i64 {
+                    sqlx::query($insert)
+                        .bind(&self.group)
+                        .bind(position as i64)
+                        .bind(first)
+                        .bind(records)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("inserting journal records"))?;
+                    tx.commit().await.map_err(q("committing journal records"))?;
+                }
+                current
+            }};
+        }
         let current: i64 = match &self.pool {
-            Pool::Pg(p) => {
-                let mut tx = p.begin().await.map_err(q("starting a transaction"))?;
-                let current: i64 =
-                    sqlx::query_scalar("SELECT epoch FROM fix_lease WHERE grp = $1 FOR UPDATE")
-                        .bind(&self.group)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(q("locking the lease row"))?
-                        .unwrap_or(-1);
-                if current == epoch as i64 {
-                    sqlx::query("INSERT INTO fix_journal (grp, position, epoch, records) VALUES ($1, $2, $3, $4)")
-                        .bind(&self.group)
-                        .bind(position as i64)
-                        .bind(first)
-                        .bind(records)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(q("inserting journal records"))?;
-                    tx.commit().await.map_err(q("committing journal records"))?;
-                }
-                current
-            }
-            Pool::My(p) => {
-                let mut tx = p.begin().await.map_err(q("starting a transaction"))?;
-                let current: i64 =
-                    sqlx::query_scalar("SELECT epoch FROM fix_lease WHERE grp = ? FOR UPDATE")
-                        .bind(&self.group)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(q("locking the lease row"))?
-                        .unwrap_or(-1);
-                if current == epoch as i64 {
-                    sqlx::query("INSERT INTO fix_journal (grp, position, epoch, records) VALUES (?, ?, ?, ?)")
-                        .bind(&self.group)
-                        .bind(position as i64)
-                        .bind(first)
-                        .bind(records)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(q("inserting journal records"))?;
-                    tx.commit().await.map_err(q("committing journal records"))?;
-                }
-                current
-            }
+            Pool::Pg(p) => locked_insert!(
+                p,
+                "SELECT epoch FROM fix_lease WHERE grp = $1 FOR UPDATE",
+                "INSERT INTO fix_journal (grp, position, epoch, records) VALUES ($1, $2, $3, $4)"
+            ),
+            Pool::My(p) => locked_insert!(
+                p,
+                "SELECT epoch FROM fix_lease WHERE grp = ? FOR UPDATE",
+                "INSERT INTO fix_journal (grp, position, epoch, records) VALUES (?, ?, ?, ?)"
+            ),
         };
         if current == epoch as i64 {
             Ok(())
@@ -196,27 +186,29 @@ impl SqlJournal {
         position: u64,
         limit: u32,
     ) -> Result<Vec<Chunk>, SqlJournalError> {
+        macro_rules! select_chunks {
+            ($pool:expr, $sql:literal) => {
+                sqlx::query($sql)
+                    .bind(&self.group)
+                    .bind(position as i64)
+                    .bind(i64::from(limit))
+                    .fetch_all($pool)
+                    .await
+                    .map_err(q("reading journal records"))?
+                    .into_iter()
+                    .map(|r| {
+                        Ok::<_, sqlx::Error>((
+                            r.try_get::<i64, _>(0)?,
+                            r.try_get::<i64, _>(1)?,
+                            r.try_get::<Vec<u8>, _>(2)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
+        }
         let rows = match &self.pool {
-            Pool::Pg(p) => sqlx::query("SELECT position, epoch, records FROM fix_journal WHERE grp = $1 AND position >= $2 ORDER BY position LIMIT $3")
-                .bind(&self.group)
-                .bind(position as i64)
-                .bind(i64::from(limit))
-                .fetch_all(p)
-                .await
-                .map_err(q("reading journal records"))?
-                .into_iter()
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?, r.try_get::<Vec<u8>, _>(2)?)))
-                .collect::<Result<Vec<_>, _>>(),
-            Pool::My(p) => sqlx::query("SELECT position, epoch, records FROM fix_journal WHERE grp = ? AND position >= ? ORDER BY position LIMIT ?")
-                .bind(&self.group)
-                .bind(position as i64)
-                .bind(i64::from(limit))
-                .fetch_all(p)
-                .await
-                .map_err(q("reading journal records"))?
-                .into_iter()
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?, r.try_get::<Vec<u8>, _>(2)?)))
-                .collect::<Result<Vec<_>, _>>(),
+            Pool::Pg(p) => select_chunks!(p, "SELECT position, epoch, records FROM fix_journal WHERE grp = $1 AND position >= $2 ORDER BY position LIMIT $3"),
+            Pool::My(p) => select_chunks!(p, "SELECT position, epoch, records FROM fix_journal WHERE grp = ? AND position >= ? ORDER BY position LIMIT ?"),
         }
         .map_err(q("decoding journal rows"))?;
         Ok(rows

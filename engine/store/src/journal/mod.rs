@@ -184,6 +184,14 @@ fn open_segment(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// A session's number, next sender and target sequence numbers, and creation time.
+fn seqs_of(state: &StreamState, key: &str) -> Option<(u32, u64, u64, i64)> {
+    state
+        .sessions
+        .get(key)
+        .map(|s| (s.no, s.next_sender, s.next_target, s.created))
+}
+
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:020}.seg"))
 }
@@ -349,11 +357,7 @@ impl Journal {
     /// The journal's view of session `key` (number, next sender and target sequence
     /// numbers, creation time), if it knows it.
     pub(crate) fn session_seqs(&self, key: &str) -> Option<(u32, u64, u64, i64)> {
-        lock(&self.inner.writer)
-            .state
-            .sessions
-            .get(key)
-            .map(|s| (s.no, s.next_sender, s.next_target, s.created))
+        seqs_of(&lock(&self.inner.writer).state, key)
     }
 
     /// Declares a session if the journal does not know it yet; returns its state.
@@ -363,8 +367,8 @@ impl Journal {
         created: i64,
     ) -> Result<(u32, u64, u64, i64), JournalError> {
         let mut w = lock(&self.inner.writer);
-        if let Some(s) = w.state.sessions.get(key) {
-            return Ok((s.no, s.next_sender, s.next_target, s.created));
+        if let Some(s) = seqs_of(&w.state, key) {
+            return Ok(s);
         }
         let no = w.state.next_session_no();
         self.append_locked(&mut w, RecordKind::Session, false, no, 0, key.as_bytes())?;
@@ -376,10 +380,7 @@ impl Journal {
             0,
             &created.to_le_bytes(),
         )?;
-        w.state
-            .sessions
-            .get(key)
-            .map(|s| (s.no, s.next_sender, s.next_target, s.created))
+        seqs_of(&w.state, key)
             .ok_or_else(|| JournalError::Failed(format!("session {key} was not declared")))
     }
 
