@@ -86,7 +86,14 @@ pub enum BackendError {
 }
 
 enum Outage {
-    Proxy(Proxy),
+    /// The networked stores: a shared proxy (`url`) and one per engine.
+    Proxies {
+        /// The URL with `HOSTPORT` where a proxy's address goes.
+        template: String,
+        target: SocketAddr,
+        shared: Proxy,
+        per_node: Vec<(usize, Proxy)>,
+    },
     SqliteLock {
         url: String,
         held: Option<sqlx::SqliteConnection>,
@@ -239,7 +246,8 @@ impl LeaseDb {
         let proxy = Proxy::start(target)
             .await
             .map_err(|e| err(format!("starting the outage proxy: {e}")))?;
-        let url = url.replace("HOSTPORT", &proxy.addr().to_string());
+        let template = url;
+        let url = template.replace("HOSTPORT", &proxy.addr().to_string());
         if backend == Backend::Dynamodb {
             // Create the table now, once, rather than racing two engines to it.
             fix_lease::connect(&url)
@@ -249,8 +257,62 @@ impl LeaseDb {
         Ok(Self {
             url,
             backend,
-            outage: Outage::Proxy(proxy),
+            outage: Outage::Proxies {
+                template,
+                target,
+                shared: proxy,
+                per_node: Vec::new(),
+            },
         })
+    }
+
+    /// The URL engine `node` uses: through a proxy of its own where the store is
+    /// networked, so that one engine alone can be cut off ([`LeaseDb::cut_node`]).
+    pub async fn node_url(&mut self, node: usize) -> Result<String, BackendError> {
+        let backend = self.backend.name();
+        match &mut self.outage {
+            Outage::SqliteLock { .. } => Ok(self.url.clone()),
+            Outage::Proxies {
+                template,
+                target,
+                per_node,
+                ..
+            } => {
+                let proxy = Proxy::start(*target)
+                    .await
+                    .map_err(|e| BackendError::Unreachable {
+                        backend,
+                        detail: format!("starting a proxy: {e}"),
+                    })?;
+                let url = template.replace("HOSTPORT", &proxy.addr().to_string());
+                per_node.push((node, proxy));
+                Ok(url)
+            }
+        }
+    }
+
+    /// Cuts engine `node` alone off the lease store (a network cut); false for SQLite,
+    /// which has no network to cut.
+    pub fn cut_node(&self, node: usize) -> bool {
+        self.node_proxies(node, Proxy::cut)
+    }
+
+    /// Reconnects engine `node`.
+    pub fn restore_node(&self, node: usize) -> bool {
+        self.node_proxies(node, Proxy::restore)
+    }
+
+    fn node_proxies(&self, node: usize, f: fn(&Proxy)) -> bool {
+        match &self.outage {
+            Outage::Proxies { per_node, .. } => {
+                per_node
+                    .iter()
+                    .filter(|(n, _)| *n == node)
+                    .for_each(|(_, p)| f(p));
+                true
+            }
+            Outage::SqliteLock { .. } => false,
+        }
     }
 
     /// The backend.
@@ -261,7 +323,12 @@ impl LeaseDb {
     /// Takes the lease store away: every engine's lease call fails or hangs.
     pub async fn cut(&mut self) -> Result<(), BackendError> {
         match &mut self.outage {
-            Outage::Proxy(p) => p.cut(),
+            Outage::Proxies {
+                shared, per_node, ..
+            } => {
+                shared.cut();
+                per_node.iter().for_each(|(_, p)| p.cut());
+            }
             Outage::SqliteLock { url, held } => {
                 let mut c = sqlx::SqliteConnection::connect(url).await.map_err(|e| {
                     BackendError::Unreachable {
@@ -285,7 +352,12 @@ impl LeaseDb {
     /// Brings it back.
     pub async fn restore(&mut self) {
         match &mut self.outage {
-            Outage::Proxy(p) => p.restore(),
+            Outage::Proxies {
+                shared, per_node, ..
+            } => {
+                shared.restore();
+                per_node.iter().for_each(|(_, p)| p.restore());
+            }
             Outage::SqliteLock { held, .. } => {
                 if let Some(mut c) = held.take() {
                     let _ = sqlx::query("ROLLBACK").execute(&mut c).await;

@@ -74,7 +74,7 @@ impl Cluster {
         servers: &Servers,
         dir: &Path,
     ) -> Result<Self, ClusterError> {
-        let lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
+        let mut lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
         let n = opts.instances.max(2);
         let ports: Vec<(u16, u16, u16)> = free_ports(3 * n)
             .chunks(3)
@@ -95,7 +95,7 @@ impl Cluster {
                     .filter(|(j, _)| *j != i)
                     .map(|(_, p)| p.2)
                     .collect(),
-                lease_url: lease.url.clone(),
+                lease_url: lease.node_url(i).await?,
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,

@@ -1,6 +1,7 @@
 //! Failover with real processes, for every lease backend: `kill -9` of the leader under
-//! load (every durability mode the backend allows), split brain (SIGSTOP past the TTL, then SIGCONT), and the
-//! lease store going away and coming back.
+//! load (every durability mode the backend allows), split brain (SIGSTOP past the TTL,
+//! then SIGCONT), and the lease store going away and coming back — for everyone, and
+//! for the leader alone (a network cut; not for SQLite, which has no network).
 //!
 //! PostgreSQL and MariaDB are the local servers; DynamoDB is moto at FIX_TEST_MOTO_URL
 //! (scripts/test.sh starts it). Nothing here asserts a duration: RTO figures come from
@@ -258,6 +259,49 @@ async fn lease_outage(backend: Backend) {
     order(&mut c, 4, "after").await;
 }
 
+/// Only the leader loses the lease store (a network cut between it and the database):
+/// it fences itself, the standby takes over, and when the link comes back the old leader
+/// stays a standby and follows.
+async fn network_cut(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
+        .await
+        .expect("cluster");
+    let l = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let s = 1 - l;
+    cluster
+        .wait_caught_up(s, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    let (mut c, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
+    let fill = order(&mut c, 2, "before").await;
+
+    assert!(cluster.lease.cut_node(l), "a networked store");
+    assert_eq!(
+        c.next(Duration::from_secs(10)).await,
+        Received::Closed,
+        "{}",
+        cluster.logs()
+    );
+    cluster
+        .wait_promoted(s, Duration::from_secs(20))
+        .await
+        .expect("the standby, still connected, takes over");
+    let (mut c, their) = logon(cluster.nodes[s].fix_addr(), 3).await;
+    assert_eq!(their, fill + 1, "sequence numbers continue");
+    order(&mut c, 4, "after").await;
+
+    cluster.lease.restore_node(l);
+    cluster
+        .wait_caught_up(l, Duration::from_secs(20))
+        .await
+        .expect("the old leader follows the new one");
+    assert_eq!(cluster.leader().await, Some(s), "exactly one leader");
+}
+
 /// One test per backend for a scenario.
 macro_rules! per_backend {
     ($scenario:ident: $($test:ident => $backend:ident),+ $(,)?) => {
@@ -289,4 +333,10 @@ per_backend!(lease_outage:
     lease_outage_postgres => Postgres,
     lease_outage_mysql => Mysql,
     lease_outage_dynamodb => Dynamodb,
+);
+
+per_backend!(network_cut:
+    network_cut_postgres => Postgres,
+    network_cut_mysql => Mysql,
+    network_cut_dynamodb => Dynamodb,
 );
