@@ -127,6 +127,18 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
         "held back while no standby has it"
     );
     assert_eq!(standby_position(standby).await, before);
+    // The leader shows what the standby lacks, per session.
+    let (_, body) = request(la, "GET", "/replication", None, None).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let lag = &v["standbys"][0];
+    assert!(lag["lag_bytes"].as_u64().is_some_and(|b| b > 0), "{body}");
+    assert!(
+        lag["lag_records"]["FIX.4.4:ISLD->TW"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "the order is not on the standby: {body}"
+    );
+    assert_eq!(v["paused"], true, "{body}");
     assert_eq!(
         request(la, "POST", "/replication/resume", Some(TOKEN), None)
             .await

@@ -65,8 +65,10 @@ struct StandbyLag {
     standby: crate::replication::StandbyView,
     /// Journal bytes durable here and not acknowledged by it.
     lag_bytes: u64,
-    /// Records per session it has not acknowledged.
-    lag_records: std::collections::BTreeMap<String, u64>,
+    /// Records per session it has not acknowledged (on `/replication` only: it reads
+    /// the unacknowledged part of the journal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_records: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,7 +80,7 @@ struct ReplicationView {
     follower: Option<crate::replication::FollowerView>,
 }
 
-fn replication_view(handle: &EngineHandle) -> Option<ReplicationView> {
+fn replication_view(handle: &EngineHandle, per_session: bool) -> Option<ReplicationView> {
     let r = handle.replication()?;
     let (appended, durable) = handle.journal_positions().unwrap_or_default();
     let leading = matches!(handle.role(), fix_lease::Role::Leader { .. });
@@ -87,7 +89,7 @@ fn replication_view(handle: &EngineHandle) -> Option<ReplicationView> {
         .into_iter()
         .map(|s| StandbyLag {
             lag_bytes: durable.saturating_sub(s.acked),
-            lag_records: handle.records_after(s.acked).into_iter().collect(),
+            lag_records: per_session.then(|| handle.records_after(s.acked).into_iter().collect()),
             standby: s,
         })
         .collect();
@@ -205,7 +207,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_epoch: holder.as_ref().map(|h| h.epoch),
         lease_expires_in_ms: holder.as_ref().map(|h| h.expires_in_ms),
         sessions: views(&st.handle).await,
-        replication: replication_view(&st.handle),
+        replication: replication_view(&st.handle, false),
     };
     let status = if body.ready {
         StatusCode::OK
@@ -236,7 +238,7 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         }
     }
     m.leader_terms.set(st.handle.leader_terms() as i64);
-    if let Some(r) = replication_view(&st.handle) {
+    if let Some(r) = replication_view(&st.handle, false) {
         m.replication_standbys.set(r.standbys.len() as i64);
         let lag = match (&r.follower, r.standbys.iter().map(|s| s.lag_bytes).min()) {
             (Some(_), _) => 0,
@@ -385,7 +387,7 @@ async fn step_down(
 }
 
 async fn replication(State(st): State<AdminState>) -> Response {
-    match replication_view(&st.handle) {
+    match replication_view(&st.handle, true) {
         Some(v) => Json(v).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
