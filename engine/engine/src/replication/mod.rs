@@ -41,6 +41,10 @@ pub struct StandbyView {
     pub sent: u64,
     /// Stream position it has made durable.
     pub acked: u64,
+    /// It has been sent everything durable here at least once: only then does it count
+    /// for `replicated` durability (a standby catching up a backlog does not hold the
+    /// leader back; until one streams, the leader is alone).
+    pub streaming: bool,
 }
 
 /// What a standby knows of its leader.
@@ -154,22 +158,17 @@ impl Replication {
             peer,
             sent: from,
             acked: 0,
+            streaming: false,
         };
         lock(&self.standbys).insert(*n, view);
         lock(&self.last_ack).insert(*n, std::time::Instant::now());
-        *lock(&self.alone_since) = None;
         self.publish_acked();
         *n
     }
 
     fn unregister(&self, id: u64) {
-        let mut standbys = lock(&self.standbys);
-        standbys.remove(&id);
+        lock(&self.standbys).remove(&id);
         lock(&self.last_ack).remove(&id);
-        if standbys.is_empty() {
-            *lock(&self.alone_since) = Some(std::time::Instant::now());
-        }
-        drop(standbys);
         self.publish_acked();
     }
 
@@ -220,12 +219,26 @@ impl Replication {
         self.publish_acked();
     }
 
+    /// Publishes the best position acknowledged by a streaming standby, and whether the
+    /// leader is alone (no streaming standby) since when.
     fn publish_acked(&self) {
-        let best = lock(&self.standbys)
-            .values()
-            .map(|v| v.acked)
-            .max()
-            .unwrap_or(0);
+        let (streaming, best) = {
+            let standbys = lock(&self.standbys);
+            let streaming: Vec<u64> = standbys
+                .values()
+                .filter(|v| v.streaming)
+                .map(|v| v.acked)
+                .collect();
+            (!streaming.is_empty(), streaming.into_iter().max().unwrap_or(0))
+        };
+        {
+            let mut alone = lock(&self.alone_since);
+            match (streaming, *alone) {
+                (true, _) => *alone = None,
+                (false, None) => *alone = Some(std::time::Instant::now()),
+                (false, Some(_)) => {}
+            }
+        }
         self.acked.send_if_modified(|v| {
             let changed = *v != best;
             *v = best;

@@ -193,7 +193,10 @@ impl Source {
             )
             .await?;
             position += len;
-            self.state.update(id, |v| v.sent = position);
+            self.state.update(id, |v| {
+                v.sent = position;
+                v.streaming |= idle;
+            });
             if idle {
                 // Nothing durable beyond `position`: wait for more (the empty frame just
                 // sent tells the standby it is current).

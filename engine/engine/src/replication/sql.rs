@@ -382,7 +382,10 @@ impl SqlChannel {
             }
         };
         let id = self.state.register("sql".into(), "sql".into(), shipped);
-        self.state.update(id, |v| v.acked = shipped);
+        self.state.update(id, |v| {
+            v.acked = shipped;
+            v.streaming = true;
+        });
         while leading(&self.role) == Some(epoch) {
             let j = self.journal.clone();
             let at = shipped;
