@@ -100,9 +100,10 @@ pub enum Durability {
     #[default]
     Local,
     /// On the leader's disk and on a standby's disk: a failover loses nothing (RPO 0).
-    /// While a standby is connected the leader waits for its acknowledgement; when none
-    /// has been connected for `standby_wait_ms` it runs degraded (as `local`, logged and
-    /// counted in `fix_replication_degraded_writes`) until one is back.
+    /// While a standby streams (it has caught up once since it connected) the leader
+    /// waits for its acknowledgement; when none has streamed for `standby_wait_ms` it runs
+    /// degraded (as `local`, logged and counted in `fix_replication_degraded_writes`)
+    /// until one does again.
     Replicated,
     /// On the leader's disk and committed to a `fix_journal` table in the lease's
     /// database (PostgreSQL or MySQL), in the transaction that checks the lease epoch.
