@@ -229,7 +229,10 @@ impl Replication {
                 .filter(|v| v.streaming)
                 .map(|v| v.acked)
                 .collect();
-            (!streaming.is_empty(), streaming.into_iter().max().unwrap_or(0))
+            (
+                !streaming.is_empty(),
+                streaming.into_iter().max().unwrap_or(0),
+            )
         };
         {
             let mut alone = lock(&self.alone_since);

@@ -1,0 +1,83 @@
+//! Configuration parsing and checking.
+use super::*;
+
+fn one(extra: &str) -> Result<Vec<SessionPlan>, ConfigError> {
+    let text = format!(
+        "[[session]]\nbegin_string = \"FIX.4.2\"\nsender_comp_id = \"A\"\ntarget_comp_id = \"B\"\nrole = \"acceptor\"\nlisten = \"127.0.0.1:1\"\n{extra}"
+    );
+    EngineConfig::from_toml(&text, "test.toml")?.plans()
+}
+
+#[test]
+fn a_minimal_acceptor_plans() {
+    let p = one("").expect("valid");
+    assert_eq!(p[0].config.id.to_string(), "FIX.4.2:A->B");
+}
+
+#[test]
+fn errors_name_the_key_the_value_and_what_is_allowed() {
+    let e = one("start_time = \"8am\"\nend_time = \"17:00:00\"")
+        .expect_err("bad time")
+        .to_string();
+    assert!(
+        e.contains("start_time") && e.contains("8am") && e.contains("HH:MM:SS"),
+        "{e}"
+    );
+    let e = one("time_zone = \"Mars/Olympus\"\nstart_time = \"08:00:00\"\nend_time = \"17:00:00\"")
+        .expect_err("bad tz")
+        .to_string();
+    assert!(e.contains("time_zone") && e.contains("Mars/Olympus"), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let e = one("hearbeat_interval = 30").expect_err("typo").to_string();
+    assert!(e.contains("hearbeat_interval"), "{e}");
+}
+
+fn replication(engine_extra: &str) -> Result<Vec<SessionPlan>, ConfigError> {
+    let text = format!(
+        "[engine]\n{engine_extra}\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'A'\ntarget_comp_id = 'B'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n"
+    );
+    EngineConfig::from_toml(&text, "test.toml")?.plans()
+}
+
+#[test]
+fn replication_settings_are_checked_with_the_fix_named() {
+    let lease = "[engine.lease]\nurl = 'sqlite://x.db'\n";
+    let e = replication("[engine.replication]\nlisten = '127.0.0.1:9901'")
+        .expect_err("no lease")
+        .to_string();
+    assert!(e.contains("[engine.lease]"), "{e}");
+    let e = replication(&format!(
+        "{lease}[engine.replication]\npeers = ['127.0.0.1:9902']"
+    ))
+    .expect_err("no listen")
+    .to_string();
+    assert!(
+        e.contains("replication.listen") && e.contains("127.0.0.1:9901"),
+        "{e}"
+    );
+    let e = replication(&format!("{lease}[engine.replication]\nlisten = 'nowhere'"))
+        .expect_err("bad address")
+        .to_string();
+    assert!(e.contains("IP:PORT"), "{e}");
+    let e = replication(&format!("{lease}[engine.replication]\ndurability = 'sql'"))
+        .expect_err("sql on sqlite")
+        .to_string();
+    assert!(e.contains("PostgreSQL or MySQL"), "{e}");
+    let e = replication(&format!(
+        "{lease}[engine.replication]\nlisten = '127.0.0.1:1'\ndurability = 'quorum'"
+    ))
+    .expect_err("unknown mode")
+    .to_string();
+    assert!(e.contains("quorum"), "{e}");
+    replication(&format!(
+        "{lease}[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = 'replicated'"
+    ))
+    .expect("valid");
+    replication(
+        "[engine.lease]\nurl = 'postgres://db/fix'\n[engine.replication]\ndurability = 'sql'",
+    )
+    .expect("sql needs no listen address");
+}
