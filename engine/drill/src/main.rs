@@ -79,7 +79,7 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Engine { config } => run_engine(&config),
+        Command::Engine { config } => Ok(fix_drill::node::run_engine(&config)?),
         Command::Run(args) => run_drills(args),
     }
 }
@@ -89,29 +89,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-fn run_engine(path: &std::path::Path) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    let config = fix_engine::EngineConfig::from_file(path)?;
-    runtime()?.block_on(async move {
-        let engine = fix_engine::Engine::start(config).await?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-        engine.shutdown().await;
-        Ok(())
-    })
 }
 
 fn run_drills(args: RunArgs) -> anyhow::Result<()> {

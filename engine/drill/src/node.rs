@@ -5,6 +5,48 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// Running an engine in this process failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineProcessError {
+    /// The configuration could not be read.
+    #[error(transparent)]
+    Config(#[from] fix_engine::config::ConfigError),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] fix_engine::EngineError),
+    /// The runtime or a signal handler could not be set up.
+    #[error("{0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Runs one engine from `config` in this process until Ctrl-C or SIGTERM, logging to
+/// stderr: what `EXE engine --config FILE` does for the drill's and fixctl's engines.
+pub fn run_engine(config: &Path) -> Result<(), EngineProcessError> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let config = fix_engine::EngineConfig::from_file(config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let engine = fix_engine::Engine::start(config).await?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
+            engine.shutdown().await;
+            Ok(())
+        })
+}
+
 /// Admin token the drill's engines use.
 pub const TOKEN: &str = "drill-token";
 

@@ -1,0 +1,384 @@
+//! The failover supervisor: follows the group's leadership through every engine's
+//! `/readyz` and keeps the router pointed at the leader.
+//!
+//! Each poll reads every instance. When exactly one reports itself leader and ready and
+//! it is not where traffic goes, the supervisor routes there, reads the routing back, and
+//! checks the instance it routed away from reports standby or does not answer; if it still
+//! claims to lead, the fencing hook (a platform's "stop this task") is called. Each such
+//! transition is recorded with its phases, measured from the poll that first saw the old
+//! leader gone.
+
+use crate::router::{RouteError, TrafficRouter};
+use fix_drill::http::request;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+/// One engine instance as the supervisor reaches it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// Its name (the router's endpoint name).
+    pub name: String,
+    /// Its admin API.
+    pub admin: SocketAddr,
+}
+
+/// Called with an instance that still claims to lead after traffic moved away from it.
+pub type FenceHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How the supervisor runs.
+#[derive(Clone)]
+pub struct Options {
+    /// Time between polls.
+    pub poll: Duration,
+    /// Admin bearer token (for step-down).
+    pub token: Option<String>,
+    /// Called to stop an old leader that does not step down by itself.
+    pub fence: Option<FenceHook>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(20),
+            token: None,
+            fence: None,
+        }
+    }
+}
+
+/// One change of where traffic goes, with its phases in milliseconds after detection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    /// Where traffic went before (none at start-up).
+    pub from: Option<String>,
+    /// The new leader.
+    pub to: String,
+    /// Its lease epoch.
+    pub epoch: u64,
+    /// Detection → the new leader reported ready (lease granted, journal open).
+    pub lease_granted_ms: f64,
+    /// Detection → the router was changed and read back.
+    pub routed_ms: f64,
+    /// Detection → a counterparty was logged on to the new leader.
+    pub first_logon_ms: Option<f64>,
+    /// The old leader reported standby or was unreachable once traffic moved.
+    pub old_leader_fenced: bool,
+    /// The fencing hook was called for the old leader.
+    pub fence_hook_called: bool,
+}
+
+/// The supervisor failed to act.
+#[derive(Debug, Error)]
+pub enum SupervisorError {
+    /// The router refused.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The router did not read back what was set.
+    #[error("{router} reads back {got:?} after routing to {want}")]
+    NotConverged {
+        /// The router.
+        router: &'static str,
+        /// What was set.
+        want: String,
+        /// What it reports.
+        got: Option<String>,
+    },
+    /// No such instance.
+    #[error("no instance named {0}: known instances are {1}")]
+    UnknownInstance(String, String),
+    /// There is no leader to step down.
+    #[error("no instance leads now; nothing to fail over (check `fixctl status`)")]
+    NoLeader,
+    /// An admin call failed.
+    #[error("{instance}: {action} failed: {detail}")]
+    Admin {
+        /// Which instance.
+        instance: String,
+        /// What was asked.
+        action: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// The takeover did not happen in time.
+    #[error("no other instance took over within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What one poll saw of an instance.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    leader: bool,
+    epoch: u64,
+    answered: bool,
+    logged_on: bool,
+}
+
+async fn look(admin: SocketAddr) -> Seen {
+    let Ok((_, body)) = request(admin, "GET", "/readyz", None, Duration::from_millis(300)).await
+    else {
+        return Seen::default();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return Seen::default();
+    };
+    let sessions = v["sessions"].as_array().cloned().unwrap_or_default();
+    Seen {
+        leader: v["role"] == "leader" && v["ready"] == true,
+        epoch: v["epoch"].as_u64().unwrap_or(0),
+        answered: true,
+        logged_on: sessions.iter().any(|s| s["state"] == "Active"),
+    }
+}
+
+struct Shared {
+    transitions: Mutex<Vec<Transition>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running supervisor.
+pub struct Supervisor {
+    instances: Vec<Instance>,
+    router: Arc<dyn TrafficRouter>,
+    options: Options,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Pending {
+    index: usize,
+    detected: Instant,
+    to: String,
+}
+
+impl Supervisor {
+    /// Starts supervising `instances` through `router`.
+    pub fn spawn(
+        instances: Vec<Instance>,
+        router: Arc<dyn TrafficRouter>,
+        options: Options,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            transitions: Mutex::new(Vec::new()),
+        });
+        let task = tokio::spawn(watch(
+            instances.clone(),
+            Arc::clone(&router),
+            options.clone(),
+            Arc::clone(&shared),
+        ));
+        Self {
+            instances,
+            router,
+            options,
+            shared,
+            task,
+        }
+    }
+
+    /// Every transition so far.
+    pub fn transitions(&self) -> Vec<Transition> {
+        lock(&self.shared.transitions).clone()
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Arc<dyn TrafficRouter> {
+        &self.router
+    }
+
+    /// Manual failover: the leader is asked to step down for `pause` (with `to`, the other
+    /// standbys too, so that `to` takes over), then this waits until traffic has moved.
+    /// Returns the transition.
+    pub async fn failover(
+        &self,
+        to: Option<&str>,
+        pause: Duration,
+        limit: Duration,
+    ) -> Result<Transition, SupervisorError> {
+        if let Some(name) = to {
+            if !self.instances.iter().any(|i| i.name == name) {
+                let known: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+                return Err(SupervisorError::UnknownInstance(
+                    name.into(),
+                    known.join(", "),
+                ));
+            }
+        }
+        let mut leader = None;
+        for i in &self.instances {
+            if look(i.admin).await.leader {
+                leader = Some(i.name.clone());
+            }
+        }
+        let leader = leader.ok_or(SupervisorError::NoLeader)?;
+        let before = lock(&self.shared.transitions).len();
+        let path = format!("/step-down?pause_ms={}", pause.as_millis());
+        // With a target, the other standbys stay out too; the leader steps down last.
+        let mut order: Vec<&Instance> = match to {
+            Some(target) => self
+                .instances
+                .iter()
+                .filter(|i| i.name != target && i.name != leader)
+                .collect(),
+            None => Vec::new(),
+        };
+        order.extend(self.instances.iter().filter(|i| i.name == leader));
+        for i in order {
+            let (code, body) = request(
+                i.admin,
+                "POST",
+                &path,
+                self.options.token.as_deref(),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| SupervisorError::Admin {
+                instance: i.name.clone(),
+                action: "step-down",
+                detail: e.to_string(),
+            })?;
+            if code != 202 {
+                return Err(SupervisorError::Admin {
+                    instance: i.name.clone(),
+                    action: "step-down",
+                    detail: format!("HTTP {code}: {}", body.trim()),
+                });
+            }
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(t) = lock(&self.shared.transitions)
+                .get(before..)
+                .and_then(|t| t.last())
+            {
+                if t.to != leader {
+                    return Ok(t.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(SupervisorError::Timeout(limit));
+            }
+            tokio::time::sleep(self.options.poll).await;
+        }
+    }
+}
+
+async fn watch(
+    instances: Vec<Instance>,
+    router: Arc<dyn TrafficRouter>,
+    options: Options,
+    shared: Arc<Shared>,
+) {
+    let mut routed: Option<String> = None;
+    let mut lost_at: Option<Instant> = None;
+    let mut pending: Option<Pending> = None;
+    loop {
+        let now = Instant::now();
+        let mut seen = Vec::with_capacity(instances.len());
+        for i in &instances {
+            seen.push((i.name.clone(), look(i.admin).await));
+        }
+        let leaders: Vec<&(String, Seen)> = seen.iter().filter(|(_, s)| s.leader).collect();
+        if let Some(r) = &routed {
+            if !leaders.iter().any(|(n, _)| n == r) && lost_at.is_none() {
+                lost_at = Some(now);
+                tracing::warn!(leader = %r, "the routed leader no longer leads");
+            }
+        }
+        if let [(name, view)] = leaders.as_slice() {
+            if routed.as_deref() != Some(name.as_str()) {
+                let detected = lost_at.unwrap_or(now);
+                match switch(&*router, name, &routed, &seen, &options).await {
+                    Ok((fenced, hooked)) => {
+                        let t = Transition {
+                            from: routed.clone(),
+                            to: name.clone(),
+                            epoch: view.epoch,
+                            lease_granted_ms: ms(now - detected),
+                            routed_ms: ms(detected.elapsed()),
+                            first_logon_ms: None,
+                            old_leader_fenced: fenced,
+                            fence_hook_called: hooked,
+                        };
+                        tracing::info!(from = ?t.from, to = %t.to, epoch = t.epoch, routed_ms = t.routed_ms, "traffic moved to the new leader");
+                        let mut list = lock(&shared.transitions);
+                        list.push(t);
+                        pending = Some(Pending {
+                            index: list.len() - 1,
+                            detected,
+                            to: name.clone(),
+                        });
+                        routed = Some(name.clone());
+                        lost_at = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, to = %name, "routing to the new leader failed; retrying")
+                    }
+                }
+            }
+        } else if leaders.len() > 1 {
+            tracing::error!(
+                count = leaders.len(),
+                "more than one instance reports leader"
+            );
+        }
+        if let Some(p) = &pending {
+            if seen.iter().any(|(n, s)| *n == p.to && s.logged_on) {
+                if let Some(t) = lock(&shared.transitions).get_mut(p.index) {
+                    t.first_logon_ms = Some(ms(p.detected.elapsed()));
+                }
+                pending = None;
+            }
+        }
+        tokio::time::sleep(options.poll).await;
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Routes to `to`, reads it back, and checks the old leader. Returns (fenced, hook called).
+async fn switch(
+    router: &dyn TrafficRouter,
+    to: &str,
+    from: &Option<String>,
+    seen: &[(String, Seen)],
+    options: &Options,
+) -> Result<(bool, bool), SupervisorError> {
+    router.route_to(to).await?;
+    let got = router.current().await?;
+    if got.as_deref() != Some(to) {
+        return Err(SupervisorError::NotConverged {
+            router: router.name(),
+            want: to.to_string(),
+            got,
+        });
+    }
+    let Some(old) = from else {
+        return Ok((true, false));
+    };
+    let old_view = seen.iter().find(|(n, _)| n == old).map(|(_, s)| s.clone());
+    let fenced = old_view.is_none_or(|s| !s.answered || !s.leader);
+    let mut hooked = false;
+    if !fenced {
+        tracing::error!(instance = %old, "the old leader still claims to lead after traffic moved");
+        if let Some(hook) = &options.fence {
+            hook(old);
+            hooked = true;
+        }
+    }
+    Ok((fenced, hooked))
+}

@@ -1,0 +1,193 @@
+//! The supervisor with the local proxy against a real engine pair (processes, SQLite
+//! lease, replicated journal): traffic follows the leader through `kill -9` and through a
+//! manual failover, each transition is recorded with its phases, and bad requests change
+//! nothing.
+
+use fix_codec::human::to_human;
+use fix_drill::backend::{Backend, Servers};
+use fix_drill::cluster::{Cluster, GroupOptions};
+use fix_drill::node::TOKEN;
+use fix_e2e::client::{FixClient, Received};
+use fix_operator::router::local_proxy::LocalProxy;
+use fix_operator::router::TrafficRouter;
+use fix_operator::supervisor::{Instance, Options, Supervisor, SupervisorError, Transition};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn field(r: &Received, tag: &str) -> Option<String> {
+    let Received::Message(m) = r else { return None };
+    to_human(m)
+        .split('|')
+        .find_map(|f| f.strip_prefix(&format!("{tag}=")).map(str::to_string))
+}
+
+async fn logon(addr: SocketAddr, seq: u64) -> (FixClient, u64) {
+    let mut c = FixClient::connected("FIX.4.4", addr)
+        .await
+        .expect("connect");
+    c.send(&format!(
+        "35=A|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|98=0|108=30|"
+    ))
+    .await
+    .expect("logon");
+    let r = c.next(Duration::from_secs(5)).await;
+    assert_eq!(field(&r, "35").as_deref(), Some("A"), "logon answer: {r:?}");
+    (c, field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+async fn fill(c: &mut FixClient, seq: u64, cl: &str) -> u64 {
+    c.send(&format!(
+        "35=D|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|11={cl}|21=1|55=X|54=1|60=<TIME>|40=1|38=10|"
+    ))
+    .await
+    .expect("order");
+    loop {
+        let r = c.next(Duration::from_secs(5)).await;
+        assert!(
+            matches!(r, Received::Message(_)),
+            "waiting for the fill of {cl}: {r:?}"
+        );
+        if field(&r, "35").as_deref() == Some("8") && field(&r, "39").as_deref() == Some("2") {
+            return field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0);
+        }
+    }
+}
+
+async fn next_transition(s: &Supervisor, count: usize) -> Transition {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(t) = s.transitions().get(count - 1) {
+            return t.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no transition {count}: {:?}",
+            s.transitions()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = GroupOptions {
+        exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_fixctl")),
+        backend: Backend::Sqlite,
+        durability: "replicated".into(),
+        lease_ms: (1500, 300, 300),
+        instances: 2,
+    };
+    let mut cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
+        .await
+        .expect("cluster");
+    let endpoints = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.spec.name.clone(), n.fix_addr()))
+        .collect();
+    let proxy = Arc::new(
+        LocalProxy::start("127.0.0.1:0".parse().expect("addr"), endpoints)
+            .await
+            .expect("proxy"),
+    );
+    let instances = cluster
+        .nodes
+        .iter()
+        .map(|n| Instance {
+            name: n.spec.name.clone(),
+            admin: n.admin_addr(),
+        })
+        .collect();
+    let supervisor = Supervisor::spawn(
+        instances,
+        Arc::clone(&proxy) as Arc<dyn TrafficRouter>,
+        Options {
+            token: Some(TOKEN.into()),
+            ..Options::default()
+        },
+    );
+    let first = next_transition(&supervisor, 1).await;
+    assert_eq!(first.from, None);
+    assert_eq!(
+        proxy.current().await.expect("read back"),
+        Some(first.to.clone())
+    );
+    let l = cluster
+        .nodes
+        .iter()
+        .position(|n| n.spec.name == first.to)
+        .expect("known leader");
+    cluster
+        .wait_caught_up(1 - l, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+
+    let (mut c, _) = logon(proxy.addr(), 1).await;
+    let seq = fill(&mut c, 2, "before").await;
+
+    // kill -9: the supervisor routes to the new leader; the client reconnects through
+    // the same address and its session continues.
+    cluster.nodes[l].kill9();
+    assert_eq!(c.next(Duration::from_secs(5)).await, Received::Closed);
+    let second = next_transition(&supervisor, 2).await;
+    assert_eq!(second.from.as_deref(), Some(first.to.as_str()));
+    assert_eq!(second.to, cluster.nodes[1 - l].spec.name);
+    assert!(second.old_leader_fenced, "{second:?}");
+    assert!(second.epoch > first.epoch);
+    let (mut c, their) = logon(proxy.addr(), 3).await;
+    assert_eq!(their, seq + 1, "the session continues on the new leader");
+    fill(&mut c, 4, "after").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while supervisor.transitions()[1].first_logon_ms.is_none() {
+        assert!(Instant::now() < deadline, "first logon not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = &supervisor.transitions()[1];
+    println!("kill -9 failover: {t:?}");
+    assert!(t.lease_granted_ms <= t.routed_ms);
+    assert!(t.routed_ms <= t.first_logon_ms.unwrap_or(0.0));
+
+    // Bad requests change nothing.
+    match supervisor
+        .failover(
+            Some("engine-z"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .await
+    {
+        Err(SupervisorError::UnknownInstance(name, known)) => {
+            assert_eq!(name, "engine-z");
+            assert!(known.contains("engine-a"), "{known}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(proxy.route_to("engine-z").await.is_err());
+    assert_eq!(
+        proxy.current().await.expect("read"),
+        Some(second.to.clone())
+    );
+
+    // Manual failover back to the restarted instance.
+    cluster.nodes[l].start().expect("restart");
+    cluster
+        .wait_caught_up(l, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    let third = supervisor
+        .failover(None, Duration::from_secs(30), Duration::from_secs(20))
+        .await
+        .expect("manual failover");
+    assert_eq!(third.to, cluster.nodes[l].spec.name);
+    assert!(third.old_leader_fenced, "{third:?}");
+    assert_eq!(
+        c.next(Duration::from_secs(5)).await,
+        Received::Closed,
+        "the proxy closes connections to the demoted endpoint"
+    );
+    let (mut c, their) = logon(proxy.addr(), 5).await;
+    assert!(their > seq + 1, "the session continues: {their}");
+    fill(&mut c, 6, "back").await;
+}
