@@ -5,6 +5,8 @@
 //!
 //! - [`router`]: the [`router::TrafficRouter`] trait and its backends — the local TCP
 //!   proxy (the embedded default, Global Accelerator's stand-in on one machine).
+//! - [`local`]: local mode — a leader, a standby, SQLite lease, proxy and supervisor on
+//!   one machine — and the local drill with its phase-by-phase report.
 //! - [`supervisor`]: watches every engine's `/readyz`; when leadership changes it routes
 //!   to the new leader, reads the routing back, checks the old leader reports standby or
 //!   is gone (or calls a fencing hook), and records the transition with its timings.
@@ -13,5 +15,6 @@
 //! Guarantee: traffic is routed only to an instance that reports itself leader with a
 //! ready `/readyz`; a demoted endpoint's established connections are closed by the proxy.
 
+pub mod local;
 pub mod router;
 pub mod supervisor;

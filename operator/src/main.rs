@@ -2,14 +2,21 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use fix_operator::local::{self, LocalGroup, LocalOptions};
+use fix_operator::router::none::NoRouter;
+use fix_operator::router::TrafficRouter;
+use fix_operator::supervisor::{Instance, Options, Supervisor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Operate a group of FIX engines: see who leads, with which epoch and sessions.
+/// Operate a group of FIX engines: run one locally, drill its failover, see who leads,
+/// and move the lead.
 ///
-/// More commands (local mode, drills, failover) are being built; this version has
-/// `status`.
+/// Start here: `fixctl local drill` runs a leader, a standby, the lease (SQLite) and a
+/// local proxy on this machine, sends orders through the proxy, kills the leader and
+/// prints the failover report. No AWS account or cluster needed.
 #[derive(Debug, Parser)]
 #[command(name = "fixctl", version)]
 struct Cli {
@@ -30,6 +37,32 @@ enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system on this machine.
+    #[command(subcommand)]
+    Local(LocalCommand),
+    /// Move the lead to another instance: the leader steps down through its admin API
+    /// and this waits until a standby leads.
+    Failover {
+        /// An engine as NAME=ADMIN_ADDRESS; repeat for each instance of the group.
+        #[arg(long = "engine", value_name = "NAME=ADDR", required = true, value_parser = parse_engine)]
+        engines: Vec<(String, SocketAddr)>,
+        /// The instance to take over (default: whichever standby wins the lease).
+        #[arg(long)]
+        to: Option<String>,
+        /// Show what would be done and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Fail over to another region (not available yet: it comes with the AWS
+        /// runbooks).
+        #[arg(long)]
+        region: Option<String>,
+        /// Admin bearer token of the engines.
+        #[arg(long, env = "FIX_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// How long the old leader stays out of the lease contest, in seconds.
+        #[arg(long, default_value_t = 30)]
+        pause_s: u64,
+    },
     /// Show every engine's role, epoch, lease holder and sessions.
     Status {
         /// An engine as NAME=ADMIN_ADDRESS (its [engine.admin] listen address); repeat
@@ -46,6 +79,40 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum LocalCommand {
+    /// Run a leader, a standby, the lease on SQLite and the local proxy; show a live
+    /// status view; Ctrl-C stops everything (sessions are logged out).
+    Up(LocalArgs),
+    /// The same plus a FIX counterparty sending orders; kill the leader CYCLES times and
+    /// print the failover report: each phase of the recovery time, orders sent, answered
+    /// and lost, duplicates, sequence gaps.
+    Drill {
+        #[command(flatten)]
+        local: LocalArgs,
+        /// Kill-and-takeover cycles.
+        #[arg(long, default_value_t = 3)]
+        cycles: u32,
+        /// Orders per second from the counterparty.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LocalArgs {
+    /// Where counterparties connect (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT).
+    #[arg(long, default_value = "127.0.0.1:9878")]
+    listen: SocketAddr,
+    /// Durability: local or replicated.
+    #[arg(long, default_value = "replicated")]
+    durability: String,
+    /// Keep journals, configurations and logs under this directory (default: a
+    /// temporary one, removed at exit).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
 fn parse_engine(s: &str) -> Result<(String, SocketAddr), String> {
     let (name, addr) = s
         .split_once('=')
@@ -58,19 +125,287 @@ fn parse_engine(s: &str) -> Result<(String, SocketAddr), String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Engine { config } => Ok(fix_drill::node::run_engine(&config)?),
-        Command::Status { engines } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            rt.block_on(status(&engines, cli.output))
-        }
+    if let Command::Engine { config } = &cli.command {
+        return Ok(fix_drill::node::run_engine(config)?);
     }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Engine { .. } => Ok(()),
+            Command::Status { engines } => status(&engines, cli.output).await,
+            Command::Local(LocalCommand::Up(args)) => local_up(args, cli.output).await,
+            Command::Local(LocalCommand::Drill {
+                local,
+                cycles,
+                rate,
+            }) => local_drill(local, cycles, rate, cli.output).await,
+            Command::Failover {
+                engines,
+                to,
+                dry_run,
+                region,
+                token,
+                pause_s,
+            } => {
+                failover(FailoverArgs {
+                    engines,
+                    to,
+                    dry_run,
+                    region,
+                    token,
+                    pause: Duration::from_secs(pause_s),
+                    output: cli.output,
+                })
+                .await
+            }
+        }
+    })
 }
 
-async fn status(engines: &[(String, SocketAddr)], output: Output) -> anyhow::Result<()> {
+fn local_options(args: &LocalArgs, dir: &std::path::Path) -> anyhow::Result<LocalOptions> {
+    if !["local", "replicated"].contains(&args.durability.as_str()) {
+        anyhow::bail!(
+            "--durability {}: use local or replicated (sql needs PostgreSQL or MySQL; run engines with your own configuration for that)",
+            args.durability
+        );
+    }
+    Ok(LocalOptions {
+        exe: std::env::current_exe().context("finding fixctl to start engines with")?,
+        dir: dir.to_path_buf(),
+        listen: args.listen,
+        durability: args.durability.clone(),
+    })
+}
+
+async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
+    let tmp = local::work_dir(args.dir.as_deref()).context("creating the work directory")?;
+    let opts = local_options(&args, tmp.path())?;
+    let group = LocalGroup::start(&opts).await?;
+    eprintln!(
+        "fixctl local: leader and standby running; counterparties connect to {} (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT). Journals and logs in {}. Ctrl-C stops.",
+        group.proxy.addr(),
+        tmp.path().display()
+    );
+    let mut last: Option<(Instant, u64)> = None;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; break; }
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let engines: Vec<(String, SocketAddr)> = group
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| (n.spec.name.clone(), n.admin_addr()))
+            .collect();
+        let rows = look(&engines).await;
+        let total: u64 = rows
+            .iter()
+            .filter(|r| r["readiness"]["role"] == "leader")
+            .flat_map(|r| {
+                r["readiness"]["sessions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|s| {
+                s["next_sender_seq"].as_u64().unwrap_or(0)
+                    + s["next_target_seq"].as_u64().unwrap_or(0)
+            })
+            .sum();
+        let now = Instant::now();
+        let rate = last.map_or(0.0, |(t, n)| {
+            total.saturating_sub(n) as f64 / (now - t).as_secs_f64()
+        });
+        last = Some((now, total));
+        print_rows(&rows, output);
+        if matches!(output, Output::Human) {
+            println!(
+                "routed to: {}   messages/s: {rate:.0}\n",
+                group
+                    .proxy
+                    .current()
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    eprintln!("stopping: logging sessions out");
+    group.stop();
+    Ok(())
+}
+
+async fn local_drill(
+    args: LocalArgs,
+    cycles: u32,
+    rate: u32,
+    output: Output,
+) -> anyhow::Result<()> {
+    let tmp = local::work_dir(args.dir.as_deref()).context("creating the work directory")?;
+    let opts = local_options(&args, tmp.path())?;
+    let bar = indicatif::ProgressBar::new(u64::from(cycles));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} failover {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("starting a leader, a standby, the lease and the proxy…");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let report = local::drill(&opts, cycles, rate, |done, line| {
+        bar.set_position(u64::from(done));
+        if bar.is_hidden() {
+            eprintln!("cycle {done}: {line}");
+        } else {
+            bar.println(format!("cycle {done}: {line}"));
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report.with_context(|| {
+        format!(
+            "the drill failed; engine logs are in {}",
+            tmp.path().display()
+        )
+    })?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Human => print_report(&report),
+    }
+    if report.tally.lost > 0 || report.tally.unflagged_duplicates > 0 || report.tally.gaps > 0 {
+        anyhow::bail!("the failover lost, repeated or skipped messages (see the report)");
+    }
+    Ok(())
+}
+
+fn print_report(r: &local::DrillReport) {
+    println!("failover report (kill -9 of the leader under load; times in ms after the kill)");
+    println!(
+        "{:>5}  {:<20} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "cycle", "takeover", "epoch", "detected", "lease", "routed", "logon"
+    );
+    for (i, c) in r.cycles.iter().enumerate() {
+        println!(
+            "{:>5}  {:<20} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+            i + 1,
+            format!("{} → {}", c.killed, c.new_leader),
+            c.epoch,
+            c.detected_ms,
+            c.lease_granted_ms,
+            c.routed_ms,
+            c.first_logon_ms
+        );
+    }
+    println!(
+        "orders sent {}, answered {}, lost {}; duplicates without PossDupFlag {}, flagged {}; sequence gaps {}",
+        r.sent, r.answered, r.tally.lost, r.tally.unflagged_duplicates, r.tally.flagged_duplicates, r.tally.gaps
+    );
+}
+
+struct FailoverArgs {
+    engines: Vec<(String, SocketAddr)>,
+    to: Option<String>,
+    dry_run: bool,
+    region: Option<String>,
+    token: Option<String>,
+    pause: Duration,
+    output: Output,
+}
+
+async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
+    if let Some(region) = &a.region {
+        anyhow::bail!(
+            "--region {region}: failing over to another region is not available yet (it comes with the AWS deployment and runbooks); within a region, leave out --region and use --to"
+        );
+    }
+    let names: Vec<&str> = a.engines.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(to) = &a.to {
+        if !names.contains(&to.as_str()) {
+            anyhow::bail!(
+                "--to {to}: no such engine; the engines given are {}",
+                names.join(", ")
+            );
+        }
+    }
+    let rows = look(&a.engines).await;
+    let leader = rows
+        .iter()
+        .find(|r| r["readiness"]["role"] == "leader")
+        .and_then(|r| r["name"].as_str())
+        .map(str::to_string)
+        .context("no engine leads now: nothing to fail over (see `fixctl status`)")?;
+    if a.to.as_deref() == Some(leader.as_str()) {
+        anyhow::bail!("--to {leader}: it already leads");
+    }
+    let plan = serde_json::json!({
+        "leader": leader,
+        "step_down": leader,
+        "keep_out": a.to.as_ref().map(|t| names.iter().filter(|n| **n != t && **n != leader).collect::<Vec<_>>()),
+        "take_over": a.to.clone().unwrap_or_else(|| "any standby".into()),
+        "pause_s": a.pause.as_secs(),
+    });
+    if a.dry_run {
+        match a.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+            Output::Human => println!(
+                "plan: {leader} steps down (stays out {} s){}; {} takes over. Nothing was changed (--dry-run).",
+                a.pause.as_secs(),
+                a.to.as_ref().map_or(String::new(), |t| format!(", the other standbys stay out so that {t} wins")),
+                plan["take_over"].as_str().unwrap_or("a standby")
+            ),
+        }
+        return Ok(());
+    }
+    if a.token.is_none() {
+        anyhow::bail!(
+            "step-down needs the engines' admin token: pass --token or set FIX_ADMIN_TOKEN"
+        );
+    }
+    let instances = a
+        .engines
+        .iter()
+        .map(|(name, admin)| Instance {
+            name: name.clone(),
+            admin: *admin,
+        })
+        .collect();
+    let supervisor = Supervisor::spawn(
+        instances,
+        Arc::new(NoRouter::default()),
+        Options {
+            token: a.token.clone(),
+            ..Options::default()
+        },
+    );
+    let started = Instant::now();
+    while supervisor.transitions().is_empty() {
+        if started.elapsed() > Duration::from_secs(10) {
+            anyhow::bail!(
+                "the engines did not show a single leader within 10 s (see `fixctl status`)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = supervisor
+        .failover(a.to.as_deref(), a.pause, Duration::from_secs(30))
+        .await?;
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&t)?),
+        Output::Human => println!(
+            "{} → {} (epoch {}): new leader ready {:.0} ms after the old one stepped down",
+            t.from.as_deref().unwrap_or("-"),
+            t.to,
+            t.epoch,
+            t.lease_granted_ms
+        ),
+    }
+    Ok(())
+}
+
+async fn look(engines: &[(String, SocketAddr)]) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
     for (name, addr) in engines {
         let v = fix_drill::http::request(*addr, "GET", "/readyz", None, Duration::from_secs(2))
@@ -84,14 +419,27 @@ async fn status(engines: &[(String, SocketAddr)], output: Output) -> anyhow::Res
             "readiness": v,
         }));
     }
+    rows
+}
+
+async fn status(engines: &[(String, SocketAddr)], output: Output) -> anyhow::Result<()> {
+    let rows = look(engines).await;
+    print_rows(&rows, output);
+    if rows.iter().all(|r| r["reachable"] != true) {
+        anyhow::bail!("no engine answered: check the addresses (each engine's [engine.admin] listen) and that the engines run");
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[serde_json::Value], output: Output) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
         Output::Human => {
             println!(
-                "{:<12} {:<22} {:<8} {:>6} {:<14} sessions",
+                "{:<12} {:<22} {:<11} {:>6} {:<14} sessions",
                 "engine", "admin", "role", "epoch", "lease holder"
             );
-            for r in &rows {
+            for r in rows {
                 let v = &r["readiness"];
                 let sessions: Vec<String> = v["sessions"]
                     .as_array()
@@ -109,7 +457,7 @@ async fn status(engines: &[(String, SocketAddr)], output: Output) -> anyhow::Res
                     })
                     .collect();
                 println!(
-                    "{:<12} {:<22} {:<8} {:>6} {:<14} {}",
+                    "{:<12} {:<22} {:<11} {:>6} {:<14} {}",
                     r["name"].as_str().unwrap_or("?"),
                     r["admin"].as_str().unwrap_or("?"),
                     if r["reachable"] == true {
@@ -124,8 +472,4 @@ async fn status(engines: &[(String, SocketAddr)], output: Output) -> anyhow::Res
             }
         }
     }
-    if rows.iter().all(|r| r["reachable"] != true) {
-        anyhow::bail!("no engine answered: check the addresses (each engine's [engine.admin] listen) and that the engines run");
-    }
-    Ok(())
 }

@@ -53,6 +53,9 @@ impl Default for Options {
 /// One change of where traffic goes, with its phases in milliseconds after detection.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transition {
+    /// When the supervisor first saw the old leader gone (or, at start-up, the leader).
+    #[serde(skip)]
+    pub detected_at: Instant,
     /// Where traffic went before (none at start-up).
     pub from: Option<String>,
     /// The new leader.
@@ -303,6 +306,7 @@ async fn watch(
                 match switch(&*router, name, &routed, &seen, &options).await {
                     Ok((fenced, hooked)) => {
                         let t = Transition {
+                            detected_at: detected,
                             from: routed.clone(),
                             to: name.clone(),
                             epoch: view.epoch,

@@ -18,7 +18,11 @@ fn fixctl(args: &[&str]) -> (bool, String, String) {
 fn help_lists_the_commands_and_hides_the_engine_mode() {
     let (ok, out, _) = fixctl(&["--help"]);
     assert!(ok);
-    assert!(out.contains("status") && out.contains("--output"), "{out}");
+    for command in ["local", "failover", "status", "--output"] {
+        assert!(out.contains(command), "{command} in {out}");
+    }
+    let (ok, out, _) = fixctl(&["local", "--help"]);
+    assert!(ok && out.contains("up") && out.contains("drill"), "{out}");
     assert!(
         !out.contains("engine  "),
         "the engine mode is internal: {out}"
@@ -80,4 +84,126 @@ async fn status_reports_each_engine_and_fails_when_none_answers() {
     assert!(!ok);
     assert!(err.contains("no engine answered"), "{err}");
     engine.shutdown().await;
+}
+
+#[test]
+fn local_drill_reports_every_phase_and_nothing_lost() {
+    let (ok, out, err) = fixctl(&[
+        "local",
+        "drill",
+        "--cycles",
+        "1",
+        "--rate",
+        "100",
+        "--listen",
+        "127.0.0.1:0",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let c = &v["cycles"][0];
+    assert_ne!(c["killed"], c["new_leader"], "{out}");
+    for phase in [
+        "detected_ms",
+        "lease_granted_ms",
+        "routed_ms",
+        "first_logon_ms",
+    ] {
+        assert!(c[phase].as_f64().is_some(), "{phase} in {out}");
+    }
+    assert!(
+        c["lease_granted_ms"].as_f64() <= c["routed_ms"].as_f64(),
+        "{out}"
+    );
+    assert!(v["sent"].as_u64().is_some_and(|n| n > 0), "{out}");
+    assert_eq!(v["sent"], v["answered"], "{out}");
+    for zero in ["lost", "unflagged_duplicates", "gaps"] {
+        assert_eq!(v[zero], 0, "{zero} in {out}");
+    }
+    assert!(err.contains("cycle 1:"), "progress on stderr: {err}");
+}
+
+fn pair_config(dir: &std::path::Path, name: &str) -> fix_engine::EngineConfig {
+    let toml = format!(
+        "[engine]\ndata_dir = '{d}/{name}'\n[engine.lease]\nurl = 'sqlite://{d}/lease.db'\nowner = '{name}'\nttl_ms = 900\nrenew_interval_ms = 150\nsafety_margin_ms = 200\n[engine.admin]\nlisten = '127.0.0.1:0'\ntoken = 'tok'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n",
+        d = dir.display()
+    );
+    fix_engine::EngineConfig::from_toml(&toml, name).expect("config")
+}
+
+fn leads(e: &fix_engine::Engine) -> bool {
+    matches!(e.handle().role(), fix_lease::Role::Leader { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = fix_engine::Engine::start(pair_config(dir.path(), "a"))
+        .await
+        .expect("a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !leads(&a) {
+        assert!(std::time::Instant::now() < deadline, "a never led");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let b = fix_engine::Engine::start(pair_config(dir.path(), "b"))
+        .await
+        .expect("b");
+    let ea = format!("a={}", a.admin_addr().expect("admin"));
+    let eb = format!("b={}", b.admin_addr().expect("admin"));
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            fixctl(&refs)
+        })
+    };
+    let base = vec![
+        "failover".to_string(),
+        "--engine".into(),
+        ea.clone(),
+        "--engine".into(),
+        eb.clone(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut v = base.clone();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+
+    let (ok, _, err) = run(with(&["--region", "eu-west-1"])).await.expect("join");
+    assert!(
+        !ok && err.contains("not available yet") && err.contains("--to"),
+        "{err}"
+    );
+    let (ok, _, err) = run(with(&["--to", "c"])).await.expect("join");
+    assert!(
+        !ok && err.contains("no such engine") && err.contains("a, b"),
+        "{err}"
+    );
+    let (ok, _, err) = run(with(&["--to", "a"])).await.expect("join");
+    assert!(!ok && err.contains("already leads"), "{err}");
+    let (ok, out, err) = run(with(&["--dry-run"])).await.expect("join");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("a steps down") && out.contains("Nothing was changed"),
+        "{out}"
+    );
+    assert!(leads(&a), "a dry run changes nothing");
+    let (ok, _, err) = run(with(&[])).await.expect("join");
+    assert!(!ok && err.contains("FIX_ADMIN_TOKEN"), "{err}");
+
+    let (ok, out, err) = run(with(&["--token", "tok", "--output", "json"]))
+        .await
+        .expect("join");
+    assert!(ok, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (t["from"].as_str(), t["to"].as_str()),
+        (Some("a"), Some("b")),
+        "{out}"
+    );
+    assert!(leads(&b) && !leads(&a));
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -170,6 +170,24 @@ impl Node {
         }
     }
 
+    /// SIGTERM: the engine logs its sessions out and stops; waits up to `limit`, then
+    /// kills it.
+    pub fn terminate(&mut self, limit: std::time::Duration) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = signal(c.id(), "-TERM");
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     /// SIGSTOP: the process freezes with its sockets open.
     pub fn pause(&self) -> std::io::Result<()> {
         self.pid().map_or(Ok(()), |p| signal(p, "-STOP"))

@@ -1,6 +1,7 @@
 //! Where client traffic goes: one engine instance at a time.
 
 pub mod local_proxy;
+pub mod none;
 
 use async_trait::async_trait;
 use thiserror::Error;
