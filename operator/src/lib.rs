@@ -5,6 +5,8 @@
 //!
 //! - [`router`]: the [`router::TrafficRouter`] trait and its backends — the local TCP
 //!   proxy (the embedded default, Global Accelerator's stand-in on one machine).
+//! - [`emulator`]: a local, stateful emulator of the Global Accelerator API (the real
+//!   SDK client is pointed at it in tests; no existing emulator covers it).
 //! - [`local`]: local mode — a leader, a standby, SQLite lease, proxy and supervisor on
 //!   one machine — and the local drill with its phase-by-phase report.
 //! - [`supervisor`]: watches every engine's `/readyz`; when leadership changes it routes
@@ -15,6 +17,7 @@
 //! Guarantee: traffic is routed only to an instance that reports itself leader with a
 //! ready `/readyz`; a demoted endpoint's established connections are closed by the proxy.
 
+pub mod emulator;
 pub mod local;
 pub mod router;
 pub mod supervisor;

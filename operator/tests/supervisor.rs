@@ -191,3 +191,140 @@ async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
     assert!(their > seq + 1, "the session continues: {their}");
     fill(&mut c, 6, "back").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_moves_global_accelerator_weights_through_a_kill() {
+    use aws_sdk_globalaccelerator::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_globalaccelerator::types::{EndpointConfiguration, PortRange, Protocol};
+    use fix_operator::emulator::Emulator;
+    use fix_operator::router::global_accelerator::{GlobalAcceleratorRouter, Layout};
+
+    let emu = Emulator::start().await.expect("emulator");
+    let c = aws_sdk_globalaccelerator::Client::from_conf(
+        aws_sdk_globalaccelerator::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .endpoint_url(emu.url())
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build(),
+    );
+    let acc = c
+        .create_accelerator()
+        .name("fix")
+        .idempotency_token("a")
+        .send()
+        .await
+        .expect("accelerator")
+        .accelerator
+        .and_then(|a| a.accelerator_arn)
+        .expect("arn");
+    let listener = c
+        .create_listener()
+        .accelerator_arn(acc)
+        .port_ranges(PortRange::builder().from_port(9878).to_port(9878).build())
+        .protocol(Protocol::Tcp)
+        .idempotency_token("l")
+        .send()
+        .await
+        .expect("listener")
+        .listener
+        .and_then(|l| l.listener_arn)
+        .expect("arn");
+    let group = c
+        .create_endpoint_group()
+        .listener_arn(listener)
+        .endpoint_group_region("us-east-1")
+        .idempotency_token("g")
+        .endpoint_configurations(
+            EndpointConfiguration::builder()
+                .endpoint_id("nlb-a")
+                .weight(0)
+                .build(),
+        )
+        .endpoint_configurations(
+            EndpointConfiguration::builder()
+                .endpoint_id("nlb-b")
+                .weight(0)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("group")
+        .endpoint_group
+        .and_then(|g| g.endpoint_group_arn)
+        .expect("arn");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = GroupOptions {
+        exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_fixctl")),
+        backend: Backend::Sqlite,
+        durability: "replicated".into(),
+        lease_ms: (1500, 300, 300),
+        instances: 2,
+    };
+    let mut cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
+        .await
+        .expect("cluster");
+    let endpoints = [("engine-a", "nlb-a"), ("engine-b", "nlb-b")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let router = GlobalAcceleratorRouter::new(
+        Layout::Weights {
+            group_arn: group.clone(),
+            endpoints,
+        },
+        Some(&emu.url()),
+    )
+    .await;
+    let instances = cluster
+        .nodes
+        .iter()
+        .map(|n| Instance {
+            name: n.spec.name.clone(),
+            admin: n.admin_addr(),
+        })
+        .collect();
+    let supervisor = Supervisor::spawn(instances, Arc::new(router), Options::default());
+    let first = next_transition(&supervisor, 1).await;
+    let weight_of = |id: &str| {
+        let g = emu
+            .state()
+            .ga
+            .lock()
+            .expect("lock")
+            .group(&group)
+            .expect("group");
+        g["EndpointDescriptions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["EndpointId"] == id).cloned())
+            .map(|d| d["Weight"].clone())
+    };
+    let leader_nlb = if first.to == "engine-a" {
+        "nlb-a"
+    } else {
+        "nlb-b"
+    };
+    let other_nlb = if first.to == "engine-a" {
+        "nlb-b"
+    } else {
+        "nlb-a"
+    };
+    assert_eq!(weight_of(leader_nlb), Some(100.into()));
+    assert_eq!(weight_of(other_nlb), Some(0.into()));
+    let l = cluster
+        .nodes
+        .iter()
+        .position(|n| n.spec.name == first.to)
+        .expect("leader");
+    cluster
+        .wait_caught_up(1 - l, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    cluster.nodes[l].kill9();
+    let second = next_transition(&supervisor, 2).await;
+    assert_eq!(second.to, cluster.nodes[1 - l].spec.name);
+    assert!(second.old_leader_fenced);
+    assert_eq!(weight_of(other_nlb), Some(100.into()), "traffic moved");
+    assert_eq!(weight_of(leader_nlb), Some(0.into()));
+}
