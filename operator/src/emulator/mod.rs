@@ -1,6 +1,8 @@
 //! A local emulator of the AWS APIs no existing emulator covers, for tests and local
 //! runs: Global Accelerator (JSON 1.1 over `POST /`, `X-Amz-Target:
-//! GlobalAccelerator_V20180706.<Operation>`). Stateful: what one call creates, the next
+//! GlobalAccelerator_V20180706.<Operation>`), and Route 53 ARC — its cluster data plane
+//! (JSON 1.0, `ToggleCustomerAPI.<Operation>`) and its control-config API (REST-JSON on
+//! `/cluster`, `/controlpanel`, `/routingcontrol`, `/safetyrule`). Stateful: what one call creates, the next
 //! reads. Errors come back the way the service sends them (HTTP 400, `x-amzn-ErrorType`
 //! and a JSON body with `__type` and `Message`), so the real SDK clients parse them into
 //! their typed errors. Request signatures are not checked.
@@ -8,6 +10,7 @@
 //! Fault injection: [`Emulator::throttle_next`] makes the next calls fail with
 //! `ThrottlingException`, as AWS does under load.
 
+pub mod arc;
 pub mod global_accelerator;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -63,11 +66,26 @@ pub fn target<'a>(headers: &'a HeaderMap, prefix: &str) -> Result<&'a str, ApiEr
         })
 }
 
+/// `POST /`: the JSON protocols, by `X-Amz-Target`.
+async fn json_call(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if arc::is_cluster_call(&headers) {
+        arc::handle_cluster(&state, &headers, &body)
+    } else {
+        global_accelerator::handle(axum::extract::State(state), headers, body).await
+    }
+}
+
 /// State shared by the emulated services.
 #[derive(Default)]
 pub struct State {
     /// Global Accelerator.
     pub ga: Mutex<global_accelerator::Ga>,
+    /// Route 53 ARC.
+    pub arc: Mutex<arc::ArcService>,
     /// Calls left to fail with `ThrottlingException`.
     throttle: AtomicU32,
 }
@@ -91,11 +109,39 @@ pub struct Emulator {
 impl Emulator {
     /// Serves on a free loopback port.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with_dead_endpoints(&[]).await
+    }
+
+    /// Like [`Emulator::start`]; ARC clusters list the `dead` endpoints (URL, region)
+    /// first and this emulator last, so clients must try them in turn.
+    pub async fn start_with_dead_endpoints(dead: &[(&str, &str)]) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
+        {
+            let mut arc = state
+                .arc
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            arc.endpoints = dead
+                .iter()
+                .map(|(u, r)| (u.to_string(), r.to_string()))
+                .chain([(format!("http://{addr}"), "us-west-2".to_string())])
+                .collect();
+        }
         let app = axum::Router::new()
-            .route("/", axum::routing::post(global_accelerator::handle))
+            .route("/", axum::routing::post(json_call))
+            .route("/cluster", axum::routing::post(arc::create_cluster))
+            .route("/cluster/{arn}", axum::routing::get(arc::describe_cluster))
+            .route(
+                "/controlpanel",
+                axum::routing::post(arc::create_control_panel),
+            )
+            .route(
+                "/routingcontrol",
+                axum::routing::post(arc::create_routing_control),
+            )
+            .route("/safetyrule", axum::routing::post(arc::create_safety_rule))
             .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

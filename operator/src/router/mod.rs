@@ -1,5 +1,6 @@
 //! Where client traffic goes: one engine instance at a time.
 
+pub mod arc;
 pub mod global_accelerator;
 pub mod local_proxy;
 pub mod none;
