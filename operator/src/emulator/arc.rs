@@ -76,36 +76,53 @@ impl ArcService {
     }
 }
 
-fn rest_error(status: StatusCode, code: &'static str, message: &str) -> Response {
-    (
-        status,
-        [
-            ("x-amzn-ErrorType", code),
-            ("content-type", "application/json"),
-        ],
-        json!({ "message": message }).to_string(),
-    )
-        .into_response()
+/// A REST-JSON error: its HTTP status, `x-amzn-ErrorType` and `message`.
+pub struct RestError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
 }
 
-fn field<'a>(req: &'a Value, name: &str) -> Result<&'a str, Response> {
-    req[name].as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
-        rest_error(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            &format!("{name} is required"),
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [
+                ("x-amzn-ErrorType", self.code),
+                ("content-type", "application/json"),
+            ],
+            json!({ "message": self.message }).to_string(),
         )
-    })
+            .into_response()
+    }
 }
 
-fn parse(body: &str) -> Result<Value, Response> {
-    serde_json::from_str(if body.is_empty() { "{}" } else { body }).map_err(|_| {
-        rest_error(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            "the body is not JSON",
-        )
-    })
+fn invalid(message: impl Into<String>) -> RestError {
+    RestError {
+        status: StatusCode::BAD_REQUEST,
+        code: "ValidationException",
+        message: message.into(),
+    }
+}
+
+fn missing(what: &str, arn: &str) -> RestError {
+    RestError {
+        status: StatusCode::NOT_FOUND,
+        code: "ResourceNotFoundException",
+        message: format!("{what} {arn} not found"),
+    }
+}
+
+fn field<'a>(req: &'a Value, name: &str) -> Result<&'a str, RestError> {
+    req[name]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid(format!("{name} is required")))
+}
+
+fn parse(body: &str) -> Result<Value, RestError> {
+    serde_json::from_str(if body.is_empty() { "{}" } else { body })
+        .map_err(|_| invalid("the body is not JSON"))
 }
 
 fn lock(state: &State) -> std::sync::MutexGuard<'_, ArcService> {
@@ -115,16 +132,22 @@ fn lock(state: &State) -> std::sync::MutexGuard<'_, ArcService> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A 200 response with a JSON body.
+pub struct Json200(Value);
+
+impl IntoResponse for Json200 {
+    fn into_response(self) -> Response {
+        ([("content-type", "application/json")], self.0.to_string()).into_response()
+    }
+}
+
 /// `POST /cluster`.
-pub async fn create_cluster(AxumState(state): AxumState<Arc<State>>, body: String) -> Response {
-    let req = match parse(&body) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let name = match field(&req, "ClusterName") {
-        Ok(n) => n.to_string(),
-        Err(e) => return e,
-    };
+pub async fn create_cluster(
+    AxumState(state): AxumState<Arc<State>>,
+    body: String,
+) -> Result<Json200, RestError> {
+    let req = parse(&body)?;
+    let name = field(&req, "ClusterName")?.to_string();
     let mut arc = lock(&state);
     let arn = format!(
         "arn:aws:route53-recovery-control::{ACCOUNT}:cluster/{}",
@@ -140,44 +163,32 @@ pub async fn create_cluster(AxumState(state): AxumState<Arc<State>>, body: Strin
         "ClusterEndpoints": endpoints, "NetworkType": "IPV4",
     });
     arc.clusters.insert(arn, cluster.clone());
-    Json200(json!({ "Cluster": cluster })).into_response()
+    Ok(Json200(json!({ "Cluster": cluster })))
 }
 
 /// `GET /cluster/{ClusterArn}`.
 pub async fn describe_cluster(
     AxumState(state): AxumState<Arc<State>>,
     Path(arn): Path<String>,
-) -> Response {
-    match lock(&state).clusters.get(&arn) {
-        Some(c) => Json200(json!({ "Cluster": c })).into_response(),
-        None => rest_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!("cluster {arn} not found"),
-        ),
-    }
+) -> Result<Json200, RestError> {
+    lock(&state)
+        .clusters
+        .get(&arn)
+        .map(|c| Json200(json!({ "Cluster": c })))
+        .ok_or_else(|| missing("cluster", &arn))
 }
 
 /// `POST /controlpanel`.
 pub async fn create_control_panel(
     AxumState(state): AxumState<Arc<State>>,
     body: String,
-) -> Response {
-    let req = match parse(&body) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let (cluster, name) = match (field(&req, "ClusterArn"), field(&req, "ControlPanelName")) {
-        (Ok(c), Ok(n)) => (c.to_string(), n.to_string()),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
+) -> Result<Json200, RestError> {
+    let req = parse(&body)?;
+    let cluster = field(&req, "ClusterArn")?.to_string();
+    let name = field(&req, "ControlPanelName")?.to_string();
     let mut arc = lock(&state);
     if !arc.clusters.contains_key(&cluster) {
-        return rest_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!("cluster {cluster} not found"),
-        );
+        return Err(missing("cluster", &cluster));
     }
     let arn = format!(
         "arn:aws:route53-recovery-control::{ACCOUNT}:controlpanel/{}",
@@ -188,45 +199,28 @@ pub async fn create_control_panel(
         "Name": name, "RoutingControlCount": 0, "Status": "DEPLOYED", "Owner": ACCOUNT,
     });
     arc.panels.insert(arn, panel.clone());
-    Json200(json!({ "ControlPanel": panel })).into_response()
+    Ok(Json200(json!({ "ControlPanel": panel })))
 }
 
 /// `POST /routingcontrol`.
 pub async fn create_routing_control(
     AxumState(state): AxumState<Arc<State>>,
     body: String,
-) -> Response {
-    let req = match parse(&body) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let (cluster, name) = match (field(&req, "ClusterArn"), field(&req, "RoutingControlName")) {
-        (Ok(c), Ok(n)) => (c.to_string(), n.to_string()),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
+) -> Result<Json200, RestError> {
+    let req = parse(&body)?;
+    let cluster = field(&req, "ClusterArn")?.to_string();
+    let name = field(&req, "RoutingControlName")?.to_string();
     let mut arc = lock(&state);
     if !arc.clusters.contains_key(&cluster) {
-        return rest_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!("cluster {cluster} not found"),
-        );
+        return Err(missing("cluster", &cluster));
     }
     let panel =
         match req["ControlPanelArn"].as_str() {
             Some(p) if arc.panels.contains_key(p) => p.to_string(),
-            Some(p) => {
-                return rest_error(
-                    StatusCode::NOT_FOUND,
-                    "ResourceNotFoundException",
-                    &format!("control panel {p} not found"),
-                )
-            }
-            None => return rest_error(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
+            Some(p) => return Err(missing("control panel", p)),
+            None => return Err(invalid(
                 "ControlPanelArn is required by this emulator (the default panel is not emulated)",
-            ),
+            )),
         };
     let arn = format!("{panel}/routingcontrol/{}", arc.id());
     arc.controls.insert(
@@ -240,29 +234,23 @@ pub async fn create_routing_control(
     if let Some(p) = arc.panels.get_mut(&panel) {
         p["RoutingControlCount"] = json!(p["RoutingControlCount"].as_i64().unwrap_or(0) + 1);
     }
-    Json200(json!({ "RoutingControl": {
-        "ControlPanelArn": panel, "Name": name, "RoutingControlArn": arn, "Status": "DEPLOYED", "Owner": ACCOUNT,
-    }}))
-    .into_response()
+    Ok(Json200(json!({ "RoutingControl": {
+        "ControlPanelArn": panel, "Name": name, "RoutingControlArn": arn,
+        "Status": "DEPLOYED", "Owner": ACCOUNT,
+    }})))
 }
 
 /// `POST /safetyrule` (assertion rules).
-pub async fn create_safety_rule(AxumState(state): AxumState<Arc<State>>, body: String) -> Response {
-    let req = match parse(&body) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let Some(rule) = req.get("AssertionRule") else {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            "only AssertionRule is emulated",
-        );
-    };
-    let (panel, name) = match (field(rule, "ControlPanelArn"), field(rule, "Name")) {
-        (Ok(p), Ok(n)) => (p.to_string(), n.to_string()),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
+pub async fn create_safety_rule(
+    AxumState(state): AxumState<Arc<State>>,
+    body: String,
+) -> Result<Json200, RestError> {
+    let req = parse(&body)?;
+    let rule = req
+        .get("AssertionRule")
+        .ok_or_else(|| invalid("only AssertionRule is emulated"))?;
+    let panel = field(rule, "ControlPanelArn")?.to_string();
+    let name = field(rule, "Name")?.to_string();
     let asserted: Vec<String> = rule["AssertedControls"]
         .as_array()
         .map(|l| {
@@ -275,18 +263,12 @@ pub async fn create_safety_rule(AxumState(state): AxumState<Arc<State>>, body: S
     let kind = config["Type"].as_str().unwrap_or("ATLEAST").to_string();
     let mut arc = lock(&state);
     if !arc.panels.contains_key(&panel) {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            &format!("control panel {panel} not found"),
-        );
+        return Err(invalid(format!("control panel {panel} not found")));
     }
     if asserted.is_empty() || asserted.iter().any(|a| !arc.controls.contains_key(a)) {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
+        return Err(invalid(
             "AssertedControls must name existing routing controls",
-        );
+        ));
     }
     let arn = format!("{panel}/safetyrule/{}", arc.id());
     let out = json!({
@@ -305,15 +287,7 @@ pub async fn create_safety_rule(AxumState(state): AxumState<Arc<State>>, body: S
             json: out.clone(),
         },
     );
-    Json200(json!({ "AssertionRule": out })).into_response()
-}
-
-struct Json200(Value);
-
-impl IntoResponse for Json200 {
-    fn into_response(self) -> Response {
-        ([("content-type", "application/json")], self.0.to_string()).into_response()
-    }
+    Ok(Json200(json!({ "AssertionRule": out })))
 }
 
 fn not_found(arn: &str) -> ApiError {
@@ -365,7 +339,7 @@ fn state_of(v: &Value, field: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn arn_of<'a>(v: &'a Value) -> Result<&'a str, ApiError> {
+fn arn_of(v: &Value) -> Result<&str, ApiError> {
     v["RoutingControlArn"]
         .as_str()
         .filter(|s| !s.is_empty())
