@@ -3,6 +3,9 @@
 //! supervisor moving it — and a drill that kills the leader under load and reports the
 //! failover phase by phase.
 
+use crate::emulator::{provision, Emulator};
+use crate::router::arc::ArcRouter;
+use crate::router::global_accelerator::{GlobalAcceleratorRouter, Layout};
 use crate::router::local_proxy::LocalProxy;
 use crate::router::TrafficRouter;
 use crate::supervisor::{Instance, Options, Supervisor, Transition};
@@ -11,6 +14,7 @@ use fix_drill::cluster::{Cluster, ClusterError, GroupOptions};
 use fix_drill::node::TOKEN;
 use fix_drill::trader::{Tally, Trader};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +35,9 @@ pub enum LocalError {
         /// Why.
         source: std::io::Error,
     },
+    /// The routing backend could not be set up.
+    #[error("setting up routing: {0}")]
+    Routing(String),
     /// The counterparty could not start.
     #[error("starting the counterparty: {0}")]
     Counterparty(String),
@@ -50,16 +57,35 @@ pub struct LocalOptions {
     pub listen: SocketAddr,
     /// `local` or `replicated`.
     pub durability: String,
+    /// Which router moves the traffic.
+    pub router: RouterKind,
+}
+
+/// The router of a local group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterKind {
+    /// The local TCP proxy (counterparties connect to it).
+    Proxy,
+    /// Global Accelerator endpoint weights, on the local emulator (counterparties use
+    /// the engines' addresses as alternates; a standby keeps its port closed).
+    GlobalAccelerator,
+    /// Route 53 ARC routing controls with a safety rule, on the local emulator.
+    Arc,
 }
 
 /// A running local group.
 pub struct LocalGroup {
     /// The engines.
     pub cluster: Cluster,
-    /// The proxy in front of them.
-    pub proxy: Arc<LocalProxy>,
-    /// The supervisor moving the proxy.
+    /// The router the supervisor moves.
+    pub router: Arc<dyn TrafficRouter>,
+    /// Where counterparties connect, in order of preference.
+    pub entry: Vec<SocketAddr>,
+    /// The supervisor.
     pub supervisor: Supervisor,
+    /// The AWS API emulator behind the router, when it is one of the AWS ones.
+    pub emulator: Option<Emulator>,
 }
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -76,17 +102,7 @@ impl LocalGroup {
             instances: 2,
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
-        let endpoints = cluster
-            .nodes
-            .iter()
-            .map(|n| (n.spec.name.clone(), n.fix_addr()))
-            .collect();
-        let proxy = Arc::new(LocalProxy::start(opts.listen, endpoints).await.map_err(
-            |source| LocalError::Proxy {
-                addr: opts.listen,
-                source,
-            },
-        )?);
+        let (router, entry, emulator) = router_for(opts, &cluster).await?;
         let instances = cluster
             .nodes
             .iter()
@@ -97,7 +113,7 @@ impl LocalGroup {
             .collect();
         let supervisor = Supervisor::spawn(
             instances,
-            Arc::clone(&proxy) as Arc<dyn TrafficRouter>,
+            Arc::clone(&router),
             Options {
                 token: Some(TOKEN.into()),
                 ..Options::default()
@@ -105,8 +121,10 @@ impl LocalGroup {
         );
         let group = Self {
             cluster,
-            proxy,
+            router,
+            entry,
             supervisor,
+            emulator,
         };
         group.wait_transitions(1).await?;
         Ok(group)
@@ -134,7 +152,7 @@ impl LocalGroup {
 
     /// Index of the instance traffic goes to.
     pub async fn routed(&self) -> Option<usize> {
-        let name = self.proxy.current().await.ok().flatten()?;
+        let name = self.router.current().await.ok().flatten()?;
         self.cluster.nodes.iter().position(|n| n.spec.name == name)
     }
 
@@ -168,6 +186,8 @@ pub struct Cycle {
 /// A local drill's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
+    /// The router that moved the traffic.
+    pub router: &'static str,
     /// Each cycle.
     pub cycles: Vec<Cycle>,
     /// Orders sent.
@@ -205,7 +225,7 @@ pub async fn drill(
     mut progress: impl FnMut(u32, &str),
 ) -> Result<DrillReport, LocalError> {
     let mut group = LocalGroup::start(opts).await?;
-    let mut trader = Trader::start(&[group.proxy.addr()], rate)
+    let mut trader = Trader::start(&group.entry, rate)
         .await
         .map_err(|e| LocalError::Counterparty(e.to_string()))?;
     let mut out = Vec::new();
@@ -282,6 +302,7 @@ pub async fn drill(
         n.kill9();
     }
     Ok(DrillReport {
+        router: group.router.name(),
         cycles: out,
         sent: tally.sent,
         answered: tally.sent - tally.lost,
@@ -292,6 +313,64 @@ pub async fn drill(
             gaps: tally.gaps,
         },
     })
+}
+
+/// The router `opts` asks for, and where counterparties connect.
+async fn router_for(
+    opts: &LocalOptions,
+    cluster: &Cluster,
+) -> Result<(Arc<dyn TrafficRouter>, Vec<SocketAddr>, Option<Emulator>), LocalError> {
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.spec.name.clone()).collect();
+    let direct: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.fix_addr()).collect();
+    let emulated = |e: String| LocalError::Routing(e);
+    match opts.router {
+        RouterKind::Proxy => {
+            let endpoints = names.iter().cloned().zip(direct.iter().copied()).collect();
+            let proxy = LocalProxy::start(opts.listen, endpoints)
+                .await
+                .map_err(|source| LocalError::Proxy {
+                    addr: opts.listen,
+                    source,
+                })?;
+            let entry = vec![proxy.addr()];
+            Ok((Arc::new(proxy), entry, None))
+        }
+        RouterKind::GlobalAccelerator => {
+            let emu = Emulator::start()
+                .await
+                .map_err(|e| emulated(format!("starting the emulator: {e}")))?;
+            let endpoints: BTreeMap<String, String> = names
+                .iter()
+                .map(|n| (n.clone(), format!("endpoint-{n}")))
+                .collect();
+            let ids: Vec<String> = endpoints.values().cloned().collect();
+            let port = match opts.listen.port() {
+                0 => 9878,
+                p => p,
+            };
+            let group_arn = provision::global_accelerator(&emu.url(), port, &ids)
+                .await
+                .map_err(emulated)?;
+            let router = GlobalAcceleratorRouter::new(
+                Layout::Weights {
+                    group_arn,
+                    endpoints,
+                },
+                Some(&emu.url()),
+            )
+            .await;
+            Ok((Arc::new(router), direct, Some(emu)))
+        }
+        RouterKind::Arc => {
+            let emu = Emulator::start()
+                .await
+                .map_err(|e| emulated(format!("starting the emulator: {e}")))?;
+            let (endpoints, controls, _rule) =
+                provision::arc(&emu.url(), &names).await.map_err(emulated)?;
+            let router = ArcRouter::new(endpoints, controls, Vec::new(), true).await;
+            Ok((Arc::new(router), direct, Some(emu)))
+        }
+    }
 }
 
 /// A fresh work directory under `base` (or the system's temporary directory).

@@ -2,9 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fix_operator::local::{self, LocalGroup, LocalOptions};
+use fix_operator::local::{self, LocalGroup, LocalOptions, RouterKind};
 use fix_operator::router::none::NoRouter;
-use fix_operator::router::TrafficRouter;
 use fix_operator::supervisor::{Instance, Options, Supervisor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +106,10 @@ struct LocalArgs {
     /// Durability: local or replicated.
     #[arg(long, default_value = "replicated")]
     durability: String,
+    /// What moves the traffic: the local proxy, or Global Accelerator or Route 53 ARC on
+    /// the built-in emulator of their APIs.
+    #[arg(long, value_enum, default_value = "proxy")]
+    router: RouterKind,
     /// Keep journals, configurations and logs under this directory (default: a
     /// temporary one, removed at exit).
     #[arg(long)]
@@ -177,6 +180,7 @@ fn local_options(args: &LocalArgs, dir: &std::path::Path) -> anyhow::Result<Loca
         dir: dir.to_path_buf(),
         listen: args.listen,
         durability: args.durability.clone(),
+        router: args.router,
     })
 }
 
@@ -184,9 +188,11 @@ async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
     let tmp = local::work_dir(args.dir.as_deref()).context("creating the work directory")?;
     let opts = local_options(&args, tmp.path())?;
     let group = LocalGroup::start(&opts).await?;
+    let entry: Vec<String> = group.entry.iter().map(ToString::to_string).collect();
     eprintln!(
-        "fixctl local: leader and standby running; counterparties connect to {} (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT). Journals and logs in {}. Ctrl-C stops.",
-        group.proxy.addr(),
+        "fixctl local: leader and standby running, routed by {}; counterparties connect to {} (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT). Journals and logs in {}. Ctrl-C stops.",
+        group.router.name(),
+        entry.join(" or "),
         tmp.path().display()
     );
     let mut last: Option<(Instant, u64)> = None;
@@ -226,7 +232,7 @@ async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
             println!(
                 "routed to: {}   messages/s: {rate:.0}\n",
                 group
-                    .proxy
+                    .router
                     .current()
                     .await
                     .ok()
@@ -282,7 +288,10 @@ async fn local_drill(
 }
 
 fn print_report(r: &local::DrillReport) {
-    println!("failover report (kill -9 of the leader under load; times in ms after the kill)");
+    println!(
+        "failover report, routed by {} (kill -9 of the leader under load; times in ms after the kill)",
+        r.router
+    );
     println!(
         "{:>5}  {:<20} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "cycle", "takeover", "epoch", "detected", "lease", "routed", "logon"

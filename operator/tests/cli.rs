@@ -87,41 +87,50 @@ async fn status_reports_each_engine_and_fails_when_none_answers() {
 }
 
 #[test]
-fn local_drill_reports_every_phase_and_nothing_lost() {
-    let (ok, out, err) = fixctl(&[
-        "local",
-        "drill",
-        "--cycles",
-        "1",
-        "--rate",
-        "100",
-        "--listen",
-        "127.0.0.1:0",
-        "--output",
-        "json",
-    ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
-    let c = &v["cycles"][0];
-    assert_ne!(c["killed"], c["new_leader"], "{out}");
-    for phase in [
-        "detected_ms",
-        "lease_granted_ms",
-        "routed_ms",
-        "first_logon_ms",
+fn local_drill_reports_every_phase_and_nothing_lost_with_each_router() {
+    for (router, name) in [
+        ("proxy", "local-proxy"),
+        ("global-accelerator", "global-accelerator"),
+        ("arc", "route53-arc"),
     ] {
-        assert!(c[phase].as_f64().is_some(), "{phase} in {out}");
+        let (ok, out, err) = fixctl(&[
+            "local",
+            "drill",
+            "--cycles",
+            "1",
+            "--rate",
+            "100",
+            "--listen",
+            "127.0.0.1:0",
+            "--router",
+            router,
+            "--output",
+            "json",
+        ]);
+        assert!(ok, "{router}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+        assert_eq!(v["router"], name, "{out}");
+        let c = &v["cycles"][0];
+        assert_ne!(c["killed"], c["new_leader"], "{out}");
+        for phase in [
+            "detected_ms",
+            "lease_granted_ms",
+            "routed_ms",
+            "first_logon_ms",
+        ] {
+            assert!(c[phase].as_f64().is_some(), "{phase} in {out}");
+        }
+        assert!(
+            c["lease_granted_ms"].as_f64() <= c["routed_ms"].as_f64(),
+            "{out}"
+        );
+        assert!(v["sent"].as_u64().is_some_and(|n| n > 0), "{out}");
+        assert_eq!(v["sent"], v["answered"], "{out}");
+        for zero in ["lost", "unflagged_duplicates", "gaps"] {
+            assert_eq!(v[zero], 0, "{router}: {zero} in {out}");
+        }
+        assert!(err.contains("cycle 1:"), "progress on stderr: {err}");
     }
-    assert!(
-        c["lease_granted_ms"].as_f64() <= c["routed_ms"].as_f64(),
-        "{out}"
-    );
-    assert!(v["sent"].as_u64().is_some_and(|n| n > 0), "{out}");
-    assert_eq!(v["sent"], v["answered"], "{out}");
-    for zero in ["lost", "unflagged_duplicates", "gaps"] {
-        assert_eq!(v[zero], 0, "{zero} in {out}");
-    }
-    assert!(err.contains("cycle 1:"), "progress on stderr: {err}");
 }
 
 fn pair_config(dir: &std::path::Path, name: &str) -> fix_engine::EngineConfig {

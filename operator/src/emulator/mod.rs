@@ -12,6 +12,7 @@
 
 pub mod arc;
 pub mod global_accelerator;
+pub mod provision;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
