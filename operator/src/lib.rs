@@ -5,6 +5,7 @@
 //!
 //! - [`router`]: the [`router::TrafficRouter`] trait and its backends — the local TCP
 //!   proxy (the embedded default, Global Accelerator's stand-in on one machine).
+//! - [`config`]: the `fixctl` configuration file (engines, router).
 //! - [`emulator`]: a local, stateful emulator of the Global Accelerator API (the real
 //!   SDK client is pointed at it in tests; no existing emulator covers it).
 //! - [`local`]: local mode — a leader, a standby, SQLite lease, proxy and supervisor on
@@ -17,6 +18,7 @@
 //! Guarantee: traffic is routed only to an instance that reports itself leader with a
 //! ready `/readyz`; a demoted endpoint's established connections are closed by the proxy.
 
+pub mod config;
 pub mod emulator;
 pub mod local;
 pub mod router;

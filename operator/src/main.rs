@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use fix_operator::local::{self, LocalGroup, LocalOptions, RouterKind};
 use fix_operator::router::none::NoRouter;
+use fix_operator::router::TrafficRouter;
 use fix_operator::supervisor::{Instance, Options, Supervisor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,10 @@ struct Cli {
     /// Output format.
     #[arg(long, value_enum, default_value = "human", global = true)]
     output: Output,
+    /// The group's engines and router (TOML; see fix_operator::config). `--engine` flags
+    /// replace its engine list.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,7 +48,7 @@ enum Command {
     /// and this waits until a standby leads.
     Failover {
         /// An engine as NAME=ADMIN_ADDRESS; repeat for each instance of the group.
-        #[arg(long = "engine", value_name = "NAME=ADDR", required = true, value_parser = parse_engine)]
+        #[arg(long = "engine", value_name = "NAME=ADDR", value_parser = parse_engine)]
         engines: Vec<(String, SocketAddr)>,
         /// The instance to take over (default: whichever standby wins the lease).
         #[arg(long)]
@@ -66,7 +71,7 @@ enum Command {
     Status {
         /// An engine as NAME=ADMIN_ADDRESS (its [engine.admin] listen address); repeat
         /// for each instance of the group.
-        #[arg(long = "engine", value_name = "NAME=ADDR", required = true, value_parser = parse_engine)]
+        #[arg(long = "engine", value_name = "NAME=ADDR", value_parser = parse_engine)]
         engines: Vec<(String, SocketAddr)>,
     },
     /// Run one engine from a configuration file (how fixctl starts local engines).
@@ -138,7 +143,10 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Engine { .. } => Ok(()),
-            Command::Status { engines } => status(&engines, cli.output).await,
+            Command::Status { engines } => {
+                let g = Group::load(cli.config.as_deref(), engines).await?;
+                status(&g, cli.output).await
+            }
             Command::Local(LocalCommand::Up(args)) => local_up(args, cli.output).await,
             Command::Local(LocalCommand::Drill {
                 local,
@@ -153,8 +161,9 @@ fn main() -> anyhow::Result<()> {
                 token,
                 pause_s,
             } => {
+                let group = Group::load(cli.config.as_deref(), engines).await?;
                 failover(FailoverArgs {
-                    engines,
+                    group,
                     to,
                     dry_run,
                     region,
@@ -314,8 +323,52 @@ fn print_report(r: &local::DrillReport) {
     );
 }
 
-struct FailoverArgs {
+/// The engines and router a command works on.
+struct Group {
     engines: Vec<(String, SocketAddr)>,
+    router: Arc<dyn TrafficRouter>,
+    token: Option<String>,
+}
+
+impl Group {
+    async fn load(
+        config: Option<&std::path::Path>,
+        engines: Vec<(String, SocketAddr)>,
+    ) -> anyhow::Result<Self> {
+        let file = match config {
+            Some(p) => Some(fix_operator::config::FixctlConfig::from_file(p)?),
+            None => None,
+        };
+        let engines = if engines.is_empty() {
+            file.as_ref()
+                .map(|f| {
+                    f.engines
+                        .iter()
+                        .map(|e| (e.name.clone(), e.admin))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            engines
+        };
+        if engines.is_empty() {
+            anyhow::bail!("no engines: pass --engine NAME=ADMIN_ADDR for each instance, or --config FILE with [[engine]] entries");
+        }
+        let router: Arc<dyn TrafficRouter> = match (&file, config) {
+            (Some(f), Some(p)) => f.router(p).await?,
+            _ => Arc::new(NoRouter::default()),
+        };
+        let token = file.as_ref().and_then(|f| f.token());
+        Ok(Self {
+            engines,
+            router,
+            token,
+        })
+    }
+}
+
+struct FailoverArgs {
+    group: Group,
     to: Option<String>,
     dry_run: bool,
     region: Option<String>,
@@ -330,7 +383,7 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
             "--region {region}: failing over to another region is not available yet (it comes with the AWS deployment and runbooks); within a region, leave out --region and use --to"
         );
     }
-    let names: Vec<&str> = a.engines.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = a.group.engines.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(to) = &a.to {
         if !names.contains(&to.as_str()) {
             anyhow::bail!(
@@ -339,7 +392,7 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let rows = look(&a.engines).await;
+    let rows = look(&a.group.engines).await;
     let leader = rows
         .iter()
         .find(|r| r["readiness"]["role"] == "leader")
@@ -368,12 +421,14 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if a.token.is_none() {
+    let token = a.token.clone().or_else(|| a.group.token.clone());
+    if token.is_none() {
         anyhow::bail!(
-            "step-down needs the engines' admin token: pass --token or set FIX_ADMIN_TOKEN"
+            "step-down needs the engines' admin token: pass --token or set FIX_ADMIN_TOKEN (or token_env in the --config file)"
         );
     }
     let instances = a
+        .group
         .engines
         .iter()
         .map(|(name, admin)| Instance {
@@ -383,9 +438,9 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         .collect();
     let supervisor = Supervisor::spawn(
         instances,
-        Arc::new(NoRouter::default()),
+        Arc::clone(&a.group.router),
         Options {
-            token: a.token.clone(),
+            token,
             ..Options::default()
         },
     );
@@ -431,9 +486,33 @@ async fn look(engines: &[(String, SocketAddr)]) -> Vec<serde_json::Value> {
     rows
 }
 
-async fn status(engines: &[(String, SocketAddr)], output: Output) -> anyhow::Result<()> {
-    let rows = look(engines).await;
-    print_rows(&rows, output);
+async fn status(g: &Group, output: Output) -> anyhow::Result<()> {
+    let rows = look(&g.engines).await;
+    let routed = g.router.current().await;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "engines": rows,
+                "routing": {
+                    "router": g.router.name(),
+                    "routed_to": routed.as_ref().ok().cloned().flatten(),
+                    "error": routed.as_ref().err().map(ToString::to_string),
+                },
+            }))?
+        ),
+        Output::Human => {
+            print_rows(&rows, output);
+            match &routed {
+                Ok(to) => println!(
+                    "routing ({}): {}",
+                    g.router.name(),
+                    to.as_deref().unwrap_or("-")
+                ),
+                Err(e) => println!("routing ({}): cannot read: {e}", g.router.name()),
+            }
+        }
+    }
     if rows.iter().all(|r| r["reachable"] != true) {
         anyhow::bail!("no engine answered: check the addresses (each engine's [engine.admin] listen) and that the engines run");
     }

@@ -216,3 +216,102 @@ async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_names_the_engines_and_the_router_that_failover_moves() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = fix_engine::Engine::start(pair_config(dir.path(), "a"))
+        .await
+        .expect("a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !leads(&a) {
+        assert!(std::time::Instant::now() < deadline, "a never led");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let b = fix_engine::Engine::start(pair_config(dir.path(), "b"))
+        .await
+        .expect("b");
+    let emu = fix_operator::emulator::Emulator::start()
+        .await
+        .expect("emulator");
+    let group = fix_operator::emulator::provision::global_accelerator(
+        &emu.url(),
+        9878,
+        &["nlb-a".to_string(), "nlb-b".to_string()],
+    )
+    .await
+    .expect("provision");
+    let write = |router: &str| {
+        let path = dir.path().join("fixctl.toml");
+        let text = format!(
+            "token_env = 'FIXCTL_TEST_TOKEN'\n[[engine]]\nname = 'a'\nadmin = '{}'\n[[engine]]\nname = 'b'\nadmin = '{}'\n{router}",
+            a.admin_addr().expect("admin"),
+            b.admin_addr().expect("admin"),
+        );
+        std::fs::write(&path, text).expect("write config");
+        path.display().to_string()
+    };
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_fixctl"))
+                .args(&args)
+                .env("FIXCTL_TEST_TOKEN", "tok")
+                .output()
+                .expect("run fixctl");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |cfg: &str, rest: &[&str]| {
+        let mut v = vec!["--config".to_string(), cfg.to_string()];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+
+    // Bad router settings are named.
+    let bad = write("[router]\nkind = 'carrier-pigeon'\n");
+    let (ok, _, err) = run(args(&bad, &["status"])).await.expect("join");
+    assert!(
+        !ok && err.contains("carrier-pigeon") && err.contains("global-accelerator"),
+        "{err}"
+    );
+    let bad = write(&format!(
+        "[router]\nkind = 'global-accelerator'\nendpoint_url = '{}'\nendpoint_group_arn = '{group}'\nendpoints = {{ a = 'nlb-a' }}\n",
+        emu.url()
+    ));
+    let (ok, _, err) = run(args(&bad, &["status"])).await.expect("join");
+    assert!(!ok && err.contains("no entry for b"), "{err}");
+
+    let cfg = write(&format!(
+        "[router]\nkind = 'global-accelerator'\nendpoint_url = '{}'\nendpoint_group_arn = '{group}'\nendpoints = {{ a = 'nlb-a', b = 'nlb-b' }}\n",
+        emu.url()
+    ));
+    let (ok, out, err) = run(args(&cfg, &["status", "--output", "json"]))
+        .await
+        .expect("join");
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["routing"]["router"], "global-accelerator", "{out}");
+    assert_eq!(v["engines"][0]["readiness"]["role"], "leader", "{out}");
+
+    let (ok, out, err) = run(args(&cfg, &["failover", "--output", "json"]))
+        .await
+        .expect("join");
+    assert!(ok, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(t["to"], "b", "{out}");
+    let (ok, out, err) = run(args(&cfg, &["status", "--output", "json"]))
+        .await
+        .expect("join");
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        v["routing"]["routed_to"], "b",
+        "traffic follows the failover: {out}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

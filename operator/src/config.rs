@@ -1,0 +1,236 @@
+//! `fixctl` configuration (TOML): the engines of a group and how traffic reaches them.
+//!
+//! ```toml
+//! token_env = "FIX_ADMIN_TOKEN"      # where the engines' admin token is
+//!
+//! [[engine]]
+//! name = "engine-a"
+//! admin = "10.0.1.10:9100"
+//!
+//! [router]
+//! kind = "global-accelerator"         # "none", "global-accelerator" or "arc"
+//! endpoint_url = "http://127.0.0.1:4566"  # optional: an emulator instead of AWS
+//! endpoint_group_arn = "arn:aws:globalaccelerator::…:endpoint-group/…"
+//! endpoints = { engine-a = "arn:aws:elasticloadbalancing:…", engine-b = "…" }
+//! # traffic dials instead: dial_groups = { engine-a = "arn:…east", engine-b = "arn:…west" }
+//! # arc: cluster_endpoints = [{ url = "https://…", region = "us-east-1" }, …]
+//! #      controls = { engine-a = "arn:…", engine-b = "arn:…" }
+//! #      safety_rules_to_override = []
+//! ```
+
+use crate::router::arc::{ArcRouter, ClusterEndpoint};
+use crate::router::global_accelerator::{GlobalAcceleratorRouter, Layout};
+use crate::router::none::NoRouter;
+use crate::router::TrafficRouter;
+use crate::supervisor::Instance;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The configuration file is wrong.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// It cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not valid TOML for this format.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A router setting is missing or inconsistent.
+    #[error("{path}: [router] {message}")]
+    Router {
+        /// The file.
+        path: String,
+        /// What to fix.
+        message: String,
+    },
+}
+
+/// One engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineEntry {
+    /// Its name (the router's instance name).
+    pub name: String,
+    /// Its admin API address.
+    pub admin: SocketAddr,
+}
+
+/// `[router]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSection {
+    /// `none`, `global-accelerator` or `arc`.
+    pub kind: String,
+    /// An emulator's URL instead of AWS (test credentials are used).
+    pub endpoint_url: Option<String>,
+    /// Global Accelerator, weights: the endpoint group.
+    pub endpoint_group_arn: Option<String>,
+    /// Global Accelerator, weights: instance → endpoint id.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, String>,
+    /// Global Accelerator, dials: instance → endpoint group.
+    #[serde(default)]
+    pub dial_groups: BTreeMap<String, String>,
+    /// ARC: the cluster's regional endpoints, tried in order.
+    #[serde(default)]
+    pub cluster_endpoints: Vec<ClusterEndpointEntry>,
+    /// ARC: instance → routing control ARN.
+    #[serde(default)]
+    pub controls: BTreeMap<String, String>,
+    /// ARC: safety rules to override (break glass).
+    #[serde(default)]
+    pub safety_rules_to_override: Vec<String>,
+}
+
+/// One ARC cluster endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEndpointEntry {
+    /// Its URL.
+    pub url: String,
+    /// Its region.
+    pub region: String,
+}
+
+/// A `fixctl` configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixctlConfig {
+    /// Environment variable holding the admin token.
+    pub token_env: Option<String>,
+    /// The engines.
+    #[serde(default, rename = "engine")]
+    pub engines: Vec<EngineEntry>,
+    /// How traffic reaches them (none when absent).
+    pub router: Option<RouterSection>,
+}
+
+impl FixctlConfig {
+    /// Reads and parses `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The engines as the supervisor takes them.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.engines
+            .iter()
+            .map(|e| Instance {
+                name: e.name.clone(),
+                admin: e.admin,
+            })
+            .collect()
+    }
+
+    /// The admin token from `token_env`, if set there.
+    pub fn token(&self) -> Option<String> {
+        self.token_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Builds the configured router (`none` without a `[router]`), checking it names
+    /// every engine.
+    pub async fn router(&self, path: &Path) -> Result<Arc<dyn TrafficRouter>, ConfigError> {
+        let bad = |message: String| ConfigError::Router {
+            path: path.display().to_string(),
+            message,
+        };
+        let Some(r) = &self.router else {
+            return Ok(Arc::new(NoRouter::default()));
+        };
+        let names: Vec<&str> = self.engines.iter().map(|e| e.name.as_str()).collect();
+        let covers = |map: &BTreeMap<String, String>, key: &str| {
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !map.contains_key(*n))
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "{key} has no entry for {}",
+                    missing.join(", ")
+                )))
+            }
+        };
+        let url = r.endpoint_url.as_deref();
+        match r.kind.as_str() {
+            "none" => Ok(Arc::new(NoRouter::default())),
+            "global-accelerator" => {
+                let layout = match (&r.endpoint_group_arn, r.dial_groups.is_empty()) {
+                    (Some(group_arn), true) => {
+                        covers(&r.endpoints, "endpoints")?;
+                        Layout::Weights {
+                            group_arn: group_arn.clone(),
+                            endpoints: r.endpoints.clone(),
+                        }
+                    }
+                    (None, false) => {
+                        covers(&r.dial_groups, "dial_groups")?;
+                        Layout::Dials {
+                            groups: r.dial_groups.clone(),
+                        }
+                    }
+                    _ => {
+                        return Err(bad(
+                            "set either endpoint_group_arn with endpoints (weights) or dial_groups (traffic dials)".into(),
+                        ))
+                    }
+                };
+                Ok(Arc::new(GlobalAcceleratorRouter::new(layout, url).await))
+            }
+            "arc" => {
+                covers(&r.controls, "controls")?;
+                if r.cluster_endpoints.is_empty() {
+                    return Err(bad(
+                        "cluster_endpoints is empty: list the cluster's regional endpoints (DescribeCluster)".into(),
+                    ));
+                }
+                let endpoints = r
+                    .cluster_endpoints
+                    .iter()
+                    .map(|e| ClusterEndpoint {
+                        url: e.url.clone(),
+                        region: e.region.clone(),
+                    })
+                    .collect();
+                Ok(Arc::new(
+                    ArcRouter::new(
+                        endpoints,
+                        r.controls.clone(),
+                        r.safety_rules_to_override.clone(),
+                        url.is_some(),
+                    )
+                    .await,
+                ))
+            }
+            other => Err(bad(format!(
+                "kind = \"{other}\": use \"none\", \"global-accelerator\" or \"arc\""
+            ))),
+        }
+    }
+}
