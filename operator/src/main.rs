@@ -524,8 +524,8 @@ fn print_rows(rows: &[serde_json::Value], output: Output) {
         Output::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
         Output::Human => {
             println!(
-                "{:<12} {:<22} {:<11} {:>6} {:<14} sessions",
-                "engine", "admin", "role", "epoch", "lease holder"
+                "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} sessions",
+                "engine", "admin", "role", "epoch", "lease holder", "expires ms"
             );
             for r in rows {
                 let v = &r["readiness"];
@@ -545,7 +545,7 @@ fn print_rows(rows: &[serde_json::Value], output: Output) {
                     })
                     .collect();
                 println!(
-                    "{:<12} {:<22} {:<11} {:>6} {:<14} {}",
+                    "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {}",
                     r["name"].as_str().unwrap_or("?"),
                     r["admin"].as_str().unwrap_or("?"),
                     if r["reachable"] == true {
@@ -555,6 +555,9 @@ fn print_rows(rows: &[serde_json::Value], output: Output) {
                     },
                     v["epoch"],
                     v["lease_owner"].as_str().unwrap_or("-"),
+                    v["lease_expires_in_ms"]
+                        .as_i64()
+                        .map_or_else(|| "-".to_string(), |ms| ms.to_string()),
                     sessions.join("; ")
                 );
             }

@@ -1,8 +1,9 @@
 //! The failover supervisor: follows the group's leadership through every engine's
 //! `/readyz` and keeps the router pointed at the leader.
 //!
-//! Each poll reads every instance. When exactly one reports itself leader and ready and
-//! it is not where traffic goes, the supervisor routes there, reads the routing back, and
+//! Each poll reads every instance. When an instance reports itself leader and ready (the
+//! newest epoch wins if several do: an older one is stale) and it is not where traffic
+//! goes, the supervisor routes there, reads the routing back, and
 //! checks the instance it routed away from reports standby or does not answer; if it still
 //! claims to lead, the fencing hook (a platform's "stop this task") is called. Each such
 //! transition is recorded with its phases, measured from the poll that first saw the old
@@ -300,16 +301,33 @@ async fn watch(
                 tracing::warn!(leader = %r, "the routed leader no longer leads");
             }
         }
-        if let [(name, view)] = leaders.as_slice() {
+        if leaders.len() > 1 {
+            tracing::error!(
+                count = leaders.len(),
+                "more than one instance reports leader; the newest epoch wins"
+            );
+        }
+        // The lease's newest epoch is the truth; an instance claiming an older one is stale.
+        let newest = leaders
+            .iter()
+            .max_by_key(|(_, s)| s.epoch)
+            .map(|(n, s)| (n.clone(), s.epoch));
+        let stale_claimed_routed = routed.as_ref().is_some_and(|r| {
+            newest.as_ref().is_some_and(|(n, _)| n != r) && leaders.iter().any(|(n, _)| n == r)
+        });
+        if stale_claimed_routed && lost_at.is_none() {
+            lost_at = Some(now);
+        }
+        if let Some((name, epoch)) = newest {
             if routed.as_deref() != Some(name.as_str()) {
                 let detected = lost_at.unwrap_or(now);
-                match switch(&*router, name, &routed, &seen, &options).await {
+                match switch(&*router, &name, &routed, &seen, &options).await {
                     Ok((fenced, hooked)) => {
                         let t = Transition {
                             detected_at: detected,
                             from: routed.clone(),
                             to: name.clone(),
-                            epoch: view.epoch,
+                            epoch,
                             lease_granted_ms: ms(now - detected),
                             routed_ms: ms(detected.elapsed()),
                             first_logon_ms: None,
@@ -332,11 +350,6 @@ async fn watch(
                     }
                 }
             }
-        } else if leaders.len() > 1 {
-            tracing::error!(
-                count = leaders.len(),
-                "more than one instance reports leader"
-            );
         }
         if let Some(p) = &pending {
             if seen.iter().any(|(n, s)| *n == p.to && s.logged_on) {

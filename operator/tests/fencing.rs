@@ -1,0 +1,97 @@
+//! The supervisor against engines that misbehave (stand-ins serving `/readyz`): an old
+//! leader that still claims to lead after the lease moved on is routed away from and
+//! handed to the fencing hook.
+
+use fix_operator::router::none::NoRouter;
+use fix_operator::router::TrafficRouter;
+use fix_operator::supervisor::{Instance, Options, Supervisor};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Readiness = Arc<Mutex<serde_json::Value>>;
+
+async fn stand_in(state: Readiness) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/readyz",
+        axum::routing::get(move || {
+            let v = state.lock().expect("lock").clone();
+            async move { axum::Json(v) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+fn readiness(role: &str, epoch: u64) -> serde_json::Value {
+    serde_json::json!({ "ready": role == "leader", "role": role, "epoch": epoch, "sessions": [] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_leader_that_still_claims_the_lead_is_routed_away_from_and_fenced() {
+    let x = Arc::new(Mutex::new(readiness("leader", 1)));
+    let y = Arc::new(Mutex::new(readiness("standby", 0)));
+    let instances = vec![
+        Instance {
+            name: "x".into(),
+            admin: stand_in(Arc::clone(&x)).await,
+        },
+        Instance {
+            name: "y".into(),
+            admin: stand_in(Arc::clone(&y)).await,
+        },
+    ];
+    let fenced = Arc::new(Mutex::new(Vec::<String>::new()));
+    let hook_log = Arc::clone(&fenced);
+    let router = Arc::new(NoRouter::default());
+    let supervisor = Supervisor::spawn(
+        instances,
+        Arc::clone(&router) as Arc<dyn TrafficRouter>,
+        Options {
+            fence: Some(Arc::new(move |name: &str| {
+                hook_log.lock().expect("lock").push(name.to_string())
+            })),
+            ..Options::default()
+        },
+    );
+    let wait = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let s = &supervisor;
+        async move {
+            while s.transitions().len() < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "transition {n}: {:?}",
+                    s.transitions()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait(1).await;
+    assert_eq!(router.current().await.expect("read"), Some("x".into()));
+
+    // y wins the lease with epoch 2; x, hung, still claims epoch 1.
+    *y.lock().expect("lock") = readiness("leader", 2);
+    wait(2).await;
+    let t = &supervisor.transitions()[1];
+    assert_eq!(
+        (t.from.as_deref(), t.to.as_str(), t.epoch),
+        (Some("x"), "y", 2)
+    );
+    assert!(!t.old_leader_fenced && t.fence_hook_called, "{t:?}");
+    assert_eq!(*fenced.lock().expect("lock"), vec!["x".to_string()]);
+    assert_eq!(router.current().await.expect("read"), Some("y".into()));
+
+    // Once x reports standby nothing more happens.
+    *x.lock().expect("lock") = readiness("standby", 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(supervisor.transitions().len(), 2);
+    assert_eq!(fenced.lock().expect("lock").len(), 1);
+}
