@@ -64,6 +64,8 @@ async fn status_reports_each_engine_and_fails_when_none_answers() {
     .expect("join");
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(v["routing"]["router"], "none", "{out}");
+    let v = &v["engines"];
     assert_eq!(v[0]["name"], "a");
     assert_eq!(v[0]["readiness"]["role"], "leader");
     assert_eq!(
