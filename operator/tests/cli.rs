@@ -317,3 +317,71 @@ async fn a_config_file_names_the_engines_and_the_router_that_failover_moves() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[test]
+fn local_up_serves_through_the_proxy_and_ctrl_c_stops_everything() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fixctl"))
+        .args([
+            "local",
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fixctl local up");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("banner");
+    assert!(
+        line.contains("leader and standby running") && line.contains(&port.to_string()),
+        "{line}"
+    );
+    // A counterparty logs on through the proxy.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the proxy");
+    let logon = fix_codec::human::encode_human(
+        &fix_e2e::client::with_times("35=A|34=1|49=CLIENT|52=<TIME>|56=EXEC|98=0|108=30|"),
+        "FIX.4.4",
+    );
+    s.write_all(&logon).expect("logon");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).expect("logon answer");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("35=A"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The live view prints JSON snapshots.
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut snapshot = String::new();
+    while !snapshot.contains("\"role\": \"leader\"") {
+        let mut l = String::new();
+        assert!(
+            out.read_line(&mut l).expect("status view") > 0,
+            "status view ended"
+        );
+        snapshot.push_str(&l);
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    assert!(rest.contains("stopping"), "{rest}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the proxy is gone"
+    );
+}
