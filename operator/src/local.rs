@@ -103,14 +103,7 @@ impl LocalGroup {
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;
-        let instances = cluster
-            .nodes
-            .iter()
-            .map(|n| Instance {
-                name: n.spec.name.clone(),
-                admin: n.admin_addr(),
-            })
-            .collect();
+        let instances = cluster.nodes.iter().map(Instance::from).collect();
         let supervisor = Supervisor::spawn(
             instances,
             Arc::clone(&router),
@@ -365,8 +358,13 @@ async fn router_for(
             let emu = Emulator::start()
                 .await
                 .map_err(|e| emulated(format!("starting the emulator: {e}")))?;
-            let (endpoints, controls, _rule) =
-                provision::arc(&emu.url(), &names).await.map_err(emulated)?;
+            let (endpoints, controls, _rule) = provision::arc(
+                &emu.url(),
+                &names,
+                aws_sdk_route53recoverycontrolconfig::types::RuleType::Atleast,
+            )
+            .await
+            .map_err(emulated)?;
             let router = ArcRouter::new(endpoints, controls, Vec::new(), true).await;
             Ok((Arc::new(router), direct, Some(emu)))
         }

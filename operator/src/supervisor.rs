@@ -27,6 +27,15 @@ pub struct Instance {
     pub admin: SocketAddr,
 }
 
+impl From<&fix_drill::node::Node> for Instance {
+    fn from(n: &fix_drill::node::Node) -> Self {
+        Self {
+            name: n.spec.name.clone(),
+            admin: n.admin_addr(),
+        }
+    }
+}
+
 /// Called with an instance that still claims to lead after traffic moved away from it.
 pub type FenceHook = Arc<dyn Fn(&str) + Send + Sync>;
 

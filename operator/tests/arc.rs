@@ -5,35 +5,15 @@
 //! regional endpoints in turn.
 
 use aws_sdk_route53recoverycluster::types::RoutingControlState;
-use aws_sdk_route53recoverycontrolconfig::types::{NewAssertionRule, RuleConfig, RuleType};
+use aws_sdk_route53recoverycontrolconfig::types::RuleType;
 use fix_operator::emulator::Emulator;
 use fix_operator::router::arc::{ArcRouter, ClusterEndpoint};
 use fix_operator::router::TrafficRouter;
 use std::collections::BTreeMap;
 
-fn config_client(url: &str) -> aws_sdk_route53recoverycontrolconfig::Client {
-    use aws_sdk_route53recoverycontrolconfig::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_route53recoverycontrolconfig::Client::from_conf(
-        aws_sdk_route53recoverycontrolconfig::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .endpoint_url(url)
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .build(),
-    )
-}
-
-fn cluster_client(url: &str) -> aws_sdk_route53recoverycluster::Client {
-    use aws_sdk_route53recoverycluster::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_route53recoverycluster::Client::from_conf(
-        aws_sdk_route53recoverycluster::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .endpoint_url(url)
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .build(),
-    )
-}
+use fix_operator::emulator::provision::{
+    arc_cluster_client as cluster_client, arc_config_client as config_client,
+};
 
 /// A cluster with one control panel, a routing control per instance and an assertion
 /// rule of `kind` over both; returns (cluster endpoints, controls, rule ARN).
@@ -41,86 +21,36 @@ async fn setup(
     emu: &Emulator,
     kind: RuleType,
 ) -> (Vec<ClusterEndpoint>, BTreeMap<String, String>, String) {
-    let c = config_client(&emu.url());
-    let cluster = c
-        .create_cluster()
-        .cluster_name("fix")
-        .send()
+    let names = ["engine-a".to_string(), "engine-b".to_string()];
+    fix_operator::emulator::provision::arc(&emu.url(), &names, kind)
         .await
-        .expect("CreateCluster")
-        .cluster
-        .expect("cluster");
-    let endpoints = cluster
-        .cluster_endpoints()
-        .iter()
-        .map(|e| ClusterEndpoint {
-            url: e.endpoint().unwrap_or_default().to_string(),
-            region: e.region().unwrap_or_default().to_string(),
-        })
-        .collect();
-    let cluster_arn = cluster.cluster_arn().expect("arn").to_string();
-    let described = c
-        .describe_cluster()
-        .cluster_arn(&cluster_arn)
-        .send()
-        .await
-        .expect("DescribeCluster (the ARN travels in the path)");
-    assert_eq!(described.cluster.and_then(|c| c.name), Some("fix".into()));
-    let panel = c
-        .create_control_panel()
-        .cluster_arn(&cluster_arn)
-        .control_panel_name("fix-panel")
-        .send()
-        .await
-        .expect("CreateControlPanel")
-        .control_panel
-        .and_then(|p| p.control_panel_arn)
-        .expect("panel arn");
-    let mut controls = BTreeMap::new();
-    for name in ["engine-a", "engine-b"] {
-        let arn = c
-            .create_routing_control()
-            .cluster_arn(&cluster_arn)
-            .control_panel_arn(&panel)
-            .routing_control_name(name)
-            .send()
-            .await
-            .expect("CreateRoutingControl")
-            .routing_control
-            .and_then(|r| r.routing_control_arn)
-            .expect("control arn");
-        controls.insert(name.to_string(), arn);
-    }
-    let rule = c
-        .create_safety_rule()
-        .assertion_rule(
-            NewAssertionRule::builder()
-                .control_panel_arn(&panel)
-                .name("keep-one-on")
-                .set_asserted_controls(Some(controls.values().cloned().collect()))
-                .rule_config(
-                    RuleConfig::builder()
-                        .r#type(kind)
-                        .threshold(1)
-                        .inverted(false)
-                        .build(),
-                )
-                .wait_period_ms(5000)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateSafetyRule")
-        .assertion_rule
-        .and_then(|r| r.safety_rule_arn)
-        .expect("rule arn");
-    (endpoints, controls, rule)
+        .expect("provision through the control-config SDK")
 }
 
 #[tokio::test]
 async fn both_arc_apis_answer_the_sdks_as_the_service_documents() {
     let emu = Emulator::start().await.expect("emulator");
     let (_, controls, rule) = setup(&emu, RuleType::Atleast).await;
+    let config = config_client(&emu.url());
+    let cluster_arn = config
+        .create_cluster()
+        .cluster_name("second")
+        .send()
+        .await
+        .expect("CreateCluster")
+        .cluster
+        .and_then(|c| c.cluster_arn)
+        .expect("arn");
+    let described = config
+        .describe_cluster()
+        .cluster_arn(&cluster_arn)
+        .send()
+        .await
+        .expect("DescribeCluster (the ARN travels in the path)");
+    assert_eq!(
+        described.cluster.and_then(|c| c.name),
+        Some("second".into())
+    );
     let a = &controls["engine-a"];
     let cluster = cluster_client(&emu.url());
     cluster
@@ -256,7 +186,7 @@ async fn a_safety_rule_refusal_is_reported_and_changes_nothing() {
         .expect_err("refused")
         .to_string();
     assert!(
-        e.contains("safety rule") && e.contains("keep-one-on"),
+        e.contains("safety rule") && e.contains("keep-engines-on"),
         "{e}"
     );
     let arc = emu.state().arc.lock().expect("lock");

@@ -147,10 +147,9 @@ fn leads(e: &fix_engine::Engine) -> bool {
     matches!(e.handle().role(), fix_lease::Role::Leader { .. })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let a = fix_engine::Engine::start(pair_config(dir.path(), "a"))
+/// Engines `a` (leading) and `b` (standby) sharing a SQLite lease, in this process.
+async fn start_pair(dir: &std::path::Path) -> (fix_engine::Engine, fix_engine::Engine) {
+    let a = fix_engine::Engine::start(pair_config(dir, "a"))
         .await
         .expect("a");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -158,9 +157,16 @@ async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
         assert!(std::time::Instant::now() < deadline, "a never led");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let b = fix_engine::Engine::start(pair_config(dir.path(), "b"))
+    let b = fix_engine::Engine::start(pair_config(dir, "b"))
         .await
         .expect("b");
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, b) = start_pair(dir.path()).await;
     let ea = format!("a={}", a.admin_addr().expect("admin"));
     let eb = format!("b={}", b.admin_addr().expect("admin"));
     let run = |args: Vec<String>| {
@@ -222,17 +228,7 @@ async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_names_the_engines_and_the_router_that_failover_moves() {
     let dir = tempfile::tempdir().expect("tmp");
-    let a = fix_engine::Engine::start(pair_config(dir.path(), "a"))
-        .await
-        .expect("a");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !leads(&a) {
-        assert!(std::time::Instant::now() < deadline, "a never led");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let b = fix_engine::Engine::start(pair_config(dir.path(), "b"))
-        .await
-        .expect("b");
+    let (a, b) = start_pair(dir.path()).await;
     let emu = fix_operator::emulator::Emulator::start()
         .await
         .expect("emulator");

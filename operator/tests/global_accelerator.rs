@@ -3,7 +3,6 @@
 //! router moves weights or traffic dials and reads them back, and the supervisor drives
 //! it through a real failover.
 
-use aws_sdk_globalaccelerator::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_globalaccelerator::types::{EndpointConfiguration, PortRange, Protocol};
 use aws_sdk_globalaccelerator::Client;
 use fix_operator::emulator::Emulator;
@@ -12,14 +11,7 @@ use fix_operator::router::TrafficRouter;
 use std::collections::BTreeMap;
 
 fn client(url: &str) -> Client {
-    Client::from_conf(
-        aws_sdk_globalaccelerator::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .endpoint_url(url)
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .build(),
-    )
+    fix_operator::emulator::provision::ga_client(url)
 }
 
 /// An accelerator with a TCP listener on 9878; returns the listener ARN.

@@ -3,55 +3,31 @@
 //! manual failover, each transition is recorded with its phases, and bad requests change
 //! nothing.
 
-use fix_codec::human::to_human;
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
 use fix_drill::node::TOKEN;
-use fix_e2e::client::{FixClient, Received};
+use fix_e2e::client::Received;
+use fix_e2e::trading::{fill, logon};
 use fix_operator::router::local_proxy::LocalProxy;
 use fix_operator::router::TrafficRouter;
 use fix_operator::supervisor::{Instance, Options, Supervisor, SupervisorError, Transition};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn field(r: &Received, tag: &str) -> Option<String> {
-    let Received::Message(m) = r else { return None };
-    to_human(m)
-        .split('|')
-        .find_map(|f| f.strip_prefix(&format!("{tag}=")).map(str::to_string))
-}
-
-async fn logon(addr: SocketAddr, seq: u64) -> (FixClient, u64) {
-    let mut c = FixClient::connected("FIX.4.4", addr)
+/// A replicated engine pair (SQLite lease) run by fixctl's engine mode.
+async fn pair() -> (tempfile::TempDir, Cluster) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = GroupOptions {
+        exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_fixctl")),
+        backend: Backend::Sqlite,
+        durability: "replicated".into(),
+        lease_ms: (1500, 300, 300),
+        instances: 2,
+    };
+    let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await
-        .expect("connect");
-    c.send(&format!(
-        "35=A|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|98=0|108=30|"
-    ))
-    .await
-    .expect("logon");
-    let r = c.next(Duration::from_secs(5)).await;
-    assert_eq!(field(&r, "35").as_deref(), Some("A"), "logon answer: {r:?}");
-    (c, field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0))
-}
-
-async fn fill(c: &mut FixClient, seq: u64, cl: &str) -> u64 {
-    c.send(&format!(
-        "35=D|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|11={cl}|21=1|55=X|54=1|60=<TIME>|40=1|38=10|"
-    ))
-    .await
-    .expect("order");
-    loop {
-        let r = c.next(Duration::from_secs(5)).await;
-        assert!(
-            matches!(r, Received::Message(_)),
-            "waiting for the fill of {cl}: {r:?}"
-        );
-        if field(&r, "35").as_deref() == Some("8") && field(&r, "39").as_deref() == Some("2") {
-            return field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0);
-        }
-    }
+        .expect("cluster");
+    (dir, cluster)
 }
 
 async fn next_transition(s: &Supervisor, count: usize) -> Transition {
@@ -71,17 +47,7 @@ async fn next_transition(s: &Supervisor, count: usize) -> Transition {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let opts = GroupOptions {
-        exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_fixctl")),
-        backend: Backend::Sqlite,
-        durability: "replicated".into(),
-        lease_ms: (1500, 300, 300),
-        instances: 2,
-    };
-    let mut cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
-        .await
-        .expect("cluster");
+    let (_dir, mut cluster) = pair().await;
     let endpoints = cluster
         .nodes
         .iter()
@@ -92,14 +58,7 @@ async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
             .await
             .expect("proxy"),
     );
-    let instances = cluster
-        .nodes
-        .iter()
-        .map(|n| Instance {
-            name: n.spec.name.clone(),
-            admin: n.admin_addr(),
-        })
-        .collect();
+    let instances = cluster.nodes.iter().map(Instance::from).collect();
     let supervisor = Supervisor::spawn(
         instances,
         Arc::clone(&proxy) as Arc<dyn TrafficRouter>,
@@ -194,77 +153,18 @@ async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_moves_global_accelerator_weights_through_a_kill() {
-    use aws_sdk_globalaccelerator::config::{BehaviorVersion, Credentials, Region};
-    use aws_sdk_globalaccelerator::types::{EndpointConfiguration, PortRange, Protocol};
     use fix_operator::emulator::Emulator;
     use fix_operator::router::global_accelerator::{GlobalAcceleratorRouter, Layout};
 
     let emu = Emulator::start().await.expect("emulator");
-    let c = aws_sdk_globalaccelerator::Client::from_conf(
-        aws_sdk_globalaccelerator::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-west-2"))
-            .endpoint_url(emu.url())
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .build(),
-    );
-    let acc = c
-        .create_accelerator()
-        .name("fix")
-        .idempotency_token("a")
-        .send()
-        .await
-        .expect("accelerator")
-        .accelerator
-        .and_then(|a| a.accelerator_arn)
-        .expect("arn");
-    let listener = c
-        .create_listener()
-        .accelerator_arn(acc)
-        .port_ranges(PortRange::builder().from_port(9878).to_port(9878).build())
-        .protocol(Protocol::Tcp)
-        .idempotency_token("l")
-        .send()
-        .await
-        .expect("listener")
-        .listener
-        .and_then(|l| l.listener_arn)
-        .expect("arn");
-    let group = c
-        .create_endpoint_group()
-        .listener_arn(listener)
-        .endpoint_group_region("us-east-1")
-        .idempotency_token("g")
-        .endpoint_configurations(
-            EndpointConfiguration::builder()
-                .endpoint_id("nlb-a")
-                .weight(0)
-                .build(),
-        )
-        .endpoint_configurations(
-            EndpointConfiguration::builder()
-                .endpoint_id("nlb-b")
-                .weight(0)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("group")
-        .endpoint_group
-        .and_then(|g| g.endpoint_group_arn)
-        .expect("arn");
-
-    let dir = tempfile::tempdir().expect("tmp");
-    let opts = GroupOptions {
-        exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_fixctl")),
-        backend: Backend::Sqlite,
-        durability: "replicated".into(),
-        lease_ms: (1500, 300, 300),
-        instances: 2,
-    };
-    let mut cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
-        .await
-        .expect("cluster");
+    let group = fix_operator::emulator::provision::global_accelerator(
+        &emu.url(),
+        9878,
+        &["nlb-a".to_string(), "nlb-b".to_string()],
+    )
+    .await
+    .expect("provision");
+    let (_dir, mut cluster) = pair().await;
     let endpoints = [("engine-a", "nlb-a"), ("engine-b", "nlb-b")]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -277,14 +177,7 @@ async fn the_supervisor_moves_global_accelerator_weights_through_a_kill() {
         Some(&emu.url()),
     )
     .await;
-    let instances = cluster
-        .nodes
-        .iter()
-        .map(|n| Instance {
-            name: n.spec.name.clone(),
-            admin: n.admin_addr(),
-        })
-        .collect();
+    let instances = cluster.nodes.iter().map(Instance::from).collect();
     let supervisor = Supervisor::spawn(instances, Arc::new(router), Options::default());
     let first = next_transition(&supervisor, 1).await;
     let weight_of = |id: &str| {

@@ -22,4 +22,5 @@ pub mod client;
 pub mod http;
 pub mod interop;
 pub mod scenario;
+pub mod trading;
 pub mod wait;

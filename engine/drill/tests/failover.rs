@@ -7,12 +7,11 @@
 //! (scripts/test.sh starts it). Nothing here asserts a duration: RTO figures come from
 //! the drill (`fix-drill run`).
 
-use fix_codec::human::to_human;
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
 use fix_drill::drill::{self, DrillOptions};
-use fix_e2e::client::{FixClient, Received};
-use std::net::SocketAddr;
+use fix_e2e::client::Received;
+use fix_e2e::trading::{fill, logon};
 use std::time::{Duration, Instant};
 
 fn servers() -> Servers {
@@ -82,49 +81,6 @@ async fn kill9_under_load(backend: Backend) {
     }
 }
 
-fn field(r: &Received, tag: &str) -> Option<String> {
-    let Received::Message(m) = r else { return None };
-    to_human(m)
-        .split('|')
-        .find_map(|f| f.strip_prefix(&format!("{tag}=")).map(str::to_string))
-}
-
-/// Logs on with `seq`; returns the client and the Logon answer's MsgSeqNum.
-async fn logon(addr: SocketAddr, seq: u64) -> (FixClient, u64) {
-    let mut c = FixClient::connected("FIX.4.4", addr)
-        .await
-        .expect("connect");
-    c.send(&format!(
-        "35=A|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|98=0|108=30|"
-    ))
-    .await
-    .expect("logon");
-    let r = c.next(Duration::from_secs(5)).await;
-    assert_eq!(field(&r, "35").as_deref(), Some("A"), "logon answer: {r:?}");
-    let their = field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0);
-    (c, their)
-}
-
-/// Sends an order and waits for its fill; returns the fill's MsgSeqNum.
-async fn order(c: &mut FixClient, seq: u64, cl: &str) -> u64 {
-    c.send(&format!(
-        "35=D|34={seq}|49=CLIENT|52=<TIME>|56=EXEC|11={cl}|21=1|55=X|54=1|60=<TIME>|40=1|38=10|"
-    ))
-    .await
-    .expect("order");
-    loop {
-        let r = c.next(Duration::from_secs(5)).await;
-        assert!(
-            matches!(r, Received::Message(_)),
-            "waiting for the fill of {cl}: {r:?}"
-        );
-        if field(&r, "35").as_deref() == Some("8") && field(&r, "39").as_deref() == Some("2") {
-            assert_eq!(field(&r, "11").as_deref(), Some(cl));
-            return field(&r, "34").and_then(|s| s.parse().ok()).unwrap_or(0);
-        }
-    }
-}
-
 async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     cluster: &Cluster,
@@ -141,7 +97,18 @@ async fn eventually<F: std::future::Future<Output = bool>>(
     }
 }
 
-async fn split_brain(backend: Backend) {
+/// A replicated pair on `backend` with the standby caught up and a counterparty logged
+/// on to the leader that has had one order filled: (work dir, cluster, leader index,
+/// the client, the fill's MsgSeqNum).
+async fn trading_pair(
+    backend: Backend,
+) -> (
+    tempfile::TempDir,
+    Cluster,
+    usize,
+    fix_e2e::client::FixClient,
+    u64,
+) {
     let dir = tempfile::tempdir().expect("tmp");
     let cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
         .await
@@ -150,13 +117,18 @@ async fn split_brain(backend: Backend) {
         .wait_leader(Duration::from_secs(20))
         .await
         .expect("leader");
-    let s = 1 - l;
     cluster
-        .wait_caught_up(s, Duration::from_secs(20))
+        .wait_caught_up(1 - l, Duration::from_secs(20))
         .await
         .expect("caught up");
-    let (mut old, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
-    let fill = order(&mut old, 2, "before").await;
+    let (mut c, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
+    let first_fill = fill(&mut c, 2, "before").await;
+    (dir, cluster, l, c, first_fill)
+}
+
+async fn split_brain(backend: Backend) {
+    let (_dir, cluster, l, mut old, first_fill) = trading_pair(backend).await;
+    let s = 1 - l;
 
     cluster.nodes[l].pause().expect("SIGSTOP");
     let promoted = cluster
@@ -168,10 +140,10 @@ async fn split_brain(backend: Backend) {
     let (mut new, their) = logon(cluster.nodes[s].fix_addr(), 3).await;
     assert_eq!(
         their,
-        fill + 1,
+        first_fill + 1,
         "the new leader continues the old leader's sequence"
     );
-    let fill2 = order(&mut new, 4, "after").await;
+    let fill2 = fill(&mut new, 4, "after").await;
     assert!(fill2 > their);
     // Bytes waiting in the frozen leader's socket when it wakes up.
     old.send("35=D|34=3|49=CLIENT|52=<TIME>|56=EXEC|11=stale|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
@@ -201,25 +173,12 @@ async fn split_brain(backend: Backend) {
         .expect("the old leader follows the new one");
     assert_eq!(cluster.leader().await, Some(s), "exactly one leader");
     // The new leader is unaffected: its session goes on.
-    let fill3 = order(&mut new, 5, "later").await;
+    let fill3 = fill(&mut new, 5, "later").await;
     assert!(fill3 > fill2);
 }
 
 async fn lease_outage(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
-        .await
-        .expect("cluster");
-    let l = cluster
-        .wait_leader(Duration::from_secs(20))
-        .await
-        .expect("leader");
-    cluster
-        .wait_caught_up(1 - l, Duration::from_secs(20))
-        .await
-        .expect("caught up");
-    let (mut c, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
-    let fill = order(&mut c, 2, "before").await;
+    let (_dir, mut cluster, _leader, mut c, first_fill) = trading_pair(backend).await;
 
     cluster
         .lease
@@ -255,29 +214,16 @@ async fn lease_outage(backend: Backend) {
         "still exactly one leader"
     );
     let (mut c, their) = logon(cluster.nodes[leader].fix_addr(), 3).await;
-    assert_eq!(their, fill + 1, "sequence numbers continue");
-    order(&mut c, 4, "after").await;
+    assert_eq!(their, first_fill + 1, "sequence numbers continue");
+    fill(&mut c, 4, "after").await;
 }
 
 /// Only the leader loses the lease store (a network cut between it and the database):
 /// it fences itself, the standby takes over, and when the link comes back the old leader
 /// stays a standby and follows.
 async fn network_cut(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let cluster = Cluster::start(&group(backend, "replicated"), &servers(), dir.path())
-        .await
-        .expect("cluster");
-    let l = cluster
-        .wait_leader(Duration::from_secs(20))
-        .await
-        .expect("leader");
+    let (_dir, cluster, l, mut c, first_fill) = trading_pair(backend).await;
     let s = 1 - l;
-    cluster
-        .wait_caught_up(s, Duration::from_secs(20))
-        .await
-        .expect("caught up");
-    let (mut c, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
-    let fill = order(&mut c, 2, "before").await;
 
     assert!(cluster.lease.cut_node(l), "a networked store");
     assert_eq!(
@@ -291,8 +237,8 @@ async fn network_cut(backend: Backend) {
         .await
         .expect("the standby, still connected, takes over");
     let (mut c, their) = logon(cluster.nodes[s].fix_addr(), 3).await;
-    assert_eq!(their, fill + 1, "sequence numbers continue");
-    order(&mut c, 4, "after").await;
+    assert_eq!(their, first_fill + 1, "sequence numbers continue");
+    fill(&mut c, 4, "after").await;
 
     cluster.lease.restore_node(l);
     cluster

@@ -24,8 +24,8 @@ where
     }
 }
 
-/// Test credentials in us-west-2 against `url`.
-fn ga_client(url: &str) -> aws_sdk_globalaccelerator::Client {
+/// A Global Accelerator client with test credentials in us-west-2 against `url`.
+pub fn ga_client(url: &str) -> aws_sdk_globalaccelerator::Client {
     use aws_sdk_globalaccelerator::config::{BehaviorVersion, Credentials, Region};
     aws_sdk_globalaccelerator::Client::from_conf(
         aws_sdk_globalaccelerator::Config::builder()
@@ -37,10 +37,24 @@ fn ga_client(url: &str) -> aws_sdk_globalaccelerator::Client {
     )
 }
 
-fn arc_config_client(url: &str) -> aws_sdk_route53recoverycontrolconfig::Client {
+/// An ARC control-config client with test credentials against `url`.
+pub fn arc_config_client(url: &str) -> aws_sdk_route53recoverycontrolconfig::Client {
     use aws_sdk_route53recoverycontrolconfig::config::{BehaviorVersion, Credentials, Region};
     aws_sdk_route53recoverycontrolconfig::Client::from_conf(
         aws_sdk_route53recoverycontrolconfig::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .endpoint_url(url)
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build(),
+    )
+}
+
+/// An ARC cluster data-plane client with test credentials against `url`.
+pub fn arc_cluster_client(url: &str) -> aws_sdk_route53recoverycluster::Client {
+    use aws_sdk_route53recoverycluster::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_route53recoverycluster::Client::from_conf(
+        aws_sdk_route53recoverycluster::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-west-2"))
             .endpoint_url(url)
@@ -106,11 +120,12 @@ pub async fn global_accelerator(
 }
 
 /// An ARC cluster with a control panel, one routing control per name in `instances`, and
-/// an assertion rule (at least one On); returns the cluster endpoints, instance → control
-/// ARN, and the rule's ARN.
+/// an assertion rule of `kind` over them (`Atleast`: at least one On); returns the
+/// cluster endpoints, instance → control ARN, and the rule's ARN.
 pub async fn arc(
     url: &str,
     instances: &[String],
+    kind: RuleType,
 ) -> Result<(Vec<ClusterEndpoint>, BTreeMap<String, String>, String), String> {
     let c = arc_config_client(url);
     let cluster = c
@@ -160,11 +175,11 @@ pub async fn arc(
         .assertion_rule(
             NewAssertionRule::builder()
                 .control_panel_arn(&panel)
-                .name("at-least-one-engine-on")
+                .name("keep-engines-on")
                 .set_asserted_controls(Some(controls.values().cloned().collect()))
                 .rule_config(
                     RuleConfig::builder()
-                        .r#type(RuleType::Atleast)
+                        .r#type(kind)
                         .threshold(1)
                         .inverted(false)
                         .build(),

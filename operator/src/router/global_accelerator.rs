@@ -90,6 +90,21 @@ impl GlobalAcceleratorRouter {
         }
     }
 
+    async fn describe(
+        &self,
+        arn: &str,
+        to: &str,
+    ) -> Result<aws_sdk_globalaccelerator::types::EndpointGroup, RouteError> {
+        self.client
+            .describe_endpoint_group()
+            .endpoint_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| sdk_err(to, e))?
+            .endpoint_group
+            .ok_or_else(|| backend_err(to, "DescribeEndpointGroup returned no group"))
+    }
+
     fn names(&self) -> Vec<&str> {
         match &self.layout {
             Layout::Weights { endpoints, .. } => endpoints.keys().map(String::as_str).collect(),
@@ -104,15 +119,7 @@ impl GlobalAcceleratorRouter {
         endpoints: &BTreeMap<String, String>,
     ) -> Result<(), RouteError> {
         let leader = endpoints.get(to).ok_or_else(|| unknown(to, self.names()))?;
-        let group = self
-            .client
-            .describe_endpoint_group()
-            .endpoint_group_arn(group_arn)
-            .send()
-            .await
-            .map_err(|e| sdk_err(to, e))?
-            .endpoint_group
-            .ok_or_else(|| backend_err(to, "DescribeEndpointGroup returned no group"))?;
+        let group = self.describe(group_arn, to).await?;
         // Keep every endpoint the group has (and its client-IP setting); change weights only.
         let mut configs = Vec::new();
         for d in group.endpoint_descriptions() {
@@ -192,24 +199,13 @@ impl TrafficRouter for GlobalAcceleratorRouter {
                 group_arn,
                 endpoints,
             } => {
-                let group = self
-                    .client
-                    .describe_endpoint_group()
-                    .endpoint_group_arn(group_arn)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("(read back)", e))?
-                    .endpoint_group;
+                let group = self.describe(group_arn, "(read back)").await?;
                 let weighted: Vec<&str> = group
-                    .as_ref()
-                    .map(|g| {
-                        g.endpoint_descriptions()
-                            .iter()
-                            .filter(|d| d.weight().unwrap_or(0) > 0)
-                            .filter_map(|d| d.endpoint_id())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .endpoint_descriptions()
+                    .iter()
+                    .filter(|d| d.weight().unwrap_or(0) > 0)
+                    .filter_map(|d| d.endpoint_id())
+                    .collect();
                 Ok(match weighted.as_slice() {
                     [one] => endpoints
                         .iter()
@@ -222,14 +218,9 @@ impl TrafficRouter for GlobalAcceleratorRouter {
                 let mut on = Vec::new();
                 for (name, arn) in groups {
                     let dial = self
-                        .client
-                        .describe_endpoint_group()
-                        .endpoint_group_arn(arn)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_err("(read back)", e))?
-                        .endpoint_group
-                        .and_then(|g| g.traffic_dial_percentage)
+                        .describe(arn, "(read back)")
+                        .await?
+                        .traffic_dial_percentage
                         .unwrap_or(0.0);
                     if dial > 0.0 {
                         on.push(name.clone());
