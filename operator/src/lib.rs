@@ -10,7 +10,7 @@
 //!   SDK client is pointed at it in tests; no existing emulator covers it).
 //! - [`local`]: local mode — a leader, a standby, SQLite lease, proxy and supervisor on
 //!   one machine — and the local drill with its phase-by-phase report.
-//! - [`supervisor`]: watches every engine's `/readyz`; when leadership changes it routes
+//! - [`supervisor`]: watches every engine's `/readyz` (and the lease row, given one); when leadership changes it routes
 //!   to the new leader, reads the routing back, checks the old leader reports standby or
 //!   is gone (or calls a fencing hook), and records the transition with its timings.
 //!   Manual failover asks the leader to step down through its admin API.

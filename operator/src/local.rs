@@ -8,7 +8,7 @@ use crate::router::arc::ArcRouter;
 use crate::router::global_accelerator::{GlobalAcceleratorRouter, Layout};
 use crate::router::local_proxy::LocalProxy;
 use crate::router::TrafficRouter;
-use crate::supervisor::{Instance, Options, Supervisor, Transition};
+use crate::supervisor::{Instance, LeaseWatch, Options, Supervisor, Transition};
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, ClusterError, GroupOptions};
 use fix_drill::node::TOKEN;
@@ -104,11 +104,18 @@ impl LocalGroup {
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;
         let instances = cluster.nodes.iter().map(Instance::from).collect();
+        let lease = fix_lease::connect(&cluster.lease.url)
+            .await
+            .map_err(|e| LocalError::Routing(format!("reading the lease: {e}")))?;
         let supervisor = Supervisor::spawn(
             instances,
             Arc::clone(&router),
             Options {
                 token: Some(TOKEN.into()),
+                lease: Some(LeaseWatch {
+                    store: lease,
+                    group: "drill".into(),
+                }),
                 ..Options::default()
             },
         );

@@ -48,6 +48,18 @@ pub struct Options {
     pub token: Option<String>,
     /// Called to stop an old leader that does not step down by itself.
     pub fence: Option<FenceHook>,
+    /// The group's lease, read each poll: when a new epoch appears is when the lease was
+    /// granted (without it, when the new leader first reports ready).
+    pub lease: Option<LeaseWatch>,
+}
+
+/// The lease store and group the supervisor reads.
+#[derive(Clone)]
+pub struct LeaseWatch {
+    /// The store (`fix_lease::connect`).
+    pub store: Arc<dyn fix_lease::LeaseStore>,
+    /// The engine group.
+    pub group: String,
 }
 
 impl Default for Options {
@@ -56,6 +68,7 @@ impl Default for Options {
             poll: Duration::from_millis(20),
             token: None,
             fence: None,
+            lease: None,
         }
     }
 }
@@ -72,8 +85,11 @@ pub struct Transition {
     pub to: String,
     /// Its lease epoch.
     pub epoch: u64,
-    /// Detection → the new leader reported ready (lease granted, journal open).
+    /// Detection → the lease store showed the new epoch (or, without a lease watch, the new
+    /// leader reported ready).
     pub lease_granted_ms: f64,
+    /// The lease's owner as the store shows it (with a lease watch).
+    pub lease_owner: Option<String>,
     /// Detection → the router was changed and read back.
     pub routed_ms: f64,
     /// Detection → a counterparty was logged on to the new leader.
@@ -297,8 +313,18 @@ async fn watch(
     let mut routed: Option<String> = None;
     let mut lost_at: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
+    let mut lease_seen: Option<(u64, String, Instant)> = None;
     loop {
         let now = Instant::now();
+        if let Some(w) = &options.lease {
+            let read =
+                tokio::time::timeout(Duration::from_millis(300), w.store.read(&w.group)).await;
+            if let Ok(Ok(Some(state))) = read {
+                if lease_seen.as_ref().is_none_or(|(e, _, _)| state.epoch > *e) {
+                    lease_seen = Some((state.epoch, state.owner, now));
+                }
+            }
+        }
         let mut seen = Vec::with_capacity(instances.len());
         for i in &instances {
             seen.push((i.name.clone(), look(i.admin).await));
@@ -337,7 +363,15 @@ async fn watch(
                             from: routed.clone(),
                             to: name.clone(),
                             epoch,
-                            lease_granted_ms: ms(now - detected),
+                            lease_granted_ms: ms(lease_seen
+                                .as_ref()
+                                .filter(|(e, _, at)| *e == epoch && *at >= detected)
+                                .map_or(now, |(_, _, at)| *at)
+                                - detected),
+                            lease_owner: lease_seen
+                                .as_ref()
+                                .filter(|(e, _, _)| *e == epoch)
+                                .map(|(_, o, _)| o.clone()),
                             routed_ms: ms(detected.elapsed()),
                             first_logon_ms: None,
                             old_leader_fenced: fenced,

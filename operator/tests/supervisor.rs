@@ -10,7 +10,9 @@ use fix_e2e::client::Received;
 use fix_e2e::trading::{fill, logon};
 use fix_operator::router::local_proxy::LocalProxy;
 use fix_operator::router::TrafficRouter;
-use fix_operator::supervisor::{Instance, Options, Supervisor, SupervisorError, Transition};
+use fix_operator::supervisor::{
+    Instance, LeaseWatch, Options, Supervisor, SupervisorError, Transition,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,11 +66,22 @@ async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
         Arc::clone(&proxy) as Arc<dyn TrafficRouter>,
         Options {
             token: Some(TOKEN.into()),
+            lease: Some(LeaseWatch {
+                store: fix_lease::connect(&cluster.lease.url)
+                    .await
+                    .expect("lease store"),
+                group: "drill".into(),
+            }),
             ..Options::default()
         },
     );
     let first = next_transition(&supervisor, 1).await;
     assert_eq!(first.from, None);
+    assert_eq!(
+        first.lease_owner.as_deref(),
+        Some(first.to.as_str()),
+        "{first:?}"
+    );
     assert_eq!(
         proxy.current().await.expect("read back"),
         Some(first.to.clone())
@@ -95,6 +108,11 @@ async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
     assert_eq!(second.to, cluster.nodes[1 - l].spec.name);
     assert!(second.old_leader_fenced, "{second:?}");
     assert!(second.epoch > first.epoch);
+    assert_eq!(
+        second.lease_owner.as_deref(),
+        Some(second.to.as_str()),
+        "{second:?}"
+    );
     let (mut c, their) = logon(proxy.addr(), 3).await;
     assert_eq!(their, seq + 1, "the session continues on the new leader");
     fill(&mut c, 4, "after").await;
