@@ -317,13 +317,7 @@ async fn watch(
     loop {
         let now = Instant::now();
         if let Some(w) = &options.lease {
-            let read =
-                tokio::time::timeout(Duration::from_millis(300), w.store.read(&w.group)).await;
-            if let Ok(Ok(Some(state))) = read {
-                if lease_seen.as_ref().is_none_or(|(e, _, _)| state.epoch > *e) {
-                    lease_seen = Some((state.epoch, state.owner, now));
-                }
-            }
+            read_lease(w, &mut lease_seen, now).await;
         }
         let mut seen = Vec::with_capacity(instances.len());
         for i in &instances {
@@ -394,16 +388,35 @@ async fn watch(
                 }
             }
         }
-        if let Some(p) = &pending {
-            if seen.iter().any(|(n, s)| *n == p.to && s.logged_on) {
-                if let Some(t) = lock(&shared.transitions).get_mut(p.index) {
-                    t.first_logon_ms = Some(ms(p.detected.elapsed()));
-                }
-                pending = None;
-            }
+        if pending
+            .as_ref()
+            .is_some_and(|p| note_first_logon(p, &seen, &shared))
+        {
+            pending = None;
         }
         tokio::time::sleep(options.poll).await;
     }
+}
+
+/// Remembers a new lease epoch and when it was first seen.
+async fn read_lease(w: &LeaseWatch, seen: &mut Option<(u64, String, Instant)>, now: Instant) {
+    let read = tokio::time::timeout(Duration::from_millis(300), w.store.read(&w.group)).await;
+    if let Ok(Ok(Some(state))) = read {
+        if seen.as_ref().is_none_or(|(e, _, _)| state.epoch > *e) {
+            *seen = Some((state.epoch, state.owner, now));
+        }
+    }
+}
+
+/// Records the first counterparty logon on the new leader; true once recorded.
+fn note_first_logon(p: &Pending, seen: &[(String, Seen)], shared: &Shared) -> bool {
+    if !seen.iter().any(|(n, s)| *n == p.to && s.logged_on) {
+        return false;
+    }
+    if let Some(t) = lock(&shared.transitions).get_mut(p.index) {
+        t.first_logon_ms = Some(ms(p.detected.elapsed()));
+    }
+    true
 }
 
 fn ms(d: Duration) -> f64 {
