@@ -92,7 +92,9 @@ fn parse_case(c: &mut Criterion, name: &str, text: &str, validate: bool) {
             black_box(msg.get(11));
             black_box(msg.get_u64(34).ok());
             if validate {
-                validator.validate(&transport, Some(&app), msg).expect("valid");
+                validator
+                    .validate(&transport, Some(&app), msg)
+                    .expect("valid");
             }
         });
     });
@@ -162,7 +164,9 @@ fn allocations(_: &mut Criterion) {
         let n = allocations_per_message(|| {
             let f = frame::check(&wire, 1 << 20).expect("frame");
             let msg = parser.parse(&wire[..f.len]).expect("parse");
-            validator.validate(&transport, Some(&app), msg).expect("valid");
+            validator
+                .validate(&transport, Some(&app), msg)
+                .expect("valid");
         });
         println!("  parse+validate/{name}: {n}");
     }

@@ -1,0 +1,64 @@
+//! Percentile rows.
+
+use hdrhistogram::Histogram;
+
+/// One measured scenario.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// Round-trip times in nanoseconds.
+    pub histogram: Histogram<u64>,
+    /// Round trips per second achieved.
+    pub per_second: f64,
+}
+
+/// A histogram for round-trip times in nanoseconds (1 ns to 60 s, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant, valid bounds")
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+impl Row {
+    /// The header of [`Row::line`].
+    pub fn header() -> String {
+        format!(
+            "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}",
+            "scenario", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "msg/s", "count"
+        )
+    }
+
+    /// One table line.
+    pub fn line(&self) -> String {
+        let h = &self.histogram;
+        format!(
+            "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>8}",
+            self.name,
+            us(h.value_at_quantile(0.5)),
+            us(h.value_at_quantile(0.9)),
+            us(h.value_at_quantile(0.99)),
+            us(h.value_at_quantile(0.999)),
+            us(h.max()),
+            self.per_second,
+            h.len()
+        )
+    }
+
+    /// As JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let h = &self.histogram;
+        serde_json::json!({
+            "scenario": self.name,
+            "p50_us": us(h.value_at_quantile(0.5)),
+            "p90_us": us(h.value_at_quantile(0.9)),
+            "p99_us": us(h.value_at_quantile(0.99)),
+            "p999_us": us(h.value_at_quantile(0.999)),
+            "max_us": us(h.max()),
+            "per_second": self.per_second,
+            "count": h.len(),
+        })
+    }
+}
