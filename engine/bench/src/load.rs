@@ -27,6 +27,14 @@ pub struct LoadOptions {
     pub messages: u64,
     /// Orders sent first and not recorded.
     pub warmup: u64,
+    /// Pin the generator's writer and reader threads to these cores (first, second).
+    pub cores: Vec<usize>,
+}
+
+fn pin(cores: &[usize], which: usize) {
+    if let Some(&id) = cores.get(which % cores.len().max(1)) {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
 }
 
 /// What a run measured.
@@ -170,6 +178,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    pin(&opts.cores, 0);
     let start = now_ns(origin);
     start_ns.store(start, Ordering::Release);
     for i in 0..total {

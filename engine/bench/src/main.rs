@@ -35,6 +35,15 @@ enum Command {
         /// Orders per second (open loop); without it, closed loop.
         #[arg(long)]
         rate: Option<u32>,
+        /// Worker threads of the in-process engine's runtime.
+        #[arg(long, default_value_t = 1)]
+        engine_threads: usize,
+        /// Pin the engine's runtime threads to these cores (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        engine_cores: Vec<usize>,
+        /// Pin the generator's writer and reader threads to these cores.
+        #[arg(long, value_delimiter = ',')]
+        client_cores: Vec<usize>,
         /// Orders recorded.
         #[arg(long, default_value_t = 20_000)]
         messages: u64,
@@ -94,14 +103,23 @@ fn main() -> anyhow::Result<()> {
             store,
             connect,
             rate,
+            engine_threads,
+            engine_cores,
+            client_cores,
             messages,
             warmup,
             json,
         } => {
             let floor = floor_row(messages, warmup)?;
+            let runtime = fix_engine::config::RuntimeSection {
+                worker_threads: Some(engine_threads),
+                pin_cores: engine_cores.clone(),
+            };
             let target = match connect {
                 Some(_) => None,
-                None => Some(Target::start(store).context("starting the engine under test")?),
+                None => {
+                    Some(Target::start(store, runtime).context("starting the engine under test")?)
+                }
             };
             let addr = connect
                 .or_else(|| target.as_ref().map(Target::addr))
@@ -111,6 +129,7 @@ fn main() -> anyhow::Result<()> {
                 rate,
                 messages,
                 warmup,
+                cores: client_cores.clone(),
             })
             .with_context(|| format!("loading {addr}"))?;
             let what = match (connect, store) {
@@ -118,7 +137,12 @@ fn main() -> anyhow::Result<()> {
                 (None, Store::Memory) => "fix-engine, memory store".into(),
                 (None, Store::Journal) => "fix-engine, journal (fsync)".into(),
             };
-            let mode = rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s"));
+            let mut mode = rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s"));
+            if !engine_cores.is_empty() || !client_cores.is_empty() {
+                mode.push_str(&format!(
+                    ", engine on {engine_cores:?}, client on {client_cores:?}"
+                ));
+            }
             let rows = [
                 floor,
                 Row {

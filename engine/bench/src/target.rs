@@ -23,8 +23,12 @@ pub struct Target {
 }
 
 impl Target {
-    /// Starts the engine with `store` (journal in a temporary directory, fsync on).
-    pub fn start(store: Store) -> std::io::Result<Self> {
+    /// Starts the engine with `store` (journal in a temporary directory, fsync on) on a
+    /// runtime placed as `runtime` says.
+    pub fn start(
+        store: Store,
+        runtime: fix_engine::config::RuntimeSection,
+    ) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let toml = format!(
             "[engine]\nstore = '{}'\ndata_dir = '{}'\nfsync = true\napp = 'exec'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\nheartbeat_interval = 30\n",
@@ -41,11 +45,7 @@ impl Target {
         let thread = std::thread::Builder::new()
             .name("engine-under-test".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-                {
+                let rt = match fix_engine::runtime::build(&runtime) {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));

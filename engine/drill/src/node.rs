@@ -31,20 +31,16 @@ pub fn run_engine(config: &Path) -> Result<(), EngineProcessError> {
         .with_ansi(false)
         .try_init();
     let config = fix_engine::EngineConfig::from_file(config)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let engine = fix_engine::Engine::start(config).await?;
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r?,
-                _ = term.recv() => {}
-            }
-            engine.shutdown().await;
-            Ok(())
-        })
+    fix_engine::runtime::build(&config.engine.runtime)?.block_on(async move {
+        let engine = fix_engine::Engine::start(config).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        engine.shutdown().await;
+        Ok(())
+    })
 }
 
 /// Admin token the drill's engines use.

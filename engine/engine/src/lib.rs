@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod msglog;
 pub mod quickfix_settings;
 pub mod replication;
+pub mod runtime;
 pub mod storage;
 pub mod tls;
 

@@ -70,10 +70,8 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        fix_engine::runtime::build(&config.engine.runtime).context("starting the async runtime")?;
     runtime.block_on(async move {
         let engine = Engine::start(config).await?;
         for id in engine.session_ids() {

@@ -89,6 +89,20 @@ pub struct EngineSection {
     pub admin: Option<AdminSection>,
     /// Journal replication between the instances of the group (needs `lease`).
     pub replication: Option<ReplicationSection>,
+    /// The async runtime's threads and their CPU placement.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+/// `[engine.runtime]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Worker threads (default: one per CPU).
+    pub worker_threads: Option<usize>,
+    /// Pin the worker threads to these CPU cores, round-robin (default: not pinned).
+    #[serde(default)]
+    pub pin_cores: Vec<usize>,
 }
 
 /// When a message counts as safe to send or to hand to the application.
@@ -256,6 +270,7 @@ impl Default for EngineSection {
             lease: None,
             admin: None,
             replication: None,
+            runtime: RuntimeSection::default(),
         }
     }
 }

@@ -1,0 +1,75 @@
+//! Building the tokio runtime the engine runs on, with its CPU placement
+//! (`[engine.runtime]`): how many worker threads, and which cores they are pinned to.
+
+use crate::config::RuntimeSection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A multi-threaded runtime as `section` says. Pinning to a core that does not exist is
+/// an error naming the cores there are.
+pub fn build(section: &RuntimeSection) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name("fix-engine");
+    if let Some(n) = section.worker_threads {
+        if n == 0 {
+            return Err(std::io::Error::other(
+                "engine.runtime.worker_threads must be at least 1",
+            ));
+        }
+        b.worker_threads(n);
+    }
+    if !section.pin_cores.is_empty() {
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if let Some(bad) = section.pin_cores.iter().find(|c| !available.contains(c)) {
+            return Err(std::io::Error::other(format!(
+                "engine.runtime.pin_cores names core {bad}, but this machine has cores {available:?}"
+            )));
+        }
+        let cores = Arc::new(section.pin_cores.clone());
+        let next = Arc::new(AtomicUsize::new(0));
+        b.on_thread_start(move || {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let core = cores[i % cores.len()];
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                tracing::warn!(core, "could not pin a runtime thread");
+            }
+        });
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_checked_and_applied() {
+        let bad = RuntimeSection {
+            worker_threads: Some(0),
+            pin_cores: vec![],
+        };
+        assert!(build(&bad).is_err());
+        let missing = RuntimeSection {
+            worker_threads: Some(1),
+            pin_cores: vec![100_000],
+        };
+        let e = build(&missing)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("100000") && e.contains("this machine has cores"),
+            "{e}"
+        );
+        let pinned = RuntimeSection {
+            worker_threads: Some(1),
+            pin_cores: vec![0],
+        };
+        let rt = build(&pinned).expect("core 0 exists");
+        assert_eq!(rt.block_on(async { 7 }), 7);
+    }
+}
