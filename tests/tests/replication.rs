@@ -138,7 +138,7 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
             .is_some_and(|n| n >= 1),
         "the order is not on the standby: {body}"
     );
-    assert_eq!(v["paused"], true, "{body}");
+    assert_eq!(v["paused"]["all"], true, "{body}");
     assert_eq!(
         request(la, "POST", "/replication/resume", Some(TOKEN), None)
             .await
@@ -147,6 +147,38 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
     );
     let echo = expect(&mut c, "D").await;
     assert_eq!(field(&echo, "11").as_deref(), Some("ord7"));
+
+    // Pausing this one standby by name holds sends back the same way.
+    let name = if std::ptr::eq(standby, &a) { "a" } else { "b" };
+    let (code, _) = request(
+        la,
+        "POST",
+        &format!("/replication/pause?standby={name}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    c.send("35=D|34=8|49=TW|52=<TIME>|56=ISLD|11=ord8|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
+        .await
+        .expect("order");
+    assert_eq!(c.next(Duration::from_millis(600)).await, Received::TimedOut);
+    let (_, body) = request(la, "GET", "/replication", None, None).await;
+    assert!(
+        body.contains(&format!("\"standbys\":[\"{name}\"]")) && body.contains("\"all\":false"),
+        "{body}"
+    );
+    let (code, _) = request(
+        la,
+        "POST",
+        &format!("/replication/resume?standby={name}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let echo = expect(&mut c, "D").await;
+    assert_eq!(field(&echo, "11").as_deref(), Some("ord8"));
 
     // Fail over; the counterparty comes back to the new leader with its sequence numbers.
     leader.handle().step_down(Duration::from_secs(60)).await;
@@ -159,25 +191,28 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
         .await
         .expect("connect");
     // Ask for everything again: the new leader resends what the old one sent.
-    c.send("35=A|34=8|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+    c.send("35=A|34=9|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
         .await
         .expect("logon");
     let logon = expect(&mut c, "A").await;
     assert_eq!(
         field(&logon, "34").as_deref(),
-        Some("8"),
+        Some("9"),
         "sequence continues: {logon:?}"
     );
-    c.send("35=2|34=9|49=TW|52=<TIME>|56=ISLD|7=2|16=0|")
+    c.send("35=2|34=10|49=TW|52=<TIME>|56=ISLD|7=2|16=0|")
         .await
         .expect("resend request");
     let mut resent = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..7 {
         let r = expect(&mut c, "D").await;
         assert_eq!(field(&r, "43").as_deref(), Some("Y"), "PossDup: {r:?}");
         resent.push(field(&r, "11").unwrap_or_default());
     }
-    assert_eq!(resent, ["ord2", "ord3", "ord4", "ord5", "ord6", "ord7"]);
+    assert_eq!(
+        resent,
+        ["ord2", "ord3", "ord4", "ord5", "ord6", "ord7", "ord8"]
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

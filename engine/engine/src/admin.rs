@@ -13,7 +13,7 @@
 //! | `POST /sessions/{begin}/{sender}/{target}/reset` | sequence numbers back to 1, stored messages forgotten; only while logged out (token) |
 //! | `POST /step-down?pause_ms=N` | release the lease for a manual failover (token) |
 //! | `GET /replication` | journal positions, standbys with their acknowledged position and lag (per session too), or the follower's view of its leader |
-//! | `POST /replication/pause`, `POST /replication/resume` | stop or resume sending records to standbys (token) |
+//! | `POST /replication/pause[?standby=NAME]`, `POST /replication/resume[?standby=NAME]` | stop or resume sending records to one standby or all (token) |
 //!
 //! Actions need `Authorization: Bearer <engine.admin.token>`; without a configured token
 //! they are refused.
@@ -75,7 +75,7 @@ struct StandbyLag {
 struct ReplicationView {
     appended: u64,
     durable: u64,
-    paused: bool,
+    paused: crate::replication::Paused,
     standbys: Vec<StandbyLag>,
     follower: Option<crate::replication::FollowerView>,
 }
@@ -396,13 +396,23 @@ async fn replication(State(st): State<AdminState>) -> Response {
     }
 }
 
-async fn set_paused(st: AdminState, headers: HeaderMap, paused: bool) -> Response {
+#[derive(Debug, Deserialize)]
+struct PauseQuery {
+    standby: Option<String>,
+}
+
+async fn set_paused(
+    st: AdminState,
+    headers: HeaderMap,
+    standby: Option<String>,
+    paused: bool,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return *r;
     }
     match st.handle.replication() {
         Some(r) => {
-            r.set_paused(paused);
+            r.set_paused(standby.as_deref(), paused);
             StatusCode::OK.into_response()
         }
         None => error(
@@ -412,12 +422,20 @@ async fn set_paused(st: AdminState, headers: HeaderMap, paused: bool) -> Respons
     }
 }
 
-async fn pause(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    set_paused(st, headers, true).await
+async fn pause(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<PauseQuery>,
+) -> Response {
+    set_paused(st, headers, q.standby, true).await
 }
 
-async fn resume(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    set_paused(st, headers, false).await
+async fn resume(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<PauseQuery>,
+) -> Response {
+    set_paused(st, headers, q.standby, false).await
 }
 
 /// The router over an engine handle.

@@ -47,6 +47,22 @@ pub struct StandbyView {
     pub streaming: bool,
 }
 
+/// Replication paused by an admin call.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Paused {
+    /// To every standby.
+    pub all: bool,
+    /// To these standbys (by the name in their Hello).
+    pub standbys: std::collections::BTreeSet<String>,
+}
+
+impl Paused {
+    /// Whether sending to `standby` is paused.
+    pub fn holds(&self, standby: &str) -> bool {
+        self.all || self.standbys.contains(standby)
+    }
+}
+
 /// What a standby knows of its leader.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FollowerView {
@@ -76,7 +92,7 @@ pub struct Replication {
     announced: Mutex<Option<std::time::Instant>>,
     next_id: Mutex<u64>,
     acked: watch::Sender<u64>,
-    paused: watch::Sender<bool>,
+    paused: watch::Sender<Paused>,
     follower: Mutex<FollowerView>,
     eligible: watch::Sender<bool>,
 }
@@ -96,7 +112,7 @@ impl Replication {
             announced: Mutex::new(None),
             next_id: Mutex::new(0),
             acked: watch::channel(0).0,
-            paused: watch::channel(false).0,
+            paused: watch::channel(Paused::default()).0,
             follower: Mutex::new(FollowerView::default()),
             eligible: watch::channel(eligible).0,
         })
@@ -120,18 +136,33 @@ impl Replication {
         });
     }
 
-    /// Stops (true) or resumes (false) sending records to standbys.
-    pub fn set_paused(&self, paused: bool) {
-        self.paused.send_replace(paused);
+    /// Stops (true) or resumes (false) sending records to the standby named `standby`,
+    /// or to all of them (`None`; resuming all also resumes each one paused by name).
+    pub fn set_paused(&self, standby: Option<&str>, paused: bool) {
+        self.paused.send_modify(|p| match standby {
+            None => {
+                p.all = paused;
+                if !paused {
+                    p.standbys.clear();
+                }
+            }
+            Some(name) if paused => {
+                p.standbys.insert(name.to_string());
+            }
+            Some(name) => {
+                p.standbys.remove(name);
+            }
+        });
         tracing::warn!(
             paused,
-            "replication to standbys paused/resumed by an admin call"
+            standby = standby.unwrap_or("all"),
+            "replication paused/resumed by an admin call"
         );
     }
 
-    /// Whether sending to standbys is paused.
-    pub fn paused(&self) -> bool {
-        *self.paused.borrow()
+    /// What is paused.
+    pub fn paused(&self) -> Paused {
+        self.paused.borrow().clone()
     }
 
     /// The connected standbys.

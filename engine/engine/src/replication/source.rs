@@ -122,6 +122,7 @@ impl Source {
             return Ok(());
         }
         tracing::info!(%peer, standby = %standby, from_position, epoch, "standby connected; streaming the journal");
+        let name = standby.clone();
         let id = self
             .state
             .register(standby, peer.to_string(), from_position);
@@ -144,7 +145,9 @@ impl Source {
                 }
             }
         });
-        let result = self.pump(&mut wr, epoch, from_position, id, &acks).await;
+        let result = self
+            .pump(&mut wr, epoch, from_position, id, &name, &acks)
+            .await;
         acks.abort();
         self.state.unregister(id);
         result
@@ -157,6 +160,7 @@ impl Source {
         epoch: u64,
         mut position: u64,
         id: u64,
+        name: &str,
         acks: &tokio::task::JoinHandle<()>,
     ) -> std::io::Result<()> {
         let mut paused = self.state.paused.subscribe();
@@ -169,7 +173,7 @@ impl Source {
                     "standby acknowledged nothing for {ACK_TIMEOUT:?}; dropping it"
                 )));
             }
-            if *paused.borrow_and_update() {
+            if paused.borrow_and_update().holds(name) {
                 tokio::select! {
                     _ = paused.changed() => {}
                     _ = self.role.changed() => {}
