@@ -26,7 +26,10 @@ pub struct FixClient {
 }
 
 /// Replaces `<TIME>`, `<TIME-121>`, `<TIME+10>` with the current time shifted by seconds.
+/// One "now" serves the whole text, so SendingTime and OrigSendingTime written as
+/// `<TIME>` in one message are equal (not a millisecond apart).
 pub fn with_times(text: &str) -> String {
+    let now = UtcTimestamp::now();
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("<TIME") {
@@ -36,7 +39,7 @@ pub fn with_times(text: &str) -> String {
         };
         let spec = &rest[start + 5..start + end];
         let shift: i64 = spec.trim_start_matches('+').parse().unwrap_or(0);
-        let t = UtcTimestamp::now().add_nanos(shift * 1_000_000_000);
+        let t = now.add_nanos(shift * 1_000_000_000);
         out.push_str(&t.format(TimePrecision::Millis));
         rest = &rest[start + end + 1..];
     }
