@@ -94,6 +94,8 @@ pub struct Engine {
     metrics: Arc<crate::metrics::Metrics>,
     admin_addr: Option<SocketAddr>,
     replication: Option<Arc<crate::replication::Replication>>,
+    /// The role the sessions follow (the lease's, once the journal is open for it).
+    serving: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
 }
 
 fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
@@ -306,6 +308,7 @@ impl Engine {
             metrics,
             admin_addr: None,
             replication: replication.map(|r| r.state),
+            serving: serving.clone(),
         };
         if let Some(admin) = &config.engine.admin {
             let addr: SocketAddr = admin.listen.parse().map_err(|_| {
@@ -357,6 +360,7 @@ impl Engine {
             metrics: Arc::clone(&self.metrics),
             replication: self.replication.clone(),
             journal: self.storage.journal().map(|(j, _)| j.clone()),
+            serving: self.serving.clone(),
         }
     }
 
@@ -450,6 +454,7 @@ pub struct EngineHandle {
     metrics: Arc<crate::metrics::Metrics>,
     replication: Option<Arc<crate::replication::Replication>>,
     journal: Option<fix_store::Journal>,
+    serving: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
 }
 
 impl EngineHandle {
@@ -534,11 +539,13 @@ impl EngineHandle {
         self.ask(id, Command::Reset).await?
     }
 
-    /// The lease role; `Leader` with epoch 0 when no lease is configured.
+    /// The role the sessions follow: `Leader` only once the journal is open for the
+    /// lease's epoch (after the SQL drain with `sql` durability), so a leader reported here
+    /// accepts logons; `Leader` with epoch 0 when no lease is configured.
     pub fn role(&self) -> fix_lease::Role {
-        self.keeper
+        self.serving
             .as_ref()
-            .map_or(fix_lease::Role::Leader { epoch: 0 }, |k| k.role())
+            .map_or(fix_lease::Role::Leader { epoch: 0 }, |r| r.borrow().role)
     }
 
     /// The sessions of this engine.
@@ -553,9 +560,9 @@ impl EngineHandle {
 
     /// Why the lease role last changed ("no lease" without one).
     pub fn role_reason(&self) -> String {
-        self.keeper.as_ref().map_or_else(
+        self.serving.as_ref().map_or_else(
             || "no lease configured".into(),
-            |k| k.subscribe().borrow().reason.clone(),
+            |r| r.borrow().reason.clone(),
         )
     }
 
