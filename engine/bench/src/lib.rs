@@ -1,17 +1,21 @@
 //! # fix-bench
 //!
 //! The load generator of the benchmarks: NewOrderSingle → ExecutionReport round trips
-//! against a FIX acceptor (this engine in-process, or any address), and the raw TCP
-//! ping-pong floor with the same message sizes.
+//! against a FIX acceptor (this engine in-process, or any address, such as the peers
+//! under `peers/`), and the raw TCP ping-pong floor with the same message sizes.
 //!
-//! - [`load`]: one session, open loop at a fixed rate (latency measured from each order's
-//!   *scheduled* send time — coordinated omission corrected — and from its actual send
-//!   time) or closed loop; warm-up excluded; achieved throughput.
+//! - [`load`]: one or many sessions driven by one thread, open loop at a fixed rate
+//!   (latency measured from each order's *scheduled* send time — coordinated omission
+//!   corrected — and from its actual send time) or closed loop; warm-up excluded;
+//!   achieved throughput; spinning or sleeping while it waits.
 //! - [`floor`]: the same sizes over a plain TCP echo, closed loop.
-//! - [`target`]: this engine started in-process with a memory or journal store.
-//! - [`report`]: percentiles (µs) as a table row or JSON.
+//! - [`target`]: this engine started in-process with a memory store, the journal, or
+//!   the journal replicated to a standby.
+//! - [`sustain`]: the highest rate whose p99 stays below twice the unloaded p99.
+//! - [`report`]: percentiles (µs) as a table row or JSON, with the distribution.
 
 pub mod floor;
 pub mod load;
 pub mod report;
+pub mod sustain;
 pub mod target;

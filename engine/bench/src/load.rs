@@ -1,40 +1,54 @@
-//! One initiator session sending NewOrderSingle and timing the first ExecutionReport of
-//! each (ExecType New).
+//! Initiator sessions sending NewOrderSingle and timing the first ExecutionReport of
+//! each (ExecType New), from one thread.
 //!
-//! Open loop: order `i` is *scheduled* at `start + i / rate` and sent then (or as soon as
-//! the sender catches up); its round trip is recorded from the scheduled time (corrected
-//! for coordinated omission: a stall delays every order behind it, and they all count)
-//! and, separately, from the actual send time. Closed loop: the next order goes when the
-//! previous one is answered. The first `warmup` orders are not recorded.
+//! Open loop: order `i` is *scheduled* at `start + i / rate` (on session `i % sessions`)
+//! and sent then, or as soon as the generator catches up; its round trip is recorded from
+//! the scheduled time (corrected for coordinated omission: a stall delays every order
+//! behind it, and they all count) and, separately, from the actual send time. Closed
+//! loop: each session has one order outstanding and sends the next when it is answered.
+//! The first `warmup` orders are not recorded.
+//!
+//! One thread drives every session through non-blocking sockets: it either spins
+//! (`Wait::Spin`, polling with a zero timeout, so a reply is seen the moment it lands) or
+//! sleeps in the poll until the next order is due or a reply arrives (`Wait::Block`). On
+//! a two-core machine that leaves the other core wholly to the acceptor under test.
 
 use crate::report::histogram;
 use fix_codec::{frame, MessageBuilder, Parser, TimePrecision, UtcTimestamp};
 use hdrhistogram::Histogram;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// How the generator waits for replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wait {
+    /// Poll without sleeping (one core busy).
+    Spin,
+    /// Sleep in the poll until a reply or the next due order.
+    Block,
+}
 
 /// How to load the acceptor.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// The acceptor (FIX.4.4, TargetCompID EXEC; we are CLIENT).
+    /// The acceptor (FIX.4.4, TargetCompID EXEC; we are CLIENT, CLIENT1, CLIENT2, ...).
     pub addr: SocketAddr,
-    /// Orders per second; `None` for closed loop.
+    /// Orders per second over all sessions; `None` for closed loop.
     pub rate: Option<u32>,
     /// Orders recorded.
     pub messages: u64,
     /// Orders sent first and not recorded.
     pub warmup: u64,
-    /// Pin the generator's writer and reader threads to these cores (first, second).
-    pub cores: Vec<usize>,
-}
-
-fn pin(cores: &[usize], which: usize) {
-    if let Some(&id) = cores.get(which % cores.len().max(1)) {
-        core_affinity::set_for_current(core_affinity::CoreId { id });
-    }
+    /// Initiator sessions, each on its own connection.
+    pub sessions: usize,
+    /// Spin or sleep while waiting.
+    pub wait: Wait,
+    /// Pin the generator's thread to this core.
+    pub core: Option<usize>,
 }
 
 /// What a run measured.
@@ -48,14 +62,24 @@ pub struct LoadResult {
     pub per_second: f64,
 }
 
-fn now_ns(origin: Instant) -> u64 {
-    origin.elapsed().as_nanos() as u64
+/// The SenderCompID of initiator session `k`: `CLIENT`, then `CLIENT1`, `CLIENT2`, ...
+pub fn comp_id(k: usize) -> String {
+    if k == 0 {
+        "CLIENT".to_string()
+    } else {
+        format!("CLIENT{k}")
+    }
 }
 
-fn logon(b: &mut MessageBuilder) -> Vec<u8> {
+/// How long the acceptor may stay silent while orders are outstanding.
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// The largest message the generator accepts from the acceptor.
+const MAX_MESSAGE: usize = 1 << 16;
+
+fn logon(b: &mut MessageBuilder, sender: &[u8]) -> Vec<u8> {
     b.start(b"FIX.4.4", b"A")
         .push_uint(34, 1)
-        .push(49, b"CLIENT")
+        .push(49, sender)
         .push_timestamp(52, UtcTimestamp::now(), TimePrecision::Millis)
         .push(56, b"EXEC")
         .push(98, b"0")
@@ -64,11 +88,21 @@ fn logon(b: &mut MessageBuilder) -> Vec<u8> {
     b.finish().to_vec()
 }
 
-fn order(b: &mut MessageBuilder, seq: u64, id: u64) -> &[u8] {
+fn heartbeat<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: &[u8]) -> &'a [u8] {
+    b.start(b"FIX.4.4", b"0")
+        .push_uint(34, seq)
+        .push(49, sender)
+        .push_timestamp(52, UtcTimestamp::now(), TimePrecision::Millis)
+        .push(56, b"EXEC")
+        .push(112, id);
+    b.finish()
+}
+
+fn order<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: u64) -> &'a [u8] {
     let now = UtcTimestamp::now();
     b.start(b"FIX.4.4", b"D")
         .push_uint(34, seq)
-        .push(49, b"CLIENT")
+        .push(49, sender)
         .push_timestamp(52, now, TimePrecision::Millis)
         .push(56, b"EXEC")
         .push_uint(11, id)
@@ -82,140 +116,353 @@ fn order(b: &mut MessageBuilder, seq: u64, id: u64) -> &[u8] {
     b.finish()
 }
 
-/// Reads frames and calls `on` with each message's MsgType, ClOrdID and ExecType.
-fn read_loop(
-    mut stream: TcpStream,
-    mut on: impl FnMut(&[u8], Option<u64>, Option<&[u8]>) -> bool,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut filled = 0usize;
-    let mut parser = Parser::default();
-    loop {
-        let n = stream.read(&mut buf[filled..])?;
-        if n == 0 {
-            return Ok(());
-        }
-        filled += n;
-        let mut at = 0;
-        while let Ok(f) = frame::check(&buf[at..filled], 1 << 20) {
-            let Ok(msg) = parser.parse(&buf[at..at + f.len]) else {
-                return Err(std::io::Error::other(
-                    "unparseable message from the acceptor",
-                ));
-            };
-            let id = msg.get_u64(11).ok().flatten();
-            if !on(msg.msg_type(), id, msg.get(150)) {
-                return Ok(());
+/// One initiator session's connection.
+struct Conn {
+    stream: TcpStream,
+    sender: Vec<u8>,
+    next_seq: u64,
+    logged_on: bool,
+    /// Bytes not yet accepted by the socket.
+    out: Vec<u8>,
+    input: Vec<u8>,
+    filled: usize,
+}
+
+impl Conn {
+    fn queue(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            match self.stream.write(bytes) {
+                Ok(n) if n == bytes.len() => return Ok(()),
+                Ok(n) => self.out.extend_from_slice(&bytes[n..]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.out.extend_from_slice(bytes),
+                Err(e) => return Err(e),
             }
-            at += f.len;
+            Ok(())
+        } else {
+            self.out.extend_from_slice(bytes);
+            self.flush()
         }
-        buf.copy_within(at..filled, 0);
-        filled -= at;
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the acceptor said, as far as the generator cares.
+enum Reply {
+    LoggedOn,
+    /// The ExecutionReport (New) for this order.
+    Accepted(u64),
+    TestRequest(Vec<u8>),
+    Other,
+}
+
+fn classify(msg: &fix_codec::MessageRef<'_>) -> std::io::Result<Reply> {
+    Ok(match msg.msg_type() {
+        b"A" => Reply::LoggedOn,
+        b"8" if msg.get(150) == Some(b"0") => match msg.get_u64(11).ok().flatten() {
+            Some(id) => Reply::Accepted(id),
+            None => Reply::Other,
+        },
+        b"1" => Reply::TestRequest(msg.get(112).unwrap_or_default().to_vec()),
+        t @ (b"3" | b"j" | b"5") => {
+            let text = String::from_utf8_lossy(msg.get(58).unwrap_or_default()).into_owned();
+            let what = match t {
+                b"3" => "rejected a message",
+                b"j" => "rejected an order (BusinessMessageReject)",
+                _ => "logged out",
+            };
+            return Err(std::io::Error::other(format!(
+                "the acceptor {what}: {text:?}"
+            )));
+        }
+        _ => Reply::Other,
+    })
+}
+
+/// The generator's state over one run.
+struct Run<'a> {
+    opts: &'a LoadOptions,
+    conns: Vec<Conn>,
+    builder: MessageBuilder,
+    parser: Parser,
+    origin: Instant,
+    total: u64,
+    interval: Option<u64>,
+    start: u64,
+    /// Actual send time of each order (ns since `origin`).
+    sent: Vec<u64>,
+    next: u64,
+    answered: u64,
+    /// Closed loop: sessions with no order outstanding.
+    idle: VecDeque<usize>,
+    corrected: Histogram<u64>,
+    uncorrected: Histogram<u64>,
+    first_recorded: Option<u64>,
+    last_recv: u64,
+}
+
+impl Run<'_> {
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn send_order(&mut self, i: u64, k: usize) -> std::io::Result<()> {
+        let conn = &mut self.conns[k];
+        let bytes = order(&mut self.builder, &conn.sender, conn.next_seq, i);
+        conn.next_seq += 1;
+        self.sent[i as usize] = self.origin.elapsed().as_nanos() as u64;
+        conn.queue(bytes)
+    }
+
+    /// Sends every order that is due (open loop) or has a free session (closed loop).
+    fn send_due(&mut self) -> std::io::Result<()> {
+        let n = self.conns.len() as u64;
+        match self.interval {
+            Some(iv) => {
+                let now = self.now();
+                while self.next < self.total && self.start + self.next * iv <= now {
+                    let i = self.next;
+                    self.send_order(i, (i % n) as usize)?;
+                    self.next += 1;
+                }
+            }
+            None => {
+                while self.next < self.total {
+                    let Some(k) = self.idle.pop_front() else {
+                        break;
+                    };
+                    let i = self.next;
+                    self.send_order(i, k)?;
+                    self.next += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, i: u64, k: usize) {
+        if i >= self.total || self.sent[i as usize] == 0 {
+            return;
+        }
+        let recv = self.now();
+        let actual = self.sent[i as usize];
+        let scheduled = self.interval.map_or(actual, |iv| self.start + i * iv);
+        if i >= self.opts.warmup {
+            self.first_recorded.get_or_insert(scheduled.min(actual));
+            let _ = self.corrected.record(recv.saturating_sub(scheduled).max(1));
+            let _ = self.uncorrected.record(recv.saturating_sub(actual).max(1));
+            self.last_recv = recv;
+        }
+        self.sent[i as usize] = 0;
+        self.answered += 1;
+        if self.interval.is_none() {
+            self.idle.push_back(k);
+        }
+    }
+
+    /// Reads what session `k` has and handles every complete message.
+    fn read(&mut self, k: usize) -> std::io::Result<()> {
+        loop {
+            let conn = &mut self.conns[k];
+            if conn.filled == conn.input.len() {
+                conn.input.resize(conn.input.len() * 2, 0);
+            }
+            let filled = conn.filled;
+            match conn.stream.read(&mut conn.input[filled..]) {
+                Ok(0) => {
+                    return Err(std::io::Error::other(format!(
+                        "the acceptor closed session {}",
+                        String::from_utf8_lossy(&conn.sender)
+                    )))
+                }
+                Ok(n) => conn.filled += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.handle_input(k)?;
+        }
+    }
+
+    fn handle_input(&mut self, k: usize) -> std::io::Result<()> {
+        let mut at = 0;
+        let input = std::mem::take(&mut self.conns[k].input);
+        let filled = self.conns[k].filled;
+        let mut result = Ok(());
+        while let Ok(f) = frame::check(&input[at..filled], MAX_MESSAGE) {
+            let reply = match self.parser.parse(&input[at..at + f.len]) {
+                Ok(msg) => classify(&msg),
+                Err(e) => Err(std::io::Error::other(format!(
+                    "unparseable message from the acceptor: {e}"
+                ))),
+            };
+            at += f.len;
+            match reply {
+                Ok(Reply::LoggedOn) => self.conns[k].logged_on = true,
+                Ok(Reply::Accepted(i)) => self.record(i, k),
+                Ok(Reply::TestRequest(id)) => {
+                    let conn = &mut self.conns[k];
+                    let bytes = heartbeat(&mut self.builder, &conn.sender, conn.next_seq, &id);
+                    conn.next_seq += 1;
+                    if let Err(e) = conn.queue(bytes) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                Ok(Reply::Other) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let conn = &mut self.conns[k];
+        conn.input = input;
+        conn.input.copy_within(at..filled, 0);
+        conn.filled = filled - at;
+        result
+    }
+
+    /// How long the poll may sleep.
+    fn timeout(&self) -> Option<Duration> {
+        if self.opts.wait == Wait::Spin || self.conns.iter().any(|c| !c.out.is_empty()) {
+            return Some(Duration::ZERO);
+        }
+        match self.interval {
+            Some(iv) if self.next < self.total => {
+                let due = self.start + self.next * iv;
+                Some(Duration::from_nanos(due.saturating_sub(self.now())))
+            }
+            _ => Some(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn pin(core: Option<usize>) {
+    if let Some(id) = core {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+}
+
+/// Connects and logs every session on.
+fn connect(opts: &LoadOptions, poll: &Poll) -> std::io::Result<Vec<Conn>> {
+    let mut builder = MessageBuilder::new();
+    let mut conns = Vec::with_capacity(opts.sessions);
+    for k in 0..opts.sessions.max(1) {
+        let std_stream = std::net::TcpStream::connect(opts.addr)?;
+        std_stream.set_nodelay(true)?;
+        std_stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(std_stream);
+        poll.registry().register(
+            &mut stream,
+            Token(k),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let sender = comp_id(k).into_bytes();
+        let mut conn = Conn {
+            stream,
+            next_seq: 2,
+            logged_on: false,
+            out: Vec::new(),
+            input: vec![0; 1 << 16],
+            filled: 0,
+            sender,
+        };
+        let bytes = logon(&mut builder, &conn.sender);
+        conn.queue(&bytes)?;
+        conns.push(conn);
+    }
+    Ok(conns)
 }
 
 /// Runs the load and returns its histograms.
 pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
-    let mut stream = TcpStream::connect(opts.addr)?;
-    stream.set_nodelay(true)?;
-    let mut builder = MessageBuilder::new();
-    stream.write_all(&logon(&mut builder))?;
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
     let total = opts.warmup + opts.messages;
-    let origin = Instant::now();
-    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-    let answered = Arc::new(AtomicU64::new(0));
-    let logged_on = Arc::new(AtomicU64::new(0));
-    let interval = opts.rate.map(|r| 1_000_000_000 / u64::from(r.max(1)));
-    let start_ns = Arc::new(AtomicU64::new(0));
-    let reader = {
-        let stream = stream.try_clone()?;
-        let (sent, answered, logged_on, start_ns) = (
-            Arc::clone(&sent),
-            Arc::clone(&answered),
-            Arc::clone(&logged_on),
-            Arc::clone(&start_ns),
-        );
-        let warmup = opts.warmup;
-        std::thread::Builder::new()
-            .name("bench-reader".into())
-            .spawn(move || {
-                let mut corrected = histogram();
-                let mut uncorrected = histogram();
-                let mut first_recorded_send = None;
-                let mut last_recv = 0;
-                let result = read_loop(stream, |msg_type, id, exec_type| {
-                    match (msg_type, id, exec_type) {
-                        (b"A", _, _) => logged_on.store(1, Ordering::SeqCst),
-                        (b"8", Some(i), Some(b"0")) if i < total => {
-                            let recv = now_ns(origin);
-                            let actual = sent[i as usize].load(Ordering::Acquire);
-                            let scheduled = match interval {
-                                Some(iv) => start_ns.load(Ordering::Acquire) + i * iv,
-                                None => actual,
-                            };
-                            if i >= warmup {
-                                first_recorded_send.get_or_insert(scheduled.min(actual));
-                                let _ = corrected.record(recv.saturating_sub(scheduled).max(1));
-                                let _ = uncorrected.record(recv.saturating_sub(actual).max(1));
-                                last_recv = recv;
-                            }
-                            return answered.fetch_add(1, Ordering::SeqCst) + 1 < total;
-                        }
-                        _ => {}
-                    }
-                    true
-                });
-                let span = last_recv
-                    .saturating_sub(first_recorded_send.unwrap_or(0))
-                    .max(1);
-                (result, corrected, uncorrected, span)
-            })?
+    let conns = connect(opts, &poll)?;
+    let sessions = conns.len();
+    let mut run = Run {
+        opts,
+        conns,
+        builder: MessageBuilder::new(),
+        parser: Parser::default(),
+        origin: Instant::now(),
+        total,
+        interval: opts.rate.map(|r| 1_000_000_000 / u64::from(r.max(1))),
+        start: 0,
+        sent: vec![0; total as usize],
+        next: 0,
+        answered: 0,
+        idle: (0..sessions).collect(),
+        corrected: histogram(),
+        uncorrected: histogram(),
+        first_recorded: None,
+        last_recv: 0,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while logged_on.load(Ordering::SeqCst) == 0 {
+    while !run.conns.iter().all(|c| c.logged_on) {
         if Instant::now() > deadline {
-            return Err(std::io::Error::other("no Logon answer within 10 s"));
+            let waiting = run.conns.iter().filter(|c| !c.logged_on).count();
+            return Err(std::io::Error::other(format!(
+                "{waiting} of {sessions} sessions got no Logon answer within 10 s (does the acceptor know CompIDs CLIENT..{}?)",
+                comp_id(sessions - 1)
+            )));
         }
-        std::thread::sleep(Duration::from_millis(1));
+        poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+        for k in 0..sessions {
+            run.conns[k].flush()?;
+            run.read(k)?;
+        }
     }
-    pin(&opts.cores, 0);
-    let start = now_ns(origin);
-    start_ns.store(start, Ordering::Release);
-    for i in 0..total {
-        match interval {
-            Some(iv) => {
-                let due = start + i * iv;
-                loop {
-                    let now = now_ns(origin);
-                    if now >= due {
-                        break;
-                    }
-                    if due - now > 200_000 {
-                        std::thread::sleep(Duration::from_nanos(due - now - 100_000));
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
+    pin(opts.core);
+    run.start = run.now();
+    let mut last_progress = (Instant::now(), 0);
+    while run.answered < total {
+        run.send_due()?;
+        poll.poll(&mut events, run.timeout())?;
+        for ev in &events {
+            let k = ev.token().0;
+            if ev.is_writable() {
+                run.conns[k].flush()?;
             }
-            None => {
-                while answered.load(Ordering::SeqCst) < i {
-                    std::hint::spin_loop();
-                }
+            if ev.is_readable() {
+                run.read(k)?;
             }
         }
-        let bytes = order(&mut builder, i + 2, i);
-        sent[i as usize].store(now_ns(origin), Ordering::Release);
-        stream.write_all(bytes)?;
+        for c in run.conns.iter_mut().filter(|c| !c.out.is_empty()) {
+            c.flush()?;
+        }
+        if run.answered != last_progress.1 {
+            last_progress = (Instant::now(), run.answered);
+        } else if last_progress.0.elapsed() > SILENCE_LIMIT {
+            return Err(std::io::Error::other(format!(
+                "the acceptor answered {} of {total} orders and then nothing for {} s",
+                run.answered,
+                SILENCE_LIMIT.as_secs()
+            )));
+        }
     }
-    let (result, corrected, uncorrected, span) = reader
-        .join()
-        .map_err(|_| std::io::Error::other("reader thread panicked"))?;
-    result?;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let span = run
+        .last_recv
+        .saturating_sub(run.first_recorded.unwrap_or(0))
+        .max(1);
     Ok(LoadResult {
-        per_second: corrected.len() as f64 / (span as f64 / 1e9),
-        corrected,
-        uncorrected,
+        per_second: run.corrected.len() as f64 / (span as f64 / 1e9),
+        corrected: run.corrected,
+        uncorrected: run.uncorrected,
     })
 }
 
@@ -223,7 +470,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
 /// ExecutionReport (New) answering it, for the TCP floor.
 pub fn sizes() -> (usize, usize) {
     let mut b = MessageBuilder::new();
-    let order_len = order(&mut b, 1_000, 1_000).len();
+    let order_len = order(&mut b, b"CLIENT", 1_000, 1_000).len();
     let now = UtcTimestamp::now();
     b.start(b"FIX.4.4", b"8")
         .push_uint(34, 1_000)

@@ -2,17 +2,20 @@
 //! next to the raw TCP floor measured in the same run.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use fix_bench::floor;
+use fix_bench::load::{self, Wait};
 use fix_bench::report::Row;
-use fix_bench::target::{Store, Target};
-use fix_bench::{floor, load};
+use fix_bench::sustain;
+use fix_bench::target::{Store, Target, TargetOptions};
 use std::net::SocketAddr;
 
-/// Load generator for FIX engines: one initiator session (CLIENT → EXEC, FIX.4.4)
-/// sending NewOrderSingle open loop at a fixed rate (latency from each order's scheduled
-/// send time, coordinated omission corrected, and from its actual send time) or closed
-/// loop, timing the first ExecutionReport of each; and the raw TCP ping-pong with the
-/// same message sizes, in the same run, as the floor.
+/// Load generator for FIX engines: initiator sessions (CLIENT, CLIENT1, ... → EXEC,
+/// FIX.4.4) sending NewOrderSingle open loop at a fixed rate (latency from each order's
+/// scheduled send time, coordinated omission corrected, and from its actual send time)
+/// or closed loop, timing the first ExecutionReport of each; the raw TCP ping-pong with
+/// the same message sizes, in the same run, as the floor; and the search for the highest
+/// sustainable rate.
 #[derive(Debug, Parser)]
 #[command(name = "fix-bench", version)]
 struct Cli {
@@ -20,39 +23,83 @@ struct Cli {
     command: Command,
 }
 
+/// What to load and how.
+#[derive(Debug, Args)]
+struct Load {
+    /// Store of the in-process engine.
+    #[arg(long, value_enum, default_value = "memory")]
+    store: Store,
+    /// An acceptor to load instead of starting this engine (it must answer
+    /// NewOrderSingle with an ExecutionReport, ExecType 0, echoing ClOrdID, and know the
+    /// sessions CLIENT, CLIENT1, ... → EXEC).
+    #[arg(long)]
+    connect: Option<SocketAddr>,
+    /// How the tables name the acceptor given with --connect.
+    #[arg(long, default_value = "acceptor")]
+    label: String,
+    /// Initiator sessions (connections); orders go round-robin.
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// How the generator waits for replies.
+    #[arg(long, value_enum, default_value = "spin")]
+    client_wait: Wait,
+    /// Worker threads of the in-process engine's runtime.
+    #[arg(long, default_value_t = 1)]
+    engine_threads: usize,
+    /// Pin the engine's runtime threads to these cores (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    engine_cores: Vec<usize>,
+    /// Busy-poll the engine's FIX sockets (`[engine.runtime] busy_poll`).
+    #[arg(long)]
+    busy_poll: bool,
+    /// Pin the generator's thread to this core.
+    #[arg(long)]
+    client_core: Option<usize>,
+    /// Orders sent first and not recorded.
+    #[arg(long, default_value_t = 2_000)]
+    warmup: u64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Round trips against this engine (started in-process) or any acceptor, after the
     /// TCP floor.
     Rtt {
-        /// Store of the in-process engine.
-        #[arg(long, value_enum, default_value = "memory")]
-        store: Store,
-        /// An acceptor to load instead of starting this engine (it must answer
-        /// NewOrderSingle with an ExecutionReport, ExecType 0, echoing ClOrdID).
-        #[arg(long)]
-        connect: Option<SocketAddr>,
-        /// Orders per second (open loop); without it, closed loop.
+        #[command(flatten)]
+        load: Load,
+        /// Orders per second over all sessions (open loop); without it, closed loop.
         #[arg(long)]
         rate: Option<u32>,
-        /// Worker threads of the in-process engine's runtime.
-        #[arg(long, default_value_t = 1)]
-        engine_threads: usize,
-        /// Pin the engine's runtime threads to these cores (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        engine_cores: Vec<usize>,
-        /// Pin the generator's writer and reader threads to these cores.
-        #[arg(long, value_delimiter = ',')]
-        client_cores: Vec<usize>,
         /// Orders recorded.
         #[arg(long, default_value_t = 20_000)]
         messages: u64,
-        /// Orders sent first and not recorded.
-        #[arg(long, default_value_t = 2_000)]
-        warmup: u64,
-        /// Print JSON lines instead of a table.
+        /// Skip the TCP floor.
         #[arg(long)]
-        json: bool,
+        no_floor: bool,
+    },
+    /// The highest open-loop rate at which p99 stays below twice the unloaded p99
+    /// (measured first, at --base-rate), found by doubling and then bisecting.
+    MaxRate {
+        #[command(flatten)]
+        load: Load,
+        /// The unloaded rate, orders per second.
+        #[arg(long, default_value_t = 1_000)]
+        base_rate: u32,
+        /// The first loaded rate tried.
+        #[arg(long, default_value_t = 10_000)]
+        start_rate: u32,
+        /// Seconds of load per step.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Bisection steps after the first failing rate.
+        #[arg(long, default_value_t = 5)]
+        steps: u32,
+        /// The highest rate tried.
+        #[arg(long, default_value_t = 1_000_000)]
+        ceiling: u32,
     },
     /// Only the TCP floor.
     Floor {
@@ -92,6 +139,68 @@ fn floor_row(messages: u64, warmup: u64) -> anyhow::Result<Row> {
     })
 }
 
+/// The acceptor to load: the one given, or this engine started in-process.
+struct Subject {
+    addr: SocketAddr,
+    name: String,
+    _target: Option<Target>,
+}
+
+impl Load {
+    fn subject(&self) -> anyhow::Result<Subject> {
+        if let Some(addr) = self.connect {
+            return Ok(Subject {
+                addr,
+                name: self.label.clone(),
+                _target: None,
+            });
+        }
+        let runtime = fix_engine::config::RuntimeSection {
+            worker_threads: Some(self.engine_threads),
+            pin_cores: self.engine_cores.clone(),
+            busy_poll: self.busy_poll,
+        };
+        let target = Target::start(&TargetOptions {
+            store: self.store,
+            sessions: self.sessions,
+            runtime,
+        })
+        .context("starting the engine under test")?;
+        let mut name = format!("fix-engine, {}", self.store.describe());
+        if self.busy_poll {
+            name.push_str(", busy-poll");
+        }
+        if !self.engine_cores.is_empty() {
+            name.push_str(&format!(", pinned {:?}", self.engine_cores));
+        }
+        Ok(Subject {
+            addr: target.addr(),
+            name,
+            _target: Some(target),
+        })
+    }
+
+    fn options(&self, addr: SocketAddr, rate: Option<u32>, messages: u64) -> load::LoadOptions {
+        load::LoadOptions {
+            addr,
+            rate,
+            messages,
+            warmup: self.warmup,
+            sessions: self.sessions,
+            wait: self.client_wait,
+            core: self.client_core,
+        }
+    }
+
+    fn mode(&self, rate: Option<u32>) -> String {
+        let mut mode = rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s"));
+        if self.sessions > 1 {
+            mode.push_str(&format!(", {} sessions", self.sessions));
+        }
+        mode
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Floor {
@@ -100,63 +209,66 @@ fn main() -> anyhow::Result<()> {
             json,
         } => print(&[floor_row(messages, warmup)?], json),
         Command::Rtt {
-            store,
-            connect,
+            load,
             rate,
-            engine_threads,
-            engine_cores,
-            client_cores,
             messages,
-            warmup,
-            json,
+            no_floor,
         } => {
-            let floor = floor_row(messages, warmup)?;
-            let runtime = fix_engine::config::RuntimeSection {
-                worker_threads: Some(engine_threads),
-                pin_cores: engine_cores.clone(),
-            };
-            let target = match connect {
-                Some(_) => None,
-                None => {
-                    Some(Target::start(store, runtime).context("starting the engine under test")?)
-                }
-            };
-            let addr = connect
-                .or_else(|| target.as_ref().map(Target::addr))
-                .context("no acceptor to load")?;
-            let result = load::run(&load::LoadOptions {
-                addr,
-                rate,
-                messages,
-                warmup,
-                cores: client_cores.clone(),
-            })
-            .with_context(|| format!("loading {addr}"))?;
-            let what = match (connect, store) {
-                (Some(a), _) => format!("acceptor at {a}"),
-                (None, Store::Memory) => "fix-engine, memory store".into(),
-                (None, Store::Journal) => "fix-engine, journal (fsync)".into(),
-            };
-            let mut mode = rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s"));
-            if !engine_cores.is_empty() || !client_cores.is_empty() {
-                mode.push_str(&format!(
-                    ", engine on {engine_cores:?}, client on {client_cores:?}"
-                ));
+            let mut rows = Vec::new();
+            if !no_floor {
+                rows.push(floor_row(messages, load.warmup)?);
             }
-            let rows = [
-                floor,
-                Row {
-                    name: format!("{what}, {mode}"),
-                    histogram: result.corrected,
-                    per_second: result.per_second,
-                },
-                Row {
-                    name: format!("{what}, {mode}, uncorrected"),
-                    histogram: result.uncorrected,
-                    per_second: result.per_second,
-                },
-            ];
-            print(&rows, json);
+            let subject = load.subject()?;
+            let result = load::run(&load.options(subject.addr, rate, messages))
+                .with_context(|| format!("loading {} at {}", subject.name, subject.addr))?;
+            let what = format!("{}, {}", subject.name, load.mode(rate));
+            rows.push(Row {
+                name: what.clone(),
+                histogram: result.corrected,
+                per_second: result.per_second,
+            });
+            rows.push(Row {
+                name: format!("{what}, uncorrected"),
+                histogram: result.uncorrected,
+                per_second: result.per_second,
+            });
+            print(&rows, load.json);
+        }
+        Command::MaxRate {
+            load,
+            base_rate,
+            start_rate,
+            seconds,
+            steps,
+            ceiling,
+        } => {
+            let subject = load.subject()?;
+            let search = sustain::Search {
+                base_rate,
+                start_rate,
+                seconds,
+                steps,
+                ceiling,
+            };
+            let found = search
+                .run(|rate, messages| {
+                    let r = load::run(&load.options(subject.addr, Some(rate), messages))?;
+                    let row = Row {
+                        name: format!("{}, {}", subject.name, load.mode(Some(rate))),
+                        histogram: r.corrected,
+                        per_second: r.per_second,
+                    };
+                    if !load.json {
+                        eprintln!("{}", row.line());
+                    }
+                    Ok(row)
+                })
+                .with_context(|| format!("searching the highest rate of {}", subject.name))?;
+            if load.json {
+                println!("{}", found.json());
+            } else {
+                println!("{}", found.line());
+            }
         }
     }
     Ok(())

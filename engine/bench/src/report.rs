@@ -22,6 +22,17 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
+/// The latency distribution for plotting: `[percentile, µs]` pairs, denser towards the
+/// tail (HdrHistogram's quantile iteration, 5 steps per halving of the distance to 100%).
+pub fn distribution(h: &Histogram<u64>) -> Vec<[f64; 2]> {
+    let mut points: Vec<[f64; 2]> = h
+        .iter_quantiles(5)
+        .map(|v| [v.quantile_iterated_to() * 100.0, us(v.value_iterated_to())])
+        .collect();
+    points.dedup_by(|a, b| a[0] == b[0]);
+    points
+}
+
 impl Row {
     /// The header of [`Row::line`].
     pub fn header() -> String {
@@ -59,6 +70,7 @@ impl Row {
             "max_us": us(h.max()),
             "per_second": self.per_second,
             "count": h.len(),
+            "distribution": distribution(h),
         })
     }
 }

@@ -81,5 +81,59 @@ fn an_unreachable_acceptor_is_a_clear_error() {
         .expect("run fix-bench");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("loading 127.0.0.1:1"), "{err}");
+    assert!(err.contains("loading acceptor at 127.0.0.1:1"), "{err}");
+}
+
+#[test]
+fn replicated_store_with_two_sessions_times_every_order() {
+    let r = rows(&[
+        "rtt",
+        "--store",
+        "replicated",
+        "--sessions",
+        "2",
+        "--messages",
+        "100",
+        "--warmup",
+        "10",
+        "--no-floor",
+        "--busy-poll",
+    ]);
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0]["count"], 100, "{r:?}");
+    let name = r[0]["scenario"].as_str().unwrap_or_default();
+    assert!(
+        name.contains("replicated") && name.contains("2 sessions"),
+        "{name}"
+    );
+    assert!(
+        r[0]["distribution"].as_array().is_some_and(|d| d.len() > 3),
+        "a distribution to plot: {r:?}"
+    );
+}
+
+#[test]
+fn max_rate_search_reports_its_steps() {
+    let r = rows(&[
+        "max-rate",
+        "--base-rate",
+        "500",
+        "--start-rate",
+        "1000",
+        "--ceiling",
+        "2000",
+        "--seconds",
+        "0.2",
+        "--warmup",
+        "50",
+    ]);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let steps = r[0]["steps"].as_array().cloned().unwrap_or_default();
+    assert!(!steps.is_empty(), "{r:?}");
+    let rate = r[0]["max_rate"].as_u64().unwrap_or(u64::MAX);
+    assert!(rate <= 2000, "never above the ceiling: {r:?}");
+    assert!(
+        r[0]["base_p99_us"].as_f64().is_some_and(|v| v > 0.0),
+        "{r:?}"
+    );
 }

@@ -109,6 +109,11 @@ pub(crate) struct SessionActor {
     leading: bool,
     metrics: Arc<crate::metrics::Metrics>,
     label: crate::metrics::SessionLabel,
+    /// `[engine.runtime] busy_poll`: spin on the socket instead of sleeping in epoll.
+    pub(crate) busy_poll: bool,
+    /// This session's `messages_in` and `messages_out` counters (looked up once).
+    counted_in: prometheus_client::metrics::counter::Counter,
+    counted_out: prometheus_client::metrics::counter::Counter,
 }
 
 fn now() -> Now {
@@ -127,6 +132,8 @@ impl SessionActor {
     ) -> Self {
         let data_fields = session.data_fields().clone();
         let label = crate::metrics::SessionLabel::of(session.id());
+        let counted_in = metrics.messages_in.get_or_create(&label).clone();
+        let counted_out = metrics.messages_out.get_or_create(&label).clone();
         Self {
             session,
             plan,
@@ -148,6 +155,9 @@ impl SessionActor {
             leading: false,
             metrics,
             label,
+            busy_poll: false,
+            counted_in,
+            counted_out,
         }
     }
 
@@ -197,7 +207,7 @@ impl SessionActor {
                     Some(cmd) => self.on_command(cmd).await,
                     None => self.stopped = true,
                 },
-                r = read_some(&mut self.conn) => self.on_read(r, &mut deliveries),
+                r = read_some(&mut self.conn, self.busy_poll) => self.on_read(r, &mut deliveries),
                 () = role_change(&mut self.role) => {
                     if !self.is_leader() {
                         self.fence();
@@ -470,7 +480,7 @@ impl SessionActor {
                 Ok(f) => {
                     let bytes = &chunk[..f.len];
                     self.log.record('<', bytes);
-                    self.metrics.messages_in.get_or_create(&self.label).inc();
+                    self.counted_in.inc();
                     match self.session.handle_message(t, bytes) {
                         Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
                         Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
@@ -567,9 +577,7 @@ impl SessionActor {
             }
             if let Some(bytes) = self.session.poll_transmit() {
                 self.log.record('>', bytes);
-                self.metrics
-                    .messages_out
-                    .get_or_create(&self.label)
+                self.counted_out
                     .inc_by(crate::metrics::count_messages(bytes));
                 let ok = match &mut self.conn {
                     Some(c) => c.writer.write_all(bytes).await.is_ok(),
@@ -782,7 +790,11 @@ async fn role_change(role: &mut Option<watch::Receiver<RoleState>>) {
     }
 }
 
-async fn read_some(conn: &mut Option<Conn>) -> std::io::Result<usize> {
+/// Reads what the connection has. With `busy_poll` the read is tried once and, when
+/// nothing is there, the task yields and is polled again at once (the worker checks the
+/// sockets with a zero timeout between tries instead of sleeping), so the caller's
+/// `select!` spins over every branch until something happens.
+async fn read_some(conn: &mut Option<Conn>, busy_poll: bool) -> std::io::Result<usize> {
     match conn {
         Some(c) => {
             let filled = c.filled;
@@ -790,7 +802,27 @@ async fn read_some(conn: &mut Option<Conn>) -> std::io::Result<usize> {
                 // Buffer full of an unfinished message larger than allowed: treat as EOF.
                 return Err(std::io::Error::other("read buffer full"));
             }
-            c.reader.read(&mut c.buf[filled..]).await
+            if !busy_poll {
+                return c.reader.read(&mut c.buf[filled..]).await;
+            }
+            loop {
+                let mut rb = tokio::io::ReadBuf::new(&mut c.buf[filled..]);
+                let tried = std::future::poll_fn(|cx| {
+                    match tokio::io::AsyncRead::poll_read(
+                        std::pin::Pin::new(&mut c.reader),
+                        cx,
+                        &mut rb,
+                    ) {
+                        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+                        std::task::Poll::Pending => std::task::Poll::Ready(None),
+                    }
+                })
+                .await;
+                if let Some(r) = tried {
+                    return r.map(|()| rb.filled().len());
+                }
+                tokio::task::yield_now().await;
+            }
         }
         None => std::future::pending().await,
     }

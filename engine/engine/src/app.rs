@@ -199,6 +199,8 @@ type OpenOrder = (u64, Vec<u8>, Vec<u8>, Vec<u8>);
 
 #[derive(Default)]
 struct ExecState {
+    /// Reused for every report.
+    builder: MessageBuilder,
     next_id: u64,
     /// Orders still open: (session, ClOrdID) → (OrderID, Symbol, Side, Qty).
     open: std::collections::HashMap<(SessionId, Vec<u8>), OpenOrder>,
@@ -207,6 +209,7 @@ struct ExecState {
 impl ExecApp {
     #[allow(clippy::too_many_arguments)]
     fn report(
+        b: &mut MessageBuilder,
         ctx: &mut AppContext<'_>,
         fix44: bool,
         order_id: u64,
@@ -219,7 +222,6 @@ impl ExecApp {
         filled: bool,
         price: &[u8],
     ) -> Result<(), AppReject> {
-        let mut b = MessageBuilder::new();
         b.start_fields()
             .push_uint(37, order_id)
             .push(11, cl_ord_id)
@@ -260,59 +262,63 @@ impl Application for ExecApp {
             ctx.session_id().begin_string.as_str(),
             "FIX.4.0" | "FIX.4.1" | "FIX.4.2"
         );
-        let sid = ctx.session_id().clone();
-        let mut st = self
+        let mut guard = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = &mut *guard;
+        let b = &mut st.builder;
         match msg.msg_type() {
             b"D" => {
-                let cl = msg.get(11).unwrap_or_default().to_vec();
-                let symbol = msg.get(55).unwrap_or_default().to_vec();
-                let side = msg.get(54).unwrap_or_default().to_vec();
-                let qty = msg.get(38).unwrap_or(b"0").to_vec();
-                let price = msg.get(44).unwrap_or(b"0").to_vec();
+                let cl = msg.get(11).unwrap_or_default();
+                let symbol = msg.get(55).unwrap_or_default();
+                let side = msg.get(54).unwrap_or_default();
+                let qty = msg.get(38).unwrap_or(b"0");
+                let price = msg.get(44).unwrap_or(b"0");
                 st.next_id += 1;
                 let order_id = st.next_id;
                 st.next_id += 2;
                 let base = st.next_id;
                 let immediate = msg.get(40) != Some(b"2");
                 Self::report(
+                    b,
                     ctx,
                     fix44,
                     order_id,
                     base - 1,
-                    &cl,
+                    cl,
                     b"0",
-                    &symbol,
-                    &side,
-                    &qty,
+                    symbol,
+                    side,
+                    qty,
                     false,
                     b"0",
                 )?;
                 if immediate {
                     Self::report(
-                        ctx, fix44, order_id, base, &cl, b"2", &symbol, &side, &qty, true, &price,
+                        b, ctx, fix44, order_id, base, cl, b"2", symbol, side, qty, true, price,
                     )?;
                 } else {
-                    st.open.insert((sid, cl), (order_id, symbol, side, qty));
+                    st.open.insert(
+                        (ctx.session_id().clone(), cl.to_vec()),
+                        (order_id, symbol.to_vec(), side.to_vec(), qty.to_vec()),
+                    );
                 }
                 Ok(())
             }
             b"F" => {
                 let orig = msg.get(41).unwrap_or_default().to_vec();
                 let cl = msg.get(11).unwrap_or_default().to_vec();
-                match st.open.remove(&(sid, orig.clone())) {
+                match st.open.remove(&(ctx.session_id().clone(), orig.clone())) {
                     Some((order_id, symbol, side, qty)) => {
                         st.next_id += 1;
                         let exec_id = st.next_id;
                         Self::report(
-                            ctx, fix44, order_id, exec_id, &cl, b"4", &symbol, &side, &qty, false,
-                            b"0",
+                            b, ctx, fix44, order_id, exec_id, &cl, b"4", &symbol, &side, &qty,
+                            false, b"0",
                         )
                     }
                     None => {
-                        let mut b = MessageBuilder::new();
                         b.start_fields()
                             .push(37, b"NONE")
                             .push(11, &cl)

@@ -234,6 +234,7 @@ impl Engine {
             if let Some(role) = &serving {
                 actor = actor.with_role(role.clone());
             }
+            actor.busy_poll = config.engine.runtime.busy_poll;
             tasks.push(tokio::spawn(actor.run()));
             sessions.insert(id, tx);
         }

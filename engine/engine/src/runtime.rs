@@ -51,11 +51,13 @@ mod tests {
         let bad = RuntimeSection {
             worker_threads: Some(0),
             pin_cores: vec![],
+            ..RuntimeSection::default()
         };
         assert!(build(&bad).is_err());
         let missing = RuntimeSection {
             worker_threads: Some(1),
             pin_cores: vec![100_000],
+            ..RuntimeSection::default()
         };
         let e = build(&missing)
             .err()
@@ -68,6 +70,7 @@ mod tests {
         let pinned = RuntimeSection {
             worker_threads: Some(1),
             pin_cores: vec![0],
+            ..RuntimeSection::default()
         };
         let rt = build(&pinned).expect("core 0 exists");
         assert_eq!(rt.block_on(async { 7 }), 7);

@@ -163,6 +163,8 @@ pub struct Session {
     queue: BTreeMap<u64, Queued>,
     authenticator: Option<Arc<dyn Authenticator>>,
     hooks: Option<Arc<dyn SessionHooks>>,
+    /// Scratch field index for handing outgoing messages to the hooks.
+    hook_spans: Vec<fix_codec::FieldSpan>,
     /// Start of the schedule period the current connection belongs to.
     period: Option<UtcTimestamp>,
     reset_sent: bool,
@@ -204,6 +206,7 @@ impl Session {
             queue: BTreeMap::new(),
             authenticator: None,
             hooks: None,
+            hook_spans: Vec::new(),
             period: None,
             reset_sent: false,
             test_req_counter: 0,

@@ -96,7 +96,15 @@ impl Session {
         );
         self.builder.push_raw(msg.header).push_raw(msg.body);
         self.builder.finish();
-        if !self.app_allows(self.builder.finished(), false) {
+        let allowed = hooks_allow(
+            self.hooks.as_deref(),
+            &self.data_fields,
+            &mut self.hook_spans,
+            &self.config.id,
+            self.builder.finished(),
+            false,
+        );
+        if !allowed {
             return Err(SendError::Refused);
         }
         if let Err(e) = self.store.save_outbound(seq, self.builder.finished()) {
@@ -111,15 +119,15 @@ impl Session {
     }
 
     /// Asks the `to_app` hook (if any) whether `bytes` may go out.
-    fn app_allows(&self, bytes: &[u8], resend: bool) -> bool {
-        let Some(h) = &self.hooks else {
-            return true;
-        };
-        let mut spans = Vec::new();
-        if split_fields(bytes, &self.data_fields, &mut spans).is_err() {
-            return true;
-        }
-        h.to_app(&self.config.id, MessageRef::new(bytes, &spans), resend)
+    fn app_allows(&mut self, bytes: &[u8], resend: bool) -> bool {
+        hooks_allow(
+            self.hooks.as_deref(),
+            &self.data_fields,
+            &mut self.hook_spans,
+            &self.config.id,
+            bytes,
+            resend,
+        )
     }
 
     /// Sends our Logon (initiator, or acceptor answering).
@@ -390,4 +398,22 @@ impl Session {
         self.transmit.extend_from_slice(self.builder.finish());
         self.last_sent = now.mono;
     }
+}
+
+/// Whether the `to_app` hook (if any) lets `bytes` go out; `spans` is scratch space.
+fn hooks_allow(
+    hooks: Option<&dyn crate::SessionHooks>,
+    data_fields: &fix_codec::message::DataFieldTable,
+    spans: &mut Vec<fix_codec::FieldSpan>,
+    id: &crate::SessionId,
+    bytes: &[u8],
+    resend: bool,
+) -> bool {
+    let Some(h) = hooks else {
+        return true;
+    };
+    if split_fields(bytes, data_fields, spans).is_err() {
+        return true;
+    }
+    h.to_app(id, MessageRef::new(bytes, spans), resend)
 }

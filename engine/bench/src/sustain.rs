@@ -1,0 +1,226 @@
+//! The maximum sustainable throughput: the highest open-loop rate at which the
+//! coordinated-omission-corrected p99 stays below twice the unloaded p99 (and the rate is
+//! actually achieved). The unloaded p99 is measured first at a low rate; then the rate
+//! doubles from `start_rate` until a step fails, and the interval between the last
+//! passing and the first failing rate is bisected.
+
+use crate::report::Row;
+
+/// How to search.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// The unloaded rate (orders per second).
+    pub base_rate: u32,
+    /// The first loaded rate tried.
+    pub start_rate: u32,
+    /// Seconds of load per step.
+    pub seconds: f64,
+    /// Bisection steps after the first failing rate.
+    pub steps: u32,
+    /// The highest rate tried: the search stops there even if it passes.
+    pub ceiling: u32,
+}
+
+/// One step of the search.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Orders per second offered.
+    pub rate: u32,
+    /// Corrected p99, µs.
+    pub p99_us: f64,
+    /// Orders per second answered.
+    pub achieved: f64,
+    /// Whether it met the limit.
+    pub passed: bool,
+}
+
+/// What the search found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Corrected p99 at the base rate, µs.
+    pub base_p99_us: f64,
+    /// The highest passing rate (0 when even `start_rate` failed).
+    pub rate: u32,
+    /// The row measured at that rate (the base run's when none passed).
+    pub row: Row,
+    /// Every step, in order.
+    pub steps: Vec<Step>,
+}
+
+fn p99_us(row: &Row) -> f64 {
+    row.histogram.value_at_quantile(0.99) as f64 / 1000.0
+}
+
+impl Search {
+    fn messages(&self, rate: u32) -> u64 {
+        ((f64::from(rate) * self.seconds) as u64).max(1_000)
+    }
+
+    /// Runs the search; `measure(rate, messages)` loads the acceptor once.
+    pub fn run(
+        &self,
+        mut measure: impl FnMut(u32, u64) -> std::io::Result<Row>,
+    ) -> std::io::Result<Found> {
+        let base = measure(self.base_rate, self.messages(self.base_rate))?;
+        let base_p99_us = p99_us(&base);
+        let limit = 2.0 * base_p99_us;
+        let mut steps = Vec::new();
+        let mut try_rate = |rate: u32, steps: &mut Vec<Step>| -> std::io::Result<(bool, Row)> {
+            let row = measure(rate, self.messages(rate))?;
+            let p99 = p99_us(&row);
+            let passed = p99 < limit && row.per_second >= 0.95 * f64::from(rate);
+            steps.push(Step {
+                rate,
+                p99_us: p99,
+                achieved: row.per_second,
+                passed,
+            });
+            Ok((passed, row))
+        };
+        let mut good: Option<(u32, Row)> = None;
+        let mut bad = None;
+        let mut rate = self.start_rate.max(1);
+        while bad.is_none() {
+            let (passed, row) = try_rate(rate, &mut steps)?;
+            if passed {
+                good = Some((rate, row));
+                if rate >= self.ceiling {
+                    break;
+                }
+                rate = rate.saturating_mul(2).min(self.ceiling);
+            } else {
+                bad = Some(rate);
+            }
+        }
+        if let Some(mut hi) = bad {
+            let mut lo = good.as_ref().map_or(0, |g| g.0);
+            for _ in 0..self.steps {
+                let mid = lo + (hi - lo) / 2;
+                if mid <= lo || mid >= hi {
+                    break;
+                }
+                let (passed, row) = try_rate(mid, &mut steps)?;
+                if passed {
+                    lo = mid;
+                    good = Some((mid, row));
+                } else {
+                    hi = mid;
+                }
+            }
+        }
+        let (rate, row) = good.unwrap_or((0, base));
+        Ok(Found {
+            base_p99_us,
+            rate,
+            row,
+            steps,
+        })
+    }
+}
+
+impl Found {
+    /// One line for a terminal.
+    pub fn line(&self) -> String {
+        format!(
+            "max sustainable rate {} orders/s (p99 {:.1} µs ≤ 2 × unloaded p99 {:.1} µs); {} steps",
+            self.rate,
+            p99_us(&self.row),
+            self.base_p99_us,
+            self.steps.len()
+        )
+    }
+
+    /// As JSON: the row at the found rate plus the search.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = self.row.json();
+        v["max_rate"] = self.rate.into();
+        v["base_p99_us"] = self.base_p99_us.into();
+        v["steps"] = self
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "rate": s.rate, "p99_us": s.p99_us,
+                    "achieved": s.achieved, "passed": s.passed,
+                })
+            })
+            .collect();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::histogram;
+
+    /// A fake acceptor whose p99 is 10 µs up to `knee` orders/s and 1 ms beyond.
+    fn acceptor(knee: u32) -> impl FnMut(u32, u64) -> std::io::Result<Row> {
+        move |rate, _| {
+            let mut h = histogram();
+            let v = if rate <= knee { 10_000 } else { 1_000_000 };
+            for _ in 0..100 {
+                h.record(v).map_err(std::io::Error::other)?;
+            }
+            Ok(Row {
+                name: format!("{rate}"),
+                histogram: h,
+                per_second: f64::from(rate),
+            })
+        }
+    }
+
+    #[test]
+    fn doubles_then_bisects_to_the_knee() {
+        let s = Search {
+            base_rate: 1_000,
+            start_rate: 10_000,
+            seconds: 1.0,
+            steps: 8,
+            ceiling: 1_000_000,
+        };
+        let found = s.run(acceptor(57_000)).expect("fake runs");
+        assert!(
+            found.rate <= 57_000 && found.rate > 55_000,
+            "{}",
+            found.rate
+        );
+        let rates: Vec<u32> = found.steps.iter().map(|s| s.rate).collect();
+        assert_eq!(&rates[..4], &[10_000, 20_000, 40_000, 80_000], "{rates:?}");
+        assert!(found.steps[3].passed.eq(&false));
+    }
+
+    #[test]
+    fn stops_at_the_ceiling() {
+        let s = Search {
+            base_rate: 1_000,
+            start_rate: 10_000,
+            seconds: 1.0,
+            steps: 8,
+            ceiling: 30_000,
+        };
+        let found = s.run(acceptor(1_000_000)).expect("fake runs");
+        assert_eq!(found.rate, 30_000);
+        let rates: Vec<u32> = found.steps.iter().map(|s| s.rate).collect();
+        assert_eq!(rates, [10_000, 20_000, 30_000]);
+    }
+
+    #[test]
+    fn reports_zero_when_even_the_first_loaded_rate_fails() {
+        let s = Search {
+            base_rate: 100,
+            start_rate: 10_000,
+            seconds: 1.0,
+            steps: 3,
+            ceiling: 1_000_000,
+        };
+        let found = s.run(acceptor(1_000)).expect("fake runs");
+        assert_eq!(found.rate, 0, "{:?}", found.steps);
+        assert_eq!(
+            found.steps.len(),
+            4,
+            "10k, then 5k, 2.5k, 1.25k: {:?}",
+            found.steps
+        );
+    }
+}
