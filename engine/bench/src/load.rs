@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 pub enum Wait {
     /// Poll without sleeping (one core busy).
     Spin,
-    /// Sleep in the poll until a reply or the next due order.
+    /// Sleep in the poll until a reply arrives or the next order is due within a
+    /// millisecond (then spin: epoll's timeout is in milliseconds).
     Block,
 }
 
@@ -335,7 +336,8 @@ impl Run<'_> {
         result
     }
 
-    /// How long the poll may sleep.
+    /// How long the poll may sleep. epoll counts in milliseconds, so a sleep ends up to a
+    /// millisecond late: with an order due sooner than that the generator spins.
     fn timeout(&self) -> Option<Duration> {
         if self.opts.wait == Wait::Spin || self.conns.iter().any(|c| !c.out.is_empty()) {
             return Some(Duration::ZERO);
@@ -343,7 +345,8 @@ impl Run<'_> {
         match self.interval {
             Some(iv) if self.next < self.total => {
                 let due = self.start + self.next * iv;
-                Some(Duration::from_nanos(due.saturating_sub(self.now())))
+                let wait = due.saturating_sub(self.now());
+                Some(Duration::from_nanos(wait.saturating_sub(1_000_000)))
             }
             _ => Some(Duration::from_millis(100)),
         }

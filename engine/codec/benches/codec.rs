@@ -37,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 const NOS: &str = "35=D|34=215|49=CLIENT|52=20240102-03:04:05.678|56=EXEC|11=ORD-000215|1=ACC-7|21=1|55=MSFT|54=1|60=20240102-03:04:05.678|38=100|40=2|44=412.25|59=0|";
-const ER: &str = "35=8|34=431|49=EXEC|52=20240102-03:04:05.679|56=CLIENT|37=EX-000431|11=ORD-000215|17=EXEC-000862|150=2|39=2|1=ACC-7|55=MSFT|54=1|38=100|40=2|44=412.25|32=100|31=412.25|151=0|14=100|6=412.25|60=20240102-03:04:05.679|";
+const ER: &str = "35=8|34=431|49=EXEC|52=20240102-03:04:05.679|56=CLIENT|37=EX-000431|11=ORD-000215|17=EXEC-000862|150=F|39=2|1=ACC-7|55=MSFT|54=1|38=100|40=2|44=412.25|32=100|31=412.25|151=0|14=100|6=412.25|60=20240102-03:04:05.679|";
 
 const SMALL_XML: &str = r#"<fix major="4" minor="4" servicepack="0"><header/><trailer/><messages>
  <message name="NewOrderSingle" msgtype="D" msgcat="app">
@@ -111,7 +111,7 @@ fn encode_er(b: &mut MessageBuilder, seq: u64, now: UtcTimestamp) -> usize {
         .push(37, b"EX-000431")
         .push(11, b"ORD-000215")
         .push(17, b"EXEC-000862")
-        .push(150, b"2")
+        .push(150, b"F")
         .push(39, b"2")
         .push(1, b"ACC-7")
         .push(55, b"MSFT")

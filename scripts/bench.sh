@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates docs/benchmarks.md and docs/bench/ from scratch (scripts/bench.py): builds
+# the load generator, the QuickFIX C++ and fixer peers, runs every scenario in one go and
+# plots the latency distributions. Needs ../shared/wheels (QuickFIX's FIX44.xml) and
+# Debian's libquickfix-dev (installed when run as root). Never part of .ci/run.
+#   scripts/bench.sh [--repeats N] [--quick]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/fix-engine
+venv=$cache/venv-bench-matplotlib-3.10
+if [ ! -f "$venv/.ready" ]; then
+    echo "setting up $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "matplotlib==3.10.*"
+    touch "$venv/.ready"
+fi
+exec "$venv/bin/python" "$root/scripts/bench.py" "$@"
