@@ -4,10 +4,14 @@
 //! it, and makes sure the old leader is fenced.
 //!
 //! - [`router`]: the [`router::TrafficRouter`] trait and its backends — the local TCP
-//!   proxy (the embedded default, Global Accelerator's stand-in on one machine).
+//!   proxy (the embedded default), Global Accelerator endpoint weights, Route 53 ARC
+//!   routing controls, and none.
+//! - [`k8s`]: the `FixSession` custom resource (issue 6, in progress: its types and the
+//!   generated CRD so far).
 //! - [`config`]: the `fixctl` configuration file (engines, router).
-//! - [`emulator`]: a local, stateful emulator of the Global Accelerator API (the real
-//!   SDK client is pointed at it in tests; no existing emulator covers it).
+//! - [`emulator`]: local, stateful emulators of the Global Accelerator and Route 53 ARC
+//!   APIs (the real SDK clients are pointed at them in tests; no existing emulator covers
+//!   them).
 //! - [`local`]: local mode — a leader, a standby, SQLite lease, proxy and supervisor on
 //!   one machine — and the local drill with its phase-by-phase report.
 //! - [`supervisor`]: watches every engine's `/readyz` (and the lease row, given one); when leadership changes it routes
@@ -20,6 +24,7 @@
 
 pub mod config;
 pub mod emulator;
+pub mod k8s;
 pub mod local;
 pub mod router;
 pub mod supervisor;

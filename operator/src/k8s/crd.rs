@@ -1,0 +1,294 @@
+//! The `FixSession` custom resource (`fixsessions.fix.fixengine.dev/v1alpha1`): an engine
+//! group — a leader and its hot standbys — with its sessions, lease, durability and
+//! routing. The CRD's YAML is generated from these types (`crdgen`) and committed in the
+//! chart; a test fails when the two drift.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The API group of the custom resources.
+pub const GROUP: &str = "fix.fixengine.dev";
+
+/// What a FixSession runs: the engine pair (or more instances) for one group of FIX
+/// sessions that fail over together.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fix.fixengine.dev",
+    version = "v1alpha1",
+    kind = "FixSession",
+    namespaced,
+    status = "FixSessionStatus",
+    shortname = "fixs",
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
+    printcolumn = r#"{"name":"Epoch","type":"integer","jsonPath":".status.epoch"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FixSessionSpec {
+    /// The engine's container image.
+    pub image: String,
+    /// Instances: one leads, the others are hot standbys following its journal.
+    #[serde(default = "default_instances")]
+    #[schemars(range(min = 1, max = 7))]
+    pub instances: u32,
+    /// The sessions' configuration: the engine's TOML, inline or from a ConfigMap, or a
+    /// QuickFIX settings file from a ConfigMap.
+    pub config: SessionConfig,
+    /// Who may lead: the lease store and its timings.
+    pub lease: LeaseSpec,
+    /// When a message counts as safe to send or hand to the application.
+    #[serde(default)]
+    pub durability: Durability,
+    /// How counterparties reach the leader.
+    #[serde(default)]
+    pub routing: RoutingSpec,
+    /// The regions this group runs in (the first is where it runs now).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Ports inside the pods.
+    #[serde(default)]
+    pub ports: Ports,
+    /// The journal's volume, one per instance.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// The admin API's bearer token (a Secret key); without it the admin API is open to
+    /// anyone who can reach the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<SecretKeyRef>,
+}
+
+fn default_instances() -> u32 {
+    2
+}
+
+/// A key of a Secret in the FixSession's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// The Secret.
+    pub name: String,
+    /// The key in it.
+    pub key: String,
+}
+
+/// A key of a ConfigMap in the FixSession's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ConfigMapKeyRef {
+    /// The ConfigMap.
+    pub name: String,
+    /// The key in it.
+    pub key: String,
+}
+
+/// Where the sessions' configuration comes from: exactly one of the three.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionConfig {
+    /// The engine's TOML (`[engine]` and `[[session]]` tables), inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+    /// The engine's TOML in a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapKeyRef>,
+    /// A QuickFIX settings file in a ConfigMap (`fix-engine --quickfix-settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quickfix_settings: Option<ConfigMapKeyRef>,
+}
+
+/// The lease store.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseBackend {
+    /// PostgreSQL (`postgres://…`).
+    Postgres,
+    /// MySQL or MariaDB (`mysql://…`).
+    Mysql,
+    /// DynamoDB (`dynamodb://TABLE?region=…`).
+    Dynamodb,
+}
+
+/// Who may lead.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseSpec {
+    /// The lease store.
+    pub backend: LeaseBackend,
+    /// The store's URL, from a Secret (it may carry credentials).
+    pub url_secret: SecretKeyRef,
+    /// The lease group (default: the FixSession's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Lease time to live.
+    #[serde(default = "default_ttl")]
+    pub ttl_ms: u64,
+    /// How often the leader renews.
+    #[serde(default = "default_renew")]
+    pub renew_interval_ms: u64,
+    /// How long before expiry the leader stops sending.
+    #[serde(default = "default_margin")]
+    pub safety_margin_ms: u64,
+}
+
+fn default_ttl() -> u64 {
+    1500
+}
+fn default_renew() -> u64 {
+    300
+}
+fn default_margin() -> u64 {
+    300
+}
+
+/// `[engine.replication] durability`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// On the leader's disk only.
+    Local,
+    /// On the leader's and a standby's disk before it is sent (RPO 0).
+    #[default]
+    Replicated,
+    /// Committed to the lease's SQL database too.
+    Sql,
+}
+
+/// How counterparties reach the leader.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingSpec {
+    /// Which router moves traffic at a failover.
+    #[serde(default)]
+    pub backend: RoutingBackend,
+    /// Global Accelerator: the endpoint group and each instance's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_accelerator: Option<GlobalAcceleratorRouting>,
+    /// Route 53 ARC: the cluster's endpoints and each instance's routing control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arc: Option<ArcRouting>,
+}
+
+/// The router.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingBackend {
+    /// Only the Kubernetes Service (its endpoints are the leader's pod).
+    #[default]
+    None,
+    /// AWS Global Accelerator endpoint weights.
+    GlobalAccelerator,
+    /// Route 53 Application Recovery Controller routing controls.
+    Arc,
+}
+
+/// Global Accelerator routing.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalAcceleratorRouting {
+    /// The endpoint group's ARN.
+    pub endpoint_group_arn: String,
+    /// Instance (pod name) → endpoint ID (for example its NLB's ARN).
+    pub endpoints: BTreeMap<String, String>,
+}
+
+/// Route 53 ARC routing.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArcRouting {
+    /// The cluster's data-plane endpoints, tried in turn.
+    pub cluster_endpoints: Vec<String>,
+    /// Instance (pod name) → routing control ARN.
+    pub routing_controls: BTreeMap<String, String>,
+}
+
+/// Ports inside the pods.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ports {
+    /// The FIX port (the sessions' listen port).
+    pub fix: u16,
+    /// The journal replication port.
+    pub replication: u16,
+    /// The admin API (`/readyz`, metrics).
+    pub admin: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            fix: 9878,
+            replication: 9901,
+            admin: 9100,
+        }
+    }
+}
+
+/// The journal's volume.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Its size (a Kubernetes quantity).
+    pub size: String,
+    /// Its StorageClass (default: the cluster's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: "10Gi".into(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// What the operator observed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FixSessionStatus {
+    /// `Ready`, `LeaseHeld`, `RoutingConverged`, `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The pod that leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Its lease epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// The last leadership change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One leadership change, as the supervisor measured it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecord {
+    /// The old leader (absent when none was known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The new leader.
+    pub to: String,
+    /// When it was detected (RFC 3339).
+    pub detected_at: String,
+    /// Why: `LeaderLost`, `Manual`, …
+    pub reason: String,
+    /// Each phase and its duration, in order.
+    pub phases: Vec<FailoverPhase>,
+}
+
+/// A phase of a failover.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverPhase {
+    /// `Detected`, `LeaseGranted`, `Routed`, `OldLeaderFenced`.
+    pub name: String,
+    /// Milliseconds since the failover began.
+    pub at_ms: u64,
+}
