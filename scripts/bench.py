@@ -280,15 +280,20 @@ def scenarios(quick, cores):
 
 def measure(scenario, peer):
     sid, _, engine, store, how, args = scenario
-    cmd = [str(FIX_BENCH), how, "--json"] + args
-    if how == "rtt":
-        cmd.append("--no-floor")
-    if engine == "fix-engine" and how != "floor":
-        cmd += ["--store", store]
-    elif peer is not None:
-        cmd += ["--connect", f"127.0.0.1:{peer.port}", "--label", engine]
-    log("+", " ".join(cmd[1:]))
+
+    def command():
+        cmd = [str(FIX_BENCH), how, "--json"] + args
+        if how == "rtt":
+            cmd.append("--no-floor")
+        if engine == "fix-engine" and how != "floor":
+            cmd += ["--store", store]
+        elif peer is not None:
+            cmd += ["--connect", f"127.0.0.1:{peer.port}", "--label", engine]
+        return cmd
+
     for attempt in (1, 2):
+        cmd = command()
+        log("+", " ".join(cmd[1:]))
         env = dict(os.environ, RUST_BACKTRACE="0", RUST_LIB_BACKTRACE="0")
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode == 0:
@@ -302,6 +307,10 @@ def measure(scenario, peer):
                 why += f" [{peer.label} said: {' / '.join(said)}]"
         log(f"  failed (attempt {attempt}): {why}")
         FAILURES.append(f"{engine}, {scenario[1]} ({store}): {why}")
+        # A peer that failed may still be busy with the backlog or hold the session:
+        # the next run gets a fresh process.
+        if peer is not None:
+            peer.restart()
     else:
         return None
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -625,7 +634,7 @@ def document(info, codec, summary, floor, plots, sync, args):
       "peer's (in the rate tables, fix-engine's best receive mode there). Above 1.00× "
       "fix-engine is ahead.")
     w("")
-    w("Commands: `scripts/bench.sh` (all of this, about half an hour); one scenario by hand, e.g. "
+    w("Commands: `scripts/bench.sh` (all of this, about 20 minutes on 2 cores); one scenario by hand, e.g. "
       "`cargo run --release -p fix-bench -- rtt --busy-poll --engine-cores 0 --client-core 1` or "
       "`cargo run --release -p fix-bench -- max-rate --store journal --busy-poll`; "
       "`cargo bench -p fix-codec --bench codec`.")
