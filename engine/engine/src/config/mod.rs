@@ -204,7 +204,11 @@ impl AdminSection {
 #[serde(deny_unknown_fields)]
 pub struct LeaseSection {
     /// `sqlite://PATH`, `postgres://…`, `mysql://…` or `dynamodb://TABLE[?region=…&endpoint=…]`.
+    #[serde(default)]
     pub url: String,
+    /// Read `url` from this environment variable instead (it may carry credentials, as
+    /// when Kubernetes passes a Secret): exactly one of `url` and `url_env`.
+    pub url_env: Option<String>,
     /// The engine group: the sessions that fail over together.
     #[serde(default = "default_group")]
     pub group: String,
@@ -228,6 +232,36 @@ fn default_group() -> String {
 }
 
 impl LeaseSection {
+    /// Fills `url` from `url_env`; exactly one of the two must be given.
+    fn resolve_url(&mut self) -> Result<(), ConfigError> {
+        match (&self.url_env, self.url.is_empty()) {
+            (Some(var), true) => {
+                self.url = std::env::var(var).map_err(|_| {
+                    invalid(
+                        "engine",
+                        "lease.url_env",
+                        var,
+                        "the name of a set environment variable holding the lease URL",
+                    )
+                })?;
+                Ok(())
+            }
+            (Some(var), false) => Err(invalid(
+                "engine",
+                "lease.url_env",
+                var,
+                "either lease.url or lease.url_env, not both",
+            )),
+            (None, true) => Err(invalid(
+                "engine",
+                "lease.url",
+                "",
+                "a lease URL (sqlite://PATH, postgres://…, mysql://…, dynamodb://TABLE), or lease.url_env naming a variable that holds one",
+            )),
+            (None, false) => Ok(()),
+        }
+    }
+
     /// The lease settings, checked.
     pub fn lease_config(&self) -> Result<fix_lease::LeaseConfig, ConfigError> {
         let owner = self.owner.clone().unwrap_or_else(|| {
@@ -673,10 +707,14 @@ pub fn normalize_appl_ver_id(v: &str) -> Result<String, String> {
 impl EngineConfig {
     /// Parses TOML text (`path` only names the source in errors).
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        if let Some(lease) = &mut config.engine.lease {
+            lease.resolve_url()?;
+        }
+        Ok(config)
     }
 
     /// Reads a TOML file.

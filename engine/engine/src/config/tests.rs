@@ -81,3 +81,25 @@ fn replication_settings_are_checked_with_the_fix_named() {
     )
     .expect("sql needs no listen address");
 }
+
+#[test]
+fn the_lease_url_can_come_from_the_environment() {
+    let base = "[[session]]\nbegin_string = \"FIX.4.2\"\nsender_comp_id = \"A\"\ntarget_comp_id = \"B\"\nrole = \"acceptor\"\nlisten = \"127.0.0.1:1\"\n";
+    let with = |lease: &str| format!("[engine.lease]\n{lease}\n{base}");
+    // PATH is set in every test environment.
+    let path = std::env::var("PATH").unwrap_or_default();
+    let c = EngineConfig::from_toml(&with("url_env = \"PATH\""), "t").expect("from PATH");
+    assert_eq!(c.engine.lease.map(|l| l.url), Some(path));
+    let e = EngineConfig::from_toml(&with("url_env = \"FIX_TEST_SURELY_UNSET_VAR\""), "t")
+        .expect_err("unset variable")
+        .to_string();
+    assert!(e.contains("FIX_TEST_SURELY_UNSET_VAR"), "{e}");
+    let e = EngineConfig::from_toml(&with("url = \"sqlite://x\"\nurl_env = \"PATH\""), "t")
+        .expect_err("both")
+        .to_string();
+    assert!(e.contains("not both"), "{e}");
+    let e = EngineConfig::from_toml(&with("group = \"g\""), "t")
+        .expect_err("neither")
+        .to_string();
+    assert!(e.contains("lease.url"), "{e}");
+}
