@@ -1,8 +1,11 @@
 //! Kubernetes: the `FixSession` custom resource and what the operator makes of it.
 //!
 //! - [`crd`]: the resource's types; [`crd_yaml`] is the CRD the chart installs.
+//! - [`resources`]: the objects a FixSession becomes (StatefulSet, Services, ConfigMap
+//!   with each instance's engine TOML, PodDisruptionBudget), as pure functions.
 
 pub mod crd;
+pub mod resources;
 
 pub use crd::{FixSession, FixSessionSpec, FixSessionStatus};
 

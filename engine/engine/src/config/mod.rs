@@ -152,7 +152,10 @@ pub struct ReplicationSection {
 
 impl ReplicationSection {
     /// `listen` and `peers`, parsed (`listen` is required except with `sql` durability).
-    pub fn addresses(&self) -> Result<(Option<SocketAddr>, Vec<SocketAddr>), ConfigError> {
+    ///
+    /// Peers may be named (`HOST:PORT`, looked up at every connection attempt, as a
+    /// Kubernetes pod's DNS name must be); the listen address is an `IP:PORT`.
+    pub fn addresses(&self) -> Result<(Option<SocketAddr>, Vec<String>), ConfigError> {
         let parse = |key: &str, v: &str| {
             v.parse::<SocketAddr>()
                 .map_err(|_| invalid("engine", key, v, "IP:PORT, e.g. 127.0.0.1:9901"))
@@ -170,7 +173,17 @@ impl ReplicationSection {
         let peers = self
             .peers
             .iter()
-            .map(|p| parse("replication.peers", p))
+            .map(|p| match p.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(p.clone())
+                }
+                _ => Err(invalid(
+                    "engine",
+                    "replication.peers",
+                    p,
+                    "HOST:PORT or IP:PORT, e.g. 10.0.0.2:9901 or engine-1.engine-peers:9901",
+                )),
+            })
             .collect::<Result<_, _>>()?;
         Ok((listen, peers))
     }

@@ -103,3 +103,23 @@ fn the_lease_url_can_come_from_the_environment() {
         .to_string();
     assert!(e.contains("lease.url"), "{e}");
 }
+
+#[test]
+fn replication_peers_may_be_host_names() {
+    let text = "[engine]\nstore = \"journal\"\n[engine.lease]\nurl = \"sqlite://x\"\n[engine.replication]\nlisten = \"127.0.0.1:9901\"\npeers = [\"engine-1.engine-peers.ns.svc:9901\", \"10.0.0.2:9901\"]\n";
+    let c = EngineConfig::from_toml(text, "t").expect("parses");
+    let r = c.engine.replication.expect("replication");
+    let (_, peers) = r.addresses().expect("named peers are fine");
+    assert_eq!(
+        peers,
+        ["engine-1.engine-peers.ns.svc:9901", "10.0.0.2:9901"]
+    );
+    let bad = text.replace("10.0.0.2:9901", "no-port");
+    let r = EngineConfig::from_toml(&bad, "t")
+        .expect("parses")
+        .engine
+        .replication
+        .expect("r");
+    let e = r.addresses().expect_err("no port").to_string();
+    assert!(e.contains("no-port") && e.contains("HOST:PORT"), "{e}");
+}

@@ -11,7 +11,6 @@ use super::{send, FrameReader, Replication};
 use fix_lease::{Role, RoleState};
 use fix_store::replication::{EpochGate, Frame};
 use fix_store::Journal;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -27,8 +26,8 @@ pub struct Follower {
     pub role: watch::Receiver<RoleState>,
     /// Shared status.
     pub state: Arc<Replication>,
-    /// The other instances' replication addresses.
-    pub peers: Vec<SocketAddr>,
+    /// The other instances' replication addresses (`HOST:PORT`, resolved at each attempt).
+    pub peers: Vec<String>,
     /// This instance's name (sent in Hello).
     pub name: String,
 }
@@ -72,8 +71,8 @@ impl Follower {
                     return;
                 }
             }
-            let peer = self.peers[at % self.peers.len()];
-            match self.follow(peer).await {
+            let peer = self.peers[at % self.peers.len()].clone();
+            match self.follow(&peer).await {
                 Ok(Ended::Again) => continue,
                 Ok(Ended::NotLeader(epoch, position)) => {
                     let ours = (
@@ -103,7 +102,7 @@ impl Follower {
         }
     }
 
-    async fn follow(&mut self, peer: SocketAddr) -> std::io::Result<Ended> {
+    async fn follow(&mut self, peer: &str) -> std::io::Result<Ended> {
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
             .await
             .map_err(|_| std::io::Error::other("connect timed out"))??;

@@ -20,7 +20,7 @@ pub struct Setup {
     pub state: Arc<Replication>,
     durability: Durability,
     listen: Option<SocketAddr>,
-    peers: Vec<SocketAddr>,
+    peers: Vec<String>,
     sql: Option<Arc<SqlJournal>>,
 }
 

@@ -1,0 +1,594 @@
+//! The Kubernetes objects a FixSession becomes, as pure functions of it (the reconciler
+//! applies them server-side): a StatefulSet (one pod per instance, a journal volume
+//! each), a headless Service for replication (not-ready pods included: standbys follow
+//! the leader before they are ready), a Service for the FIX port (its endpoints are the
+//! ready pods, and only the leader is ready: `/readyz`), a ConfigMap with each instance's
+//! engine TOML, and a PodDisruptionBudget. Every object carries the FixSession as its
+//! controlling owner.
+
+use super::crd::{FixSession, SessionConfig};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use std::collections::BTreeMap;
+
+/// Where the journal volume is mounted in the pods.
+pub const DATA_DIR: &str = "/var/lib/fix";
+/// Where the ConfigMap is mounted in the pods.
+pub const CONFIG_DIR: &str = "/etc/fix";
+/// The environment variable carrying the lease URL (from the Secret).
+pub const LEASE_URL_ENV: &str = "FIX_LEASE_URL";
+/// The environment variable carrying the admin token (from the Secret).
+pub const ADMIN_TOKEN_ENV: &str = "FIX_ADMIN_TOKEN";
+
+/// Why a FixSession cannot be turned into objects.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// The resource has no name or namespace (it was not read from the API).
+    #[error("building objects for a FixSession without a name or namespace")]
+    Metadata,
+    /// `spec.config` names no source or several.
+    #[error("FixSession {name}: spec.config needs exactly one of inline, configMap or quickfixSettings (it has {count})")]
+    ConfigSource {
+        /// The FixSession.
+        name: String,
+        /// How many it has.
+        count: usize,
+    },
+    /// The engine TOML does not parse.
+    #[error("FixSession {name}: the engine configuration is not valid TOML: {message}")]
+    Toml {
+        /// The FixSession.
+        name: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The engine TOML sets a section the operator writes itself.
+    #[error("FixSession {name}: the engine configuration sets [engine.{section}], which the operator builds from spec.{from}: remove it")]
+    OperatorOwned {
+        /// The FixSession.
+        name: String,
+        /// The section.
+        section: String,
+        /// The spec field it comes from.
+        from: String,
+    },
+}
+
+/// Where the sessions' configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource<'a> {
+    /// The engine TOML, inline.
+    Inline(&'a str),
+    /// The engine TOML in a ConfigMap key (the reconciler reads it).
+    ConfigMap(&'a super::crd::ConfigMapKeyRef),
+    /// A QuickFIX settings file in a ConfigMap key.
+    QuickfixSettings(&'a super::crd::ConfigMapKeyRef),
+}
+
+/// The one source `spec.config` names.
+pub fn config_source<'a>(
+    name: &str,
+    config: &'a SessionConfig,
+) -> Result<ConfigSource<'a>, BuildError> {
+    let mut found = Vec::new();
+    if let Some(t) = &config.inline {
+        found.push(ConfigSource::Inline(t));
+    }
+    if let Some(r) = &config.config_map {
+        found.push(ConfigSource::ConfigMap(r));
+    }
+    if let Some(r) = &config.quickfix_settings {
+        found.push(ConfigSource::QuickfixSettings(r));
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        count => Err(BuildError::ConfigSource {
+            name: name.to_string(),
+            count,
+        }),
+    }
+}
+
+fn name_of(fs: &FixSession) -> Result<String, BuildError> {
+    fs.metadata.name.clone().ok_or(BuildError::Metadata)
+}
+
+fn namespace_of(fs: &FixSession) -> Result<String, BuildError> {
+    fs.metadata.namespace.clone().ok_or(BuildError::Metadata)
+}
+
+/// The headless Service standbys find the leader's replication port through.
+pub fn peers_service_name(name: &str) -> String {
+    format!("{name}-peers")
+}
+
+/// The ConfigMap with each instance's engine TOML.
+pub fn config_map_name(name: &str) -> String {
+    format!("{name}-config")
+}
+
+/// The pods' names, in ordinal order.
+pub fn pod_names(fs: &FixSession) -> Result<Vec<String>, BuildError> {
+    let name = name_of(fs)?;
+    Ok((0..fs.spec.instances)
+        .map(|i| format!("{name}-{i}"))
+        .collect())
+}
+
+/// The labels every object and pod of this FixSession carries.
+pub fn labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "fix-engine".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), name.to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "fix-operator".to_string(),
+        ),
+    ])
+}
+
+fn meta(fs: &FixSession, name: String) -> Result<ObjectMeta, BuildError> {
+    Ok(ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace_of(fs)?),
+        labels: Some(labels(&name_of(fs)?)),
+        owner_references: fs.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    })
+}
+
+/// Instance `ordinal`'s engine TOML: the sessions' configuration plus the sections the
+/// operator owns (store and data directory, lease, replication, admin).
+pub fn engine_toml(fs: &FixSession, base: &str, ordinal: u32) -> Result<String, BuildError> {
+    let name = name_of(fs)?;
+    let namespace = namespace_of(fs)?;
+    let toml_error = |message: String| BuildError::Toml {
+        name: name.clone(),
+        message,
+    };
+    let mut doc: toml::Table = base
+        .parse()
+        .map_err(|e: toml::de::Error| toml_error(e.to_string()))?;
+    let engine = doc
+        .entry("engine")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(engine) = engine.as_table_mut() else {
+        return Err(toml_error("engine is not a table".into()));
+    };
+    for (section, from) in [
+        ("lease", "lease"),
+        ("replication", "durability"),
+        ("admin", "ports.admin and adminToken"),
+    ] {
+        if engine.contains_key(section) {
+            return Err(BuildError::OperatorOwned {
+                name: name.clone(),
+                section: section.into(),
+                from: from.into(),
+            });
+        }
+    }
+    let spec = &fs.spec;
+    let pod = format!("{name}-{ordinal}");
+    engine.insert("store".into(), "journal".into());
+    engine.insert("data_dir".into(), DATA_DIR.into());
+    let mut lease = toml::Table::new();
+    lease.insert("url_env".into(), LEASE_URL_ENV.into());
+    lease.insert(
+        "group".into(),
+        spec.lease
+            .group
+            .clone()
+            .unwrap_or_else(|| name.clone())
+            .into(),
+    );
+    lease.insert("owner".into(), pod.clone().into());
+    lease.insert("ttl_ms".into(), toml_int(spec.lease.ttl_ms));
+    lease.insert(
+        "renew_interval_ms".into(),
+        toml_int(spec.lease.renew_interval_ms),
+    );
+    lease.insert(
+        "safety_margin_ms".into(),
+        toml_int(spec.lease.safety_margin_ms),
+    );
+    engine.insert("lease".into(), toml::Value::Table(lease));
+    let peers: Vec<toml::Value> = (0..spec.instances)
+        .filter(|&i| i != ordinal)
+        .map(|i| {
+            format!(
+                "{name}-{i}.{}.{namespace}.svc:{}",
+                peers_service_name(&name),
+                spec.ports.replication
+            )
+            .into()
+        })
+        .collect();
+    let mut replication = toml::Table::new();
+    replication.insert(
+        "listen".into(),
+        format!("0.0.0.0:{}", spec.ports.replication).into(),
+    );
+    replication.insert("peers".into(), toml::Value::Array(peers));
+    let durability = serde_json::to_value(spec.durability)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "replicated".into());
+    replication.insert("durability".into(), durability.into());
+    engine.insert("replication".into(), toml::Value::Table(replication));
+    let mut admin = toml::Table::new();
+    admin.insert(
+        "listen".into(),
+        format!("0.0.0.0:{}", spec.ports.admin).into(),
+    );
+    if spec.admin_token.is_some() {
+        admin.insert("token_env".into(), ADMIN_TOKEN_ENV.into());
+    }
+    engine.insert("admin".into(), toml::Value::Table(admin));
+    toml::to_string(&doc).map_err(|e| toml_error(e.to_string()))
+}
+
+fn toml_int(v: u64) -> toml::Value {
+    toml::Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// The ConfigMap: `<pod>.toml` for every instance.
+pub fn config_map(fs: &FixSession, base: &str) -> Result<ConfigMap, BuildError> {
+    let name = name_of(fs)?;
+    let mut data = BTreeMap::new();
+    for i in 0..fs.spec.instances {
+        data.insert(format!("{name}-{i}.toml"), engine_toml(fs, base, i)?);
+    }
+    Ok(ConfigMap {
+        metadata: meta(fs, config_map_name(&name))?,
+        data: Some(data),
+        ..ConfigMap::default()
+    })
+}
+
+fn port(name: &str, port: u16) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port: i32::from(port),
+        target_port: Some(IntOrString::String(name.into())),
+        ..ServicePort::default()
+    }
+}
+
+/// The headless Service for replication: every pod, ready or not.
+pub fn peers_service(fs: &FixSession) -> Result<Service, BuildError> {
+    let name = name_of(fs)?;
+    Ok(Service {
+        metadata: meta(fs, peers_service_name(&name))?,
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels(&name)),
+            ports: Some(vec![port("replication", fs.spec.ports.replication)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The Service counterparties connect to: only ready pods, and only the leader is ready.
+pub fn fix_service(fs: &FixSession) -> Result<Service, BuildError> {
+    let name = name_of(fs)?;
+    Ok(Service {
+        metadata: meta(fs, name.clone())?,
+        spec: Some(ServiceSpec {
+            selector: Some(labels(&name)),
+            ports: Some(vec![port("fix", fs.spec.ports.fix)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// At most one instance disrupted at a time.
+pub fn pod_disruption_budget(fs: &FixSession) -> Result<PodDisruptionBudget, BuildError> {
+    let name = name_of(fs)?;
+    Ok(PodDisruptionBudget {
+        metadata: meta(fs, name.clone())?,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels(&name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
+fn env_from_secret(name: &str, r: &super::crd::SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn engine_container(fs: &FixSession) -> Container {
+    let spec = &fs.spec;
+    let mut env = vec![
+        EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        env_from_secret(LEASE_URL_ENV, &spec.lease.url_secret),
+    ];
+    if let Some(t) = &spec.admin_token {
+        env.push(env_from_secret(ADMIN_TOKEN_ENV, t));
+    }
+    let container_port = |name: &str, p: u16| ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(p),
+        ..ContainerPort::default()
+    };
+    let probe = |path: &str, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    Container {
+        name: "engine".into(),
+        image: Some(spec.image.clone()),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_DIR}/$(POD_NAME).toml"),
+        ]),
+        env: Some(env),
+        ports: Some(vec![
+            container_port("fix", spec.ports.fix),
+            container_port("replication", spec.ports.replication),
+            container_port("admin", spec.ports.admin),
+        ]),
+        // Ready = leading: the FIX Service's only endpoint is the leader.
+        readiness_probe: Some(probe("/readyz", 1)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "journal".into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
+/// The StatefulSet: stable pod names, a journal volume per pod, all pods started at once
+/// (a standby must not wait for the leader to be ready: it never will be, as a standby).
+pub fn stateful_set(fs: &FixSession) -> Result<StatefulSet, BuildError> {
+    let name = name_of(fs)?;
+    let spec = &fs.spec;
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("journal".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    Ok(StatefulSet {
+        metadata: meta(fs, name.clone())?,
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(spec.instances).unwrap_or(i32::MAX)),
+            service_name: Some(peers_service_name(&name)),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(labels(&name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&name)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![engine_container(fs)],
+                    volumes: Some(vec![Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: config_map_name(&name),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::crd::{FixSessionSpec, LeaseBackend, LeaseSpec, SecretKeyRef};
+
+    const SESSIONS: &str = "[engine]\napp = 'exec'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '0.0.0.0:9878'\n";
+
+    fn fix_session(instances: u32) -> FixSession {
+        let spec: FixSessionSpec = serde_json::from_value(serde_json::json!({
+            "image": "registry.local/fix-engine:1",
+            "instances": instances,
+            "config": {"inline": SESSIONS},
+            "lease": {"backend": "postgres", "urlSecret": {"name": "lease", "key": "url"}},
+            "adminToken": {"name": "admin", "key": "token"},
+        }))
+        .expect("a valid spec");
+        let mut fs = FixSession::new("orders", spec);
+        fs.metadata.namespace = Some("trading".into());
+        fs.metadata.uid = Some("uid-1".into());
+        fs
+    }
+
+    #[test]
+    fn spec_defaults_are_a_replicated_pair() {
+        let fs = fix_session(2);
+        assert_eq!(fs.spec.durability, crate::k8s::crd::Durability::Replicated);
+        assert_eq!(
+            fs.spec.lease,
+            LeaseSpec {
+                backend: LeaseBackend::Postgres,
+                url_secret: SecretKeyRef {
+                    name: "lease".into(),
+                    key: "url".into()
+                },
+                group: None,
+                ttl_ms: 1500,
+                renew_interval_ms: 300,
+                safety_margin_ms: 300,
+            }
+        );
+    }
+
+    #[test]
+    fn each_instance_gets_an_engine_config_the_engine_accepts() {
+        let fs = fix_session(3);
+        std::env::set_var(LEASE_URL_ENV, "postgres://u@db/fix");
+        let cm = config_map(&fs, SESSIONS).expect("config map");
+        let data = cm.data.expect("data");
+        assert_eq!(data.len(), 3);
+        let text = &data["orders-1.toml"];
+        let parsed = fix_engine::EngineConfig::from_toml(text, "orders-1.toml")
+            .expect("the engine parses what the operator writes");
+        parsed.plans().expect("and accepts it");
+        let lease = parsed.engine.lease.expect("lease");
+        assert_eq!(lease.owner.as_deref(), Some("orders-1"));
+        assert_eq!(lease.group, "orders");
+        assert_eq!(lease.url, "postgres://u@db/fix");
+        let r = parsed.engine.replication.expect("replication");
+        assert_eq!(
+            r.peers,
+            [
+                "orders-0.orders-peers.trading.svc:9901",
+                "orders-2.orders-peers.trading.svc:9901"
+            ],
+            "the other instances, never itself"
+        );
+        assert_eq!(
+            parsed.engine.admin.expect("admin").token_env.as_deref(),
+            Some(ADMIN_TOKEN_ENV)
+        );
+    }
+
+    #[test]
+    fn operator_owned_sections_and_bad_sources_are_refused_by_name() {
+        let fs = fix_session(2);
+        let e = engine_toml(&fs, "[engine.lease]\nurl = 'sqlite://x'\n", 0).expect_err("owned");
+        assert!(
+            e.to_string().contains("[engine.lease]") && e.to_string().contains("spec.lease"),
+            "{e}"
+        );
+        let e = engine_toml(&fs, "[[session]\n", 0).expect_err("bad TOML");
+        assert!(e.to_string().contains("not valid TOML"), "{e}");
+        let none = SessionConfig::default();
+        let e = config_source("orders", &none).expect_err("no source");
+        assert_eq!(
+            e,
+            BuildError::ConfigSource {
+                name: "orders".into(),
+                count: 0
+            }
+        );
+        assert_eq!(
+            config_source("orders", &fs.spec.config),
+            Ok(ConfigSource::Inline(SESSIONS))
+        );
+    }
+
+    #[test]
+    fn only_the_leader_serves_fix_and_standbys_are_reachable_for_replication() {
+        let fs = fix_session(2);
+        let peers = peers_service(&fs).expect("peers").spec.expect("spec");
+        assert_eq!(peers.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(peers.publish_not_ready_addresses, Some(true));
+        let fix = fix_service(&fs).expect("fix").spec.expect("spec");
+        assert_ne!(fix.publish_not_ready_addresses, Some(true));
+        let sts = stateful_set(&fs).expect("sts");
+        let owner = &sts.metadata.owner_references.as_ref().expect("owned")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("FixSession", Some(true))
+        );
+        let spec = sts.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        assert_eq!(spec.service_name.as_deref(), Some("orders-peers"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let pod = spec.template.spec.expect("pod");
+        let c = &pod.containers[0];
+        let ready = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+        assert_eq!(ready.and_then(|g| g.path.as_deref()), Some("/readyz"));
+        assert_eq!(
+            c.args.as_deref(),
+            Some(
+                &[
+                    "--config".to_string(),
+                    "/etc/fix/$(POD_NAME).toml".to_string()
+                ][..]
+            )
+        );
+        let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert_eq!(env, ["POD_NAME", LEASE_URL_ENV, ADMIN_TOKEN_ENV]);
+        let pdb = pod_disruption_budget(&fs).expect("pdb").spec.expect("spec");
+        assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(pod_names(&fs).expect("names"), ["orders-0", "orders-1"]);
+    }
+}
