@@ -53,7 +53,7 @@ def output(cmd, **kw):
 # ---------------------------------------------------------------- building
 
 
-def build(quick):
+def build():
     run(["cargo", "build", "--release", "-p", "fix-bench"], cwd=ROOT)
     BUILD.mkdir(parents=True, exist_ok=True)
     if not Path("/usr/include/quickfix/Application.h").exists():
@@ -84,7 +84,7 @@ def build(quick):
     return {
         "quickfix": quickfix, "fixer": fixer, "shims": ":".join(shims),
         "quickfix_dict": BUILD / "FIX44.xml", "fixer_dict": fixer_dict,
-        "fixer_version": pkg["version"], "wheel_dicts": wheel,
+        "fixer_version": pkg["version"],
     }
 
 
@@ -136,7 +136,7 @@ def fdatasync_latency(samples=200):
 # ---------------------------------------------------------------- codec
 
 
-def codec_benches(tools):
+def codec_benches():
     env = dict(os.environ, FIX_DICTIONARY_DIR=str(BUILD))
     out = output(["cargo", "bench", "-p", "fix-codec", "--bench", "codec"], cwd=ROOT, env=env)
     allocs = {}
@@ -734,11 +734,11 @@ def main():
     args = ap.parse_args()
     if shutil.which("python3") is None:
         sys.exit("error: python3 needed")
-    tools = build(args.quick)
+    tools = build()
     info = machine(tools)
     cores = os.cpu_count() or 1
     sync = fdatasync_latency(50 if args.quick else 500)
-    codec = {} if args.quick else codec_benches(tools)
+    codec = {} if args.quick else codec_benches()
     scens = scenarios(args.quick, cores)
     results = measure_all(scens, args.repeats, tools, cores)
     summary = summarize(scens, results)

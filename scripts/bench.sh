@@ -6,13 +6,8 @@
 #   scripts/bench.sh [--repeats N] [--quick]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/venv.sh"
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/fix-engine
 venv=$cache/venv-bench-matplotlib-3.10
-if [ ! -f "$venv/.ready" ]; then
-    echo "setting up $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "matplotlib==3.10.*"
-    touch "$venv/.ready"
-fi
+cached_venv "$venv" "matplotlib==3.10.*"
 exec "$venv/bin/python" "$root/scripts/bench.py" "$@"

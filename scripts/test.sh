@@ -5,22 +5,17 @@
 # The virtualenv is cached under ~/.cache/fix-engine, keyed by the wheel's version.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/venv.sh"
 wheel=$(ls "$root"/../shared/wheels/quickfix-*.whl 2>/dev/null | head -n 1 || true)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/fix-engine
 version=$(basename "${wheel:-quickfix-none}" | cut -d- -f2)
 venv=$cache/venv-quickfix-$version
-if [ ! -f "$venv/.ready" ]; then
-    if [ -z "$wheel" ]; then
-        echo "error: no QuickFIX wheel in $root/../shared/wheels; the tests need its data dictionaries." >&2
-        echo "       Put shared/ beside the clone (as CI does) or set FIX_DICTIONARY_DIR to a folder of QuickFIX XML dictionaries." >&2
-        [ -n "${FIX_DICTIONARY_DIR:-}" ] || exit 1
-    else
-        echo "setting up $venv (QuickFIX $version)"
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "$wheel"
-        touch "$venv/.ready"
-    fi
+if [ ! -f "$venv/.ready" ] && [ -z "$wheel" ]; then
+    echo "error: no QuickFIX wheel in $root/../shared/wheels; the tests need its data dictionaries." >&2
+    echo "       Put shared/ beside the clone (as CI does) or set FIX_DICTIONARY_DIR to a folder of QuickFIX XML dictionaries." >&2
+    [ -n "${FIX_DICTIONARY_DIR:-}" ] || exit 1
+elif [ -n "$wheel" ]; then
+    cached_venv "$venv" "$wheel"
 fi
 export FIX_DICTIONARY_DIR=${FIX_DICTIONARY_DIR:-$venv/share/quickfix}
 shim=$cache/loopback_bind.so
@@ -34,13 +29,7 @@ export FIX_QUICKFIX_PYTHON=${FIX_QUICKFIX_PYTHON:-$venv/bin/python}
 # loopback port for the length of the run.
 moto_version=5.2.5
 moto_venv=$cache/venv-moto-$moto_version
-if [ ! -f "$moto_venv/.ready" ]; then
-    echo "setting up $moto_venv"
-    rm -rf "$moto_venv"
-    python3 -m venv "$moto_venv"
-    "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
-    touch "$moto_venv/.ready"
-fi
+cached_venv "$moto_venv" "moto[server]==$moto_version"
 moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$cache/moto.log" 2>&1 &
 moto_pid=$!

@@ -15,10 +15,13 @@ use fix_session::{Disposition, LogLevel, Now, Outgoing, Role, Session, SessionEv
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
+
+mod waits;
+use waits::{read_some, role_change, secure};
 
 /// A snapshot of a session for status displays and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -755,75 +758,5 @@ impl SessionActor {
                     };
             }
         }
-    }
-}
-
-/// Wraps a fresh initiator connection in TLS when the session asks for it.
-async fn secure(
-    tls: Option<&crate::config::TlsSection>,
-    stream: TcpStream,
-    addr: SocketAddr,
-) -> Result<BoxIo, String> {
-    let Some(tls) = tls else {
-        return Ok(Box::new(stream));
-    };
-    let config = crate::tls::client_config(tls).map_err(|e| e.to_string())?;
-    let name = crate::tls::server_name(tls, addr).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let handshake = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, stream));
-    match handshake.await {
-        Ok(Ok(s)) => Ok(Box::new(s)),
-        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-        Err(_) => Err("TLS handshake timed out".into()),
-    }
-}
-
-/// Resolves when the lease role changes (never without a lease).
-async fn role_change(role: &mut Option<watch::Receiver<RoleState>>) {
-    match role {
-        Some(rx) => {
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Reads what the connection has. With `busy_poll` the read is tried once and, when
-/// nothing is there, the task yields and is polled again at once (the worker checks the
-/// sockets with a zero timeout between tries instead of sleeping), so the caller's
-/// `select!` spins over every branch until something happens.
-async fn read_some(conn: &mut Option<Conn>, busy_poll: bool) -> std::io::Result<usize> {
-    match conn {
-        Some(c) => {
-            let filled = c.filled;
-            if filled == c.buf.len() {
-                // Buffer full of an unfinished message larger than allowed: treat as EOF.
-                return Err(std::io::Error::other("read buffer full"));
-            }
-            if !busy_poll {
-                return c.reader.read(&mut c.buf[filled..]).await;
-            }
-            loop {
-                let mut rb = tokio::io::ReadBuf::new(&mut c.buf[filled..]);
-                let tried = std::future::poll_fn(|cx| {
-                    match tokio::io::AsyncRead::poll_read(
-                        std::pin::Pin::new(&mut c.reader),
-                        cx,
-                        &mut rb,
-                    ) {
-                        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
-                        std::task::Poll::Pending => std::task::Poll::Ready(None),
-                    }
-                })
-                .await;
-                if let Some(r) = tried {
-                    return r.map(|()| rb.filled().len());
-                }
-                tokio::task::yield_now().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }

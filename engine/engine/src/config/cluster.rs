@@ -1,0 +1,218 @@
+//! The `[engine.*]` subsections about how an instance runs beside its peers: CPU
+//! placement (`runtime`), journal replication and durability (`replication`), the admin
+//! API (`admin`) and the leadership lease (`lease`).
+
+use super::{invalid, yes, ConfigError};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `[engine.runtime]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Worker threads (default: one per CPU).
+    pub worker_threads: Option<usize>,
+    /// Pin the worker threads to these CPU cores, round-robin (default: not pinned).
+    #[serde(default)]
+    pub pin_cores: Vec<usize>,
+    /// Busy-poll the FIX connections instead of sleeping until data arrives: each
+    /// session task checks its socket, yields, and checks again, so a message is picked
+    /// up without a thread wake-up (lower, steadier latency) at the price of one core
+    /// per worker thread kept at 100% (default: false, the runtime sleeps in epoll).
+    #[serde(default)]
+    pub busy_poll: bool,
+}
+
+/// When a message counts as safe to send or to hand to the application.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// On the leader's disk (fdatasync). A failover can lose what the standby had not
+    /// received yet.
+    #[default]
+    Local,
+    /// On the leader's disk and on a standby's disk: a failover loses nothing (RPO 0).
+    /// While a standby streams (it has caught up once since it connected) the leader
+    /// waits for its acknowledgement; when none has streamed for `standby_wait_ms` it runs
+    /// degraded (as `local`, logged and counted in `fix_replication_degraded_writes`)
+    /// until one does again.
+    Replicated,
+    /// On the leader's disk and committed to a `fix_journal` table in the lease's
+    /// database (PostgreSQL or MySQL), in the transaction that checks the lease epoch.
+    /// Standbys tail the table; RPO 0 without a live standby.
+    Sql,
+}
+
+/// `[engine.replication]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// Where this instance serves its journal to standbys while it leads, e.g.
+    /// `127.0.0.1:9901` (not used with `sql` durability).
+    pub listen: Option<String>,
+    /// The replication addresses of the other instances of the group; a standby follows
+    /// whichever of them leads.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// `local` (default), `replicated` or `sql`.
+    #[serde(default)]
+    pub durability: Durability,
+    /// With `replicated`: how long to hold messages back when no standby is connected
+    /// before going on without one (default 1000 ms).
+    pub standby_wait_ms: Option<u64>,
+}
+
+impl ReplicationSection {
+    /// `listen` and `peers`, parsed (`listen` is required except with `sql` durability).
+    ///
+    /// Peers may be named (`HOST:PORT`, looked up at every connection attempt, as a
+    /// Kubernetes pod's DNS name must be); the listen address is an `IP:PORT`.
+    pub fn addresses(&self) -> Result<(Option<SocketAddr>, Vec<String>), ConfigError> {
+        let parse = |key: &str, v: &str| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| invalid("engine", key, v, "IP:PORT, e.g. 127.0.0.1:9901"))
+        };
+        let listen = match (&self.listen, self.durability) {
+            (Some(l), _) => Some(parse("replication.listen", l)?),
+            (None, Durability::Sql) => None,
+            (None, _) => return Err(invalid(
+                "engine",
+                "replication.listen",
+                "missing",
+                "IP:PORT where this instance serves its journal to standbys, e.g. 127.0.0.1:9901",
+            )),
+        };
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| match p.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(p.clone())
+                }
+                _ => Err(invalid(
+                    "engine",
+                    "replication.peers",
+                    p,
+                    "HOST:PORT or IP:PORT, e.g. 10.0.0.2:9901 or engine-1.engine-peers:9901",
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((listen, peers))
+    }
+}
+
+/// `[engine.admin]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address to serve on, e.g. `127.0.0.1:9100`.
+    pub listen: String,
+    /// Bearer token for actions (logout, sequence numbers, step down).
+    pub token: Option<String>,
+    /// Environment variable holding the token (preferred over `token` in files).
+    pub token_env: Option<String>,
+}
+
+impl AdminSection {
+    /// The token: from `token_env` if set there, else `token`.
+    pub fn token(&self) -> Option<String> {
+        self.token_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.token.clone())
+    }
+}
+
+/// `[engine.lease]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSection {
+    /// `sqlite://PATH`, `postgres://…`, `mysql://…` or `dynamodb://TABLE[?region=…&endpoint=…]`.
+    #[serde(default)]
+    pub url: String,
+    /// Read `url` from this environment variable instead (it may carry credentials, as
+    /// when Kubernetes passes a Secret): exactly one of `url` and `url_env`.
+    pub url_env: Option<String>,
+    /// The engine group: the sessions that fail over together.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// This instance's id, unique per instance (default: host name and process id).
+    pub owner: Option<String>,
+    /// Lease time to live in milliseconds (default 1500).
+    pub ttl_ms: Option<u64>,
+    /// Renew interval in milliseconds (default 300).
+    pub renew_interval_ms: Option<u64>,
+    /// How long before the TTL the holder stops trusting the lease (default 300).
+    pub safety_margin_ms: Option<u64>,
+    /// Whether a standby keeps its FIX ports open and refuses logons (true, default) or
+    /// closes them until it leads (false: connections are refused outright, and TCP
+    /// health checks of a load balancer fail on the standby).
+    #[serde(default = "yes")]
+    pub standby_listens: bool,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+
+impl LeaseSection {
+    /// Fills `url` from `url_env`; exactly one of the two must be given.
+    pub(super) fn resolve_url(&mut self) -> Result<(), ConfigError> {
+        match (&self.url_env, self.url.is_empty()) {
+            (Some(var), true) => {
+                self.url = std::env::var(var).map_err(|_| {
+                    invalid(
+                        "engine",
+                        "lease.url_env",
+                        var,
+                        "the name of a set environment variable holding the lease URL",
+                    )
+                })?;
+                Ok(())
+            }
+            (Some(var), false) => Err(invalid(
+                "engine",
+                "lease.url_env",
+                var,
+                "either lease.url or lease.url_env, not both",
+            )),
+            (None, true) => Err(invalid(
+                "engine",
+                "lease.url",
+                "",
+                "a lease URL (sqlite://PATH, postgres://…, mysql://…, dynamodb://TABLE), or lease.url_env naming a variable that holds one",
+            )),
+            (None, false) => Ok(()),
+        }
+    }
+
+    /// The lease settings, checked.
+    pub fn lease_config(&self) -> Result<fix_lease::LeaseConfig, ConfigError> {
+        let owner = self.owner.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_else(|_| "host".into());
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let mut c = fix_lease::LeaseConfig::new(&self.group, &owner);
+        if let Some(v) = self.ttl_ms {
+            c.ttl = Duration::from_millis(v);
+        }
+        if let Some(v) = self.renew_interval_ms {
+            c.renew_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = self.safety_margin_ms {
+            c.safety_margin = Duration::from_millis(v);
+        }
+        if c.renew_interval >= c.trust_window() {
+            return Err(invalid(
+                "engine",
+                "lease.renew_interval_ms",
+                &c.renew_interval.as_millis().to_string(),
+                &format!("less than ttl_ms − safety_margin_ms ({} ms), or the lease lapses between renewals", c.trust_window().as_millis()),
+            ));
+        }
+        Ok(c)
+    }
+}
