@@ -138,7 +138,7 @@ impl FixctlConfig {
             .iter()
             .map(|e| Instance {
                 name: e.name.clone(),
-                admin: e.admin,
+                admin: e.admin.into(),
             })
             .collect()
     }

@@ -433,7 +433,7 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(name, admin)| Instance {
             name: name.clone(),
-            admin: *admin,
+            admin: (*admin).into(),
         })
         .collect();
     let supervisor = Supervisor::spawn(

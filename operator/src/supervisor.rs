@@ -24,16 +24,70 @@ pub struct Instance {
     /// Its name (the router's endpoint name).
     pub name: String,
     /// Its admin API.
-    pub admin: SocketAddr,
+    pub admin: AdminAddr,
+}
+
+/// Where an instance's admin API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAddr {
+    /// A fixed address.
+    Socket(SocketAddr),
+    /// `HOST:PORT`, looked up at every call (a pod's DNS name follows the pod when it is
+    /// recreated with a new address).
+    Host(String),
+}
+
+impl AdminAddr {
+    /// The address to connect to now.
+    pub async fn resolve(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Self::Socket(a) => Ok(*a),
+            Self::Host(h) => tokio::net::lookup_host(h.as_str())
+                .await?
+                .next()
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, format!("{h} has no address"))
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for AdminAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Socket(a) => write!(f, "{a}"),
+            Self::Host(h) => f.write_str(h),
+        }
+    }
+}
+
+impl From<SocketAddr> for AdminAddr {
+    fn from(a: SocketAddr) -> Self {
+        Self::Socket(a)
+    }
 }
 
 impl From<&fix_drill::node::Node> for Instance {
     fn from(n: &fix_drill::node::Node) -> Self {
         Self {
             name: n.spec.name.clone(),
-            admin: n.admin_addr(),
+            admin: n.admin_addr().into(),
         }
     }
+}
+
+/// Sends one admin request to `admin` (looked up first).
+async fn admin_request(
+    admin: &AdminAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    limit: Duration,
+) -> std::io::Result<(u16, String)> {
+    let addr = tokio::time::timeout(limit, admin.resolve())
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "address lookup"))??;
+    request(addr, method, path, token, limit).await
 }
 
 /// Called with an instance that still claims to lead after traffic moved away from it.
@@ -138,16 +192,36 @@ pub enum SupervisorError {
 }
 
 /// What one poll saw of an instance.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    leader: bool,
-    epoch: u64,
-    answered: bool,
-    logged_on: bool,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Seen {
+    /// It reports itself leader and ready.
+    pub leader: bool,
+    /// The epoch it reports.
+    pub epoch: u64,
+    /// It answered `/readyz`.
+    pub answered: bool,
+    /// A counterparty is logged on to it.
+    pub logged_on: bool,
 }
 
-async fn look(admin: SocketAddr) -> Seen {
-    let Ok((_, body)) = request(admin, "GET", "/readyz", None, Duration::from_millis(300)).await
+/// The last poll: every instance as seen, and where traffic goes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// Whether a poll has completed yet.
+    pub polled: bool,
+    /// Each instance by name, in the order given.
+    pub instances: Vec<(String, Seen)>,
+    /// Where the supervisor routed traffic (read back when it was routed).
+    pub routed: Option<String>,
+    /// The lease as last read (with a lease watch): epoch and owner.
+    pub lease: Option<(u64, String)>,
+    /// The last routing failure, cleared once routing succeeds.
+    pub routing_error: Option<String>,
+}
+
+async fn look(admin: &AdminAddr) -> Seen {
+    let Ok((_, body)) =
+        admin_request(admin, "GET", "/readyz", None, Duration::from_millis(300)).await
     else {
         return Seen::default();
     };
@@ -165,6 +239,7 @@ async fn look(admin: SocketAddr) -> Seen {
 
 struct Shared {
     transitions: Mutex<Vec<Transition>>,
+    snapshot: Mutex<Snapshot>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -201,6 +276,7 @@ impl Supervisor {
     ) -> Self {
         let shared = Arc::new(Shared {
             transitions: Mutex::new(Vec::new()),
+            snapshot: Mutex::new(Snapshot::default()),
         });
         let task = tokio::spawn(watch(
             instances.clone(),
@@ -220,6 +296,16 @@ impl Supervisor {
     /// Every transition so far.
     pub fn transitions(&self) -> Vec<Transition> {
         lock(&self.shared.transitions).clone()
+    }
+
+    /// What the last poll saw.
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.shared.snapshot).clone()
+    }
+
+    /// The instances supervised.
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
     }
 
     /// The router.
@@ -247,7 +333,7 @@ impl Supervisor {
         }
         let mut leader = None;
         for i in &self.instances {
-            if look(i.admin).await.leader {
+            if look(&i.admin).await.leader {
                 leader = Some(i.name.clone());
             }
         }
@@ -265,8 +351,8 @@ impl Supervisor {
         };
         order.extend(self.instances.iter().filter(|i| i.name == leader));
         for i in order {
-            let (code, body) = request(
-                i.admin,
+            let (code, body) = admin_request(
+                &i.admin,
                 "POST",
                 &path,
                 self.options.token.as_deref(),
@@ -314,6 +400,7 @@ async fn watch(
     let mut lost_at: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
     let mut lease_seen: Option<(u64, String, Instant)> = None;
+    let mut routing_error: Option<String> = None;
     loop {
         let now = Instant::now();
         if let Some(w) = &options.lease {
@@ -321,7 +408,7 @@ async fn watch(
         }
         let mut seen = Vec::with_capacity(instances.len());
         for i in &instances {
-            seen.push((i.name.clone(), look(i.admin).await));
+            seen.push((i.name.clone(), look(&i.admin).await));
         }
         let leaders: Vec<&(String, Seen)> = seen.iter().filter(|(_, s)| s.leader).collect();
         if let Some(r) = &routed {
@@ -383,11 +470,22 @@ async fn watch(
                         lost_at = None;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, to = %name, "routing to the new leader failed; retrying")
+                        tracing::error!(error = %e, to = %name, "routing to the new leader failed; retrying");
+                        routing_error = Some(e.to_string());
                     }
                 }
             }
         }
+        if routed.is_some() && newest_is_routed(&routed, &seen) {
+            routing_error = None;
+        }
+        *lock(&shared.snapshot) = Snapshot {
+            polled: true,
+            instances: seen.clone(),
+            routed: routed.clone(),
+            lease: lease_seen.as_ref().map(|(e, o, _)| (*e, o.clone())),
+            routing_error: routing_error.clone(),
+        };
         if pending
             .as_ref()
             .is_some_and(|p| note_first_logon(p, &seen, &shared))
@@ -396,6 +494,12 @@ async fn watch(
         }
         tokio::time::sleep(options.poll).await;
     }
+}
+
+/// Whether traffic goes to an instance that reports leader now.
+fn newest_is_routed(routed: &Option<String>, seen: &[(String, Seen)]) -> bool {
+    seen.iter()
+        .any(|(n, s)| s.leader && Some(n) == routed.as_ref())
 }
 
 /// Remembers a new lease epoch and when it was first seen.

@@ -40,11 +40,11 @@ async fn a_stale_leader_that_still_claims_the_lead_is_routed_away_from_and_fence
     let instances = vec![
         Instance {
             name: "x".into(),
-            admin: stand_in(Arc::clone(&x)).await,
+            admin: stand_in(Arc::clone(&x)).await.into(),
         },
         Instance {
             name: "y".into(),
-            admin: stand_in(Arc::clone(&y)).await,
+            admin: stand_in(Arc::clone(&y)).await.into(),
         },
     ];
     let fenced = Arc::new(Mutex::new(Vec::<String>::new()));

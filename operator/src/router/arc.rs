@@ -54,7 +54,7 @@ where
                 "ThrottlingException" | "EndpointTemporarilyUnavailableException" | "InternalServerException" => {
                     Attempt::Next(format!("{code}: {msg}"))
                 }
-                "ConflictException" => Attempt::Refused(RouteError::Backend {
+                "ConflictException" => Attempt::Refused(RouteError::Refused {
                     backend: NAME,
                     to: to.to_string(),
                     detail: format!("refused by a safety rule ({msg}); check the control panel's rules, or list the rule in the router's safety-rule overrides for a break-glass failover"),
@@ -134,15 +134,19 @@ impl ArcRouter {
     }
 }
 
-#[async_trait]
-impl TrafficRouter for ArcRouter {
-    async fn route_to(&self, instance: &str) -> Result<(), RouteError> {
-        if !self.controls.contains_key(instance) {
-            let known: Vec<&str> = self.controls.keys().map(String::as_str).collect();
-            return Err(RouteError::UnknownEndpoint(
-                instance.to_string(),
-                known.join(", "),
-            ));
+impl ArcRouter {
+    /// Turns `on`'s routing control On and every other Off (all Off when `on` is `None`)
+    /// in one call, trying the cluster endpoints in turn.
+    async fn set_states(&self, on: Option<&str>) -> Result<(), RouteError> {
+        let label = on.unwrap_or("(none: draining)");
+        if let Some(instance) = on {
+            if !self.controls.contains_key(instance) {
+                let known: Vec<&str> = self.controls.keys().map(String::as_str).collect();
+                return Err(RouteError::UnknownEndpoint(
+                    instance.to_string(),
+                    known.join(", "),
+                ));
+            }
         }
         let entries: Vec<UpdateRoutingControlStateEntry> = self
             .controls
@@ -150,7 +154,7 @@ impl TrafficRouter for ArcRouter {
             .map(|(name, arn)| {
                 UpdateRoutingControlStateEntry::builder()
                     .routing_control_arn(arn)
-                    .routing_control_state(if name == instance {
+                    .routing_control_state(if Some(name.as_str()) == on {
                         RoutingControlState::On
                     } else {
                         RoutingControlState::Off
@@ -160,7 +164,7 @@ impl TrafficRouter for ArcRouter {
             .collect::<Result<_, _>>()
             .map_err(|e| RouteError::Backend {
                 backend: NAME,
-                to: instance.to_string(),
+                to: label.to_string(),
                 detail: e.to_string(),
             })?;
         let mut tried = Vec::new();
@@ -171,7 +175,7 @@ impl TrafficRouter for ArcRouter {
                 .set_safety_rules_to_override(Some(self.overrides.clone()))
                 .send()
                 .await;
-            match classify(instance, r) {
+            match classify(label, r) {
                 Attempt::Done(_) => return Ok(()),
                 Attempt::Refused(e) => return Err(e),
                 Attempt::Next(why) => {
@@ -180,7 +184,18 @@ impl TrafficRouter for ArcRouter {
                 }
             }
         }
-        Err(self.all_failed(instance, tried))
+        Err(self.all_failed(label, tried))
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for ArcRouter {
+    async fn route_to(&self, instance: &str) -> Result<(), RouteError> {
+        self.set_states(Some(instance)).await
+    }
+
+    async fn drain(&self) -> Result<(), RouteError> {
+        self.set_states(None).await
     }
 
     async fn current(&self) -> Result<Option<String>, RouteError> {

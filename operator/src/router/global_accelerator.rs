@@ -112,36 +112,47 @@ impl GlobalAcceleratorRouter {
         }
     }
 
+    /// Gives `to`'s endpoint weight 100 and every other endpoint of the group 0 (all 0
+    /// when `to` is `None`: drained), keeping each endpoint's other settings.
     async fn set_weights(
         &self,
-        to: &str,
+        to: Option<&str>,
         group_arn: &str,
         endpoints: &BTreeMap<String, String>,
     ) -> Result<(), RouteError> {
-        let leader = endpoints.get(to).ok_or_else(|| unknown(to, self.names()))?;
-        let group = self.describe(group_arn, to).await?;
-        // Keep every endpoint the group has (and its client-IP setting); change weights only.
+        let label = to.unwrap_or(DRAINED);
+        let leader = match to {
+            Some(to) => Some(endpoints.get(to).ok_or_else(|| unknown(to, self.names()))?),
+            None => None,
+        };
+        let group = self.describe(group_arn, label).await?;
         let mut configs = Vec::new();
         for d in group.endpoint_descriptions() {
             let id = d.endpoint_id().unwrap_or_default();
             configs.push(
                 EndpointConfiguration::builder()
                     .endpoint_id(id)
-                    .weight(if id == leader { 100 } else { 0 })
+                    .weight(if leader.is_some_and(|l| l == id) {
+                        100
+                    } else {
+                        0
+                    })
                     .set_client_ip_preservation_enabled(d.client_ip_preservation_enabled())
                     .build(),
             );
         }
-        if !configs
-            .iter()
-            .any(|c| c.endpoint_id() == Some(leader.as_str()))
-        {
-            return Err(backend_err(
-                to,
-                format!(
-                    "endpoint {leader} is not in endpoint group {group_arn}: add it there first"
-                ),
-            ));
+        if let Some(leader) = leader {
+            if !configs
+                .iter()
+                .any(|c| c.endpoint_id() == Some(leader.as_str()))
+            {
+                return Err(backend_err(
+                    label,
+                    format!(
+                        "endpoint {leader} is not in endpoint group {group_arn}: add it there first"
+                    ),
+                ));
+            }
         }
         self.client
             .update_endpoint_group()
@@ -149,33 +160,58 @@ impl GlobalAcceleratorRouter {
             .set_endpoint_configurations(Some(configs))
             .send()
             .await
-            .map_err(|e| sdk_err(to, e))?;
+            .map_err(|e| sdk_err(label, e))?;
         Ok(())
     }
 
+    /// Dial 100 for `to`'s group, 0 for the others (all 0 when `to` is `None`).
     async fn set_dials(
         &self,
-        to: &str,
+        to: Option<&str>,
         groups: &BTreeMap<String, String>,
     ) -> Result<(), RouteError> {
-        if !groups.contains_key(to) {
-            return Err(unknown(to, self.names()));
+        let label = to.unwrap_or(DRAINED);
+        if let Some(to) = to {
+            if !groups.contains_key(to) {
+                return Err(unknown(to, self.names()));
+            }
         }
-        // Raise the new leader's dial first, then lower the others: never all at zero.
-        let mut order: Vec<(&String, &String)> = groups.iter().filter(|(n, _)| *n == to).collect();
-        order.extend(groups.iter().filter(|(n, _)| *n != to));
+        // Raise the new leader's dial first, then lower the others: never all at zero
+        // unless draining.
+        let mut order: Vec<(&String, &String)> = groups
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) == to)
+            .collect();
+        order.extend(groups.iter().filter(|(n, _)| Some(n.as_str()) != to));
         for (name, arn) in order {
             self.client
                 .update_endpoint_group()
                 .endpoint_group_arn(arn)
-                .traffic_dial_percentage(if name == to { 100.0 } else { 0.0 })
+                .traffic_dial_percentage(if Some(name.as_str()) == to {
+                    100.0
+                } else {
+                    0.0
+                })
                 .send()
                 .await
-                .map_err(|e| sdk_err(to, e))?;
+                .map_err(|e| sdk_err(label, e))?;
         }
         Ok(())
     }
+
+    async fn set(&self, to: Option<&str>) -> Result<(), RouteError> {
+        match &self.layout {
+            Layout::Weights {
+                group_arn,
+                endpoints,
+            } => self.set_weights(to, group_arn, endpoints).await,
+            Layout::Dials { groups } => self.set_dials(to, groups).await,
+        }
+    }
 }
+
+/// How a drain is named in errors.
+const DRAINED: &str = "(none: draining)";
 
 fn unknown(to: &str, names: Vec<&str>) -> RouteError {
     RouteError::UnknownEndpoint(to.to_string(), names.join(", "))
@@ -184,13 +220,11 @@ fn unknown(to: &str, names: Vec<&str>) -> RouteError {
 #[async_trait]
 impl TrafficRouter for GlobalAcceleratorRouter {
     async fn route_to(&self, instance: &str) -> Result<(), RouteError> {
-        match &self.layout {
-            Layout::Weights {
-                group_arn,
-                endpoints,
-            } => self.set_weights(instance, group_arn, endpoints).await,
-            Layout::Dials { groups } => self.set_dials(instance, groups).await,
-        }
+        self.set(Some(instance)).await
+    }
+
+    async fn drain(&self) -> Result<(), RouteError> {
+        self.set(None).await
     }
 
     async fn current(&self) -> Result<Option<String>, RouteError> {

@@ -64,6 +64,14 @@ impl TrafficRouter for LocalProxy {
         Ok(())
     }
 
+    async fn drain(&self) -> Result<(), RouteError> {
+        // Established connections close (their endpoint is no longer the target) and
+        // new ones are refused.
+        self.target.send_replace(None);
+        tracing::info!("local proxy: drained");
+        Ok(())
+    }
+
     async fn current(&self) -> Result<Option<String>, RouteError> {
         Ok(self.target.borrow().clone())
     }

@@ -1,4 +1,4 @@
-//! Where client traffic goes: one engine instance at a time.
+//! Where client traffic goes: one engine instance at a time, or none (drained).
 
 pub mod arc;
 pub mod global_accelerator;
@@ -14,7 +14,18 @@ pub enum RouteError {
     /// The instance is not one the router knows.
     #[error("no endpoint named {0}: known endpoints are {1}")]
     UnknownEndpoint(String, String),
-    /// The routing backend refused or failed.
+    /// The backend answered and refused the change (a safety rule, for example): retrying
+    /// the same change will not help.
+    #[error("{backend} refused to route to {to}: {detail}")]
+    Refused {
+        /// Which router.
+        backend: &'static str,
+        /// The intended instance (`(none)` when draining).
+        to: String,
+        /// What refused it and what to do.
+        detail: String,
+    },
+    /// The routing backend failed (unreachable, throttled, an unexpected answer).
     #[error("{backend} could not route to {to}: {detail}")]
     Backend {
         /// Which router.
@@ -33,6 +44,10 @@ pub trait TrafficRouter: Send + Sync {
     /// where the backend can (the proxy closes them; Global Accelerator cannot, which is
     /// why the old leader must be fenced too).
     async fn route_to(&self, instance: &str) -> Result<(), RouteError>;
+
+    /// Sends traffic to no instance of the group (the group is being deleted): new
+    /// connections find nothing behind the route instead of a stopping engine.
+    async fn drain(&self) -> Result<(), RouteError>;
 
     /// Where traffic goes now, read back from the backend.
     async fn current(&self) -> Result<Option<String>, RouteError>;

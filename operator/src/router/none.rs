@@ -22,6 +22,14 @@ impl TrafficRouter for NoRouter {
         Ok(())
     }
 
+    async fn drain(&self) -> Result<(), RouteError> {
+        *self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        Ok(())
+    }
+
     async fn current(&self) -> Result<Option<String>, RouteError> {
         Ok(self
             .target
