@@ -314,6 +314,22 @@ TimeZone=America/New_York
 ";
 
     #[test]
+    fn an_import_written_as_toml_reads_back_to_the_same_sessions() {
+        let imported = import(QF, "qf.cfg").expect("imports");
+        let text = imported.config.to_toml().expect("writes");
+        let back = EngineConfig::from_toml(&text, "written.toml").expect("reads back");
+        let ids = |c: &EngineConfig| -> Vec<String> {
+            c.plans()
+                .expect("plans")
+                .iter()
+                .map(|p| format!("{:?}", p.config))
+                .collect()
+        };
+        assert_eq!(ids(&imported.config), ids(&back));
+        assert_eq!(back.sessions[0].connect.len(), 2, "{text}");
+    }
+
+    #[test]
     fn sessions_inherit_defaults_and_alternates_are_kept_in_order() {
         let imported = import(QF, "qf.cfg").expect("imports");
         let plans = imported.config.plans().expect("plans");

@@ -3,12 +3,12 @@
 //! API (`admin`) and the leadership lease (`lease`).
 
 use super::{invalid, yes, ConfigError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// `[engine.runtime]`
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
     /// Worker threads (default: one per CPU).
@@ -25,7 +25,7 @@ pub struct RuntimeSection {
 }
 
 /// When a message counts as safe to send or to hand to the application.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Durability {
     /// On the leader's disk (fdatasync). A failover can lose what the standby had not
@@ -45,7 +45,7 @@ pub enum Durability {
 }
 
 /// `[engine.replication]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicationSection {
     /// Where this instance serves its journal to standbys while it leads, e.g.
@@ -103,7 +103,7 @@ impl ReplicationSection {
 }
 
 /// `[engine.admin]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Address to serve on, e.g. `127.0.0.1:9100`.
@@ -126,7 +126,7 @@ impl AdminSection {
 }
 
 /// `[engine.lease]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseSection {
     /// `sqlite://PATH`, `postgres://…`, `mysql://…` or `dynamodb://TABLE[?region=…&endpoint=…]`.

@@ -3,7 +3,7 @@
 
 use chrono::{NaiveTime, Weekday};
 use fix_session::{Role, Schedule, SessionConfig, SessionId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub enum ConfigError {
 }
 
 /// Where sessions keep their state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     /// The durable journal (default).
@@ -57,7 +57,7 @@ pub enum StoreKind {
 }
 
 /// Which built-in application runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum AppKind {
     /// Reflects orders back.
@@ -68,7 +68,7 @@ pub enum AppKind {
 }
 
 /// `[engine]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
     /// Store kind.
@@ -122,7 +122,7 @@ impl Default for EngineSection {
 }
 
 /// `tls` of a session.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// Our certificate chain (PEM). Required on an acceptor; with `key`, a client
@@ -138,7 +138,7 @@ pub struct TlsSection {
 }
 
 /// `[[session]]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSection {
     /// BeginString.
@@ -222,7 +222,7 @@ pub struct SessionSection {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// `[engine]`
@@ -521,6 +521,16 @@ impl EngineConfig {
             lease.resolve_url()?;
         }
         Ok(config)
+    }
+
+    /// The configuration as TOML text that [`EngineConfig::from_toml`] reads back to the
+    /// same configuration (an imported QuickFIX settings file written as the engine's own
+    /// file, for example).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Parse {
+            path: "(writing the configuration as TOML)".into(),
+            message: e.to_string(),
+        })
     }
 
     /// Reads a TOML file.
