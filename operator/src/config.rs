@@ -163,11 +163,7 @@ impl FixctlConfig {
         };
         let names: Vec<&str> = self.engines.iter().map(|e| e.name.as_str()).collect();
         let covers = |map: &BTreeMap<String, String>, key: &str| {
-            let missing: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| !map.contains_key(*n))
-                .collect();
+            let missing = crate::router::missing_names(&names, map);
             if missing.is_empty() {
                 Ok(())
             } else {

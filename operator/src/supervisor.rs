@@ -133,6 +133,9 @@ pub struct Transition {
     /// When the supervisor first saw the old leader gone (or, at start-up, the leader).
     #[serde(skip)]
     pub detected_at: Instant,
+    /// The same moment by the wall clock (for reports and the Kubernetes status).
+    #[serde(skip)]
+    pub detected_wall: std::time::SystemTime,
     /// Where traffic went before (none at start-up).
     pub from: Option<String>,
     /// The new leader.
@@ -441,6 +444,9 @@ async fn watch(
                     Ok((fenced, hooked)) => {
                         let t = Transition {
                             detected_at: detected,
+                            detected_wall: std::time::SystemTime::now()
+                                .checked_sub(detected.elapsed())
+                                .unwrap_or_else(std::time::SystemTime::now),
                             from: routed.clone(),
                             to: name.clone(),
                             epoch,

@@ -12,6 +12,14 @@ use std::collections::BTreeMap;
 /// The API group of the custom resources.
 pub const GROUP: &str = "fix.fixengine.dev";
 
+/// Annotation asking for a manual failover: `any` (whichever standby takes over) or the
+/// name of the pod that should lead next.
+pub const FAILOVER_ANNOTATION: &str = "fix.fixengine.dev/failover";
+/// Annotation naming the request (any string, new for each request); the result is
+/// reported in `status.manualFailover` under the same id, and a request is carried out
+/// once per id.
+pub const FAILOVER_ID_ANNOTATION: &str = "fix.fixengine.dev/failover-id";
+
 /// What a FixSession runs: the engine pair (or more instances) for one group of FIX
 /// sessions that fail over together.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -168,6 +176,11 @@ pub struct RoutingSpec {
     /// Route 53 ARC: the cluster's endpoints and each instance's routing control.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arc: Option<ArcRouting>,
+    /// The routing API's URL, for an emulator (called with fixed test credentials);
+    /// absent in production, where the AWS SDK's usual endpoints and credential chain
+    /// (IAM roles for service accounts) apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
 }
 
 /// The router.
@@ -183,24 +196,43 @@ pub enum RoutingBackend {
     Arc,
 }
 
-/// Global Accelerator routing.
+/// Global Accelerator routing: endpoint weights in one endpoint group
+/// (`endpointGroupArn` with `endpoints`), or traffic dials with one endpoint group per
+/// instance (`dialGroups`).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalAcceleratorRouting {
-    /// The endpoint group's ARN.
-    pub endpoint_group_arn: String,
-    /// Instance (pod name) → endpoint ID (for example its NLB's ARN).
+    /// The endpoint group's ARN (weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_group_arn: Option<String>,
+    /// Instance (pod name) → endpoint ID, for example its NLB's ARN (weights).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, String>,
+    /// Instance (pod name) → its own endpoint group's ARN (traffic dials).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dial_groups: BTreeMap<String, String>,
 }
 
 /// Route 53 ARC routing.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArcRouting {
-    /// The cluster's data-plane endpoints, tried in turn.
-    pub cluster_endpoints: Vec<String>,
+    /// The cluster's data-plane endpoints (`DescribeCluster`), tried in turn.
+    pub cluster_endpoints: Vec<ArcClusterEndpoint>,
     /// Instance (pod name) → routing control ARN.
     pub routing_controls: BTreeMap<String, String>,
+    /// Safety rules to override (break-glass only; empty normally).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safety_rules_to_override: Vec<String>,
+}
+
+/// One regional endpoint of an ARC cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ArcClusterEndpoint {
+    /// Its URL.
+    pub url: String,
+    /// Its region.
+    pub region: String,
 }
 
 /// Ports inside the pods.
@@ -264,6 +296,25 @@ pub struct FixSessionStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last manual failover request (annotation or `fixctl failover`) and its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_failover: Option<ManualFailoverStatus>,
+}
+
+/// A manual failover request's result.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualFailoverStatus {
+    /// The request's id (the `fix.fixengine.dev/failover-id` annotation).
+    pub id: String,
+    /// What was asked: `any` or a pod name.
+    pub target: String,
+    /// `Succeeded` or `Failed`.
+    pub outcome: String,
+    /// The new leader, or why it failed.
+    pub message: String,
+    /// When it finished (RFC 3339).
+    pub finished_at: String,
 }
 
 /// One leadership change, as the supervisor measured it.

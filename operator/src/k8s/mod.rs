@@ -3,9 +3,28 @@
 //! - [`crd`]: the resource's types; [`crd_yaml`] is the CRD the chart installs.
 //! - [`resources`]: the objects a FixSession becomes (StatefulSet, Services, ConfigMap
 //!   with each instance's engine TOML, PodDisruptionBudget), as pure functions.
+//! - [`controller`]: the kube-runtime controller — [`controller::reconcile`] through a
+//!   finalizer into [`apply`] (objects applied server-side, the group's supervision,
+//!   manual failover, events, status) or [`cleanup`] (routing drained, pods stopped,
+//!   lease released), and [`controller::error_policy`] with exponential backoff.
+//! - [`group`]: one FixSession's running [`crate::supervisor::Supervisor`] and router.
+//! - [`conditions`] and [`status`]: the status, from what the supervisor last saw.
+//! - [`failover`]: manual failover through annotations, and `fixctl`'s request.
+//! - [`inputs`]: the ConfigMaps and Secrets a FixSession refers to.
+//! - [`metrics`]: the operator's Prometheus metrics.
 
+pub mod apply;
+pub mod cleanup;
+pub mod conditions;
+pub mod controller;
 pub mod crd;
+pub mod error;
+pub mod failover;
+pub mod group;
+pub mod inputs;
+pub mod metrics;
 pub mod resources;
+pub mod status;
 
 pub use crd::{FixSession, FixSessionSpec, FixSessionStatus};
 

@@ -37,6 +37,19 @@ pub enum RouteError {
     },
 }
 
+/// The names in `names` that `map` has no entry for (a router's configuration must name
+/// every instance).
+pub fn missing_names<'a, V>(
+    names: &[&'a str],
+    map: &std::collections::BTreeMap<String, V>,
+) -> Vec<&'a str> {
+    names
+        .iter()
+        .copied()
+        .filter(|n| !map.contains_key(*n))
+        .collect()
+}
+
 /// Moves client traffic to one instance of the group.
 #[async_trait]
 pub trait TrafficRouter: Send + Sync {
