@@ -100,6 +100,7 @@ impl LocalGroup {
             durability: opts.durability.clone(),
             lease_ms: (1500, 300, 300),
             instances: 2,
+            names: Vec::new(),
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;

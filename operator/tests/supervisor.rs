@@ -25,6 +25,7 @@ async fn pair() -> (tempfile::TempDir, Cluster) {
         durability: "replicated".into(),
         lease_ms: (1500, 300, 300),
         instances: 2,
+        names: Vec::new(),
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

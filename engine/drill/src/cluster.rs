@@ -20,6 +20,8 @@ pub struct GroupOptions {
     pub lease_ms: (u64, u64, u64),
     /// Instances in the group (2 or more).
     pub instances: usize,
+    /// The instances' names (and lease owners); empty: `engine-a`, `engine-b`, …
+    pub names: Vec<String>,
 }
 
 /// A group that failed to start or misbehaved.
@@ -84,7 +86,11 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, &(fix_port, admin_port, repl_port)) in ports.iter().enumerate() {
             let spec = NodeSpec {
-                name: format!("engine-{}", (b'a' + i as u8) as char),
+                name: opts
+                    .names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("engine-{}", (b'a' + i as u8) as char)),
                 dir: dir.join(format!("engine-{i}")),
                 fix_port,
                 admin_port,

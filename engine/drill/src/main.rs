@@ -125,6 +125,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         durability: mode.clone(),
                         lease_ms: (args.ttl_ms, args.renew_ms, args.margin_ms),
                         instances: 2,
+                        names: Vec::new(),
                     },
                     cycles: args.cycles,
                     rate: args.rate,

@@ -30,6 +30,7 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
         durability: durability.into(),
         lease_ms: (1500, 300, 300),
         instances: 2,
+        names: Vec::new(),
     }
 }
 

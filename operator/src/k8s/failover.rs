@@ -16,8 +16,13 @@ use kube::runtime::events::EventType;
 use kube::{Api, Client, ResourceExt};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long the old leader stays out of the lease contest after stepping down.
-pub const STEP_DOWN_PAUSE: Duration = Duration::from_secs(30);
+/// How long the old leader stays out of the lease contest after stepping down: three
+/// lease TTLs, at least 3 s and at most 30 s (long enough for a standby to win, short
+/// enough that the old leader is soon a standby again and can be failed back to).
+pub fn step_down_pause(ttl_ms: u64) -> Duration {
+    Duration::from_millis(ttl_ms.saturating_mul(3))
+        .clamp(Duration::from_secs(3), Duration::from_secs(30))
+}
 
 /// The manual failover the annotations ask for and the status has not reported:
 /// `(id, target)`.
@@ -52,7 +57,11 @@ pub async fn carry_out(
     .await;
     let to = (target != "any").then_some(target.as_str());
     let result = supervisor
-        .failover(to, STEP_DOWN_PAUSE, ctx.settings.failover_limit)
+        .failover(
+            to,
+            step_down_pause(fs.spec.lease.ttl_ms),
+            ctx.settings.failover_limit,
+        )
         .await;
     let (outcome, message) = match &result {
         Ok(t) => {
