@@ -45,8 +45,16 @@ enum Command {
     #[command(subcommand)]
     Local(LocalCommand),
     /// Move the lead to another instance: the leader steps down through its admin API
-    /// and this waits until a standby leads.
+    /// and this waits until a standby leads. With --fixsession, the operator in the
+    /// cluster (KUBECONFIG) does it and reports the result.
     Failover {
+        /// A FixSession in the cluster: ask its operator for the failover (annotations
+        /// fix.fixengine.dev/failover and failover-id) and wait for its report.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["engines", "region"])]
+        fixsession: Option<String>,
+        /// The FixSession's namespace (default: the kubeconfig context's).
+        #[arg(long, requires = "fixsession")]
+        namespace: Option<String>,
         /// An engine as NAME=ADMIN_ADDRESS; repeat for each instance of the group.
         #[arg(long = "engine", value_name = "NAME=ADDR", value_parser = parse_engine)]
         engines: Vec<(String, SocketAddr)>,
@@ -154,6 +162,24 @@ fn main() -> anyhow::Result<()> {
                 rate,
             }) => local_drill(local, cycles, rate, cli.output).await,
             Command::Failover {
+                fixsession: Some(name),
+                namespace,
+                to,
+                dry_run,
+                ..
+            } => {
+                cluster_failover(
+                    &name,
+                    namespace.as_deref(),
+                    to.as_deref(),
+                    dry_run,
+                    cli.output,
+                )
+                .await
+            }
+            Command::Failover {
+                fixsession: None,
+                namespace: _,
                 engines,
                 to,
                 dry_run,
@@ -375,6 +401,35 @@ struct FailoverArgs {
     token: Option<String>,
     pause: Duration,
     output: Output,
+}
+
+/// `fixctl failover --fixsession NAME`: through the operator in the cluster.
+async fn cluster_failover(
+    name: &str,
+    namespace: Option<&str>,
+    to: Option<&str>,
+    dry_run: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    let target = to.unwrap_or("any");
+    if dry_run {
+        println!(
+            "plan: annotate FixSession {name} with fix.fixengine.dev/failover={target} and a new failover-id; the operator steps the leader down and reports in status.manualFailover. Nothing was changed (--dry-run)."
+        );
+        return Ok(());
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API to talk to: set KUBECONFIG (or run in a pod)")?;
+    let ns = namespace.map_or_else(|| client.default_namespace().to_string(), str::to_string);
+    let m =
+        fix_operator::k8s::failover::request(client, &ns, name, target, Duration::from_secs(60))
+            .await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+        Output::Human => println!("{ns}/{name}: {} ({})", m.message, m.id),
+    }
+    Ok(())
 }
 
 async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
