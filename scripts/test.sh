@@ -50,6 +50,12 @@ if command -v mariadb-admin >/dev/null && ! mariadb-admin -h 127.0.0.1 -u root p
     for _ in $(seq 1 40); do mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 
+# The Helm chart: lint, render, strict manifest validation, yamllint, and the example
+# FixSession against the CRD (scripts/chart_check.py), in a cached venv.
+chart_venv=$cache/venv-chart-helm0.2.2-kv1.37.0-yl1.38.0-js4.26.0
+cached_venv "$chart_venv" helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 jsonschema==4.26.0 pyyaml
+"$chart_venv/bin/python" "$root/scripts/chart_check.py"
+
 cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"; kill "$moto_pid" 2>/dev/null || true' EXIT

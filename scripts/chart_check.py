@@ -1,0 +1,144 @@
+"""Checks the Helm chart charts/fix-operator (run by scripts/test.sh in its own venv):
+
+1. helm lint (strict) with the default values and with a namespaced, IRSA-annotated set;
+2. values.schema.json refuses bad values;
+3. renders the chart (helm-python-sdk, no cluster) and prints the resource list;
+4. kubernetes-validate --strict on every rendered manifest and on the CRD;
+5. yamllint on the chart's YAML and the rendered manifests;
+6. the example FixSession against the CRD's OpenAPI v3 schema (unknown fields refused,
+   as `kubectl apply --validate=strict` does), and a broken copy of it is refused.
+"""
+
+import copy
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import helm_python as helm
+import jsonschema
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "fix-operator"
+BIN = pathlib.Path(sys.executable).parent
+VALUE_SETS = {
+    "default": {},
+    "namespaced-irsa": {
+        "watchNamespace": "trading",
+        "aws": {"iamRoleArn": "arn:aws:iam::111122223333:role/fix-operator"},
+        "logJson": False,
+    },
+}
+
+
+def fail(message):
+    print(f"chart check failed: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def lint():
+    for name, values in VALUE_SETS.items():
+        report = helm.lint(str(CHART), values, strict=True, namespace="fix-system")
+        bad = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+        if bad or report.get("errors"):
+            fail(f"helm lint ({name}): {bad or report['errors']}")
+        print(f"helm lint ({name}): ok, {len(report.get('messages', []))} info message(s)")
+
+
+def schema_refuses_bad_values():
+    chart = helm.Chart.load(str(CHART))
+    for bad in ({"supervisor": {"pollMs": 1, "statusRefreshSeconds": 2}},
+                {"aws": {"iamRoleArn": "not-an-arn"}},
+                {"replicas": 3}):
+        try:
+            chart.validate_schema(bad)
+        except helm.HelmValuesError as e:
+            print(f"values.schema.json refuses {bad}: {str(e).splitlines()[0]}")
+            continue
+        fail(f"values.schema.json accepted {bad}")
+
+
+def render(out):
+    chart = helm.Chart.load(str(CHART))
+    files = []
+    for name, values in VALUE_SETS.items():
+        manifests = chart.render(values, name="fix", namespace="fix-system", is_install=True)
+        print(f"rendered ({name}):")
+        for path, text in sorted(manifests.items()):
+            if not path.endswith(".yaml") or not text.strip():
+                continue
+            f = out / name / pathlib.Path(path).name
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text.strip() + "\n")
+            files.append(f)
+            for doc in yaml.safe_load_all(text):
+                if doc and doc["kind"] == "ServiceAccount" and name == "namespaced-irsa":
+                    role = doc["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
+                    if role != values["aws"]["iamRoleArn"]:
+                        fail(f"the ServiceAccount lacks the IRSA annotation: {doc['metadata']}")
+                if doc:
+                    ns = doc["metadata"].get("namespace", "-")
+                    print(f"  {doc['kind']:<20} {ns:<11} {doc['metadata']['name']}")
+    return files
+
+
+def run(*args):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"{' '.join(str(a) for a in args)}:\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def strict(schema):
+    """Unknown fields refused wherever the CRD lists an object's properties."""
+    s = copy.deepcopy(schema)
+    if isinstance(s, dict):
+        if s.get("type") == "object" and "properties" in s and "additionalProperties" not in s:
+            s["additionalProperties"] = False
+        for k, v in list(s.items()):
+            if isinstance(v, (dict, list)):
+                s[k] = strict(v)
+    elif isinstance(s, list):
+        s = [strict(v) for v in s]
+    return s
+
+
+def example_matches_crd():
+    crd = yaml.safe_load((CHART / "crds" / "fixsessions.yaml").read_text())
+    version = crd["spec"]["versions"][0]
+    schema = strict(version["schema"]["openAPIV3Schema"])
+    example = yaml.safe_load((CHART / "examples" / "fixsession.yaml").read_text())
+    if example["apiVersion"] != f"{crd['spec']['group']}/{version['name']}":
+        fail(f"example apiVersion {example['apiVersion']} is not the CRD's")
+    body = {k: v for k, v in example.items() if k not in ("apiVersion", "kind", "metadata")}
+    jsonschema.validate(body, schema)
+    print("examples/fixsession.yaml: valid against the CRD's openAPIV3Schema")
+    lease = dict(body["spec"]["lease"], backend="etcd")
+    for broken in (("instances", 0), ("durabilty", "replicated"), ("lease", lease)):
+        b = copy.deepcopy(body)
+        b["spec"][broken[0]] = broken[1]
+        try:
+            jsonschema.validate(b, schema)
+        except jsonschema.ValidationError as e:
+            print(f"  a copy with spec.{broken[0]}={broken[1]!r} is refused: {e.message[:80]}")
+            continue
+        fail(f"the CRD schema accepted spec.{broken[0]}={broken[1]!r}")
+
+
+def main():
+    lint()
+    schema_refuses_bad_values()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = render(pathlib.Path(tmp))
+        crd = CHART / "crds" / "fixsessions.yaml"
+        run(BIN / "kubernetes-validate", "--strict", "--quiet", "-k", "1.33.0", *files, crd)
+        print(f"kubernetes-validate --strict: {len(files) + 1} file(s) valid")
+        yamls = [p for p in CHART.rglob("*.yaml") if "templates" not in p.parts]
+        run(BIN / "yamllint", "-c", ROOT / ".yamllint", *yamls, *files)
+        print(f"yamllint: {len(yamls) + len(files)} file(s) clean")
+    example_matches_crd()
+
+
+if __name__ == "__main__":
+    main()
