@@ -6,8 +6,9 @@
 //! - [`router`]: the [`router::TrafficRouter`] trait and its backends — the local TCP
 //!   proxy (the embedded default), Global Accelerator endpoint weights, Route 53 ARC
 //!   routing controls, and none.
-//! - [`k8s`]: the `FixSession` custom resource (issue 6, in progress: its types and the
-//!   generated CRD so far).
+//! - [`k8s`]: the `FixSession` custom resource and its controller (objects applied
+//!   server-side, the group's supervision, status and events, manual failover by
+//!   annotation, a finalizer that drains routing and releases the lease).
 //! - [`config`]: the `fixctl` configuration file (engines, router).
 //! - [`emulator`]: local, stateful emulators of the Global Accelerator and Route 53 ARC
 //!   APIs (the real SDK clients are pointed at them in tests; no existing emulator covers
