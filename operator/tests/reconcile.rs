@@ -513,6 +513,50 @@ async fn quickfix_settings_from_a_configmap_become_the_engines_toml() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_as_the_binary_runs_it_watches_reconciles_and_writes_status() {
+    let w = world_with(silent());
+    w.fake.put(FIXSESSIONS, fixsession("fs", json!({})));
+    let controller = tokio::spawn(fix_operator::k8s::controller::run(
+        Arc::clone(&w.ctx),
+        Some(NS),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fs = w.fake.get(FIXSESSIONS, "fs").expect("fs");
+        let polled = fs["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["reason"] == "NoLeader")
+        });
+        if polled && w.fake.get(SETS, "fs").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller did not reconcile: {}\n{:?}",
+            fs,
+            w.fake.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.abort();
+    let log = w.fake.log();
+    assert!(
+        log.iter().any(|l| l
+            .starts_with("WATCH /apis/fix.fixengine.dev/v1alpha1/namespaces/trading/fixsessions")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("WATCH /apis/apps/v1/namespaces/trading/statefulsets")),
+        "owned objects watched: {log:?}"
+    );
+    assert!(w
+        .metrics
+        .encode()
+        .contains("fix_operator_reconciliations_total"));
+}
+
 /// A replicated engine pair named like the StatefulSet's pods, lease on SQLite.
 async fn engines(name: &str) -> (tempfile::TempDir, Cluster) {
     let dir = tempfile::tempdir().expect("tmp");

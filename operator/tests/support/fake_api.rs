@@ -96,28 +96,73 @@ impl FakeApi {
         let me = self.clone();
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
-                let (parts, body) = req.into_parts();
-                let bytes = body.collect_bytes().await.unwrap_or_default();
-                let (code, value) = me.handle(
-                    parts.method.as_str(),
-                    parts.uri.path(),
-                    parts.uri.query().unwrap_or(""),
-                    parts
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or(""),
-                    &bytes,
-                );
-                let resp = Response::builder()
-                    .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&value).unwrap_or_default()))
-                    .expect("response");
-                send.send_response(resp);
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let (parts, body) = req.into_parts();
+                    let bytes = body.collect_bytes().await.unwrap_or_default();
+                    let query = parts.uri.query().unwrap_or("").to_string();
+                    let (code, payload) = if query.contains("watch=true") {
+                        // A short watch: what changed since the given version, then the
+                        // stream ends and the watcher comes back.
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        (200, me.watch(parts.uri.path(), &query))
+                    } else {
+                        let (code, value) = me.handle(
+                            parts.method.as_str(),
+                            parts.uri.path(),
+                            &query,
+                            parts
+                                .headers
+                                .get(http::header::CONTENT_TYPE)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or(""),
+                            &bytes,
+                        );
+                        (code, serde_json::to_vec(&value).unwrap_or_default())
+                    };
+                    let resp = Response::builder()
+                        .status(
+                            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        )
+                        .header("content-type", "application/json")
+                        .body(Body::from(payload))
+                        .expect("response");
+                    send.send_response(resp);
+                });
             }
         });
         Client::new(service, "default")
+    }
+
+    /// Watch events (newline-delimited JSON) for the objects of a collection changed
+    /// after the `resourceVersion` of the query.
+    fn watch(&self, path: &str, query: &str) -> Vec<u8> {
+        let since: u64 = query_param(query, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (collection, _, _) = split(path);
+        let mut s = lock(&self.state);
+        s.log.push(format!("WATCH {path}?{query}"));
+        let mut out = Vec::new();
+        for obj in s
+            .objects
+            .get(&collection)
+            .map(|c| c.values().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let rv: u64 = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if rv > since {
+                out.extend(
+                    serde_json::to_vec(&json!({"type": "MODIFIED", "object": obj}))
+                        .unwrap_or_default(),
+                );
+                out.push(b'\n');
+            }
+        }
+        out
     }
 
     /// Makes the next `times` requests with `method` and a path containing `path` fail
