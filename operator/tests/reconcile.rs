@@ -310,6 +310,46 @@ async fn delete_drains_routing_releases_the_lease_and_removes_the_finalizer() {
 }
 
 #[tokio::test]
+async fn an_arc_safety_rule_that_refuses_the_drain_is_reported_and_deletion_goes_on() {
+    let emu = Emulator::start().await.expect("emulator");
+    let pods = vec!["fs-0".to_string(), "fs-1".to_string()];
+    let (endpoints, controls, _rule) = fix_operator::emulator::provision::arc(
+        &emu.url(),
+        &pods,
+        aws_sdk_route53recoverycontrolconfig::types::RuleType::Atleast,
+    )
+    .await
+    .expect("provision");
+    let w = world_with(silent());
+    let cluster: Vec<Value> = endpoints
+        .iter()
+        .map(|e| json!({"url": e.url, "region": e.region}))
+        .collect();
+    let spec = json!({"routing": {"backend": "arc", "endpointUrl": emu.url(),
+        "arc": {"clusterEndpoints": cluster, "routingControls": controls}}});
+    w.fake.put(FIXSESSIONS, fixsession("fs", spec));
+    settle(&w, "fs").await;
+    let router =
+        fix_operator::router::arc::ArcRouter::new(endpoints, controls.clone(), Vec::new(), true)
+            .await;
+    use fix_operator::router::TrafficRouter;
+    router.route_to("fs-1").await.expect("route");
+    let api: Api<FixSession> = Api::namespaced(w.ctx.client.clone(), NS);
+    api.delete("fs", &Default::default()).await.expect("delete");
+    run(&w, "fs").await.expect("cleanup goes on");
+    assert!(w.fake.get(FIXSESSIONS, "fs").is_none());
+    assert!(w
+        .fake
+        .event_reasons(NS)
+        .contains(&"RoutingDrainRefused".to_string()));
+    assert_eq!(
+        router.current().await.expect("read back").as_deref(),
+        Some("fs-1"),
+        "left as the rule demands"
+    );
+}
+
+#[tokio::test]
 async fn cleanup_waits_for_the_pods_before_releasing_the_lease() {
     let w = world_with(silent());
     w.fake.put(FIXSESSIONS, fixsession("fs", json!({})));
