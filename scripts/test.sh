@@ -56,6 +56,12 @@ chart_venv=$cache/venv-chart-helm0.2.2-kv1.37.0-yl1.38.0-js4.26.0
 cached_venv "$chart_venv" helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 jsonschema==4.26.0 pyyaml
 "$chart_venv/bin/python" "$root/scripts/chart_check.py"
 
+# CloudFormation templates: cfn-lint for every region they name.
+cfn_venv=$cache/venv-cfn-lint-1.58.0
+cached_venv "$cfn_venv" cfn-lint==1.58.0
+"$cfn_venv/bin/cfn-lint" --regions us-east-1 us-west-2 -- "$root"/infra/*.yaml
+echo "cfn-lint: $(ls "$root"/infra/*.yaml | wc -l) template(s) clean in us-east-1 and us-west-2"
+
 cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"; kill "$moto_pid" 2>/dev/null || true' EXIT
