@@ -10,6 +10,8 @@
 //!   server-side, the group's supervision, status and events, manual failover by
 //!   annotation, a finalizer that drains routing and releases the lease).
 //! - [`config`]: the `fixctl` configuration file (engines, router).
+//! - [`deploy`]: `fixctl deploy` — CloudFormation stacks through change sets, the
+//!   engines' configuration to SSM.
 //! - [`emulator`]: local, stateful emulators of the Global Accelerator and Route 53 ARC
 //!   APIs (the real SDK clients are pointed at them in tests; no existing emulator covers
 //!   them).
@@ -24,6 +26,7 @@
 //! ready `/readyz`; a demoted endpoint's established connections are closed by the proxy.
 
 pub mod config;
+pub mod deploy;
 pub mod emulator;
 pub mod k8s;
 pub mod local;

@@ -75,6 +75,18 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         pause_s: u64,
     },
+    /// Create or update the deployment's CloudFormation stacks through change sets
+    /// (each printed first; --dry-run stops there) and write the engines' configuration
+    /// to SSM parameters.
+    Deploy {
+        /// The deployment file (YAML: region, stacks with template and parameters,
+        /// engineConfig; see fix_operator::deploy::plan).
+        #[arg(long, short, value_name = "FILE")]
+        file: PathBuf,
+        /// Print the change sets and stop (they are deleted; nothing changes).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show every engine's role, epoch, lease holder and sessions.
     Status {
         /// An engine as NAME=ADMIN_ADDRESS (its [engine.admin] listen address); repeat
@@ -156,6 +168,7 @@ fn main() -> anyhow::Result<()> {
                 status(&g, cli.output).await
             }
             Command::Local(LocalCommand::Up(args)) => local_up(args, cli.output).await,
+            Command::Deploy { file, dry_run } => deploy(&file, dry_run, cli.output).await,
             Command::Local(LocalCommand::Drill {
                 local,
                 cycles,
@@ -401,6 +414,55 @@ struct FailoverArgs {
     token: Option<String>,
     pause: Duration,
     output: Output,
+}
+
+/// `fixctl deploy`.
+async fn deploy(file: &std::path::Path, dry_run: bool, output: Output) -> anyhow::Result<()> {
+    let plan = fix_operator::deploy::plan::DeployPlan::from_file(file)?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    if matches!(output, Output::Json) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let report =
+        fix_operator::deploy::run(&plan, dry_run, &|m: &str| bar.set_message(m.to_string())).await;
+    bar.finish_and_clear();
+    let report = report?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Human => {
+            for s in &report.stacks {
+                println!(
+                    "stack {} ({}), change set {}: {:?}",
+                    s.stack, s.region, s.change_set, s.outcome
+                );
+                for c in &s.changes {
+                    let replace = c
+                        .replacement
+                        .as_deref()
+                        .map_or(String::new(), |r| format!(" (replacement: {r})"));
+                    println!(
+                        "  {:<8} {:<32} {}{replace}",
+                        c.action, c.logical_id, c.resource_type
+                    );
+                }
+            }
+            for p in &report.parameters {
+                println!(
+                    "SSM {p}{}",
+                    if dry_run {
+                        " (would be written)"
+                    } else {
+                        " written"
+                    }
+                );
+            }
+            if dry_run {
+                println!("Nothing was changed (--dry-run).");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `fixctl failover --fixsession NAME`: through the operator in the cluster.

@@ -1,0 +1,159 @@
+//! `fixctl deploy`: the stacks of a deployment file created or updated in order through
+//! change sets ([`stacks`]), each change set printed first (`--dry-run` stops there), an
+//! earlier stack's outputs passed on as a later template's parameters, and the engines'
+//! TOML written to SSM parameters.
+//!
+//! Not yet: the rolling restart of the ECS services (standby first, then the leader steps
+//! down, then the old leader).
+
+pub mod plan;
+pub mod stacks;
+
+use plan::{template_parameters, DeployPlan, PlanError};
+use serde::Serialize;
+use stacks::StackReport;
+use std::collections::BTreeMap;
+
+/// A deployment failed; the variant names the failed action.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The deployment file.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A CloudFormation call failed.
+    #[error("{action} stack {stack}: {detail}")]
+    Cloudformation {
+        /// What was being done.
+        action: &'static str,
+        /// The stack.
+        stack: String,
+        /// The service's answer.
+        detail: String,
+    },
+    /// The stack cannot take a change now.
+    #[error("stack {stack} is {status}: wait for it to finish, or delete it if it is ROLLBACK_COMPLETE (a failed first creation), then deploy again")]
+    StackBusy {
+        /// The stack.
+        stack: String,
+        /// Its status.
+        status: String,
+    },
+    /// The change failed and was rolled back.
+    #[error("stack {stack} ended {status}: {reasons}")]
+    StackFailed {
+        /// The stack.
+        stack: String,
+        /// Its final status.
+        status: String,
+        /// The failed resources and why.
+        reasons: String,
+    },
+    /// Writing an SSM parameter failed.
+    #[error("writing SSM parameter {name}: {detail}")]
+    Ssm {
+        /// The parameter.
+        name: String,
+        /// The service's answer.
+        detail: String,
+    },
+    /// Something did not finish in time.
+    #[error("{0} did not finish in time")]
+    Timeout(String),
+}
+
+/// The deployment's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    /// Every stack, in order.
+    pub stacks: Vec<StackReport>,
+    /// The SSM parameters written (or, in a dry run, that would be).
+    pub parameters: Vec<String>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+async fn sdk_config(region: &str, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()));
+    match endpoint_url {
+        Some(url) => {
+            loader
+                .endpoint_url(url)
+                .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                    "test", "test", None, None, "static",
+                ))
+                .load()
+                .await
+        }
+        None => loader.load().await,
+    }
+}
+
+/// Runs the deployment; `progress` is told what is being waited for.
+pub async fn run(
+    plan: &DeployPlan,
+    dry_run: bool,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<DeployReport, DeployError> {
+    let engine_parameters = plan.engine_parameters()?;
+    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+    let mut reports = Vec::new();
+    for stack in &plan.stacks {
+        let region = stack.region.as_deref().unwrap_or(&plan.region);
+        let conf = sdk_config(region, plan.endpoint_url.as_deref()).await;
+        let client = aws_sdk_cloudformation::Client::new(&conf);
+        let template = plan.template(stack)?;
+        let mut parameters: BTreeMap<String, String> = template_parameters(&template)
+            .into_iter()
+            .filter_map(|p| outputs.get(&p).map(|v| (p, v.clone())))
+            .collect();
+        parameters.extend(stack.parameters.clone());
+        let report = stacks::deploy(
+            &client,
+            region,
+            stack,
+            &template,
+            &parameters,
+            dry_run,
+            progress,
+        )
+        .await?;
+        outputs.extend(report.outputs.clone());
+        reports.push(report);
+    }
+    let mut written = Vec::new();
+    let conf = sdk_config(&plan.region, plan.endpoint_url.as_deref()).await;
+    let ssm = aws_sdk_ssm::Client::new(&conf);
+    for (name, text) in &engine_parameters {
+        if !dry_run {
+            use aws_sdk_ssm::error::ProvideErrorMetadata;
+            let tier = if text.len() > 4096 {
+                aws_sdk_ssm::types::ParameterTier::Advanced
+            } else {
+                aws_sdk_ssm::types::ParameterTier::Standard
+            };
+            ssm.put_parameter()
+                .name(name)
+                .value(text)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .tier(tier)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| DeployError::Ssm {
+                    name: name.clone(),
+                    detail: e.message().map_or_else(
+                        || aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
+                        str::to_string,
+                    ),
+                })?;
+            progress(&format!("wrote {name}"));
+        }
+        written.push(name.clone());
+    }
+    Ok(DeployReport {
+        stacks: reports,
+        parameters: written,
+        dry_run,
+    })
+}
