@@ -230,3 +230,22 @@ fn fixctl_deploy_dry_run_prints_each_change_set() {
     );
     assert!(text.contains("Nothing was changed (--dry-run)."), "{text}");
 }
+
+#[test]
+fn the_example_deployment_file_names_templates_that_exist() {
+    let plan = DeployPlan::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/examples/deploy.yaml"),
+    )
+    .expect("the example reads");
+    let names: Vec<&str> = plan.stacks.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "fix-network",
+            "fix-config",
+            "fix-lease",
+            "fix-engines",
+            "fix-monitoring"
+        ]
+    );
+}
