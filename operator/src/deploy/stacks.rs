@@ -130,92 +130,27 @@ pub async fn deploy(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    let created = client
-        .create_change_set()
-        .stack_name(stack)
-        .change_set_name(&change_set)
-        .change_set_type(if creating {
-            ChangeSetType::Create
-        } else {
-            ChangeSetType::Update
-        })
-        .template_body(template)
-        .set_parameters(Some(
-            parameters
-                .iter()
-                .map(|(k, v)| {
-                    Parameter::builder()
-                        .parameter_key(k)
-                        .parameter_value(v)
-                        .build()
-                })
-                .collect(),
-        ))
-        .capabilities(Capability::CapabilityIam)
-        .capabilities(Capability::CapabilityNamedIam)
-        .send()
-        .await;
-    match created {
-        Ok(_) => {}
-        // CloudFormation answers a no-op update with a FAILED change set (below); some
-        // implementations (moto) refuse to create it instead.
-        Err(e)
-            if e.message()
-                .is_some_and(|m| m.contains("No updates are to be performed")) =>
-        {
-            return Ok(StackReport {
-                stack: stack.into(),
-                region: region.into(),
-                change_set: change_set.clone(),
-                changes: Vec::new(),
-                outcome: if dry_run {
-                    Outcome::Planned
-                } else {
-                    Outcome::Unchanged
-                },
-                outputs: outputs(client, stack).await.unwrap_or_default(),
-            });
-        }
-        Err(e) => return Err(cfn_err("creating a change set for", stack)(e)),
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let described = loop {
-        let d = client
-            .describe_change_set()
-            .stack_name(stack)
-            .change_set_name(&change_set)
-            .send()
-            .await
-            .map_err(cfn_err("describing the change set of", stack))?;
-        let s = d
-            .status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        if s == "CREATE_COMPLETE" || s == "FAILED" {
-            break d;
-        }
-        if Instant::now() > deadline {
-            return Err(DeployError::Timeout(format!(
-                "change set {change_set} of {stack}"
-            )));
-        }
-        progress(&format!("{stack}: change set {s}"));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let kind = if creating {
+        ChangeSetType::Create
+    } else {
+        ChangeSetType::Update
     };
-    let changes: Vec<Change> = described
-        .changes()
-        .iter()
-        .filter_map(|c| c.resource_change())
-        .map(|r| Change {
-            action: r
-                .action()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_default(),
-            logical_id: r.logical_resource_id().unwrap_or_default().to_string(),
-            resource_type: r.resource_type().unwrap_or_default().to_string(),
-            replacement: r.replacement().map(|x| x.as_str().to_string()),
-        })
-        .collect();
+    if !create_change_set(client, stack, &change_set, kind, template, parameters).await? {
+        return Ok(StackReport {
+            stack: stack.into(),
+            region: region.into(),
+            change_set,
+            changes: Vec::new(),
+            outcome: if dry_run {
+                Outcome::Planned
+            } else {
+                Outcome::Unchanged
+            },
+            outputs: outputs(client, stack).await.unwrap_or_default(),
+        });
+    }
+    let described = wait_change_set(client, stack, &change_set, progress).await?;
+    let changes = changes_of(&described);
     let mut report = StackReport {
         stack: stack.into(),
         region: region.into(),
@@ -265,6 +200,102 @@ pub async fn deploy(
     };
     report.outputs = outputs(client, stack).await?;
     Ok(report)
+}
+
+/// Creates the change set; false when the service refuses it for having no changes.
+async fn create_change_set(
+    client: &Client,
+    stack: &str,
+    change_set: &str,
+    kind: ChangeSetType,
+    template: &str,
+    parameters: &BTreeMap<String, String>,
+) -> Result<bool, DeployError> {
+    let parameters = parameters
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect();
+    let created = client
+        .create_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set)
+        .change_set_type(kind)
+        .template_body(template)
+        .set_parameters(Some(parameters))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(true),
+        // CloudFormation answers a no-op update with a FAILED change set; some
+        // implementations (moto) refuse to create it instead.
+        Err(e)
+            if e.message()
+                .is_some_and(|m| m.contains("No updates are to be performed")) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(cfn_err("creating a change set for", stack)(e)),
+    }
+}
+
+type Described = aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+
+/// Waits until the change set is ready (or failed) and returns its description.
+async fn wait_change_set(
+    client: &Client,
+    stack: &str,
+    change_set: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Described, DeployError> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let d = client
+            .describe_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set)
+            .send()
+            .await
+            .map_err(cfn_err("describing the change set of", stack))?;
+        let s = d
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if s == "CREATE_COMPLETE" || s == "FAILED" {
+            return Ok(d);
+        }
+        if Instant::now() > deadline {
+            return Err(DeployError::Timeout(format!(
+                "change set {change_set} of {stack}"
+            )));
+        }
+        progress(&format!("{stack}: change set {s}"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The resource changes a change set lists.
+fn changes_of(described: &Described) -> Vec<Change> {
+    described
+        .changes()
+        .iter()
+        .filter_map(|c| c.resource_change())
+        .map(|r| Change {
+            action: r
+                .action()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default(),
+            logical_id: r.logical_resource_id().unwrap_or_default().to_string(),
+            resource_type: r.resource_type().unwrap_or_default().to_string(),
+            replacement: r.replacement().map(|x| x.as_str().to_string()),
+        })
+        .collect()
 }
 
 async fn wait_done(
