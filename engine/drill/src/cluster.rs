@@ -78,6 +78,12 @@ impl Cluster {
     ) -> Result<Self, ClusterError> {
         let mut lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
         let n = opts.instances.max(2);
+        // The lease proxies bind ephemeral ports: start them before choosing the
+        // engines' ports, so none of them can take a port chosen (and let go) below.
+        let mut lease_urls = Vec::new();
+        for i in 0..n {
+            lease_urls.push(lease.node_url(i).await?);
+        }
         let ports: Vec<(u16, u16, u16)> = free_ports(3 * n)
             .chunks(3)
             .filter(|c| c.len() == 3)
@@ -101,7 +107,7 @@ impl Cluster {
                     .filter(|(j, _)| *j != i)
                     .map(|(_, p)| p.2)
                     .collect(),
-                lease_url: lease.node_url(i).await?,
+                lease_url: lease_urls[i].clone(),
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,

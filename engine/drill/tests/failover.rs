@@ -212,7 +212,8 @@ async fn lease_outage(backend: Backend) {
     assert_eq!(
         cluster.leader().await,
         Some(leader),
-        "still exactly one leader"
+        "still exactly one leader{}",
+        cluster.logs()
     );
     let (mut c, their) = logon(cluster.nodes[leader].fix_addr(), 3).await;
     assert_eq!(their, first_fill + 1, "sequence numbers continue");

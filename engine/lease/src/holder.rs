@@ -16,6 +16,9 @@ pub struct LeaseConfig {
     pub renew_interval: Duration,
     /// How long before the TTL the holder stops trusting its lease (default 300 ms).
     pub safety_margin: Duration,
+    /// The region this instance runs in. With it, the instance contends only while the
+    /// group's active region (see [`crate::region`]) is this one or unset.
+    pub region: Option<String>,
 }
 
 impl LeaseConfig {
@@ -27,6 +30,7 @@ impl LeaseConfig {
             ttl: Duration::from_millis(1500),
             renew_interval: Duration::from_millis(300),
             safety_margin: Duration::from_millis(300),
+            region: None,
         }
     }
 

@@ -183,6 +183,47 @@ fn own(cfg: &LeaseConfig, h: &Holder) -> LeaseHolder {
     }
 }
 
+/// When to renew `h` next: a renew interval from now, or at once when less than that is
+/// left of its trust window (an acquire or renew that took long, retried through a
+/// store outage, say, leaves little of it; waiting the full interval would let the
+/// deadline pass with the lease still good in the store).
+fn next_renew(h: &Holder, renew_interval: Duration, now: Instant) -> Instant {
+    if h.valid_until.saturating_duration_since(now) <= renew_interval {
+        now
+    } else {
+        (now + renew_interval).min(h.valid_until)
+    }
+}
+
+/// Whether this instance may contend: it names no region, or the group's active region
+/// is unset or its own. A store error counts as "no" (it would fail the acquire too).
+async fn in_active_region(
+    store: &dyn LeaseStore,
+    cfg: &LeaseConfig,
+    tx: &watch::Sender<RoleState>,
+) -> bool {
+    let Some(mine) = &cfg.region else {
+        return true;
+    };
+    match crate::region::active_region(store, &cfg.group).await {
+        Ok(None) => true,
+        Ok(Some(active)) if &active == mine => true,
+        Ok(Some(active)) => {
+            let reason = format!("region {mine} is not the active region ({active})");
+            tx.send_if_modified(|s| {
+                let changed = s.reason != reason;
+                s.reason = reason;
+                changed
+            });
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the active region failed; retrying");
+            false
+        }
+    }
+}
+
 async fn run(
     store: Arc<dyn LeaseStore>,
     cfg: LeaseConfig,
@@ -199,39 +240,43 @@ async fn run(
         // Contend, or renew what we hold; never past the local deadline.
         match held.take() {
             None if now >= paused_until && *eligible.borrow() => {
-                match Holder::acquire(store.as_ref(), &cfg).await {
-                    Ok(Some(h)) => {
-                        let epoch = h.grant.epoch;
-                        publish_timed(
-                            &tx,
-                            Role::Leader { epoch },
-                            Some(h.valid_until),
-                            format!("acquired the lease with epoch {epoch}"),
-                            Some(started.elapsed()),
-                            Some(own(&cfg, &h)),
-                        );
-                        held = Some(h);
-                    }
-                    Ok(None) => {
-                        // Someone else holds it: see who, and try again right when it
-                        // expires (by the store's clock) rather than a full interval later.
-                        if let Ok(Some(state)) = store.read(&cfg.group).await {
-                            let expires_in_ms = state.expires_at_ms - state.now_ms;
-                            retry_in = Duration::from_millis(expires_in_ms.max(0) as u64 + 5)
-                                .min(cfg.renew_interval);
-                            let holder = LeaseHolder {
-                                owner: state.owner,
-                                epoch: state.epoch,
-                                expires_in_ms,
-                            };
-                            tx.send_if_modified(|s| {
-                                let changed = s.holder.as_ref() != Some(&holder);
-                                s.holder = Some(holder);
-                                changed
-                            });
+                if !in_active_region(store.as_ref(), &cfg, &tx).await {
+                    // Another region is active: stay standby, look again next interval.
+                } else {
+                    match Holder::acquire(store.as_ref(), &cfg).await {
+                        Ok(Some(h)) => {
+                            let epoch = h.grant.epoch;
+                            publish_timed(
+                                &tx,
+                                Role::Leader { epoch },
+                                Some(h.valid_until),
+                                format!("acquired the lease with epoch {epoch}"),
+                                Some(started.elapsed()),
+                                Some(own(&cfg, &h)),
+                            );
+                            held = Some(h);
                         }
+                        Ok(None) => {
+                            // Someone else holds it: see who, and try again right when it
+                            // expires (by the store's clock) rather than a full interval later.
+                            if let Ok(Some(state)) = store.read(&cfg.group).await {
+                                let expires_in_ms = state.expires_at_ms - state.now_ms;
+                                retry_in = Duration::from_millis(expires_in_ms.max(0) as u64 + 5)
+                                    .min(cfg.renew_interval);
+                                let holder = LeaseHolder {
+                                    owner: state.owner,
+                                    epoch: state.epoch,
+                                    expires_in_ms,
+                                };
+                                tx.send_if_modified(|s| {
+                                    let changed = s.holder.as_ref() != Some(&holder);
+                                    s.holder = Some(holder);
+                                    changed
+                                });
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
                 }
             }
             None => {}
@@ -263,7 +308,7 @@ async fn run(
         }
         // Wait for the next renew/attempt, the deadline, or a command.
         let wake = match &held {
-            Some(h) => (Instant::now() + cfg.renew_interval).min(h.valid_until),
+            Some(h) => next_renew(h, cfg.renew_interval, Instant::now()),
             None => Instant::now() + retry_in,
         };
         tokio::select! {

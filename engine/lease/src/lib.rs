@@ -17,10 +17,13 @@
 //!   clocks of the two machines say.
 //! - [`Keeper`]: the role loop publishing [`Role::Leader`] or [`Role::Standby`]; it
 //!   demotes exactly at the local deadline even while a renew call hangs.
+//! - [`region`]: the active region of a multi-region group, a second lease row that only
+//!   the active region's instances may contend past.
 
 pub mod dynamo;
 mod holder;
 pub mod keeper;
+pub mod region;
 pub mod sql;
 mod store;
 

@@ -68,6 +68,14 @@ pub enum LeaseError {
         /// The SDK's error with its context.
         detail: String,
     },
+    /// Another writer moved the active-region pin at the same moment.
+    #[error("moving the active region of group {group} to {region}: another writer moved it at the same moment; read it again (fixctl status) and retry")]
+    PinContended {
+        /// The engine group.
+        group: String,
+        /// The region asked for.
+        region: String,
+    },
     /// The lease store URL is not one this crate knows.
     #[error("unsupported lease store URL '{0}': use sqlite://PATH, postgres://… or mysql://…")]
     UnsupportedUrl(String),

@@ -157,3 +157,105 @@ async fn a_leader_cut_off_from_the_store_demotes_before_anyone_takes_over() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(is_leader(&b) && !is_leader(&a));
 }
+
+/// A multi-region group: only the active region's instance contends. Moving the pin and
+/// stepping the leader down hands the lease to the other region with a higher epoch, and
+/// moving it again is a no-op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_active_region_contends() {
+    use fix_lease::region::{active_region, set_active_region};
+    let dir = tempfile::tempdir().expect("tmp");
+    let store: Arc<dyn LeaseStore> = Arc::new(sqlite(&dir).await);
+    assert_eq!(
+        active_region(store.as_ref(), "group").await.expect("read"),
+        None
+    );
+    let pin = set_active_region(store.as_ref(), "group", "east")
+        .await
+        .expect("pin east");
+    assert_eq!(pin.moved_from, None);
+    let in_region = |owner: &str, region: &str| {
+        let mut c = cfg(owner);
+        c.region = Some(region.into());
+        c
+    };
+    let west = Keeper::spawn(Arc::clone(&store), in_region("w1", "west"));
+    let east = Keeper::spawn(Arc::clone(&store), in_region("e1", "east"));
+    until("east to lead", Duration::from_secs(3), || is_leader(&east)).await;
+    let Role::Leader { epoch: first } = east.role() else {
+        unreachable!()
+    };
+    // West never contends while east is active, even with the lease free.
+    east.step_down(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !is_leader(&west),
+        "west took the lease of an east-pinned group"
+    );
+    until("east to lead again", Duration::from_secs(3), || {
+        is_leader(&east)
+    })
+    .await;
+    assert!(west
+        .subscribe()
+        .borrow()
+        .reason
+        .contains("not the active region (east)"));
+
+    let moved = set_active_region(store.as_ref(), "group", "west")
+        .await
+        .expect("pin west");
+    assert_eq!(moved.moved_from.as_deref(), Some("east"));
+    assert!(moved.epoch > pin.epoch);
+    east.step_down(Duration::from_secs(30)).await;
+    until("west to lead", Duration::from_secs(3), || is_leader(&west)).await;
+    let Role::Leader { epoch: second } = west.role() else {
+        unreachable!()
+    };
+    assert!(second > first, "epoch {second} after {first}");
+    let again = set_active_region(store.as_ref(), "group", "west")
+        .await
+        .expect("pin west again");
+    assert_eq!((again.epoch, again.moved_from), (moved.epoch, None));
+}
+
+/// An acquire that takes most of the trust window (retried through an outage) is renewed
+/// at once instead of being dropped at the local deadline while still good in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_acquire_is_renewed_before_its_deadline() {
+    struct SlowAcquire(SqlLeaseStore);
+    #[async_trait]
+    impl LeaseStore for SlowAcquire {
+        async fn acquire(
+            &self,
+            g: &str,
+            o: &str,
+            ttl: Duration,
+        ) -> Result<Option<Grant>, LeaseError> {
+            tokio::time::sleep(Duration::from_millis(550)).await;
+            self.0.acquire(g, o, ttl).await
+        }
+        async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
+            self.0.renew(grant, ttl).await
+        }
+        async fn release(&self, grant: &Grant) -> Result<bool, LeaseError> {
+            self.0.release(grant).await
+        }
+        async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
+            self.0.read(g).await
+        }
+        fn backend(&self) -> &'static str {
+            "slow"
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let store: Arc<dyn LeaseStore> = Arc::new(SlowAcquire(sqlite(&dir).await));
+    // Trust window 700 ms − 550 ms acquire = 150 ms left, less than the 150 ms interval.
+    let k = Keeper::spawn(Arc::clone(&store), cfg("a"));
+    until("a leader", Duration::from_secs(3), || is_leader(&k)).await;
+    let sample_end = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < sample_end {
+        assert!(is_leader(&k), "demoted: {}", k.subscribe().borrow().reason);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -140,6 +140,10 @@ pub struct LeaseSection {
     pub group: String,
     /// This instance's id, unique per instance (default: host name and process id).
     pub owner: Option<String>,
+    /// The region this instance runs in, for a group spread over regions: it contends
+    /// for the lease only while its region is the group's active region (moved by the
+    /// rotation and DR runbooks; unset = every instance contends).
+    pub region: Option<String>,
     /// Lease time to live in milliseconds (default 1500).
     pub ttl_ms: Option<u64>,
     /// Renew interval in milliseconds (default 300).
@@ -196,6 +200,7 @@ impl LeaseSection {
             format!("{}-{}", host.trim(), std::process::id())
         });
         let mut c = fix_lease::LeaseConfig::new(&self.group, &owner);
+        c.region = self.region.clone();
         if let Some(v) = self.ttl_ms {
             c.ttl = Duration::from_millis(v);
         }
