@@ -67,6 +67,18 @@ pub struct EngineEntry {
     pub name: String,
     /// Its admin API address.
     pub admin: SocketAddr,
+    /// The region it runs in (multi-region groups; runbooks act per region).
+    pub region: Option<String>,
+}
+
+/// `[lease]`: the group's lease store, for runbooks that move the lease between regions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    /// The lease store URL, as in the engines' `[engine.lease] url`.
+    pub url: String,
+    /// The engine group.
+    pub group: String,
 }
 
 /// `[router]`.
@@ -117,6 +129,12 @@ pub struct FixctlConfig {
     pub engines: Vec<EngineEntry>,
     /// How traffic reaches them (none when absent).
     pub router: Option<RouterSection>,
+    /// The group's lease store (runbooks).
+    pub lease: Option<LeaseRef>,
+    /// Routing between regions (runbooks): ARC routing controls and/or Global
+    /// Accelerator traffic dials keyed by region name instead of instance name.
+    #[serde(default)]
+    pub region_router: Vec<RouterSection>,
 }
 
 impl FixctlConfig {
@@ -154,30 +172,52 @@ impl FixctlConfig {
     /// Builds the configured router (`none` without a `[router]`), checking it names
     /// every engine.
     pub async fn router(&self, path: &Path) -> Result<Arc<dyn TrafficRouter>, ConfigError> {
-        let bad = |message: String| ConfigError::Router {
-            path: path.display().to_string(),
-            message,
-        };
         let Some(r) = &self.router else {
             return Ok(Arc::new(NoRouter::default()));
         };
         let names: Vec<&str> = self.engines.iter().map(|e| e.name.as_str()).collect();
-        let covers = |map: &BTreeMap<String, String>, key: &str| {
-            let missing = crate::router::missing_names(&names, map);
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(bad(format!(
-                    "{key} has no entry for {}",
-                    missing.join(", ")
-                )))
+        build_router(r, &names, path).await
+    }
+
+    /// The regions the engines name, in order of first appearance.
+    pub fn regions(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in self.engines.iter().filter_map(|e| e.region.clone()) {
+            if !out.contains(&r) {
+                out.push(r);
             }
-        };
-        let url = r.endpoint_url.as_deref();
-        match r.kind.as_str() {
-            "none" => Ok(Arc::new(NoRouter::default())),
-            "global-accelerator" => {
-                let layout = match (&r.endpoint_group_arn, r.dial_groups.is_empty()) {
+        }
+        out
+    }
+}
+
+/// Builds the router `r` describes over the endpoint `names` (instances, or regions for a
+/// `[[region_router]]`), checking it names every one.
+pub async fn build_router(
+    r: &RouterSection,
+    names: &[&str],
+    path: &Path,
+) -> Result<Arc<dyn TrafficRouter>, ConfigError> {
+    let bad = |message: String| ConfigError::Router {
+        path: path.display().to_string(),
+        message,
+    };
+    let covers = |map: &BTreeMap<String, String>, key: &str| {
+        let missing = crate::router::missing_names(names, map);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "{key} has no entry for {}",
+                missing.join(", ")
+            )))
+        }
+    };
+    let url = r.endpoint_url.as_deref();
+    match r.kind.as_str() {
+        "none" => Ok(Arc::new(NoRouter::default())),
+        "global-accelerator" => {
+            let layout = match (&r.endpoint_group_arn, r.dial_groups.is_empty()) {
                     (Some(group_arn), true) => {
                         covers(&r.endpoints, "endpoints")?;
                         Layout::Weights {
@@ -197,36 +237,35 @@ impl FixctlConfig {
                         ))
                     }
                 };
-                Ok(Arc::new(GlobalAcceleratorRouter::new(layout, url).await))
-            }
-            "arc" => {
-                covers(&r.controls, "controls")?;
-                if r.cluster_endpoints.is_empty() {
-                    return Err(bad(
+            Ok(Arc::new(GlobalAcceleratorRouter::new(layout, url).await))
+        }
+        "arc" => {
+            covers(&r.controls, "controls")?;
+            if r.cluster_endpoints.is_empty() {
+                return Err(bad(
                         "cluster_endpoints is empty: list the cluster's regional endpoints (DescribeCluster)".into(),
                     ));
-                }
-                let endpoints = r
-                    .cluster_endpoints
-                    .iter()
-                    .map(|e| ClusterEndpoint {
-                        url: e.url.clone(),
-                        region: e.region.clone(),
-                    })
-                    .collect();
-                Ok(Arc::new(
-                    ArcRouter::new(
-                        endpoints,
-                        r.controls.clone(),
-                        r.safety_rules_to_override.clone(),
-                        url.is_some(),
-                    )
-                    .await,
-                ))
             }
-            other => Err(bad(format!(
-                "kind = \"{other}\": use \"none\", \"global-accelerator\" or \"arc\""
-            ))),
+            let endpoints = r
+                .cluster_endpoints
+                .iter()
+                .map(|e| ClusterEndpoint {
+                    url: e.url.clone(),
+                    region: e.region.clone(),
+                })
+                .collect();
+            Ok(Arc::new(
+                ArcRouter::new(
+                    endpoints,
+                    r.controls.clone(),
+                    r.safety_rules_to_override.clone(),
+                    url.is_some(),
+                )
+                .await,
+            ))
         }
+        other => Err(bad(format!(
+            "kind = \"{other}\": use \"none\", \"global-accelerator\" or \"arc\""
+        ))),
     }
 }

@@ -17,6 +17,8 @@
 //!   them).
 //! - [`local`]: local mode — a leader, a standby, SQLite lease, proxy and supervisor on
 //!   one machine — and the local drill with its phase-by-phase report.
+//! - [`runbook`]: multi-region rotation and DR runbooks — the YAML format and schema,
+//!   the resumable executor with its dry-run plan, and the RTO / RPO report.
 //! - [`supervisor`]: watches every engine's `/readyz` (and the lease row, given one); when leadership changes it routes
 //!   to the new leader, reads the routing back, checks the old leader reports standby or
 //!   is gone (or calls a fencing hook), and records the transition with its timings.
@@ -31,4 +33,5 @@ pub mod emulator;
 pub mod k8s;
 pub mod local;
 pub mod router;
+pub mod runbook;
 pub mod supervisor;

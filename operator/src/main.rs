@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod fixctl_runbook;
+
 /// Operate a group of FIX engines: run one locally, drill its failover, see who leads,
 /// and move the lead.
 ///
@@ -64,10 +66,18 @@ enum Command {
         /// Show what would be done and stop.
         #[arg(long)]
         dry_run: bool,
-        /// Fail over to another region (not available yet: it comes with the AWS
-        /// runbooks).
-        #[arg(long)]
+        /// Move the lead to another region: runs the built-in rotation runbook
+        /// (runbooks/rotate-region.yaml) from the region that leads now. Needs --config
+        /// with a region on every engine, [lease] and [[region_router]].
+        #[arg(long, requires = "config")]
         region: Option<String>,
+        /// With --region: the leading region is lost; run the DR runbook
+        /// (runbooks/dr-failover.yaml) instead.
+        #[arg(long, requires = "region")]
+        force: bool,
+        /// With --region: where the run's progress is kept (a killed run resumes from it).
+        #[arg(long, requires = "region", value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Admin bearer token of the engines.
         #[arg(long, env = "FIX_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -87,6 +97,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Multi-region runbooks: run one, or print the format's JSON schema.
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
     /// Show every engine's role, epoch, lease holder and sessions.
     Status {
         /// An engine as NAME=ADMIN_ADDRESS (its [engine.admin] listen address); repeat
@@ -101,6 +114,28 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunbookCommand {
+    /// Run a runbook against the system in --config (engines with their regions,
+    /// [lease], [[region_router]]). Progress is saved after every step; run the same
+    /// command again to resume a run that was stopped. Prints the RTO / RPO report.
+    Run {
+        /// The runbook (YAML; see runbooks/ and `fixctl runbook schema`).
+        file: PathBuf,
+        /// A parameter as NAME=VALUE; repeat for each.
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Where progress is kept (default: RUNBOOK-NAME.state.json here).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Print the plan (and whether the run's preconditions hold now) and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the runbook format's JSON schema (runbooks/schema.json).
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +186,12 @@ fn parse_engine(s: &str) -> Result<(String, SocketAddr), String> {
     Ok((name.to_string(), addr))
 }
 
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}`: write NAME=VALUE, e.g. target=us-west-2"))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Engine { config } = &cli.command {
@@ -190,22 +231,62 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Command::Runbook(RunbookCommand::Schema) => {
+                let schema = fix_operator::runbook::spec::schema();
+                println!("{}", serde_json::to_string_pretty(&schema)?);
+                Ok(())
+            }
+            Command::Runbook(RunbookCommand::Run {
+                file,
+                params,
+                state,
+                dry_run,
+            }) => {
+                let params = params.into_iter().collect();
+                let (book, params) = fix_operator::runbook::load::load(&file, &params)?;
+                fixctl_runbook::run(
+                    &book,
+                    &params,
+                    cli.config.as_deref(),
+                    state,
+                    dry_run,
+                    cli.output,
+                )
+                .await
+            }
+            Command::Failover {
+                fixsession: None,
+                region: Some(region),
+                force,
+                state,
+                dry_run,
+                ..
+            } => {
+                fixctl_runbook::region_failover(
+                    &region,
+                    force,
+                    cli.config.as_deref(),
+                    state,
+                    dry_run,
+                    cli.output,
+                )
+                .await
+            }
             Command::Failover {
                 fixsession: None,
                 namespace: _,
                 engines,
                 to,
                 dry_run,
-                region,
                 token,
                 pause_s,
+                ..
             } => {
                 let group = Group::load(cli.config.as_deref(), engines).await?;
                 failover(FailoverArgs {
                     group,
                     to,
                     dry_run,
-                    region,
                     token,
                     pause: Duration::from_secs(pause_s),
                     output: cli.output,
@@ -410,7 +491,6 @@ struct FailoverArgs {
     group: Group,
     to: Option<String>,
     dry_run: bool,
-    region: Option<String>,
     token: Option<String>,
     pause: Duration,
     output: Output,
@@ -495,11 +575,6 @@ async fn cluster_failover(
 }
 
 async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
-    if let Some(region) = &a.region {
-        anyhow::bail!(
-            "--region {region}: failing over to another region is not available yet (it comes with the AWS deployment and runbooks); within a region, leave out --region and use --to"
-        );
-    }
     let names: Vec<&str> = a.group.engines.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(to) = &a.to {
         if !names.contains(&to.as_str()) {

@@ -1,0 +1,140 @@
+//! Carrying out an [`Action`]. Each one is idempotent: what is already so is left alone,
+//! so a resumed run can do a step again.
+
+use super::checks::{leader_anywhere, leader_in, stored_count};
+use super::spec::{parse_duration, Action};
+use super::state::{now_ms, Facts, SessionSeqs};
+use super::system::{session_path, Observed, System};
+use std::time::Duration;
+
+/// Does `action`; `Err` says what failed.
+pub async fn perform(action: &Action, sys: &System, facts: &mut Facts) -> Result<(), String> {
+    match action {
+        Action::RecordSessions { region } => record(sys, region, facts).await,
+        Action::LogoutSessions { region } => logout(sys, region, facts).await,
+        Action::MoveLease { to, pause } => {
+            let pause = parse_duration(pause).unwrap_or(Duration::from_secs(30));
+            move_lease(sys, to, pause, facts).await
+        }
+        Action::SetArcRouting { region } => {
+            let Some(arc) = &sys.arc else {
+                tracing::info!("no [[region_router]] with kind = \"arc\": ARC routing skipped");
+                return Ok(());
+            };
+            arc.route_to(region).await.map_err(|e| e.to_string())
+        }
+        Action::SetTrafficDials { region } => {
+            let Some(ga) = &sys.dials else {
+                tracing::info!(
+                    "no [[region_router]] with kind = \"global-accelerator\": traffic dials skipped"
+                );
+                return Ok(());
+            };
+            ga.route_to(region).await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The instance of `region` that knows the sessions best: its leader, or else the
+/// answering instance with the longest journal.
+async fn best_informed(sys: &System, region: &str) -> Result<Observed, String> {
+    if let Ok(l) = leader_in(sys, region).await {
+        return Ok(l);
+    }
+    let position = |o: &Observed| {
+        o.readiness
+            .as_ref()
+            .and_then(|r| r["replication"]["follower"]["position"].as_u64())
+            .unwrap_or(0)
+    };
+    sys.observe(Some(region))
+        .await
+        .into_iter()
+        .filter(|o| o.readiness.is_some())
+        .max_by_key(position)
+        .ok_or_else(|| format!("no instance of region {region} answers"))
+}
+
+async fn record(sys: &System, region: &str, facts: &mut Facts) -> Result<(), String> {
+    let o = best_informed(sys, region).await?;
+    let mut sessions = std::collections::BTreeMap::new();
+    for (id, _, sender, target) in o.sessions() {
+        let stored = stored_count(sys, &o.instance, &id, sender.saturating_sub(1)).await?;
+        sessions.insert(
+            id,
+            SessionSeqs {
+                next_sender_seq: sender,
+                next_target_seq: target,
+                stored_outbound: stored,
+            },
+        );
+    }
+    if sessions.is_empty() {
+        return Err(format!("{} serves no sessions", o.instance.name));
+    }
+    facts.sessions = sessions;
+    facts.recorded_on = Some(o.instance.name.clone());
+    Ok(())
+}
+
+async fn logout(sys: &System, region: &str, facts: &mut Facts) -> Result<(), String> {
+    let leader = match leader_in(sys, region).await {
+        Ok(l) => l,
+        // Already moved on (a resumed run): nothing is logged on there to log out.
+        Err(_) if facts.disruption_started_ms.is_some() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    record(sys, region, facts).await?;
+    facts.disruption_started_ms.get_or_insert_with(now_ms);
+    for (id, state, _, _) in leader.sessions() {
+        if state != "Active" {
+            continue;
+        }
+        let path = session_path(&id).ok_or_else(|| format!("bad session id {id}"))?;
+        // 404/409-style answers mean it logged out meanwhile: that is the goal.
+        sys.post(
+            &leader.instance,
+            &format!("/sessions/{path}/logout"),
+            &[200, 202, 404, 409],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn move_lease(
+    sys: &System,
+    to: &str,
+    pause: Duration,
+    facts: &mut Facts,
+) -> Result<(), String> {
+    sys.in_region(to)?;
+    let leader = leader_anywhere(sys).await;
+    if let Some(l) = &leader {
+        if l.instance.region == to {
+            // Done already (or the region led from the start).
+            return Ok(());
+        }
+        facts.leader_before.get_or_insert(l.instance.name.clone());
+        facts.epoch_before.get_or_insert(l.epoch());
+    } else if facts.epoch_before.is_none() {
+        // The source is dark (DR): the lease row still says who led last.
+        if let Ok(Some(state)) = sys.lease.read(&sys.group).await {
+            facts.epoch_before = Some(state.epoch);
+            facts.leader_before = Some(state.owner);
+        }
+    }
+    fix_lease::region::set_active_region(sys.lease.as_ref(), &sys.group, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    facts.disruption_started_ms.get_or_insert_with(now_ms);
+    if let Some(l) = leader {
+        sys.post(
+            &l.instance,
+            &format!("/step-down?pause_ms={}", pause.as_millis()),
+            &[200, 202],
+        )
+        .await?;
+    }
+    Ok(())
+}
