@@ -101,6 +101,8 @@ impl LocalGroup {
             lease_ms: (1500, 300, 300),
             instances: 2,
             names: Vec::new(),
+            regions: Vec::new(),
+            active_region: None,
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;

@@ -607,6 +607,8 @@ async fn engines(name: &str) -> (tempfile::TempDir, Cluster) {
         lease_ms: (1500, 300, 300),
         instances: 2,
         names: vec![format!("{name}-0"), format!("{name}-1")],
+        regions: Vec::new(),
+        active_region: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -26,6 +26,8 @@ async fn pair() -> (tempfile::TempDir, Cluster) {
         lease_ms: (1500, 300, 300),
         instances: 2,
         names: Vec::new(),
+        regions: Vec::new(),
+        active_region: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

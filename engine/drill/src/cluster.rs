@@ -22,6 +22,12 @@ pub struct GroupOptions {
     pub instances: usize,
     /// The instances' names (and lease owners); empty: `engine-a`, `engine-b`, …
     pub names: Vec<String>,
+    /// The instances' regions (`[engine.lease] region`), in order; empty: none (a
+    /// single-region group).
+    pub regions: Vec<String>,
+    /// Pin the group to this active region before the engines start (see
+    /// `fix_lease::region`).
+    pub active_region: Option<String>,
 }
 
 /// A group that failed to start or misbehaved.
@@ -77,6 +83,20 @@ impl Cluster {
         dir: &Path,
     ) -> Result<Self, ClusterError> {
         let mut lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
+        if let Some(region) = &opts.active_region {
+            let store = fix_lease::connect(&lease.url)
+                .await
+                .map_err(|e| BackendError::Unreachable {
+                    backend: opts.backend.name(),
+                    detail: e.to_string(),
+                })?;
+            fix_lease::region::set_active_region(store.as_ref(), "drill", region)
+                .await
+                .map_err(|e| BackendError::Unreachable {
+                    backend: opts.backend.name(),
+                    detail: format!("pinning the active region: {e}"),
+                })?;
+        }
         let n = opts.instances.max(2);
         // The lease proxies bind ephemeral ports: start them before choosing the
         // engines' ports, so none of them can take a port chosen (and let go) below.
@@ -108,6 +128,7 @@ impl Cluster {
                     .map(|(_, p)| p.2)
                     .collect(),
                 lease_url: lease_urls[i].clone(),
+                region: opts.regions.get(i).cloned(),
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,

@@ -126,6 +126,8 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         lease_ms: (args.ttl_ms, args.renew_ms, args.margin_ms),
                         instances: 2,
                         names: Vec::new(),
+                        regions: Vec::new(),
+                        active_region: None,
                     },
                     cycles: args.cycles,
                     rate: args.rate,

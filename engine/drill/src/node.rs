@@ -63,6 +63,8 @@ pub struct NodeSpec {
     pub peers: Vec<u16>,
     /// Lease store URL.
     pub lease_url: String,
+    /// Its region in a multi-region group.
+    pub region: Option<String>,
     /// `local` or `replicated`.
     pub durability: String,
     /// Lease TTL in ms.
@@ -84,7 +86,7 @@ impl NodeSpec {
             .collect();
         format!(
             "[engine]\ndata_dir = '{dir}'\napp = 'exec'\n\
-             [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n\
+             [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n{region}\
              [engine.replication]\nlisten = '127.0.0.1:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\n\
              [engine.admin]\nlisten = '127.0.0.1:{admin}'\ntoken = '{TOKEN}'\n\
              [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:{fix}'\nheartbeat_interval = 1\n",
@@ -94,6 +96,10 @@ impl NodeSpec {
             ttl = self.ttl_ms,
             renew = self.renew_ms,
             margin = self.margin_ms,
+            region = self
+                .region
+                .as_ref()
+                .map_or(String::new(), |r| format!("region = '{r}'\n")),
             repl = self.repl_port,
             peers = peers.join(", "),
             durability = self.durability,

@@ -31,6 +31,8 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
         lease_ms: (1500, 300, 300),
         instances: 2,
         names: Vec::new(),
+        regions: Vec::new(),
+        active_region: None,
     }
 }
 

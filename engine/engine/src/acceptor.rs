@@ -23,10 +23,16 @@ pub(crate) struct Endpoint {
     pub(crate) logon_timeout: Duration,
     pub(crate) max_size: usize,
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// While set, new connections are closed at once (logons held by an admin call).
+    pub(crate) held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Endpoint {
     fn handle(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(%peer, "logons are held (rotation in progress): connection closed");
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);

@@ -12,6 +12,7 @@
 //! | `GET /sessions/{begin}/{sender}/{target}/messages?from=N&to=M` | stored outbound messages (`|` as separator), at most 1000 |
 //! | `POST /sessions/{begin}/{sender}/{target}/reset` | sequence numbers back to 1, stored messages forgotten; only while logged out (token) |
 //! | `POST /step-down?pause_ms=N` | release the lease for a manual failover (token) |
+//! | `POST /logons/hold`, `POST /logons/release` | refuse new FIX connections (sessions already connected stay), or accept them again; a new term as leader releases (token) |
 //! | `GET /replication` | journal positions, standbys with their acknowledged position and lag (per session too), or the follower's view of its leader |
 //! | `POST /replication/pause[?standby=NAME]`, `POST /replication/resume[?standby=NAME]` | stop or resume sending records to one standby or all (token) |
 //!
@@ -56,6 +57,8 @@ struct Readiness {
     lease_expires_in_ms: Option<i64>,
     sessions: Vec<SessionView>,
     replication: Option<ReplicationView>,
+    /// New FIX connections are refused (`POST /logons/hold`).
+    logons_held: bool,
 }
 
 /// One standby with its lag.
@@ -208,6 +211,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_expires_in_ms: holder.as_ref().map(|h| h.expires_in_ms),
         sessions: views(&st.handle).await,
         replication: replication_view(&st.handle, false),
+        logons_held: st.handle.logons_held(),
     };
     let status = if body.ready {
         StatusCode::OK
@@ -372,6 +376,22 @@ async fn reset(
     }
 }
 
+async fn hold_logons(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    set_logon_hold(&st, &headers, true)
+}
+
+async fn release_logons(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    set_logon_hold(&st, &headers, false)
+}
+
+fn set_logon_hold(st: &AdminState, headers: &HeaderMap, hold: bool) -> Response {
+    if let Err(r) = authorize(st, headers) {
+        return *r;
+    }
+    st.handle.hold_logons(hold);
+    StatusCode::OK.into_response()
+}
+
 async fn step_down(
     State(st): State<AdminState>,
     headers: HeaderMap,
@@ -457,6 +477,8 @@ fn router(handle: EngineHandle, token: Option<String>) -> Router {
         )
         .route("/sessions/{begin}/{sender}/{target}/reset", post(reset))
         .route("/step-down", post(step_down))
+        .route("/logons/hold", post(hold_logons))
+        .route("/logons/release", post(release_logons))
         .route("/replication", get(replication))
         .route("/replication/pause", post(pause))
         .route("/replication/resume", post(resume))

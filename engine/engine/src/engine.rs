@@ -96,6 +96,9 @@ pub struct Engine {
     replication: Option<Arc<crate::replication::Replication>>,
     /// The role the sessions follow (the lease's, once the journal is open for it).
     serving: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
+    /// New FIX connections are refused while set (a planned rotation quiesces the
+    /// leader); cleared whenever this instance starts a new term as leader.
+    logons_held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
@@ -243,6 +246,7 @@ impl Engine {
             (Some(setup), Some(role)) => setup.sql_channel(&storage, role),
             _ => None,
         };
+        let logons_held = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let (Some(k), Some(tx)) = (&keeper, serving_tx) {
             listeners.push(follow_lease(
                 Arc::clone(k),
@@ -250,6 +254,7 @@ impl Engine {
                 tx,
                 Arc::clone(&metrics),
                 sql_channel.clone(),
+                Arc::clone(&logons_held),
             ));
         }
         if let Some((journal, _)) = storage.journal() {
@@ -283,6 +288,7 @@ impl Engine {
                 logon_timeout,
                 max_size,
                 tls: tls_by_addr.get(&addr).cloned(),
+                held: Arc::clone(&logons_held),
             };
             let standby_listens = config
                 .engine
@@ -310,6 +316,7 @@ impl Engine {
             admin_addr: None,
             replication: replication.map(|r| r.state),
             serving: serving.clone(),
+            logons_held,
         };
         if let Some(admin) = &config.engine.admin {
             let addr: SocketAddr = admin.listen.parse().map_err(|_| {
@@ -362,6 +369,7 @@ impl Engine {
             replication: self.replication.clone(),
             journal: self.storage.journal().map(|(j, _)| j.clone()),
             serving: self.serving.clone(),
+            logons_held: Arc::clone(&self.logons_held),
         }
     }
 
@@ -402,6 +410,7 @@ fn follow_lease(
     tx: tokio::sync::watch::Sender<fix_lease::RoleState>,
     metrics: Arc<crate::metrics::Metrics>,
     sql: Option<crate::replication::sql::SqlChannel>,
+    logons_held: Arc<std::sync::atomic::AtomicBool>,
 ) -> JoinHandle<()> {
     let mut source = keeper.subscribe();
     storage.fence();
@@ -421,7 +430,11 @@ fn follow_lease(
                     let opened =
                         drained.and_then(|()| storage.open_epoch(epoch).map_err(|e| e.to_string()));
                     match opened {
-                        Ok(()) => led = Some(epoch),
+                        Ok(()) => {
+                            led = Some(epoch);
+                            // A hold from an earlier term (a rotation away) ends here.
+                            logons_held.store(false, std::sync::atomic::Ordering::SeqCst);
+                        }
                         Err(e) => {
                             tracing::error!(epoch, error = %e, "refusing to lead: giving the lease up");
                             storage.fence();
@@ -456,9 +469,24 @@ pub struct EngineHandle {
     replication: Option<Arc<crate::replication::Replication>>,
     journal: Option<fix_store::Journal>,
     serving: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
+    logons_held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EngineHandle {
+    /// Refuses (true) or accepts again (false) new FIX connections on every acceptor
+    /// port; sessions already connected are not touched. A planned rotation holds logons
+    /// before logging sessions out, so no counterparty logs on again to the old leader.
+    pub fn hold_logons(&self, hold: bool) {
+        self.logons_held
+            .store(hold, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(hold, "new FIX connections held/released by an admin call");
+    }
+
+    /// Whether new FIX connections are being refused.
+    pub fn logons_held(&self) -> bool {
+        self.logons_held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn tx(&self, id: &SessionId) -> Result<&mpsc::Sender<Command>, EngineError> {
         self.sessions
             .get(id)

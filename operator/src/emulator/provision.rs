@@ -71,6 +71,68 @@ pub async fn global_accelerator(
     endpoints: &[String],
 ) -> Result<String, String> {
     let c = ga_client(url);
+    let listener = accelerator_listener(&c, port).await?;
+    let mut req = c
+        .create_endpoint_group()
+        .listener_arn(listener)
+        .endpoint_group_region("us-east-1")
+        .idempotency_token("fix-group");
+    for id in endpoints {
+        req = req.endpoint_configurations(
+            EndpointConfiguration::builder()
+                .endpoint_id(id)
+                .weight(0)
+                .build(),
+        );
+    }
+    req.send()
+        .await
+        .map_err(|e| err("CreateEndpointGroup", e))?
+        .endpoint_group
+        .and_then(|g| g.endpoint_group_arn)
+        .ok_or_else(|| "CreateEndpointGroup returned no ARN".to_string())
+}
+
+/// An accelerator, a TCP listener on `port` and one endpoint group per region in
+/// `regions` (each with one endpoint, the region's load balancer) at traffic dial 0;
+/// returns region → endpoint group ARN, for traffic dials between regions.
+pub async fn global_accelerator_regions(
+    url: &str,
+    port: u16,
+    regions: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let c = ga_client(url);
+    let listener = accelerator_listener(&c, port).await?;
+    let mut groups = BTreeMap::new();
+    for region in regions {
+        let arn = c
+            .create_endpoint_group()
+            .listener_arn(&listener)
+            .endpoint_group_region(region)
+            .traffic_dial_percentage(0.0)
+            .endpoint_configurations(
+                EndpointConfiguration::builder()
+                    .endpoint_id(format!("nlb-{region}"))
+                    .weight(100)
+                    .build(),
+            )
+            .idempotency_token(format!("fix-group-{region}"))
+            .send()
+            .await
+            .map_err(|e| err("CreateEndpointGroup", e))?
+            .endpoint_group
+            .and_then(|g| g.endpoint_group_arn)
+            .ok_or("CreateEndpointGroup returned no ARN")?;
+        groups.insert(region.clone(), arn);
+    }
+    Ok(groups)
+}
+
+/// An accelerator with a TCP listener on `port`; returns the listener's ARN.
+async fn accelerator_listener(
+    c: &aws_sdk_globalaccelerator::Client,
+    port: u16,
+) -> Result<String, String> {
     let acc = c
         .create_accelerator()
         .name("fix-engines")
@@ -98,25 +160,7 @@ pub async fn global_accelerator(
         .listener
         .and_then(|l| l.listener_arn)
         .ok_or("CreateListener returned no ARN")?;
-    let mut req = c
-        .create_endpoint_group()
-        .listener_arn(listener)
-        .endpoint_group_region("us-east-1")
-        .idempotency_token("fix-group");
-    for id in endpoints {
-        req = req.endpoint_configurations(
-            EndpointConfiguration::builder()
-                .endpoint_id(id)
-                .weight(0)
-                .build(),
-        );
-    }
-    req.send()
-        .await
-        .map_err(|e| err("CreateEndpointGroup", e))?
-        .endpoint_group
-        .and_then(|g| g.endpoint_group_arn)
-        .ok_or_else(|| "CreateEndpointGroup returned no ARN".to_string())
+    Ok(listener)
 }
 
 /// An ARC cluster with a control panel, one routing control per name in `instances`, and

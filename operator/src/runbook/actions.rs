@@ -12,6 +12,12 @@ pub async fn perform(action: &Action, sys: &System, facts: &mut Facts) -> Result
     match action {
         Action::RecordSessions { region } => record(sys, region, facts).await,
         Action::LogoutSessions { region } => logout(sys, region, facts).await,
+        Action::ReleaseLogons { region } => {
+            for i in sys.in_region(region)? {
+                sys.post(i, "/logons/release", &[200]).await?;
+            }
+            Ok(())
+        }
         Action::MoveLease { to, pause } => {
             let pause = parse_duration(pause).unwrap_or(Duration::from_secs(30));
             move_lease(sys, to, pause, facts).await
@@ -84,6 +90,7 @@ async fn logout(sys: &System, region: &str, facts: &mut Facts) -> Result<(), Str
         Err(_) if facts.disruption_started_ms.is_some() => return Ok(()),
         Err(e) => return Err(e),
     };
+    sys.post(&leader.instance, "/logons/hold", &[200]).await?;
     record(sys, region, facts).await?;
     facts.disruption_started_ms.get_or_insert_with(now_ms);
     for (id, state, _, _) in leader.sessions() {

@@ -155,9 +155,15 @@ pub enum Action {
         /// The region.
         region: String,
     },
-    /// Records the sequence numbers, then sends Logout on every session the region's
-    /// leader has logged on. Starts the recovery clock (RTO).
+    /// Holds new logons on the region's leader (`POST /logons/hold`: no counterparty logs
+    /// on to it again), records the sequence numbers, then sends Logout on every session
+    /// it has logged on. Starts the recovery clock (RTO).
     LogoutSessions {
+        /// The region.
+        region: String,
+    },
+    /// Accepts logons again on every instance of the region (undoes a logout-sessions).
+    ReleaseLogons {
         /// The region.
         region: String,
     },
@@ -226,7 +232,10 @@ impl Action {
                 format!("record the sessions' sequence numbers in region {region}")
             }
             Self::LogoutSessions { region } => {
-                format!("log every session out in region {region}")
+                format!("hold new logons and log every session out in region {region}")
+            }
+            Self::ReleaseLogons { region } => {
+                format!("accept logons again in region {region}")
             }
             Self::MoveLease { to, pause } => format!(
                 "make {to} the active region (lease pin), step the leader elsewhere down (out for {pause})"
