@@ -5,11 +5,13 @@
 3. renders the chart (helm-python-sdk, no cluster) and prints the resource list;
 4. kubernetes-validate --strict on every rendered manifest and on the CRD;
 5. yamllint on the chart's YAML and the rendered manifests;
+   (also: runbooks/*.yaml against runbooks/schema.json, and yamllint on them);
 6. the example FixSession against the CRD's OpenAPI v3 schema (unknown fields refused,
    as `kubectl apply --validate=strict` does), and a broken copy of it is refused.
 """
 
 import copy
+import json
 import pathlib
 import subprocess
 import sys
@@ -126,7 +128,24 @@ def example_matches_crd():
         fail(f"the CRD schema accepted spec.{broken[0]}={broken[1]!r}")
 
 
+def runbooks_match_their_schema():
+    """runbooks/*.yaml against the published runbooks/schema.json, and yamllint."""
+    schema = json.loads((ROOT / "runbooks" / "schema.json").read_text())
+    books = sorted((ROOT / "runbooks").glob("*.yaml"))
+    for p in books:
+        jsonschema.validate(yaml.safe_load(p.read_text()), schema)
+    broken = {"name": "x", "steps": [{"id": "a", "action": {"action": "reboot"}}]}
+    try:
+        jsonschema.validate(broken, schema)
+        fail("the runbook schema accepted an unknown action")
+    except jsonschema.ValidationError:
+        pass
+    run(BIN / "yamllint", "-c", ROOT / ".yamllint", *books)
+    print(f"runbooks: {len(books)} file(s) valid against runbooks/schema.json and yamllint-clean")
+
+
 def main():
+    runbooks_match_their_schema()
     lint()
     schema_refuses_bad_values()
     with tempfile.TemporaryDirectory() as tmp:

@@ -69,7 +69,7 @@ enum Command {
         /// Move the lead to another region: runs the built-in rotation runbook
         /// (runbooks/rotate-region.yaml) from the region that leads now. Needs --config
         /// with a region on every engine, [lease] and [[region_router]].
-        #[arg(long, requires = "config")]
+        #[arg(long)]
         region: Option<String>,
         /// With --region: the leading region is lost; run the DR runbook
         /// (runbooks/dr-failover.yaml) instead.

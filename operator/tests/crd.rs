@@ -55,3 +55,46 @@ fn the_crd_names_group_version_and_status() {
         serde_json::json!(["local", "replicated", "sql"])
     );
 }
+
+/// `runbooks/schema.json` is the schema of the runbook types, and every shipped runbook
+/// reads as a runbook with its parameters.
+#[test]
+fn runbook_schema_is_current_and_runbooks_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("schema.json")).expect("runbooks/schema.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        committed,
+        fix_operator::runbook::spec::schema(),
+        "runbooks/schema.json is stale: run `cargo run -p fix-operator --bin fixctl -- runbook schema > runbooks/schema.json`"
+    );
+    let params = std::collections::BTreeMap::from([
+        ("source".to_string(), "us-east-1".to_string()),
+        ("target".to_string(), "us-west-2".to_string()),
+    ]);
+    for f in ["rotate-region.yaml", "dr-failover.yaml", "failback.yaml"] {
+        let (book, _) = fix_operator::runbook::load::load(&root.join(f), &params)
+            .unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!book.steps.is_empty(), "{f}");
+    }
+    // Mistakes are named.
+    let bad = |text: &str| {
+        fix_operator::runbook::load::parse(text, "bad.yaml", &params)
+            .expect_err("refused")
+            .to_string()
+    };
+    let base = "name: x\nparameters: {source: {}, target: {}}\nsteps:\n";
+    assert!(bad(&format!("{base}  - id: a\n    timeout: 5 minutes\n"))
+        .contains("timeout \"5 minutes\" is not a duration"));
+    assert!(bad(&format!("{base}  - id: a\n  - id: a\n")).contains("step id a is used twice"));
+    assert!(bad(&format!(
+        "{base}  - id: a\n    action: {{action: move-lease, to: \"{{{{tagret}}}}\"}}\n"
+    ))
+    .contains("uses {{tagret}}, which is not a declared parameter"));
+    assert!(bad(&format!(
+        "{base}  - id: a\n    action: {{action: reboot}}\n"
+    ))
+    .contains("unknown variant `reboot`"));
+}

@@ -84,12 +84,13 @@ impl Cluster {
     ) -> Result<Self, ClusterError> {
         let mut lease = LeaseDb::prepare(opts.backend, servers, dir).await?;
         if let Some(region) = &opts.active_region {
-            let store = fix_lease::connect(&lease.url)
-                .await
-                .map_err(|e| BackendError::Unreachable {
-                    backend: opts.backend.name(),
-                    detail: e.to_string(),
-                })?;
+            let store =
+                fix_lease::connect(&lease.url)
+                    .await
+                    .map_err(|e| BackendError::Unreachable {
+                        backend: opts.backend.name(),
+                        detail: e.to_string(),
+                    })?;
             fix_lease::region::set_active_region(store.as_ref(), "drill", region)
                 .await
                 .map_err(|e| BackendError::Unreachable {

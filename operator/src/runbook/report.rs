@@ -89,10 +89,10 @@ impl Report {
             "  RTO: {} ms (first disruption → every session logged on in the new region)\n",
             opt(self.rto_ms.map(|v| v.to_string()))
         ));
-        out.push_str(&format!(
-            "  RPO: {} journal byte(s) not in the new region at the cut-over\n",
-            opt(self.rpo_lag_bytes.map(|v| v.to_string()))
-        ));
+        out.push_str(&match self.rpo_lag_bytes {
+            Some(v) => format!("  RPO: {v} journal byte(s) not in the new region at the cut-over\n"),
+            None => "  RPO: not measured at the cut-over (the source did not answer); the sequence-number and reconciliation checks below show what the new region holds\n".to_string(),
+        });
         out.push_str(&format!(
             "  lead: {} (epoch {}) → {} (epoch {})\n",
             opt(self.leader_before.clone()),

@@ -142,9 +142,11 @@ impl System {
             match r.kind.as_str() {
                 "arc" => arc = Some(router),
                 "global-accelerator" => dials = Some(router),
-                other => return Err(bad(format!(
+                other => {
+                    return Err(bad(format!(
                     "[[region_router]] kind = \"{other}\": use \"arc\" or \"global-accelerator\""
-                ))),
+                )))
+                }
             }
         }
         Ok(Self {
