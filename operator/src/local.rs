@@ -103,6 +103,7 @@ impl LocalGroup {
             names: Vec::new(),
             regions: Vec::new(),
             active_region: None,
+            cross_region_sync: false,
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;

@@ -190,7 +190,7 @@ async fn failover_moves_the_lead_and_refuses_what_it_cannot_do() {
 
     let (ok, _, err) = run(with(&["--region", "eu-west-1"])).await.expect("join");
     assert!(
-        !ok && err.contains("not available yet") && err.contains("--to"),
+        !ok && err.contains("--config FILE") && err.contains("[[region_router]]"),
         "{err}"
     );
     let (ok, _, err) = run(with(&["--to", "c"])).await.expect("join");

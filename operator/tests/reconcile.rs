@@ -609,6 +609,7 @@ async fn engines(name: &str) -> (tempfile::TempDir, Cluster) {
         names: vec![format!("{name}-0"), format!("{name}-1")],
         regions: Vec::new(),
         active_region: None,
+        cross_region_sync: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -28,6 +28,7 @@ async fn pair() -> (tempfile::TempDir, Cluster) {
         names: Vec::new(),
         regions: Vec::new(),
         active_region: None,
+        cross_region_sync: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

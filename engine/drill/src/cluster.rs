@@ -28,6 +28,8 @@ pub struct GroupOptions {
     /// Pin the group to this active region before the engines start (see
     /// `fix_lease::region`).
     pub active_region: Option<String>,
+    /// `[engine.replication] cross_region = 'sync'` (else `async`).
+    pub cross_region_sync: bool,
 }
 
 /// A group that failed to start or misbehaved.
@@ -130,6 +132,7 @@ impl Cluster {
                     .collect(),
                 lease_url: lease_urls[i].clone(),
                 region: opts.regions.get(i).cloned(),
+                cross_region_sync: opts.cross_region_sync,
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,

@@ -128,6 +128,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         names: Vec::new(),
                         regions: Vec::new(),
                         active_region: None,
+                        cross_region_sync: false,
                     },
                     cycles: args.cycles,
                     rate: args.rate,

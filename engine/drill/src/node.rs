@@ -65,6 +65,8 @@ pub struct NodeSpec {
     pub lease_url: String,
     /// Its region in a multi-region group.
     pub region: Option<String>,
+    /// Writes wait for a standby of another region too.
+    pub cross_region_sync: bool,
     /// `local` or `replicated`.
     pub durability: String,
     /// Lease TTL in ms.
@@ -87,7 +89,7 @@ impl NodeSpec {
         format!(
             "[engine]\ndata_dir = '{dir}'\napp = 'exec'\n\
              [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n{region}\
-             [engine.replication]\nlisten = '127.0.0.1:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\n\
+             [engine.replication]\nlisten = '127.0.0.1:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\ncross_region = '{cross}'\n\
              [engine.admin]\nlisten = '127.0.0.1:{admin}'\ntoken = '{TOKEN}'\n\
              [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:{fix}'\nheartbeat_interval = 1\n",
             dir = self.dir.display(),
@@ -103,6 +105,7 @@ impl NodeSpec {
             repl = self.repl_port,
             peers = peers.join(", "),
             durability = self.durability,
+            cross = if self.cross_region_sync { "sync" } else { "async" },
             admin = self.admin_port,
             fix = self.fix_port,
         )

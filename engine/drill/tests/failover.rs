@@ -33,6 +33,7 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
         names: Vec::new(),
         regions: Vec::new(),
         active_region: None,
+        cross_region_sync: false,
     }
 }
 

@@ -80,6 +80,9 @@ struct ReplicationView {
     durable: u64,
     paused: crate::replication::Paused,
     standbys: Vec<StandbyLag>,
+    /// While leading a multi-region group: how far the most advanced standby of another
+    /// region is behind (all of the journal while none is connected).
+    cross_region_lag_bytes: Option<u64>,
     follower: Option<crate::replication::FollowerView>,
 }
 
@@ -87,7 +90,7 @@ fn replication_view(handle: &EngineHandle, per_session: bool) -> Option<Replicat
     let r = handle.replication()?;
     let (appended, durable) = handle.journal_positions().unwrap_or_default();
     let leading = matches!(handle.role(), fix_lease::Role::Leader { .. });
-    let standbys = r
+    let standbys: Vec<StandbyLag> = r
         .standbys()
         .into_iter()
         .map(|s| StandbyLag {
@@ -96,10 +99,19 @@ fn replication_view(handle: &EngineHandle, per_session: bool) -> Option<Replicat
             standby: s,
         })
         .collect();
+    let cross_region_lag_bytes = (leading && r.region().is_some()).then(|| {
+        standbys
+            .iter()
+            .filter(|s| s.standby.remote)
+            .map(|s| s.lag_bytes)
+            .min()
+            .unwrap_or(durable)
+    });
     Some(ReplicationView {
         appended,
         durable,
         paused: r.paused(),
+        cross_region_lag_bytes,
         standbys,
         follower: (!leading).then(|| r.follower()),
     })
@@ -250,6 +262,9 @@ async fn metrics(State(st): State<AdminState>) -> Response {
             (None, None) => r.durable,
         };
         m.replication_lag_bytes.set(lag as i64);
+        if let Some(remote) = r.cross_region_lag_bytes {
+            m.replication_cross_region_lag_bytes.set(remote as i64);
+        }
         if let Some(rep) = st.handle.replication() {
             m.replication_degraded_writes
                 .set(rep.degraded_writes() as i64);

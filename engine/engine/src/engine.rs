@@ -146,8 +146,14 @@ impl Engine {
         let mut storage = Storage::open(&config.engine, config.engine.lease.is_some())?;
         let replication = match (&config.engine.replication, &config.engine.lease) {
             (Some(r), Some(l)) => Some(
-                crate::replication::setup::Setup::prepare(r, &l.url, &l.group, &mut storage)
-                    .await?,
+                crate::replication::setup::Setup::prepare(
+                    r,
+                    &l.url,
+                    &l.group,
+                    l.region.clone(),
+                    &mut storage,
+                )
+                .await?,
             ),
             _ => None,
         };

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub replication_standbys: Gauge,
     /// Journal bytes durable here that the most advanced standby has not acknowledged.
     pub replication_lag_bytes: Gauge,
+    /// Journal bytes durable here that the most advanced standby of another region has
+    /// not acknowledged (multi-region groups; all of it while none is connected).
+    pub replication_cross_region_lag_bytes: Gauge,
     /// Writes that went on without a standby under `replicated` durability.
     pub replication_degraded_writes: Gauge,
     /// Time one journal group commit (write + fdatasync) took.
@@ -79,6 +82,7 @@ impl Metrics {
             leader_terms: Gauge::default(),
             replication_standbys: Gauge::default(),
             replication_lag_bytes: Gauge::default(),
+            replication_cross_region_lag_bytes: Gauge::default(),
             replication_degraded_writes: Gauge::default(),
             journal_fsync_seconds: Histogram::new(latency_buckets()),
             lease_renew_seconds: Histogram::new(latency_buckets()),
@@ -133,6 +137,11 @@ impl Metrics {
             "replication_lag_bytes",
             "Journal bytes not yet acknowledged by the most advanced standby",
             m.replication_lag_bytes.clone(),
+        );
+        registry.register(
+            "replication_cross_region_lag_bytes",
+            "Journal bytes not yet acknowledged by the most advanced standby of another region",
+            m.replication_cross_region_lag_bytes.clone(),
         );
         registry.register(
             "replication_degraded_writes",

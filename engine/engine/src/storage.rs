@@ -124,28 +124,27 @@ impl Storage {
         let Some((replication, standby_wait)) = replicas else {
             return Ok(());
         };
-        let mut acked = replication.acked();
-        let mut warned = false;
-        while *acked.borrow_and_update() < target {
-            if journal.epoch().is_none() {
-                return Err(NotDurable::Fenced);
-            }
-            if let Some(f) = failed() {
-                return Err(f);
-            }
-            if replication.alone_for().is_some_and(|t| t >= *standby_wait) {
+        let r = replication.as_ref();
+        let nearest = await_ack(journal, replication.acked(), target, *standby_wait, || {
+            r.alone_for()
+        })
+        .await?;
+        if !nearest {
+            replication.note_degraded_write();
+            return Ok(());
+        }
+        if replication.cross_region_sync() {
+            // `cross_region = "sync"`: a standby of another region must have it too.
+            let remote = await_ack(
+                journal,
+                replication.remote_acked(),
+                target,
+                *standby_wait,
+                || r.remote_alone_for(),
+            )
+            .await?;
+            if !remote {
                 replication.note_degraded_write();
-                return Ok(());
-            }
-            let tick = tokio::time::sleep(Duration::from_millis(20));
-            tokio::select! {
-                _ = acked.changed() => {}
-                () = tick => {
-                    if !warned && replication.alone_for().is_none() {
-                        tracing::debug!(position = target, "waiting for a standby to acknowledge");
-                        warned = true;
-                    }
-                }
             }
         }
         Ok(())
@@ -172,4 +171,33 @@ impl Storage {
             journal.shutdown();
         }
     }
+}
+
+/// Waits until `acked` reaches `target`. Gives up waiting (and counts a degraded write)
+/// once `alone_for` says no such standby has streamed for `standby_wait`: returns
+/// `Ok(false)` then, `Ok(true)` when acknowledged.
+async fn await_ack(
+    journal: &Journal,
+    mut acked: watch::Receiver<u64>,
+    target: u64,
+    standby_wait: Duration,
+    alone_for: impl Fn() -> Option<Duration>,
+) -> Result<bool, NotDurable> {
+    while *acked.borrow_and_update() < target {
+        if journal.epoch().is_none() {
+            return Err(NotDurable::Fenced);
+        }
+        if let Some(f) = journal.failure() {
+            return Err(NotDurable::Failed(f));
+        }
+        if alone_for().is_some_and(|t| t >= standby_wait) {
+            return Ok(false);
+        }
+        let tick = tokio::time::sleep(Duration::from_millis(20));
+        tokio::select! {
+            _ = acked.changed() => {}
+            () = tick => {}
+        }
+    }
+    Ok(true)
 }

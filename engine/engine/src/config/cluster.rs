@@ -61,6 +61,24 @@ pub struct ReplicationSection {
     /// With `replicated`: how long to hold messages back when no standby is connected
     /// before going on without one (default 1000 ms).
     pub standby_wait_ms: Option<u64>,
+    /// A group spread over regions (`[engine.lease] region` on every instance): with
+    /// `replicated`, whether a message also waits for a standby in another region
+    /// (`sync`: RPO 0 across regions, at the price of the cross-region round trip) or only
+    /// for the nearest one (`async`, the default: the other regions follow behind by the
+    /// `fix_replication_cross_region_lag_bytes` metric).
+    #[serde(default)]
+    pub cross_region: CrossRegion,
+}
+
+/// How a multi-region group replicates between regions.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CrossRegion {
+    /// The other regions follow; only the nearest standby holds messages back.
+    #[default]
+    Async,
+    /// A standby in another region must have each message before it is sent.
+    Sync,
 }
 
 impl ReplicationSection {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod cluster;
-pub use cluster::{AdminSection, Durability, LeaseSection, ReplicationSection, RuntimeSection};
+pub use cluster::{
+    AdminSection, CrossRegion, Durability, LeaseSection, ReplicationSection, RuntimeSection,
+};
 
 /// A configuration problem.
 #[derive(Debug, Error)]

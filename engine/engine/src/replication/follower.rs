@@ -116,7 +116,7 @@ impl Follower {
                 epoch: gate.newest(),
                 from_position: self.journal.appended(),
                 epochs: history,
-                standby: self.name.clone(),
+                standby: super::hello_id(&self.name, self.state.region().as_deref()),
             },
         )
         .await?;

@@ -30,11 +30,32 @@ pub(crate) const IDLE_TICK: std::time::Duration = std::time::Duration::from_mill
 /// (hung or cut off), so `replicated` durability does not wait on it forever.
 pub(crate) const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// The standby id a follower sends in its Hello: its name, and after a NUL its region
+/// (a leader that knows no regions sees a name with a NUL in it, and nothing breaks).
+pub(crate) fn hello_id(name: &str, region: Option<&str>) -> String {
+    match region {
+        Some(r) => format!("{name}\0{r}"),
+        None => name.to_string(),
+    }
+}
+
+/// The name and the region (when it gave one) in a follower's Hello id.
+pub(crate) fn split_hello_id(hello: &str) -> (&str, Option<&str>) {
+    match hello.split_once('\0') {
+        Some((name, region)) => (name, Some(region)),
+        None => (hello, None),
+    }
+}
+
 /// One standby as the leader sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StandbyView {
     /// The name it gave in its Hello.
     pub name: String,
+    /// Its region, when it gave one.
+    pub region: Option<String>,
+    /// In another region than this leader's (cross-region replication).
+    pub remote: bool,
     /// Its address.
     pub peer: String,
     /// Stream position sent to it.
@@ -95,6 +116,12 @@ pub struct Replication {
     paused: watch::Sender<Paused>,
     follower: Mutex<FollowerView>,
     eligible: watch::Sender<bool>,
+    /// This instance's region, and whether writes wait for a standby of another region.
+    region: Mutex<(Option<String>, bool)>,
+    /// The best position acknowledged by a streaming standby of another region.
+    remote_acked: watch::Sender<u64>,
+    /// Since when no standby of another region streams (`None` while one does).
+    remote_alone_since: Mutex<Option<std::time::Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,7 +142,35 @@ impl Replication {
             paused: watch::channel(Paused::default()).0,
             follower: Mutex::new(FollowerView::default()),
             eligible: watch::channel(eligible).0,
+            region: Mutex::new((None, false)),
+            remote_acked: watch::channel(0).0,
+            remote_alone_since: Mutex::new(Some(std::time::Instant::now())),
         })
+    }
+
+    /// Sets this instance's region and whether writes wait for another region's standby.
+    pub fn set_region(&self, region: Option<String>, sync: bool) {
+        *lock(&self.region) = (region, sync);
+    }
+
+    /// This instance's region.
+    pub fn region(&self) -> Option<String> {
+        lock(&self.region).0.clone()
+    }
+
+    /// Whether writes wait for a standby of another region (`cross_region = "sync"`).
+    pub fn cross_region_sync(&self) -> bool {
+        lock(&self.region).1
+    }
+
+    /// The highest stream position durable on a standby of another region.
+    pub fn remote_acked(&self) -> watch::Receiver<u64> {
+        self.remote_acked.subscribe()
+    }
+
+    /// How long no standby of another region has streamed (`None` while one does).
+    pub fn remote_alone_for(&self) -> Option<std::time::Duration> {
+        lock(&self.remote_alone_since).map(|t| t.elapsed())
     }
 
     /// The highest stream position durable on at least one standby.
@@ -181,11 +236,17 @@ impl Replication {
         f(&mut lock(&self.follower));
     }
 
-    fn register(&self, name: String, peer: String, from: u64) -> u64 {
+    fn register(&self, hello: &str, peer: String, from: u64) -> u64 {
+        let (name, region) = split_hello_id(hello);
+        let mine = self.region();
+        let remote = matches!((region, &mine), (Some(a), Some(b)) if a != b);
+        let (name, region) = (name.to_string(), region.map(str::to_string));
         let mut n = lock(&self.next_id);
         *n += 1;
         let view = StandbyView {
             name,
+            region,
+            remote,
             peer,
             sent: from,
             acked: 0,
@@ -253,6 +314,29 @@ impl Replication {
     /// Publishes the best position acknowledged by a streaming standby, and whether the
     /// leader is alone (no streaming standby) since when.
     fn publish_acked(&self) {
+        let remote_best = {
+            let standbys = lock(&self.standbys);
+            standbys
+                .values()
+                .filter(|v| v.streaming && v.remote)
+                .map(|v| v.acked)
+                .max()
+        };
+        {
+            let mut alone = lock(&self.remote_alone_since);
+            match (remote_best.is_some(), *alone) {
+                (true, _) => *alone = None,
+                (false, None) => *alone = Some(std::time::Instant::now()),
+                (false, Some(_)) => {}
+            }
+        }
+        if let Some(best) = remote_best {
+            self.remote_acked.send_if_modified(|v| {
+                let changed = *v != best;
+                *v = best;
+                changed
+            });
+        }
         let (streaming, best) = {
             let standbys = lock(&self.standbys);
             let streaming: Vec<u64> = standbys

@@ -31,6 +31,7 @@ impl Setup {
         section: &ReplicationSection,
         lease_url: &str,
         group: &str,
+        region: Option<String>,
         storage: &mut Storage,
     ) -> Result<Self, EngineError> {
         let (listen, peers) = section.addresses()?;
@@ -44,6 +45,10 @@ impl Setup {
         };
         let eligible = peers.is_empty() || sql.is_some();
         let state = Replication::new(eligible);
+        state.set_region(
+            region,
+            section.cross_region == crate::config::CrossRegion::Sync,
+        );
         match section.durability {
             Durability::Local => {}
             Durability::Replicated => {

@@ -110,7 +110,7 @@ impl Source {
         }
         let agreed = self.journal.agreed_position(&epochs, from_position);
         if agreed < from_position {
-            tracing::warn!(%peer, standby = %standby, from_position, agreed, "standby's journal diverged (an old leader's unreplicated tail): asking it to cut back");
+            tracing::warn!(%peer, standby = %super::split_hello_id(&standby).0, from_position, agreed, "standby's journal diverged (an old leader's unreplicated tail): asking it to cut back");
             send(
                 &mut wr,
                 &Frame::Truncate {
@@ -121,11 +121,12 @@ impl Source {
             .await?;
             return Ok(());
         }
-        tracing::info!(%peer, standby = %standby, from_position, epoch, "standby connected; streaming the journal");
-        let name = standby.clone();
+        let (name, region) = super::split_hello_id(&standby);
+        tracing::info!(%peer, standby = %name, region = region.unwrap_or("-"), from_position, epoch, "standby connected; streaming the journal");
+        let name = name.to_string();
         let id = self
             .state
-            .register(standby, peer.to_string(), from_position);
+            .register(&standby, peer.to_string(), from_position);
         let state = Arc::clone(&self.state);
         let acks = tokio::spawn(async move {
             loop {

@@ -381,7 +381,7 @@ impl SqlChannel {
                 return;
             }
         };
-        let id = self.state.register("sql".into(), "sql".into(), shipped);
+        let id = self.state.register("sql", "sql".into(), shipped);
         self.state.update(id, |v| {
             v.acked = shipped;
             v.streaming = true;
