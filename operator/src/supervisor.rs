@@ -77,7 +77,7 @@ impl From<&fix_drill::node::Node> for Instance {
 }
 
 /// Sends one admin request to `admin` (looked up first).
-async fn admin_request(
+pub(crate) async fn admin_request(
     admin: &AdminAddr,
     method: &str,
     path: &str,

@@ -3,10 +3,12 @@
 //! earlier stack's outputs passed on as a later template's parameters, and the engines'
 //! TOML written to SSM parameters.
 //!
-//! Not yet: the rolling restart of the ECS services (standby first, then the leader steps
-//! down, then the old leader).
+//! With a `rollout` section, an update that changes the engines' image is a rolling
+//! upgrade ([`rollout`]): the standbys first, then the leader steps down, then the old
+//! leader.
 
 pub mod plan;
+pub mod rollout;
 pub mod stacks;
 
 use plan::{template_parameters, DeployPlan, PlanError};
@@ -56,6 +58,14 @@ pub enum DeployError {
         /// The service's answer.
         detail: String,
     },
+    /// The rolling upgrade cannot go on.
+    #[error("rolling upgrade, {engine}: {detail}")]
+    Rollout {
+        /// The engine concerned (`-` for the group).
+        engine: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// Something did not finish in time.
     #[error("{0} did not finish in time")]
     Timeout(String),
@@ -68,6 +78,8 @@ pub struct DeployReport {
     pub stacks: Vec<StackReport>,
     /// The SSM parameters written (or, in a dry run, that would be).
     pub parameters: Vec<String>,
+    /// The rolling upgrade of the engines, when the image changed.
+    pub rollout: Option<rollout::RolloutReport>,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
@@ -98,6 +110,7 @@ pub async fn run(
     let engine_parameters = plan.engine_parameters()?;
     let mut outputs: BTreeMap<String, String> = BTreeMap::new();
     let mut reports = Vec::new();
+    let mut rolled_out = None;
     for stack in &plan.stacks {
         let region = stack.region.as_deref().unwrap_or(&plan.region);
         let conf = sdk_config(region, plan.endpoint_url.as_deref()).await;
@@ -108,18 +121,44 @@ pub async fn run(
             .filter_map(|p| outputs.get(&p).map(|v| (p, v.clone())))
             .collect();
         parameters.extend(stack.parameters.clone());
-        let report = stacks::deploy(
-            &client,
-            region,
-            stack,
-            &template,
-            &parameters,
-            dry_run,
-            progress,
-        )
-        .await?;
-        outputs.extend(report.outputs.clone());
-        reports.push(report);
+        let rolled = match plan.rollout.as_ref().filter(|r| r.stack == stack.name) {
+            Some(r) => {
+                rollout::roll(
+                    &client,
+                    region,
+                    stack,
+                    &template,
+                    &parameters,
+                    r,
+                    dry_run,
+                    progress,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let stack_reports = match rolled {
+            Some((stack_reports, report)) => {
+                rolled_out = Some(report);
+                stack_reports
+            }
+            None => vec![
+                stacks::deploy(
+                    &client,
+                    region,
+                    stack,
+                    &template,
+                    &parameters,
+                    dry_run,
+                    progress,
+                )
+                .await?,
+            ],
+        };
+        for report in stack_reports {
+            outputs.extend(report.outputs.clone());
+            reports.push(report);
+        }
     }
     let mut written = Vec::new();
     let conf = sdk_config(&plan.region, plan.endpoint_url.as_deref()).await;
@@ -154,6 +193,7 @@ pub async fn run(
     Ok(DeployReport {
         stacks: reports,
         parameters: written,
+        rollout: rolled_out,
         dry_run,
     })
 }

@@ -92,6 +92,9 @@ pub struct DeployPlan {
     /// The engines' configuration.
     #[serde(default)]
     pub engine_config: Option<EngineConfigPlan>,
+    /// The rolling upgrade of the engines stack when its image changes.
+    #[serde(default)]
+    pub rollout: Option<super::rollout::RolloutPlan>,
     /// Where the file is (templates and TOML files are relative to it).
     #[serde(skip)]
     pub base: PathBuf,
@@ -151,12 +154,43 @@ impl DeployPlan {
                 )));
             }
         }
+        if let Some(r) = &self.rollout {
+            self.check_rollout(r).map_err(bad)?;
+        }
         if let Some(e) = &self.engine_config {
             if !e.prefix.starts_with('/') {
                 return Err(bad(format!(
                     "engineConfig.prefix {:?} must start with '/'",
                     e.prefix
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_rollout(&self, r: &super::rollout::RolloutPlan) -> Result<(), String> {
+        let stack = self
+            .stacks
+            .iter()
+            .find(|s| s.name == r.stack)
+            .ok_or_else(|| format!("rollout.stack {} is not one of the stacks", r.stack))?;
+        if r.engines.len() < 2 {
+            return Err("rollout.engines: list every engine of the group (at least two: the leader and a standby)".into());
+        }
+        let template = self.template(stack).map_err(|e| e.to_string())?;
+        let declared = template_parameters(&template);
+        for p in std::iter::once(&r.image_parameter).chain(r.engines.iter().map(|e| &e.image_parameter)) {
+            if !declared.contains(p) {
+                return Err(format!(
+                    "rollout: {p} is not a parameter of {} (each engine needs a parameter that pins its image; see infra/engines.yaml)",
+                    stack.template.display()
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for e in &r.engines {
+            if !names.insert(&e.name) {
+                return Err(format!("rollout.engines: {} is listed twice", e.name));
             }
         }
         Ok(())
