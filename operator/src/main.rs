@@ -537,12 +537,47 @@ async fn deploy(file: &std::path::Path, dry_run: bool, output: Output) -> anyhow
                     }
                 );
             }
+            if let Some(r) = &report.rollout {
+                print_rollout(r, dry_run);
+            }
             if dry_run {
                 println!("Nothing was changed (--dry-run).");
             }
         }
     }
     Ok(())
+}
+
+/// The rolling upgrade's phases (or, in a dry run, the plan).
+fn print_rollout(r: &fix_operator::deploy::rollout::RolloutReport, dry_run: bool) {
+    println!(
+        "rolling upgrade {} -> {}{}: leader {} before, {} after",
+        r.from_image,
+        r.to_image,
+        if dry_run { " (plan)" } else { "" },
+        r.leader_before,
+        r.leader_after
+    );
+    for (i, p) in r.phases.iter().enumerate() {
+        let params: Vec<String> = p
+            .parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={}", if v.is_empty() { "\"\"" } else { v }))
+            .collect();
+        let took = if dry_run {
+            String::new()
+        } else {
+            format!(" in {} ms", p.ms)
+        };
+        println!(
+            "  {}. {:<18} {:<12} leader {}{took}  {}",
+            i + 1,
+            p.kind,
+            p.engine,
+            p.leader,
+            params.join(" ")
+        );
+    }
 }
 
 /// `fixctl failover --fixsession NAME`: through the operator in the cluster.

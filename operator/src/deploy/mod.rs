@@ -123,17 +123,15 @@ pub async fn run(
         parameters.extend(stack.parameters.clone());
         let rolled = match plan.rollout.as_ref().filter(|r| r.stack == stack.name) {
             Some(r) => {
-                rollout::roll(
-                    &client,
+                let target = rollout::EnginesStack {
+                    client: &client,
                     region,
                     stack,
-                    &template,
-                    &parameters,
-                    r,
-                    dry_run,
+                    template: &template,
+                    desired: &parameters,
                     progress,
-                )
-                .await?
+                };
+                rollout::roll(&target, r, dry_run).await?
             }
             None => None,
         };

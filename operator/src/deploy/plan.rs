@@ -179,7 +179,9 @@ impl DeployPlan {
         }
         let template = self.template(stack).map_err(|e| e.to_string())?;
         let declared = template_parameters(&template);
-        for p in std::iter::once(&r.image_parameter).chain(r.engines.iter().map(|e| &e.image_parameter)) {
+        for p in
+            std::iter::once(&r.image_parameter).chain(r.engines.iter().map(|e| &e.image_parameter))
+        {
             if !declared.contains(p) {
                 return Err(format!(
                     "rollout: {p} is not a parameter of {} (each engine needs a parameter that pins its image; see infra/engines.yaml)",

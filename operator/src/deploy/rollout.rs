@@ -163,11 +163,20 @@ async fn check_group(r: &RolloutPlan) -> Result<String, DeployError> {
     let mut leader = None;
     for e in &r.engines {
         let Some(v) = readiness(e).await else {
-            return Err(rollout_err(&e.name, format!("does not answer on {}: an upgrade needs every engine up (see `fixctl status`)", e.admin)));
+            return Err(rollout_err(
+                &e.name,
+                format!(
+                    "does not answer on {}: an upgrade needs every engine up (see `fixctl status`)",
+                    e.admin
+                ),
+            ));
         };
         if leads(&v) {
             if let Some(other) = leader.replace(e.name.clone()) {
-                return Err(rollout_err(&e.name, format!("leads, and so does {other}: settle the group before upgrading")));
+                return Err(rollout_err(
+                    &e.name,
+                    format!("leads, and so does {other}: settle the group before upgrading"),
+                ));
             }
         } else if !caught_up(&v) {
             return Err(rollout_err(&e.name, "is not a caught-up standby: upgrading now would leave no standby to take over; wait until it has caught up"));
@@ -226,26 +235,84 @@ fn image_parameters(r: &RolloutPlan, all: &BTreeMap<String, String>) -> BTreeMap
         .collect()
 }
 
+/// The engines stack being rolled: where it is and what the deployment asks of it.
+pub struct EnginesStack<'a> {
+    /// CloudFormation in the stack's region.
+    pub client: &'a Client,
+    /// The stack's region.
+    pub region: &'a str,
+    /// The stack.
+    pub stack: &'a StackPlan,
+    /// Its template.
+    pub template: &'a str,
+    /// The parameters the deployment asks for.
+    pub desired: &'a BTreeMap<String, String>,
+    /// Told what is being waited for.
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl EnginesStack<'_> {
+    /// One change set with `p` (planned only in a dry run).
+    async fn apply(
+        &self,
+        p: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<StackReport, DeployError> {
+        stacks::deploy(
+            self.client,
+            self.region,
+            self.stack,
+            self.template,
+            p,
+            dry_run,
+            self.progress,
+        )
+        .await
+    }
+
+    /// The image parameters as the stack has them now.
+    async fn images_now(&self, r: &RolloutPlan) -> Result<BTreeMap<String, String>, DeployError> {
+        let now = stack_parameters(self.client, &self.stack.name).await?;
+        Ok(image_parameters(r, &now.unwrap_or_default()))
+    }
+}
+
+fn phase(
+    kind: &str,
+    engine: &str,
+    parameters: BTreeMap<String, String>,
+    leader: &str,
+    t: Instant,
+) -> Phase {
+    Phase {
+        kind: kind.into(),
+        engine: engine.into(),
+        parameters,
+        leader: leader.into(),
+        ms: t.elapsed().as_millis(),
+    }
+}
+
 /// The stack update as a rolling upgrade when it changes the image of a running group;
 /// `None` when it does not (a first creation, or the same image: update it as usual).
-#[allow(clippy::too_many_arguments)]
 pub async fn roll(
-    client: &Client,
-    region: &str,
-    stack: &StackPlan,
-    template: &str,
-    desired: &BTreeMap<String, String>,
+    target: &EnginesStack<'_>,
     r: &RolloutPlan,
     dry_run: bool,
-    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Option<(Vec<StackReport>, RolloutReport)>, DeployError> {
-    let Some(current) = stack_parameters(client, &stack.name).await? else {
+    let (stack, desired) = (target.stack, target.desired);
+    let Some(current) = stack_parameters(target.client, &stack.name).await? else {
         return Ok(None);
     };
-    let new = desired
-        .get(&r.image_parameter)
-        .cloned()
-        .ok_or_else(|| rollout_err("-", format!("stack {} sets no {} parameter: the rollout needs the image to deploy", stack.name, r.image_parameter)))?;
+    let new = desired.get(&r.image_parameter).cloned().ok_or_else(|| {
+        rollout_err(
+            "-",
+            format!(
+                "stack {} sets no {} parameter: the rollout needs the image to deploy",
+                stack.name, r.image_parameter
+            ),
+        )
+    })?;
     let old = current.get(&r.image_parameter).cloned().unwrap_or_default();
     let done: Vec<&str> = r
         .engines
@@ -259,10 +326,14 @@ pub async fn roll(
     let leader = check_group(r).await?;
     let token = std::env::var(&r.token_env).ok();
     if token.is_none() && !dry_run {
-        return Err(rollout_err(&leader, format!("the leader's step-down needs the admin token: set {}", r.token_env)));
+        return Err(rollout_err(
+            &leader,
+            format!(
+                "the leader's step-down needs the admin token: set {}",
+                r.token_env
+            ),
+        ));
     }
-    let standbys: Vec<&RolloutEngine> = r.engines.iter().filter(|e| e.name != leader).collect();
-    let limit = Duration::from_secs(r.ready_timeout_s);
     let mut report = RolloutReport {
         from_image: old.clone(),
         to_image: new.clone(),
@@ -270,44 +341,33 @@ pub async fn roll(
         leader_after: leader.clone(),
         phases: Vec::new(),
     };
-    let mut stack_reports = Vec::new();
-    let mut upgraded: Vec<&str> = done.clone();
-    let phase = |kind: &str, engine: &str, parameters, leader: &str, t: Instant| Phase {
-        kind: kind.into(),
-        engine: engine.into(),
-        parameters,
-        leader: leader.into(),
-        ms: t.elapsed().as_millis(),
-    };
-    // 1. The standbys, one at a time.
-    for s in &standbys {
-        if upgraded.contains(&s.name.as_str()) {
-            continue;
-        }
-        let t = Instant::now();
-        upgraded.push(&s.name);
-        let p = phase_parameters(r, desired, &old, &upgraded, &new);
-        progress(&format!("upgrading standby {} first", s.name));
-        stack_reports.push(stacks::deploy(client, region, stack, template, &p, dry_run, progress).await?);
-        if dry_run {
-            report.phases.push(phase("upgrade-standby", &s.name, image_parameters(r, &p), &leader, t));
-            break; // Only the first change set can be shown before anything has changed.
-        }
-        wait_for(s, "has caught up with the leader", limit, progress, caught_up).await?;
-        let back = stack_parameters(client, &stack.name).await?.unwrap_or_default();
-        report.phases.push(phase("upgrade-standby", &s.name, image_parameters(r, &back), &leader, t));
-    }
+    let standbys: Vec<&RolloutEngine> = r.engines.iter().filter(|e| e.name != leader).collect();
+    let mut stack_reports = upgrade_standbys(
+        target,
+        r,
+        &standbys,
+        (&old, &new),
+        &done,
+        dry_run,
+        &mut report,
+    )
+    .await?;
+    let final_parameters = phase_parameters(r, desired, &new, &[], "");
     if dry_run {
         let after = standbys.first().map_or("a standby", |s| s.name.as_str());
-        let final_p = phase_parameters(r, desired, &new, &[], "");
-        report.phases.push(phase("step-down", &leader, BTreeMap::new(), after, Instant::now()));
-        report.phases.push(phase("upgrade-old-leader", &leader, image_parameters(r, &final_p), after, Instant::now()));
+        let now = Instant::now();
+        report
+            .phases
+            .push(phase("step-down", &leader, BTreeMap::new(), after, now));
+        let images = image_parameters(r, &final_parameters);
+        report
+            .phases
+            .push(phase("upgrade-old-leader", &leader, images, after, now));
         return Ok(Some((stack_reports, report)));
     }
     if done.contains(&leader.as_str()) {
         // Resumed after the step-down: the leader already runs the new image.
-        let p = phase_parameters(r, desired, &new, &[], "");
-        stack_reports.push(stacks::deploy(client, region, stack, template, &p, false, progress).await?);
+        stack_reports.push(target.apply(&final_parameters, false).await?);
         return Ok(Some((stack_reports, report)));
     }
     // 2. The leader steps down; an upgraded standby takes over.
@@ -317,44 +377,110 @@ pub async fn roll(
         .iter()
         .find(|e| e.name == leader)
         .ok_or_else(|| rollout_err(&leader, "not in rollout.engines"))?;
-    progress(&format!("{leader} steps down"));
+    (target.progress)(&format!("{leader} steps down"));
+    let limit = Duration::from_secs(r.ready_timeout_s);
+    let new_leader = step_down(r, old_leader, &standbys, token.as_deref(), limit).await?;
+    report
+        .phases
+        .push(phase("step-down", &leader, BTreeMap::new(), &new_leader, t));
+    // 3. The old leader, now a standby.
+    let t = Instant::now();
+    (target.progress)(&format!("upgrading {leader}, the old leader"));
+    stack_reports.push(target.apply(&final_parameters, false).await?);
+    let what = "has caught up with the new leader";
+    wait_for(old_leader, what, limit, target.progress, caught_up).await?;
+    let images = target.images_now(r).await?;
+    report
+        .phases
+        .push(phase("upgrade-old-leader", &leader, images, &new_leader, t));
+    report.leader_after = new_leader;
+    Ok(Some((stack_reports, report)))
+}
+
+/// Phase 1: each standby not yet `done`, one at a time, pinned to the new image while
+/// the others keep the old one; in a dry run only the first (its change set is all that
+/// can be shown before anything has changed).
+async fn upgrade_standbys(
+    target: &EnginesStack<'_>,
+    r: &RolloutPlan,
+    standbys: &[&RolloutEngine],
+    (old, new): (&str, &str),
+    done: &[&str],
+    dry_run: bool,
+    report: &mut RolloutReport,
+) -> Result<Vec<StackReport>, DeployError> {
+    let limit = Duration::from_secs(r.ready_timeout_s);
+    let mut upgraded: Vec<&str> = done.to_vec();
+    let mut stack_reports = Vec::new();
+    for s in standbys {
+        if upgraded.contains(&s.name.as_str()) {
+            continue;
+        }
+        let t = Instant::now();
+        upgraded.push(&s.name);
+        let p = phase_parameters(r, target.desired, old, &upgraded, new);
+        (target.progress)(&format!("upgrading standby {} first", s.name));
+        stack_reports.push(target.apply(&p, dry_run).await?);
+        let images = if dry_run {
+            image_parameters(r, &p)
+        } else {
+            wait_for(
+                s,
+                "has caught up with the leader",
+                limit,
+                target.progress,
+                caught_up,
+            )
+            .await?;
+            target.images_now(r).await?
+        };
+        let leader = report.leader_before.clone();
+        report
+            .phases
+            .push(phase("upgrade-standby", &s.name, images, &leader, t));
+        if dry_run {
+            break;
+        }
+    }
+    Ok(stack_reports)
+}
+
+/// Steps `old_leader` down and waits until one of `standbys` leads; returns its name.
+async fn step_down(
+    r: &RolloutPlan,
+    old_leader: &RolloutEngine,
+    standbys: &[&RolloutEngine],
+    token: Option<&str>,
+    limit: Duration,
+) -> Result<String, DeployError> {
+    let leader = &old_leader.name;
     let (code, body) = admin_request(
         &AdminAddr::Host(old_leader.admin.clone()),
         "POST",
         &format!("/step-down?pause_ms={}", r.step_down_pause_ms),
-        token.as_deref(),
+        token,
         Duration::from_secs(5),
     )
     .await
-    .map_err(|e| rollout_err(&leader, format!("step-down: {e}")))?;
+    .map_err(|e| rollout_err(leader, format!("step-down: {e}")))?;
     if code != 202 {
-        return Err(rollout_err(&leader, format!("step-down: HTTP {code}: {}", body.trim())));
+        return Err(rollout_err(
+            leader,
+            format!("step-down: HTTP {code}: {}", body.trim()),
+        ));
     }
     let deadline = Instant::now() + limit;
-    let new_leader = loop {
-        let mut found = None;
-        for s in &standbys {
+    loop {
+        for s in standbys {
             if readiness(s).await.is_some_and(|v| leads(&v)) {
-                found = Some(s.name.clone());
+                return Ok(s.name.clone());
             }
         }
-        if let Some(n) = found {
-            break n;
-        }
         if Instant::now() > deadline {
-            return Err(DeployError::Timeout(format!("an upgraded standby taking over from {leader}")));
+            return Err(DeployError::Timeout(format!(
+                "an upgraded standby taking over from {leader}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    report.phases.push(phase("step-down", &leader, BTreeMap::new(), &new_leader, t));
-    // 3. The old leader, now a standby.
-    let t = Instant::now();
-    let p = phase_parameters(r, desired, &new, &[], "");
-    progress(&format!("upgrading {leader}, the old leader"));
-    stack_reports.push(stacks::deploy(client, region, stack, template, &p, false, progress).await?);
-    wait_for(old_leader, "has caught up with the new leader", limit, progress, caught_up).await?;
-    let back = stack_parameters(client, &stack.name).await?.unwrap_or_default();
-    report.phases.push(phase("upgrade-old-leader", &leader, image_parameters(r, &back), &new_leader, t));
-    report.leader_after = new_leader;
-    Ok(Some((stack_reports, report)))
+    }
 }

@@ -168,7 +168,10 @@ pub async fn deploy(
             detail: reason,
         });
     }
-    if failed || report.changes.is_empty() || dry_run {
+    // A change set the service accepted is executed even when it lists no resource
+    // change: it still updates the stack's parameters (which the rolling upgrade reads
+    // back), and a change set with nothing at all to do ends FAILED above.
+    if failed || dry_run {
         let _ = client
             .delete_change_set()
             .stack_name(stack)
