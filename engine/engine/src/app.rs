@@ -102,6 +102,12 @@ pub trait Application: Send + Sync {
     }
     /// An application message arrived, in sequence. `Err` rejects it.
     fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject>;
+    /// Called after a batch of application messages went through `from_app` and before
+    /// they are marked processed in the journal. An application that hands messages on
+    /// elsewhere waits here until they are safe there (the Kafka bridge waits for the
+    /// broker's acknowledgements); if the engine stops first, the batch is handed to the
+    /// application again at the next start or promotion.
+    fn before_processed(&self, _id: &SessionId) {}
 }
 
 /// Header fields not to copy when reflecting a message.

@@ -23,6 +23,9 @@ pub enum EngineError {
     /// The configuration is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The Kafka bridge could not be set up.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::BridgeError),
     /// The journal could not be opened or recovered.
     #[error("cannot open the store: {0}")]
     Store(#[from] fix_store::JournalError),
@@ -133,6 +136,18 @@ impl Engine {
         let app: Arc<dyn Application> = match config.engine.app {
             AppKind::Echo => Arc::new(EchoApp::default()),
             AppKind::Exec => Arc::new(ExecApp::default()),
+            AppKind::Kafka => {
+                let section = config
+                    .engine
+                    .kafka
+                    .as_ref()
+                    .ok_or(crate::kafka::BridgeError::MissingSection)?;
+                let group = config.engine.lease.as_ref().map(|l| l.group.as_str());
+                let bridge = crate::kafka::Bridge::new(section, group)?;
+                let mut engine = Self::start_with(config, bridge.application()).await?;
+                engine.tasks.push(bridge.spawn_outbound(engine.handle()));
+                return Ok(engine);
+            }
         };
         Self::start_with(config, app).await
     }

@@ -15,6 +15,8 @@
 //! - [`storage`]: journal or memory, with an async wait for durability.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`msglog`]: per-session message logs.
+//! - [`kafka`]: the Kafka bridge (`app = "kafka"`): inbound messages to a topic,
+//!   outbound messages from one, session events, across failovers.
 //! - [`tls`]: rustls configuration for acceptors (optionally mutual TLS) and initiators.
 //! - [`quickfix_settings`]: import of QuickFIX / QuickFIX/J settings files.
 
@@ -25,6 +27,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod kafka;
 pub mod metrics;
 pub mod msglog;
 pub mod quickfix_settings;

@@ -67,6 +67,8 @@ pub enum AppKind {
     Echo,
     /// Exchange simulator.
     Exec,
+    /// The Kafka bridge (needs `[engine.kafka]`): applications trade through topics.
+    Kafka,
 }
 
 /// `[engine]`
@@ -97,6 +99,8 @@ pub struct EngineSection {
     /// The async runtime's threads and their CPU placement.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// The Kafka bridge's topics (with `app = "kafka"`).
+    pub kafka: Option<crate::kafka::KafkaSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -119,6 +123,7 @@ impl Default for EngineSection {
             admin: None,
             replication: None,
             runtime: RuntimeSection::default(),
+            kafka: None,
         }
     }
 }

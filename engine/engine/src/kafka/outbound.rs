@@ -1,0 +1,106 @@
+//! The outbound loop: while this instance leads, it consumes the outbound topic, sends
+//! each record on the session its CompIDs name, and commits the record's offset only
+//! once the engine has the message in its journal (`EngineHandle::send` resolves then).
+//! A record that cannot be sent (garbled, or for no session of this engine) is reported
+//! on the events topic and skipped. When the instance stops leading the consumer leaves
+//! the group, and the next leader resumes from the committed offsets.
+
+use super::config::{KafkaSection, Payload};
+use super::inbound::Producer;
+use super::payload::decode_outbound;
+use crate::engine::EngineHandle;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn leads(handle: &EngineHandle) -> bool {
+    matches!(handle.role(), fix_lease::Role::Leader { .. })
+}
+
+/// Runs for the engine's life.
+pub(crate) async fn run(
+    client: ClientConfig,
+    section: KafkaSection,
+    handle: EngineHandle,
+    producer: Producer,
+) {
+    loop {
+        while !leads(&handle) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Err(e) = consume_while_leading(&client, &section, &handle, &producer).await {
+            tracing::warn!(error = %e, topic = %section.outbound_topic, "the Kafka outbound consumer stopped; starting again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn consume_while_leading(
+    client: &ClientConfig,
+    section: &KafkaSection,
+    handle: &EngineHandle,
+    producer: &Producer,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let consumer: StreamConsumer = client.create()?;
+    consumer.subscribe(&[&section.outbound_topic])?;
+    tracing::info!(topic = %section.outbound_topic, "leading: consuming outbound messages");
+    while leads(handle) {
+        let msg = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+            Err(_) => continue,
+            Ok(m) => m?,
+        };
+        let value = msg.payload().unwrap_or_default();
+        if !send(section.payload, value, handle, producer).await {
+            // Not sent and not refused for good (the session is fenced or stopping):
+            // leave the offset for the next leader.
+            return Ok(());
+        }
+        consumer.commit_message(&msg, CommitMode::Sync)?;
+    }
+    tracing::info!("no longer leading: outbound consumption stopped");
+    Ok(())
+}
+
+/// Sends one record's message; false when it should be consumed again later.
+async fn send(format: Payload, value: &[u8], handle: &EngineHandle, producer: &Producer) -> bool {
+    let reject = |why: String| {
+        tracing::warn!(reason = %why, "an outbound Kafka record was not sent");
+        producer.counts.rejected.fetch_add(1, Ordering::Relaxed);
+        producer.event(
+            "-",
+            "outbound-rejected",
+            serde_json::json!({
+                "reason": why,
+                "record": String::from_utf8_lossy(value).replace('\x01', "|"),
+            }),
+        );
+        true
+    };
+    let out = match decode_outbound(format, value) {
+        Ok(o) => o,
+        Err(e) => return reject(e.to_string()),
+    };
+    let Some(id) = handle.session_ids().into_iter().find(|id| out.is_for(id)) else {
+        return reject(format!(
+            "no session of this engine has SenderCompID {} and TargetCompID {}",
+            out.sender, out.target
+        ));
+    };
+    match handle.send(&id, out.msg_type.as_bytes(), &out.body).await {
+        Ok(_) => {
+            producer.counts.consumed.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(crate::EngineError::Send(e)) if !leads(handle) => {
+            tracing::info!(session = %id, error = %e, "not sent: no longer leading");
+            false
+        }
+        Err(crate::EngineError::Send(e)) => reject(format!("session {id} refused it: {e}")),
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "not sent; it stays on the topic");
+            false
+        }
+    }
+}
