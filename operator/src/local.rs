@@ -104,6 +104,7 @@ impl LocalGroup {
             regions: Vec::new(),
             active_region: None,
             cross_region_sync: false,
+            kafka: None,
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;

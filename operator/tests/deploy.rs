@@ -311,6 +311,7 @@ async fn running_pair(dir: &Path) -> (Cluster, usize, usize) {
         regions: Vec::new(),
         active_region: None,
         cross_region_sync: false,
+        kafka: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir)
         .await

@@ -610,6 +610,7 @@ async fn engines(name: &str) -> (tempfile::TempDir, Cluster) {
         regions: Vec::new(),
         active_region: None,
         cross_region_sync: false,
+        kafka: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

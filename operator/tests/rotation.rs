@@ -60,6 +60,7 @@ async fn two_regions() -> TwoRegions {
         regions: [EAST, EAST, WEST, WEST].map(String::from).to_vec(),
         active_region: Some(EAST.into()),
         cross_region_sync: false,
+        kafka: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -29,6 +29,7 @@ async fn pair() -> (tempfile::TempDir, Cluster) {
         regions: Vec::new(),
         active_region: None,
         cross_region_sync: false,
+        kafka: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

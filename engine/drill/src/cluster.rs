@@ -30,6 +30,8 @@ pub struct GroupOptions {
     pub active_region: Option<String>,
     /// `[engine.replication] cross_region = 'sync'` (else `async`).
     pub cross_region_sync: bool,
+    /// The Kafka bridge's `[engine.kafka]` body for every instance (none: `exec`).
+    pub kafka: Option<String>,
 }
 
 /// A group that failed to start or misbehaved.
@@ -133,6 +135,7 @@ impl Cluster {
                 lease_url: lease_urls[i].clone(),
                 region: opts.regions.get(i).cloned(),
                 cross_region_sync: opts.cross_region_sync,
+                kafka: opts.kafka.clone(),
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,

@@ -129,6 +129,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         regions: Vec::new(),
                         active_region: None,
                         cross_region_sync: false,
+                        kafka: None,
                     },
                     cycles: args.cycles,
                     rate: args.rate,

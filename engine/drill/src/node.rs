@@ -67,6 +67,9 @@ pub struct NodeSpec {
     pub region: Option<String>,
     /// Writes wait for a standby of another region too.
     pub cross_region_sync: bool,
+    /// The Kafka bridge's `[engine.kafka]` body: with it, `app = "kafka"` instead of the
+    /// `exec` simulator.
+    pub kafka: Option<String>,
     /// `local` or `replicated`.
     pub durability: String,
     /// Lease TTL in ms.
@@ -79,7 +82,7 @@ pub struct NodeSpec {
 
 impl NodeSpec {
     /// The engine configuration (TOML): one FIX.4.4 acceptor EXEC←CLIENT with the `exec`
-    /// simulator.
+    /// simulator (or the Kafka bridge).
     pub fn toml(&self) -> String {
         let peers: Vec<String> = self
             .peers
@@ -87,7 +90,7 @@ impl NodeSpec {
             .map(|p| format!("'127.0.0.1:{p}'"))
             .collect();
         format!(
-            "[engine]\ndata_dir = '{dir}'\napp = 'exec'\n\
+            "[engine]\ndata_dir = '{dir}'\napp = '{app}'\n\
              [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n{region}\
              [engine.replication]\nlisten = '127.0.0.1:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\ncross_region = '{cross}'\n\
              [engine.admin]\nlisten = '127.0.0.1:{admin}'\ntoken = '{TOKEN}'\n\
@@ -108,7 +111,11 @@ impl NodeSpec {
             cross = if self.cross_region_sync { "sync" } else { "async" },
             admin = self.admin_port,
             fix = self.fix_port,
-        )
+            app = if self.kafka.is_some() { "kafka" } else { "exec" },
+        ) + &self
+            .kafka
+            .as_ref()
+            .map_or(String::new(), |k| format!("[engine.kafka]\n{k}\n"))
     }
 }
 

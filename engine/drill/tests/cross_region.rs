@@ -31,6 +31,7 @@ async fn two_regions(sync: bool) -> (tempfile::TempDir, Cluster, usize) {
         regions: [EAST, EAST, WEST, WEST].map(String::from).to_vec(),
         active_region: Some(EAST.into()),
         cross_region_sync: sync,
+        kafka: None,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

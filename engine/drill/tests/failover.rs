@@ -34,6 +34,7 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
         regions: Vec::new(),
         active_region: None,
         cross_region_sync: false,
+        kafka: None,
     }
 }
 

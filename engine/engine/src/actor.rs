@@ -87,6 +87,9 @@ enum Delivery {
     Admin(usize, usize),
     /// An application message released from the gap queue.
     Owned(OwnedMessage),
+    /// An application message journaled before a restart or promotion and never marked
+    /// processed: the application may have seen it already.
+    Replayed(OwnedMessage),
 }
 
 pub(crate) struct SessionActor {
@@ -258,7 +261,7 @@ impl SessionActor {
             Ok(msgs) if msgs.is_empty() => {}
             Ok(msgs) => {
                 tracing::warn!(session = %self.span_name(), count = msgs.len(), "replaying inbound messages the application had not processed before the restart");
-                self.flush(msgs.into_iter().map(Delivery::Owned).collect())
+                self.flush(msgs.into_iter().map(Delivery::Replayed).collect())
                     .await;
             }
             Err(e) => {
@@ -657,7 +660,7 @@ impl SessionActor {
                 };
                 MessageRef::new(bytes, &spans)
             }
-            Delivery::Owned(m) => m.as_ref(),
+            Delivery::Owned(m) | Delivery::Replayed(m) => m.as_ref(),
         };
         if matches!(d, Delivery::Admin(..)) {
             self.app.from_admin(self.session.id(), msg);
@@ -673,6 +676,7 @@ impl SessionActor {
         let mut ctx = AppContext {
             session: &mut self.session,
             now: t,
+            replayed: matches!(d, Delivery::Replayed(_)),
         };
         let result = self.app.from_app(&mut ctx, msg);
         self.reject_if_refused(t, seq, msg, result);

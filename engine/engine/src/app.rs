@@ -30,9 +30,17 @@ pub enum AppReject {
 pub struct AppContext<'a> {
     pub(crate) session: &'a mut Session,
     pub(crate) now: Now,
+    pub(crate) replayed: bool,
 }
 
 impl AppContext<'_> {
+    /// Whether the message was journaled before a restart or a promotion and never
+    /// marked processed: the application may have seen it already (treat it as a
+    /// possible duplicate).
+    pub fn is_replay(&self) -> bool {
+        self.replayed
+    }
+
     /// The session's identity.
     pub fn session_id(&self) -> &SessionId {
         self.session.id()

@@ -50,6 +50,8 @@ pub struct BridgeCounts {
     pub consumed: AtomicU64,
     /// Outbound records that could not be sent (an event says why).
     pub rejected: AtomicU64,
+    /// Outbound records not sent because an earlier leader had sent them.
+    pub duplicates_skipped: AtomicU64,
 }
 
 /// The producing side, shared by the application and the outbound loop's events.
@@ -203,6 +205,12 @@ impl Application for BridgeApp {
                 ),
             ],
         };
+        let mut record = record;
+        if ctx.is_replay() {
+            // Journaled by an earlier leader (or before a restart) and not confirmed as
+            // produced: it may be on the topic already.
+            record.headers.push(("fix-republished", "Y".into()));
+        }
         let delivery = self.producer.enqueue(&record);
         if let Ok(mut p) = self.pending.lock() {
             p.entry(id).or_default().push((record, delivery));

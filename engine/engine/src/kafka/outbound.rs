@@ -4,10 +4,18 @@
 //! A record that cannot be sent (garbled, or for no session of this engine) is reported
 //! on the events topic and skipped. When the instance stops leading the consumer leaves
 //! the group, and the next leader resumes from the committed offsets.
+//!
+//! Offsets are committed one record at a time, so at most the first record after the
+//! committed offset of each partition can have been sent by an earlier leader (or an
+//! earlier consumer of this one) without its commit. That record is checked against the
+//! session's last stored outbound messages (the replicated journal): when one of them
+//! has the same MsgType and carries the record's body, it is not sent again but skipped
+//! with an `outbound-duplicate-skipped` event. The record's body is its idempotency key:
+//! an order's ClOrdID makes it unique.
 
 use super::config::{KafkaSection, Payload};
 use super::inbound::Producer;
-use super::payload::decode_outbound;
+use super::payload::{decode_outbound, Outbound};
 use crate::engine::EngineHandle;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -46,13 +54,15 @@ async fn consume_while_leading(
     let consumer: StreamConsumer = client.create()?;
     consumer.subscribe(&[&section.outbound_topic])?;
     tracing::info!(topic = %section.outbound_topic, "leading: consuming outbound messages");
+    let mut checked = std::collections::HashSet::new();
     while leads(handle) {
         let msg = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
             Err(_) => continue,
             Ok(m) => m?,
         };
         let value = msg.payload().unwrap_or_default();
-        if !send(section.payload, value, handle, producer).await {
+        let first = checked.insert(msg.partition());
+        if !send(section.payload, value, first, handle, producer).await {
             // Not sent and not refused for good (the session is fenced or stopping):
             // leave the offset for the next leader.
             return Ok(());
@@ -63,8 +73,41 @@ async fn consume_while_leading(
     Ok(())
 }
 
-/// Sends one record's message; false when it should be consumed again later.
-async fn send(format: Payload, value: &[u8], handle: &EngineHandle, producer: &Producer) -> bool {
+/// How many of a session's last outbound messages the first record is checked against.
+const SENT_WINDOW: u64 = 1000;
+
+/// Whether the session's last stored outbound messages hold `out` already.
+async fn already_sent(handle: &EngineHandle, id: &fix_session::SessionId, out: &Outbound) -> bool {
+    let Ok(status) = handle.status(id).await else {
+        return false;
+    };
+    let to = status.next_sender_seq.saturating_sub(1);
+    let from = to.saturating_sub(SENT_WINDOW).max(1);
+    let Ok(stored) = handle
+        .stored_messages(id, from, to, SENT_WINDOW as usize)
+        .await
+    else {
+        return false;
+    };
+    let msg_type = format!("\x0135={}\x01", out.msg_type);
+    let mut body = vec![1u8];
+    body.extend_from_slice(&out.body);
+    stored.iter().any(|(_, m)| {
+        memchr::memmem::find(m, msg_type.as_bytes()).is_some()
+            && memchr::memmem::find(m, &body).is_some()
+    })
+}
+
+/// Sends one record's message (`first`: the first of its partition since this consumer
+/// started, which an earlier one may have sent); false when it should be consumed again
+/// later.
+async fn send(
+    format: Payload,
+    value: &[u8],
+    first: bool,
+    handle: &EngineHandle,
+    producer: &Producer,
+) -> bool {
     let reject = |why: String| {
         tracing::warn!(reason = %why, "an outbound Kafka record was not sent");
         producer.counts.rejected.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +131,19 @@ async fn send(format: Payload, value: &[u8], handle: &EngineHandle, producer: &P
             out.sender, out.target
         ));
     };
+    if first && already_sent(handle, &id, &out).await {
+        tracing::warn!(session = %id, "an outbound record already sent before the failover or restart was not sent again");
+        producer
+            .counts
+            .duplicates_skipped
+            .fetch_add(1, Ordering::Relaxed);
+        producer.event(
+            &id.to_string(),
+            "outbound-duplicate-skipped",
+            serde_json::json!({"record": String::from_utf8_lossy(value).replace('\x01', "|")}),
+        );
+        return true;
+    }
     match handle.send(&id, out.msg_type.as_bytes(), &out.body).await {
         Ok(_) => {
             producer.counts.consumed.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,242 @@
+//! The Kafka bridge across a failover, with real processes: a replicated pair (SQLite
+//! lease) whose application is the bridge, a real Kafka-protocol broker (Tansu, from
+//! scripts/test.sh as `FIX_TEST_KAFKA_BROKERS`), a counterparty sending orders over FIX,
+//! and an application that reads the orders from the inbound topic and answers each
+//! with a fill on the outbound topic. The leader is killed with `kill -9` mid-stream:
+//! every order reaches the application and every fill reaches the counterparty, with no
+//! unflagged duplicate on either side.
+
+use fix_drill::backend::{Backend, Servers};
+use fix_drill::cluster::{Cluster, GroupOptions};
+use fix_drill::trader::Trader;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn brokers() -> String {
+    std::env::var("FIX_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "set FIX_TEST_KAFKA_BROKERS to a Kafka-protocol broker (scripts/test.sh starts Tansu)"
+        )
+    })
+}
+
+async fn create_topics(names: &[&str]) {
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topics")
+    {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e:?}"));
+    }
+}
+
+/// What the application saw on the inbound topic.
+#[derive(Debug, Default)]
+struct AppBook {
+    /// Orders by dedup key (session:seq) → ClOrdID.
+    orders: HashMap<String, String>,
+    /// A dedup key seen again with `fix-republished: Y`.
+    flagged_duplicates: u64,
+    /// A dedup key seen again without the flag.
+    unflagged_duplicates: u64,
+}
+
+fn field<'a>(msg: &'a str, tag: &str) -> Option<&'a str> {
+    msg.split('\x01')
+        .find_map(|f| f.strip_prefix(tag)?.strip_prefix('='))
+}
+
+/// The application: each new order on `inbound` is answered with a fill on `outbound`.
+fn run_application(
+    inbound: String,
+    outbound: String,
+    book: Arc<Mutex<AppBook>>,
+    stop: Arc<AtomicBool>,
+) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "fix-drill-app")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&inbound, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let mut key = None;
+        let mut republished = false;
+        if let Some(h) = m.headers() {
+            for h in h.iter() {
+                let v = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+                match h.key {
+                    "fix-dedup-key" => key = Some(v),
+                    "fix-republished" => republished = v == "Y",
+                    _ => {}
+                }
+            }
+        }
+        let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+        let (Some(key), Some("D"), Some(cl)) = (key, field(&value, "35"), field(&value, "11"))
+        else {
+            continue;
+        };
+        let mut b = book.lock().expect("book");
+        if b.orders.contains_key(&key) {
+            if republished {
+                b.flagged_duplicates += 1;
+            } else {
+                b.unflagged_duplicates += 1;
+            }
+            continue; // A consumer that deduplicates does not fill twice.
+        }
+        b.orders.insert(key, cl.to_string());
+        drop(b);
+        n += 1;
+        let qty = field(&value, "38").unwrap_or("100");
+        let fill = format!(
+            "35=8\x0149=EXEC\x0156=CLIENT\x0137=K{n}\x0117=KE{n}\x01150=F\x0139=2\x0111={cl}\x0155={}\x0154={}\x0138={qty}\x0132={qty}\x0131=10\x01151=0\x0114={qty}\x016=10\x01",
+            field(&value, "55").unwrap_or("X"),
+            field(&value, "54").unwrap_or("1"),
+        );
+        while let Err((e, _)) = producer.send(
+            BaseRecord::<str, str>::to(&outbound)
+                .key("EXEC")
+                .payload(&fill),
+        ) {
+            eprintln!("application: cannot queue a fill ({e}); retrying");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_stream_loses_nothing_through_kafka() {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() % 1_000_000_000);
+    let (inbound, outbound, events) = (
+        format!("fo-from-{n}"),
+        format!("fo-to-{n}"),
+        format!("fo-events-{n}"),
+    );
+    create_topics(&[&inbound, &outbound, &events]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = GroupOptions {
+        exe: env!("CARGO_BIN_EXE_fix-drill").into(),
+        backend: Backend::Sqlite,
+        durability: "replicated".into(),
+        lease_ms: (1500, 300, 300),
+        instances: 2,
+        names: Vec::new(),
+        regions: Vec::new(),
+        active_region: None,
+        cross_region_sync: false,
+        kafka: Some(format!(
+            "brokers = '{}'\ninbound_topic = '{inbound}'\noutbound_topic = '{outbound}'\nevents_topic = '{events}'\ngroup_id = 'fo-{n}'\n",
+            brokers()
+        )),
+    };
+    let mut cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
+        .await
+        .expect("the pair");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("a leader");
+    let standby = 1 - leader;
+    cluster
+        .wait_caught_up(standby, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+
+    let book = Arc::new(Mutex::new(AppBook::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = {
+        let (book, stop) = (Arc::clone(&book), Arc::clone(&stop));
+        std::thread::spawn(move || run_application(inbound, outbound, book, stop))
+    };
+    let mut trader = Trader::start(&cluster.fix_addrs(), 50)
+        .await
+        .expect("counterparty");
+    let trader_book = trader.book();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while trader_book.tally().sent < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "orders do not flow: {:?}{}",
+            trader_book.tally(),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    cluster.nodes[leader].kill9();
+    cluster
+        .wait_promoted(standby, Duration::from_secs(20))
+        .await
+        .expect("the standby takes over");
+    let before = trader_book.tally().sent;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while trader_book.tally().sent < before + 40 {
+        assert!(
+            Instant::now() < deadline,
+            "orders stopped after the failover: {:?}{}",
+            trader_book.tally(),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tally = trader.settle(Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Relaxed);
+    app.join().expect("application");
+    let (orders, flagged, unflagged) = {
+        let b = book.lock().expect("book");
+        let ordered: std::collections::HashSet<&String> = b.orders.values().collect();
+        (
+            ordered.len() as u64,
+            b.flagged_duplicates,
+            b.unflagged_duplicates,
+        )
+    };
+    eprintln!(
+        "Kafka bridge through kill -9 of the leader: FIX side {tally:?}; Kafka side {orders} orders, {flagged} flagged and {unflagged} unflagged duplicates"
+    );
+    assert_eq!(
+        (tally.lost, tally.unflagged_duplicates, tally.gaps),
+        (0, 0, 0),
+        "FIX side: {tally:?}{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        orders, tally.sent,
+        "every order reached the application once"
+    );
+    assert_eq!(unflagged, 0, "Kafka side: unflagged duplicates");
+    trader.shutdown().await;
+}
