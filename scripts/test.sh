@@ -54,6 +54,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 export FIX_TEST_KAFKA_BROKERS=${FIX_TEST_KAFKA_BROKERS:-127.0.0.1:$kafka_port}
+# The broker-restart test runs a Tansu of its own (data in S3 on moto, so it survives).
+export FIX_TEST_TANSU=$tansu
 
 # PostgreSQL and MariaDB run on this kind of machine; start them if they stopped.
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then

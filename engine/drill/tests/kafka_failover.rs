@@ -4,7 +4,9 @@
 //! and an application that reads the orders from the inbound topic and answers each
 //! with a fill on the outbound topic. The leader is killed with `kill -9` mid-stream:
 //! every order reaches the application and every fill reaches the counterparty, with no
-//! unflagged duplicate on either side.
+//! unflagged duplicate on either side. Then the broker itself is killed and restarted
+//! mid-stream (Tansu keeping its data in S3 on moto): the sessions wait, and nothing is
+//! lost when it is back.
 
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
@@ -27,9 +29,9 @@ fn brokers() -> String {
     })
 }
 
-async fn create_topics(names: &[&str]) {
+async fn create_topics(brokers: &str, names: &[&str]) {
     let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
     let new: Vec<NewTopic<'_>> = names
@@ -63,13 +65,14 @@ fn field<'a>(msg: &'a str, tag: &str) -> Option<&'a str> {
 
 /// The application: each new order on `inbound` is answered with a fill on `outbound`.
 fn run_application(
+    brokers: &str,
     inbound: String,
     outbound: String,
     book: Arc<Mutex<AppBook>>,
     stop: Arc<AtomicBool>,
 ) {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", "fix-drill-app")
         .set("enable.auto.commit", "false")
         .create()
@@ -79,7 +82,7 @@ fn run_application(
         .expect("partition");
     consumer.assign(&tpl).expect("assign");
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .create()
         .expect("producer");
@@ -135,17 +138,28 @@ fn run_application(
     let _ = producer.flush(Duration::from_secs(5));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_killed_mid_stream_loses_nothing_through_kafka() {
+/// A pair running the bridge on `brokers`, one leader and a caught-up standby, with an
+/// application answering orders and a counterparty sending them.
+struct Stream {
+    _dir: tempfile::TempDir,
+    cluster: Cluster,
+    leader: usize,
+    trader: Trader,
+    book: Arc<Mutex<AppBook>>,
+    stop: Arc<AtomicBool>,
+    app: std::thread::JoinHandle<()>,
+}
+
+async fn stream(brokers: &str, tag: &str) -> Stream {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() % 1_000_000_000);
     let (inbound, outbound, events) = (
-        format!("fo-from-{n}"),
-        format!("fo-to-{n}"),
-        format!("fo-events-{n}"),
+        format!("{tag}-from-{n}"),
+        format!("{tag}-to-{n}"),
+        format!("{tag}-events-{n}"),
     );
-    create_topics(&[&inbound, &outbound, &events]).await;
+    create_topics(brokers, &[&inbound, &outbound, &events]).await;
     let dir = tempfile::tempdir().expect("tmp");
     let opts = GroupOptions {
         exe: env!("CARGO_BIN_EXE_fix-drill").into(),
@@ -158,85 +172,200 @@ async fn a_leader_killed_mid_stream_loses_nothing_through_kafka() {
         active_region: None,
         cross_region_sync: false,
         kafka: Some(format!(
-            "brokers = '{}'\ninbound_topic = '{inbound}'\noutbound_topic = '{outbound}'\nevents_topic = '{events}'\ngroup_id = 'fo-{n}'\n",
-            brokers()
+            "brokers = '{brokers}'\ninbound_topic = '{inbound}'\noutbound_topic = '{outbound}'\nevents_topic = '{events}'\ngroup_id = '{tag}-{n}'\n"
         )),
     };
-    let mut cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
+    let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await
         .expect("the pair");
     let leader = cluster
         .wait_leader(Duration::from_secs(20))
         .await
         .expect("a leader");
-    let standby = 1 - leader;
     cluster
-        .wait_caught_up(standby, Duration::from_secs(20))
+        .wait_caught_up(1 - leader, Duration::from_secs(20))
         .await
         .expect("caught up");
-
     let book = Arc::new(Mutex::new(AppBook::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let app = {
-        let (book, stop) = (Arc::clone(&book), Arc::clone(&stop));
-        std::thread::spawn(move || run_application(inbound, outbound, book, stop))
+        let (book, stop, brokers) = (Arc::clone(&book), Arc::clone(&stop), brokers.to_string());
+        std::thread::spawn(move || run_application(&brokers, inbound, outbound, book, stop))
     };
-    let mut trader = Trader::start(&cluster.fix_addrs(), 50)
+    let trader = Trader::start(&cluster.fix_addrs(), 50)
         .await
         .expect("counterparty");
-    let trader_book = trader.book();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while trader_book.tally().sent < 40 {
-        assert!(
-            Instant::now() < deadline,
-            "orders do not flow: {:?}{}",
-            trader_book.tally(),
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = Stream {
+        _dir: dir,
+        cluster,
+        leader,
+        trader,
+        book,
+        stop,
+        app,
+    };
+    s.more_orders(40).await;
+    s
+}
+
+impl Stream {
+    /// Waits until `n` more orders were sent (and so the stream flows).
+    async fn more_orders(&self, n: u64) {
+        let book = self.trader.book();
+        let before = book.tally().sent;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while book.tally().sent < before + n {
+            assert!(
+                Instant::now() < deadline,
+                "orders do not flow: {:?}{}",
+                book.tally(),
+                self.cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
-    cluster.nodes[leader].kill9();
-    cluster
+    /// Settles both sides, prints the counts, and asserts nothing was lost or
+    /// duplicated without a flag.
+    async fn settle(mut self, what: &str) {
+        let tally = self.trader.settle(Duration::from_secs(60)).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.app.join();
+        let (orders, flagged, unflagged) = {
+            let b = self.book.lock().expect("book");
+            let ordered: std::collections::HashSet<&String> = b.orders.values().collect();
+            (
+                ordered.len() as u64,
+                b.flagged_duplicates,
+                b.unflagged_duplicates,
+            )
+        };
+        eprintln!(
+            "Kafka bridge, {what}: FIX side {tally:?}; Kafka side {orders} orders, {flagged} flagged and {unflagged} unflagged duplicates"
+        );
+        assert_eq!(
+            (tally.lost, tally.unflagged_duplicates, tally.gaps),
+            (0, 0, 0),
+            "FIX side: {tally:?}{}",
+            self.cluster.logs()
+        );
+        assert_eq!(
+            orders, tally.sent,
+            "every order reached the application once"
+        );
+        assert_eq!(unflagged, 0, "Kafka side: unflagged duplicates");
+        self.trader.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_stream_loses_nothing_through_kafka() {
+    let mut s = stream(&brokers(), "fo").await;
+    let standby = 1 - s.leader;
+    s.cluster.nodes[s.leader].kill9();
+    s.cluster
         .wait_promoted(standby, Duration::from_secs(20))
         .await
         .expect("the standby takes over");
-    let before = trader_book.tally().sent;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while trader_book.tally().sent < before + 40 {
-        assert!(
-            Instant::now() < deadline,
-            "orders stopped after the failover: {:?}{}",
-            trader_book.tally(),
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    s.more_orders(40).await;
+    s.settle("through kill -9 of the leader").await;
+}
+
+/// A Tansu broker of the test's own, keeping its data in a bucket on moto's S3 so that
+/// a restarted broker has it.
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+    bucket: String,
+}
+
+impl Broker {
+    async fn start(bucket: &str, port: u16) -> Self {
+        let moto = std::env::var("FIX_TEST_MOTO_URL")
+            .expect("FIX_TEST_MOTO_URL (scripts/test.sh starts moto)");
+        let tansu = std::env::var("FIX_TEST_TANSU")
+            .expect("FIX_TEST_TANSU: the tansu binary (scripts/test.sh sets it)");
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &format!("s3://{bucket}/")])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT", &moto)
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "tansu does not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            port,
+            bucket: bucket.into(),
+        }
     }
-    let tally = trader.settle(Duration::from_secs(30)).await;
-    stop.store(true, Ordering::Relaxed);
-    app.join().expect("application");
-    let (orders, flagged, unflagged) = {
-        let b = book.lock().expect("book");
-        let ordered: std::collections::HashSet<&String> = b.orders.values().collect();
-        (
-            ordered.len() as u64,
-            b.flagged_duplicates,
-            b.unflagged_duplicates,
-        )
-    };
-    eprintln!(
-        "Kafka bridge through kill -9 of the leader: FIX side {tally:?}; Kafka side {orders} orders, {flagged} flagged and {unflagged} unflagged duplicates"
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restarted_mid_stream_loses_nothing() {
+    let moto: std::net::SocketAddr = std::env::var("FIX_TEST_MOTO_URL")
+        .expect("FIX_TEST_MOTO_URL")
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto address");
+    let bucket = format!(
+        "tansu-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() % 1_000_000_000)
     );
-    assert_eq!(
-        (tally.lost, tally.unflagged_duplicates, tally.gaps),
-        (0, 0, 0),
-        "FIX side: {tally:?}{}",
-        cluster.logs()
-    );
-    assert_eq!(
-        orders, tally.sent,
-        "every order reached the application once"
-    );
-    assert_eq!(unflagged, 0, "Kafka side: unflagged duplicates");
-    trader.shutdown().await;
+    let (code, body) = fix_drill::http::request(
+        moto,
+        "PUT",
+        &format!("/{bucket}"),
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("moto answers");
+    assert_eq!(code, 200, "creating bucket {bucket}: {body}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut broker = Broker::start(&bucket, port).await;
+    let s = stream(&format!("127.0.0.1:{port}"), "br").await;
+    broker.kill();
+    // The counterparty goes on sending while the broker is away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let broker = Broker::start(&broker.bucket.clone(), broker.port).await;
+    s.more_orders(40).await;
+    s.settle("through a broker restart").await;
+    drop(broker);
 }

@@ -19,6 +19,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Runs `f`, which blocks the thread, telling a multi-threaded runtime to move its
+/// other tasks (other sessions, the lease keeper, the admin API) to another worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// One record to produce, kept until the broker has it.
 #[derive(Clone)]
 pub(crate) struct Record {
@@ -88,7 +99,7 @@ impl Producer {
                         tracing::warn!(topic = %r.topic, "the Kafka buffer is full (the broker is down or slow): the session waits");
                         waited = Some(Instant::now());
                     }
-                    std::thread::sleep(Duration::from_millis(5));
+                    blocking(|| std::thread::sleep(Duration::from_millis(5)));
                 }
                 Err((e, _)) => {
                     tracing::error!(topic = %r.topic, error = %e, "cannot queue a Kafka record; retrying");
@@ -225,12 +236,17 @@ impl Application for BridgeApp {
             .ok()
             .and_then(|mut p| p.remove(id))
             .unwrap_or_default();
-        for (record, delivery) in batch {
-            self.producer.confirm(&record, delivery);
-            self.producer
-                .counts
-                .produced
-                .fetch_add(1, Ordering::Relaxed);
+        if batch.is_empty() {
+            return;
         }
+        blocking(|| {
+            for (record, delivery) in batch {
+                self.producer.confirm(&record, delivery);
+                self.producer
+                    .counts
+                    .produced
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 }
