@@ -56,6 +56,10 @@ done
 export FIX_TEST_KAFKA_BROKERS=${FIX_TEST_KAFKA_BROKERS:-127.0.0.1:$kafka_port}
 # The broker-restart test runs a Tansu of its own (data in S3 on moto, so it survives).
 export FIX_TEST_TANSU=$tansu
+# examples/kafka_order.py runs in its own venv with confluent-kafka.
+kafka_py_venv=$cache/venv-confluent-kafka-2.6.1
+cached_venv "$kafka_py_venv" confluent-kafka==2.6.1
+export FIX_TEST_KAFKA_PYTHON=${FIX_TEST_KAFKA_PYTHON:-$kafka_py_venv/bin/python}
 
 # PostgreSQL and MariaDB run on this kind of machine; start them if they stopped.
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then

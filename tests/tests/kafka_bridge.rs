@@ -132,12 +132,18 @@ fn filled(seen: &[Seen], cl: &str) -> bool {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_kafka() {
-    let t = topics("rt").await;
-    let dir = tempfile::tempdir().expect("tmp");
+/// QuickFIX as an acceptor filling orders, and our engine with the bridge on `t`
+/// connected to it as initiator.
+async fn engine_and_counterparty(
+    t: &Topics,
+    dir: &std::path::Path,
+) -> (
+    Engine,
+    std::process::Child,
+    Option<std::process::ChildStdin>,
+) {
     let port = free_port();
-    let mut peer = spawn_peer("acceptor", port, "FIX.4.4", &dir.path().join("qf"));
+    let mut peer = spawn_peer("acceptor", port, "FIX.4.4", &dir.join("qf"));
     let stdin = peer.stdin.take();
     let mut out = BufReader::new(peer.stdout.take().expect("stdout"));
     let listening = read_until(&mut out, "listening");
@@ -145,7 +151,9 @@ async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_
         listening.iter().any(|l| l.contains("listening")),
         "QuickFIX acceptor did not start: {listening:?}"
     );
-    let mut config = engine_config("FIX.4.4", "initiator", port, &dir.path().join("data"));
+    // Keep reading the peer's output so it never blocks on a full pipe.
+    std::thread::spawn(move || read_until(&mut out, "never printed"));
+    let mut config = engine_config("FIX.4.4", "initiator", port, &dir.join("data"));
     config.engine.app = AppKind::Kafka;
     config.engine.kafka = Some(KafkaSection {
         brokers: brokers(),
@@ -158,6 +166,14 @@ async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_
         client: BTreeMap::new(),
     });
     let engine = Engine::start(config).await.expect("engine with the bridge");
+    (engine, peer, stdin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_kafka() {
+    let t = topics("rt").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (engine, peer, stdin) = engine_and_counterparty(&t, dir.path()).await;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -221,6 +237,70 @@ async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_
     assert!(
         rejected[0].value.contains("not tag=value") && rejected[0].value.contains("garbage"),
         "{rejected:?}"
+    );
+    let metrics = engine.handle().metrics().encode();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(value("fix_kafka_consumed_total"), 2.0, "{metrics}");
+    assert_eq!(value("fix_kafka_rejected_total"), 1.0, "{metrics}");
+    assert!(value("fix_kafka_produced_total") >= 4.0, "{metrics}");
+    assert_eq!(value("fix_kafka_pending"), 0.0, "{metrics}");
+    engine.shutdown().await;
+    stop_peer(peer, stdin);
+}
+
+/// `examples/kafka_order.py` (confluent-kafka) sends an order through the bridge and
+/// prints its execution reports until the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_sends_an_order_and_prints_its_fill() {
+    let python = std::env::var("FIX_TEST_KAFKA_PYTHON").unwrap_or_else(|_| {
+        panic!("set FIX_TEST_KAFKA_PYTHON to a python with confluent-kafka (scripts/test.sh does)")
+    });
+    let t = topics("py").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (engine, peer, stdin) = engine_and_counterparty(&t, dir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = fix_session::SessionId::new("FIX.4.4", "ENGINE", "QF");
+    while !engine
+        .handle()
+        .status(&id)
+        .await
+        .is_ok_and(|s| s.state == fix_session::State::Active)
+    {
+        assert!(Instant::now() < deadline, "never logged on to QuickFIX");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kafka_order.py");
+    let (brokers, inbound, outbound) = (brokers(), t.inbound.clone(), t.outbound.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args(["--brokers", &brokers, "--inbound-topic", &inbound])
+            .args(["--outbound-topic", &outbound, "--timeout", "30"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("the example runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("sent NewOrderSingle PY-"), "{text}");
+    assert!(
+        text.contains("ExecutionReport ExecType=0 OrdStatus=0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("OrdStatus=2") && text.trim_end().ends_with("filled"),
+        "{text}"
     );
     engine.shutdown().await;
     stop_peer(peer, stdin);

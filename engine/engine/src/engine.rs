@@ -143,8 +143,11 @@ impl Engine {
                     .as_ref()
                     .ok_or(crate::kafka::BridgeError::MissingSection)?;
                 let group = config.engine.lease.as_ref().map(|l| l.group.as_str());
-                let bridge = crate::kafka::Bridge::new(section, group)?;
-                let mut engine = Self::start_with(config, bridge.application()).await?;
+                let kafka_metrics = crate::metrics::KafkaMetrics::default();
+                let bridge = crate::kafka::Bridge::new(section, group, kafka_metrics.clone())?;
+                let metrics = crate::metrics::Metrics::with_kafka(kafka_metrics);
+                let mut engine =
+                    Self::start_with_metrics(config, bridge.application(), metrics).await?;
                 engine.tasks.push(bridge.spawn_outbound(engine.handle()));
                 return Ok(engine);
             }
@@ -156,6 +159,14 @@ impl Engine {
     pub async fn start_with(
         config: EngineConfig,
         app: Arc<dyn Application>,
+    ) -> Result<Self, EngineError> {
+        Self::start_with_metrics(config, app, crate::metrics::Metrics::new()).await
+    }
+
+    async fn start_with_metrics(
+        config: EngineConfig,
+        app: Arc<dyn Application>,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Self, EngineError> {
         let plans = config.plans()?;
         let mut storage = Storage::open(&config.engine, config.engine.lease.is_some())?;
@@ -203,7 +214,7 @@ impl Engine {
             }
             None => (None, None),
         };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(metrics);
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();

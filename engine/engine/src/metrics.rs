@@ -23,6 +23,59 @@ impl SessionLabel {
     }
 }
 
+/// The Kafka bridge's metrics (all zero without the bridge).
+#[derive(Debug, Clone, Default)]
+pub struct KafkaMetrics {
+    /// Inbound messages the broker acknowledged.
+    pub produced: Counter,
+    /// Produce attempts that failed or waited for buffer space, and were retried.
+    pub produce_retries: Counter,
+    /// Inbound messages waiting for the broker's acknowledgement.
+    pub pending: Gauge,
+    /// Outbound records sent on a session.
+    pub consumed: Counter,
+    /// Outbound records that could not be sent (an event on the events topic says why).
+    pub rejected: Counter,
+    /// Outbound records not sent again because an earlier leader had sent them.
+    pub duplicates_skipped: Counter,
+}
+
+impl KafkaMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let kafka = registry.sub_registry_with_prefix("kafka");
+        kafka.register(
+            "produced",
+            "Inbound messages the broker acknowledged",
+            self.produced.clone(),
+        );
+        kafka.register(
+            "produce_retries",
+            "Produce attempts retried (broker down, slow, or the buffer full)",
+            self.produce_retries.clone(),
+        );
+        kafka.register(
+            "pending",
+            "Inbound messages waiting for the broker's acknowledgement",
+            self.pending.clone(),
+        );
+        kafka.register(
+            "consumed",
+            "Outbound records sent on a session",
+            self.consumed.clone(),
+        );
+        kafka.register(
+            "rejected",
+            "Outbound records that could not be sent",
+            self.rejected.clone(),
+        );
+        kafka.register(
+            "duplicates_skipped",
+            "Outbound records not sent again after a failover or restart",
+            self.duplicates_skipped.clone(),
+        );
+    }
+}
+
 /// Every metric the engine exports.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +108,8 @@ pub struct Metrics {
     pub journal_fsync_seconds: Histogram,
     /// Time one lease renewal took.
     pub lease_renew_seconds: Histogram,
+    /// The Kafka bridge.
+    pub kafka: KafkaMetrics,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -70,7 +125,13 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every metric registered under the `fix_` prefix.
     pub fn new() -> Self {
+        Self::with_kafka(KafkaMetrics::default())
+    }
+
+    /// The same, with the Kafka bridge's metrics (shared with the bridge).
+    pub fn with_kafka(kafka: KafkaMetrics) -> Self {
         let mut registry = Registry::with_prefix("fix");
+        kafka.register(&mut registry);
         let m = Self {
             messages_in: Family::default(),
             messages_out: Family::default(),
@@ -86,6 +147,7 @@ impl Metrics {
             replication_degraded_writes: Gauge::default(),
             journal_fsync_seconds: Histogram::new(latency_buckets()),
             lease_renew_seconds: Histogram::new(latency_buckets()),
+            kafka,
             registry: Registry::default(),
         };
         registry.register(

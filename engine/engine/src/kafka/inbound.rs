@@ -9,14 +9,14 @@
 use super::config::{KafkaSection, Payload};
 use super::payload::encode_inbound;
 use crate::app::{AppContext, AppReject, Application};
+use crate::metrics::KafkaMetrics;
 use fix_codec::MessageRef;
 use fix_session::SessionId;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Runs `f`, which blocks the thread, telling a multi-threaded runtime to move its
@@ -50,34 +50,19 @@ impl Record {
     }
 }
 
-/// Counts the bridge keeps (shown by the admin API's metrics).
-#[derive(Debug, Default)]
-pub struct BridgeCounts {
-    /// Inbound messages the broker acknowledged.
-    pub produced: AtomicU64,
-    /// Produce attempts that failed and were retried.
-    pub produce_retries: AtomicU64,
-    /// Outbound records sent on a session.
-    pub consumed: AtomicU64,
-    /// Outbound records that could not be sent (an event says why).
-    pub rejected: AtomicU64,
-    /// Outbound records not sent because an earlier leader had sent them.
-    pub duplicates_skipped: AtomicU64,
-}
-
 /// The producing side, shared by the application and the outbound loop's events.
 #[derive(Clone)]
 pub(crate) struct Producer {
     producer: FutureProducer,
-    pub(crate) counts: Arc<BridgeCounts>,
+    pub(crate) counts: KafkaMetrics,
     events_topic: String,
 }
 
 impl Producer {
-    pub(crate) fn new(producer: FutureProducer, events_topic: &str) -> Self {
+    pub(crate) fn new(producer: FutureProducer, events_topic: &str, counts: KafkaMetrics) -> Self {
         Self {
             producer,
-            counts: Arc::new(BridgeCounts::default()),
+            counts,
             events_topic: events_topic.into(),
         }
     }
@@ -94,7 +79,10 @@ impl Producer {
             match self.producer.send_result(record) {
                 Ok(delivery) => return delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    let since = *waited.get_or_insert_with(Instant::now);
+                    let since = *waited.get_or_insert_with(|| {
+                        self.counts.produce_retries.inc();
+                        Instant::now()
+                    });
                     if since.elapsed() > Duration::from_secs(1) {
                         tracing::warn!(topic = %r.topic, "the Kafka buffer is full (the broker is down or slow): the session waits");
                         waited = Some(Instant::now());
@@ -103,7 +91,7 @@ impl Producer {
                 }
                 Err((e, _)) => {
                     tracing::error!(topic = %r.topic, error = %e, "cannot queue a Kafka record; retrying");
-                    self.counts.produce_retries.fetch_add(1, Ordering::Relaxed);
+                    self.counts.produce_retries.inc();
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -124,7 +112,7 @@ impl Producer {
                     tracing::warn!(topic = %r.topic, key = %r.key, "the Kafka producer dropped a record; producing it again")
                 }
             }
-            self.counts.produce_retries.fetch_add(1, Ordering::Relaxed);
+            self.counts.produce_retries.inc();
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(2));
             delivery = self.enqueue(r);
@@ -166,9 +154,9 @@ impl BridgeApp {
         }
     }
 
-    /// The bridge's counts.
-    pub fn counts(&self) -> Arc<BridgeCounts> {
-        Arc::clone(&self.producer.counts)
+    /// The bridge's metrics.
+    pub fn metrics(&self) -> KafkaMetrics {
+        self.producer.counts.clone()
     }
 }
 
@@ -223,6 +211,7 @@ impl Application for BridgeApp {
             record.headers.push(("fix-republished", "Y".into()));
         }
         let delivery = self.producer.enqueue(&record);
+        self.producer.counts.pending.inc();
         if let Ok(mut p) = self.pending.lock() {
             p.entry(id).or_default().push((record, delivery));
         }
@@ -242,10 +231,8 @@ impl Application for BridgeApp {
         blocking(|| {
             for (record, delivery) in batch {
                 self.producer.confirm(&record, delivery);
-                self.producer
-                    .counts
-                    .produced
-                    .fetch_add(1, Ordering::Relaxed);
+                self.producer.counts.produced.inc();
+                self.producer.counts.pending.dec();
             }
         });
     }

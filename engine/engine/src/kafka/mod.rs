@@ -13,6 +13,9 @@
 //! - Logons, logouts, session-level rejects and refused outbound records go to the
 //!   events topic (default `FIX-ENGINE-EVENTS`).
 //! - [`payload`]: the raw FIX string (default) or JSON.
+//! - Metrics `fix_kafka_produced_total`, `fix_kafka_produce_retries_total`,
+//!   `fix_kafka_pending`, `fix_kafka_consumed_total`, `fix_kafka_rejected_total`,
+//!   `fix_kafka_duplicates_skipped_total`.
 //!
 //! Only the leader produces or consumes: inbound messages reach the bridge only on a
 //! leading instance, and the outbound consumer runs only while the engine's role is
@@ -24,7 +27,7 @@ pub mod outbound;
 pub mod payload;
 
 pub use config::{KafkaSection, Payload};
-pub use inbound::{BridgeApp, BridgeCounts};
+pub use inbound::BridgeApp;
 
 use crate::engine::EngineHandle;
 use rdkafka::producer::FutureProducer;
@@ -71,7 +74,11 @@ impl Bridge {
     /// Creates the producer (idempotent, `acks=all`, retrying without a deadline, a
     /// queue of `buffer_messages`) and the consumer's settings (group `group_id`, or
     /// `fix-engine-GROUP` after the lease group, manual commits).
-    pub fn new(section: &KafkaSection, lease_group: Option<&str>) -> Result<Self, BridgeError> {
+    pub fn new(
+        section: &KafkaSection,
+        lease_group: Option<&str>,
+        metrics: crate::metrics::KafkaMetrics,
+    ) -> Result<Self, BridgeError> {
         let mut p = client_config(section);
         p.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -102,7 +109,7 @@ impl Bridge {
                 client: "consumer",
                 detail: e.to_string(),
             })?;
-        let producer = inbound::Producer::new(producer, &section.events_topic);
+        let producer = inbound::Producer::new(producer, &section.events_topic, metrics);
         Ok(Self {
             app: Arc::new(BridgeApp::new(producer.clone(), section)),
             producer,

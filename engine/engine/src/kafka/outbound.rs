@@ -20,7 +20,6 @@ use crate::engine::EngineHandle;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn leads(handle: &EngineHandle) -> bool {
@@ -110,7 +109,7 @@ async fn send(
 ) -> bool {
     let reject = |why: String| {
         tracing::warn!(reason = %why, "an outbound Kafka record was not sent");
-        producer.counts.rejected.fetch_add(1, Ordering::Relaxed);
+        producer.counts.rejected.inc();
         producer.event(
             "-",
             "outbound-rejected",
@@ -133,10 +132,7 @@ async fn send(
     };
     if first && already_sent(handle, &id, &out).await {
         tracing::warn!(session = %id, "an outbound record already sent before the failover or restart was not sent again");
-        producer
-            .counts
-            .duplicates_skipped
-            .fetch_add(1, Ordering::Relaxed);
+        producer.counts.duplicates_skipped.inc();
         producer.event(
             &id.to_string(),
             "outbound-duplicate-skipped",
@@ -146,7 +142,7 @@ async fn send(
     }
     match handle.send(&id, out.msg_type.as_bytes(), &out.body).await {
         Ok(_) => {
-            producer.counts.consumed.fetch_add(1, Ordering::Relaxed);
+            producer.counts.consumed.inc();
             true
         }
         Err(crate::EngineError::Send(e)) if !leads(handle) => {
