@@ -549,8 +549,31 @@ impl EngineConfig {
         Self::from_toml(&text, &path.display().to_string())
     }
 
+    /// The Kafka bridge's section against `app`.
+    fn check_kafka(&self) -> Result<(), ConfigError> {
+        match (&self.engine.kafka, self.engine.app) {
+            (None, AppKind::Kafka) => Err(invalid(
+                "engine",
+                "app",
+                "kafka",
+                "an [engine.kafka] section with at least brokers = \"HOST:PORT\"",
+            )),
+            (Some(_), app) if app != AppKind::Kafka => Err(invalid(
+                "engine",
+                "kafka",
+                "set while app is not \"kafka\"",
+                "app = \"kafka\" to run the bridge, or no [engine.kafka] section",
+            )),
+            (Some(k), _) => k.check().map_err(|(key, value, allowed)| {
+                invalid("engine", &format!("kafka.{key}"), &value, allowed)
+            }),
+            (None, _) => Ok(()),
+        }
+    }
+
     /// Plans every session, refusing duplicates.
     pub fn plans(&self) -> Result<Vec<SessionPlan>, ConfigError> {
+        self.check_kafka()?;
         if let Some(l) = &self.engine.lease {
             l.lease_config()?;
         }

@@ -123,3 +123,56 @@ fn replication_peers_may_be_host_names() {
     let e = r.addresses().expect_err("no port").to_string();
     assert!(e.contains("no-port") && e.contains("HOST:PORT"), "{e}");
 }
+
+#[test]
+fn the_kafka_bridge_section_is_checked_against_app_and_names_the_mistake() {
+    let session = "[[session]]\nbegin_string = \"FIX.4.4\"\nsender_comp_id = \"A\"\ntarget_comp_id = \"B\"\nrole = \"acceptor\"\nlisten = \"127.0.0.1:9878\"\n";
+    let plan = |engine: &str| {
+        EngineConfig::from_toml(&format!("{engine}{session}"), "t")
+            .expect("parses")
+            .plans()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let ok = "[engine]\napp = \"kafka\"\n[engine.kafka]\nbrokers = \"127.0.0.1:9092\"\n";
+    assert_eq!(plan(ok), Ok(()));
+    let c = EngineConfig::from_toml(&format!("{ok}{session}"), "t").expect("parses");
+    let k = c.engine.kafka.expect("kafka");
+    assert_eq!(
+        (
+            k.inbound_topic.as_str(),
+            k.outbound_topic.as_str(),
+            k.events_topic.as_str()
+        ),
+        ("FROM-FIX-ENGINE", "TO-FIX-ENGINE", "FIX-ENGINE-EVENTS")
+    );
+    for (engine, expected) in [
+        ("[engine]\napp = \"kafka\"\n", "an [engine.kafka] section"),
+        (
+            "[engine]\napp = \"exec\"\n[engine.kafka]\nbrokers = \"b:9092\"\n",
+            "app = \"kafka\" to run the bridge",
+        ),
+        (
+            "[engine]\napp = \"kafka\"\n[engine.kafka]\nbrokers = \" \"\n",
+            "kafka.brokers",
+        ),
+        (
+            "[engine]\napp = \"kafka\"\n[engine.kafka]\nbrokers = \"b:9092\"\ninbound_topic = \"T\"\noutbound_topic = \"T\"\n",
+            "a topic other than inbound_topic",
+        ),
+        (
+            "[engine]\napp = \"kafka\"\n[engine.kafka]\nbrokers = \"b:9092\"\nevents_topic = \"bad topic\"\n",
+            "kafka.events_topic",
+        ),
+    ] {
+        let e = plan(engine).expect_err(engine);
+        assert!(e.contains(expected), "{engine}: {e}");
+    }
+    let e = EngineConfig::from_toml(
+        &format!("[engine]\napp = \"kafka\"\n[engine.kafka]\nbroker = \"b:9092\"\n{session}"),
+        "t",
+    )
+    .expect_err("unknown key")
+    .to_string();
+    assert!(e.contains("broker"), "{e}");
+}

@@ -60,3 +60,45 @@ pub struct KafkaSection {
     #[serde(default)]
     pub client: std::collections::BTreeMap<String, String>,
 }
+
+impl KafkaSection {
+    /// The first wrong value: its key, the value, and what is allowed.
+    pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
+        if self.brokers.trim().is_empty() {
+            return Err((
+                "brokers",
+                self.brokers.clone(),
+                "one or more HOST:PORT, comma-separated",
+            ));
+        }
+        for (key, topic) in [
+            ("inbound_topic", &self.inbound_topic),
+            ("outbound_topic", &self.outbound_topic),
+            ("events_topic", &self.events_topic),
+        ] {
+            let ok = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err((
+                    key,
+                    topic.clone(),
+                    "a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -",
+                ));
+            }
+        }
+        if self.inbound_topic == self.outbound_topic {
+            return Err((
+                "outbound_topic",
+                self.outbound_topic.clone(),
+                "a topic other than inbound_topic (the engine would send what it received back out)",
+            ));
+        }
+        if self.buffer_messages == 0 {
+            return Err(("buffer_messages", "0".into(), "at least 1"));
+        }
+        Ok(())
+    }
+}
