@@ -189,11 +189,33 @@ async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_
             .expect("produced");
     }
 
+    // Routed by its fix-session header instead of CompIDs in the message.
+    let k3 = order("K3")
+        .replace("8=FIX.4.4\x01", "")
+        .replace("49=ENGINE\x0156=QF\x01", "");
+    producer
+        .send(
+            FutureRecord::<str, str>::to(&t.outbound)
+                .payload(&k3)
+                .headers(
+                    rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                        key: "fix-session",
+                        value: Some("FIX.4.4:ENGINE->QF"),
+                    }),
+                ),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+
     let seen = read_until_done(reader(&t.inbound), Duration::from_secs(30), |s| {
-        filled(s, "K1") && filled(s, "K2")
+        filled(s, "K1") && filled(s, "K2") && filled(s, "K3")
     })
     .await;
-    assert!(filled(&seen, "K1") && filled(&seen, "K2"), "{seen:#?}");
+    assert!(
+        filled(&seen, "K1") && filled(&seen, "K2") && filled(&seen, "K3"),
+        "{seen:#?}"
+    );
     let first = &seen[0];
     assert_eq!(first.key, "FIX.4.4:ENGINE->QF", "keyed by session");
     assert_eq!(
@@ -245,7 +267,7 @@ async fn an_order_from_kafka_is_filled_by_quickfix_and_the_reports_come_back_on_
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
             .unwrap_or(-1.0)
     };
-    assert_eq!(value("fix_kafka_consumed_total"), 2.0, "{metrics}");
+    assert_eq!(value("fix_kafka_consumed_total"), 3.0, "{metrics}");
     assert_eq!(value("fix_kafka_rejected_total"), 1.0, "{metrics}");
     assert!(value("fix_kafka_produced_total") >= 4.0, "{metrics}");
     assert_eq!(value("fix_kafka_pending"), 0.0, "{metrics}");

@@ -6,6 +6,7 @@
 //! are republished (at least once; the `fix-dedup-key` header lets consumers drop the
 //! copy). Logons, logouts and session-level rejects go to the events topic.
 
+use super::blocking;
 use super::config::{KafkaSection, Payload};
 use super::payload::encode_inbound;
 use crate::app::{AppContext, AppReject, Application};
@@ -18,17 +19,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Runs `f`, which blocks the thread, telling a multi-threaded runtime to move its
-/// other tasks (other sessions, the lease keeper, the admin API) to another worker.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
 
 /// One record to produce, kept until the broker has it.
 #[derive(Clone)]

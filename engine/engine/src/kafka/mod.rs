@@ -34,6 +34,17 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 
+/// Runs `f`, which blocks the thread, telling a multi-threaded runtime to move its
+/// other tasks (other sessions, the lease keeper, the admin API) to another worker.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The bridge could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {

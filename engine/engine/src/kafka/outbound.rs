@@ -1,9 +1,15 @@
 //! The outbound loop: while this instance leads, it consumes the outbound topic, sends
-//! each record on the session its CompIDs name, and commits the record's offset only
-//! once the engine has the message in its journal (`EngineHandle::send` resolves then).
-//! A record that cannot be sent (garbled, or for no session of this engine) is reported
-//! on the events topic and skipped. When the instance stops leading the consumer leaves
-//! the group, and the next leader resumes from the committed offsets.
+//! each record on the session its CompIDs (or its `fix-session` header) name, and
+//! commits the record's offset only once the engine has the message in its journal
+//! (`EngineHandle::send` resolves then). A record that cannot be sent (garbled, or for
+//! no session of this engine) is reported on the events topic and skipped. When the
+//! instance stops leading it stops consuming, and the next leader resumes from the
+//! committed offsets.
+//!
+//! The leader takes every partition by assignment, not through a consumer-group join:
+//! the lease already makes it the only consumer, and a new leader does not wait for the
+//! group to notice that a killed one is gone (the session timeout) before it consumes.
+//! The group id only names where the offsets are committed.
 //!
 //! Offsets are committed one record at a time, so at most the first record after the
 //! committed offset of each partition can have been sent by an earlier leader (or an
@@ -51,7 +57,25 @@ async fn consume_while_leading(
     producer: &Producer,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let consumer: StreamConsumer = client.create()?;
-    consumer.subscribe(&[&section.outbound_topic])?;
+    let topic = section.outbound_topic.as_str();
+    let metadata =
+        super::blocking(|| consumer.fetch_metadata(Some(topic), Duration::from_secs(10)))?;
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        if let Some(e) = t.error() {
+            return Err(rdkafka::error::KafkaError::MetadataFetch(e.into()));
+        }
+        for p in t.partitions() {
+            partitions.add_partition_offset(topic, p.id(), rdkafka::Offset::Stored)?;
+        }
+    }
+    if partitions.count() == 0 {
+        tracing::warn!(topic, "the outbound topic has no partitions: create it (or let the broker auto-create topics)");
+        return Err(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    consumer.assign(&partitions)?;
     tracing::info!(topic = %section.outbound_topic, "leading: consuming outbound messages");
     let mut checked = std::collections::HashSet::new();
     while leads(handle) {
@@ -60,16 +84,42 @@ async fn consume_while_leading(
             Ok(m) => m?,
         };
         let value = msg.payload().unwrap_or_default();
+        let header = session_header(&msg);
         let first = checked.insert(msg.partition());
-        if !send(section.payload, value, first, handle, producer).await {
+        let record = Record {
+            value,
+            header: header.as_deref(),
+            first,
+        };
+        if !send(section.payload, record, handle, producer).await {
             // Not sent and not refused for good (the session is fenced or stopping):
             // leave the offset for the next leader.
             return Ok(());
         }
-        consumer.commit_message(&msg, CommitMode::Sync)?;
+        super::blocking(|| consumer.commit_message(&msg, CommitMode::Sync))?;
     }
     tracing::info!("no longer leading: outbound consumption stopped");
     Ok(())
+}
+
+/// The record's `fix-session` header, when it has one.
+fn session_header(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == "fix-session")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// One outbound record as `send` needs it.
+struct Record<'a> {
+    value: &'a [u8],
+    /// Its `fix-session` header.
+    header: Option<&'a str>,
+    /// The first of its partition since this consumer started (an earlier one may have
+    /// sent it).
+    first: bool,
 }
 
 /// How many of a session's last outbound messages the first record is checked against.
@@ -97,16 +147,18 @@ async fn already_sent(handle: &EngineHandle, id: &fix_session::SessionId, out: &
     })
 }
 
-/// Sends one record's message (`first`: the first of its partition since this consumer
-/// started, which an earlier one may have sent); false when it should be consumed again
-/// later.
+/// Sends one record's message; false when it should be consumed again later.
 async fn send(
     format: Payload,
-    value: &[u8],
-    first: bool,
+    record: Record<'_>,
     handle: &EngineHandle,
     producer: &Producer,
 ) -> bool {
+    let Record {
+        value,
+        header,
+        first,
+    } = record;
     let reject = |why: String| {
         tracing::warn!(reason = %why, "an outbound Kafka record was not sent");
         producer.counts.rejected.inc();
@@ -120,14 +172,21 @@ async fn send(
         );
         true
     };
-    let out = match decode_outbound(format, value) {
+    let decoded = decode_outbound(format, value).and_then(|o| match header {
+        Some(h) => o.with_session_header(h),
+        None => Ok(o),
+    });
+    let out = match decoded {
         Ok(o) => o,
+        Err(e) => return reject(e.to_string()),
+    };
+    let (sender, target) = match out.comp_ids() {
+        Ok(c) => c,
         Err(e) => return reject(e.to_string()),
     };
     let Some(id) = handle.session_ids().into_iter().find(|id| out.is_for(id)) else {
         return reject(format!(
-            "no session of this engine has SenderCompID {} and TargetCompID {}",
-            out.sender, out.target
+            "no session of this engine has SenderCompID {sender} and TargetCompID {target}"
         ));
     };
     if first && already_sent(handle, &id, &out).await {

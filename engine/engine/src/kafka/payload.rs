@@ -19,12 +19,25 @@ pub enum DecodeError {
     #[error("not a JSON outbound message ({{\"fields\": [[tag, \"value\"], ...]}}): {0}")]
     Json(String),
     /// A required field is missing.
-    #[error("no {name} ({tag}): an outbound message needs MsgType (35), SenderCompID (49) and TargetCompID (56)")]
+    #[error("no {name} ({tag}): an outbound message needs MsgType (35), and SenderCompID (49) and TargetCompID (56) or a fix-session header")]
     Missing {
         /// The field's name.
         name: &'static str,
         /// Its tag.
         tag: u32,
+    },
+    /// The `fix-session` header is not a session id.
+    #[error("the fix-session header {0:?} is not BEGINSTRING:SENDER->TARGET (for example FIX.4.4:ENGINE->QF)")]
+    SessionHeader(String),
+    /// The header and the message disagree.
+    #[error("the fix-session header names {header} but the message's {field} is {message}")]
+    Conflict {
+        /// The header's session.
+        header: String,
+        /// The field that differs.
+        field: &'static str,
+        /// Its value in the message.
+        message: String,
     },
 }
 
@@ -34,9 +47,9 @@ pub struct Outbound {
     /// BeginString (8), when the record names it.
     pub begin_string: Option<String>,
     /// SenderCompID (49): ours.
-    pub sender: String,
+    pub sender: Option<String>,
     /// TargetCompID (56): the counterparty's.
-    pub target: String,
+    pub target: Option<String>,
     /// MsgType (35).
     pub msg_type: String,
     /// The body: every other field, `tag=value` SOH-terminated, in the record's order.
@@ -44,10 +57,57 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// Takes the session from a `fix-session` header (`FIX.4.4:ENGINE->QF`): CompIDs the
+    /// message leaves out come from it, and ones it has must agree.
+    pub fn with_session_header(mut self, header: &str) -> Result<Self, DecodeError> {
+        let bad = || DecodeError::SessionHeader(header.to_string());
+        let (begin, comps) = header.split_once(':').ok_or_else(bad)?;
+        let (sender, target) = comps.split_once("->").ok_or_else(bad)?;
+        if [begin, sender, target].iter().any(|v| v.is_empty()) {
+            return Err(bad());
+        }
+        for (field, mine, theirs) in [
+            ("BeginString", &mut self.begin_string, begin),
+            ("SenderCompID", &mut self.sender, sender),
+            ("TargetCompID", &mut self.target, target),
+        ] {
+            match mine {
+                Some(v) if v != theirs => {
+                    return Err(DecodeError::Conflict {
+                        header: header.to_string(),
+                        field,
+                        message: v.clone(),
+                    })
+                }
+                Some(_) => {}
+                None => *mine = Some(theirs.to_string()),
+            }
+        }
+        Ok(self)
+    }
+
+    /// SenderCompID and TargetCompID, which routing needs.
+    pub fn comp_ids(&self) -> Result<(&str, &str), DecodeError> {
+        let sender = self.sender.as_deref().ok_or(DecodeError::Missing {
+            name: "SenderCompID",
+            tag: 49,
+        })?;
+        let target = self.target.as_deref().ok_or(DecodeError::Missing {
+            name: "TargetCompID",
+            tag: 56,
+        })?;
+        Ok((sender, target))
+    }
+
     /// Whether it is for session `id`.
     pub fn is_for(&self, id: &SessionId) -> bool {
-        id.sender_comp_id == self.sender
-            && id.target_comp_id == self.target
+        self.sender
+            .as_ref()
+            .is_some_and(|s| *s == id.sender_comp_id)
+            && self
+                .target
+                .as_ref()
+                .is_some_and(|t| *t == id.target_comp_id)
             && self
                 .begin_string
                 .as_ref()
@@ -107,8 +167,8 @@ pub fn decode_outbound(format: Payload, value: &[u8]) -> Result<Outbound, Decode
     Ok(Outbound {
         begin_string: begin,
         msg_type: need(msg_type, "MsgType", 35)?,
-        sender: need(sender, "SenderCompID", 49)?,
-        target: need(target, "TargetCompID", 56)?,
+        sender,
+        target,
         body,
     })
 }
@@ -171,8 +231,21 @@ mod tests {
         )
         .expect("decodes");
         assert_eq!((o.begin_string, o.body), (None, b"11=A1\x01".to_vec()));
-        let e = decode_outbound(Payload::Raw, b"35=D\x0149=ENGINE\x0111=A\x01").expect_err("no 56");
+        let o = decode_outbound(Payload::Raw, b"35=D\x0149=ENGINE\x0111=A\x01").expect("decodes");
+        let e = o.comp_ids().expect_err("no 56");
         assert!(e.to_string().contains("TargetCompID (56)"), "{e}");
+        let routed = o
+            .clone()
+            .with_session_header("FIX.4.4:ENGINE->QF")
+            .expect("header");
+        assert!(routed.is_for(&id()));
+        let e = o
+            .clone()
+            .with_session_header("FIX.4.4:OTHER->QF")
+            .expect_err("conflict");
+        assert!(e.to_string().contains("SenderCompID is ENGINE"), "{e}");
+        let e = o.with_session_header("nonsense").expect_err("bad header");
+        assert!(matches!(e, DecodeError::SessionHeader(_)), "{e}");
         let e = decode_outbound(Payload::Raw, b"35=D\x01garbage\x01").expect_err("bad field");
         assert_eq!(
             e,
