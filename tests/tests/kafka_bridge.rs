@@ -64,6 +64,7 @@ fn reader(topic: &str) -> BaseConsumer {
         .set("bootstrap.servers", brokers())
         .set("group.id", "fix-e2e-reader")
         .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();

@@ -65,6 +65,16 @@ impl Book {
         b.sent.iter().filter(|c| !b.filled.contains(*c)).count()
     }
 
+    /// The ClOrdIDs of the orders sent so far without a fill.
+    pub fn unanswered_orders(&self) -> Vec<String> {
+        let b = self.lock();
+        b.sent
+            .iter()
+            .filter(|c| !b.filled.contains(*c))
+            .cloned()
+            .collect()
+    }
+
     /// The counts now.
     pub fn tally(&self) -> Tally {
         let b = self.lock();

@@ -14,7 +14,7 @@ use fix_drill::trader::Trader;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,21 +75,33 @@ fn run_application(
         .set("bootstrap.servers", brokers)
         .set("group.id", "fix-drill-app")
         .set("enable.auto.commit", "false")
+        // Never skip ahead: a position the restarted broker does not know yet restarts
+        // from the beginning (the dedup keys drop what was seen).
+        .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&inbound, 0, Offset::Beginning)
         .expect("partition");
     consumer.assign(&tpl).expect("assign");
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
+    let new_producer = || -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "0")
+            .create()
+            .expect("producer")
+    };
+    let mut producer = new_producer();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else {
-            continue;
+        let m = match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                eprintln!("application: consuming: {e}");
+                continue;
+            }
+            None => continue,
         };
         let mut key = None;
         let mut republished = false;
@@ -126,16 +138,96 @@ fn run_application(
             field(&value, "55").unwrap_or("X"),
             field(&value, "54").unwrap_or("1"),
         );
-        while let Err((e, _)) = producer.send(
-            BaseRecord::<str, str>::to(&outbound)
+        // Each fill is produced until the broker has it (a new producer after a fatal
+        // error), as an application that must not lose one would.
+        loop {
+            let record = FutureRecord::<str, str>::to(&outbound)
                 .key("EXEC")
-                .payload(&fill),
-        ) {
-            eprintln!("application: cannot queue a fill ({e}); retrying");
-            std::thread::sleep(Duration::from_millis(20));
+                .payload(&fill);
+            let outcome = match producer.send_result(record) {
+                Ok(delivery) => match futures::executor::block_on(delivery) {
+                    Ok(Ok(d)) if d.offset >= 0 => Ok(()),
+                    // What a broker that lost its producer state answers (see the bridge).
+                    // Such a record may be stored or not: look before producing it again
+                    // (its ExecID is unique), as an application that must not send a
+                    // fill twice would.
+                    Ok(Ok(_))
+                        if records_with(brokers, &outbound, &format!("\x0117=KE{n}\x01")) > 0 =>
+                    {
+                        Ok(())
+                    }
+                    Ok(Ok(_)) => {
+                        Err("acknowledged without an offset, and not on the topic".to_string())
+                    }
+                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Err(_) => Err("cancelled".to_string()),
+                },
+                Err((e, _)) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(e) => {
+                    eprintln!("application: a fill was not delivered ({e}); producing it again");
+                    if producer.client().fatal_error().is_some() {
+                        producer = new_producer();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
         }
     }
     let _ = producer.flush(Duration::from_secs(5));
+}
+
+/// How many records of `topic` contain `needle`, read from its start.
+fn records_with(brokers: &str, topic: &str, needle: &str) -> usize {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "fix-drill-audit")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    c.assign(&tpl).expect("assign");
+    let mut n = 0;
+    let mut idle = Instant::now();
+    while idle.elapsed() < Duration::from_secs(2) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            idle = Instant::now();
+            if String::from_utf8_lossy(m.payload().unwrap_or_default()).contains(needle) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// How many distinct orders (ClOrdIDs) the inbound topic holds, read from its start.
+fn orders_on_topic(brokers: &str, topic: &str) -> usize {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "fix-drill-audit")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    c.assign(&tpl).expect("assign");
+    let mut seen = std::collections::HashSet::new();
+    let mut idle = Instant::now();
+    while idle.elapsed() < Duration::from_secs(2) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            idle = Instant::now();
+            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            if let (Some("D"), Some(cl)) = (field(&v, "35"), field(&v, "11")) {
+                seen.insert(cl.to_string());
+            }
+        }
+    }
+    seen.len()
 }
 
 /// A pair running the bridge on `brokers`, one leader and a caught-up standby, with an
@@ -148,6 +240,9 @@ struct Stream {
     book: Arc<Mutex<AppBook>>,
     stop: Arc<AtomicBool>,
     app: std::thread::JoinHandle<()>,
+    brokers: String,
+    inbound: String,
+    outbound: String,
 }
 
 async fn stream(brokers: &str, tag: &str) -> Stream {
@@ -190,6 +285,7 @@ async fn stream(brokers: &str, tag: &str) -> Stream {
     let stop = Arc::new(AtomicBool::new(false));
     let app = {
         let (book, stop, brokers) = (Arc::clone(&book), Arc::clone(&stop), brokers.to_string());
+        let (inbound, outbound) = (inbound.clone(), outbound.clone());
         std::thread::spawn(move || run_application(&brokers, inbound, outbound, book, stop))
     };
     let trader = Trader::start(&cluster.fix_addrs(), 50)
@@ -203,6 +299,9 @@ async fn stream(brokers: &str, tag: &str) -> Stream {
         book,
         stop,
         app,
+        brokers: brokers.to_string(),
+        inbound,
+        outbound,
     };
     s.more_orders(40).await;
     s
@@ -240,8 +339,39 @@ impl Stream {
                 b.unflagged_duplicates,
             )
         };
+        let on_topic = orders_on_topic(&self.brokers, &self.inbound);
+        for cl in self.trader.book().unanswered_orders() {
+            // Where the fill of an unanswered order went: on the outbound topic, in the
+            // leader's journal?
+            let on_outbound =
+                records_with(&self.brokers, &self.outbound, &format!("\x0111={cl}\x01"));
+            let leader = self.cluster.leader().await.unwrap_or(self.leader);
+            let (_, stored) = fix_drill::http::request(
+                self.cluster.nodes[leader].admin_addr(),
+                "GET",
+                "/sessions/FIX.4.4/EXEC/CLIENT/messages?from=1&to=1000",
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_or_default();
+            eprintln!(
+                "unanswered order {cl}: {on_outbound} fill record(s) on the outbound topic; in the leader's journal: {}",
+                stored.contains(&format!("|11={cl}|"))
+            );
+            for n in &self.cluster.nodes {
+                let log =
+                    std::fs::read_to_string(n.spec.dir.join("engine.log")).unwrap_or_default();
+                for l in log
+                    .lines()
+                    .filter(|l| l.contains("kafka") || l.contains("actor"))
+                {
+                    eprintln!("[{}] {l}", n.spec.name);
+                }
+            }
+        }
         eprintln!(
-            "Kafka bridge, {what}: FIX side {tally:?}; Kafka side {orders} orders, {flagged} flagged and {unflagged} unflagged duplicates"
+            "Kafka bridge, {what}: FIX side {tally:?}; Kafka side {orders} orders seen by the application ({on_topic} on the topic read again from the start), {flagged} flagged and {unflagged} unflagged duplicates"
         );
         assert_eq!(
             (tally.lost, tally.unflagged_duplicates, tally.gaps),

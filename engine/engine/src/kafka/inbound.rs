@@ -13,11 +13,13 @@ use crate::app::{AppContext, AppReject, Application};
 use crate::metrics::KafkaMetrics;
 use fix_codec::MessageRef;
 use fix_session::SessionId;
+use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::ClientConfig;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One record to produce, kept until the broker has it.
@@ -30,6 +32,15 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// The same record flagged as possibly published already.
+    pub(crate) fn republished(&self) -> Self {
+        let mut r = self.clone();
+        if !r.headers.iter().any(|(k, _)| *k == "fix-republished") {
+            r.headers.push(("fix-republished", "Y".into()));
+        }
+        r
+    }
+
     fn headers(&self) -> OwnedHeaders {
         self.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
             h.insert(Header {
@@ -43,17 +54,49 @@ impl Record {
 /// The producing side, shared by the application and the outbound loop's events.
 #[derive(Clone)]
 pub(crate) struct Producer {
-    producer: FutureProducer,
+    producer: Arc<Mutex<FutureProducer>>,
+    /// To create a new producer after a fatal error (an idempotent producer whose state
+    /// the broker lost, for example after a broker restart).
+    config: ClientConfig,
     pub(crate) counts: KafkaMetrics,
     events_topic: String,
 }
 
 impl Producer {
-    pub(crate) fn new(producer: FutureProducer, events_topic: &str, counts: KafkaMetrics) -> Self {
-        Self {
-            producer,
+    pub(crate) fn new(
+        config: ClientConfig,
+        events_topic: &str,
+        counts: KafkaMetrics,
+    ) -> KafkaResult<Self> {
+        Ok(Self {
+            producer: Arc::new(Mutex::new(config.create()?)),
+            config,
             counts,
             events_topic: events_topic.into(),
+        })
+    }
+
+    fn current(&self) -> FutureProducer {
+        self.producer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the producer when it is in a fatal state (every later produce would fail).
+    fn renew_if_fatal(&self) {
+        let Some((code, reason)) = self.current().client().fatal_error() else {
+            return;
+        };
+        tracing::error!(?code, %reason, "the Kafka producer hit a fatal error; creating a new one (records not yet acknowledged are produced again)");
+        match self.config.create::<FutureProducer>() {
+            Ok(p) => {
+                *self
+                    .producer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = p
+            }
+            Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
         }
     }
 
@@ -66,7 +109,7 @@ impl Producer {
                 .key(&r.key)
                 .payload(&r.value)
                 .headers(headers.clone());
-            match self.producer.send_result(record) {
+            match self.current().send_result(record) {
                 Ok(delivery) => return delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     let since = *waited.get_or_insert_with(|| {
@@ -81,6 +124,7 @@ impl Producer {
                 }
                 Err((e, _)) => {
                     tracing::error!(topic = %r.topic, error = %e, "cannot queue a Kafka record; retrying");
+                    self.renew_if_fatal();
                     self.counts.produce_retries.inc();
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -92,20 +136,34 @@ impl Producer {
     /// a failed attempt.
     fn confirm(&self, r: &Record, mut delivery: DeliveryFuture) {
         let mut backoff = Duration::from_millis(50);
+        let mut again: Option<Record> = None;
         loop {
+            let record = again.as_ref().unwrap_or(r);
             match futures::executor::block_on(&mut delivery) {
-                Ok(Ok(_)) => return,
+                Ok(Ok(d)) if d.offset >= 0 => {
+                    tracing::debug!(topic = %r.topic, key = %r.key, headers = ?record.headers, partition = d.partition, offset = d.offset, "acknowledged by the broker");
+                    return;
+                }
+                Ok(Ok(_)) => {
+                    // An idempotent producer reports a batch the broker calls a duplicate
+                    // as delivered, without an offset; a broker that lost its producer
+                    // state after a restart answers so for records it never stored.
+                    tracing::warn!(topic = %r.topic, key = %r.key, "Kafka acknowledged a record without an offset; producing it again (flagged fix-republished)")
+                }
                 Ok(Err((e, _))) => {
-                    tracing::warn!(topic = %r.topic, key = %r.key, error = %e, "Kafka did not take a record; producing it again")
+                    tracing::warn!(topic = %r.topic, key = %r.key, error = %e, "Kafka did not take a record; producing it again (flagged fix-republished)")
                 }
                 Err(_) => {
-                    tracing::warn!(topic = %r.topic, key = %r.key, "the Kafka producer dropped a record; producing it again")
+                    tracing::warn!(topic = %r.topic, key = %r.key, "the Kafka producer dropped a record; producing it again (flagged fix-republished)")
                 }
             }
             self.counts.produce_retries.inc();
+            self.renew_if_fatal();
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(2));
-            delivery = self.enqueue(r);
+            // The failed attempt may have landed after all: the copy says it may be one.
+            let copy = again.get_or_insert_with(|| r.republished());
+            delivery = self.enqueue(copy);
         }
     }
 
@@ -120,7 +178,7 @@ impl Producer {
         })
         .to_string();
         let record = FutureRecord::to(&self.events_topic).key(id).payload(&value);
-        if let Err((e, _)) = self.producer.send_result(record) {
+        if let Err((e, _)) = self.current().send_result(record) {
             tracing::warn!(event, session = id, error = %e, "cannot queue a session event");
         }
     }
@@ -194,12 +252,13 @@ impl Application for BridgeApp {
                 ),
             ],
         };
-        let mut record = record;
-        if ctx.is_replay() {
-            // Journaled by an earlier leader (or before a restart) and not confirmed as
-            // produced: it may be on the topic already.
-            record.headers.push(("fix-republished", "Y".into()));
-        }
+        // Journaled by an earlier leader (or before a restart) and not confirmed as
+        // produced: it may be on the topic already.
+        let record = if ctx.is_replay() {
+            record.republished()
+        } else {
+            record
+        };
         let delivery = self.producer.enqueue(&record);
         self.producer.counts.pending.inc();
         if let Ok(mut p) = self.pending.lock() {

@@ -30,7 +30,6 @@ pub use config::{KafkaSection, Payload};
 pub use inbound::BridgeApp;
 
 use crate::engine::EngineHandle;
-use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 
@@ -99,10 +98,7 @@ impl Bridge {
                 "queue.buffering.max.messages",
                 section.buffer_messages.max(1).to_string(),
             );
-        let producer: FutureProducer = p.create().map_err(|e| BridgeError::Client {
-            client: "producer",
-            detail: e.to_string(),
-        })?;
+
         let group = section
             .group_id
             .clone()
@@ -120,7 +116,12 @@ impl Bridge {
                 client: "consumer",
                 detail: e.to_string(),
             })?;
-        let producer = inbound::Producer::new(producer, &section.events_topic, metrics);
+        let producer = inbound::Producer::new(p, &section.events_topic, metrics).map_err(|e| {
+            BridgeError::Client {
+                client: "producer",
+                detail: e.to_string(),
+            }
+        })?;
         Ok(Self {
             app: Arc::new(BridgeApp::new(producer.clone(), section)),
             producer,
