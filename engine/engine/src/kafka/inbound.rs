@@ -126,7 +126,7 @@ impl Producer {
                     tracing::error!(topic = %r.topic, error = %e, "cannot queue a Kafka record; retrying");
                     self.renew_if_fatal();
                     self.counts.produce_retries.inc();
-                    std::thread::sleep(Duration::from_millis(100));
+                    blocking(|| std::thread::sleep(Duration::from_millis(100)));
                 }
             }
         }
