@@ -242,15 +242,11 @@ pub async fn drill(
         for i in (0..group.cluster.nodes.len()).filter(|i| *i != leader) {
             group.cluster.wait_caught_up(i, LIMIT).await?;
         }
-        let deadline = Instant::now() + LIMIT;
-        while !trader.logged_on().await {
-            if Instant::now() > deadline {
-                return Err(LocalError::Timeout(
-                    "the counterparty logging on".into(),
-                    LIMIT,
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if !trader.wait_logged_on(LIMIT).await {
+            return Err(LocalError::Timeout(
+                "the counterparty logging on".into(),
+                LIMIT,
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = group.supervisor.transitions().len();

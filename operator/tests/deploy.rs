@@ -405,14 +405,10 @@ async fn a_rolling_upgrade_moves_the_pair_standby_first_with_no_order_lost() {
     let mut trader = Trader::start(&cluster.fix_addrs(), 100)
         .await
         .expect("counterparty");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !trader.logged_on().await {
-        assert!(
-            Instant::now() < deadline,
-            "the counterparty never logged on"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        trader.wait_logged_on(Duration::from_secs(20)).await,
+        "the counterparty never logged on"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let second = rollout_plan(

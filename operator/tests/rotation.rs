@@ -123,14 +123,10 @@ async fn two_regions() -> TwoRegions {
     let trader = Trader::start(&cluster.fix_addrs(), 100)
         .await
         .expect("counterparty");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !trader.logged_on().await {
-        assert!(
-            Instant::now() < deadline,
-            "the counterparty never logged on"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        trader.wait_logged_on(Duration::from_secs(20)).await,
+        "the counterparty never logged on"
+    );
     // Orders flow for a while before anything moves.
     tokio::time::sleep(Duration::from_millis(500)).await;
     TwoRegions {

@@ -21,6 +21,7 @@
 pub mod client;
 pub mod http;
 pub mod interop;
+pub mod kafka;
 pub mod scenario;
 pub mod trading;
 pub mod wait;

@@ -4,25 +4,17 @@
 //! application, with session events and a refused record on the events topic.
 
 use fix_e2e::interop::{engine_config, free_port, read_until, spawn_peer, stop_peer};
+use fix_e2e::kafka::{brokers, create_topics};
 use fix_engine::config::AppKind;
 use fix_engine::kafka::{KafkaSection, Payload};
 use fix_engine::Engine;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::time::{Duration, Instant};
-
-fn brokers() -> String {
-    std::env::var("FIX_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "set FIX_TEST_KAFKA_BROKERS to a Kafka-protocol broker (scripts/test.sh starts Tansu)"
-        )
-    })
-}
 
 struct Topics {
     inbound: String,
@@ -40,38 +32,12 @@ async fn topics(tag: &str) -> Topics {
         outbound: format!("{tag}-to-{n}"),
         events: format!("{tag}-events-{n}"),
     };
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let new: Vec<NewTopic<'_>> = [&t.inbound, &t.outbound, &t.events]
-        .iter()
-        .map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create topics")
-    {
-        r.unwrap_or_else(|(topic, e)| panic!("creating {topic}: {e:?}"));
-    }
+    create_topics(&brokers(), &[&t.inbound, &t.outbound, &t.events]).await;
     t
 }
 
-/// A consumer reading `topic` from its start (no group: `assign`).
 fn reader(topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", "fix-e2e-reader")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    c.assign(&tpl).expect("assign");
-    c
+    fix_e2e::kafka::reader(&brokers(), topic)
 }
 
 /// A record as the test reads it: its value and headers.

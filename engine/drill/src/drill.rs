@@ -183,16 +183,12 @@ pub async fn run(
         for i in (0..cluster.nodes.len()).filter(|i| *i != leader) {
             cluster.wait_caught_up(i, limit).await?;
         }
-        let deadline = Instant::now() + limit;
-        while !trader.logged_on().await {
-            if Instant::now() > deadline {
-                return Err(ClusterError::Timeout {
-                    what: "the counterparty logging on".into(),
-                    limit,
-                    logs: cluster.logs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if !trader.wait_logged_on(limit).await {
+            return Err(ClusterError::Timeout {
+                what: "the counterparty logging on".into(),
+                limit,
+                logs: cluster.logs(),
+            });
         }
         tokio::time::sleep(opts.dwell).await;
         if opts.quiesce {

@@ -211,6 +211,18 @@ impl Trader {
             .is_ok_and(|s| s.state == fix_session::State::Active)
     }
 
+    /// Waits up to `limit` until the session is logged on; false when it is not by then.
+    pub async fn wait_logged_on(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.logged_on().await {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Holds new orders back (true) or lets them flow again (false).
     pub fn hold_orders(&self, hold: bool) {
         self.hold.send_replace(hold);

@@ -11,41 +11,14 @@
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
 use fix_drill::trader::Trader;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use fix_e2e::kafka::{brokers, create_topics, payloads, reader};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn brokers() -> String {
-    std::env::var("FIX_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "set FIX_TEST_KAFKA_BROKERS to a Kafka-protocol broker (scripts/test.sh starts Tansu)"
-        )
-    })
-}
-
-async fn create_topics(brokers: &str, names: &[&str]) {
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create topics")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e:?}"));
-    }
-}
 
 /// What the application saw on the inbound topic.
 #[derive(Debug, Default)]
@@ -71,19 +44,7 @@ fn run_application(
     book: Arc<Mutex<AppBook>>,
     stop: Arc<AtomicBool>,
 ) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "fix-drill-app")
-        .set("enable.auto.commit", "false")
-        // Never skip ahead: a position the restarted broker does not know yet restarts
-        // from the beginning (the dedup keys drop what was seen).
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&inbound, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
+    let consumer = reader(brokers, &inbound);
     let new_producer = || -> FutureProducer {
         ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -181,53 +142,20 @@ fn run_application(
 
 /// How many records of `topic` contain `needle`, read from its start.
 fn records_with(brokers: &str, topic: &str, needle: &str) -> usize {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "fix-drill-audit")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    c.assign(&tpl).expect("assign");
-    let mut n = 0;
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_secs(2) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            idle = Instant::now();
-            if String::from_utf8_lossy(m.payload().unwrap_or_default()).contains(needle) {
-                n += 1;
-            }
-        }
-    }
-    n
+    payloads(brokers, topic, Duration::from_secs(2))
+        .iter()
+        .filter(|v| v.contains(needle))
+        .count()
 }
 
 /// How many distinct orders (ClOrdIDs) the inbound topic holds, read from its start.
 fn orders_on_topic(brokers: &str, topic: &str) -> usize {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "fix-drill-audit")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    c.assign(&tpl).expect("assign");
-    let mut seen = std::collections::HashSet::new();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_secs(2) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            idle = Instant::now();
-            let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-            if let (Some("D"), Some(cl)) = (field(&v, "35"), field(&v, "11")) {
-                seen.insert(cl.to_string());
-            }
-        }
-    }
-    seen.len()
+    payloads(brokers, topic, Duration::from_secs(2))
+        .iter()
+        .filter(|v| field(v, "35") == Some("D"))
+        .filter_map(|v| field(v, "11"))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// A pair running the bridge on `brokers`, one leader and a caught-up standby, with an
