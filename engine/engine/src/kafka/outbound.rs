@@ -43,9 +43,14 @@ pub(crate) async fn run(
         while !leads(&handle) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if let Err(e) = consume_while_leading(&client, &section, &handle, &producer).await {
-            tracing::warn!(error = %e, topic = %section.outbound_topic, "the Kafka outbound consumer stopped; starting again");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        match consume_while_leading(&client, &section, &handle, &producer).await {
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %section.outbound_topic, "the Kafka outbound consumer stopped; starting again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // A record left for later while still leading (the session was stopping):
+            // do not spin on it.
+            Ok(()) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }
