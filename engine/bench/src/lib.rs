@@ -9,12 +9,15 @@
 //!   corrected — and from its actual send time) or closed loop; warm-up excluded;
 //!   achieved throughput; spinning or sleeping while it waits.
 //! - [`floor`]: the same sizes over a plain TCP echo, closed loop.
+//! - [`hiccups`]: the machine's own stalls (a spinning thread per core timing the gaps
+//!   in its run), the floor under any open-loop tail.
 //! - [`target`]: this engine started in-process with a memory store, the journal, or
 //!   the journal replicated to a standby.
 //! - [`sustain`]: the highest rate whose p99 stays below twice the unloaded p99.
 //! - [`report`]: percentiles (µs) as a table row or JSON, with the distribution.
 
 pub mod floor;
+pub mod hiccups;
 pub mod load;
 pub mod report;
 pub mod sustain;

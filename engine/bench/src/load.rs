@@ -99,6 +99,15 @@ fn heartbeat<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: &[u8]) 
     b.finish()
 }
 
+fn logout<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64) -> &'a [u8] {
+    b.start(b"FIX.4.4", b"5")
+        .push_uint(34, seq)
+        .push(49, sender)
+        .push_timestamp(52, UtcTimestamp::now(), TimePrecision::Millis)
+        .push(56, b"EXEC");
+    b.finish()
+}
+
 fn order<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: u64) -> &'a [u8] {
     let now = UtcTimestamp::now();
     b.start(b"FIX.4.4", b"D")
@@ -123,6 +132,8 @@ struct Conn {
     sender: Vec<u8>,
     next_seq: u64,
     logged_on: bool,
+    /// The acceptor answered our Logout, or closed the connection, after the run.
+    done: bool,
     /// Bytes not yet accepted by the socket.
     out: Vec<u8>,
     input: Vec<u8>,
@@ -166,6 +177,8 @@ enum Reply {
     /// The ExecutionReport (New) for this order.
     Accepted(u64),
     TestRequest(Vec<u8>),
+    /// A Logout, with its text.
+    LoggedOut(String),
     Other,
 }
 
@@ -177,12 +190,14 @@ fn classify(msg: &fix_codec::MessageRef<'_>) -> std::io::Result<Reply> {
             None => Reply::Other,
         },
         b"1" => Reply::TestRequest(msg.get(112).unwrap_or_default().to_vec()),
-        t @ (b"3" | b"j" | b"5") => {
+        b"5" => {
+            Reply::LoggedOut(String::from_utf8_lossy(msg.get(58).unwrap_or_default()).into_owned())
+        }
+        t @ (b"3" | b"j") => {
             let text = String::from_utf8_lossy(msg.get(58).unwrap_or_default()).into_owned();
             let what = match t {
                 b"3" => "rejected a message",
-                b"j" => "rejected an order (BusinessMessageReject)",
-                _ => "logged out",
+                _ => "rejected an order (BusinessMessageReject)",
             };
             return Err(std::io::Error::other(format!(
                 "the acceptor {what}: {text:?}"
@@ -212,6 +227,8 @@ struct Run<'a> {
     uncorrected: Histogram<u64>,
     first_recorded: Option<u64>,
     last_recv: u64,
+    /// Every order is answered and the sessions are logging out.
+    closing: bool,
 }
 
 impl Run<'_> {
@@ -282,6 +299,10 @@ impl Run<'_> {
             }
             let filled = conn.filled;
             match conn.stream.read(&mut conn.input[filled..]) {
+                Ok(0) if self.closing => {
+                    conn.done = true;
+                    return Ok(());
+                }
                 Ok(0) => {
                     return Err(std::io::Error::other(format!(
                         "the acceptor closed session {}",
@@ -321,6 +342,13 @@ impl Run<'_> {
                         result = Err(e);
                         break;
                     }
+                }
+                Ok(Reply::LoggedOut(_)) if self.closing => self.conns[k].done = true,
+                Ok(Reply::LoggedOut(text)) => {
+                    result = Err(std::io::Error::other(format!(
+                        "the acceptor logged out: {text:?}"
+                    )));
+                    break;
                 }
                 Ok(Reply::Other) => {}
                 Err(e) => {
@@ -378,6 +406,7 @@ fn connect(opts: &LoadOptions, poll: &Poll) -> std::io::Result<Vec<Conn>> {
             stream,
             next_seq: 2,
             logged_on: false,
+            done: false,
             out: Vec::new(),
             input: vec![0; 1 << 16],
             filled: 0,
@@ -414,6 +443,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
         uncorrected: histogram(),
         first_recorded: None,
         last_recv: 0,
+        closing: false,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !run.conns.iter().all(|c| c.logged_on) {
@@ -458,6 +488,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
             )));
         }
     }
+    run.log_out(&mut poll, &mut events)?;
     let span = run
         .last_recv
         .saturating_sub(run.first_recorded.unwrap_or(0))
@@ -467,6 +498,36 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
         corrected: run.corrected,
         uncorrected: run.uncorrected,
     })
+}
+
+/// How long the sessions may take to log out after the run.
+const LOGOUT_LIMIT: Duration = Duration::from_secs(2);
+
+impl Run<'_> {
+    /// Logs every session out and waits (up to two seconds) for each acceptor's Logout
+    /// or for it to close the connection, so that the next run's Logon does not find the
+    /// acceptor still holding this run's session. Silence is no error: the figures are
+    /// complete.
+    fn log_out(&mut self, poll: &mut Poll, events: &mut Events) -> std::io::Result<()> {
+        self.closing = true;
+        // A connection that fails now has nothing left to tell: it counts as closed.
+        for conn in &mut self.conns {
+            let bytes = logout(&mut self.builder, &conn.sender, conn.next_seq);
+            conn.next_seq += 1;
+            conn.done = conn.queue(bytes).is_err();
+        }
+        let deadline = Instant::now() + LOGOUT_LIMIT;
+        while !self.conns.iter().all(|c| c.done) && Instant::now() < deadline {
+            poll.poll(events, Some(Duration::from_millis(10)))?;
+            for k in 0..self.conns.len() {
+                if !self.conns[k].done && self.conns[k].flush().and_then(|()| self.read(k)).is_err()
+                {
+                    self.conns[k].done = true;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Wire sizes of the benchmark's NewOrderSingle and of the `exec` simulator's

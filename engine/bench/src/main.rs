@@ -100,6 +100,23 @@ enum Command {
         /// The highest rate tried.
         #[arg(long, default_value_t = 1_000_000)]
         ceiling: u32,
+        /// Runs at each rate (the unloaded one too); the run with the median p99 decides,
+        /// so that one stall of the machine in one run does not.
+        #[arg(long, default_value_t = 3)]
+        trials: u32,
+    },
+    /// The machine's own stalls: a thread spinning on each core times every gap in its
+    /// run (interrupts, other tasks, the hypervisor), all cores at once.
+    Hiccups {
+        /// Cores to measure (comma-separated); default all.
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+        /// Seconds to spin.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Only the TCP floor.
     Floor {
@@ -241,6 +258,7 @@ fn main() -> anyhow::Result<()> {
             seconds,
             steps,
             ceiling,
+            trials,
         } => {
             let subject = load.subject()?;
             let search = sustain::Search {
@@ -249,6 +267,7 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 steps,
                 ceiling,
+                trials,
             };
             let found = search
                 .run(|rate, messages| {
@@ -268,6 +287,28 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", found.json());
             } else {
                 println!("{}", found.line());
+            }
+        }
+        Command::Hiccups {
+            cores,
+            seconds,
+            json,
+        } => {
+            let cores = if cores.is_empty() {
+                (0..std::thread::available_parallelism().map_or(1, usize::from)).collect()
+            } else {
+                cores
+            };
+            if !seconds.is_finite() || seconds <= 0.0 {
+                anyhow::bail!("--seconds must be a positive number of seconds, not {seconds}");
+            }
+            let span = std::time::Duration::from_secs_f64(seconds);
+            for c in fix_bench::hiccups::measure(&cores, span).context("measuring hiccups")? {
+                if json {
+                    println!("{}", c.json());
+                } else {
+                    println!("{}", c.line());
+                }
             }
         }
     }

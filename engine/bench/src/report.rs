@@ -68,6 +68,7 @@ impl Row {
             "p99_us": us(h.value_at_quantile(0.99)),
             "p999_us": us(h.value_at_quantile(0.999)),
             "max_us": us(h.max()),
+            "mean_us": h.mean() / 1000.0,
             "per_second": self.per_second,
             "count": h.len(),
             "distribution": distribution(h),

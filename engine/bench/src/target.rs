@@ -17,6 +17,10 @@ pub enum Store {
     Memory,
     /// The journal with group-committed fdatasync.
     Journal,
+    /// The journal written but never synced (`fsync = false`): what the peers' file
+    /// stores do (QuickFIX's FileStore and fixer's only write and flush to the OS), for a
+    /// like-for-like comparison. Not durable across a power cut.
+    JournalNoFsync,
     /// The journal (fdatasync) on a leader and a standby, replies sent once the standby
     /// has the messages on its disk too.
     Replicated,
@@ -28,6 +32,7 @@ impl Store {
         match self {
             Store::Memory => "memory store",
             Store::Journal => "journal (fsync, group commit)",
+            Store::JournalNoFsync => "journal without fsync",
             Store::Replicated => "journal replicated to a standby (both fsync)",
         }
     }
@@ -181,14 +186,15 @@ impl Target {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let sessions = sessions_toml(opts.sessions).replace("{port}", &port.to_string());
+        let fsync = opts.store != Store::JournalNoFsync;
         let engine = |name: &str, store: &str| {
             format!(
-                "[engine]\nstore = '{store}'\ndata_dir = '{}'\nfsync = true\napp = 'exec'\n",
+                "[engine]\nstore = '{store}'\ndata_dir = '{}'\nfsync = {fsync}\napp = 'exec'\n",
                 dir.path().join(name).display()
             )
         };
         match opts.store {
-            Store::Memory | Store::Journal => {
+            Store::Memory | Store::Journal | Store::JournalNoFsync => {
                 let store = if opts.store == Store::Memory {
                     "memory"
                 } else {
