@@ -10,6 +10,10 @@
 //! kernel may have dropped the dirty pages and retrying could report success for data
 //! that is gone.
 //!
+//! With `fsync` off (benchmarks and throw-away tests only) there is nothing to group:
+//! each append writes its record to the file at once, under the writer lock, and
+//! publishes it; the sync thread only serves replicated appends on a standby.
+//!
 //! Files are `NNNNNNNNNNNNNNNNNNNN.seg` (zero-padded segment number) in the journal
 //! directory; a record never spans two segments.
 
@@ -251,7 +255,9 @@ impl Journal {
         Ok(Self { inner })
     }
 
-    /// Calls `f(position)` from the sync thread each time more of the journal is durable.
+    /// Calls `f(position)` from the sync thread each time more of the journal is durable
+    /// (with `fsync` off, from the appending thread, under the journal's locks: `f` must
+    /// not call back into the journal).
     pub fn on_durable(&self, f: impl Fn(u64) + Send + Sync + 'static) {
         lock(&self.inner.listeners).push(Box::new(f));
     }
@@ -446,8 +452,36 @@ impl Journal {
             payload,
         };
         w.state.apply(&r, position, segment, offset);
-        self.inner.work.notify_one();
+        if self.inner.opts.fsync {
+            self.inner.work.notify_one();
+        } else {
+            self.write_through(w)?;
+        }
         Ok(w.appended)
+    }
+
+    /// `fsync` off: writes what is pending now, from the appending thread, and publishes
+    /// it. The writer lock held throughout keeps file order and published positions in
+    /// append order.
+    fn write_through(&self, w: &mut Writer) -> Result<(), JournalError> {
+        let chunks = std::mem::take(&mut w.pending);
+        let target = w.appended;
+        let mut files = lock(&self.inner.files);
+        let result = drop_write(&self.inner.opts, &mut files, chunks);
+        files.dirty.clear();
+        close_old_segments(&mut files);
+        drop(files);
+        match result {
+            Ok(()) => {
+                publish(&self.inner, target);
+                Ok(())
+            }
+            Err(e) => {
+                w.failed = Some(e.to_string());
+                publish_failure(&self.inner, &e);
+                Err(e)
+            }
+        }
     }
 
     /// Chooses the segment for a record of `len` bytes (starting a new one when the
@@ -569,6 +603,44 @@ fn drop_write(
     Ok(())
 }
 
+/// Keeps only the newest segments open for writing; older ones reopen for reads.
+fn close_old_segments(files: &mut Files) {
+    while files.open.len() > 4 {
+        let oldest = files.open.keys().next().copied();
+        if let Some(k) = oldest {
+            files.open.remove(&k);
+        }
+    }
+}
+
+/// Everything up to `target` is durable: tells waiters and listeners.
+fn publish(inner: &Inner, target: u64) {
+    let position = {
+        let mut d = lock(&inner.durable);
+        d.position = d.position.max(target);
+        d.position
+    };
+    inner.durable_cv.notify_all();
+    for l in lock(&inner.listeners).iter() {
+        l(position);
+    }
+}
+
+/// A write or sync failed: the journal is stopped; wakes waiters and listeners so that
+/// they notice.
+fn publish_failure(inner: &Inner, e: &JournalError) {
+    tracing::error!(error = %e, "journal write failed; the journal is stopped");
+    let position = {
+        let mut d = lock(&inner.durable);
+        d.failed = Some(e.to_string());
+        d.position
+    };
+    inner.durable_cv.notify_all();
+    for l in lock(&inner.listeners).iter() {
+        l(position);
+    }
+}
+
 fn sync_loop(inner: &Inner) {
     loop {
         let (chunks, target, stop) = {
@@ -595,38 +667,18 @@ fn sync_loop(inner: &Inner) {
             Ok(())
         });
         files.dirty.clear();
-        // Keep only the newest segment open for writing; older ones reopen for reads.
-        while files.open.len() > 4 {
-            let oldest = files.open.keys().next().copied();
-            if let Some(k) = oldest {
-                files.open.remove(&k);
-            }
-        }
+        close_old_segments(&mut files);
         drop(files);
         if let Err(e) = result {
-            tracing::error!(error = %e, "journal write failed; the journal is stopped");
             lock(&inner.writer).failed = Some(e.to_string());
-            let position = {
-                let mut d = lock(&inner.durable);
-                d.failed = Some(e.to_string());
-                d.position
-            };
-            inner.durable_cv.notify_all();
-            // Wake listeners so waiters notice the failure.
-            for l in lock(&inner.listeners).iter() {
-                l(position);
-            }
+            publish_failure(inner, &e);
             return;
         }
         let took = started.elapsed();
         for t in lock(&inner.timings).iter() {
             t(took);
         }
-        lock(&inner.durable).position = target;
-        inner.durable_cv.notify_all();
-        for l in lock(&inner.listeners).iter() {
-            l(target);
-        }
+        publish(inner, target);
         if stop && lock(&inner.writer).pending.is_empty() {
             return;
         }
