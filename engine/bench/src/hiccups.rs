@@ -97,7 +97,9 @@ fn spin(core: usize, span: Duration) -> CoreHiccups {
 
 /// Spins on every core of `cores` at once for `span` (all cores busy, as in a benchmark
 /// where the load generator and the engine each hold one).
+/// A core this machine does not have is refused.
 pub fn measure(cores: &[usize], span: Duration) -> std::io::Result<Vec<CoreHiccups>> {
+    crate::check_cores(cores, "--cores")?;
     let threads: Vec<_> = cores
         .iter()
         .map(|&core| {
@@ -118,6 +120,13 @@ pub fn measure(cores: &[usize], span: Duration) -> std::io::Result<Vec<CoreHiccu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_the_machine_lacks_is_refused() {
+        let e = measure(&[usize::MAX], Duration::from_millis(1)).expect_err("no such core");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("--cores names core"), "{e}");
+    }
 
     #[test]
     fn two_spinners_on_one_core_see_each_others_slices_as_gaps() {

@@ -22,3 +22,20 @@ pub mod load;
 pub mod report;
 pub mod sustain;
 pub mod target;
+
+/// Refuses a core this machine does not have (pinning to it would fail silently and
+/// leave the thread to roam): `flag` names the option that asked for it.
+pub fn check_cores(cores: &[usize], flag: &str) -> std::io::Result<()> {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    match cores.iter().find(|c| !available.contains(c)) {
+        Some(bad) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{flag} names core {bad}, but this machine has cores {available:?}"),
+        )),
+        None => Ok(()),
+    }
+}

@@ -165,6 +165,9 @@ struct Subject {
 
 impl Load {
     fn subject(&self) -> anyhow::Result<Subject> {
+        if let Some(core) = self.client_core {
+            fix_bench::check_cores(&[core], "--client-core")?;
+        }
         if let Some(addr) = self.connect {
             return Ok(Subject {
                 addr,

@@ -197,16 +197,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn doubles_then_bisects_to_the_knee() {
-        let s = Search {
+    /// A search from 10k/s in 1-s runs, unloaded at 1k/s, with up to 8 steps.
+    fn search(ceiling: u32, trials: u32) -> Search {
+        Search {
             base_rate: 1_000,
             start_rate: 10_000,
             seconds: 1.0,
             steps: 8,
-            ceiling: 1_000_000,
-            trials: 1,
-        };
+            ceiling,
+            trials,
+        }
+    }
+
+    #[test]
+    fn doubles_then_bisects_to_the_knee() {
+        let s = search(1_000_000, 1);
         let found = s.run(acceptor(57_000)).expect("fake runs");
         assert!(
             found.rate <= 57_000 && found.rate > 55_000,
@@ -220,14 +225,7 @@ mod tests {
 
     #[test]
     fn stops_at_the_ceiling() {
-        let s = Search {
-            base_rate: 1_000,
-            start_rate: 10_000,
-            seconds: 1.0,
-            steps: 8,
-            ceiling: 30_000,
-            trials: 1,
-        };
+        let s = search(30_000, 1);
         let found = s.run(acceptor(1_000_000)).expect("fake runs");
         assert_eq!(found.rate, 30_000);
         let rates: Vec<u32> = found.steps.iter().map(|s| s.rate).collect();
@@ -238,11 +236,8 @@ mod tests {
     fn reports_zero_when_even_the_first_loaded_rate_fails() {
         let s = Search {
             base_rate: 100,
-            start_rate: 10_000,
-            seconds: 1.0,
             steps: 3,
-            ceiling: 1_000_000,
-            trials: 1,
+            ..search(1_000_000, 1)
         };
         let found = s.run(acceptor(1_000)).expect("fake runs");
         assert_eq!(found.rate, 0, "{:?}", found.steps);
@@ -270,14 +265,7 @@ mod tests {
             }
             Ok(row)
         };
-        let s = Search {
-            base_rate: 1_000,
-            start_rate: 10_000,
-            seconds: 1.0,
-            steps: 8,
-            ceiling: 1_000_000,
-            trials: 3,
-        };
+        let s = search(1_000_000, 3);
         let found = s.run(stalled).expect("fake runs");
         assert!(
             (10.0..10.1).contains(&found.base_p99_us),

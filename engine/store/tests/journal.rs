@@ -28,6 +28,32 @@ fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
     segs.pop().expect("a segment")
 }
 
+/// Four threads, each appending `per_thread` outbound messages (`payload(thread, seq)`)
+/// to a session of its own (ME → T0 … T3), then running `after` on the journal.
+fn append_from_threads(
+    j: &Journal,
+    per_thread: u64,
+    payload: fn(usize, u64) -> Vec<u8>,
+    after: fn(&Journal),
+) {
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let j = j.clone();
+            std::thread::spawn(move || {
+                let id = SessionId::new("FIX.4.4", "ME", &format!("T{t}"));
+                let mut s = JournalStore::open(&j, &id, UtcTimestamp(0)).expect("session");
+                for seq in 1..=per_thread {
+                    s.save_outbound(seq, &payload(t, seq)).expect("append");
+                }
+                after(&j);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+}
+
 #[test]
 fn sequence_numbers_and_messages_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -154,22 +180,12 @@ fn messages_across_segments_are_read_back_for_resend() {
 fn concurrent_appenders_all_become_durable() {
     let dir = tempfile::tempdir().expect("tmp");
     let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
-    let handles: Vec<_> = (0..4)
-        .map(|t| {
-            let j = j.clone();
-            std::thread::spawn(move || {
-                let id = SessionId::new("FIX.4.4", "ME", &format!("T{t}"));
-                let mut s = JournalStore::open(&j, &id, UtcTimestamp(0)).expect("session");
-                for seq in 1..=500 {
-                    s.save_outbound(seq, b"8=FIX.4.4\x01").expect("append");
-                }
-                j.sync().expect("durable");
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().expect("thread");
-    }
+    append_from_threads(
+        &j,
+        500,
+        |_, _| b"8=FIX.4.4\x01".to_vec(),
+        |j| j.sync().expect("durable"),
+    );
     assert_eq!(j.durable(), j.appended());
     j.shutdown();
     let j2 = Journal::open(JournalOptions::new(dir.path())).expect("reopen");
@@ -194,22 +210,12 @@ fn without_fsync_concurrent_appends_are_written_at_once_in_order() {
             assert_eq!(j.durable(), j.appended(), "published with the append");
         }
     }
-    let handles: Vec<_> = (0..4)
-        .map(|t| {
-            let j = j.clone();
-            std::thread::spawn(move || {
-                let id = SessionId::new("FIX.4.4", "ME", &format!("T{t}"));
-                let mut s = JournalStore::open(&j, &id, UtcTimestamp(0)).expect("session");
-                for seq in 1..=300 {
-                    s.save_outbound(seq, format!("T{t}-{seq:04}").as_bytes())
-                        .expect("append");
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().expect("thread");
-    }
+    append_from_threads(
+        &j,
+        300,
+        |t, seq| format!("T{t}-{seq:04}").into_bytes(),
+        |_| {},
+    );
     assert_eq!(j.durable(), j.appended(), "every append published at once");
     // Nothing pending: the files already hold every record, across many segments.
     let segs = std::fs::read_dir(dir.path())
