@@ -8,19 +8,27 @@
 
 use super::blocking;
 use super::config::{KafkaSection, Payload};
+use super::delivery::{Delivered, Judge, Serials, Ticket};
 use super::payload::encode_inbound;
 use crate::app::{AppContext, AppReject, Application};
 use crate::metrics::KafkaMetrics;
 use fix_codec::MessageRef;
 use fix_session::SessionId;
+use futures::channel::oneshot;
 use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The librdkafka producer with the context that judges its delivery reports.
+type Kafka = Arc<ThreadedProducer<Judge>>;
+
+/// The verdict on one queued record, once the broker answered.
+pub(crate) type DeliveryFuture = oneshot::Receiver<Delivered>;
 
 /// One record to produce, kept until the broker has it.
 #[derive(Clone)]
@@ -54,10 +62,12 @@ impl Record {
 /// The producing side, shared by the application and the outbound loop's events.
 #[derive(Clone)]
 pub(crate) struct Producer {
-    producer: Arc<Mutex<FutureProducer>>,
+    producer: Arc<Mutex<Kafka>>,
     /// To create a new producer after a fatal error (an idempotent producer whose state
     /// the broker lost, for example after a broker restart).
     config: ClientConfig,
+    /// Shared by every producer created, so that a replaced one's reports still count.
+    judge: Judge,
     pub(crate) counts: KafkaMetrics,
     events_topic: String,
 }
@@ -68,15 +78,21 @@ impl Producer {
         events_topic: &str,
         counts: KafkaMetrics,
     ) -> KafkaResult<Self> {
+        let judge = Judge {
+            serials: Arc::new(Serials::default()),
+        };
         Ok(Self {
-            producer: Arc::new(Mutex::new(config.create()?)),
+            producer: Arc::new(Mutex::new(Arc::new(
+                config.create_with_context(judge.clone())?,
+            ))),
             config,
+            judge,
             counts,
             events_topic: events_topic.into(),
         })
     }
 
-    fn current(&self) -> FutureProducer {
+    fn current(&self) -> Kafka {
         self.producer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -89,12 +105,15 @@ impl Producer {
             return;
         };
         tracing::error!(?code, %reason, "the Kafka producer hit a fatal error; creating a new one (records not yet acknowledged are produced again)");
-        match self.config.create::<FutureProducer>() {
+        match self
+            .config
+            .create_with_context::<_, ThreadedProducer<Judge>>(self.judge.clone())
+        {
             Ok(p) => {
                 *self
                     .producer
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = p
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(p)
             }
             Err(e) => tracing::error!(error = %e, "cannot create a new Kafka producer"),
         }
@@ -105,12 +124,17 @@ impl Producer {
         let headers = r.headers();
         let mut waited: Option<Instant> = None;
         loop {
-            let record = FutureRecord::to(&r.topic)
+            let (tx, delivery) = oneshot::channel();
+            let ticket = Ticket {
+                serial: self.judge.serials.next(),
+                verdict: Some(tx),
+            };
+            let record = BaseRecord::with_opaque_to(&r.topic, Box::new(ticket))
                 .key(&r.key)
                 .payload(&r.value)
                 .headers(headers.clone());
-            match self.current().send_result(record) {
-                Ok(delivery) => return delivery,
+            match self.current().send(record) {
+                Ok(()) => return delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     let since = *waited.get_or_insert_with(|| {
                         self.counts.produce_retries.inc();
@@ -140,17 +164,17 @@ impl Producer {
         loop {
             let record = again.as_ref().unwrap_or(r);
             match futures::executor::block_on(&mut delivery) {
-                Ok(Ok(d)) if d.offset >= 0 => {
-                    tracing::debug!(topic = %r.topic, key = %r.key, headers = ?record.headers, partition = d.partition, offset = d.offset, "acknowledged by the broker");
+                Ok(Delivered::Stored { partition, offset }) => {
+                    tracing::debug!(topic = %r.topic, key = %r.key, headers = ?record.headers, partition, offset, "acknowledged by the broker");
                     return;
                 }
-                Ok(Ok(_)) => {
-                    // An idempotent producer reports a batch the broker calls a duplicate
-                    // as delivered, without an offset; a broker that lost its producer
-                    // state after a restart answers so for records it never stored.
-                    tracing::warn!(topic = %r.topic, key = %r.key, "Kafka acknowledged a record without an offset; producing it again (flagged fix-republished)")
+                Ok(Delivered::Unproven) => {
+                    // A batch the broker called a duplicate comes back without an
+                    // offset; a broker that lost its data or producer state in a crash
+                    // answers so for records it never stored (see `delivery`).
+                    tracing::warn!(topic = %r.topic, key = %r.key, "Kafka acknowledged a record without proof that it is stored; producing it again (flagged fix-republished)")
                 }
-                Ok(Err((e, _))) => {
+                Ok(Delivered::Failed(e)) => {
                     tracing::warn!(topic = %r.topic, key = %r.key, error = %e, "Kafka did not take a record; producing it again (flagged fix-republished)")
                 }
                 Err(_) => {
@@ -177,8 +201,14 @@ impl Producer {
             "detail": detail,
         })
         .to_string();
-        let record = FutureRecord::to(&self.events_topic).key(id).payload(&value);
-        if let Err((e, _)) = self.current().send_result(record) {
+        let ticket = Ticket {
+            serial: 0,
+            verdict: None,
+        };
+        let record = BaseRecord::with_opaque_to(&self.events_topic, Box::new(ticket))
+            .key(id)
+            .payload(&value);
+        if let Err((e, _)) = self.current().send(record) {
             tracing::warn!(event, session = id, error = %e, "cannot queue a session event");
         }
     }

@@ -13,6 +13,8 @@
 //! - Logons, logouts, session-level rejects and refused outbound records go to the
 //!   events topic (default `FIX-ENGINE-EVENTS`).
 //! - [`payload`]: the raw FIX string (default) or JSON.
+//! - `delivery`: which acknowledgements prove a record stored (a batch the broker calls
+//!   a duplicate comes back with made-up offsets; its records are produced again).
 //! - Metrics `fix_kafka_produced_total`, `fix_kafka_produce_retries_total`,
 //!   `fix_kafka_pending`, `fix_kafka_consumed_total`, `fix_kafka_rejected_total`,
 //!   `fix_kafka_duplicates_skipped_total`.
@@ -22,6 +24,7 @@
 //! leader (the lease's epoch), leaving the group when it is not.
 
 pub mod config;
+mod delivery;
 pub mod inbound;
 pub mod outbound;
 pub mod payload;
