@@ -31,7 +31,9 @@ moto_version=5.2.5
 moto_venv=$cache/venv-moto-$moto_version
 cached_venv "$moto_venv" "moto[server]==$moto_version"
 moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$cache/moto.log" 2>&1 &
+# scripts/moto_server.py is moto's server with requests applied one at a time, so that a
+# conditional write is atomic as in AWS (moto checks and writes without a lock).
+MOTO_PORT=$moto_port "$moto_venv/bin/python" "$root/scripts/moto_server.py" "$moto_port" > "$cache/moto.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 1 100); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $moto_port), 0.2)" 2>/dev/null && break
