@@ -186,6 +186,11 @@ impl Source {
                 .await
                 .map_err(std::io::Error::other)?
                 .map_err(std::io::Error::other)?;
+            // A pause set while the chunk was read holds it back too: the chunk may hold
+            // records journaled after the pause was acknowledged.
+            if paused.borrow_and_update().holds(name) {
+                continue;
+            }
             let idle = chunk.is_empty();
             let len = chunk.len() as u64;
             send(
