@@ -107,17 +107,15 @@ impl ProducerContext for Judge {
 mod tests {
     use super::*;
 
+    fn stored(partition: i32, offset: i64) -> Delivered {
+        Delivered::Stored { partition, offset }
+    }
+
     #[test]
     fn a_duplicate_batch_leaves_every_record_queued_before_its_report_unproven() {
         let s = Serials::default();
         let first = s.next();
-        assert_eq!(
-            s.judge(first, 0, 0),
-            Delivered::Stored {
-                partition: 0,
-                offset: 0
-            }
-        );
+        assert_eq!(s.judge(first, 0, 0), stored(0, 0));
         // Three records batched together; the broker calls the batch a duplicate.
         let batch: Vec<u64> = (0..3).map(|_| s.next()).collect();
         assert_eq!(s.judge(batch[0], 0, -1), Delivered::Unproven);
@@ -126,13 +124,7 @@ mod tests {
         assert_eq!(s.judge(batch[2], 0, 1), Delivered::Unproven);
         // Their copies, queued after the report, are judged on their own.
         let copy = s.next();
-        assert_eq!(
-            s.judge(copy, 0, 41),
-            Delivered::Stored {
-                partition: 0,
-                offset: 41
-            }
-        );
+        assert_eq!(s.judge(copy, 0, 41), stored(0, 41));
     }
 
     #[test]
@@ -140,13 +132,7 @@ mod tests {
         let s = Serials::default();
         for offset in 0..5 {
             let serial = s.next();
-            assert_eq!(
-                s.judge(serial, 2, offset),
-                Delivered::Stored {
-                    partition: 2,
-                    offset
-                }
-            );
+            assert_eq!(s.judge(serial, 2, offset), stored(2, offset));
         }
     }
 }
