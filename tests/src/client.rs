@@ -29,6 +29,11 @@ pub struct FixClient {
 /// One "now" serves the whole text, so SendingTime and OrigSendingTime written as
 /// `<TIME>` in one message are equal (not a millisecond apart).
 pub fn with_times(text: &str) -> String {
+    with_times_in(text, TimePrecision::Millis)
+}
+
+/// [`with_times`] at a given precision (FIX.4.0 and FIX.4.1 have whole seconds only).
+pub fn with_times_in(text: &str, precision: TimePrecision) -> String {
     let now = UtcTimestamp::now();
     let mut out = String::new();
     let mut rest = text;
@@ -40,11 +45,15 @@ pub fn with_times(text: &str) -> String {
         let spec = &rest[start + 5..start + end];
         let shift: i64 = spec.trim_start_matches('+').parse().unwrap_or(0);
         let t = now.add_nanos(shift * 1_000_000_000);
-        out.push_str(&t.format(TimePrecision::Millis));
+        out.push_str(&t.format(precision));
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl FixClient {
@@ -82,13 +91,34 @@ impl FixClient {
     /// Sends a message built from `|`-separated fields (8, 9, 10 filled in, times
     /// substituted).
     pub async fn send(&mut self, fields: &str) -> std::io::Result<()> {
-        let bytes = encode_human(&with_times(fields), &self.begin_string);
+        let bytes = encode_human(&with_times_in(fields, self.precision()), &self.begin_string);
         self.send_bytes(&bytes).await
     }
 
-    /// Sends `|`-separated text exactly as written (for garbled input).
+    /// Sends `|`-separated text exactly as written (for garbled input); `<BEGIN>`,
+    /// `<LEN>` and `<SUM>` become the BeginString, the right BodyLength and CheckSum.
     pub async fn send_raw(&mut self, text: &str) -> std::io::Result<()> {
-        self.send_bytes(&from_human(&with_times(text))).await
+        let text = with_times_in(&text.replace("<BEGIN>", &self.begin_string), self.precision());
+        let mut bytes = from_human(&text);
+        if let Some(at) = find(&bytes, b"<LEN>") {
+            let body_start = at + 5 + 1;
+            let body_end = find(&bytes, b"\x0110=").map_or(bytes.len(), |e| e + 1);
+            let len = body_end.saturating_sub(body_start).to_string();
+            bytes.splice(at..at + 5, len.bytes());
+        }
+        if let Some(at) = find(&bytes, b"<SUM>") {
+            let sum: u32 = bytes[..at.saturating_sub(3)].iter().map(|b| u32::from(*b)).sum();
+            bytes.splice(at..at + 5, format!("{:03}", sum % 256).bytes());
+        }
+        self.send_bytes(&bytes).await
+    }
+
+    /// SendingTime precision: whole seconds before FIX.4.2, milliseconds after.
+    fn precision(&self) -> TimePrecision {
+        match self.begin_string.as_str() {
+            "FIX.4.0" | "FIX.4.1" => TimePrecision::Seconds,
+            _ => TimePrecision::Millis,
+        }
     }
 
     /// Sends bytes.

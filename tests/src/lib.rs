@@ -19,6 +19,7 @@
 //! - `sleep SECONDS`
 
 pub mod client;
+pub mod conformance;
 pub mod http;
 pub mod interop;
 pub mod kafka;
