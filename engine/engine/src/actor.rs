@@ -679,32 +679,23 @@ impl SessionActor {
             replayed: matches!(d, Delivery::Replayed(_)),
         };
         let result = self.app.from_app(&mut ctx, msg);
-        self.reject_if_refused(t, seq, msg, result);
+        self.reject_if_refused(t, msg, result);
         self.spans = spans;
         Some(seq)
     }
 
-    fn reject_if_refused(
-        &mut self,
-        t: Now,
-        seq: u64,
-        msg: MessageRef<'_>,
-        result: Result<(), AppReject>,
-    ) {
+    fn reject_if_refused(&mut self, t: Now, msg: MessageRef<'_>, result: Result<(), AppReject>) {
         match result {
             Ok(()) => {}
             Err(AppReject::Business { reason, text }) => {
-                let ref_id = msg.get_str(fix_codec::tags::CL_ORD_ID);
-                self.session
-                    .send_business_reject(t, seq, msg.msg_type(), reason, ref_id, &text);
+                self.session.send_business_reject(t, msg, reason, None, &text);
             }
             Err(AppReject::Session {
                 reason,
                 ref_tag,
                 text,
             }) => {
-                self.session
-                    .reject_message(t, seq, msg.msg_type(), reason, ref_tag, &text);
+                self.session.reject_message(t, msg, reason, ref_tag, &text);
             }
         }
     }

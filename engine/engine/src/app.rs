@@ -118,54 +118,72 @@ pub trait Application: Send + Sync {
     fn before_processed(&self, _id: &SessionId) {}
 }
 
-/// Header fields not to copy when reflecting a message.
-fn is_header_or_trailer(tag: u32) -> bool {
-    matches!(
-        tag,
-        8 | 9
-            | 10
-            | 34
-            | 35
-            | 43
-            | 49
-            | 50
-            | 52
-            | 56
-            | 57
-            | 97
-            | 115
-            | 116
-            | 122
-            | 128
-            | 129
-            | 142
-            | 143
-            | 144
-            | 145
-            | 1128
-            | 1129
-    )
+/// Header fields the session writes itself on every message it sends, and the resend
+/// markers it clears: not copied when reflecting a message.
+fn written_by_session(tag: u32) -> bool {
+    matches!(tag, 8 | 9 | 10 | 34 | 35 | 43 | 49 | 52 | 56 | 122)
 }
 
-fn body_of(msg: MessageRef<'_>, out: &mut MessageBuilder) {
-    out.start_fields();
-    for (tag, value) in msg.iter() {
-        if !is_header_or_trailer(tag) {
-            out.push(tag, value);
+/// A reflected message as QuickFIX writes it: `header` gets the inbound header fields the
+/// session does not write itself, in tag order; `body` the body fields in tag order, each
+/// repeating group (its NumInGroup and entries, as the dictionary of `ctx` knows them) kept
+/// whole at the place of its NumInGroup tag.
+fn reflect(ctx: &AppContext<'_>, msg: MessageRef<'_>, header: &mut MessageBuilder, body: &mut MessageBuilder) {
+    let dicts = ctx.session.dictionaries();
+    let def = dicts.app.as_deref().and_then(|d| d.message(msg.msg_type()));
+    let is_header = |tag: u32| dicts.transport.is_header(tag) || dicts.transport.is_trailer(tag);
+    let fields: Vec<(u32, &[u8])> = msg.iter().collect();
+    let mut head: Vec<(u32, &[u8])> = Vec::new();
+    let mut blocks: Vec<(u32, Vec<(u32, &[u8])>)> = Vec::new();
+    let mut i = 0;
+    while i < fields.len() {
+        let (tag, value) = fields[i];
+        i += 1;
+        if written_by_session(tag) {
+            continue;
         }
+        if is_header(tag) {
+            head.push((tag, value));
+            continue;
+        }
+        let mut block = vec![(tag, value)];
+        if let Some(group) = def.and_then(|m| m.body.group(tag)) {
+            while i < fields.len() && group.entry.position(fields[i].0).is_some() {
+                block.push(fields[i]);
+                i += 1;
+            }
+        }
+        blocks.push((tag, block));
+    }
+    head.sort_by_key(|(t, _)| *t);
+    blocks.sort_by_key(|(t, _)| *t);
+    header.start_fields();
+    for (t, v) in head {
+        header.push(t, v);
+    }
+    body.start_fields();
+    for (t, v) in blocks.into_iter().flat_map(|(_, b)| b) {
+        body.push(t, v);
     }
 }
 
-/// Reflects NewOrderSingle and SecurityDefinition back unchanged (third-party routing
-/// reversed); a NewOrderSingle with
-/// PossResend=Y whose ClOrdID was already seen is not echoed again; anything else gets a
-/// BusinessMessageReject (unsupported message type).
+/// QuickFIX's acceptance-test application: NewOrderSingle and SecurityDefinition are
+/// reflected back (header fields kept, not re-routed, fields in QuickFIX's order); a
+/// NewOrderSingle with PossResend=Y whose ClOrdID was already seen is not echoed again;
+/// anything else gets a BusinessMessageReject (unsupported message type).
 #[derive(Default)]
 pub struct EchoApp {
     seen: Mutex<HashSet<(SessionId, Vec<u8>)>>,
 }
 
 impl Application for EchoApp {
+    fn on_logout(&self, id: &SessionId) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(s, _)| s != id);
+    }
+
     fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject> {
         let msg_type = msg.msg_type();
         match msg_type {
@@ -182,10 +200,8 @@ impl Application for EchoApp {
                         return Ok(());
                     }
                 }
-                let mut body = MessageBuilder::new();
-                body_of(msg, &mut body);
-                let mut header = MessageBuilder::new();
-                reverse_route(msg, &mut header);
+                let (mut header, mut body) = (MessageBuilder::new(), MessageBuilder::new());
+                reflect(ctx, msg, &mut header, &mut body);
                 ctx.send_with_header(msg_type, header.fields(), body.fields())
                     .map(|_| ())
                     .map_err(|e| AppReject::Business {

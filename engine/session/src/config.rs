@@ -97,6 +97,11 @@ pub struct SessionConfig {
 impl SessionConfig {
     /// A configuration with QuickFIX-like defaults.
     pub fn new(id: SessionId, role: Role) -> Self {
+        // FIX.4.0 and FIX.4.1 timestamps have whole seconds only (as QuickFIX sends them).
+        let timestamp_precision = match id.begin_string.as_str() {
+            "FIX.4.0" | "FIX.4.1" => TimePrecision::Seconds,
+            _ => TimePrecision::Millis,
+        };
         Self {
             id,
             role,
@@ -116,7 +121,7 @@ impl SessionConfig {
             default_appl_ver_id: None,
             username: None,
             password: None,
-            timestamp_precision: TimePrecision::Millis,
+            timestamp_precision,
             schedule: None,
             max_message_size: 1 << 20,
         }

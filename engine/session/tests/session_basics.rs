@@ -192,8 +192,8 @@ fn a_sending_time_far_off_is_rejected_and_logged_out() {
     assert_eq!(
         h.sent(),
         vec![
-            "35=3|34=2|49=ISLD|56=TW|45=2|372=0|373=10|58=SendingTime accuracy problem",
-            "35=5|34=3|49=ISLD|56=TW|58=SendingTime accuracy problem",
+            "35=3|34=2|49=ISLD|56=TW|45=2|58=SendingTime accuracy problem|372=0|373=10",
+            "35=5|34=3|49=ISLD|56=TW",
         ]
     );
     assert_eq!(h.session.state(), State::LogoutSent);

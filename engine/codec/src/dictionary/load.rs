@@ -127,7 +127,17 @@ fn version_of(root: Node<'_, '_>) -> Result<String, LoadError> {
 /// Field definitions by tag, and tags by name.
 type FieldTables = (HashMap<u32, FieldDef>, HashMap<String, u32>);
 
+/// Whether the dictionary is of FIX.4.0 or FIX.4.1, where `CHAR` meant a string: QuickFIX
+/// checks `CHAR` as one character only from FIX.4.2 on, and its FIX40.xml / FIX41.xml
+/// type SenderCompID, ClOrdID and many other strings `CHAR`.
+fn char_is_a_string(root: Node<'_, '_>) -> bool {
+    let number = |a: &str| root.attribute(a).and_then(|v| v.parse::<u32>().ok());
+    root.attribute("type").unwrap_or("FIX") == "FIX"
+        && matches!((number("major"), number("minor")), (Some(4), Some(0 | 1)))
+}
+
 fn load_fields(root: Node<'_, '_>) -> Result<FieldTables, LoadError> {
+    let old_char = char_is_a_string(root);
     let mut fields = HashMap::new();
     let mut names = HashMap::new();
     let Some(section) = child(root, "fields") else {
@@ -141,7 +151,10 @@ fn load_fields(root: Node<'_, '_>) -> Result<FieldTables, LoadError> {
                 "field '{name}' has number '{number}', not a positive integer"
             ))
         })?;
-        let field_type = FieldType::from_name(required_attr(f, "type")?);
+        let field_type = match FieldType::from_name(required_attr(f, "type")?) {
+            FieldType::Char if old_char => FieldType::String,
+            other => other,
+        };
         let mut values: Vec<Vec<u8>> = f
             .children()
             .filter(|c| c.has_tag_name("value"))
@@ -269,6 +282,17 @@ mod tests {
         assert_eq!(g.delimiter, 11);
         assert!(g.required);
         assert_eq!(d.field(54).map(|f| f.values.len()), Some(2));
+    }
+
+    #[test]
+    fn char_is_one_character_from_fix_4_2_and_a_string_before() {
+        let d = Dictionary::from_xml(SMALL).expect("loads");
+        assert_eq!(d.field(54).map(|f| f.field_type), Some(FieldType::Char));
+        for minor in ["0", "1"] {
+            let old = SMALL.replace(r#"minor="2""#, &format!(r#"minor="{minor}""#));
+            let d = Dictionary::from_xml(&old).expect("loads");
+            assert_eq!(d.field(54).map(|f| f.field_type), Some(FieldType::String));
+        }
     }
 
     #[test]

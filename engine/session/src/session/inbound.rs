@@ -57,18 +57,15 @@ impl Session {
             return Disposition::Consumed;
         }
         if msg.begin_string() != self.config.id.begin_string.as_bytes() {
-            let text = format!(
-                "Incorrect BeginString: expected {}, received {}",
-                self.config.id.begin_string,
-                String::from_utf8_lossy(msg.begin_string())
-            );
-            return self.fail_logged_out_or_in(now, &text);
+            return self.on_wrong_begin_string(now, msg);
         }
+        let msg_type = msg.msg_type();
+        // SequenceReset-Reset is taken whatever its MsgSeqNum (test case 11), 0 included.
+        let reset = msg_type == b"4" && !msg.get_flag(tags::GAP_FILL_FLAG);
         let seq = match msg.get_u64(tags::MSG_SEQ_NUM) {
-            Ok(Some(s)) if s > 0 => s,
+            Ok(Some(s)) if s > 0 || reset => s,
             _ => return self.fail_logged_out_or_in(now, "MsgSeqNum (34) missing or invalid"),
         };
-        let msg_type = msg.msg_type();
         match self.state {
             State::AwaitingLogon | State::LogonSent => {
                 if msg_type != b"A" {
@@ -91,8 +88,23 @@ impl Session {
             State::Disconnected | State::Closing => return Disposition::Consumed,
         }
         let expected = self.store.next_target_seq();
+        // As QuickFIX: the message is validated before its sequence number is looked at.
+        if self.config.validate {
+            let app = self.dicts.app.as_deref();
+            if let Err(rej) = self.validator.validate(&self.dicts.transport, app, msg) {
+                self.send_reject(now, msg, &rej, None);
+                if seq == expected && msg_type != b"4" {
+                    self.advance_target(seq);
+                }
+                return Disposition::Consumed;
+            }
+        }
         if !self.check_identity_and_time(now, msg, seq, expected) {
             return Disposition::Consumed;
+        }
+        if msg_type == b"A" && msg.get_flag(tags::RESET_SEQ_NUM_FLAG) {
+            self.on_reset_logon(now, msg, seq);
+            return Disposition::Admin;
         }
         let gap_fill = msg.get_flag(tags::GAP_FILL_FLAG);
         match msg_type {
@@ -117,14 +129,6 @@ impl Session {
         }
         if msg.get_flag(tags::POSS_DUP_FLAG) && !self.check_poss_dup(now, msg, seq) {
             return Disposition::Consumed;
-        }
-        if self.config.validate {
-            let app = self.dicts.app.as_deref();
-            if let Err(rej) = self.validator.validate(&self.dicts.transport, app, msg) {
-                self.send_reject(now, seq, msg_type, &rej, None);
-                self.advance_target(seq);
-                return Disposition::Consumed;
-            }
         }
         self.dispatch(now, msg, seq, resend_served)
     }
@@ -157,17 +161,7 @@ impl Session {
             }
             b"4" => {
                 // SequenceReset-GapFill in sequence.
-                let new_seq = msg.get_u64(tags::NEW_SEQ_NO).ok().flatten().unwrap_or(0);
-                if new_seq > seq {
-                    let r = self.store.set_next_target_seq(new_seq);
-                    self.store_ok(r);
-                } else {
-                    let text = format!(
-                        "Attempt to lower sequence number, invalid value NewSeqNo={new_seq}"
-                    );
-                    self.reject_new_seq_no(now, seq, &text);
-                    self.advance_target(seq);
-                }
+                self.apply_new_seq_no(now, msg);
                 return Disposition::Admin;
             }
             b"A" => {
@@ -216,21 +210,22 @@ impl Session {
         seq: u64,
         expected: u64,
     ) -> bool {
-        let problem = if self.config.check_comp_id && !self.comp_ids_match(msg) {
-            Some(Reason::CompIdProblem)
-        } else if !self.sending_time_ok(now, msg) {
+        // QuickFIX looks at SendingTime before the CompIDs.
+        let problem = if !self.sending_time_ok(now, msg) {
             Some(Reason::SendingTimeAccuracyProblem)
+        } else if self.config.check_comp_id && !self.comp_ids_match(msg) {
+            Some(Reason::CompIdProblem)
         } else {
             None
         };
         let Some(reason) = problem else {
             return true;
         };
-        self.send_reject(now, seq, msg.msg_type(), &reject(reason, None), None);
-        if seq == expected {
+        self.send_reject(now, msg, &reject(reason, None), None);
+        if seq == expected && !matches!(msg.msg_type(), b"A" | b"4") {
             self.advance_target(seq);
         }
-        self.initiate_logout(now, Some(reason.text()));
+        self.initiate_logout(now, None);
         false
     }
 
@@ -257,10 +252,10 @@ impl Session {
         let Some((rej, logout)) = poss_dup_problem(msg) else {
             return true;
         };
-        self.send_reject(now, seq, msg.msg_type(), &rej, None);
+        self.send_reject(now, msg, &rej, None);
         self.advance_target(seq);
         if logout {
-            self.initiate_logout(now, Some(rej.reason.text()));
+            self.initiate_logout(now, None);
         }
         false
     }
@@ -273,9 +268,9 @@ impl Session {
         }
         match poss_dup_problem(msg) {
             Some((rej, logout)) => {
-                self.send_reject(now, seq, msg.msg_type(), &rej, None);
+                self.send_reject(now, msg, &rej, None);
                 if logout {
-                    self.initiate_logout(now, Some(rej.reason.text()));
+                    self.initiate_logout(now, None);
                 }
             }
             None => self.log(
@@ -350,18 +345,21 @@ impl Session {
     }
 
     /// SequenceReset-Reset: sequence numbers of the message itself are ignored.
-    fn on_sequence_reset(&mut self, now: Now, msg: MessageRef<'_>, seq: u64) {
-        let expected = self.store.next_target_seq();
-        let Some(new_seq) = msg.get_u64(tags::NEW_SEQ_NO).ok().flatten() else {
-            self.send_reject(
-                now,
-                seq,
-                b"4",
-                &reject(Reason::RequiredTagMissing, Some(tags::NEW_SEQ_NO)),
-                None,
-            );
+    fn on_sequence_reset(&mut self, now: Now, msg: MessageRef<'_>, _seq: u64) {
+        if msg.get(tags::NEW_SEQ_NO).is_none() {
+            let rej = reject(Reason::RequiredTagMissing, Some(tags::NEW_SEQ_NO));
+            self.send_reject(now, msg, &rej, None);
             return;
-        };
+        }
+        self.apply_new_seq_no(now, msg);
+    }
+
+    /// NewSeqNo of a SequenceReset, as QuickFIX applies it: above the expected number it
+    /// becomes the expected number; equal changes nothing; below gets a Reject (value
+    /// incorrect, no RefTagID) and the expected number stays.
+    fn apply_new_seq_no(&mut self, now: Now, msg: MessageRef<'_>) {
+        let expected = self.store.next_target_seq();
+        let new_seq = msg.get_u64(tags::NEW_SEQ_NO).ok().flatten().unwrap_or(0);
         if new_seq > expected {
             self.log(
                 LogLevel::Info,
@@ -370,21 +368,21 @@ impl Session {
             let r = self.store.set_next_target_seq(new_seq);
             self.store_ok(r);
             self.queue = self.queue.split_off(&new_seq);
-        } else if new_seq == expected {
-            self.log(
-                LogLevel::Warn,
-                format!("SequenceReset to {new_seq}, which is already expected"),
-            );
-        } else {
-            let text = format!("Value is incorrect (out of range) for this tag: NewSeqNo={new_seq} below expected {expected}");
-            self.reject_new_seq_no(now, seq, &text);
+        } else if new_seq < expected {
+            self.send_reject(now, msg, &reject(Reason::ValueIncorrect, None), None);
         }
     }
 
-    /// Rejects a SequenceReset whose NewSeqNo would move the sequence backwards.
-    fn reject_new_seq_no(&mut self, now: Now, seq: u64, text: &str) {
-        let rej = reject(Reason::ValueIncorrect, Some(tags::NEW_SEQ_NO));
-        self.send_reject(now, seq, b"4", &rej, Some(text));
+    /// A BeginString other than the session's after logon: Logout ("Incorrect
+    /// BeginString"), the message counted; before logon: disconnect.
+    fn on_wrong_begin_string(&mut self, now: Now, msg: MessageRef<'_>) -> Disposition {
+        if !self.is_logged_on() {
+            return self.fail_logged_out_or_in(now, "Incorrect BeginString");
+        }
+        let seq = msg.get_u64(tags::MSG_SEQ_NUM).ok().flatten().unwrap_or(0);
+        self.advance_target(seq);
+        self.initiate_logout(now, Some("Incorrect BeginString"));
+        Disposition::Consumed
     }
 
     fn on_logout(&mut self, now: Now, seq: u64, expected: u64) {
@@ -401,26 +399,41 @@ impl Session {
         }
     }
 
+    /// A Logon with ResetSeqNumFlag=Y while logged on: both sides start again at 1 and it
+    /// is answered with a Logon with ResetSeqNumFlag=Y (unless we asked for the reset).
+    fn on_reset_logon(&mut self, now: Now, msg: MessageRef<'_>, seq: u64) {
+        self.log(
+            LogLevel::Info,
+            "Logon with ResetSeqNumFlag=Y: sequence numbers reset to 1".into(),
+        );
+        let answer = !self.reset_sent;
+        if answer {
+            self.reset_store(now);
+        }
+        self.reset_sent = false;
+        self.advance_target(seq);
+        if answer {
+            let hb = msg.get_u64(tags::HEART_BT_INT).ok().flatten();
+            self.send_logon(now, true, hb);
+            self.reset_sent = false;
+        }
+    }
+
     /// A Logon while waiting for one.
     fn on_logon(&mut self, now: Now, msg: MessageRef<'_>, seq: u64) {
         if self.config.check_comp_id && !self.comp_ids_match(msg) {
             let _ = self.fail_logged_out_or_in(now, "CompID problem on Logon");
             return;
         }
+        // QuickFIX cannot answer a Logon it refuses with a Reject (it has no session
+        // yet): it disconnects.
         if let Err(rej) = self.validator.validate(&self.dicts.transport, None, msg) {
-            let text = format!("invalid Logon: {rej}");
-            self.logout_and_disconnect(now, &text);
+            let _ = self.fail_logged_out_or_in(now, &format!("invalid Logon: {rej}"));
             return;
         }
         if !self.sending_time_ok(now, msg) {
-            self.send_reject(
-                now,
-                seq,
-                b"A",
-                &reject(Reason::SendingTimeAccuracyProblem, None),
-                None,
-            );
-            self.logout_and_disconnect(now, Reason::SendingTimeAccuracyProblem.text());
+            let text = "Logon SendingTime outside MaxLatency";
+            let _ = self.fail_logged_out_or_in(now, text);
             return;
         }
         if msg.get(tags::ENCRYPT_METHOD) != Some(b"0") {

@@ -231,6 +231,11 @@ impl Session {
         &self.config.id
     }
 
+    /// The dictionaries the session validates with.
+    pub fn dictionaries(&self) -> &Dictionaries {
+        &self.dicts
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.config

@@ -3,7 +3,7 @@
 
 use super::{Now, Outgoing, SendError, Session, State};
 use crate::event::{LogLevel, SessionEvent};
-use fix_codec::dictionary::Reject;
+use fix_codec::dictionary::{Reject, SessionRejectReason as Reason};
 use fix_codec::message::split_fields;
 use fix_codec::{tags, MessageBuilder, MessageRef, UtcTimestamp};
 
@@ -21,6 +21,33 @@ const SESSION_HEADER: [u32; 10] = [
     tags::TARGET_COMP_ID,
     tags::ORIG_SENDING_TIME,
 ];
+
+/// The reverse route of `msg` as QuickFIX writes it on an answer: OnBehalfOfCompID,
+/// OnBehalfOfSubID and (FIX.4.1 on) OnBehalfOfLocationID become DeliverTo…, and the other
+/// way round; empty values are not carried over. Header fields (`tag=value SOH`…) in tag
+/// order.
+pub fn route_back(msg: MessageRef<'_>, begin_string: &str) -> Vec<u8> {
+    let locations = begin_string != "FIX.4.0";
+    let mut fields: Vec<(u32, &[u8])> = [
+        (tags::DELIVER_TO_COMP_ID, tags::ON_BEHALF_OF_COMP_ID),
+        (tags::DELIVER_TO_SUB_ID, tags::ON_BEHALF_OF_SUB_ID),
+        (tags::ON_BEHALF_OF_COMP_ID, tags::DELIVER_TO_COMP_ID),
+        (tags::ON_BEHALF_OF_SUB_ID, tags::DELIVER_TO_SUB_ID),
+        (tags::DELIVER_TO_LOCATION_ID, tags::ON_BEHALF_OF_LOCATION_ID),
+        (tags::ON_BEHALF_OF_LOCATION_ID, tags::DELIVER_TO_LOCATION_ID),
+    ]
+    .into_iter()
+    .filter(|(to, _)| locations || !matches!(*to, 144 | 145))
+    .filter_map(|(to, from)| msg.get(from).filter(|v| !v.is_empty()).map(|v| (to, v)))
+    .collect();
+    fields.sort_by_key(|(tag, _)| *tag);
+    let mut out = MessageBuilder::new();
+    out.start_fields();
+    for (tag, value) in fields {
+        out.push(tag, value);
+    }
+    out.fields().to_vec()
+}
 
 /// Whether a MsgType is a session-level (admin) message.
 pub fn is_admin(msg_type: &[u8]) -> bool {
@@ -61,11 +88,24 @@ impl Session {
         msg_type: &[u8],
         body: impl FnOnce(&mut MessageBuilder),
     ) {
+        self.send_admin_routed(now, msg_type, b"", body);
+    }
+
+    /// [`Self::send_admin`] with extra header fields (`tag=value SOH`…, in tag order after
+    /// TargetCompID): the reverse route of the message answered.
+    pub(super) fn send_admin_routed(
+        &mut self,
+        now: Now,
+        msg_type: &[u8],
+        route: &[u8],
+        body: impl FnOnce(&mut MessageBuilder),
+    ) {
         if self.failed {
             return;
         }
         let seq = self.store.next_sender_seq();
         Self::start_message(&mut self.builder, &self.config, now, msg_type, seq, None);
+        self.builder.push_raw(route);
         body(&mut self.builder);
         if let Some(h) = &self.hooks {
             h.to_admin(&self.config.id, msg_type, &mut self.builder);
@@ -165,30 +205,47 @@ impl Session {
         });
     }
 
-    /// Sends a session-level Reject for message `ref_seq`.
+    /// Sends a session-level Reject for `msg`, written as QuickFIX writes it: reverse
+    /// routed, RefSeqNum when `msg` had a MsgSeqNum, then (FIX.4.2 on) Text, RefTagID,
+    /// RefMsgType and SessionRejectReason (in FIX.4.2 only the reasons 4.2 defines) in tag
+    /// order; before FIX.4.2 the tag at fault goes into Text as `text (tag)`. `text`
+    /// replaces the reason's customary Text.
     pub(super) fn send_reject(
         &mut self,
         now: Now,
-        ref_seq: u64,
-        ref_msg_type: &[u8],
+        msg: MessageRef<'_>,
         reject: &Reject,
         text: Option<&str>,
     ) {
-        let text = text.unwrap_or(reject.reason.text()).to_string();
+        let ref_seq = msg.get(tags::MSG_SEQ_NUM).filter(|v| !v.is_empty());
+        let plain = text.unwrap_or(reject.reason.text());
         self.log(
             LogLevel::Warn,
             format!(
-                "rejecting message {ref_seq}: {text}{}",
+                "rejecting message {}: {plain}{}",
+                String::from_utf8_lossy(ref_seq.unwrap_or(b"?")),
                 reject
                     .ref_tag
                     .map(|t| format!(" (tag {t})"))
                     .unwrap_or_default()
             ),
         );
+        let version = self.config.id.begin_string.as_str();
         let with_reasons = self.config.has_reject_reasons();
-        let ref_msg_type = ref_msg_type.to_vec();
-        self.send_admin(now, b"3", |b| {
-            b.push_uint(tags::REF_SEQ_NUM, ref_seq);
+        let text = match reject.ref_tag {
+            Some(tag) if !with_reasons => format!("{plain} ({tag})"),
+            _ => plain.to_string(),
+        };
+        let reason = with_reasons
+            && (version != "FIX.4.2" || reject.reason.code() <= Reason::InvalidMsgType.code());
+        let ref_seq = ref_seq.map(<[u8]>::to_vec);
+        let ref_msg_type = msg.msg_type().to_vec();
+        let route = route_back(msg, version);
+        self.send_admin_routed(now, b"3", &route, |b| {
+            if let Some(seq) = &ref_seq {
+                b.push(tags::REF_SEQ_NUM, seq);
+            }
+            b.push_str(tags::TEXT, &text);
             if with_reasons {
                 if let Some(tag) = reject.ref_tag {
                     b.push_uint(tags::REF_TAG_ID, u64::from(tag));
@@ -196,9 +253,10 @@ impl Session {
                 if !ref_msg_type.is_empty() {
                     b.push(tags::REF_MSG_TYPE, &ref_msg_type);
                 }
+            }
+            if reason {
                 b.push_uint(tags::SESSION_REJECT_REASON, u64::from(reject.reason.code()));
             }
-            b.push_str(tags::TEXT, &text);
         });
     }
 
@@ -206,46 +264,52 @@ impl Session {
     pub fn reject_message(
         &mut self,
         now: Now,
-        ref_seq: u64,
-        ref_msg_type: &[u8],
+        msg: MessageRef<'_>,
         reason: fix_codec::dictionary::SessionRejectReason,
         ref_tag: Option<u32>,
         text: &str,
     ) {
         let reject = Reject { reason, ref_tag };
-        self.send_reject(now, ref_seq, ref_msg_type, &reject, Some(text));
+        self.send_reject(now, msg, &reject, Some(text));
     }
 
-    /// Sends a BusinessMessageReject (FIX 4.2+; a session Reject on older versions).
+    /// Sends a BusinessMessageReject for `msg` as QuickFIX writes it (RefSeqNum, Text,
+    /// RefMsgType, BusinessRejectReason; BusinessRejectRefID when given), reverse routed.
+    /// Before FIX.4.2, which has no BusinessMessageReject, it is a session Reject with
+    /// RefSeqNum and Text.
     pub fn send_business_reject(
         &mut self,
         now: Now,
-        ref_seq: u64,
-        ref_msg_type: &[u8],
+        msg: MessageRef<'_>,
         reason: u32,
         ref_id: Option<&str>,
         text: &str,
     ) {
         if !self.config.has_reject_reasons() {
-            let reject = Reject {
-                reason: fix_codec::dictionary::SessionRejectReason::Other,
-                ref_tag: None,
-            };
-            self.send_reject(now, ref_seq, ref_msg_type, &reject, Some(text));
+            let ref_seq = msg.get(tags::MSG_SEQ_NUM).unwrap_or_default().to_vec();
+            let route = route_back(msg, &self.config.id.begin_string);
+            let text = text.to_string();
+            self.send_admin_routed(now, b"3", &route, |b| {
+                b.push(tags::REF_SEQ_NUM, &ref_seq).push_str(tags::TEXT, &text);
+            });
             return;
         }
         let mut body = MessageBuilder::new();
         body.start_fields()
-            .push_uint(tags::REF_SEQ_NUM, ref_seq)
-            .push(tags::REF_MSG_TYPE, ref_msg_type);
+            .push(
+                tags::REF_SEQ_NUM,
+                msg.get(tags::MSG_SEQ_NUM).unwrap_or_default(),
+            )
+            .push_str(tags::TEXT, text)
+            .push(tags::REF_MSG_TYPE, msg.msg_type());
         if let Some(id) = ref_id {
             body.push_str(tags::BUSINESS_REJECT_REF_ID, id);
         }
-        body.push_uint(tags::BUSINESS_REJECT_REASON, u64::from(reason))
-            .push_str(tags::TEXT, text);
+        body.push_uint(tags::BUSINESS_REJECT_REASON, u64::from(reason));
+        let route = route_back(msg, &self.config.id.begin_string);
         let outgoing = Outgoing {
             msg_type: b"j",
-            header: b"",
+            header: &route,
             body: body.fields(),
         };
         if let Err(e) = self.send(now, outgoing) {
