@@ -230,6 +230,13 @@ impl Ctx<'_, '_> {
             SessionRejectReason::IncorrectDataFormat,
             group.count_tag,
         ))?;
+        // As QuickFIX: the count is checked before the entries' values.
+        if group_extent(fields, *i + 1, group).0 != announced {
+            return Err(Reject::new(
+                SessionRejectReason::IncorrectNumInGroupCount,
+                group.count_tag,
+            ));
+        }
         *i += 1;
         let mut entries = 0u64;
         let scope = seen.len();
@@ -285,16 +292,55 @@ impl Ctx<'_, '_> {
     }
 }
 
-fn check_required(set: &FieldSet, seen: &[u32]) -> Result<(), Reject> {
-    for m in &set.members {
-        if m.required() && !seen.contains(&m.tag()) {
-            return Err(Reject::new(
-                SessionRejectReason::RequiredTagMissing,
-                m.tag(),
-            ));
+/// The number of entries of `group` whose fields start at `fields[start]`, and the index
+/// after its last field (nested groups included).
+fn group_extent(fields: &[FieldSpan], start: usize, group: &GroupDef) -> (u64, usize) {
+    let (mut entries, mut i) = (0u64, start);
+    while i < fields.len() && group.entry.position(fields[i].tag).is_some() {
+        if fields[i].tag == group.delimiter {
+            entries += 1;
         }
+        i = match group.entry.group(fields[i].tag) {
+            Some(nested) => group_extent(fields, i + 1, nested).1,
+            None => i + 1,
+        };
     }
-    Ok(())
+    (entries, i)
+}
+
+/// The required member of `set` with the lowest tag that is not in `seen` (QuickFIX names
+/// the lowest missing tag).
+fn check_required(set: &FieldSet, seen: &[u32]) -> Result<(), Reject> {
+    let missing = set
+        .members
+        .iter()
+        .filter(|m| m.required() && !seen.contains(&m.tag()))
+        .map(Member::tag)
+        .min();
+    match missing {
+        Some(tag) => Err(Reject::new(SessionRejectReason::RequiredTagMissing, tag)),
+        None => Ok(()),
+    }
+}
+
+/// The first header or body field after the trailer began, or header field after the
+/// body began (`ValidateFieldsOutOfOrder`).
+fn out_of_order(transport: &Dictionary, fields: &[FieldSpan]) -> Option<u32> {
+    let mut section = Section::Header;
+    for span in fields {
+        let this = if transport.header.position(span.tag).is_some() {
+            Section::Header
+        } else if transport.trailer.position(span.tag).is_some() {
+            Section::Trailer
+        } else {
+            Section::Body
+        };
+        if this < section {
+            return Some(span.tag);
+        }
+        section = section.max(this);
+    }
+    None
 }
 
 impl Validator {
@@ -320,24 +366,44 @@ impl Validator {
         app: Option<&Dictionary>,
         msg: MessageRef<'_>,
     ) -> Result<(), Reject> {
+        // QuickFIX's order: structure, MsgType, required fields, then field by field.
+        let fields = msg.fields();
+        if self.options.fields_out_of_order {
+            if let Some(tag) = out_of_order(transport, fields) {
+                return Err(Reject::new(
+                    SessionRejectReason::TagSpecifiedOutOfRequiredOrder,
+                    tag,
+                ));
+            }
+        }
         let msg_type = msg.msg_type();
         let (body_dict, def) = match transport.message(msg_type) {
             Some(def) => (transport, Some(def)),
             None => match app {
                 Some(app) => match app.message(msg_type) {
                     Some(def) => (app, Some(def)),
-                    None => return Err(Reject::new(SessionRejectReason::InvalidMsgType, 35)),
+                    None => {
+                        return Err(Reject {
+                            reason: SessionRejectReason::InvalidMsgType,
+                            ref_tag: None,
+                        })
+                    }
                 },
                 None => (transport, None),
             },
         };
+        let present: Vec<u32> = fields.iter().map(|f| f.tag).collect();
+        check_required(&transport.header, &present)?;
+        check_required(&transport.trailer, &present)?;
+        if let Some(def) = def {
+            check_required(&def.body, &present)?;
+        }
         let ctx = Ctx {
             transport,
             app: body_dict,
             msg,
             options: self.options,
         };
-        let fields = msg.fields();
         let mut seen = std::mem::take(&mut self.seen);
         seen.clear();
         let result = self.walk(&ctx, fields, def.map(|d| &d.body), &mut seen);

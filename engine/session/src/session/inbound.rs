@@ -1,6 +1,7 @@
 //! Handling of one inbound message: structure, identity, SendingTime, sequence number,
 //! validation, then the message itself.
 
+use super::outbound::is_admin;
 use super::{Now, Queued, Role, Session, State};
 use crate::event::{Disposition, LogLevel, SessionEvent};
 use fix_codec::dictionary::{Reject, SessionRejectReason as Reason};
@@ -90,7 +91,9 @@ impl Session {
         let expected = self.store.next_target_seq();
         // As QuickFIX: the message is validated before its sequence number is looked at.
         if self.config.validate {
-            let app = self.dicts.app.as_deref();
+            // Session-level messages are validated with the transport dictionary only (on
+            // FIXT.1.1 a tag of FIX.5.0 is not a tag of the session layer).
+            let app = self.dicts.app.as_deref().filter(|_| !is_admin(msg_type));
             if let Err(rej) = self.validator.validate(&self.dicts.transport, app, msg) {
                 self.send_reject(now, msg, &rej, None);
                 if seq == expected && msg_type != b"4" {

@@ -274,7 +274,8 @@ impl Session {
     }
 
     /// Sends a BusinessMessageReject for `msg` as QuickFIX writes it (RefSeqNum, Text,
-    /// RefMsgType, BusinessRejectReason; BusinessRejectRefID when given), reverse routed.
+    /// RefMsgType, BusinessRejectReason; BusinessRejectRefID when given; DefaultApplVerID
+    /// on FIXT.1.1), reverse routed.
     /// Before FIX.4.2, which has no BusinessMessageReject, it is a session Reject with
     /// RefSeqNum and Text.
     pub fn send_business_reject(
@@ -306,6 +307,10 @@ impl Session {
             body.push_str(tags::BUSINESS_REJECT_REF_ID, id);
         }
         body.push_uint(tags::BUSINESS_REJECT_REASON, u64::from(reason));
+        if self.config.id.begin_string == "FIXT.1.1" {
+            let appl_ver = self.config.default_appl_ver_id.as_deref().unwrap_or("9");
+            body.push_str(tags::DEFAULT_APPL_VER_ID, appl_ver);
+        }
         let route = route_back(msg, &self.config.id.begin_string);
         let outgoing = Outgoing {
             msg_type: b"j",
