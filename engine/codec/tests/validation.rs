@@ -194,10 +194,10 @@ fn user_defined_fields_are_checked_only_when_asked() {
 }
 
 #[test]
-fn an_unknown_msg_type_is_invalid() {
+fn an_unknown_msg_type_is_invalid_with_no_ref_tag_as_quickfix_answers() {
     assert_eq!(
         default("35=ZZ|34=2|49=TW|52=20240101-10:00:00|56=ISLD|"),
-        Err((R::InvalidMsgType, Some(35)))
+        Err((R::InvalidMsgType, None))
     );
 }
 

@@ -392,11 +392,15 @@ impl Validator {
                 None => (transport, None),
             },
         };
-        let present: Vec<u32> = fields.iter().map(|f| f.tag).collect();
-        check_required(&transport.header, &present)?;
-        check_required(&transport.trailer, &present)?;
-        if let Some(def) = def {
-            check_required(&def.body, &present)?;
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.clear();
+        seen.extend(fields.iter().map(|f| f.tag));
+        let required = check_required(&transport.header, &seen)
+            .and_then(|()| check_required(&transport.trailer, &seen))
+            .and_then(|()| def.map_or(Ok(()), |d| check_required(&d.body, &seen)));
+        if let Err(e) = required {
+            self.seen = seen;
+            return Err(e);
         }
         let ctx = Ctx {
             transport,
@@ -404,7 +408,6 @@ impl Validator {
             msg,
             options: self.options,
         };
-        let mut seen = std::mem::take(&mut self.seen);
         seen.clear();
         let result = self.walk(&ctx, fields, def.map(|d| &d.body), &mut seen);
         self.seen = seen;
