@@ -149,7 +149,8 @@ def new_order(begin, cl_ord_id):
     m.setField(21, "1")
     m.setField(55, "IBM")
     m.setField(54, "1")
-    m.setField(60, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime()))
+    if begin not in ("FIX.4.0", "FIX.4.1"):
+        m.setField(60, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime()))
     m.setField(38, "100")
     m.setField(40, "1")
     return m

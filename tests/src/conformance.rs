@@ -471,10 +471,10 @@ pub async fn run_version(
         case.settings_for(v, port, dictionaries, &dir.path().join("qf")),
     )
     .map_err(|e| e.to_string())?;
-    reference.start(&settings)?;
+    tokio::task::block_in_place(|| reference.start(&settings))?;
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let quickfix = play(&begin, &steps, addr, None).await;
-    reference.stop()?;
+    tokio::task::block_in_place(|| reference.stop())?;
     let quickfix = quickfix.map_err(|e| format!("QuickFIX itself: {e}"))?;
 
     let text = case.settings_for(v, 0, dictionaries, &dir.path().join("engine"));

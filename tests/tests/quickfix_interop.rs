@@ -1,4 +1,4 @@
-//! Interop with QuickFIX as the counterparty, both directions, FIX.4.2, FIX.4.4 and
+//! Interop with QuickFIX as the counterparty, both directions, FIX.4.0 to FIX.4.4 and
 //! FIXT.1.1/FIX.5.0SP2: logon, order and execution round trip, a forced gap on each side
 //! answered by resend and gap fill, logout.
 
@@ -79,7 +79,13 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
     assert!(active, "{begin}: never logged on to QuickFIX");
     let order = |cl: &str| {
         let now = fix_codec::UtcTimestamp::now().format(fix_codec::TimePrecision::Seconds);
-        format!("11={cl}\x0121=1\x0155=IBM\x0154=1\x0160={now}\x0138=100\x0140=1\x01").into_bytes()
+        // TransactTime is a field of NewOrderSingle from FIX.4.2 on.
+        let time = if matches!(begin, "FIX.4.0" | "FIX.4.1") {
+            String::new()
+        } else {
+            format!("60={now}\x01")
+        };
+        format!("11={cl}\x0121=1\x0155=IBM\x0154=1\x01{time}38=100\x0140=1\x01").into_bytes()
     };
     let filled = |cl: &'static str| {
         let r = recorder.clone();
@@ -147,14 +153,14 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickfix_initiator_interoperates_with_our_acceptor_on_every_version() {
-    for begin in ["FIX.4.2", "FIX.4.4", "FIXT.1.1"] {
+    for begin in ["FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1"] {
         quickfix_initiator_against_our_acceptor(begin).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_initiator_interoperates_with_a_quickfix_acceptor_on_every_version() {
-    for begin in ["FIX.4.2", "FIX.4.4", "FIXT.1.1"] {
+    for begin in ["FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1"] {
         our_initiator_against_quickfix_acceptor(begin).await;
     }
 }

@@ -159,7 +159,20 @@ pub fn check(buf: &[u8], max_size: usize) -> Result<Frame, FrameError> {
     }
     let trailer = &buf[total - 7..total];
     if &trailer[..3] != b"10=" || trailer[6] != SOH {
-        return Err(garbled("CheckSum (10) not where BodyLength says"));
+        // As QuickFIX's parser: the frame runs to the next CheckSum field after where
+        // BodyLength says the body ends, and is dropped whole (a message without a
+        // CheckSum takes the next message with it).
+        let from = body_start + body_len.saturating_sub(1);
+        let next_checksum = memchr::memmem::find(&buf[from..], b"\x0110=").map(|p| from + p + 4);
+        let end = next_checksum.and_then(|at| memchr::memchr(SOH, &buf[at..]).map(|p| at + p + 1));
+        return match end {
+            Some(skip) => Err(FrameError::Garbled {
+                skip,
+                reason: "CheckSum (10) not where BodyLength says",
+            }),
+            None if buf.len() < max_size => Err(FrameError::Incomplete),
+            None => Err(garbled("CheckSum (10) not where BodyLength says")),
+        };
     }
     let Some(received) = parse_decimal(&trailer[3..6]).filter(|v| *v < 256) else {
         return Err(garbled("CheckSum is not three digits"));
@@ -219,15 +232,26 @@ mod tests {
     }
 
     #[test]
-    fn wrong_body_length_is_garbled_and_resyncs_to_the_next_message() {
+    fn a_body_length_too_large_runs_to_the_next_checksum_as_in_quickfix() {
+        // QuickFIX's parser looks for the CheckSum field from where BodyLength says the
+        // body ends: the next message's CheckSum, so both go as one garbled frame.
         let mut buf = from_human("8=FIX.4.2|9=7|35=0|10=161|");
-        let good = from_human("8=FIX.4.2|9=5|35=0|10=161|");
-        buf.extend_from_slice(&good);
+        let next = from_human("8=FIX.4.2|9=5|35=0|10=161|");
+        buf.extend_from_slice(&next);
         buf.extend_from_slice(b"xx");
         match check(&buf, MAX) {
-            Err(FrameError::Garbled { skip, .. }) => {
-                assert_eq!(&buf[skip..skip + good.len()], &good[..]);
-            }
+            Err(FrameError::Garbled { skip, .. }) => assert_eq!(&buf[skip..], b"xx"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_length_too_small_drops_that_message_only() {
+        let mut buf = from_human("8=FIX.4.2|9=3|35=0|10=161|");
+        let next = from_human("8=FIX.4.2|9=5|35=0|10=161|");
+        buf.extend_from_slice(&next);
+        match check(&buf, MAX) {
+            Err(FrameError::Garbled { skip, .. }) => assert_eq!(&buf[skip..], &next[..]),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -33,8 +33,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "FileLogHeartbeats",
     "PersistMessages",
     "RefreshOnLogon",
-    "MillisecondsInTimeStamp",
-    "TimeStampPrecision",
     "FileStoreSync",
     "FileStoreMaxCachedMsgs",
     "UseLocalTime",
@@ -132,6 +130,31 @@ impl<'a> Reader<'a> {
     fn text(&mut self, key: &'a str) -> Option<String> {
         self.get(key).map(str::to_string)
     }
+}
+
+/// QuickFIX's `TimestampPrecision` (0-9 digits), QuickFIX/J's `TimeStampPrecision`
+/// (SECONDS, MILLIS, MICROS, NANOS) and the older `MillisecondsInTimeStamp` (N: seconds).
+fn timestamp_precision<'a>(r: &mut Reader<'a>) -> Result<Option<u32>, ConfigError> {
+    if let Some(v) = r.get("TimestampPrecision") {
+        return match v.parse::<u32>() {
+            Ok(d) if d <= 9 => Ok(Some(d)),
+            _ => Err(r.invalid("TimestampPrecision", v, "0 to 9 digits")),
+        };
+    }
+    if let Some(v) = r.get("TimeStampPrecision") {
+        return match v.to_ascii_uppercase().as_str() {
+            "SECONDS" => Ok(Some(0)),
+            "MILLIS" => Ok(Some(3)),
+            "MICROS" => Ok(Some(6)),
+            "NANOS" => Ok(Some(9)),
+            _ => Err(r.invalid(
+                "TimeStampPrecision",
+                v,
+                "SECONDS, MILLIS, MICROS or NANOS",
+            )),
+        };
+    }
+    Ok(r.flag("MillisecondsInTimeStamp")?.map(|ms| if ms { 3 } else { 0 }))
 }
 
 /// Reads a QuickFIX settings file.
@@ -245,6 +268,7 @@ fn read_session<'a>(
     s.validate_user_defined_fields = r.flag("ValidateUserDefinedFields")?;
     s.allow_unknown_msg_fields = r.flag("AllowUnknownMsgFields")?;
     s.check_comp_id = r.flag("CheckCompID")?;
+    s.timestamp_precision = timestamp_precision(r)?;
     s.data_dictionary = r
         .text("AppDataDictionary")
         .or_else(|| r.text("DataDictionary"))
@@ -380,6 +404,23 @@ TimeZone=America/New_York
         let bad = QF.replace("ConnectionType=acceptor", "ConnectionType=server");
         let e = import(&bad, "qf.cfg").expect_err("bad role").to_string();
         assert!(e.contains("role") && e.contains("server"), "{e}");
+    }
+
+    #[test]
+    fn timestamp_precision_reads_quickfix_and_quickfix_j_spellings() {
+        let with = |line: &str| {
+            let text = QF.replace("SocketNodelay=Y", line);
+            import(&text, "qf.cfg").map(|i| i.config.sessions[0].timestamp_precision)
+        };
+        assert_eq!(with("TimestampPrecision=6").expect("imports"), Some(6));
+        assert_eq!(with("TimeStampPrecision=NANOS").expect("imports"), Some(9));
+        assert_eq!(with("MillisecondsInTimeStamp=N").expect("imports"), Some(0));
+        let e = with("TimestampPrecision=12").expect_err("out of range").to_string();
+        assert!(e.contains("TimestampPrecision") && e.contains("0 to 9"), "{e}");
+        let plans = import(&QF.replace("SocketNodelay=Y", "TimestampPrecision=6"), "qf.cfg")
+            .and_then(|i| i.config.plans())
+            .expect("plans");
+        assert_eq!(plans[0].config.timestamp_precision, fix_codec::TimePrecision::Micros);
     }
 
     #[test]

@@ -144,9 +144,9 @@ fn resend_gap_fills_admin_messages_and_resends_application_messages() {
     assert_eq!(
         h.sent(),
         vec![
-            "35=4|34=1|43=Y|49=ISLD|56=TW|123=Y|36=2",
+            "35=4|34=1|43=Y|49=ISLD|56=TW|36=2|123=Y",
             "35=8|34=2|43=Y|49=ISLD|56=TW|37=O1|17=E1",
-            "35=4|34=3|43=Y|49=ISLD|56=TW|123=Y|36=4",
+            "35=4|34=3|43=Y|49=ISLD|56=TW|36=4|123=Y",
         ]
     );
 }
@@ -318,7 +318,7 @@ fn hooks_add_admin_fields_refuse_messages_and_turn_refused_resends_into_gap_fill
         ]
     );
     let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=2|16=0|");
-    assert_eq!(h.sent(), vec!["35=4|34=2|43=Y|49=ISLD|56=TW|123=Y|36=4"]);
+    assert_eq!(h.sent(), vec!["35=4|34=2|43=Y|49=ISLD|56=TW|36=4|123=Y"]);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! name the key, the value and what is allowed.
 
 use chrono::{NaiveTime, Weekday};
+use fix_codec::TimePrecision;
 use fix_session::{Role, Schedule, SessionConfig, SessionId};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -220,6 +221,10 @@ pub struct SessionSection {
     pub max_message_size: Option<usize>,
     /// CheckCompID: refuse messages whose CompIDs do not match the session.
     pub check_comp_id: Option<bool>,
+    /// Digits of the fraction of a second in SendingTime and OrigSendingTime, 0 to 9
+    /// (QuickFIX's TimestampPrecision; default 3). FIX.4.0 and FIX.4.1 always send whole
+    /// seconds, as QuickFIX does.
+    pub timestamp_precision: Option<u32>,
     /// TLS for this session's connections.
     pub tls: Option<TlsSection>,
     /// Acceptor: the Username (553) the counterparty's Logon must carry.
@@ -368,6 +373,21 @@ impl SessionSection {
         c.resend_request_chunk_size = self.resend_request_chunk_size.unwrap_or(0);
         c.send_next_expected_msg_seq_num = self.send_next_expected_msg_seq_num.unwrap_or(false);
         c.check_comp_id = self.check_comp_id.unwrap_or(true);
+        if let Some(digits) = self.timestamp_precision {
+            let precision = match digits {
+                0 => TimePrecision::Seconds,
+                1..=3 => TimePrecision::Millis,
+                4..=6 => TimePrecision::Micros,
+                7..=9 => TimePrecision::Nanos,
+                _ => {
+                    let v = digits.to_string();
+                    return Err(invalid(s, "timestamp_precision", &v, "0 to 9 digits"));
+                }
+            };
+            if c.timestamp_precision != TimePrecision::Seconds {
+                c.timestamp_precision = precision;
+            }
+        }
         c.validate = self.validate.unwrap_or(true);
         let v = &mut c.validation;
         v.fields_out_of_order = self

@@ -439,8 +439,8 @@ impl Session {
             Some(&ts[..n]),
         );
         self.builder
-            .push(tags::GAP_FILL_FLAG, b"Y")
-            .push_uint(tags::NEW_SEQ_NO, new_seq);
+            .push_uint(tags::NEW_SEQ_NO, new_seq)
+            .push(tags::GAP_FILL_FLAG, b"Y");
         self.transmit.extend_from_slice(self.builder.finish());
         self.last_sent = now.mono;
     }
