@@ -95,7 +95,9 @@ class Peer(fix.Application):
 
     def fromApp(self, msg, sid):
         mt = field(msg, 35, header=True)
-        entry = (mt, field(msg, 11), field(msg, 150), field(msg, 43, header=True) == "Y")
+        # FIX.4.0 has no ExecType: OrdStatus tells a fill there.
+        exec_type = field(msg, 150) if msg.isSetField(150) else field(msg, 39)
+        entry = (mt, field(msg, 11), exec_type, field(msg, 43, header=True) == "Y")
         with self.lock:
             self.received.append(entry)
         self.emit({"event": "app", "msg_type": mt, "cl_ord_id": entry[1], "poss_dup": entry[3]})
@@ -110,22 +112,27 @@ class Peer(fix.Application):
             er = fix.Message()
             er.getHeader().setField(fix.MsgType("8"))
             er.setField(37, "QF1")
-            er.setField(17, f"E{self.exec_id}")
+            er.setField(17, str(self.exec_id))  # ExecID is an INT in FIX.4.0
             if self.begin in FIX4:
                 er.setField(20, "0")
-            er.setField(150, exec_type)
+            if self.begin != "FIX.4.0":  # FIX.4.0 has no ExecType nor LeavesQty
+                er.setField(150, exec_type)
             er.setField(39, status)
             for tag in (11, 55, 54, 38):
                 if order.isSetField(tag):
                     er.setField(tag, order.getField(tag))
             filled = status == "2"
             qty = order.getField(38) if order.isSetField(38) else "0"
-            er.setField(151, "0" if filled else qty)
+            if self.begin != "FIX.4.0":
+                er.setField(151, "0" if filled else qty)
             er.setField(14, qty if filled else "0")
             er.setField(6, "10" if filled else "0")
             if filled:
                 er.setField(32, qty)
                 er.setField(31, "10")
+            elif self.begin in ("FIX.4.0", "FIX.4.1"):  # required on every report there
+                er.setField(32, "0")
+                er.setField(31, "0")
             fix.Session.sendToTarget(er, sid)
 
     def count(self, pred):

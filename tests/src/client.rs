@@ -98,7 +98,10 @@ impl FixClient {
     /// Sends `|`-separated text exactly as written (for garbled input); `<BEGIN>`,
     /// `<LEN>` and `<SUM>` become the BeginString, the right BodyLength and CheckSum.
     pub async fn send_raw(&mut self, text: &str) -> std::io::Result<()> {
-        let text = with_times_in(&text.replace("<BEGIN>", &self.begin_string), self.precision());
+        let text = with_times_in(
+            &text.replace("<BEGIN>", &self.begin_string),
+            self.precision(),
+        );
         let mut bytes = from_human(&text);
         if let Some(at) = find(&bytes, b"<LEN>") {
             let body_start = at + 5 + 1;
@@ -107,7 +110,10 @@ impl FixClient {
             bytes.splice(at..at + 5, len.bytes());
         }
         if let Some(at) = find(&bytes, b"<SUM>") {
-            let sum: u32 = bytes[..at.saturating_sub(3)].iter().map(|b| u32::from(*b)).sum();
+            let sum: u32 = bytes[..at.saturating_sub(3)]
+                .iter()
+                .map(|b| u32::from(*b))
+                .sum();
             bytes.splice(at..at + 5, format!("{:03}", sum % 256).bytes());
         }
         self.send_bytes(&bytes).await

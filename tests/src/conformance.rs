@@ -484,7 +484,9 @@ pub async fn run_version(
         .await
         .map_err(|e| format!("fix-engine does not start: {e}"))?;
     let id = SessionId::new(&begin, "ISLD", "TW");
-    let addr = engine.listen_addr(&id).ok_or("fix-engine has no acceptor")?;
+    let addr = engine
+        .listen_addr(&id)
+        .ok_or("fix-engine has no acceptor")?;
     let ours = play(&begin, &steps, addr, Some(&quickfix)).await;
     engine.shutdown().await;
     ours.map(|_| ()).map_err(|e| format!("fix-engine: {e}"))
@@ -508,8 +510,15 @@ mod tests {
     #[test]
     fn version_filters_select_ranges_and_single_versions() {
         let f = VersionFilter::parse("4.0,4.2+").expect("parses");
-        let names: Vec<_> = VERSIONS.iter().filter(|v| f.contains(**v)).map(|v| v.0).collect();
-        assert_eq!(names, ["4.0", "4.2", "4.3", "4.4", "5.0", "5.0SP1", "5.0SP2"]);
+        let names: Vec<_> = VERSIONS
+            .iter()
+            .filter(|v| f.contains(**v))
+            .map(|v| v.0)
+            .collect();
+        assert_eq!(
+            names,
+            ["4.0", "4.2", "4.3", "4.4", "5.0", "5.0SP1", "5.0SP2"]
+        );
         let f = VersionFilter::parse("-4.1").expect("parses");
         assert!(f.contains(Version("4.1")) && !f.contains(Version("4.2")));
         let e = VersionFilter::parse("4.5").expect_err("no such version");
@@ -527,7 +536,10 @@ mod tests {
 
     #[test]
     fn same_message_ignores_times_and_framing_but_not_order() {
-        assert!(same_message("8=FIX.4.2|9=5|35=0|52=a|10=1|", "8=FIX.4.2|9=6|35=0|52=b|10=2|"));
+        assert!(same_message(
+            "8=FIX.4.2|9=5|35=0|52=a|10=1|",
+            "8=FIX.4.2|9=6|35=0|52=b|10=2|"
+        ));
         assert!(!same_message("35=3|45=2|58=x|", "35=3|58=x|45=2|"));
         assert!(!same_message("35=3|45=2|", "35=3|45=2|58=x|"));
     }

@@ -165,7 +165,12 @@ impl Application for Recorder {
             seen.push(Seen {
                 msg_type: text(35),
                 cl_ord_id: text(11),
-                exec_type: text(150),
+                // FIX.4.0 has no ExecType: OrdStatus tells a fill there.
+                exec_type: msg
+                    .get_str(150)
+                    .or(msg.get_str(39))
+                    .unwrap_or_default()
+                    .to_string(),
                 poss_dup: msg.get_flag(43),
             });
         }

@@ -7,7 +7,11 @@ use fix_e2e::conformance::{case_files, run_version, Case, Reference, Version, VE
 use std::path::PathBuf;
 
 /// Runs every case for some versions; returns the number of runs and the failures.
-async fn run_all(versions: Vec<Version>, cases: Vec<Case>, dictionaries: PathBuf) -> (usize, Vec<String>) {
+async fn run_all(
+    versions: Vec<Version>,
+    cases: Vec<Case>,
+    dictionaries: PathBuf,
+) -> (usize, Vec<String>) {
     let mut reference = match Reference::spawn() {
         Ok(r) => r,
         Err(e) => return (1, vec![e]),
@@ -15,7 +19,11 @@ async fn run_all(versions: Vec<Version>, cases: Vec<Case>, dictionaries: PathBuf
     let (mut runs, mut failures) = (0, Vec::new());
     let mut plan: Vec<(Version, usize)> = Vec::new();
     for v in &versions {
-        plan.extend((0..cases.len()).filter(|i| cases[*i].versions.contains(*v)).map(|i| (*v, i)));
+        plan.extend(
+            (0..cases.len())
+                .filter(|i| cases[*i].versions.contains(*v))
+                .map(|i| (*v, i)),
+        );
     }
     for (version, i) in plan {
         let case = &cases[i];
@@ -36,11 +44,18 @@ async fn fix_engine_answers_every_session_scenario_as_quickfix_does_in_every_ver
     let dictionaries = fix_e2e::interop::dictionary_dir();
     let only = std::env::var("FIX_CONFORMANCE_ONLY").unwrap_or_default();
     let files = case_files();
-    assert!(files.len() >= 40, "expected the conformance scenarios, found {}", files.len());
+    assert!(
+        files.len() >= 40,
+        "expected the conformance scenarios, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     let mut cases = Vec::new();
     for f in files.iter().filter(|f| f.to_string_lossy().contains(&only)) {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = std::fs::read_to_string(f).expect("readable scenario");
         match Case::parse(&name, &text) {
             Ok(c) => cases.push(c),
@@ -60,7 +75,10 @@ async fn fix_engine_answers_every_session_scenario_as_quickfix_does_in_every_ver
         failures.extend(f);
     }
     assert!(runs > 0, "no scenario matched FIX_CONFORMANCE_ONLY={only}");
-    println!("{} of {runs} scenario runs answered as QuickFIX does", runs - failures.len());
+    println!(
+        "{} of {runs} scenario runs answered as QuickFIX does",
+        runs - failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {runs} scenario runs differ from QuickFIX:\n{}",

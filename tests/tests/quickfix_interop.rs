@@ -153,14 +153,18 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickfix_initiator_interoperates_with_our_acceptor_on_every_version() {
-    for begin in ["FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1"] {
+    for begin in [
+        "FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1",
+    ] {
         quickfix_initiator_against_our_acceptor(begin).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_initiator_interoperates_with_a_quickfix_acceptor_on_every_version() {
-    for begin in ["FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1"] {
+    for begin in [
+        "FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1",
+    ] {
         our_initiator_against_quickfix_acceptor(begin).await;
     }
 }

@@ -688,7 +688,8 @@ impl SessionActor {
         match result {
             Ok(()) => {}
             Err(AppReject::Business { reason, text }) => {
-                self.session.send_business_reject(t, msg, reason, None, &text);
+                self.session
+                    .send_business_reject(t, msg, reason, None, &text);
             }
             Err(AppReject::Session {
                 reason,

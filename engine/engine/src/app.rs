@@ -51,6 +51,19 @@ impl AppContext<'_> {
         self.send_with_header(msg_type, b"", body)
     }
 
+    /// Sends an answer to `request`: its third-party routing reversed as QuickFIX does
+    /// (OnBehalfOf* of the request become DeliverTo* and the other way round; empty
+    /// values are not carried over).
+    pub fn reply(
+        &mut self,
+        msg_type: &[u8],
+        request: MessageRef<'_>,
+        body: &[u8],
+    ) -> Result<u64, fix_session::SendError> {
+        let route = fix_session::route_back(request, &self.session.id().begin_string);
+        self.send_with_header(msg_type, &route, body)
+    }
+
     /// Sends with extra header fields (`tag=value SOH`…), e.g. OnBehalfOfCompID.
     pub fn send_with_header(
         &mut self,
@@ -66,24 +79,6 @@ impl AppContext<'_> {
                 body,
             },
         )
-    }
-}
-
-/// Third-party routing reversed for a reply: OnBehalfOf* (115/116/144) of the request
-/// become DeliverTo* (128/129/145) of the reply and the other way round.
-pub fn reverse_route(msg: MessageRef<'_>, out: &mut MessageBuilder) {
-    out.start_fields();
-    for (from, to) in [
-        (115, 128),
-        (116, 129),
-        (144, 145),
-        (128, 115),
-        (129, 116),
-        (145, 144),
-    ] {
-        if let Some(v) = msg.get(from).filter(|v| !v.is_empty()) {
-            out.push(to, v);
-        }
     }
 }
 
@@ -128,7 +123,12 @@ fn written_by_session(tag: u32) -> bool {
 /// session does not write itself, in tag order; `body` the body fields in tag order, each
 /// repeating group (its NumInGroup and entries, as the dictionary of `ctx` knows them) kept
 /// whole at the place of its NumInGroup tag.
-fn reflect(ctx: &AppContext<'_>, msg: MessageRef<'_>, header: &mut MessageBuilder, body: &mut MessageBuilder) {
+fn reflect(
+    ctx: &AppContext<'_>,
+    msg: MessageRef<'_>,
+    header: &mut MessageBuilder,
+    body: &mut MessageBuilder,
+) {
     let dicts = ctx.session.dictionaries();
     let def = dicts.app.as_deref().and_then(|d| d.message(msg.msg_type()));
     let is_header = |tag: u32| dicts.transport.is_header(tag) || dicts.transport.is_trailer(tag);
@@ -241,6 +241,7 @@ impl ExecApp {
     fn report(
         b: &mut MessageBuilder,
         ctx: &mut AppContext<'_>,
+        request: MessageRef<'_>,
         fix44: bool,
         order_id: u64,
         exec_id: u64,
@@ -259,25 +260,34 @@ impl ExecApp {
         if !fix44 {
             b.push(20, b"0");
         }
-        // ExecType Fill (2) became Trade (F) in FIX 4.3.
+        // ExecType Fill (2) became Trade (F) in FIX 4.3; FIX.4.0 has neither ExecType nor
+        // LeavesQty, and FIX.4.0/4.1 require LastShares and LastPx on every report.
+        let begin = ctx.session_id().begin_string.as_str();
+        let fix40 = begin == "FIX.4.0";
+        let last_always = matches!(begin, "FIX.4.0" | "FIX.4.1");
         let exec_type: &[u8] = if filled && fix44 { b"F" } else { status };
-        b.push(150, exec_type)
-            .push(39, status)
+        if !fix40 {
+            b.push(150, exec_type);
+        }
+        b.push(39, status)
             .push(55, symbol)
             .push(54, side)
             .push(38, qty);
         if filled {
-            b.push(32, qty)
-                .push(31, price)
-                .push(151, b"0")
-                .push(14, qty)
-                .push(6, price);
-        } else {
-            b.push(151, if status == b"4" { b"0" } else { qty })
-                .push(14, b"0")
-                .push(6, b"0");
+            b.push(32, qty).push(31, price);
+        } else if last_always {
+            b.push(32, b"0").push(31, b"0");
         }
-        ctx.send(b"8", b.fields())
+        if !fix40 {
+            let leaves: &[u8] = if filled || status == b"4" { b"0" } else { qty };
+            b.push(151, leaves);
+        }
+        if filled {
+            b.push(14, qty).push(6, price);
+        } else {
+            b.push(14, b"0").push(6, b"0");
+        }
+        ctx.reply(b"8", request, b.fields())
             .map(|_| ())
             .map_err(|e| AppReject::Business {
                 reason: 0,
@@ -313,6 +323,7 @@ impl Application for ExecApp {
                 Self::report(
                     b,
                     ctx,
+                    msg,
                     fix44,
                     order_id,
                     base - 1,
@@ -326,7 +337,8 @@ impl Application for ExecApp {
                 )?;
                 if immediate {
                     Self::report(
-                        b, ctx, fix44, order_id, base, cl, b"2", symbol, side, qty, true, price,
+                        b, ctx, msg, fix44, order_id, base, cl, b"2", symbol, side, qty, true,
+                        price,
                     )?;
                 } else {
                     st.open.insert(
@@ -344,7 +356,7 @@ impl Application for ExecApp {
                         st.next_id += 1;
                         let exec_id = st.next_id;
                         Self::report(
-                            b, ctx, fix44, order_id, exec_id, &cl, b"4", &symbol, &side, &qty,
+                            b, ctx, msg, fix44, order_id, exec_id, &cl, b"4", &symbol, &side, &qty,
                             false, b"0",
                         )
                     }
@@ -357,12 +369,12 @@ impl Application for ExecApp {
                             .push(434, b"1")
                             .push(102, b"1")
                             .push_str(58, "Unknown order");
-                        ctx.send(b"9", b.fields())
-                            .map(|_| ())
-                            .map_err(|e| AppReject::Business {
+                        ctx.reply(b"9", msg, b.fields()).map(|_| ()).map_err(|e| {
+                            AppReject::Business {
                                 reason: 0,
                                 text: format!("cancel reject not sent: {e}"),
-                            })
+                            }
+                        })
                     }
                 }
             }

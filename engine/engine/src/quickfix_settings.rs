@@ -147,14 +147,11 @@ fn timestamp_precision<'a>(r: &mut Reader<'a>) -> Result<Option<u32>, ConfigErro
             "MILLIS" => Ok(Some(3)),
             "MICROS" => Ok(Some(6)),
             "NANOS" => Ok(Some(9)),
-            _ => Err(r.invalid(
-                "TimeStampPrecision",
-                v,
-                "SECONDS, MILLIS, MICROS or NANOS",
-            )),
+            _ => Err(r.invalid("TimeStampPrecision", v, "SECONDS, MILLIS, MICROS or NANOS")),
         };
     }
-    Ok(r.flag("MillisecondsInTimeStamp")?.map(|ms| if ms { 3 } else { 0 }))
+    Ok(r.flag("MillisecondsInTimeStamp")?
+        .map(|ms| if ms { 3 } else { 0 }))
 }
 
 /// Reads a QuickFIX settings file.
@@ -415,12 +412,23 @@ TimeZone=America/New_York
         assert_eq!(with("TimestampPrecision=6").expect("imports"), Some(6));
         assert_eq!(with("TimeStampPrecision=NANOS").expect("imports"), Some(9));
         assert_eq!(with("MillisecondsInTimeStamp=N").expect("imports"), Some(0));
-        let e = with("TimestampPrecision=12").expect_err("out of range").to_string();
-        assert!(e.contains("TimestampPrecision") && e.contains("0 to 9"), "{e}");
-        let plans = import(&QF.replace("SocketNodelay=Y", "TimestampPrecision=6"), "qf.cfg")
-            .and_then(|i| i.config.plans())
-            .expect("plans");
-        assert_eq!(plans[0].config.timestamp_precision, fix_codec::TimePrecision::Micros);
+        let e = with("TimestampPrecision=12")
+            .expect_err("out of range")
+            .to_string();
+        assert!(
+            e.contains("TimestampPrecision") && e.contains("0 to 9"),
+            "{e}"
+        );
+        let plans = import(
+            &QF.replace("SocketNodelay=Y", "TimestampPrecision=6"),
+            "qf.cfg",
+        )
+        .and_then(|i| i.config.plans())
+        .expect("plans");
+        assert_eq!(
+            plans[0].config.timestamp_precision,
+            fix_codec::TimePrecision::Micros
+        );
     }
 
     #[test]

@@ -25,6 +25,6 @@ pub use config::{Role, SessionConfig, SessionId};
 pub use event::{Disposition, LogLevel, SessionEvent};
 pub use schedule::Schedule;
 pub use session::{
-    Authenticator, Dictionaries, Now, Outgoing, SendError, Session, SessionHooks, State,
+    route_back, Authenticator, Dictionaries, Now, Outgoing, SendError, Session, SessionHooks, State,
 };
 pub use store::{MemoryStore, SessionStore, StoreError};

@@ -158,7 +158,7 @@ fn silence_brings_a_test_request_then_a_disconnect() {
     h.advance(30);
     assert_eq!(h.sent(), vec!["35=0|34=2|49=ISLD|56=TW"]);
     h.advance(6);
-    assert_eq!(h.sent(), vec!["35=1|34=3|49=ISLD|56=TW|112=TEST1"]);
+    assert_eq!(h.sent(), vec!["35=1|34=3|49=ISLD|56=TW|112=TEST"]);
     h.events();
     h.advance(36);
     assert!(h
@@ -355,4 +355,24 @@ fn a_24_hour_session_logs_out_when_its_next_period_begins_and_resets_on_the_next
         (h.session.next_sender_seq(), h.session.next_target_seq()),
         (1, 1)
     );
+}
+
+#[test]
+fn answers_route_back_as_quickfix_does() {
+    let route = |begin: &str, header: &str| {
+        let bytes = encode_human(&format!("35=D|34=2|49=TW|56=ISLD|{header}"), begin);
+        let mut spans = Vec::new();
+        fix_codec::message::split_fields(&bytes, &Default::default(), &mut spans).expect("parses");
+        let back = route_back(fix_codec::MessageRef::new(&bytes, &spans), begin);
+        String::from_utf8_lossy(&back).replace('\x01', "|")
+    };
+    // OnBehalfOf* become DeliverTo* and the other way round, in tag order.
+    assert_eq!(
+        route("FIX.4.2", "115=JCD|116=CS|144=CHI|128=B|"),
+        "115=B|128=JCD|129=CS|145=CHI|"
+    );
+    // Empty values are not carried over.
+    assert_eq!(route("FIX.4.2", "115=JCD|116=|"), "128=JCD|");
+    // FIX.4.0 has no LocationIDs.
+    assert_eq!(route("FIX.4.0", "115=JCD|144=CHI|"), "128=JCD|");
 }

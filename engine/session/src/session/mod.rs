@@ -16,6 +16,8 @@
 mod inbound;
 mod outbound;
 
+pub use outbound::route_back;
+
 use crate::config::{Role, SessionConfig, SessionId};
 use crate::event::{Disposition, LogLevel, SessionEvent};
 use crate::store::{SessionStore, StoreError};
@@ -168,7 +170,6 @@ pub struct Session {
     /// Start of the schedule period the current connection belongs to.
     period: Option<UtcTimestamp>,
     reset_sent: bool,
-    test_req_counter: u64,
     failed: bool,
 }
 
@@ -209,7 +210,6 @@ impl Session {
             hook_spans: Vec::new(),
             period: None,
             reset_sent: false,
-            test_req_counter: 0,
             failed: false,
         }
     }
@@ -423,10 +423,9 @@ impl Session {
         if now.mono >= self.last_received + self.receive_allowance() {
             if self.test_requests_sent == 0 {
                 self.test_requests_sent = 1;
-                self.test_req_counter += 1;
-                let id = format!("TEST{}", self.test_req_counter);
+                // QuickFIX's TestReqID is always TEST.
                 self.send_admin(now, b"1", |b| {
-                    b.push_str(fix_codec::tags::TEST_REQ_ID, &id);
+                    b.push_str(fix_codec::tags::TEST_REQ_ID, "TEST");
                 });
             } else {
                 self.log(LogLevel::Warn, "no data received after TestRequest".into());

@@ -190,14 +190,15 @@ impl Session {
             if reset {
                 b.push(tags::RESET_SEQ_NUM_FLAG, b"Y");
             }
-            if let Some(n) = next_expected {
-                b.push_uint(tags::NEXT_EXPECTED_MSG_SEQ_NUM, n);
-            }
+            // Tag order, as QuickFIX writes it: 98, 108, 141, 553, 554, 789, 1137.
             if let Some(u) = &user {
                 b.push_str(tags::USERNAME, u);
             }
             if let Some(p) = &pass {
                 b.push_str(tags::PASSWORD, p);
+            }
+            if let Some(n) = next_expected {
+                b.push_uint(tags::NEXT_EXPECTED_MSG_SEQ_NUM, n);
             }
             if let Some(v) = &appl_ver {
                 b.push_str(tags::DEFAULT_APPL_VER_ID, v);
@@ -291,7 +292,8 @@ impl Session {
             let route = route_back(msg, &self.config.id.begin_string);
             let text = text.to_string();
             self.send_admin_routed(now, b"3", &route, |b| {
-                b.push(tags::REF_SEQ_NUM, &ref_seq).push_str(tags::TEXT, &text);
+                b.push(tags::REF_SEQ_NUM, &ref_seq)
+                    .push_str(tags::TEXT, &text);
             });
             return;
         }
