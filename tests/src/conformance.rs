@@ -105,16 +105,20 @@ impl VersionFilter {
         };
         let mut ranges = Vec::new();
         for item in text.split(',').map(str::trim) {
-            let (name, range): (&str, fn(usize) -> (usize, usize)) =
-                if let Some(n) = item.strip_suffix('+') {
-                    (n, |r| (r, VERSIONS.len() - 1))
-                } else if let Some(n) = item.strip_prefix('-') {
-                    (n, |r| (0, r))
-                } else {
-                    (item, |r| (r, r))
-                };
+            let last = VERSIONS.len() - 1;
+            let (name, from_start, to_end) = if let Some(n) = item.strip_suffix('+') {
+                (n, false, true)
+            } else if let Some(n) = item.strip_prefix('-') {
+                (n, true, false)
+            } else {
+                (item, false, false)
+            };
             let v = Version::named(name).ok_or_else(|| bad(item))?;
-            ranges.push(range(v.rank()));
+            let r = v.rank();
+            ranges.push((
+                if from_start { 0 } else { r },
+                if to_end { last } else { r },
+            ));
         }
         Ok(Self(ranges))
     }

@@ -119,6 +119,9 @@ fn written_by_session(tag: u32) -> bool {
     matches!(tag, 8 | 9 | 10 | 34 | 35 | 43 | 49 | 52 | 56 | 122)
 }
 
+/// A tag and its value.
+type Field<'a> = (u32, &'a [u8]);
+
 /// A reflected message as QuickFIX writes it: `header` gets the inbound header fields the
 /// session does not write itself, in tag order; `body` the body fields in tag order, each
 /// repeating group (its NumInGroup and entries, as the dictionary of `ctx` knows them) kept
@@ -134,7 +137,7 @@ fn reflect(
     let is_header = |tag: u32| dicts.transport.is_header(tag) || dicts.transport.is_trailer(tag);
     let fields: Vec<(u32, &[u8])> = msg.iter().collect();
     let mut head: Vec<(u32, &[u8])> = Vec::new();
-    let mut blocks: Vec<(u32, Vec<(u32, &[u8])>)> = Vec::new();
+    let mut blocks: Vec<(u32, Vec<Field<'_>>)> = Vec::new();
     let mut i = 0;
     while i < fields.len() {
         let (tag, value) = fields[i];
