@@ -1,8 +1,9 @@
 //! # fix-e2e
 //!
-//! End-to-end test support. [`scenario`] reads the session-level scenario files in
-//! `tests/scenarios/` (one per FIX session-level test case) and runs them against a real
-//! acceptor over TCP.
+//! End-to-end test support. [`conformance`] plays the scenarios of `tests/conformance/`
+//! for every FIX version against QuickFIX and fix-engine and compares the answers field
+//! for field; [`scenario`] reads the scenario files of `tests/scenarios/` (fix-engine's own
+//! session behaviours) and runs them against a real acceptor over TCP.
 //!
 //! Scenario format, one step per line (`#` starts a comment):
 //! - `begin FIX.4.4` — BeginString for what follows (default FIX.4.2)
