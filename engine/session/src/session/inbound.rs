@@ -1,5 +1,6 @@
-//! Handling of one inbound message: structure, identity, SendingTime, sequence number,
-//! validation, then the message itself.
+//! Handling of one inbound message in QuickFIX's order: structure, BeginString,
+//! validation against the dictionaries, SendingTime and CompIDs, sequence number, then the
+//! message itself.
 
 use super::outbound::is_admin;
 use super::{Now, Queued, Role, Session, State};
