@@ -45,9 +45,9 @@ def settings_text(args, role):
     d = args.dict_dir
     if args.begin == "FIXT.1.1":
         lines += [
-            "DefaultApplVerID=FIX.5.0SP2",
+            f"DefaultApplVerID={args.appl}",
             f"TransportDataDictionary={os.path.join(d, 'FIXT11.xml')}",
-            f"AppDataDictionary={os.path.join(d, 'FIX50SP2.xml')}",
+            f"AppDataDictionary={os.path.join(d, args.appl.replace('.', '') + '.xml')}",
         ]
     else:
         lines.append(f"DataDictionary={os.path.join(d, args.begin.replace('.', '') + '.xml')}")
@@ -251,12 +251,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--role", choices=["initiator", "acceptor"], required=True)
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--begin", required=True)
+    p.add_argument("--begin", required=True, help="BeginString; FIX.5.0, FIX.5.0SP1 or FIX.5.0SP2 for FIXT.1.1 with that DefaultApplVerID (FIXT.1.1 alone: 5.0SP2)")
     p.add_argument("--sender", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--dict-dir", required=True)
     p.add_argument("--workdir", required=True)
     args = p.parse_args()
+    args.appl = "FIX.5.0SP2"
+    if args.begin.startswith("FIX.5."):
+        args.appl, args.begin = args.begin, "FIXT.1.1"
     return run_initiator(args) if args.role == "initiator" else run_acceptor(args)
 
 

@@ -94,8 +94,20 @@ pub fn stop_peer(mut child: Child, stdin: Option<ChildStdin>) {
 }
 
 /// Our session's configuration against QuickFIX, validating with the same dictionaries.
-pub fn engine_config(begin: &str, role: &str, port: u16, data_dir: &Path) -> EngineConfig {
+/// The BeginString of a version name: FIX.5.0, FIX.5.0SP1 and FIX.5.0SP2 run over FIXT.1.1.
+pub fn begin_string_of(version: &str) -> &str {
+    if version.starts_with("FIX.5.") {
+        "FIXT.1.1"
+    } else {
+        version
+    }
+}
+
+/// An engine for the interop tests. `version` is a BeginString, or FIX.5.0, FIX.5.0SP1 or
+/// FIX.5.0SP2 for FIXT.1.1 with that DefaultApplVerID (FIXT.1.1 alone means FIX.5.0SP2).
+pub fn engine_config(version: &str, role: &str, port: u16, data_dir: &Path) -> EngineConfig {
     let dicts = dictionary_dir();
+    let begin = begin_string_of(version);
     let mut s = SessionSection {
         begin_string: begin.into(),
         sender_comp_id: "ENGINE".into(),
@@ -111,9 +123,14 @@ pub fn engine_config(begin: &str, role: &str, port: u16, data_dir: &Path) -> Eng
         s.connect = vec![addr];
     }
     if begin == "FIXT.1.1" {
+        let appl = if version == "FIXT.1.1" {
+            "FIX.5.0SP2"
+        } else {
+            version
+        };
         s.transport_data_dictionary = Some(dicts.join("FIXT11.xml"));
-        s.data_dictionary = Some(dicts.join("FIX50SP2.xml"));
-        s.default_appl_ver_id = Some("FIX.5.0SP2".into());
+        s.data_dictionary = Some(dicts.join(format!("{}.xml", appl.replace('.', ""))));
+        s.default_appl_ver_id = Some(appl.into());
     } else {
         s.data_dictionary = Some(dicts.join(format!("{}.xml", begin.replace('.', ""))));
     }

@@ -1,14 +1,28 @@
 //! Interop with QuickFIX as the counterparty, both directions, FIX.4.0 to FIX.4.4 and
-//! FIXT.1.1/FIX.5.0SP2: logon, order and execution round trip, a forced gap on each side
+//! FIXT.1.1 with FIX.5.0, FIX.5.0SP1 and FIX.5.0SP2: logon, order and execution round trip, a forced gap on each side
 //! answered by resend and gap fill, logout.
 
-use fix_e2e::interop::{engine_config, free_port, read_until, spawn_peer, stop_peer, Recorder};
+use fix_e2e::interop::{
+    begin_string_of, engine_config, free_port, read_until, spawn_peer, stop_peer, Recorder,
+};
 use fix_e2e::wait::{eventually, reaches_state};
 use fix_engine::Engine;
 use fix_session::{SessionId, State};
 use std::io::BufReader;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Every version: the FIX.5.0 ones over FIXT.1.1 with that DefaultApplVerID.
+const VERSIONS: [&str; 8] = [
+    "FIX.4.0",
+    "FIX.4.1",
+    "FIX.4.2",
+    "FIX.4.3",
+    "FIX.4.4",
+    "FIX.5.0",
+    "FIX.5.0SP1",
+    "FIX.5.0SP2",
+];
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -50,7 +64,7 @@ async fn quickfix_initiator_against_our_acceptor(begin: &str) {
             "{begin}: check {check} missing or false: {stdout}"
         );
     }
-    let id = SessionId::new(begin, "ENGINE", "QF");
+    let id = SessionId::new(begin_string_of(begin), "ENGINE", "QF");
     let status = engine.handle().status(&id).await.expect("status");
     assert_eq!(status.state, State::Disconnected, "{begin}: logged out");
     engine.shutdown().await;
@@ -74,7 +88,7 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
         .await
         .expect("engine starts");
     let handle = engine.handle();
-    let id = SessionId::new(begin, "ENGINE", "QF");
+    let id = SessionId::new(begin_string_of(begin), "ENGINE", "QF");
     let active = reaches_state(&handle, &id, State::Active, Duration::from_secs(15)).await;
     assert!(active, "{begin}: never logged on to QuickFIX");
     let order = |cl: &str| {
@@ -153,18 +167,14 @@ async fn our_initiator_against_quickfix_acceptor(begin: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickfix_initiator_interoperates_with_our_acceptor_on_every_version() {
-    for begin in [
-        "FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1",
-    ] {
+    for begin in VERSIONS {
         quickfix_initiator_against_our_acceptor(begin).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_initiator_interoperates_with_a_quickfix_acceptor_on_every_version() {
-    for begin in [
-        "FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1",
-    ] {
+    for begin in VERSIONS {
         our_initiator_against_quickfix_acceptor(begin).await;
     }
 }
