@@ -28,25 +28,34 @@ const SESSION_HEADER: [u32; 10] = [
 /// order.
 pub fn route_back(msg: MessageRef<'_>, begin_string: &str) -> Vec<u8> {
     let locations = begin_string != "FIX.4.0";
-    let mut fields: Vec<(u32, &[u8])> = [
-        (tags::DELIVER_TO_COMP_ID, tags::ON_BEHALF_OF_COMP_ID),
-        (tags::DELIVER_TO_SUB_ID, tags::ON_BEHALF_OF_SUB_ID),
+    // (tag written, tag read), in the order of the tags written.
+    let swaps = [
         (tags::ON_BEHALF_OF_COMP_ID, tags::DELIVER_TO_COMP_ID),
         (tags::ON_BEHALF_OF_SUB_ID, tags::DELIVER_TO_SUB_ID),
-        (tags::DELIVER_TO_LOCATION_ID, tags::ON_BEHALF_OF_LOCATION_ID),
+        (tags::DELIVER_TO_COMP_ID, tags::ON_BEHALF_OF_COMP_ID),
+        (tags::DELIVER_TO_SUB_ID, tags::ON_BEHALF_OF_SUB_ID),
         (tags::ON_BEHALF_OF_LOCATION_ID, tags::DELIVER_TO_LOCATION_ID),
-    ]
-    .into_iter()
-    .filter(|(to, _)| locations || !matches!(*to, 144 | 145))
-    .filter_map(|(to, from)| msg.get(from).filter(|v| !v.is_empty()).map(|v| (to, v)))
-    .collect();
-    fields.sort_by_key(|(tag, _)| *tag);
-    let mut out = MessageBuilder::new();
-    out.start_fields();
-    for (tag, value) in fields {
-        out.push(tag, value);
+        (tags::DELIVER_TO_LOCATION_ID, tags::ON_BEHALF_OF_LOCATION_ID),
+    ];
+    // Nothing is allocated for the usual message, which has no third-party routing.
+    let mut out = Vec::new();
+    for (to, from) in swaps {
+        if !locations
+            && matches!(
+                to,
+                tags::ON_BEHALF_OF_LOCATION_ID | tags::DELIVER_TO_LOCATION_ID
+            )
+        {
+            continue;
+        }
+        if let Some(v) = msg.get(from).filter(|v| !v.is_empty()) {
+            out.extend_from_slice(itoa::Buffer::new().format(to).as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v);
+            out.push(0x01);
+        }
     }
-    out.fields().to_vec()
+    out
 }
 
 /// Whether a MsgType is a session-level (admin) message.
