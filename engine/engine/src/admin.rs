@@ -13,7 +13,7 @@
 //! | `POST /sessions/{begin}/{sender}/{target}/reset` | sequence numbers back to 1, stored messages forgotten; only while logged out (token) |
 //! | `POST /step-down?pause_ms=N` | release the lease for a manual failover (token) |
 //! | `POST /logons/hold`, `POST /logons/release` | refuse new FIX connections (sessions already connected stay), or accept them again; a new term as leader releases (token) |
-//! | `GET /replication` | journal positions, standbys with their acknowledged position and lag (per session too), or the follower's view of its leader |
+//! | `GET /replication` | journal positions, standbys with their acknowledged position and lag (per session too), the in-sync set while leading, or the follower's view of its leader |
 //! | `POST /replication/pause[?standby=NAME]`, `POST /replication/resume[?standby=NAME]` | stop or resume sending records to one standby or all (token) |
 //!
 //! Actions need `Authorization: Bearer <engine.admin.token>`; without a configured token
@@ -55,6 +55,9 @@ struct Readiness {
     lease_owner: Option<String>,
     lease_epoch: Option<u64>,
     lease_expires_in_ms: Option<i64>,
+    /// The in-sync set recorded in the lease store, as this standby last read it (the
+    /// leader shows its own under `replication.in_sync`).
+    lease_in_sync: Option<Vec<String>>,
     sessions: Vec<SessionView>,
     replication: Option<ReplicationView>,
     /// New FIX connections are refused (`POST /logons/hold`).
@@ -83,6 +86,8 @@ struct ReplicationView {
     /// While leading a multi-region group: how far the most advanced standby of another
     /// region is behind (all of the journal while none is connected).
     cross_region_lag_bytes: Option<u64>,
+    /// While leading: the in-sync set (recorded, required now, policy, waits).
+    in_sync: Option<crate::replication::in_sync::InSyncView>,
     follower: Option<crate::replication::FollowerView>,
 }
 
@@ -113,6 +118,7 @@ fn replication_view(handle: &EngineHandle, per_session: bool) -> Option<Replicat
         paused: r.paused(),
         cross_region_lag_bytes,
         standbys,
+        in_sync: r.in_sync(),
         follower: (!leading).then(|| r.follower()),
     })
 }
@@ -221,6 +227,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_owner: holder.as_ref().map(|h| h.owner.clone()),
         lease_epoch: holder.as_ref().map(|h| h.epoch),
         lease_expires_in_ms: holder.as_ref().map(|h| h.expires_in_ms),
+        lease_in_sync: holder.as_ref().and_then(|h| h.in_sync.clone()),
         sessions: views(&st.handle).await,
         replication: replication_view(&st.handle, false),
         logons_held: st.handle.logons_held(),
@@ -269,6 +276,18 @@ async fn metrics(State(st): State<AdminState>) -> Response {
             m.replication_degraded_writes
                 .set(rep.degraded_writes() as i64);
         }
+        let in_sync = r.in_sync.as_ref();
+        m.replication_in_sync_members.set(
+            in_sync
+                .and_then(|v| v.recorded.as_ref())
+                .map_or(0, |v| v.len() as i64),
+        );
+        if let Some(v) = in_sync {
+            m.replication_in_sync_shrinks.set(v.shrinks as i64);
+            m.replication_in_sync_expands.set(v.expands as i64);
+        }
+        m.replication_halted
+            .set(i64::from(in_sync.is_some_and(|v| v.halted)));
     }
     (
         [(

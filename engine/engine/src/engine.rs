@@ -170,24 +170,20 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let plans = config.plans()?;
         let mut storage = Storage::open(&config.engine, config.engine.lease.is_some())?;
-        let replication = match (&config.engine.replication, &config.engine.lease) {
-            (Some(r), Some(l)) => Some(
-                crate::replication::setup::Setup::prepare(
-                    r,
-                    &l.url,
-                    &l.group,
-                    l.region.clone(),
-                    &mut storage,
-                )
-                .await?,
+        let lease = match &config.engine.lease {
+            Some(l) => Some((l.lease_config()?, fix_lease::connect(&l.url).await?)),
+            None => None,
+        };
+        let replication = match (&config.engine.replication, &config.engine.lease, &lease) {
+            (Some(r), Some(l), Some((cfg, _))) => Some(
+                crate::replication::setup::Setup::prepare(r, cfg, &l.url, &mut storage).await?,
             ),
             _ => None,
         };
-        let keeper = match &config.engine.lease {
-            Some(l) => {
-                let cfg = l.lease_config()?;
-                let store = fix_lease::connect(&l.url).await?;
+        let keeper = match &lease {
+            Some((cfg, store)) => {
                 tracing::info!(group = %cfg.group, owner = %cfg.owner, backend = store.backend(), "contending for the lease");
+                let (cfg, store) = (cfg.clone(), Arc::clone(store));
                 let keeper = match &replication {
                     Some(setup) => {
                         fix_lease::Keeper::spawn_gated(store, cfg, setup.state.eligible())
@@ -293,14 +289,12 @@ impl Engine {
             let m = Arc::clone(&metrics);
             journal.on_commit_timing(move |d| m.journal_fsync_seconds.observe(d.as_secs_f64()));
         }
-        if let (Some(setup), Some(role)) = (&replication, &serving) {
-            let name = config
-                .engine
-                .lease
-                .as_ref()
-                .and_then(|l| l.lease_config().ok())
-                .map_or_else(|| "standby".to_string(), |c| c.owner);
-            listeners.extend(setup.spawn(&storage, role, sql_channel, name).await?);
+        if let (Some(setup), Some(role), Some((cfg, store))) = (&replication, &serving, &lease) {
+            listeners.extend(
+                setup
+                    .spawn(&storage, role, sql_channel, (cfg, Arc::clone(store)))
+                    .await?,
+            );
         }
         let mut listen_addrs = HashMap::new();
         for (addr, routes) in by_addr {

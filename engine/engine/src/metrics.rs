@@ -102,8 +102,18 @@ pub struct Metrics {
     /// Journal bytes durable here that the most advanced standby of another region has
     /// not acknowledged (multi-region groups; all of it while none is connected).
     pub replication_cross_region_lag_bytes: Gauge,
-    /// Writes that went on without a standby under `replicated` durability.
+    /// Writes acknowledged by this leader alone under `replicated` durability (the
+    /// in-sync set had shrunk to it).
     pub replication_degraded_writes: Gauge,
+    /// Members of the in-sync set recorded under this leader's epoch (this leader
+    /// included; 0 while not leading or before the takeover record).
+    pub replication_in_sync_members: Gauge,
+    /// Standbys removed from the in-sync set since start.
+    pub replication_in_sync_shrinks: Gauge,
+    /// Standbys added to the in-sync set since start.
+    pub replication_in_sync_expands: Gauge,
+    /// 1 while messages wait past `standby_wait_ms` with `on_standby_loss = "halt"`.
+    pub replication_halted: Gauge,
     /// Time one journal group commit (write + fdatasync) took.
     pub journal_fsync_seconds: Histogram,
     /// Time one lease renewal took.
@@ -145,6 +155,10 @@ impl Metrics {
             replication_lag_bytes: Gauge::default(),
             replication_cross_region_lag_bytes: Gauge::default(),
             replication_degraded_writes: Gauge::default(),
+            replication_in_sync_members: Gauge::default(),
+            replication_in_sync_shrinks: Gauge::default(),
+            replication_in_sync_expands: Gauge::default(),
+            replication_halted: Gauge::default(),
             journal_fsync_seconds: Histogram::new(latency_buckets()),
             lease_renew_seconds: Histogram::new(latency_buckets()),
             kafka,
@@ -207,8 +221,28 @@ impl Metrics {
         );
         registry.register(
             "replication_degraded_writes",
-            "Writes that went on without a standby under replicated durability",
+            "Writes acknowledged by the leader alone under replicated durability (in-sync set shrunk to it)",
             m.replication_degraded_writes.clone(),
+        );
+        registry.register(
+            "replication_in_sync_members",
+            "Members of the in-sync set recorded in the lease store under this leader's epoch",
+            m.replication_in_sync_members.clone(),
+        );
+        registry.register(
+            "replication_in_sync_shrinks",
+            "Standbys removed from the in-sync set since start",
+            m.replication_in_sync_shrinks.clone(),
+        );
+        registry.register(
+            "replication_in_sync_expands",
+            "Standbys added to the in-sync set since start",
+            m.replication_in_sync_expands.clone(),
+        );
+        registry.register(
+            "replication_halted",
+            "1 while messages wait past standby_wait_ms with on_standby_loss = halt",
+            m.replication_halted.clone(),
         );
         registry.register(
             "journal_fsync_seconds",

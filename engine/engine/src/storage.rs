@@ -27,6 +27,16 @@ impl std::fmt::Display for NotDurable {
     }
 }
 
+/// Whose copies a write waits for besides the local disk.
+#[derive(Clone)]
+pub enum Replicas {
+    /// `replicated`: every member of the in-sync set; with `cross_region = "sync"` also
+    /// a standby of another region, or `standby_wait` without one.
+    InSync(Arc<Replication>, Duration),
+    /// `sql`: the SQL journal, however long it takes.
+    SqlShipper(Arc<Replication>),
+}
+
 /// Where every session of this engine keeps its state.
 #[derive(Clone)]
 pub enum Storage {
@@ -36,8 +46,8 @@ pub enum Storage {
         journal: Journal,
         /// Durable position, published by the journal's sync thread.
         durable: watch::Receiver<u64>,
-        /// With `replicated` durability: the standbys, and how long to wait for one.
-        replicas: Option<(Arc<Replication>, Duration)>,
+        /// What a write waits for besides the local disk.
+        replicas: Option<Replicas>,
     },
     /// Memory only.
     Memory,
@@ -82,11 +92,10 @@ impl Storage {
         })
     }
 
-    /// From now on a write counts as durable only once a standby has it too
-    /// (`replicated` durability), or after `standby_wait` without any standby connected.
-    pub fn require_replicas(&mut self, replication: Arc<Replication>, standby_wait: Duration) {
+    /// From now on a write counts as durable only once `required` has it too.
+    pub fn require_replicas(&mut self, required: Replicas) {
         if let Self::Journal { replicas, .. } = self {
-            *replicas = Some((replication, standby_wait));
+            *replicas = Some(required);
         }
     }
 
@@ -121,33 +130,33 @@ impl Storage {
                 return Err(NotDurable::Failed("journal sync thread stopped".into()));
             }
         }
-        let Some((replication, standby_wait)) = replicas else {
-            return Ok(());
-        };
-        let r = replication.as_ref();
-        let nearest = await_ack(journal, replication.acked(), target, *standby_wait, || {
-            r.alone_for()
-        })
-        .await?;
-        if !nearest {
-            replication.note_degraded_write();
-            return Ok(());
-        }
-        if replication.cross_region_sync() {
-            // `cross_region = "sync"`: a standby of another region must have it too.
-            let remote = await_ack(
-                journal,
-                replication.remote_acked(),
-                target,
-                *standby_wait,
-                || r.remote_alone_for(),
-            )
-            .await?;
-            if !remote {
-                replication.note_degraded_write();
+        match replicas {
+            None => Ok(()),
+            Some(Replicas::SqlShipper(shipper)) => {
+                await_ack(journal, shipper.acked(), target, Duration::MAX, || None)
+                    .await
+                    .map(|_| ())
+            }
+            Some(Replicas::InSync(replication, standby_wait)) => {
+                await_in_sync(journal, replication, target).await?;
+                if replication.cross_region_sync() {
+                    // `cross_region = "sync"`: a standby of another region must have it too.
+                    let r = replication.as_ref();
+                    let remote = await_ack(
+                        journal,
+                        replication.remote_acked(),
+                        target,
+                        *standby_wait,
+                        || r.remote_alone_for(),
+                    )
+                    .await?;
+                    if !remote {
+                        replication.note_degraded_write();
+                    }
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Allows journal writes under `epoch` (this instance leads with it).
@@ -169,6 +178,36 @@ impl Storage {
     pub fn shutdown(&self) {
         if let Self::Journal { journal, .. } = self {
             journal.shutdown();
+        }
+    }
+}
+
+/// Waits until the in-sync set lets `target` count as durable (every member has it).
+/// A write acknowledged by this leader alone (the set shrank to it) is counted.
+async fn await_in_sync(
+    journal: &Journal,
+    replication: &Replication,
+    target: u64,
+) -> Result<(), NotDurable> {
+    let mut changes = replication.committed_changes();
+    loop {
+        changes.borrow_and_update();
+        let committed = replication.committed();
+        if committed >= target {
+            if committed == u64::MAX {
+                replication.note_degraded_write();
+            }
+            return Ok(());
+        }
+        if journal.epoch().is_none() {
+            return Err(NotDurable::Fenced);
+        }
+        if let Some(f) = journal.failure() {
+            return Err(NotDurable::Failed(f));
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
 }

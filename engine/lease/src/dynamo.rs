@@ -1,5 +1,6 @@
 //! The DynamoDB lease backend: one item per group in a table keyed by `grp`, changed only
-//! by conditional `UpdateItem` calls.
+//! by conditional `UpdateItem` calls. The in-sync set is a string set `in_sync`; an
+//! acquire requires the contender in it (`contains`) when it exists.
 //!
 //! DynamoDB has no server clock a condition can read, so `now` in the conditions is the
 //! caller's clock. The holder's local deadline (request sent + TTL − margin) still keeps a
@@ -125,7 +126,7 @@ impl DynamoLeaseStore {
         g: &Grant,
         update: &str,
         now: i64,
-        expires: Option<i64>,
+        values: Vec<(&str, AttributeValue)>,
         action: &'static str,
     ) -> Result<Option<Option<HashMap<String, AttributeValue>>>, LeaseError> {
         let mut req = self
@@ -140,8 +141,8 @@ impl DynamoLeaseStore {
             .expression_attribute_values(":epoch", n(g.epoch as i64))
             .expression_attribute_values(":now", n(now))
             .return_values(ReturnValue::AllNew);
-        if let Some(exp) = expires {
-            req = req.expression_attribute_values(":exp", n(exp));
+        for (name, value) in values {
+            req = req.expression_attribute_values(name, value);
         }
         match req.send().await {
             Ok(o) => Ok(Some(o.attributes)),
@@ -185,7 +186,7 @@ impl LeaseStore for DynamoLeaseStore {
             .table_name(&self.table)
             .key("grp", s(group))
             .update_expression("SET #o = :owner, expires_at_ms = :exp ADD epoch :one")
-            .condition_expression("attribute_not_exists(grp) OR expires_at_ms <= :now")
+            .condition_expression("(attribute_not_exists(grp) OR expires_at_ms <= :now) AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":exp", n(now + ttl.as_millis() as i64))
@@ -216,7 +217,7 @@ impl LeaseStore for DynamoLeaseStore {
                 g,
                 "SET expires_at_ms = :exp",
                 now,
-                Some(now + ttl.as_millis() as i64),
+                vec![(":exp", n(now + ttl.as_millis() as i64))],
                 "renewing the lease",
             )
             .await?;
@@ -230,9 +231,24 @@ impl LeaseStore for DynamoLeaseStore {
                 g,
                 "SET expires_at_ms = :now",
                 now,
-                None,
+                Vec::new(),
                 "releasing the lease",
             )
+            .await?;
+        Ok(item.is_some())
+    }
+
+    async fn set_in_sync(&self, g: &Grant, members: &[String]) -> Result<bool, LeaseError> {
+        let mut set: Vec<String> = members.to_vec();
+        set.sort_unstable();
+        set.dedup();
+        let (update, values) = if set.is_empty() {
+            ("REMOVE in_sync", Vec::new())
+        } else {
+            ("SET in_sync = :isr", vec![(":isr", AttributeValue::Ss(set))])
+        };
+        let item = self
+            .update_own(g, update, now_ms(), values, "recording the in-sync set")
             .await?;
         Ok(item.is_some())
     }
@@ -261,6 +277,7 @@ impl LeaseStore for DynamoLeaseStore {
             epoch: num(i, "epoch").max(0) as u64,
             expires_at_ms: num(i, "expires_at_ms"),
             now_ms: now_ms(),
+            in_sync: i.get("in_sync").and_then(|v| v.as_ss().ok()).cloned(),
         }))
     }
 

@@ -54,6 +54,9 @@ pub struct LeaseHolder {
     /// Milliseconds until it expires (by the store's clock) when read; negative once
     /// expired.
     pub expires_in_ms: i64,
+    /// The in-sync set recorded in the store when read (`None`: none recorded, or not
+    /// read since this node acquired).
+    pub in_sync: Option<Vec<String>>,
 }
 
 enum Command {
@@ -180,6 +183,7 @@ fn own(cfg: &LeaseConfig, h: &Holder) -> LeaseHolder {
             .valid_until
             .saturating_duration_since(Instant::now())
             .as_millis() as i64,
+        in_sync: None,
     }
 }
 
@@ -224,6 +228,19 @@ async fn in_active_region(
     }
 }
 
+/// Why `owner` may not take a free lease: it is not in the recorded in-sync set.
+fn out_of_sync(owner: &str, state: &crate::LeaseState) -> Option<String> {
+    let members = state.in_sync.as_ref()?;
+    if state.is_held() || members.iter().any(|m| m == owner) {
+        return None;
+    }
+    Some(format!(
+        "not in the in-sync set [{}] recorded under epoch {}: this instance may lack records the last leader acknowledged, so only those instances may lead",
+        members.join(", "),
+        state.epoch
+    ))
+}
+
 async fn run(
     store: Arc<dyn LeaseStore>,
     cfg: LeaseConfig,
@@ -263,14 +280,20 @@ async fn run(
                                 let expires_in_ms = state.expires_at_ms - state.now_ms;
                                 retry_in = Duration::from_millis(expires_in_ms.max(0) as u64 + 5)
                                     .min(cfg.renew_interval);
+                                let reason = out_of_sync(&cfg.owner, &state);
                                 let holder = LeaseHolder {
                                     owner: state.owner,
                                     epoch: state.epoch,
                                     expires_in_ms,
+                                    in_sync: state.in_sync,
                                 };
                                 tx.send_if_modified(|s| {
-                                    let changed = s.holder.as_ref() != Some(&holder);
+                                    let mut changed = s.holder.as_ref() != Some(&holder);
                                     s.holder = Some(holder);
+                                    if let Some(reason) = reason {
+                                        changed |= s.reason != reason;
+                                        s.reason = reason;
+                                    }
                                     changed
                                 });
                             }

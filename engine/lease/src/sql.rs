@@ -1,17 +1,21 @@
 //! SQL lease backends through sqlx: SQLite, PostgreSQL, MySQL/MariaDB.
 //!
-//! One row per group in `fix_lease(grp, owner, epoch, expires_at_ms)`, times in
+//! One row per group in `fix_lease(grp, owner, epoch, expires_at_ms, in_sync)`, times in
 //! milliseconds since the Unix epoch **by the database's clock**. Each change is one
 //! conditional statement, so the database serialises contenders:
-//! - acquire: insert, or update only where `expires_at_ms <= now`; the epoch is
-//!   incremented in the same statement;
+//! - acquire: insert, or update only where `expires_at_ms <= now` and the contender is
+//!   in `in_sync` (a comma-separated list; NULL: anyone); the epoch is incremented in
+//!   the same statement;
 //! - renew: update only where owner, epoch match and `expires_at_ms > now`;
+//! - set the in-sync set: the same condition as renew;
 //! - release: set `expires_at_ms = now` only where owner and epoch match.
+//!
+//! A table created before the in-sync set existed gets its column on connect.
 //!
 //! MySQL has no `RETURNING`: the new epoch comes back through `LAST_INSERT_ID(expr)`,
 //! which is per connection, so acquire runs its statements on one pooled connection.
 
-use crate::store::{Grant, LeaseError, LeaseState, LeaseStore};
+use crate::store::{join_in_sync, split_in_sync, Grant, LeaseError, LeaseState, LeaseStore};
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -122,30 +126,63 @@ impl SqlLeaseStore {
     /// PostgreSQL's `IF NOT EXISTS` can still fail with a duplicate catalog entry, so a
     /// failure is retried once after a pause (the other instance has created it then).
     async fn create_table(&self) -> Result<(), LeaseError> {
-        if self.create_table_once().await.is_ok() {
-            return Ok(());
+        if self.create_table_once().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.create_table_once().await?;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.create_table_once().await
+        self.add_in_sync_column().await
+    }
+
+    /// Adds the `in_sync` column to a table made by an older version (two instances may
+    /// race: the loser's `ALTER` fails and the column is there when it looks again).
+    async fn add_in_sync_column(&self) -> Result<(), LeaseError> {
+        let probe = "SELECT in_sync FROM fix_lease WHERE 1 = 0";
+        let alter = "ALTER TABLE fix_lease ADD COLUMN in_sync TEXT";
+        for _ in 0..2 {
+            let present = match self {
+                Self::Sqlite(p) => sqlx::query(probe).execute(p).await.is_ok(),
+                Self::Postgres(p) => sqlx::query(probe).execute(p).await.is_ok(),
+                Self::MySql(p) => sqlx::query(probe).execute(p).await.is_ok(),
+            };
+            if present {
+                return Ok(());
+            }
+            let added = match self {
+                Self::Sqlite(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
+                Self::Postgres(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
+                Self::MySql(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
+            };
+            if added.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let err = self.query_err("adding the in_sync column to fix_lease");
+        match self {
+            Self::Sqlite(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
+            Self::Postgres(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
+            Self::MySql(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
+        }
+        .map_err(err)
     }
 
     async fn create_table_once(&self) -> Result<(), LeaseError> {
         let err = self.query_err("creating the fix_lease table");
         match self {
             Self::Sqlite(p) => sqlx::query(
-                "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, in_sync TEXT)",
             )
             .execute(p)
             .await
             .map(|_| ()),
             Self::Postgres(p) => sqlx::query(
-                "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, in_sync TEXT)",
             )
             .execute(p)
             .await
             .map(|_| ()),
             Self::MySql(p) => sqlx::query(
-                "CREATE TABLE IF NOT EXISTS fix_lease (grp VARCHAR(190) PRIMARY KEY, owner VARCHAR(190) NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS fix_lease (grp VARCHAR(190) PRIMARY KEY, owner VARCHAR(190) NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, in_sync TEXT)",
             )
             .execute(p)
             .await
@@ -168,12 +205,13 @@ impl SqlLeaseStore {
         .execute(&mut *conn)
         .await?;
         let sql = format!(
-            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND expires_at_ms <= {MY_NOW}"
+            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND expires_at_ms <= {MY_NOW} AND (in_sync IS NULL OR FIND_IN_SET(?, in_sync) > 0)"
         );
         let done = sqlx::query(&sql)
             .bind(owner)
             .bind(ttl)
             .bind(group)
+            .bind(owner)
             .execute(&mut *conn)
             .await?;
         if done.rows_affected() != 1 {
@@ -242,7 +280,9 @@ impl LeaseStore for SqlLeaseStore {
                 let sql = format!(
                     "INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?1, ?2, 1, {SQLITE_NOW} + ?3) \
                      ON CONFLICT (grp) DO UPDATE SET owner = excluded.owner, epoch = fix_lease.epoch + 1, expires_at_ms = excluded.expires_at_ms \
-                     WHERE fix_lease.expires_at_ms <= {SQLITE_NOW} RETURNING epoch, expires_at_ms"
+                     WHERE fix_lease.expires_at_ms <= {SQLITE_NOW} \
+                     AND (fix_lease.in_sync IS NULL OR instr(',' || fix_lease.in_sync || ',', ',' || excluded.owner || ',') > 0) \
+                     RETURNING epoch, expires_at_ms"
                 );
                 sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).fetch_optional(p).await
             }
@@ -250,7 +290,9 @@ impl LeaseStore for SqlLeaseStore {
                 let sql = format!(
                     "INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES ($1, $2, 1, {PG_NOW} + $3) \
                      ON CONFLICT (grp) DO UPDATE SET owner = EXCLUDED.owner, epoch = fix_lease.epoch + 1, expires_at_ms = EXCLUDED.expires_at_ms \
-                     WHERE fix_lease.expires_at_ms <= {PG_NOW} RETURNING epoch, expires_at_ms"
+                     WHERE fix_lease.expires_at_ms <= {PG_NOW} \
+                     AND (fix_lease.in_sync IS NULL OR strpos(',' || fix_lease.in_sync || ',', ',' || EXCLUDED.owner || ',') > 0) \
+                     RETURNING epoch, expires_at_ms"
                 );
                 sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).fetch_optional(p).await
             }
@@ -288,6 +330,37 @@ impl LeaseStore for SqlLeaseStore {
         Ok(grant(&g.group, &g.owner, row))
     }
 
+    async fn set_in_sync(&self, g: &Grant, members: &[String]) -> Result<bool, LeaseError> {
+        let epoch = g.epoch as i64;
+        let members = join_in_sync(members);
+        let err = self.query_err("recording the in-sync set");
+        let affected = match self {
+            Self::Sqlite(p) => {
+                let sql = format!("UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW}");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).execute(p).await.map(|d| d.rows_affected())
+            }
+            Self::Postgres(p) => {
+                let sql = format!("UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW}");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).execute(p).await.map(|d| d.rows_affected())
+            }
+            Self::MySql(p) => {
+                // MySQL counts only rows whose value changed: compare through the row.
+                let sql = format!("UPDATE fix_lease SET in_sync = ? WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}");
+                let done = sqlx::query(&sql).bind(&members).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await;
+                match done {
+                    Ok(d) if d.rows_affected() == 1 => Ok(1),
+                    Ok(_) => {
+                        let sql = format!("SELECT COUNT(*) FROM fix_lease WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW} AND in_sync <=> ?");
+                        sqlx::query_scalar::<_, i64>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(&members).fetch_one(p).await.map(|n| n as u64)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        .map_err(err)?;
+        Ok(affected == 1)
+    }
+
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
         let epoch = g.epoch as i64;
         let err = self.query_err("releasing the lease");
@@ -311,27 +384,30 @@ impl LeaseStore for SqlLeaseStore {
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
         let err = self.query_err("reading the lease");
-        let row: Option<(String, i64, i64, i64)> = match self {
+        let row: Option<(String, i64, i64, i64, Option<String>)> = match self {
             Self::Sqlite(p) => {
-                let sql = format!("SELECT owner, epoch, expires_at_ms, {SQLITE_NOW} FROM fix_lease WHERE grp = ?1");
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {SQLITE_NOW}, in_sync FROM fix_lease WHERE grp = ?1");
                 sqlx::query_as(&sql).bind(group).fetch_optional(p).await
             }
             Self::Postgres(p) => {
-                let sql = format!("SELECT owner, epoch, expires_at_ms, {PG_NOW} FROM fix_lease WHERE grp = $1");
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {PG_NOW}, in_sync FROM fix_lease WHERE grp = $1");
                 sqlx::query_as(&sql).bind(group).fetch_optional(p).await
             }
             Self::MySql(p) => {
-                let sql = format!("SELECT owner, epoch, expires_at_ms, {MY_NOW} FROM fix_lease WHERE grp = ?");
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {MY_NOW}, in_sync FROM fix_lease WHERE grp = ?");
                 sqlx::query_as(&sql).bind(group).fetch_optional(p).await
             }
         }
         .map_err(err)?;
-        Ok(row.map(|(owner, epoch, expires_at_ms, now_ms)| LeaseState {
-            owner,
-            epoch: epoch.max(0) as u64,
-            expires_at_ms,
-            now_ms,
-        }))
+        Ok(
+            row.map(|(owner, epoch, expires_at_ms, now_ms, in_sync)| LeaseState {
+                owner,
+                epoch: epoch.max(0) as u64,
+                expires_at_ms,
+                now_ms,
+                in_sync: split_in_sync(in_sync),
+            }),
+        )
     }
 
     fn backend(&self) -> &'static str {

@@ -28,6 +28,9 @@ pub struct LeaseState {
     pub expires_at_ms: i64,
     /// The store's clock when read, milliseconds since the Unix epoch.
     pub now_ms: i64,
+    /// The in-sync set recorded by the holder (`replicated` durability): only these
+    /// instances may acquire the lease next. `None` when none is recorded (anyone may).
+    pub in_sync: Option<Vec<String>>,
 }
 
 impl LeaseState {
@@ -35,6 +38,20 @@ impl LeaseState {
     pub fn is_held(&self) -> bool {
         !self.owner.is_empty() && self.expires_at_ms > self.now_ms
     }
+}
+
+/// The in-sync set as the SQL backends store it: names joined by commas, sorted, `None`
+/// when empty. Owner names never hold a comma (the engine's configuration refuses one).
+pub(crate) fn join_in_sync(members: &[String]) -> Option<String> {
+    let mut v: Vec<&str> = members.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v.dedup();
+    (!v.is_empty()).then(|| v.join(","))
+}
+
+/// The stored in-sync set back as names.
+pub(crate) fn split_in_sync(stored: Option<String>) -> Option<Vec<String>> {
+    stored.map(|s| s.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect())
 }
 
 /// A lease operation failed (as opposed to being refused, which is `Ok(None)`).
@@ -84,8 +101,9 @@ pub enum LeaseError {
 /// Where leases live. Every method is one conditional statement against the store.
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
-    /// Takes the lease if nobody holds it (never held, released, or expired), with a new
-    /// epoch one above the last. `Ok(None)`: someone else holds it.
+    /// Takes the lease if nobody holds it (never held, released, or expired) and `owner`
+    /// is in the recorded in-sync set (or none is recorded), with a new epoch one above
+    /// the last. `Ok(None)`: someone else holds it, or `owner` is not in sync.
     async fn acquire(
         &self,
         group: &str,
@@ -99,6 +117,13 @@ pub trait LeaseStore: Send + Sync {
     /// Gives the lease up at once so a standby need not wait for the TTL. Returns whether
     /// it was still ours.
     async fn release(&self, grant: &Grant) -> Result<bool, LeaseError>;
+
+    /// Records the in-sync set of `grant`'s group: the instances that hold every record
+    /// the holder has acknowledged, the only ones that may acquire the lease next. Written
+    /// only while `grant` is the live lease (owner, epoch, unexpired), so a deposed leader
+    /// can never change it. An empty set removes the record (anyone may acquire).
+    /// Returns whether it was still ours.
+    async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError>;
 
     /// The stored lease of `group`, if the group has ever been leased.
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError>;

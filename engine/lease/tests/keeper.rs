@@ -39,6 +39,10 @@ impl LeaseStore for Cuttable {
         self.gate().await?;
         self.inner.release(grant).await
     }
+    async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError> {
+        self.gate().await?;
+        self.inner.set_in_sync(grant, members).await
+    }
     async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
         self.inner.read(g).await
     }
@@ -240,6 +244,13 @@ async fn a_slow_acquire_is_renewed_before_its_deadline() {
         }
         async fn release(&self, grant: &Grant) -> Result<bool, LeaseError> {
             self.0.release(grant).await
+        }
+        async fn set_in_sync(
+            &self,
+            grant: &Grant,
+            members: &[String],
+        ) -> Result<bool, LeaseError> {
+            self.0.set_in_sync(grant, members).await
         }
         async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
             self.0.read(g).await

@@ -32,11 +32,12 @@ pub enum Durability {
     /// received yet.
     #[default]
     Local,
-    /// On the leader's disk and on a standby's disk: a failover loses nothing (RPO 0).
-    /// While a standby streams (it has caught up once since it connected) the leader
-    /// waits for its acknowledgement; when none has streamed for `standby_wait_ms` it runs
-    /// degraded (as `local`, logged and counted in `fix_replication_degraded_writes`)
-    /// until one does again.
+    /// On the disk of every instance in the group's **in-sync set**, recorded in the
+    /// lease store: a failover loses nothing (RPO 0), because only members of that set
+    /// may take the lease. A standby that keeps a message waiting longer than
+    /// `standby_wait_ms` is removed from the set (`on_standby_loss = "shrink"`, by a
+    /// write conditional on the leader's epoch, before anything it lacks is answered) or
+    /// the leader waits for it (`"halt"`); it rejoins once it has caught up.
     Replicated,
     /// On the leader's disk and committed to a `fix_journal` table in the lease's
     /// database (PostgreSQL or MySQL), in the transaction that checks the lease epoch.
@@ -58,9 +59,15 @@ pub struct ReplicationSection {
     /// `local` (default), `replicated` or `sql`.
     #[serde(default)]
     pub durability: Durability,
-    /// With `replicated`: how long to hold messages back when no standby is connected
-    /// before going on without one (default 1000 ms).
+    /// With `replicated`: how long a message may wait for an in-sync standby before
+    /// `on_standby_loss` applies (default 1000 ms).
     pub standby_wait_ms: Option<u64>,
+    /// With `replicated`, when an in-sync standby keeps a message waiting past
+    /// `standby_wait_ms`: `shrink` (default) records the in-sync set without it and goes
+    /// on (the standby may not lead until it has caught up); `halt` keeps waiting, so
+    /// nothing is answered with a single copy.
+    #[serde(default)]
+    pub on_standby_loss: crate::replication::in_sync::OnStandbyLoss,
     /// A group spread over regions (`[engine.lease] region` on every instance): with
     /// `replicated`, whether a message also waits for a standby in another region
     /// (`sync`: RPO 0 across regions, at the price of the cross-region round trip) or only
@@ -217,6 +224,14 @@ impl LeaseSection {
                 .unwrap_or_else(|_| "host".into());
             format!("{}-{}", host.trim(), std::process::id())
         });
+        if owner.is_empty() || owner.contains(',') || owner.contains('\0') {
+            return Err(invalid(
+                "engine",
+                "lease.owner",
+                &owner,
+                "a non-empty instance name without commas (the in-sync set is stored as a comma-separated list)",
+            ));
+        }
         let mut c = fix_lease::LeaseConfig::new(&self.group, &owner);
         c.region = self.region.clone();
         if let Some(v) = self.ttl_ms {

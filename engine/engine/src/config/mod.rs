@@ -619,6 +619,15 @@ impl EngineConfig {
                     "a lease in PostgreSQL or MySQL (lease.url postgres://… or mysql://…): the journal rows are committed with the lease's epoch check in that database",
                 ));
             }
+            let owner = self.engine.lease.as_ref().and_then(|l| l.owner.as_ref());
+            if r.durability == Durability::Replicated && !r.peers.is_empty() && owner.is_none() {
+                return Err(invalid(
+                    "engine",
+                    "lease.owner",
+                    "unset",
+                    "a stable instance name (for example the pod or host name): with `replicated` durability it names this instance in the in-sync set recorded in the lease store, and must be the same after a restart",
+                ));
+            }
             if self.engine.store != StoreKind::Journal {
                 return Err(invalid(
                     "engine",

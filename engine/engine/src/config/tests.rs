@@ -72,8 +72,18 @@ fn replication_settings_are_checked_with_the_fix_named() {
     .expect_err("unknown mode")
     .to_string();
     assert!(e.contains("quorum"), "{e}");
-    replication(&format!(
+    let e = replication(&format!(
         "{lease}[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = 'replicated'"
+    ))
+    .expect_err("no stable owner")
+    .to_string();
+    assert!(e.contains("lease.owner") && e.contains("in-sync set"), "{e}");
+    let e = replication("[engine.lease]\nurl = 'sqlite://x.db'\nowner = 'a,b'\n")
+        .expect_err("comma")
+        .to_string();
+    assert!(e.contains("without commas"), "{e}");
+    replication(&format!(
+        "{lease}owner = 'engine-a'\n[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = 'replicated'\non_standby_loss = 'halt'"
     ))
     .expect("valid");
     replication(

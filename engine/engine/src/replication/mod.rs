@@ -5,13 +5,18 @@
 //! numbers and resend store.
 //!
 //! State both sides share with the rest of the engine lives in [`Replication`]: what each
-//! connected standby has acknowledged (the leader's `replicated` durability waits on it),
-//! whether sending is paused, and the follower's view of its leader.
+//! connected standby has acknowledged, the in-sync set ([`in_sync`]; the leader's
+//! `replicated` durability waits on it), whether sending is paused, and the follower's
+//! view of its leader.
 
 pub mod follower;
+pub mod in_sync;
+pub mod in_sync_task;
 pub mod setup;
 pub mod source;
 pub mod sql;
+
+use in_sync::{InSyncSet, InSyncView, Record};
 
 use fix_store::replication::{decode, encode, Frame, FrameError};
 use serde::Serialize;
@@ -120,6 +125,10 @@ pub struct Replication {
     region: Mutex<(Option<String>, bool)>,
     /// The best position acknowledged by a streaming standby of another region.
     remote_acked: watch::Sender<u64>,
+    /// The in-sync set (leader side).
+    in_sync: Mutex<InSyncSet>,
+    /// What the in-sync set lets count as durable; changes wake waiting writers.
+    committed: watch::Sender<u64>,
     /// Since when no standby of another region streams (`None` while one does).
     remote_alone_since: Mutex<Option<std::time::Instant>>,
 }
@@ -130,7 +139,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Replication {
     /// Fresh state; `eligible` says whether this instance may contend for the lease yet.
-    pub fn new(eligible: bool) -> Arc<Self> {
+    pub fn new(eligible: bool, in_sync: InSyncSet) -> Arc<Self> {
         Arc::new(Self {
             standbys: Mutex::new(HashMap::new()),
             alone_since: Mutex::new(Some(std::time::Instant::now())),
@@ -145,7 +154,75 @@ impl Replication {
             region: Mutex::new((None, false)),
             remote_acked: watch::channel(0).0,
             remote_alone_since: Mutex::new(Some(std::time::Instant::now())),
+            in_sync: Mutex::new(in_sync),
+            committed: watch::channel(0).0,
         })
+    }
+
+    /// The highest stream position the in-sync set lets count as durable (0 while not
+    /// leading, or before the takeover record landed).
+    pub fn committed(&self) -> u64 {
+        lock(&self.in_sync).committed()
+    }
+
+    /// Wakes on every change of [`Replication::committed`].
+    pub fn committed_changes(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Changes the in-sync set and wakes writers if what counts as durable moved.
+    fn with_in_sync<T>(&self, f: impl FnOnce(&mut InSyncSet) -> T) -> T {
+        let (out, committed) = {
+            let mut set = lock(&self.in_sync);
+            let out = f(&mut set);
+            (out, set.committed())
+        };
+        self.committed.send_if_modified(|v| {
+            let changed = *v != committed;
+            *v = committed;
+            changed
+        });
+        out
+    }
+
+    /// This instance leads with `epoch` (`None`: it does not lead).
+    pub(crate) fn in_sync_term(&self, epoch: Option<u64>) {
+        self.with_in_sync(|s| match epoch {
+            Some(e) => s.lead(e),
+            None => s.step_down(),
+        });
+    }
+
+    /// The journal here is durable up to `position`.
+    pub(crate) fn note_durable(&self, now: std::time::Instant, position: u64) {
+        self.with_in_sync(|s| s.durable(now, position));
+    }
+
+    /// The next in-sync change to record in the lease store; `durable_now` is read
+    /// under the set's lock (see [`InSyncSet::poll`]).
+    pub(crate) fn poll_in_sync(
+        &self,
+        now: std::time::Instant,
+        durable_now: impl FnOnce() -> u64,
+    ) -> Option<Record> {
+        self.with_in_sync(|s| s.poll(now, durable_now()))
+    }
+
+    /// The lease store's answer to a change.
+    pub(crate) fn in_sync_written(
+        &self,
+        record: &Record,
+        outcome: Result<bool, ()>,
+        now: std::time::Instant,
+    ) {
+        self.with_in_sync(|s| s.written(record, outcome, now));
+    }
+
+    /// The in-sync set while leading.
+    pub fn in_sync(&self) -> Option<InSyncView> {
+        let set = lock(&self.in_sync);
+        set.leading()
+            .map(|_| set.view(std::time::Instant::now()))
     }
 
     /// Sets this instance's region and whether writes wait for another region's standby.
@@ -252,6 +329,7 @@ impl Replication {
             acked: 0,
             streaming: false,
         };
+        self.with_in_sync(|s| s.connected(&view.name));
         lock(&self.standbys).insert(*n, view);
         lock(&self.last_ack).insert(*n, std::time::Instant::now());
         self.publish_acked();
@@ -259,7 +337,9 @@ impl Replication {
     }
 
     fn unregister(&self, id: u64) {
-        lock(&self.standbys).remove(&id);
+        if let Some(v) = lock(&self.standbys).remove(&id) {
+            self.with_in_sync(|s| s.disconnected(&v.name));
+        }
         lock(&self.last_ack).remove(&id);
         self.publish_acked();
     }
@@ -305,8 +385,12 @@ impl Replication {
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut StandbyView)) {
-        if let Some(v) = lock(&self.standbys).get_mut(&id) {
+        let seen = lock(&self.standbys).get_mut(&id).map(|v| {
             f(v);
+            (v.name.clone(), v.acked, v.streaming)
+        });
+        if let Some((name, acked, streaming)) = seen {
+            self.with_in_sync(|s| s.acked(&name, acked, streaming));
         }
         self.publish_acked();
     }

@@ -2,10 +2,11 @@
 //! `replicated`) or through the SQL journal (`sql`).
 
 use super::sql::{SqlChannel, SqlJournal};
+use super::in_sync::InSyncSet;
 use super::Replication;
 use crate::config::{Durability, ReplicationSection};
 use crate::engine::EngineError;
-use crate::storage::Storage;
+use crate::storage::{Replicas, Storage};
 use fix_lease::RoleState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,11 +30,11 @@ impl Setup {
     /// for the durability the mode asks for.
     pub async fn prepare(
         section: &ReplicationSection,
+        lease: &fix_lease::LeaseConfig,
         lease_url: &str,
-        group: &str,
-        region: Option<String>,
         storage: &mut Storage,
     ) -> Result<Self, EngineError> {
+        let (group, region) = (lease.group.as_str(), lease.region.clone());
         let (listen, peers) = section.addresses()?;
         let sql = match section.durability {
             Durability::Sql => Some(Arc::new(
@@ -44,7 +45,14 @@ impl Setup {
             _ => None,
         };
         let eligible = peers.is_empty() || sql.is_some();
-        let state = Replication::new(eligible);
+        let wait = Duration::from_millis(section.standby_wait_ms.unwrap_or(1000));
+        let in_sync = InSyncSet::new(
+            &lease.owner,
+            section.on_standby_loss,
+            wait,
+            section.durability == Durability::Replicated,
+        );
+        let state = Replication::new(eligible, in_sync);
         state.set_region(
             region,
             section.cross_region == crate::config::CrossRegion::Sync,
@@ -52,11 +60,10 @@ impl Setup {
         match section.durability {
             Durability::Local => {}
             Durability::Replicated => {
-                let wait = Duration::from_millis(section.standby_wait_ms.unwrap_or(1000));
-                storage.require_replicas(Arc::clone(&state), wait);
+                storage.require_replicas(Replicas::InSync(Arc::clone(&state), wait));
             }
             // The SQL shipper is the one "standby"; never go on without it.
-            Durability::Sql => storage.require_replicas(Arc::clone(&state), Duration::MAX),
+            Durability::Sql => storage.require_replicas(Replicas::SqlShipper(Arc::clone(&state))),
         }
         Ok(Self {
             state,
@@ -84,17 +91,20 @@ impl Setup {
         })
     }
 
-    /// Starts the tasks: the SQL channel, or the TCP source and follower.
+    /// Starts the tasks: the SQL channel, or the TCP source and follower with the task
+    /// that records the in-sync set in `lease_store`.
     pub async fn spawn(
         &self,
         storage: &Storage,
         role: &watch::Receiver<RoleState>,
         sql: Option<SqlChannel>,
-        name: String,
+        lease: (&fix_lease::LeaseConfig, Arc<dyn fix_lease::LeaseStore>),
     ) -> Result<Vec<JoinHandle<()>>, EngineError> {
         if let Some(channel) = sql {
             return Ok(vec![tokio::spawn(channel.run())]);
         }
+        let (lease, lease_store) = lease;
+        let name = lease.owner.clone();
         let (Some((journal, durable)), Some(listen)) = (storage.journal(), self.listen) else {
             return Ok(Vec::new());
         };
@@ -113,15 +123,25 @@ impl Setup {
         };
         let follower = super::follower::Follower {
             journal: journal.clone(),
-            durable,
+            durable: durable.clone(),
             role: role.clone(),
             state: Arc::clone(&self.state),
             peers: self.peers.clone(),
             name,
         };
+        let in_sync = super::in_sync_task::InSyncTask {
+            store: lease_store,
+            group: lease.group.clone(),
+            owner: lease.owner.clone(),
+            role: role.clone(),
+            journal: journal.clone(),
+            durable: durable.clone(),
+            state: Arc::clone(&self.state),
+        };
         Ok(vec![
             tokio::spawn(super::source::serve(listener, source)),
             tokio::spawn(follower.run()),
+            tokio::spawn(in_sync.run()),
         ])
     }
 }

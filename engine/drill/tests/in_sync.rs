@@ -1,0 +1,194 @@
+//! The in-sync rule under `replicated` durability, with real processes: a standby that
+//! stalled while the leader went on without it must never take over with its stale
+//! journal; only instances in the in-sync set recorded in the lease store may lead.
+//!
+//! Each scenario asserts from the counterparty's side (every order answered, no sequence
+//! gap, no unflagged duplicate, the session continues without a reset) and that the
+//! stale instance never reports leader.
+
+use fix_drill::backend::{Backend, Servers};
+use fix_drill::cluster::{Cluster, GroupOptions};
+use fix_drill::trader::Trader;
+use std::time::{Duration, Instant};
+
+fn group(backend: Backend, instances: usize) -> GroupOptions {
+    GroupOptions {
+        exe: env!("CARGO_BIN_EXE_fix-drill").into(),
+        backend,
+        durability: "replicated".into(),
+        lease_ms: (1500, 300, 300),
+        instances,
+        names: Vec::new(),
+        regions: Vec::new(),
+        active_region: None,
+        cross_region_sync: false,
+        kafka: None,
+    }
+}
+
+/// Watches instance `i` for `period`: it must never report leader.
+async fn never_leads(cluster: &Cluster, i: usize, period: Duration, why: &str) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        assert!(
+            !cluster.nodes[i].is_leader().await,
+            "{} took the lease although {why}{}",
+            cluster.nodes[i].spec.name,
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The counterparty's invariants once every order had time to be answered.
+async fn settle_clean(trader: &mut Trader, cluster: &Cluster) {
+    let tally = trader.settle(Duration::from_secs(30)).await;
+    println!("counterparty: {tally:?}");
+    assert!(tally.sent > 100, "load ran: {tally:?}");
+    assert_eq!(
+        tally.lost,
+        0,
+        "orders never answered: {:?}{}",
+        trader.book().unanswered_orders(),
+        cluster.logs()
+    );
+    assert_eq!(tally.gaps, 0, "sequence gaps: {tally:?}{}", cluster.logs());
+    assert_eq!(tally.unflagged_duplicates, 0, "{tally:?}");
+    assert!(
+        trader.wait_logged_on(Duration::from_secs(10)).await,
+        "the session continues"
+    );
+}
+
+/// Issue 18, defect 1a: SIGSTOP the standby for 3 s under load (the leader goes on
+/// without it), `kill -9` the leader, SIGCONT the standby. The standby is out of the
+/// in-sync set: it must not lead. The old leader, restarted as a supervisor would,
+/// leads again with every acknowledged record; the standby catches up and follows.
+async fn stalled_standby(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let servers = Servers::from_env();
+    let mut cluster = Cluster::start(&group(backend, 2), &servers, dir.path())
+        .await
+        .expect("cluster");
+    let l = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let s = 1 - l;
+    cluster
+        .wait_caught_up(s, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    let mut trader = Trader::start(&cluster.fix_addrs(), 200)
+        .await
+        .expect("counterparty");
+    assert!(trader.wait_logged_on(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.nodes[s].pause().expect("SIGSTOP the standby");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answered_alone = trader.book().tally().sent - trader.book().unanswered() as u64;
+    cluster.nodes[l].kill9();
+    cluster.nodes[s].resume().expect("SIGCONT the standby");
+    println!("orders answered before the kill: {answered_alone}");
+
+    never_leads(
+        &cluster,
+        s,
+        Duration::from_secs(3),
+        "it missed what the leader acknowledged alone",
+    )
+    .await;
+
+    cluster.nodes[l].start().expect("restart the old leader");
+    cluster
+        .wait_promoted(l, Duration::from_secs(20))
+        .await
+        .expect("the restarted leader, the only in-sync instance, leads again");
+    cluster
+        .wait_caught_up(s, Duration::from_secs(20))
+        .await
+        .expect("the stale standby catches up and follows");
+    settle_clean(&mut trader, &cluster).await;
+    trader.shutdown().await;
+}
+
+/// Issue 18, defect 1b: three instances. One standby stalls and is left behind; the
+/// leader dies. The stale standby must not win the election even when it is the only
+/// contender for a while; the standby that stayed in sync takes over.
+async fn three_instances(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let servers = Servers::from_env();
+    let mut cluster = Cluster::start(&group(backend, 3), &servers, dir.path())
+        .await
+        .expect("cluster");
+    let l = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let standbys: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let (stale, synced) = (standbys[0], standbys[1]);
+    for &i in &standbys {
+        cluster
+            .wait_caught_up(i, Duration::from_secs(20))
+            .await
+            .expect("caught up");
+    }
+    let mut trader = Trader::start(&cluster.fix_addrs(), 200)
+        .await
+        .expect("counterparty");
+    assert!(trader.wait_logged_on(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.nodes[stale].pause().expect("SIGSTOP one standby");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.nodes[synced]
+        .pause()
+        .expect("SIGSTOP the in-sync standby");
+    cluster.nodes[l].kill9();
+    cluster.nodes[stale].resume().expect("SIGCONT the stale one");
+    never_leads(
+        &cluster,
+        stale,
+        Duration::from_secs(3),
+        "it missed records the others acknowledged",
+    )
+    .await;
+    cluster.nodes[synced].resume().expect("SIGCONT");
+    cluster
+        .wait_promoted(synced, Duration::from_secs(20))
+        .await
+        .expect("the in-sync standby takes over");
+    cluster
+        .wait_caught_up(stale, Duration::from_secs(20))
+        .await
+        .expect("the stale standby follows the new leader");
+    settle_clean(&mut trader, &cluster).await;
+    cluster.nodes[l].start().expect("restart the old leader");
+    cluster
+        .wait_caught_up(l, Duration::from_secs(20))
+        .await
+        .expect("the old leader follows");
+    assert_eq!(cluster.leader().await, Some(synced), "exactly one leader");
+    trader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_standby_sqlite() {
+    stalled_standby(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_standby_postgres() {
+    stalled_standby(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_sqlite() {
+    three_instances(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_mysql() {
+    three_instances(Backend::Mysql).await;
+}
