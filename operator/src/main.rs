@@ -730,6 +730,13 @@ async fn status(g: &Group, output: Output) -> anyhow::Result<()> {
         ),
         Output::Human => {
             print_rows(&rows, output);
+            if let Some(set) = rows
+                .iter()
+                .find_map(|r| r["readiness"]["replication"]["in_sync"]["recorded"].as_array())
+            {
+                let names: Vec<&str> = set.iter().filter_map(|n| n.as_str()).collect();
+                println!("in-sync set (lease store): {}", names.join(", "));
+            }
             match &routed {
                 Ok(to) => println!(
                     "routing ({}): {}",
@@ -751,8 +758,8 @@ fn print_rows(rows: &[serde_json::Value], output: Output) {
         Output::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
         Output::Human => {
             println!(
-                "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} sessions",
-                "engine", "admin", "role", "epoch", "lease holder", "expires ms"
+                "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {:<8} sessions",
+                "engine", "admin", "role", "epoch", "lease holder", "expires ms", "in-sync"
             );
             for r in rows {
                 let v = &r["readiness"];
@@ -771,8 +778,13 @@ fn print_rows(rows: &[serde_json::Value], output: Output) {
                         )
                     })
                     .collect();
+                let in_sync = match v["in_sync"].as_bool() {
+                    Some(true) => "yes",
+                    Some(false) => "NO",
+                    None => "-",
+                };
                 println!(
-                    "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {}",
+                    "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {:<8} {}",
                     r["name"].as_str().unwrap_or("?"),
                     r["admin"].as_str().unwrap_or("?"),
                     if r["reachable"] == true {
@@ -785,6 +797,7 @@ fn print_rows(rows: &[serde_json::Value], output: Output) {
                     v["lease_expires_in_ms"]
                         .as_i64()
                         .map_or_else(|| "-".to_string(), |ms| ms.to_string()),
+                    in_sync,
                     sessions.join("; ")
                 );
             }

@@ -209,13 +209,14 @@ impl Cluster {
         }
     }
 
-    /// Waits until instance `i` follows a leader and has caught up with it once.
+    /// Waits until instance `i` follows a leader, has caught up with it, and may take
+    /// over: it is in the in-sync set recorded in the lease store (when one is).
     pub async fn wait_caught_up(&self, i: usize, limit: Duration) -> Result<(), ClusterError> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = self.nodes[i].readiness().await {
                 let f = &v["replication"]["follower"];
-                if f["caught_up"] == true && f["leader"].is_string() {
+                if f["caught_up"] == true && f["leader"].is_string() && v["in_sync"] != false {
                     return Ok(());
                 }
             }

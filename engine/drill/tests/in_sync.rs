@@ -146,7 +146,9 @@ async fn three_instances(backend: Backend) {
         .pause()
         .expect("SIGSTOP the in-sync standby");
     cluster.nodes[l].kill9();
-    cluster.nodes[stale].resume().expect("SIGCONT the stale one");
+    cluster.nodes[stale]
+        .resume()
+        .expect("SIGCONT the stale one");
     never_leads(
         &cluster,
         stale,

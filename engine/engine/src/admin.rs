@@ -58,6 +58,10 @@ struct Readiness {
     /// The in-sync set recorded in the lease store, as this standby last read it (the
     /// leader shows its own under `replication.in_sync`).
     lease_in_sync: Option<Vec<String>>,
+    /// This instance is in that set (always while leading; `null`: none recorded). A
+    /// standby outside it may not take the lease: it has not caught up since the leader
+    /// went on without it.
+    in_sync: Option<bool>,
     sessions: Vec<SessionView>,
     replication: Option<ReplicationView>,
     /// New FIX connections are refused (`POST /logons/hold`).
@@ -228,6 +232,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_epoch: holder.as_ref().map(|h| h.epoch),
         lease_expires_in_ms: holder.as_ref().map(|h| h.expires_in_ms),
         lease_in_sync: holder.as_ref().and_then(|h| h.in_sync.clone()),
+        in_sync: st.handle.in_sync_member(),
         sessions: views(&st.handle).await,
         replication: replication_view(&st.handle, false),
         logons_held: st.handle.logons_held(),

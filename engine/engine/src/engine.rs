@@ -175,9 +175,9 @@ impl Engine {
             None => None,
         };
         let replication = match (&config.engine.replication, &config.engine.lease, &lease) {
-            (Some(r), Some(l), Some((cfg, _))) => Some(
-                crate::replication::setup::Setup::prepare(r, cfg, &l.url, &mut storage).await?,
-            ),
+            (Some(r), Some(l), Some((cfg, _))) => {
+                Some(crate::replication::setup::Setup::prepare(r, cfg, &l.url, &mut storage).await?)
+            }
             _ => None,
         };
         let keeper = match &lease {
@@ -205,6 +205,7 @@ impl Engine {
                     terms: 0,
                     last_call: None,
                     holder: None,
+                    in_active_region: true,
                 });
                 (Some(tx), Some(rx))
             }
@@ -626,6 +627,23 @@ impl EngineHandle {
         self.keeper
             .as_ref()
             .and_then(|k| k.subscribe().borrow().holder.clone())
+    }
+
+    /// Whether this instance is in the in-sync set recorded in the lease store: always
+    /// while leading; as last read while standby (`None`: none recorded, or not read yet).
+    pub fn in_sync_member(&self) -> Option<bool> {
+        let k = self.keeper.as_ref()?;
+        if matches!(k.role(), fix_lease::Role::Leader { .. }) {
+            return Some(true);
+        }
+        let state = k.subscribe();
+        let state = state.borrow();
+        if !state.in_active_region {
+            // Outside the active region it does not contend, in sync or not.
+            return None;
+        }
+        let members = state.holder.as_ref()?.in_sync.as_ref()?;
+        Some(members.iter().any(|m| m == k.owner()))
     }
 
     /// How many times this instance became leader (1 without a lease).

@@ -245,12 +245,32 @@ impl LeaseStore for DynamoLeaseStore {
         let (update, values) = if set.is_empty() {
             ("REMOVE in_sync", Vec::new())
         } else {
-            ("SET in_sync = :isr", vec![(":isr", AttributeValue::Ss(set))])
+            (
+                "SET in_sync = :isr",
+                vec![(":isr", AttributeValue::Ss(set))],
+            )
         };
         let item = self
             .update_own(g, update, now_ms(), values, "recording the in-sync set")
             .await?;
         Ok(item.is_some())
+    }
+
+    async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("grp", s(group))
+            .update_expression("REMOVE in_sync")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                err(
+                    "clearing the in-sync set",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })
     }
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {

@@ -42,6 +42,9 @@ pub struct RoleState {
     /// Who holds the lease, as last seen: this node while leader, otherwise the lease
     /// store's row read after a failed acquire.
     pub holder: Option<LeaseHolder>,
+    /// This node names no region, or its region was the group's active region when last
+    /// looked at (only then may it contend).
+    pub in_active_region: bool,
 }
 
 /// The lease's holder as last seen.
@@ -68,6 +71,7 @@ enum Command {
 
 /// Handle to a running keeper.
 pub struct Keeper {
+    owner: String,
     state: watch::Receiver<RoleState>,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
@@ -95,14 +99,22 @@ impl Keeper {
             terms: 0,
             last_call: None,
             holder: None,
+            in_active_region: true,
         });
         let (commands, rx) = mpsc::channel(4);
+        let owner = cfg.owner.clone();
         let task = tokio::spawn(run(store, cfg, tx, rx, eligible));
         Self {
+            owner,
             state,
             commands,
             task,
         }
+    }
+
+    /// This node's owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Watches the role.
@@ -209,23 +221,30 @@ async fn in_active_region(
     let Some(mine) = &cfg.region else {
         return true;
     };
-    match crate::region::active_region(store, &cfg.group).await {
+    let active = match crate::region::active_region(store, &cfg.group).await {
         Ok(None) => true,
         Ok(Some(active)) if &active == mine => true,
         Ok(Some(active)) => {
             let reason = format!("region {mine} is not the active region ({active})");
             tx.send_if_modified(|s| {
-                let changed = s.reason != reason;
+                let changed = s.reason != reason || s.in_active_region;
                 s.reason = reason;
+                s.in_active_region = false;
                 changed
             });
-            false
+            return false;
         }
         Err(e) => {
             tracing::warn!(error = %e, "reading the active region failed; retrying");
-            false
+            return false;
         }
-    }
+    };
+    tx.send_if_modified(|s| {
+        let changed = s.in_active_region != active;
+        s.in_active_region = active;
+        changed
+    });
+    active
 }
 
 /// Why `owner` may not take a free lease: it is not in the recorded in-sync set.

@@ -9,7 +9,10 @@
 //! source region is dark, and engines there that come back see the pin and stay standby.
 //!
 //! A group without the row (never pinned) lets every instance contend, as a
-//! single-region group does.
+//! single-region group does. Moving the pin to another region also removes the group's
+//! recorded in-sync set (`replicated` durability): with `cross_region = "async"` no
+//! instance of the new region is a member, and the move is the operator's decision to
+//! let the new region lead.
 
 use crate::store::{Grant, LeaseError, LeaseStore};
 use std::time::Duration;
@@ -68,11 +71,17 @@ pub async fn set_active_region(
         store.release(&grant).await?;
     }
     match store.acquire(&pin, region, PIN_TTL).await? {
-        Some(grant) => Ok(RegionPin {
-            region: region.to_string(),
-            epoch: grant.epoch,
-            moved_from: current.map(|s| s.owner),
-        }),
+        Some(grant) => {
+            if current.is_some() {
+                // The old region's in-sync set names no instance of the new one.
+                store.clear_in_sync(group).await?;
+            }
+            Ok(RegionPin {
+                region: region.to_string(),
+                epoch: grant.epoch,
+                moved_from: current.map(|s| s.owner),
+            })
+        }
         None => Err(LeaseError::PinContended {
             group: group.to_string(),
             region: region.to_string(),

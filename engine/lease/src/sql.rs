@@ -361,6 +361,28 @@ impl LeaseStore for SqlLeaseStore {
         Ok(affected == 1)
     }
 
+    async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
+        let err = self.query_err("clearing the in-sync set");
+        match self {
+            Self::Sqlite(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?1")
+                .bind(group)
+                .execute(p)
+                .await
+                .map(|_| ()),
+            Self::Postgres(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = $1")
+                .bind(group)
+                .execute(p)
+                .await
+                .map(|_| ()),
+            Self::MySql(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?")
+                .bind(group)
+                .execute(p)
+                .await
+                .map(|_| ()),
+        }
+        .map_err(err)
+    }
+
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
         let epoch = g.epoch as i64;
         let err = self.query_err("releasing the lease");
@@ -399,15 +421,15 @@ impl LeaseStore for SqlLeaseStore {
             }
         }
         .map_err(err)?;
-        Ok(
-            row.map(|(owner, epoch, expires_at_ms, now_ms, in_sync)| LeaseState {
+        Ok(row.map(
+            |(owner, epoch, expires_at_ms, now_ms, in_sync)| LeaseState {
                 owner,
                 epoch: epoch.max(0) as u64,
                 expires_at_ms,
                 now_ms,
                 in_sync: split_in_sync(in_sync),
-            }),
-        )
+            },
+        ))
     }
 
     fn backend(&self) -> &'static str {

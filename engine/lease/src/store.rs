@@ -51,7 +51,12 @@ pub(crate) fn join_in_sync(members: &[String]) -> Option<String> {
 
 /// The stored in-sync set back as names.
 pub(crate) fn split_in_sync(stored: Option<String>) -> Option<Vec<String>> {
-    stored.map(|s| s.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect())
+    stored.map(|s| {
+        s.split(',')
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
 }
 
 /// A lease operation failed (as opposed to being refused, which is `Ok(None)`).
@@ -124,6 +129,13 @@ pub trait LeaseStore: Send + Sync {
     /// can never change it. An empty set removes the record (anyone may acquire).
     /// Returns whether it was still ours.
     async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError>;
+
+    /// Removes the recorded in-sync set of `group` whoever holds the lease: the next
+    /// election is open to every contender. Only for moving the active region to another
+    /// region ([`crate::region::set_active_region`]), a decision that accepts losing what
+    /// the old region acknowledged and the new one had not received (the rotation
+    /// runbook's RPO gate measures it first).
+    async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError>;
 
     /// The stored lease of `group`, if the group has ever been leased.
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError>;

@@ -105,6 +105,106 @@ async fn store(kind: &str, dir: &tempfile::TempDir) -> SqlLeaseStore {
 const KINDS: [&str; 3] = ["sqlite", "postgres", "mysql"];
 const TTL: Duration = Duration::from_millis(600);
 
+/// The in-sync rule as every backend must keep it: only recorded members acquire, only
+/// the live holder records, an empty set lifts the rule.
+async fn in_sync_rule(s: &dyn LeaseStore, kind: &str) {
+    let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let long = Duration::from_secs(30);
+    let a = s
+        .acquire("isr", "a", long)
+        .await
+        .expect("call")
+        .expect("free");
+    assert!(
+        s.set_in_sync(&a, &names(&["b", "a"])).await.expect("call"),
+        "{kind}"
+    );
+    let state = s.read("isr").await.expect("call").expect("row");
+    assert_eq!(
+        state.in_sync,
+        Some(names(&["a", "b"])),
+        "{kind}: stored sorted"
+    );
+    assert!(s.release(&a).await.expect("call"), "{kind}");
+    assert!(
+        s.acquire("isr", "c", long).await.expect("call").is_none(),
+        "{kind}: c is not in the in-sync set"
+    );
+    let b = s
+        .acquire("isr", "b", long)
+        .await
+        .expect("call")
+        .expect("b is in sync");
+    assert_eq!(b.epoch, a.epoch + 1, "{kind}");
+    assert!(
+        !s.set_in_sync(&a, &names(&["a"])).await.expect("call"),
+        "{kind}: a deposed holder cannot record"
+    );
+    assert!(
+        s.set_in_sync(&b, &names(&["b"])).await.expect("call"),
+        "{kind}"
+    );
+    assert!(
+        s.set_in_sync(&b, &names(&["b"])).await.expect("call"),
+        "{kind}: recording the same set again is still ours"
+    );
+    assert!(s.release(&b).await.expect("call"), "{kind}");
+    assert!(
+        s.acquire("isr", "a", long).await.expect("call").is_none(),
+        "{kind}: a was dropped from the set"
+    );
+    let b = s.acquire("isr", "b", long).await.expect("call").expect("b");
+    assert!(s.set_in_sync(&b, &[]).await.expect("call"), "{kind}");
+    assert_eq!(
+        s.read("isr").await.expect("call").expect("row").in_sync,
+        None,
+        "{kind}"
+    );
+    assert!(s.release(&b).await.expect("call"), "{kind}");
+    assert!(
+        s.acquire("isr", "c", long).await.expect("call").is_some(),
+        "{kind}: without a recorded set anyone may acquire"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_of_the_recorded_in_sync_set_may_acquire() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        in_sync_rule(&store(kind, &dir).await, kind).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_table_from_before_the_in_sync_set_gets_its_column() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .expect("sqlite");
+        sqlx::query("CREATE TABLE fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)")
+            .execute(&mut c)
+            .await
+            .expect("old table");
+        sqlx::query("INSERT INTO fix_lease VALUES ('isr', 'old', 4, 0)")
+            .execute(&mut c)
+            .await
+            .expect("old row");
+    }
+    let s = SqlLeaseStore::connect(&url).await.expect("migrates");
+    let state = s.read("isr").await.expect("read").expect("row");
+    assert_eq!((state.epoch, state.in_sync), (4, None));
+    let g = s
+        .acquire("isr", "a", TTL)
+        .await
+        .expect("call")
+        .expect("expired");
+    assert_eq!(g.epoch, 5);
+    assert!(s.release(&g).await.expect("release"));
+    in_sync_rule(&s, "sqlite migrated").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_is_exclusive_until_it_expires_and_epochs_only_grow() {
     for kind in KINDS {
@@ -323,6 +423,11 @@ mod dynamodb {
         let state = s.read("g").await.expect("call").expect("item");
         assert_eq!((state.owner.as_str(), state.epoch), ("node-c", 3));
         assert!(s.read("none").await.expect("call").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamodb_keeps_the_in_sync_rule() {
+        super::in_sync_rule(&store().await, "dynamodb").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,10 @@ impl LeaseStore for Cuttable {
         self.gate().await?;
         self.inner.set_in_sync(grant, members).await
     }
+    async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
+        self.gate().await?;
+        self.inner.clear_in_sync(group).await
+    }
     async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
         self.inner.read(g).await
     }
@@ -245,12 +249,11 @@ async fn a_slow_acquire_is_renewed_before_its_deadline() {
         async fn release(&self, grant: &Grant) -> Result<bool, LeaseError> {
             self.0.release(grant).await
         }
-        async fn set_in_sync(
-            &self,
-            grant: &Grant,
-            members: &[String],
-        ) -> Result<bool, LeaseError> {
+        async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError> {
             self.0.set_in_sync(grant, members).await
+        }
+        async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
+            self.0.clear_in_sync(group).await
         }
         async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
             self.0.read(g).await

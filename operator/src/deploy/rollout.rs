@@ -154,7 +154,10 @@ fn leads(v: &serde_json::Value) -> bool {
 
 fn caught_up(v: &serde_json::Value) -> bool {
     let f = &v["replication"]["follower"];
-    v["role"] != "leader" && f["caught_up"] == true && f["leader"].is_string()
+    v["role"] != "leader"
+        && f["caught_up"] == true
+        && f["leader"].is_string()
+        && v["in_sync"] != false
 }
 
 /// The leader's name; errors unless exactly one engine leads and the others are

@@ -115,6 +115,10 @@ async fn region_healthy(sys: &System, region: &str) -> Result<(), String> {
             problems.push(format!("{name} follows no leader"));
         } else if f["caught_up"] != true {
             problems.push(format!("{name} has not caught up with its leader"));
+        } else if r["in_sync"] == false {
+            problems.push(format!(
+                "{name} is not in the in-sync set recorded in the lease store (it may not lead until it has caught up)"
+            ));
         }
     }
     if problems.is_empty() {

@@ -77,7 +77,10 @@ fn replication_settings_are_checked_with_the_fix_named() {
     ))
     .expect_err("no stable owner")
     .to_string();
-    assert!(e.contains("lease.owner") && e.contains("in-sync set"), "{e}");
+    assert!(
+        e.contains("lease.owner") && e.contains("in-sync set"),
+        "{e}"
+    );
     let e = replication("[engine.lease]\nurl = 'sqlite://x.db'\nowner = 'a,b'\n")
         .expect_err("comma")
         .to_string();

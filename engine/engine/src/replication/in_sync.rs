@@ -59,6 +59,9 @@ struct Standby {
     connections: u32,
     /// It was sent everything durable here at least once over an open connection.
     streaming: bool,
+    /// It may join the set (a standby of another region may not under
+    /// `cross_region = "async"`: messages do not wait for it).
+    joinable: bool,
 }
 
 /// The in-sync set as this instance sees it.
@@ -173,9 +176,12 @@ impl InSyncSet {
         self.leading
     }
 
-    /// A standby named `name` connected.
-    pub fn connected(&mut self, name: &str) {
-        self.standbys.entry(name.to_string()).or_default().connections += 1;
+    /// A standby named `name` connected; `joinable` unless messages must not wait for it
+    /// (another region's standby under `cross_region = "async"`).
+    pub fn connected(&mut self, name: &str, joinable: bool) {
+        let s = self.standbys.entry(name.to_string()).or_default();
+        s.connections += 1;
+        s.joinable = joinable;
     }
 
     /// A connection from `name` ended.
@@ -299,9 +305,13 @@ impl InSyncSet {
         let close = durable_now.saturating_sub(super::CHUNK as u64);
         let joiner = self.standbys.iter().find_map(|(name, s)| {
             (s.connections > 0
+                && s.joinable
                 && s.streaming
                 && s.acked >= close
-                && self.dropped.get(name).is_none_or(|&lagged| s.acked >= lagged)
+                && self
+                    .dropped
+                    .get(name)
+                    .is_none_or(|&lagged| s.acked >= lagged)
                 && !recorded.contains(name)
                 && !self.required.contains(name)
                 && *name != self.me)
@@ -365,10 +375,7 @@ impl InSyncSet {
     pub fn view(&self, now: Instant) -> InSyncView {
         let oldest = self.oldest_wait(now);
         InSyncView {
-            recorded: self
-                .recorded
-                .as_ref()
-                .map(|r| r.iter().cloned().collect()),
+            recorded: self.recorded.as_ref().map(|r| r.iter().cloned().collect()),
             required: self.required.iter().cloned().collect(),
             on_standby_loss: self.policy,
             oldest_wait_ms: oldest.as_millis() as u64,

@@ -24,6 +24,8 @@ pub struct InSyncTask {
     pub group: String,
     /// This instance's lease owner id.
     pub owner: String,
+    /// This instance's region in a multi-region group.
+    pub region: Option<String>,
     /// This instance's role (leader only once the journal is open for the epoch).
     pub role: watch::Receiver<RoleState>,
     /// The journal.
@@ -52,8 +54,7 @@ impl InSyncTask {
                 .poll_in_sync(Instant::now(), || journal.durable())
             {
                 let outcome = self.write(&record).await;
-                self.state
-                    .in_sync_written(&record, outcome, Instant::now());
+                self.state.in_sync_written(&record, outcome, Instant::now());
                 continue;
             }
             tokio::select! {
@@ -82,6 +83,18 @@ impl InSyncTask {
             expires_at_ms: 0,
         };
         let members: Vec<String> = record.members.iter().cloned().collect();
+        if let Some(mine) = &self.region {
+            // The active region moved away (and lifted the recorded set for the new
+            // region): record nothing more; the step-down follows.
+            match fix_lease::region::active_region(self.store.as_ref(), &self.group).await {
+                Ok(Some(active)) if &active != mine => return Err(()),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the active region failed; retrying");
+                    return Err(());
+                }
+            }
+        }
         let before = self.state.in_sync().and_then(|v| v.recorded);
         let written =
             tokio::time::timeout(WRITE_TIMEOUT, self.store.set_in_sync(&grant, &members)).await;

@@ -221,8 +221,7 @@ impl Replication {
     /// The in-sync set while leading.
     pub fn in_sync(&self) -> Option<InSyncView> {
         let set = lock(&self.in_sync);
-        set.leading()
-            .map(|_| set.view(std::time::Instant::now()))
+        set.leading().map(|_| set.view(std::time::Instant::now()))
     }
 
     /// Sets this instance's region and whether writes wait for another region's standby.
@@ -329,7 +328,8 @@ impl Replication {
             acked: 0,
             streaming: false,
         };
-        self.with_in_sync(|s| s.connected(&view.name));
+        let joinable = !view.remote || self.cross_region_sync();
+        self.with_in_sync(|s| s.connected(&view.name, joinable));
         lock(&self.standbys).insert(*n, view);
         lock(&self.last_ack).insert(*n, std::time::Instant::now());
         self.publish_acked();

@@ -1,8 +1,8 @@
 //! Starting replication from `[engine.replication]`: TCP between instances (`local`,
 //! `replicated`) or through the SQL journal (`sql`).
 
-use super::sql::{SqlChannel, SqlJournal};
 use super::in_sync::InSyncSet;
+use super::sql::{SqlChannel, SqlJournal};
 use super::Replication;
 use crate::config::{Durability, ReplicationSection};
 use crate::engine::EngineError;
@@ -133,6 +133,7 @@ impl Setup {
             store: lease_store,
             group: lease.group.clone(),
             owner: lease.owner.clone(),
+            region: lease.region.clone(),
             role: role.clone(),
             journal: journal.clone(),
             durable: durable.clone(),

@@ -135,7 +135,9 @@ impl Source {
                         durable_position, ..
                     })) => {
                         state.acked_now(id);
-                        state.update(id, |v| v.acked = v.acked.max(durable_position));
+                        // Never more than was sent: a peer acknowledging what it was
+                        // never sent must not count as holding it.
+                        state.update(id, |v| v.acked = v.acked.max(durable_position.min(v.sent)));
                     }
                     Ok(Some(Frame::Refused { reason, .. })) => {
                         tracing::warn!(%peer, %reason, "standby refused the stream");

@@ -12,9 +12,19 @@ fn leading(policy: OnStandbyLoss) -> (InSyncSet, Instant) {
     let t = Instant::now();
     let mut s = InSyncSet::new("a", policy, WAIT, true);
     s.lead(7);
-    assert_eq!(s.committed(), 0, "nothing is durable before the takeover record");
+    assert_eq!(
+        s.committed(),
+        0,
+        "nothing is durable before the takeover record"
+    );
     let r = s.poll(t, 0).expect("takeover record");
-    assert_eq!(r, Record { epoch: 7, members: set(&["a"]) });
+    assert_eq!(
+        r,
+        Record {
+            epoch: 7,
+            members: set(&["a"])
+        }
+    );
     assert_eq!(s.poll(t, 0), None, "one write at a time");
     s.written(&r, Ok(true), t);
     (s, t)
@@ -22,7 +32,7 @@ fn leading(policy: OnStandbyLoss) -> (InSyncSet, Instant) {
 
 /// `b` connects, streams, and is recorded; returns the time after.
 fn join_b(s: &mut InSyncSet, t: Instant, durable: u64) -> Instant {
-    s.connected("b");
+    s.connected("b", true);
     s.acked("b", durable, true);
     let r = s.poll(t, durable).expect("b joins");
     assert_eq!(r.members, set(&["a", "b"]));
@@ -53,9 +63,13 @@ fn a_joined_standby_is_required_for_every_later_record() {
 fn a_joiner_is_recorded_only_once_it_holds_what_was_answered_alone() {
     let (mut s, t) = leading(OnStandbyLoss::Shrink);
     s.durable(t, 1000);
-    s.connected("b");
+    s.connected("b", true);
     s.acked("b", 900, true);
-    assert_eq!(s.poll(t, 1000), None, "not recorded while 900..1000 is missing");
+    assert_eq!(
+        s.poll(t, 1000),
+        None,
+        "not recorded while 900..1000 is missing"
+    );
     assert_eq!(s.committed(), 900, "but required from now on");
     s.acked("b", 1000, true);
     let r = s.poll(t, 1000).expect("recorded now");
@@ -71,7 +85,11 @@ fn a_stalled_member_is_dropped_only_by_a_recorded_write_and_stays_required_until
     let later = t + WAIT;
     let r = s.poll(later, 50).expect("shrink");
     assert_eq!(r.members, set(&["a"]));
-    assert_eq!(s.committed(), 0, "b is required until the smaller set is recorded");
+    assert_eq!(
+        s.committed(),
+        0,
+        "b is required until the smaller set is recorded"
+    );
     s.written(&r, Ok(false), later);
     assert_eq!(s.committed(), 0, "a refused write changes nothing");
     assert_eq!(s.view(later).shrinks, 0);
@@ -107,10 +125,20 @@ fn halt_never_drops_a_member() {
 }
 
 #[test]
+fn a_standby_messages_must_not_wait_for_never_joins() {
+    let (mut s, t) = leading(OnStandbyLoss::Shrink);
+    s.durable(t, 100);
+    s.connected("remote", false);
+    s.acked("remote", 100, true);
+    assert_eq!(s.poll(t, 100), None);
+    assert_eq!(s.committed(), u64::MAX);
+}
+
+#[test]
 fn a_stalled_joiner_is_dropped_without_a_write() {
     let (mut s, t) = leading(OnStandbyLoss::Shrink);
     s.durable(t, 100);
-    s.connected("b");
+    s.connected("b", true);
     s.acked("b", 90, true);
     assert_eq!(s.poll(t, 100), None);
     assert_eq!(s.committed(), 90);
@@ -192,7 +220,7 @@ proptest! {
                 }
                 Step::Connect(i) => {
                     connected[i] += 1;
-                    s.connected(names[i]);
+                    s.connected(names[i], i != 2);
                 }
                 Step::Disconnect(i) => {
                     if connected[i] > 0 {
