@@ -135,8 +135,9 @@ pub struct LeaseSpec {
     /// How often the leader renews.
     #[serde(default = "default_renew")]
     pub renew_interval_ms: u64,
-    /// How long before expiry the leader stops sending.
+    /// How long before expiry the leader stops sending (at least 1).
     #[serde(default = "default_margin")]
+    #[schemars(range(min = 1))]
     pub safety_margin_ms: u64,
 }
 

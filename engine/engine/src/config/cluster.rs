@@ -241,6 +241,14 @@ impl LeaseSection {
             c.renew_interval = Duration::from_millis(v);
         }
         if let Some(v) = self.safety_margin_ms {
+            if v == 0 {
+                return Err(invalid(
+                    "engine",
+                    "lease.safety_margin_ms",
+                    "0",
+                    "a margin above the clock drift between this machine and the lease store over one TTL plus a request's latency (default 300): with 0 the holder may still trust its lease after the store has let another instance acquire it",
+                ));
+            }
             c.safety_margin = Duration::from_millis(v);
         }
         if c.renew_interval >= c.trust_window() {

@@ -81,6 +81,10 @@ fn replication_settings_are_checked_with_the_fix_named() {
         e.contains("lease.owner") && e.contains("in-sync set"),
         "{e}"
     );
+    let e = replication("[engine.lease]\nurl = 'sqlite://x.db'\nsafety_margin_ms = 0\n")
+        .expect_err("no margin")
+        .to_string();
+    assert!(e.contains("safety_margin_ms"), "{e}");
     let e = replication("[engine.lease]\nurl = 'sqlite://x.db'\nowner = 'a,b'\n")
         .expect_err("comma")
         .to_string();
