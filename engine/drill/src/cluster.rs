@@ -48,6 +48,14 @@ pub enum ClusterError {
         /// Why.
         source: std::io::Error,
     },
+    /// A process could not be stopped or resumed (SIGSTOP / SIGCONT).
+    #[error("signalling engine {name}: {source}")]
+    Signal {
+        /// Which.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Something did not happen in time.
     #[error("{what} did not happen within {limit:?}{logs}")]
     Timeout {

@@ -22,6 +22,20 @@ pub struct DrillOptions {
     /// acknowledged everything (`local` durability loses what the standby lacked at the
     /// kill; this shows promotion itself loses nothing).
     pub quiesce: bool,
+    /// A fault injected before each kill.
+    pub fault: Fault,
+}
+
+/// A fault injected before each kill (`fix-drill run --fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Fault {
+    /// None: the leader is killed with its standby streaming.
+    #[default]
+    None,
+    /// SIGSTOP a standby for 3 s under load (the leader drops it from the in-sync set and
+    /// goes on), `kill -9` the leader, SIGCONT the standby: it must not lead; the old
+    /// leader, restarted, must, with everything it answered.
+    StallStandby,
 }
 
 /// What one drill measured.
@@ -37,6 +51,8 @@ pub struct Report {
     pub to_logon: Vec<Duration>,
     /// The counterparty's counts.
     pub tally: Tally,
+    /// Cycles in which an instance outside the in-sync set took the lease (must be 0).
+    pub stale_takeovers: u32,
 }
 
 /// Nearest-rank percentile of `v` (sorted here).
@@ -58,7 +74,7 @@ impl Report {
     /// The header of [`Report::row`].
     pub fn header() -> String {
         format!(
-            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5}",
+            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5} {:>5}",
             "backend",
             "mode",
             "cycles",
@@ -68,7 +84,8 @@ impl Report {
             "lost",
             "dup-unflg",
             "dup-flag",
-            "gaps"
+            "gaps",
+            "stale"
         )
     }
 
@@ -83,7 +100,7 @@ impl Report {
             )
         };
         format!(
-            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5}",
+            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5} {:>5}",
             self.backend,
             self.durability,
             self.to_leader.len(),
@@ -93,7 +110,8 @@ impl Report {
             self.tally.lost,
             self.tally.unflagged_duplicates,
             self.tally.flagged_duplicates,
-            self.tally.gaps
+            self.tally.gaps,
+            self.stale_takeovers
         )
     }
 
@@ -118,6 +136,7 @@ impl Report {
             "flagged_duplicates": self.tally.flagged_duplicates,
             "gaps": self.tally.gaps,
             "send_errors": self.tally.send_errors,
+            "stale_takeovers": self.stale_takeovers,
         })
     }
 }
@@ -154,6 +173,45 @@ async fn quiesce(
     }
 }
 
+fn restart(cluster: &mut Cluster, i: usize) -> Result<(), ClusterError> {
+    cluster.nodes[i]
+        .start()
+        .map_err(|source| ClusterError::Spawn {
+            name: cluster.nodes[i].spec.name.clone(),
+            source,
+        })
+}
+
+fn pause(cluster: &Cluster, i: usize) -> Result<(), ClusterError> {
+    cluster.nodes[i]
+        .pause()
+        .map_err(|source| ClusterError::Signal {
+            name: cluster.nodes[i].spec.name.clone(),
+            source,
+        })
+}
+
+fn resume(cluster: &Cluster, i: usize) -> Result<(), ClusterError> {
+    cluster.nodes[i]
+        .resume()
+        .map_err(|source| ClusterError::Signal {
+            name: cluster.nodes[i].spec.name.clone(),
+            source,
+        })
+}
+
+/// Whether instance `i` reports leader at any point within `period`.
+async fn stale_leads(cluster: &Cluster, i: usize, period: Duration) -> bool {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        if cluster.nodes[i].is_leader().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Runs the drill in `dir`; `progress` hears about each cycle.
 pub async fn run(
     opts: &DrillOptions,
@@ -177,6 +235,7 @@ pub async fn run(
         to_leader: Vec::new(),
         to_logon: Vec::new(),
         tally: Tally::default(),
+        stale_takeovers: 0,
     };
     for cycle in 1..=opts.cycles {
         let leader = cluster.wait_leader(limit).await?;
@@ -195,12 +254,30 @@ pub async fn run(
             trader.hold_orders(true);
             quiesce(&cluster, leader, &trader, limit).await?;
         }
+        let stalled = match opts.fault {
+            Fault::None => None,
+            Fault::StallStandby => {
+                let s = (0..cluster.nodes.len()).find(|i| *i != leader);
+                if let Some(s) = s {
+                    pause(&cluster, s)?;
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                s
+            }
+        };
         let killed = Instant::now();
         cluster.nodes[leader].kill9();
-        // Any standby may win; watch them all.
+        if let Some(s) = stalled {
+            resume(&cluster, s)?;
+            if stale_leads(&cluster, s, Duration::from_secs(2)).await {
+                report.stale_takeovers += 1;
+            }
+            restart(&mut cluster, leader)?;
+        }
+        // Any instance may win (the restarted one after a stall); watch them all.
         let promoted = loop {
             if let Some(i) = cluster.leader().await {
-                if i != leader {
+                if i != leader || stalled.is_some() {
                     break Instant::now();
                 }
             }
@@ -238,12 +315,9 @@ pub async fn run(
             ),
         );
         trader.hold_orders(false);
-        cluster.nodes[leader]
-            .start()
-            .map_err(|source| ClusterError::Spawn {
-                name: cluster.nodes[leader].spec.name.clone(),
-                source,
-            })?;
+        if stalled.is_none() {
+            restart(&mut cluster, leader)?;
+        }
     }
     report.tally = trader.settle(Duration::from_secs(20)).await;
     trader.shutdown().await;

@@ -71,6 +71,11 @@ struct RunArgs {
     /// promotion from what `local` durability loses by design).
     #[arg(long)]
     quiesce: bool,
+    /// A fault injected before each kill: `none`, or `stall-standby` (SIGSTOP a standby
+    /// for 3 s under load, kill the leader, SIGCONT: the stale standby must not lead —
+    /// counted in the `stale` column — and the restarted leader takes over).
+    #[arg(long, value_enum, default_value = "none")]
+    fault: fix_drill::drill::Fault,
     /// Print JSON lines instead of the table.
     #[arg(long)]
     json: bool,
@@ -135,6 +140,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                     rate: args.rate,
                     dwell: Duration::from_millis(args.dwell_ms),
                     quiesce: args.quiesce,
+                    fault: args.fault,
                 };
                 let quiet = args.json;
                 let report = drill::run(&opts, &servers, &dir, |cycle, line| {

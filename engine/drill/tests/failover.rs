@@ -56,6 +56,7 @@ async fn kill9_under_load(backend: Backend) {
             rate: 100,
             dwell: Duration::from_millis(400),
             quiesce: mode == "local",
+            fault: drill::Fault::None,
         };
         let report = drill::run(&opts, &servers(), dir.path(), |_, _| {})
             .await
@@ -83,6 +84,7 @@ async fn kill9_under_load(backend: Backend) {
         );
         assert_eq!(t.send_errors, 0, "{t:?}");
         assert_eq!(report.to_leader.len(), 2);
+        assert_eq!(report.stale_takeovers, 0);
     }
 }
 
