@@ -192,7 +192,9 @@ async fn await_in_sync(
     let mut changes = replication.committed_changes();
     loop {
         changes.borrow_and_update();
-        let committed = replication.committed();
+        // Judged for the term the journal writes under now: after a lose-and-regain of
+        // the lease, nothing counts until the set follows the new term.
+        let committed = replication.committed(journal.epoch());
         if committed >= target {
             if committed == u64::MAX {
                 replication.note_degraded_write();

@@ -8,7 +8,7 @@
 //! clock runs ahead take an expired-looking lease early. Keep instance clocks synchronised
 //! (Amazon Time Sync) well within the safety margin (default 300 ms).
 
-use crate::store::{Grant, LeaseError, LeaseState, LeaseStore};
+use crate::store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
@@ -125,6 +125,7 @@ impl DynamoLeaseStore {
         &self,
         g: &Grant,
         update: &str,
+        extra_condition: Option<&str>,
         now: i64,
         values: Vec<(&str, AttributeValue)>,
         action: &'static str,
@@ -135,7 +136,12 @@ impl DynamoLeaseStore {
             .table_name(&self.table)
             .key("grp", s(&g.group))
             .update_expression(update)
-            .condition_expression("#o = :owner AND epoch = :epoch AND expires_at_ms > :now")
+            .condition_expression(match extra_condition {
+                Some(extra) => {
+                    format!("#o = :owner AND epoch = :epoch AND expires_at_ms > :now AND ({extra})")
+                }
+                None => "#o = :owner AND epoch = :epoch AND expires_at_ms > :now".to_string(),
+            })
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":owner", s(&g.owner))
             .expression_attribute_values(":epoch", n(g.epoch as i64))
@@ -216,6 +222,7 @@ impl LeaseStore for DynamoLeaseStore {
             .update_own(
                 g,
                 "SET expires_at_ms = :exp",
+                None,
                 now,
                 vec![(":exp", n(now + ttl.as_millis() as i64))],
                 "renewing the lease",
@@ -230,6 +237,7 @@ impl LeaseStore for DynamoLeaseStore {
             .update_own(
                 g,
                 "SET expires_at_ms = :now",
+                None,
                 now,
                 Vec::new(),
                 "releasing the lease",
@@ -238,11 +246,14 @@ impl LeaseStore for DynamoLeaseStore {
         Ok(item.is_some())
     }
 
-    async fn set_in_sync(&self, g: &Grant, members: &[String]) -> Result<bool, LeaseError> {
-        let mut set: Vec<String> = members.to_vec();
-        set.sort_unstable();
-        set.dedup();
-        let (update, values) = if set.is_empty() {
+    async fn set_in_sync(
+        &self,
+        g: &Grant,
+        expected: Option<&InSync>,
+        record: &InSync,
+    ) -> Result<bool, LeaseError> {
+        let set = record.tokens();
+        let (update, mut values) = if set.is_empty() {
             ("REMOVE in_sync", Vec::new())
         } else {
             (
@@ -250,27 +261,51 @@ impl LeaseStore for DynamoLeaseStore {
                 vec![(":isr", AttributeValue::Ss(set))],
             )
         };
+        let extra = match expected.map(InSync::tokens) {
+            None => None,
+            Some(e) if e.is_empty() => Some("attribute_not_exists(in_sync)"),
+            Some(e) => {
+                values.push((":was", AttributeValue::Ss(e)));
+                Some("in_sync = :was")
+            }
+        };
         let item = self
-            .update_own(g, update, now_ms(), values, "recording the in-sync set")
+            .update_own(
+                g,
+                update,
+                extra,
+                now_ms(),
+                values,
+                "recording the in-sync set",
+            )
             .await?;
         Ok(item.is_some())
     }
 
     async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
-        self.client
+        let out = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("grp", s(group))
             .update_expression("REMOVE in_sync")
+            // A group never leased has no item; creating a bare one would block acquires.
+            .condition_expression("attribute_exists(grp)")
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                err(
-                    "clearing the in-sync set",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err(
+                "clearing the in-sync set",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
+        }
     }
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
@@ -297,7 +332,10 @@ impl LeaseStore for DynamoLeaseStore {
             epoch: num(i, "epoch").max(0) as u64,
             expires_at_ms: num(i, "expires_at_ms"),
             now_ms: now_ms(),
-            in_sync: i.get("in_sync").and_then(|v| v.as_ss().ok()).cloned(),
+            in_sync: i
+                .get("in_sync")
+                .and_then(|v| v.as_ss().ok())
+                .and_then(|v| InSync::decode(v.iter().map(String::as_str))),
         }))
     }
 

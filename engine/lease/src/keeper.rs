@@ -249,7 +249,7 @@ async fn in_active_region(
 
 /// Why `owner` may not take a free lease: it is not in the recorded in-sync set.
 fn out_of_sync(owner: &str, state: &crate::LeaseState) -> Option<String> {
-    let members = state.in_sync.as_ref()?;
+    let members = &state.in_sync.as_ref()?.members;
     if state.is_held() || members.iter().any(|m| m == owner) {
         return None;
     }
@@ -304,7 +304,7 @@ async fn run(
                                     owner: state.owner,
                                     epoch: state.epoch,
                                     expires_in_ms,
-                                    in_sync: state.in_sync,
+                                    in_sync: state.in_sync.map(|r| r.members),
                                 };
                                 tx.send_if_modified(|s| {
                                     let mut changed = s.holder.as_ref() != Some(&holder);

@@ -29,7 +29,7 @@ mod store;
 
 pub use holder::{Holder, LeaseConfig};
 pub use keeper::{Keeper, LeaseHolder, Role, RoleState};
-pub use store::{Grant, LeaseError, LeaseState, LeaseStore};
+pub use store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 
 /// Connects to the lease store named by `url`: `sqlite://PATH`, `postgres://…`,
 /// `mysql://…`, or `dynamodb://TABLE[?region=R&endpoint=URL]` (credentials from the

@@ -15,7 +15,7 @@
 //! MySQL has no `RETURNING`: the new epoch comes back through `LAST_INSERT_ID(expr)`,
 //! which is per connection, so acquire runs its statements on one pooled connection.
 
-use crate::store::{join_in_sync, split_in_sync, Grant, LeaseError, LeaseState, LeaseStore};
+use crate::store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -205,7 +205,7 @@ impl SqlLeaseStore {
         .execute(&mut *conn)
         .await?;
         let sql = format!(
-            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND expires_at_ms <= {MY_NOW} AND (in_sync IS NULL OR FIND_IN_SET(?, in_sync) > 0)"
+            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND expires_at_ms <= {MY_NOW} AND (in_sync IS NULL OR FIND_IN_SET(BINARY ?, BINARY in_sync) > 0)"
         );
         let done = sqlx::query(&sql)
             .bind(owner)
@@ -228,6 +228,44 @@ impl SqlLeaseStore {
 }
 
 impl SqlLeaseStore {
+    /// MySQL counts only rows whose value changed: a write of the set already stored is
+    /// confirmed by reading the row under the same conditions.
+    async fn set_in_sync_mysql(
+        p: &MySqlPool,
+        g: &Grant,
+        check: i64,
+        expected: Option<String>,
+        members: Option<String>,
+    ) -> Result<u64, sqlx::Error> {
+        let epoch = g.epoch as i64;
+        let owned = format!("grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}");
+        let sql = format!(
+            "UPDATE fix_lease SET in_sync = ? WHERE {owned} AND (? = 0 OR BINARY in_sync <=> BINARY ?)"
+        );
+        let done = sqlx::query(&sql)
+            .bind(&members)
+            .bind(&g.group)
+            .bind(&g.owner)
+            .bind(epoch)
+            .bind(check)
+            .bind(&expected)
+            .execute(p)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(1);
+        }
+        let sql =
+            format!("SELECT COUNT(*) FROM fix_lease WHERE {owned} AND BINARY in_sync <=> BINARY ?");
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(&g.group)
+            .bind(&g.owner)
+            .bind(epoch)
+            .bind(&members)
+            .fetch_one(p)
+            .await?;
+        Ok(n as u64)
+    }
+
     async fn renew_mysql(
         p: &MySqlPool,
         sql: &str,
@@ -330,32 +368,27 @@ impl LeaseStore for SqlLeaseStore {
         Ok(grant(&g.group, &g.owner, row))
     }
 
-    async fn set_in_sync(&self, g: &Grant, members: &[String]) -> Result<bool, LeaseError> {
+    async fn set_in_sync(
+        &self,
+        g: &Grant,
+        expected: Option<&InSync>,
+        record: &InSync,
+    ) -> Result<bool, LeaseError> {
         let epoch = g.epoch as i64;
-        let members = join_in_sync(members);
+        let members = record.encode();
+        let check = i64::from(expected.is_some());
+        let expected = expected.and_then(InSync::encode);
         let err = self.query_err("recording the in-sync set");
         let affected = match self {
             Self::Sqlite(p) => {
-                let sql = format!("UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW}");
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).execute(p).await.map(|d| d.rows_affected())
+                let sql = format!("UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW} AND (?5 = 0 OR in_sync IS ?6)");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
             }
             Self::Postgres(p) => {
-                let sql = format!("UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW}");
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).execute(p).await.map(|d| d.rows_affected())
+                let sql = format!("UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW} AND ($5::bigint = 0 OR in_sync IS NOT DISTINCT FROM $6::text)");
+                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
             }
-            Self::MySql(p) => {
-                // MySQL counts only rows whose value changed: compare through the row.
-                let sql = format!("UPDATE fix_lease SET in_sync = ? WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}");
-                let done = sqlx::query(&sql).bind(&members).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await;
-                match done {
-                    Ok(d) if d.rows_affected() == 1 => Ok(1),
-                    Ok(_) => {
-                        let sql = format!("SELECT COUNT(*) FROM fix_lease WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW} AND in_sync <=> ?");
-                        sqlx::query_scalar::<_, i64>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(&members).fetch_one(p).await.map(|n| n as u64)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            Self::MySql(p) => Self::set_in_sync_mysql(p, g, check, expected, members).await,
         }
         .map_err(err)?;
         Ok(affected == 1)
@@ -427,7 +460,7 @@ impl LeaseStore for SqlLeaseStore {
                 epoch: epoch.max(0) as u64,
                 expires_at_ms,
                 now_ms,
-                in_sync: split_in_sync(in_sync),
+                in_sync: in_sync.and_then(|s| InSync::decode(s.split(','))),
             },
         ))
     }

@@ -28,9 +28,9 @@ pub struct LeaseState {
     pub expires_at_ms: i64,
     /// The store's clock when read, milliseconds since the Unix epoch.
     pub now_ms: i64,
-    /// The in-sync set recorded by the holder (`replicated` durability): only these
-    /// instances may acquire the lease next. `None` when none is recorded (anyone may).
-    pub in_sync: Option<Vec<String>>,
+    /// The in-sync set recorded by the holder (`replicated` durability): only its
+    /// members may acquire the lease next. `None` when none is recorded (anyone may).
+    pub in_sync: Option<InSync>,
 }
 
 impl LeaseState {
@@ -40,23 +40,55 @@ impl LeaseState {
     }
 }
 
-/// The in-sync set as the SQL backends store it: names joined by commas, sorted, `None`
-/// when empty. Owner names never hold a comma (the engine's configuration refuses one).
-pub(crate) fn join_in_sync(members: &[String]) -> Option<String> {
-    let mut v: Vec<&str> = members.iter().map(String::as_str).collect();
-    v.sort_unstable();
-    v.dedup();
-    (!v.is_empty()).then(|| v.join(","))
+/// The in-sync set as recorded: its members and the version of the write that recorded
+/// it (a leader's writes carry growing versions, so a write that arrives late, expecting
+/// an older version, is refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InSync {
+    /// The instances that may acquire the lease next (empty: no record, anyone may).
+    pub members: Vec<String>,
+    /// The recording write's version.
+    pub version: u64,
 }
 
-/// The stored in-sync set back as names.
-pub(crate) fn split_in_sync(stored: Option<String>) -> Option<Vec<String>> {
-    stored.map(|s| {
-        s.split(',')
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
+impl InSync {
+    /// The stored form: sorted members and `#VERSION`, comma-separated (owner names hold
+    /// no comma and do not start with `#`: the engine's configuration refuses them);
+    /// `None` for no record.
+    pub(crate) fn encode(&self) -> Option<String> {
+        let mut v = self.tokens();
+        (!v.is_empty()).then(|| {
+            v.sort_unstable();
+            v.join(",")
+        })
+    }
+
+    /// Members and `#VERSION` as separate tokens (DynamoDB's string set); empty for no
+    /// record.
+    pub(crate) fn tokens(&self) -> Vec<String> {
+        if self.members.is_empty() {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = self.members.clone();
+        v.sort_unstable();
+        v.dedup();
+        v.push(format!("#{}", self.version));
+        v
+    }
+
+    /// Back from tokens.
+    pub(crate) fn decode<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut rec = Self::default();
+        for t in tokens {
+            match t.strip_prefix('#') {
+                Some(v) => rec.version = v.parse().unwrap_or(0),
+                None if !t.is_empty() => rec.members.push(t.to_string()),
+                None => {}
+            }
+        }
+        rec.members.sort_unstable();
+        (!rec.members.is_empty()).then_some(rec)
+    }
 }
 
 /// A lease operation failed (as opposed to being refused, which is `Ok(None)`).
@@ -126,9 +158,16 @@ pub trait LeaseStore: Send + Sync {
     /// Records the in-sync set of `grant`'s group: the instances that hold every record
     /// the holder has acknowledged, the only ones that may acquire the lease next. Written
     /// only while `grant` is the live lease (owner, epoch, unexpired), so a deposed leader
-    /// can never change it. An empty set removes the record (anyone may acquire).
-    /// Returns whether it was still ours.
-    async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError>;
+    /// can never change it, and, with `expected`, only while the stored record is exactly
+    /// that one (members and version; no members: none recorded), so a write that arrives
+    /// late can never undo a newer one. A record without members removes it (anyone may
+    /// acquire). Returns whether it was written.
+    async fn set_in_sync(
+        &self,
+        grant: &Grant,
+        expected: Option<&InSync>,
+        record: &InSync,
+    ) -> Result<bool, LeaseError>;
 
     /// Removes the recorded in-sync set of `group` whoever holds the lease: the next
     /// election is open to every contender. Only for moving the active region to another

@@ -5,7 +5,7 @@
 //! (defaults: postgres://postgres@127.0.0.1:5432/postgres, mysql://root@127.0.0.1:3306/test).
 
 use fix_lease::sql::SqlLeaseStore;
-use fix_lease::{Holder, LeaseConfig, LeaseError, LeaseStore};
+use fix_lease::{Holder, InSync, LeaseConfig, LeaseError, LeaseStore};
 use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,24 +106,50 @@ const KINDS: [&str; 3] = ["sqlite", "postgres", "mysql"];
 const TTL: Duration = Duration::from_millis(600);
 
 /// The in-sync rule as every backend must keep it: only recorded members acquire, only
-/// the live holder records, an empty set lifts the rule.
+/// the live holder records, a write expecting an older record is refused, an empty set
+/// lifts the rule.
 async fn in_sync_rule(s: &dyn LeaseStore, kind: &str) {
-    let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let rec = |v: &[&str], version: u64| InSync {
+        members: v.iter().map(|n| n.to_string()).collect(),
+        version,
+    };
+    let none = InSync::default();
     let long = Duration::from_secs(30);
     let a = s
         .acquire("isr", "a", long)
         .await
         .expect("call")
         .expect("free");
-    assert!(
-        s.set_in_sync(&a, &names(&["b", "a"])).await.expect("call"),
-        "{kind}"
-    );
+    let ab = rec(&["b", "a"], 1);
+    assert!(s.set_in_sync(&a, None, &ab).await.expect("call"), "{kind}");
     let state = s.read("isr").await.expect("call").expect("row");
     assert_eq!(
         state.in_sync,
-        Some(names(&["a", "b"])),
+        Some(rec(&["a", "b"], 1)),
         "{kind}: stored sorted"
+    );
+    assert!(
+        !s.set_in_sync(&a, Some(&rec(&["a"], 0)), &rec(&["a", "c"], 2))
+            .await
+            .expect("call"),
+        "{kind}: a write expecting a record no longer stored (one arriving late) is refused"
+    );
+    assert!(
+        !s.set_in_sync(&a, Some(&rec(&["a", "b"], 0)), &rec(&["a"], 2))
+            .await
+            .expect("call"),
+        "{kind}: the same members under another version are another record"
+    );
+    assert!(
+        !s.set_in_sync(&a, Some(&none), &rec(&["a"], 2))
+            .await
+            .expect("call"),
+        "{kind}: a record is stored"
+    );
+    let ab2 = rec(&["a", "b"], 2);
+    assert!(
+        s.set_in_sync(&a, Some(&ab), &ab2).await.expect("call"),
+        "{kind}: expecting the stored record"
     );
     assert!(s.release(&a).await.expect("call"), "{kind}");
     assert!(
@@ -137,16 +163,21 @@ async fn in_sync_rule(s: &dyn LeaseStore, kind: &str) {
         .expect("b is in sync");
     assert_eq!(b.epoch, a.epoch + 1, "{kind}");
     assert!(
-        !s.set_in_sync(&a, &names(&["a"])).await.expect("call"),
+        !s.set_in_sync(&a, None, &rec(&["a"], 3))
+            .await
+            .expect("call"),
         "{kind}: a deposed holder cannot record"
     );
+    let only_b = rec(&["b"], 10);
     assert!(
-        s.set_in_sync(&b, &names(&["b"])).await.expect("call"),
-        "{kind}"
+        s.set_in_sync(&b, None, &only_b).await.expect("call"),
+        "{kind}: a takeover record expects nothing"
     );
     assert!(
-        s.set_in_sync(&b, &names(&["b"])).await.expect("call"),
-        "{kind}: recording the same set again is still ours"
+        s.set_in_sync(&b, Some(&only_b), &only_b)
+            .await
+            .expect("call"),
+        "{kind}: recording the same record again is still ours"
     );
     assert!(s.release(&b).await.expect("call"), "{kind}");
     assert!(
@@ -154,10 +185,23 @@ async fn in_sync_rule(s: &dyn LeaseStore, kind: &str) {
         "{kind}: a was dropped from the set"
     );
     let b = s.acquire("isr", "b", long).await.expect("call").expect("b");
-    assert!(s.set_in_sync(&b, &[]).await.expect("call"), "{kind}");
+    assert!(
+        s.set_in_sync(&b, Some(&only_b), &none).await.expect("call"),
+        "{kind}"
+    );
     assert_eq!(
         s.read("isr").await.expect("call").expect("row").in_sync,
         None,
+        "{kind}"
+    );
+    assert!(
+        s.set_in_sync(&b, Some(&none), &rec(&["b"], 11))
+            .await
+            .expect("call"),
+        "{kind}: expecting none recorded"
+    );
+    assert!(
+        s.set_in_sync(&b, None, &none).await.expect("call"),
         "{kind}"
     );
     assert!(s.release(&b).await.expect("call"), "{kind}");
@@ -427,7 +471,15 @@ mod dynamodb {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dynamodb_keeps_the_in_sync_rule() {
-        super::in_sync_rule(&store().await, "dynamodb").await;
+        let s = store().await;
+        super::in_sync_rule(&s, "dynamodb").await;
+        s.clear_in_sync("never-leased")
+            .await
+            .expect("no item: nothing to do");
+        assert!(
+            s.read("never-leased").await.expect("call").is_none(),
+            "clearing creates no item (a bare one would block every acquire)"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

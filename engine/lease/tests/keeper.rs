@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use fix_lease::sql::SqlLeaseStore;
-use fix_lease::{Grant, Keeper, LeaseConfig, LeaseError, LeaseState, LeaseStore, Role};
+use fix_lease::{Grant, InSync, Keeper, LeaseConfig, LeaseError, LeaseState, LeaseStore, Role};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,9 +39,14 @@ impl LeaseStore for Cuttable {
         self.gate().await?;
         self.inner.release(grant).await
     }
-    async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError> {
+    async fn set_in_sync(
+        &self,
+        grant: &Grant,
+        expected: Option<&InSync>,
+        record: &InSync,
+    ) -> Result<bool, LeaseError> {
         self.gate().await?;
-        self.inner.set_in_sync(grant, members).await
+        self.inner.set_in_sync(grant, expected, record).await
     }
     async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
         self.gate().await?;
@@ -249,8 +254,13 @@ async fn a_slow_acquire_is_renewed_before_its_deadline() {
         async fn release(&self, grant: &Grant) -> Result<bool, LeaseError> {
             self.0.release(grant).await
         }
-        async fn set_in_sync(&self, grant: &Grant, members: &[String]) -> Result<bool, LeaseError> {
-            self.0.set_in_sync(grant, members).await
+        async fn set_in_sync(
+            &self,
+            grant: &Grant,
+            expected: Option<&InSync>,
+            record: &InSync,
+        ) -> Result<bool, LeaseError> {
+            self.0.set_in_sync(grant, expected, record).await
         }
         async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
             self.0.clear_in_sync(group).await

@@ -224,12 +224,13 @@ impl LeaseSection {
                 .unwrap_or_else(|_| "host".into());
             format!("{}-{}", host.trim(), std::process::id())
         });
-        if owner.is_empty() || owner.contains(',') || owner.contains('\0') {
+        if owner.is_empty() || owner.contains(',') || owner.contains('\0') || owner.starts_with('#')
+        {
             return Err(invalid(
                 "engine",
                 "lease.owner",
                 &owner,
-                "a non-empty instance name without commas (the in-sync set is stored as a comma-separated list)",
+                "a non-empty instance name without commas, not starting with '#' (the in-sync set is stored as a comma-separated list with a #version)",
             ));
         }
         let mut c = fix_lease::LeaseConfig::new(&self.group, &owner);

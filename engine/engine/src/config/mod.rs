@@ -620,7 +620,7 @@ impl EngineConfig {
                 ));
             }
             let owner = self.engine.lease.as_ref().and_then(|l| l.owner.as_ref());
-            if r.durability == Durability::Replicated && !r.peers.is_empty() && owner.is_none() {
+            if r.durability == Durability::Replicated && owner.is_none() {
                 return Err(invalid(
                     "engine",
                     "lease.owner",

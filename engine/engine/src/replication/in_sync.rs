@@ -41,13 +41,52 @@ pub enum OnStandbyLoss {
     Halt,
 }
 
+/// The set as the lease store holds it: members and the version of the write that
+/// recorded them (no members: no record).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The members.
+    pub members: BTreeSet<String>,
+    /// The recording write's version.
+    pub version: u64,
+}
+
 /// A change of the recorded set the leader wants written to the lease store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The epoch it must be written under.
     pub epoch: u64,
-    /// The new set (this instance included).
-    pub members: BTreeSet<String>,
+    /// The record the store must still hold for the write to apply (`None`: any, for
+    /// the takeover record, which only ever narrows the set to this instance).
+    pub expected: Option<Stored>,
+    /// The new record (this instance included; no members: remove the record). Its
+    /// version is unique and growing within the term, so a write that lands late is
+    /// refused once anything else was recorded.
+    pub new: Stored,
+}
+
+/// What the leader asks of the lease store next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Write this change.
+    Record(Record),
+    /// Read the stored set back: a write's outcome is unknown (it timed out, failed, or
+    /// was refused), and until it is known its members stay required.
+    ReadBack {
+        /// The epoch this instance leads with.
+        epoch: u64,
+    },
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The store holds the new set.
+    Recorded,
+    /// The store refused it (deposed, or the stored set was not the one expected).
+    Refused,
+    /// No answer (an error or a timeout): it may yet have landed.
+    Unknown,
 }
 
 /// What one standby has done in this epoch.
@@ -78,6 +117,13 @@ pub struct InSyncSet {
     /// The set recorded in the lease store under this epoch (`None` until the first write
     /// of the epoch landed).
     recorded: Option<BTreeSet<String>>,
+    /// The version of the recorded write.
+    recorded_version: u64,
+    /// The version of the next write.
+    next_version: u64,
+    /// A write with an unknown outcome may still land on the record now stored: record
+    /// it again under a new version first, so that it never can.
+    bump: bool,
     /// The standbys whose acknowledgement a record needs (a superset of the recorded
     /// members other than this instance while a change is being written).
     required: BTreeSet<String>,
@@ -93,6 +139,8 @@ pub struct InSyncSet {
     durable: VecDeque<(Instant, u64)>,
     /// A change being written.
     writing: Option<Record>,
+    /// A change whose outcome is not known: read the store back before anything else.
+    unsure: Option<Record>,
     /// After a failed write: not before then.
     retry_at: Option<Instant>,
     /// Counts of changes recorded since start.
@@ -131,44 +179,54 @@ impl InSyncSet {
             enforce,
             leading: None,
             recorded: None,
+            recorded_version: 0,
+            next_version: 0,
+            bump: false,
             required: BTreeSet::new(),
             standbys: BTreeMap::new(),
             joining: BTreeMap::new(),
             dropped: BTreeMap::new(),
             durable: VecDeque::new(),
             writing: None,
+            unsure: None,
             retry_at: None,
             shrinks: 0,
             expands: 0,
         }
     }
 
-    /// This instance leads with `epoch` (a new term: everything starts over).
+    /// This instance leads with `epoch` (a new term: everything starts over but the open
+    /// connections, which the term's standbys may already have made).
     pub fn lead(&mut self, epoch: u64) {
         if self.leading == Some(epoch) {
             return;
         }
+        self.end_term();
         self.leading = Some(epoch);
-        self.recorded = None;
-        self.required.clear();
-        self.joining.clear();
-        self.dropped.clear();
-        self.standbys.clear();
-        self.durable.clear();
-        self.writing = None;
-        self.retry_at = None;
+        // Unique across terms too: epochs only grow.
+        self.next_version = epoch << 24;
     }
 
     /// This instance no longer leads.
     pub fn step_down(&mut self) {
+        self.end_term();
+    }
+
+    fn end_term(&mut self) {
         self.leading = None;
         self.recorded = None;
+        self.bump = false;
         self.required.clear();
         self.joining.clear();
         self.dropped.clear();
-        self.standbys.clear();
+        for s in self.standbys.values_mut() {
+            s.acked = 0;
+            s.streaming = false;
+        }
         self.durable.clear();
         self.writing = None;
+        self.unsure = None;
+        self.retry_at = None;
     }
 
     /// The epoch this instance leads with.
@@ -176,12 +234,15 @@ impl InSyncSet {
         self.leading
     }
 
-    /// A standby named `name` connected; `joinable` unless messages must not wait for it
-    /// (another region's standby under `cross_region = "async"`).
-    pub fn connected(&mut self, name: &str, joinable: bool) {
+    /// A standby named `name` connected with its journal ending at `from` (what it
+    /// holds now, whatever it acknowledged before: a rebuilt disk holds less);
+    /// `joinable` unless messages must not wait for it (another region's standby under
+    /// `cross_region = "async"`).
+    pub fn connected(&mut self, name: &str, joinable: bool, from: u64) {
         let s = self.standbys.entry(name.to_string()).or_default();
         s.connections += 1;
         s.joinable = joinable;
+        s.acked = from;
     }
 
     /// A connection from `name` ended.
@@ -209,6 +270,15 @@ impl InSyncSet {
             self.durable.push_back((now, position));
         }
         self.prune();
+    }
+
+    /// [`InSyncSet::committed`] for a record appended under `epoch`: 0 unless this set
+    /// follows that very term (the task may lag behind a lose-and-regain of the lease).
+    pub fn committed_for(&self, epoch: Option<u64>) -> u64 {
+        if epoch.is_none() || self.leading != epoch {
+            return 0;
+        }
+        self.committed()
     }
 
     /// The highest stream position every required member has acknowledged: records up to
@@ -249,33 +319,52 @@ impl InSyncSet {
             .map_or(Duration::ZERO, |&(t, _)| now.saturating_duration_since(t))
     }
 
-    /// The next change to record, if one is due. `durable_now` is the journal's durable
-    /// position read at this instant (what this leader may already have answered alone).
-    pub fn poll(&mut self, now: Instant, durable_now: u64) -> Option<Record> {
+    /// What to ask of the lease store next, if anything. `durable_now` is the journal's
+    /// durable position read at this instant (what this leader may already have answered
+    /// alone).
+    pub fn poll(&mut self, now: Instant, durable_now: u64) -> Option<Step> {
         let epoch = self.leading?;
         if self.writing.is_some() || self.retry_at.is_some_and(|t| now < t) {
             return None;
         }
-        let change = if !self.enforce {
-            // Clear whatever an earlier configuration recorded, once per term.
-            self.recorded.is_none().then(BTreeSet::new)
-        } else if let Some(recorded) = self.recorded.clone() {
-            self.shrink(now, &recorded).or_else(|| {
-                self.start_joining(now, durable_now, &recorded);
-                self.joined(&recorded)
-            })
-        } else {
-            Some(BTreeSet::from([self.me.clone()]))
+        if self.unsure.is_some() {
+            return Some(Step::ReadBack { epoch });
+        }
+        let stored = |members: &BTreeSet<String>, version| Stored {
+            members: members.clone(),
+            version,
         };
-        let change = change.map(|members| Record { epoch, members });
-        self.writing.clone_from(&change);
-        change
+        let (expected, members) = if !self.enforce {
+            // Clear whatever an earlier configuration recorded, once per term.
+            (None, self.recorded.is_none().then(BTreeSet::new)?)
+        } else if let Some(recorded) = self.recorded.clone() {
+            let members = if self.bump {
+                recorded.clone()
+            } else {
+                self.shrink(now, &recorded).or_else(|| {
+                    self.start_joining(now, durable_now, &recorded);
+                    self.joined(&recorded)
+                })?
+            };
+            (Some(stored(&recorded, self.recorded_version)), members)
+        } else {
+            (None, BTreeSet::from([self.me.clone()]))
+        };
+        let record = Record {
+            epoch,
+            expected,
+            new: stored(&members, self.next_version),
+        };
+        self.next_version += 1;
+        self.writing = Some(record.clone());
+        Some(Step::Record(record))
     }
 
     /// Members that kept the oldest waiting record past `standby_wait`: joiners are
     /// dropped at once (never recorded); recorded ones are removed by the returned set.
+    /// With `halt` only joiners are dropped.
     fn shrink(&mut self, now: Instant, recorded: &BTreeSet<String>) -> Option<BTreeSet<String>> {
-        if self.policy == OnStandbyLoss::Halt || self.oldest_wait(now) < self.wait {
+        if self.oldest_wait(now) < self.wait {
             return None;
         }
         let &(_, oldest) = self.durable.front()?;
@@ -292,6 +381,9 @@ impl InSyncSet {
             }
         }
         self.prune();
+        if self.policy == OnStandbyLoss::Halt {
+            return None;
+        }
         let kept: BTreeSet<String> = recorded
             .iter()
             .filter(|m| !laggards.contains(*m))
@@ -336,10 +428,8 @@ impl InSyncSet {
         Some(members)
     }
 
-    /// The write of `record` ended: `Ok(true)` recorded, `Ok(false)` refused (this
-    /// instance no longer holds the lease under that epoch), `Err(())` failed (retried
-    /// after `retry`).
-    pub fn written(&mut self, record: &Record, outcome: Result<bool, ()>, now: Instant) {
+    /// The write of `record` ended.
+    pub fn written(&mut self, record: &Record, outcome: Written, now: Instant) {
         if self.writing.as_ref() != Some(record) {
             return;
         }
@@ -348,27 +438,100 @@ impl InSyncSet {
             return;
         }
         match outcome {
-            Ok(true) => {
-                if let Some(old) = &self.recorded {
-                    self.shrinks += old.difference(&record.members).count() as u64;
-                    self.expands += record.members.difference(old).count() as u64;
-                }
-                // Joiners not recorded yet stay required.
-                self.joining.retain(|n, _| !record.members.contains(n));
-                self.required = record
-                    .members
-                    .iter()
-                    .filter(|m| **m != self.me)
-                    .chain(self.joining.keys())
-                    .cloned()
-                    .collect();
-                self.recorded = Some(record.members.clone());
-                self.prune();
+            Written::Recorded => self.now_recorded(&record.new),
+            Written::Refused | Written::Unknown => {
+                // It may have landed (or land later): its members stay required until
+                // the store is read back.
+                self.required.extend(
+                    record
+                        .new
+                        .members
+                        .iter()
+                        .filter(|m| **m != self.me)
+                        .cloned(),
+                );
+                self.unsure = Some(record.clone());
+                let pause = match outcome {
+                    Written::Unknown => Duration::from_millis(100),
+                    _ => Duration::from_millis(20),
+                };
+                self.retry_at = Some(now + pause);
             }
-            // Deposed: the role change that follows ends the term.
-            Ok(false) => self.retry_at = Some(now + self.wait),
-            Err(()) => self.retry_at = Some(now + Duration::from_millis(100)),
         }
+    }
+
+    /// The store read back after an unsure write: `Ok(Some(record))` the row is still
+    /// this term's and holds `record` (`None`: no record); `Ok(None)` the row is not this
+    /// term's (deposed: the role change ends the term); `Err(())` the read failed
+    /// (retried).
+    #[allow(clippy::option_option)]
+    pub fn read_back(
+        &mut self,
+        epoch: u64,
+        stored: Result<Option<Option<Stored>>, ()>,
+        now: Instant,
+    ) {
+        if self.leading != Some(epoch) || self.unsure.is_none() {
+            return;
+        }
+        let stored = match stored {
+            Err(()) => {
+                self.retry_at = Some(now + Duration::from_millis(100));
+                return;
+            }
+            Ok(None) => {
+                self.retry_at = Some(now + self.wait);
+                return;
+            }
+            Ok(Some(stored)) => stored.unwrap_or_default(),
+        };
+        let Some(unsure) = self.unsure.take() else {
+            return;
+        };
+        if stored.members.is_empty() && self.enforce {
+            // This term's record is not there (a takeover record that did not land):
+            // nothing counts as durable until it is written again.
+            self.recorded = None;
+            return;
+        }
+        if !stored.members.is_empty() && stored.version == unsure.new.version {
+            self.now_recorded(&stored);
+            return;
+        }
+        // Not landed. If the store still holds what it expected it may land later:
+        // keep its members required and record the stored set again first.
+        let may_land = unsure.expected.as_ref() == Some(&stored);
+        if stored.members.contains(&self.me) || !self.enforce {
+            let keep = self.required.clone();
+            self.now_recorded(&stored);
+            if may_land {
+                self.required.extend(keep);
+                self.bump = true;
+            }
+        } else {
+            self.recorded = None;
+        }
+    }
+
+    /// The store holds `record`: its members (and the joiners) are required from now on.
+    fn now_recorded(&mut self, record: &Stored) {
+        let members = &record.members;
+        if let Some(old) = &self.recorded {
+            self.shrinks += old.difference(members).count() as u64;
+            self.expands += members.difference(old).count() as u64;
+        }
+        // Joiners not recorded yet stay required.
+        self.joining.retain(|n, _| !members.contains(n));
+        self.required = members
+            .iter()
+            .filter(|m| **m != self.me)
+            .chain(self.joining.keys())
+            .cloned()
+            .collect();
+        self.recorded = Some(members.clone());
+        self.recorded_version = record.version;
+        self.bump = false;
+        self.prune();
     }
 
     /// The view for status endpoints.

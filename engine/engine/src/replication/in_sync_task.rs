@@ -3,9 +3,9 @@
 //! writes each change it asks for with `LeaseStore::set_in_sync`, conditional on the
 //! epoch it leads with.
 
-use super::in_sync::Record;
+use super::in_sync::{Record, Step, Stored, Written};
 use super::Replication;
-use fix_lease::{Grant, LeaseStore, Role, RoleState};
+use fix_lease::{Grant, InSync, LeaseStore, Role, RoleState};
 use fix_store::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,13 +49,21 @@ impl InSyncTask {
         loop {
             self.state.in_sync_term(leading(&self.role));
             let journal = &self.journal;
-            if let Some(record) = self
+            match self
                 .state
                 .poll_in_sync(Instant::now(), || journal.durable())
             {
-                let outcome = self.write(&record).await;
-                self.state.in_sync_written(&record, outcome, Instant::now());
-                continue;
+                Some(Step::Record(record)) => {
+                    let outcome = self.write(&record).await;
+                    self.state.in_sync_written(&record, outcome, Instant::now());
+                    continue;
+                }
+                Some(Step::ReadBack { epoch }) => {
+                    let stored = self.read_back(epoch).await;
+                    self.state.in_sync_read_back(epoch, stored, Instant::now());
+                    continue;
+                }
+                None => {}
             }
             tokio::select! {
                 changed = self.durable.changed() => {
@@ -75,46 +83,74 @@ impl InSyncTask {
         }
     }
 
-    async fn write(&self, record: &Record) -> Result<bool, ()> {
+    async fn write(&self, record: &Record) -> Written {
         let grant = Grant {
             group: self.group.clone(),
             owner: self.owner.clone(),
             epoch: record.epoch,
             expires_at_ms: 0,
         };
-        let members: Vec<String> = record.members.iter().cloned().collect();
-        if let Some(mine) = &self.region {
-            // The active region moved away (and lifted the recorded set for the new
-            // region): record nothing more; the step-down follows.
-            match fix_lease::region::active_region(self.store.as_ref(), &self.group).await {
-                Ok(Some(active)) if &active != mine => return Err(()),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the active region failed; retrying");
-                    return Err(());
+        let to_store = |s: &Stored| InSync {
+            members: s.members.iter().cloned().collect(),
+            version: s.version,
+        };
+        let new = to_store(&record.new);
+        let expected = record.expected.as_ref().map(to_store);
+        let before = self.state.in_sync().and_then(|v| v.recorded);
+        let attempt = async {
+            if let Some(mine) = &self.region {
+                // The active region moved away (which lifted the recorded set for the new
+                // region): record nothing more; the step-down follows.
+                match fix_lease::region::active_region(self.store.as_ref(), &self.group).await? {
+                    Some(active) if &active != mine => return Ok(None),
+                    _ => {}
                 }
             }
-        }
-        let before = self.state.in_sync().and_then(|v| v.recorded);
-        let written =
-            tokio::time::timeout(WRITE_TIMEOUT, self.store.set_in_sync(&grant, &members)).await;
-        match written {
-            Ok(Ok(true)) => {
-                report(before.as_deref(), &members, record.epoch);
-                Ok(true)
+            self.store
+                .set_in_sync(&grant, expected.as_ref(), &new)
+                .await
+                .map(Some)
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, attempt).await {
+            Ok(Ok(Some(true))) => {
+                report(before.as_deref(), &new.members, record.epoch);
+                Written::Recorded
             }
-            Ok(Ok(false)) => {
-                tracing::warn!(epoch = record.epoch, "recording the in-sync set was refused: this instance no longer holds the lease");
-                Ok(false)
+            Ok(Ok(Some(false))) => {
+                tracing::warn!(epoch = record.epoch, "recording the in-sync set was refused (deposed, or the stored set changed); reading it back");
+                Written::Refused
+            }
+            Ok(Ok(None)) => {
+                tracing::warn!("the active region moved away: not recording the in-sync set");
+                Written::Refused
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "recording the in-sync set failed; retrying (messages keep waiting meanwhile)");
-                Err(())
+                tracing::warn!(error = %e, "recording the in-sync set failed; reading it back (messages keep waiting meanwhile)");
+                Written::Unknown
             }
             Err(_) => {
-                tracing::warn!("recording the in-sync set took over {WRITE_TIMEOUT:?}; retrying (messages keep waiting meanwhile)");
+                tracing::warn!("recording the in-sync set took over {WRITE_TIMEOUT:?}; reading it back (messages keep waiting meanwhile)");
+                Written::Unknown
+            }
+        }
+    }
+
+    /// The stored set, if the row is still this term's.
+    #[allow(clippy::option_option)]
+    async fn read_back(&self, epoch: u64) -> Result<Option<Option<Stored>>, ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.store.read(&self.group)).await {
+            Ok(Ok(Some(row))) if row.owner == self.owner && row.epoch == epoch => {
+                Ok(Some(row.in_sync.map(|r| Stored {
+                    members: r.members.into_iter().collect(),
+                    version: r.version,
+                })))
+            }
+            Ok(Ok(_)) => Ok(None),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the in-sync set back failed; retrying");
                 Err(())
             }
+            Err(_) => Err(()),
         }
     }
 }

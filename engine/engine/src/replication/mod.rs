@@ -16,7 +16,7 @@ pub mod setup;
 pub mod source;
 pub mod sql;
 
-use in_sync::{InSyncSet, InSyncView, Record};
+use in_sync::{InSyncSet, InSyncView, Record, Step, Stored, Written};
 
 use fix_store::replication::{decode, encode, Frame, FrameError};
 use serde::Serialize;
@@ -159,10 +159,11 @@ impl Replication {
         })
     }
 
-    /// The highest stream position the in-sync set lets count as durable (0 while not
-    /// leading, or before the takeover record landed).
-    pub fn committed(&self) -> u64 {
-        lock(&self.in_sync).committed()
+    /// The highest stream position the in-sync set lets count as durable for a record
+    /// appended under `epoch` (0 unless the set follows that term and its takeover record
+    /// landed).
+    pub fn committed(&self, epoch: Option<u64>) -> u64 {
+        lock(&self.in_sync).committed_for(epoch)
     }
 
     /// Wakes on every change of [`Replication::committed`].
@@ -177,6 +178,7 @@ impl Replication {
             let out = f(&mut set);
             (out, set.committed())
         };
+        // Only a wake-up for waiting writers: they read `committed` under the lock.
         self.committed.send_if_modified(|v| {
             let changed = *v != committed;
             *v = committed;
@@ -198,13 +200,13 @@ impl Replication {
         self.with_in_sync(|s| s.durable(now, position));
     }
 
-    /// The next in-sync change to record in the lease store; `durable_now` is read
-    /// under the set's lock (see [`InSyncSet::poll`]).
+    /// What to ask of the lease store next; `durable_now` is read under the set's lock
+    /// (see [`InSyncSet::poll`]).
     pub(crate) fn poll_in_sync(
         &self,
         now: std::time::Instant,
         durable_now: impl FnOnce() -> u64,
-    ) -> Option<Record> {
+    ) -> Option<Step> {
         self.with_in_sync(|s| s.poll(now, durable_now()))
     }
 
@@ -212,10 +214,21 @@ impl Replication {
     pub(crate) fn in_sync_written(
         &self,
         record: &Record,
-        outcome: Result<bool, ()>,
+        outcome: Written,
         now: std::time::Instant,
     ) {
         self.with_in_sync(|s| s.written(record, outcome, now));
+    }
+
+    /// The set read back from the lease store (see [`InSyncSet::read_back`]).
+    #[allow(clippy::option_option)]
+    pub(crate) fn in_sync_read_back(
+        &self,
+        epoch: u64,
+        stored: Result<Option<Option<Stored>>, ()>,
+        now: std::time::Instant,
+    ) {
+        self.with_in_sync(|s| s.read_back(epoch, stored, now));
     }
 
     /// The in-sync set while leading.
@@ -329,7 +342,7 @@ impl Replication {
             streaming: false,
         };
         let joinable = !view.remote || self.cross_region_sync();
-        self.with_in_sync(|s| s.connected(&view.name, joinable));
+        self.with_in_sync(|s| s.connected(&view.name, joinable, from));
         lock(&self.standbys).insert(*n, view);
         lock(&self.last_ack).insert(*n, std::time::Instant::now());
         self.publish_acked();

@@ -3,6 +3,14 @@ use proptest::prelude::*;
 
 const WAIT: Duration = Duration::from_millis(300);
 
+/// The write `poll` asks for, if any (a read-back is a test failure here).
+fn write(s: &mut InSyncSet, now: Instant, durable: u64) -> Option<Record> {
+    match s.poll(now, durable)? {
+        Step::Record(r) => Some(r),
+        Step::ReadBack { .. } => panic!("unexpected read-back"),
+    }
+}
+
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
@@ -17,26 +25,30 @@ fn leading(policy: OnStandbyLoss) -> (InSyncSet, Instant) {
         0,
         "nothing is durable before the takeover record"
     );
-    let r = s.poll(t, 0).expect("takeover record");
+    let r = write(&mut s, t, 0).expect("takeover record");
     assert_eq!(
         r,
         Record {
             epoch: 7,
-            members: set(&["a"])
+            expected: None,
+            new: Stored {
+                members: set(&["a"]),
+                version: 7 << 24
+            }
         }
     );
-    assert_eq!(s.poll(t, 0), None, "one write at a time");
-    s.written(&r, Ok(true), t);
+    assert_eq!(write(&mut s, t, 0), None, "one write at a time");
+    s.written(&r, Written::Recorded, t);
     (s, t)
 }
 
 /// `b` connects, streams, and is recorded; returns the time after.
 fn join_b(s: &mut InSyncSet, t: Instant, durable: u64) -> Instant {
-    s.connected("b", true);
+    s.connected("b", true, 0);
     s.acked("b", durable, true);
-    let r = s.poll(t, durable).expect("b joins");
-    assert_eq!(r.members, set(&["a", "b"]));
-    s.written(&r, Ok(true), t);
+    let r = write(s, t, durable).expect("b joins");
+    assert_eq!(r.new.members, set(&["a", "b"]));
+    s.written(&r, Written::Recorded, t);
     t
 }
 
@@ -63,17 +75,17 @@ fn a_joined_standby_is_required_for_every_later_record() {
 fn a_joiner_is_recorded_only_once_it_holds_what_was_answered_alone() {
     let (mut s, t) = leading(OnStandbyLoss::Shrink);
     s.durable(t, 1000);
-    s.connected("b", true);
+    s.connected("b", true, 0);
     s.acked("b", 900, true);
     assert_eq!(
-        s.poll(t, 1000),
+        write(&mut s, t, 1000),
         None,
         "not recorded while 900..1000 is missing"
     );
     assert_eq!(s.committed(), 900, "but required from now on");
     s.acked("b", 1000, true);
-    let r = s.poll(t, 1000).expect("recorded now");
-    assert_eq!(r.members, set(&["a", "b"]));
+    let r = write(&mut s, t, 1000).expect("recorded now");
+    assert_eq!(r.new.members, set(&["a", "b"]));
 }
 
 #[test]
@@ -81,16 +93,20 @@ fn a_stalled_member_is_dropped_only_by_a_recorded_write_and_stays_required_until
     let (mut s, t) = leading(OnStandbyLoss::Shrink);
     let t = join_b(&mut s, t, 0);
     s.durable(t, 50);
-    assert_eq!(s.poll(t + WAIT / 2, 50), None, "not yet waited long enough");
+    assert_eq!(
+        write(&mut s, t + WAIT / 2, 50),
+        None,
+        "not yet waited long enough"
+    );
     let later = t + WAIT;
-    let r = s.poll(later, 50).expect("shrink");
-    assert_eq!(r.members, set(&["a"]));
+    let r = write(&mut s, later, 50).expect("shrink");
+    assert_eq!(r.new.members, set(&["a"]));
     assert_eq!(
         s.committed(),
         0,
         "b is required until the smaller set is recorded"
     );
-    s.written(&r, Ok(false), later);
+    s.written(&r, Written::Refused, later);
     assert_eq!(s.committed(), 0, "a refused write changes nothing");
     assert_eq!(s.view(later).shrinks, 0);
 }
@@ -101,14 +117,14 @@ fn after_the_shrink_lands_the_leader_goes_on_alone_and_the_standby_rejoins() {
     let t = join_b(&mut s, t, 0);
     s.durable(t, 50);
     let later = t + WAIT;
-    let r = s.poll(later, 50).expect("shrink");
-    s.written(&r, Ok(true), later);
+    let r = write(&mut s, later, 50).expect("shrink");
+    s.written(&r, Written::Recorded, later);
     assert_eq!(s.committed(), u64::MAX);
     assert_eq!(s.view(later).recorded, Some(vec!["a".to_string()]));
     s.acked("b", 50, true);
-    let r = s.poll(later, 50).expect("rejoin");
-    assert_eq!(r.members, set(&["a", "b"]));
-    s.written(&r, Ok(true), later);
+    let r = write(&mut s, later, 50).expect("rejoin");
+    assert_eq!(r.new.members, set(&["a", "b"]));
+    s.written(&r, Written::Recorded, later);
     let v = s.view(later);
     assert_eq!((v.shrinks, v.expands), (1, 2), "b joined twice, left once");
 }
@@ -119,7 +135,7 @@ fn halt_never_drops_a_member() {
     let t = join_b(&mut s, t, 0);
     s.durable(t, 50);
     let later = t + WAIT * 10;
-    assert_eq!(s.poll(later, 50), None);
+    assert_eq!(write(&mut s, later, 50), None);
     assert_eq!(s.committed(), 0);
     assert!(s.view(later).halted);
 }
@@ -128,21 +144,57 @@ fn halt_never_drops_a_member() {
 fn a_standby_messages_must_not_wait_for_never_joins() {
     let (mut s, t) = leading(OnStandbyLoss::Shrink);
     s.durable(t, 100);
-    s.connected("remote", false);
+    s.connected("remote", false, 0);
     s.acked("remote", 100, true);
-    assert_eq!(s.poll(t, 100), None);
+    assert_eq!(write(&mut s, t, 100), None);
     assert_eq!(s.committed(), u64::MAX);
+}
+
+#[test]
+fn a_write_that_may_still_land_keeps_its_members_required_until_it_never_can() {
+    let (mut s, t) = leading(OnStandbyLoss::Shrink);
+    let takeover = Stored {
+        members: set(&["a"]),
+        version: 7 << 24,
+    };
+    s.durable(t, 10);
+    s.connected("b", true, 0);
+    s.acked("b", 10, true);
+    let grow = write(&mut s, t, 10).expect("b joins");
+    assert_eq!(grow.expected.as_ref(), Some(&takeover));
+    s.written(&grow, Written::Unknown, t);
+    s.durable(t, 20);
+    let later = t + WAIT;
+    match s.poll(later, 20) {
+        Some(Step::ReadBack { epoch: 7 }) => {}
+        other => panic!("expected a read-back, got {other:?}"),
+    }
+    s.read_back(7, Ok(Some(Some(takeover.clone()))), later);
+    assert_eq!(s.committed(), 10, "b may yet be recorded: still required");
+    let bump = write(&mut s, later, 20).expect("record again");
+    assert_eq!(
+        (bump.expected.as_ref(), &bump.new.members),
+        (Some(&takeover), &set(&["a"]))
+    );
+    assert!(bump.new.version > grow.new.version);
+    assert_eq!(s.committed(), 10, "and while the new record is written");
+    s.written(&bump, Written::Recorded, later);
+    // The late write expects the takeover record, which is gone for good; b, a joiner
+    // again, is recorded only by a write that expects the new one.
+    s.acked("b", 20, true);
+    let again = write(&mut s, later, 20).expect("b joins again");
+    assert_eq!(again.expected.map(|e| e.version), Some(bump.new.version));
 }
 
 #[test]
 fn a_stalled_joiner_is_dropped_without_a_write() {
     let (mut s, t) = leading(OnStandbyLoss::Shrink);
     s.durable(t, 100);
-    s.connected("b", true);
+    s.connected("b", true, 0);
     s.acked("b", 90, true);
-    assert_eq!(s.poll(t, 100), None);
+    assert_eq!(write(&mut s, t, 100), None);
     assert_eq!(s.committed(), 90);
-    assert_eq!(s.poll(t + WAIT, 100), None, "nothing to record");
+    assert_eq!(write(&mut s, t + WAIT, 100), None, "nothing to record");
     assert_eq!(s.committed(), u64::MAX, "b no longer holds records back");
 }
 
@@ -152,46 +204,69 @@ fn a_new_term_starts_over_and_without_enforcement_clears_the_record_once() {
     join_b(&mut s, t, 0);
     s.lead(8);
     assert_eq!(s.committed(), 0);
-    assert_eq!(s.poll(t, 0).map(|r| r.members), Some(set(&["a"])));
+    assert_eq!(
+        write(&mut s, t, 0).map(|r| r.new.members),
+        Some(set(&["a"]))
+    );
 
     let mut s = InSyncSet::new("a", OnStandbyLoss::Shrink, WAIT, false);
     s.lead(3);
     assert_eq!(s.committed(), u64::MAX);
-    let r = s.poll(t, 0).expect("clear");
-    assert!(r.members.is_empty());
-    s.written(&r, Ok(true), t);
-    assert_eq!(s.poll(t, 0), None);
+    let r = write(&mut s, t, 0).expect("clear");
+    assert!(r.new.members.is_empty());
+    s.written(&r, Written::Recorded, t);
+    assert_eq!(write(&mut s, t, 0), None);
 }
 
 #[derive(Debug, Clone)]
-enum Step {
+enum Op {
     Write(u64),
     Ack(usize, u64),
     Connect(usize),
     Disconnect(usize),
     Elapse(u64),
     Poll,
-    Land(bool),
+    /// The pending write's answer: 0 recorded (if the stored set is the one expected),
+    /// 1 refused, 2 unknown (it may still land later).
+    Land(u8),
+    /// A write whose answer was unknown lands now (if the stored set is still the one
+    /// it expects).
+    LateLand,
 }
 
-fn step() -> impl Strategy<Value = Step> {
+fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (1..200u64).prop_map(Step::Write),
-        (0..3usize, 0..400u64).prop_map(|(i, p)| Step::Ack(i, p)),
-        (0..3usize).prop_map(Step::Connect),
-        (0..3usize).prop_map(Step::Disconnect),
-        (0..400u64).prop_map(Step::Elapse),
-        Just(Step::Poll),
-        any::<bool>().prop_map(Step::Land),
+        (1..200u64).prop_map(Op::Write),
+        (0..3usize, 0..400u64).prop_map(|(i, p)| Op::Ack(i, p)),
+        (0..3usize).prop_map(Op::Connect),
+        (0..3usize).prop_map(Op::Disconnect),
+        (0..400u64).prop_map(Op::Elapse),
+        Just(Op::Poll),
+        (0..3u8).prop_map(Op::Land),
+        Just(Op::LateLand),
     ]
 }
 
+/// Whether a conditional write expecting `expected` applies to `store`.
+fn applies(expected: &Option<Stored>, store: &Option<Stored>) -> bool {
+    match expected {
+        None => true,
+        Some(e) if e.members.is_empty() => store.is_none(),
+        Some(e) => store.as_ref() == Some(e),
+    }
+}
+
+fn stored(record: &Stored) -> Option<Stored> {
+    (!record.members.is_empty()).then(|| record.clone())
+}
+
 proptest! {
-    /// Whatever the interleaving: every record ever acted on (durable here and committed)
-    /// is held by every member of the set recorded in the store.
+    /// Whatever the interleaving, with writes refused, unanswered and landing late:
+    /// every record ever acted on (durable here and committed) is held by every member
+    /// of the set recorded in the store.
     #[test]
     fn every_acknowledged_record_is_on_every_recorded_member(
-        steps in proptest::collection::vec(step(), 1..200),
+        ops in proptest::collection::vec(op(), 1..250),
         halt in any::<bool>(),
     ) {
         let names = ["b", "c", "d"];
@@ -202,51 +277,69 @@ proptest! {
         let mut durable = 0u64;
         let mut acked = [0u64; 3];
         let mut connected = [0u32; 3];
-        let mut store: Option<BTreeSet<String>> = None;
+        let mut store: Option<Stored> = None;
         let mut pending: Option<Record> = None;
+        let mut late: Vec<Record> = Vec::new();
         let mut answered = 0u64;
-        for st in steps {
-            match st {
-                Step::Write(n) => {
+        for op in ops {
+            match op {
+                Op::Write(n) => {
                     durable += n;
                     s.durable(now, durable);
                 }
-                Step::Ack(i, p) => {
+                Op::Ack(i, p) => {
                     if connected[i] > 0 {
                         let p = acked[i].max(p.min(durable));
                         acked[i] = p;
                         s.acked(names[i], p, p == durable);
                     }
                 }
-                Step::Connect(i) => {
+                Op::Connect(i) => {
                     connected[i] += 1;
-                    s.connected(names[i], i != 2);
+                    s.connected(names[i], i != 2, acked[i]);
                 }
-                Step::Disconnect(i) => {
+                Op::Disconnect(i) => {
                     if connected[i] > 0 {
                         connected[i] -= 1;
                         s.disconnected(names[i]);
                     }
                 }
-                Step::Elapse(ms) => now += Duration::from_millis(ms),
-                Step::Poll => {
-                    if let Some(r) = s.poll(now, durable) {
-                        pending = Some(r);
+                Op::Elapse(ms) => now += Duration::from_millis(ms),
+                Op::Poll => match s.poll(now, durable) {
+                    Some(Step::Record(r)) => pending = Some(r),
+                    Some(Step::ReadBack { epoch }) => {
+                        s.read_back(epoch, Ok(Some(store.clone())), now);
+                    }
+                    None => {}
+                },
+                Op::Land(answer) => {
+                    if let Some(r) = pending.take() {
+                        let outcome = match answer {
+                            0 if applies(&r.expected, &store) => {
+                                store = stored(&r.new);
+                                Written::Recorded
+                            }
+                            0 | 1 => Written::Refused,
+                            _ => {
+                                late.push(r.clone());
+                                Written::Unknown
+                            }
+                        };
+                        s.written(&r, outcome, now);
                     }
                 }
-                Step::Land(ok) => {
-                    if let Some(r) = pending.take() {
-                        if ok {
-                            store = Some(r.members.clone());
+                Op::LateLand => {
+                    if let Some(r) = late.pop() {
+                        if applies(&r.expected, &store) {
+                            store = stored(&r.new);
                         }
-                        s.written(&r, Ok(ok), now);
                     }
                 }
             }
             answered = answered.max(s.committed().min(durable));
-            if let Some(members) = &store {
+            if let Some(record) = &store {
                 for (i, n) in names.iter().enumerate() {
-                    if members.contains(*n) {
+                    if record.members.contains(*n) {
                         prop_assert!(
                             acked[i] >= answered,
                             "{n} recorded in sync with {} but {answered} was answered",
