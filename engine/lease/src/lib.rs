@@ -6,7 +6,9 @@
 //!
 //! - [`LeaseStore`]: acquire, renew, release, read. Every successful acquire increments the
 //!   group's **epoch**, the fencing token that journal writes and replication frames carry;
-//!   epochs only ever grow.
+//!   epochs only ever grow. The row also holds the **in-sync set** ([`InSync`]) that
+//!   `replicated` durability records: while one is recorded, only its members may acquire,
+//!   and only the live holder may change it, expecting the record it replaces.
 //! - [`sql::SqlLeaseStore`]: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB
 //!   (the stand-in for Aurora MySQL), chosen by URL scheme.
 //! - [`dynamo::DynamoLeaseStore`]: DynamoDB with conditional `UpdateItem` (global tables
