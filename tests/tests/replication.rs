@@ -20,7 +20,7 @@ fn config(dir: &Path, name: &str, me: u16, peer: u16) -> EngineConfig {
     let toml = format!(
         "[engine]\ndata_dir = '{d}/{name}'\napp = 'echo'\n\
          [engine.lease]\nurl = 'sqlite://{d}/lease.db'\nowner = '{name}'\nttl_ms = 900\nrenew_interval_ms = 150\nsafety_margin_ms = 200\n\
-         [engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = 'replicated'\n\
+         [engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = 'replicated'\nstandby_wait_ms = 5000\n\
          [engine.admin]\nlisten = '127.0.0.1:0'\ntoken = '{TOKEN}'\n\
          [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'ISLD'\ntarget_comp_id = 'TW'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n",
         d = dir.display()
@@ -63,6 +63,25 @@ async fn standby_position(e: &Engine) -> u64 {
     v["follower"]["position"].as_u64().unwrap_or(0)
 }
 
+/// Waits until the leader at `admin` has recorded both instances in the in-sync set.
+async fn in_sync_pair(admin: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = request(admin, "GET", "/replication", None, None).await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let recorded = v["in_sync"]["recorded"].as_array().map_or(0, Vec::len);
+        if recorded == 2 && v["standbys"].as_array().is_some_and(|s| s.len() == 1) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never joined the in-sync set: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_leader_sent() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -95,22 +114,12 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
         let echo = expect(&mut c, "D").await;
         assert_eq!(field(&echo, "11"), Some(format!("ord{n}")));
     }
-    let (code, body) = request(
-        leader.admin_addr().expect("admin"),
-        "GET",
-        "/replication",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
-    assert!(
-        body.contains("\"standbys\":[{"),
-        "the standby is connected: {body}"
-    );
+    // The leader answers alone until the standby has caught up and joined the in-sync
+    // set; from then on every message waits for it.
+    let la = leader.admin_addr().expect("admin");
+    in_sync_pair(la).await;
 
     // Paused replication: with `replicated` durability the leader sends nothing more.
-    let la = leader.admin_addr().expect("admin");
     assert_eq!(
         request(la, "POST", "/replication/pause", Some(TOKEN), None)
             .await
@@ -181,6 +190,7 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
     assert_eq!(field(&echo, "11").as_deref(), Some("ord8"));
 
     // Fail over; the counterparty comes back to the new leader with its sequence numbers.
+    in_sync_pair(la).await;
     leader.handle().step_down(Duration::from_secs(60)).await;
     assert_eq!(c.next(Duration::from_secs(2)).await, Received::Closed);
     eventually("the standby to lead", Duration::from_secs(5), || {
