@@ -73,6 +73,21 @@ impl FixClient {
         Ok(())
     }
 
+    /// Connects with a receive buffer of about `bytes` (set before the handshake, so the
+    /// TCP window stays that small): a counterparty that stops reading blocks the peer's
+    /// writes soon.
+    pub async fn connect_small_window(
+        &mut self,
+        addr: std::net::SocketAddr,
+        bytes: u32,
+    ) -> std::io::Result<()> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(bytes)?;
+        self.stream = Some(socket.connect(addr).await?);
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Connects a new client.
     pub async fn connected(
         begin_string: &str,

@@ -166,12 +166,48 @@ impl Node {
                 std::env::var("FIX_DRILL_ENGINE_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env_remove("RUST_BACKTRACE")
+            .envs(self.fault_env())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// With `FIX_DRILL_ENGINE_PRELOAD` set (to the fault shim built from
+    /// `engine/drill/faults/fsync_fault.c`), the engine runs under that shim and its fsyncs
+    /// fail while [`Node::fail_fsync`] is on. Set it only in a test binary of its own: the
+    /// variable is the process's.
+    fn fault_env(&self) -> Vec<(String, String)> {
+        match std::env::var("FIX_DRILL_ENGINE_PRELOAD") {
+            Ok(shim) if !shim.is_empty() => vec![
+                ("LD_PRELOAD".into(), shim),
+                (
+                    "FIX_FAULT_FSYNC_FAIL_IF".into(),
+                    self.fsync_trigger().display().to_string(),
+                ),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn fsync_trigger(&self) -> PathBuf {
+        self.spec.dir.join("fail-fsync")
+    }
+
+    /// Makes every fsync of this engine fail (true) or work again (false), when it runs
+    /// under the fault shim (see `FIX_DRILL_ENGINE_PRELOAD`).
+    pub fn fail_fsync(&self, fail: bool) -> std::io::Result<()> {
+        let trigger = self.fsync_trigger();
+        if fail {
+            std::fs::write(trigger, b"")
+        } else {
+            match std::fs::remove_file(trigger) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
     }
 
     /// `kill -9`, and reap it.

@@ -21,7 +21,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod waits;
+mod write_guard;
+
 use waits::{read_some, role_change, secure};
+use write_guard::{deposed, leading_epoch, write_stall_limit, Written};
 
 /// A snapshot of a session for status displays and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -585,14 +588,36 @@ impl SessionActor {
                 self.log.record('>', bytes);
                 self.counted_out
                     .inc_by(crate::metrics::count_messages(bytes));
-                let ok = match &mut self.conn {
-                    Some(c) => c.writer.write_all(bytes).await.is_ok(),
-                    None => true,
+                let limit = write_stall_limit(self.plan.config.heartbeat_interval);
+                let mut role = self.role.clone();
+                let epoch = leading_epoch(role.as_ref());
+                let outcome = match &mut self.conn {
+                    Some(c) => tokio::select! {
+                        written = tokio::time::timeout(limit, c.writer.write_all(bytes)) => match written {
+                            Ok(Ok(())) => Written::Done,
+                            Ok(Err(_)) => Written::Failed,
+                            Err(_) => Written::Stalled,
+                        },
+                        () = deposed(role.as_mut(), epoch) => Written::Deposed,
+                    },
+                    None => Written::Done,
                 };
                 self.session.clear_transmit();
-                if !ok {
-                    tracing::warn!(session = %self.span_name(), "write failed; closing the connection");
-                    self.close();
+                match outcome {
+                    Written::Done => {}
+                    Written::Failed => {
+                        tracing::warn!(session = %self.span_name(), "write failed; closing the connection");
+                        self.close();
+                    }
+                    Written::Stalled => {
+                        tracing::warn!(session = %self.span_name(), ?limit, "the counterparty read nothing while a write waited; closing the connection");
+                        self.close();
+                    }
+                    Written::Deposed => {
+                        deliveries.clear();
+                        self.fence();
+                        break;
+                    }
                 }
             }
             self.deliver_all(&mut deliveries, &buf);

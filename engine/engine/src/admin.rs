@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /healthz` | 200 while the process runs and its journal works; 503 once a write or fsync failed (restart it) |
 //! | `GET /readyz` | 200 only on a leader (or without a lease), 503 otherwise; JSON body with role, epoch and every session in both cases |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //! | `GET /sessions`, `GET /sessions/{begin}/{sender}/{target}` | state and sequence numbers |
@@ -66,6 +66,8 @@ struct Readiness {
     replication: Option<ReplicationView>,
     /// New FIX connections are refused (`POST /logons/hold`).
     logons_held: bool,
+    /// Why the journal stopped, if it did (this instance then never leads again).
+    journal_failed: Option<String>,
 }
 
 /// One standby with its lag.
@@ -195,26 +197,50 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
     }
 }
 
+/// How long one session's task may take to report its status: a task blocked on a
+/// counterparty that stopped reading must not hold up `/readyz` for everyone.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(250);
+
 async fn views(handle: &EngineHandle) -> Vec<SessionView> {
     let mut ids = handle.session_ids();
     ids.sort();
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Ok(s) = handle.status(&id).await {
-            out.push(SessionView {
+    let asks = ids.into_iter().map(|id| async move {
+        let status = tokio::time::timeout(STATUS_TIMEOUT, handle.status(&id)).await;
+        match status {
+            Ok(Ok(s)) => Some(SessionView {
                 id: id.to_string(),
                 state: format!("{:?}", s.state),
                 next_sender_seq: s.next_sender_seq,
                 next_target_seq: s.next_target_seq,
                 peer: s.peer.map(|p| p.to_string()),
-            });
+            }),
+            // Busy (blocked writing to a slow counterparty, say): shown, not waited for.
+            Err(_) => Some(SessionView {
+                id: id.to_string(),
+                state: "Unresponsive".into(),
+                next_sender_seq: 0,
+                next_target_seq: 0,
+                peer: None,
+            }),
+            Ok(Err(_)) => None,
         }
-    }
-    out
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(State(st): State<AdminState>) -> Response {
+    match st.handle.journal_failure() {
+        None => "ok".into_response(),
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal failed: {e}; this instance no longer leads nor contends: restart it once its disk is fixed\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
@@ -236,6 +262,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         sessions: views(&st.handle).await,
         replication: replication_view(&st.handle, false),
         logons_held: st.handle.logons_held(),
+        journal_failed: st.handle.journal_failure(),
     };
     let status = if body.ready {
         StatusCode::OK
@@ -247,7 +274,11 @@ async fn readyz(State(st): State<AdminState>) -> Response {
 
 async fn metrics(State(st): State<AdminState>) -> Response {
     let m = st.handle.metrics();
-    for v in views(&st.handle).await {
+    for v in views(&st.handle)
+        .await
+        .into_iter()
+        .filter(|v| v.state != "Unresponsive")
+    {
         let label = crate::metrics::SessionLabel { session: v.id };
         m.next_sender_seq
             .get_or_create(&label)

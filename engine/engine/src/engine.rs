@@ -427,10 +427,21 @@ impl Engine {
     }
 }
 
+/// How long an instance whose journal failed stays out of the election: for good (it
+/// needs a restart once the disk is fixed; `/healthz` says so).
+const JOURNAL_FAILED_PAUSE: std::time::Duration =
+    std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How often the journal is checked for a failed write or fsync.
+const JOURNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Follows the keeper: opens the journal for the new epoch *before* telling the sessions
 /// (through `tx`) that they lead, and fences it as soon as the lease is lost. With `sql`
 /// durability the SQL journal is read to its end first; if that fails the lease is given
 /// up rather than leading with a journal that may lack what the old leader made durable.
+/// A journal that fails (disk full, EIO, a failed fsync) gives the lease up at once and
+/// keeps this instance out of every later election, so an in-sync standby takes over
+/// within the lease's RTO.
 fn follow_lease(
     keeper: Arc<fix_lease::Keeper>,
     storage: Storage,
@@ -443,8 +454,23 @@ fn follow_lease(
     storage.fence();
     tokio::spawn(async move {
         let mut led: Option<u64> = None;
+        let mut failed: Option<String> = None;
         loop {
+            if failed.is_none() {
+                if let Some(e) = storage.failure() {
+                    tracing::error!(error = %e, "the journal failed: giving the lease up and staying out of every election until restarted");
+                    storage.fence();
+                    failed = Some(e);
+                    keeper.step_down(JOURNAL_FAILED_PAUSE).await;
+                }
+            }
             let mut state = source.borrow_and_update().clone();
+            if let Some(e) = &failed {
+                state.role = fix_lease::Role::Standby;
+                state.valid_until = None;
+                state.reason =
+                    format!("journal failed ({e}): restart this instance once its disk is fixed");
+            }
             if let Some(took) = state.last_call {
                 metrics.lease_renew_seconds.observe(took.as_secs_f64());
             }
@@ -480,8 +506,13 @@ fn follow_lease(
                 }
             }
             tx.send_replace(state);
-            if source.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = source.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(JOURNAL_CHECK), if failed.is_none() => {}
             }
         }
     })
@@ -666,7 +697,12 @@ impl EngineHandle {
         self.replication.clone()
     }
 
-    /// The journal's appended and durable positions, when the store is the journal.
+    /// Why the journal stopped (a failed write or fsync), if it did.
+    pub fn journal_failure(&self) -> Option<String> {
+        self.journal.as_ref().and_then(fix_store::Journal::failure)
+    }
+
+    /// The journal's appended and durable stream positions.
     pub fn journal_positions(&self) -> Option<(u64, u64)> {
         self.journal.as_ref().map(|j| (j.appended(), j.durable()))
     }

@@ -159,6 +159,14 @@ impl Storage {
         }
     }
 
+    /// Why the journal stopped (a failed write or fsync), if it did.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Self::Journal { journal, .. } => journal.failure(),
+            Self::Memory => None,
+        }
+    }
+
     /// Allows journal writes under `epoch` (this instance leads with it).
     pub fn open_epoch(&self, epoch: u64) -> Result<(), JournalError> {
         match self {
