@@ -32,6 +32,14 @@ fn leads(handle: &EngineHandle) -> bool {
     matches!(handle.role(), fix_lease::Role::Leader { .. })
 }
 
+/// The epoch this instance leads with now.
+fn leading_epoch(handle: &EngineHandle) -> Option<u64> {
+    match handle.role() {
+        fix_lease::Role::Leader { epoch } => Some(epoch),
+        fix_lease::Role::Standby => None,
+    }
+}
+
 /// Runs for the engine's life.
 pub(crate) async fn run(
     client: ClientConfig,
@@ -83,7 +91,11 @@ async fn consume_while_leading(
     consumer.assign(&partitions)?;
     tracing::info!(topic = %section.outbound_topic, "leading: consuming outbound messages");
     let mut checked = std::collections::HashSet::new();
-    while leads(handle) {
+    // The term this consumer serves: a lose-and-regain of the lease starts a new one.
+    let Some(epoch) = leading_epoch(handle) else {
+        return Ok(());
+    };
+    while leading_epoch(handle) == Some(epoch) {
         let msg = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
             Err(_) => continue,
             Ok(m) => m?,
@@ -99,6 +111,12 @@ async fn consume_while_leading(
         if !send(section.payload, record, handle, producer).await {
             // Not sent and not refused for good (the session is fenced or stopping):
             // leave the offset for the next leader.
+            return Ok(());
+        }
+        if leading_epoch(handle) != Some(epoch) {
+            // Deposed while sending: the next leader decides about this record (its
+            // first-record check finds it in the replicated journal if it was sent).
+            tracing::info!("no longer leading under this term: the offset is left uncommitted");
             return Ok(());
         }
         super::blocking(|| consumer.commit_message(&msg, CommitMode::Sync))?;
@@ -213,7 +231,16 @@ async fn send(
             tracing::info!(session = %id, error = %e, "not sent: no longer leading");
             false
         }
-        Err(crate::EngineError::Send(e)) => reject(format!("session {id} refused it: {e}")),
+        Err(crate::EngineError::Send(fix_session::SendError::Refused)) => reject(format!(
+            "session {id} refused it (the application's to_app hook)"
+        )),
+        // The store could not keep it (or the session stopped on a store failure): not a
+        // verdict on the record. It stays on the topic; the journal's failure steps this
+        // leader down, and the next one sends it.
+        Err(crate::EngineError::Send(e)) => {
+            tracing::warn!(session = %id, error = %e, "not sent: the store failed; the record stays on the topic");
+            false
+        }
         Err(e) => {
             tracing::warn!(session = %id, error = %e, "not sent; it stays on the topic");
             false

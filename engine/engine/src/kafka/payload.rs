@@ -29,6 +29,12 @@ pub enum DecodeError {
     /// The `fix-session` header is not a session id.
     #[error("the fix-session header {0:?} is not BEGINSTRING:SENDER->TARGET (for example FIX.4.4:ENGINE->QF)")]
     SessionHeader(String),
+    /// A session-level message: the engine's session layer writes those itself.
+    #[error("MsgType {0} is a session-level message (Heartbeat, TestRequest, ResendRequest, Reject, SequenceReset, Logout or Logon): the session writes those itself; send application messages only")]
+    SessionLevel(String),
+    /// A value holds the field separator, which would smuggle another field in.
+    #[error("the value of tag {0} holds an SOH (0x01) byte: a value may not carry another field")]
+    Separator(u32),
     /// The header and the message disagree.
     #[error("the fix-session header names {header} but the message's {field} is {message}")]
     Conflict {
@@ -141,7 +147,11 @@ pub fn encode_inbound(format: Payload, id: &SessionId, seq: u64, msg: MessageRef
     }
 }
 
-/// An outbound record value as a message to send.
+/// The session-level MsgTypes a record may not ask for.
+const SESSION_LEVEL: [&str; 7] = ["0", "1", "2", "3", "4", "5", "A"];
+
+/// An outbound record value as a message to send: application messages only, and no
+/// value may carry a field separator.
 pub fn decode_outbound(format: Payload, value: &[u8]) -> Result<Outbound, DecodeError> {
     let fields = match format {
         Payload::Raw => raw_fields(value)?,
@@ -150,6 +160,9 @@ pub fn decode_outbound(format: Payload, value: &[u8]) -> Result<Outbound, Decode
     let (mut begin, mut sender, mut target, mut msg_type) = (None, None, None, None);
     let mut body = Vec::new();
     for (tag, v) in fields {
+        if v.contains('\x01') {
+            return Err(DecodeError::Separator(tag));
+        }
         match tag {
             8 => begin = Some(v),
             35 => msg_type = Some(v),
@@ -164,9 +177,13 @@ pub fn decode_outbound(format: Payload, value: &[u8]) -> Result<Outbound, Decode
         }
     }
     let need = |v: Option<String>, name, tag| v.ok_or(DecodeError::Missing { name, tag });
+    let msg_type = need(msg_type, "MsgType", 35)?;
+    if SESSION_LEVEL.contains(&msg_type.as_str()) {
+        return Err(DecodeError::SessionLevel(msg_type));
+    }
     Ok(Outbound {
         begin_string: begin,
-        msg_type: need(msg_type, "MsgType", 35)?,
+        msg_type,
         sender,
         target,
         body,
@@ -256,6 +273,28 @@ mod tests {
         );
         let e = decode_outbound(Payload::Json, b"{\"fields\": 3}").expect_err("bad json");
         assert!(matches!(e, DecodeError::Json(_)), "{e}");
+    }
+
+    #[test]
+    fn session_level_messages_and_smuggled_fields_are_refused() {
+        for t in ["0", "1", "2", "3", "4", "5", "A"] {
+            let raw = format!("35={t}\x0149=ENGINE\x0156=QF\x01");
+            let e = decode_outbound(Payload::Raw, raw.as_bytes()).expect_err("session level");
+            assert_eq!(e, DecodeError::SessionLevel(t.into()));
+        }
+        let e = decode_outbound(
+            Payload::Json,
+            br#"{"fields": [[35, "D"], [49, "ENGINE"], [56, "QF"], [11, "A1\u000134=1"]]}"#,
+        )
+        .expect_err("SOH inside a value");
+        assert_eq!(e, DecodeError::Separator(11));
+        assert!(e.to_string().contains("SOH"), "{e}");
+        let e = decode_outbound(
+            Payload::Json,
+            br#"{"fields": [[35, "D\u000135=5"], [49, "ENGINE"], [56, "QF"]]}"#,
+        )
+        .expect_err("SOH inside MsgType");
+        assert_eq!(e, DecodeError::Separator(35));
     }
 
     #[test]

@@ -372,7 +372,7 @@ impl Replication {
         if since.is_some() && *announced != since {
             *announced = since;
             tracing::warn!(
-                "no standby connected: running degraded (durability as `local`) until one is back"
+                "the in-sync set is this leader alone: messages are acknowledged with one copy until a standby catches up and joins"
             );
         }
     }

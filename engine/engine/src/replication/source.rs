@@ -195,6 +195,10 @@ impl Source {
             }
             let idle = chunk.is_empty();
             let len = chunk.len() as u64;
+            // Counted as sent before the write: the standby may acknowledge it before
+            // the write call returns here, and acks are capped at what was sent.
+            let end = position + len;
+            self.state.update(id, |v| v.sent = end);
             send(
                 wr,
                 &Frame::Records {
@@ -204,11 +208,10 @@ impl Source {
                 },
             )
             .await?;
-            position += len;
-            self.state.update(id, |v| {
-                v.sent = position;
-                v.streaming |= idle;
-            });
+            position = end;
+            if idle {
+                self.state.update(id, |v| v.streaming = true);
+            }
             if idle {
                 // Nothing durable beyond `position`: wait for more (the empty frame just
                 // sent tells the standby it is current).
