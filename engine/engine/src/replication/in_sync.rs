@@ -219,7 +219,10 @@ impl InSyncSet {
         self.required.clear();
         self.joining.clear();
         self.dropped.clear();
-        for s in self.standbys.values_mut() {
+        // A standby connected now already serves the new term (the source registers a
+        // connection only under the epoch it leads with, and ends it when that changes):
+        // what it acknowledged stands, even if it arrived before this call.
+        for s in self.standbys.values_mut().filter(|s| s.connections == 0) {
             s.acked = 0;
             s.streaming = false;
         }
