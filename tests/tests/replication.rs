@@ -303,3 +303,72 @@ async fn the_replication_port_refuses_garbage_stale_peers_and_asks_to_a_standby(
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Defect 5 of issue 18: a peer on the replication port can neither make the leader
+/// buffer a huge frame nor count as holding what it was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_standby_can_neither_bloat_the_leader_nor_ack_what_it_was_not_sent() {
+    use fix_store::replication::{encode, Frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (pa, pb) = (free_port(), free_port());
+    let a = Engine::start(config(dir.path(), "a", pa, pb))
+        .await
+        .expect("a");
+    eventually("a to lead", Duration::from_secs(10), || leads(&a)).await;
+    let leader: std::net::SocketAddr = format!("127.0.0.1:{pa}").parse().expect("addr");
+
+    // A Hello of 1.6 MB (an epoch history of 100 000 entries): refused unread.
+    let mut huge = Vec::new();
+    encode(
+        &Frame::Hello {
+            epoch: 0,
+            from_position: 0,
+            epochs: (0..100_000u64).map(|e| (e, e)).collect(),
+            standby: "bloat".into(),
+        },
+        &mut huge,
+    );
+    assert!(huge.len() > 1 << 20);
+    assert_eq!(frame_exchange(leader, &huge).await, None);
+
+    // A "standby" that acknowledges everything at once counts for what it was sent.
+    let mut s = tokio::net::TcpStream::connect(leader)
+        .await
+        .expect("connect");
+    let mut hello = Vec::new();
+    encode(
+        &Frame::Hello {
+            epoch: 0,
+            from_position: 0,
+            epochs: vec![],
+            standby: "liar".into(),
+        },
+        &mut hello,
+    );
+    s.write_all(&hello).await.expect("hello");
+    let mut ack = Vec::new();
+    encode(
+        &Frame::Ack {
+            epoch: 0,
+            durable_position: u64::MAX,
+        },
+        &mut ack,
+    );
+    s.write_all(&ack).await.expect("ack");
+    let mut sink = vec![0u8; 1 << 16];
+    let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut sink)).await;
+    let r = a.handle().replication().expect("replication");
+    let liar = r
+        .standbys()
+        .into_iter()
+        .find(|v| v.name == "liar")
+        .expect("registered");
+    assert!(
+        liar.acked <= liar.sent,
+        "acknowledged {} of {} sent",
+        liar.acked,
+        liar.sent
+    );
+    a.shutdown().await;
+}

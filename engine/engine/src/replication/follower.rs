@@ -120,7 +120,7 @@ impl Follower {
             },
         )
         .await?;
-        let mut frames = FrameReader::new();
+        let mut frames = FrameReader::new(super::MAX_FRAME);
         let mut acked = 0u64;
         let mut announced = false;
         loop {

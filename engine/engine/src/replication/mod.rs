@@ -25,8 +25,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// The largest replication frame accepted.
+/// The largest frame a standby accepts from its leader (Records carry at most
+/// [`CHUNK`] of the stream).
 pub(crate) const MAX_FRAME: usize = 64 << 20;
+/// The largest frame a leader accepts from a standby (Hello with its epoch history, Ack,
+/// Refused): a peer cannot make the leader buffer more than this.
+pub(crate) const MAX_STANDBY_FRAME: usize = 1 << 20;
 /// How much of the stream one Records frame carries at most.
 pub(crate) const CHUNK: usize = 256 << 10;
 /// How often an idle leader tells its standbys it has nothing more (also a keepalive).
@@ -465,12 +469,15 @@ impl Replication {
 /// Reads whole frames from a byte stream.
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
+    limit: usize,
 }
 
 impl FrameReader {
-    pub(crate) fn new() -> Self {
+    /// A reader refusing frames larger than `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             buf: Vec::with_capacity(64 << 10),
+            limit,
         }
     }
 
@@ -480,7 +487,7 @@ impl FrameReader {
         rd: &mut (impl AsyncRead + Unpin),
     ) -> std::io::Result<Option<Frame>> {
         loop {
-            match decode(&self.buf, MAX_FRAME) {
+            match decode(&self.buf, self.limit) {
                 Ok((frame, used)) => {
                     self.buf.drain(..used);
                     return Ok(Some(frame));

@@ -66,7 +66,7 @@ fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
 impl Source {
     async fn stream_to(mut self, stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
         let (mut rd, mut wr) = stream.into_split();
-        let mut frames = FrameReader::new();
+        let mut frames = FrameReader::new(super::MAX_STANDBY_FRAME);
         let hello = tokio::time::timeout(std::time::Duration::from_secs(5), frames.next(&mut rd))
             .await
             .map_err(|_| std::io::Error::other("no Hello within 5 s"))??;
