@@ -346,3 +346,29 @@ fn a_fenced_journal_refuses_writes_and_an_older_epoch_cannot_reopen_it() {
     let s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
     assert_eq!(outbound(&s, 1, 2).len(), 2);
 }
+
+/// Two journals may never append to one directory (a force-deleted pod and its
+/// replacement on one volume): the second open is refused with the holder named, and
+/// succeeds once the first has shut down.
+#[test]
+fn a_journal_directory_has_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let first = Journal::open(JournalOptions::new(dir.path())).expect("open");
+    let started = std::time::Instant::now();
+    let err = match Journal::open(JournalOptions::new(dir.path())) {
+        Ok(_) => panic!("a second journal opened the same directory"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("in use by another process")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "it waited for a release first"
+    );
+    first.shutdown();
+    let second = Journal::open(JournalOptions::new(dir.path())).expect("reopen after shutdown");
+    second.shutdown();
+}

@@ -109,6 +109,14 @@ pub enum JournalError {
     /// An earlier write or fsync failed; the journal accepts nothing more.
     #[error("journal stopped after an earlier failure: {0}")]
     Failed(String),
+    /// Another process (or another open journal in this one) holds the directory.
+    #[error("journal directory {dir} is in use by another process ({holder}): two processes may never append to one journal; stop the other one (or give each instance its own data_dir)")]
+    Locked {
+        /// The directory.
+        dir: String,
+        /// What its lock file says about the holder.
+        holder: String,
+    },
 }
 
 fn io_err<'a>(
@@ -166,6 +174,55 @@ struct Inner {
     durable_cv: Condvar,
     listeners: Mutex<Vec<Listener>>,
     timings: Mutex<Vec<TimingListener>>,
+    /// The exclusive lock on the directory (`LOCK`), held until the sync thread stops.
+    dir_lock: Mutex<Option<File>>,
+}
+
+/// How long an open waits for a lock that an earlier journal of this process (shut down
+/// a moment ago) is still releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the exclusive `flock` on `dir/LOCK` and writes this process's id in it.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening the lock file", &path))?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(JournalError::Locked {
+                    dir: dir.display().to_string(),
+                    holder: if holder.trim().is_empty() {
+                        "unknown".into()
+                    } else {
+                        holder.trim().to_string()
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io_err("locking", &path)(e));
+            }
+        }
+    }
+    let me = format!("pid {}", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(me.as_bytes()))
+        .map_err(io_err("writing", &path))?;
+    Ok(file)
 }
 
 /// A handle to the journal; clones share it.
@@ -217,6 +274,7 @@ impl Journal {
     /// record stream stays a copy of the leader's.
     pub fn open_fenced(opts: JournalOptions) -> Result<Self, JournalError> {
         std::fs::create_dir_all(&opts.dir).map_err(io_err("creating", &opts.dir))?;
+        let dir_lock = lock_dir(&opts.dir)?;
         let recovered = crate::recovery::recover(&opts)?;
         let files = Files {
             open: BTreeMap::new(),
@@ -245,12 +303,17 @@ impl Journal {
             durable_cv: Condvar::new(),
             listeners: Mutex::new(Vec::new()),
             timings: Mutex::new(Vec::new()),
+            dir_lock: Mutex::new(Some(dir_lock)),
             opts,
         });
         let worker = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("journal-sync".into())
-            .spawn(move || sync_loop(&worker))
+            .spawn(move || {
+                sync_loop(&worker);
+                // Stopped (shut down, or failed): nothing more is written here.
+                lock(&worker.dir_lock).take();
+            })
             .map_err(io_err("starting the sync thread for", &inner.opts.dir))?;
         Ok(Self { inner })
     }
