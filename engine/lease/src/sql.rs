@@ -25,7 +25,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 const PG_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-const MY_NOW: &str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
+/// Milliseconds since the Unix epoch by the server's clock, whatever the session's time
+/// zone (`UNIX_TIMESTAMP(NOW())` reads NOW in the session zone and is off by an hour
+/// around a daylight-saving change in a zone that has one).
+const MY_NOW: &str =
+    "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)";
 const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
 /// A lease store in a SQL database.
