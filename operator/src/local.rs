@@ -161,6 +161,19 @@ impl LocalGroup {
         self.cluster.nodes.iter().position(|n| n.spec.name == name)
     }
 
+    /// Starts again every engine whose process has exited (killed, crashed), as
+    /// Kubernetes or ECS would; returns their names. A frozen (SIGSTOP) engine still
+    /// runs and is left alone.
+    pub fn restart_exited(&mut self) -> Vec<String> {
+        let mut restarted = Vec::new();
+        for n in &mut self.cluster.nodes {
+            if !n.running() && n.start().is_ok() {
+                restarted.push(n.spec.name.clone());
+            }
+        }
+        restarted
+    }
+
     /// Stops every engine (sessions logged out) and the proxy.
     pub fn stop(mut self) {
         for n in &mut self.cluster.nodes {

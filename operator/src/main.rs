@@ -316,10 +316,10 @@ fn local_options(args: &LocalArgs, dir: &std::path::Path) -> anyhow::Result<Loca
 async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
     let tmp = local::work_dir(args.dir.as_deref()).context("creating the work directory")?;
     let opts = local_options(&args, tmp.path())?;
-    let group = LocalGroup::start(&opts).await?;
+    let mut group = LocalGroup::start(&opts).await?;
     let entry: Vec<String> = group.entry.iter().map(ToString::to_string).collect();
     eprintln!(
-        "fixctl local: leader and standby running, routed by {}; counterparties connect to {} (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT). Journals and logs in {}. Ctrl-C stops.",
+        "fixctl local: leader and standby running, routed by {}; counterparties connect to {} (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT). Journals and logs in {}. An engine that exits is started again. Ctrl-C stops.",
         group.router.name(),
         entry.join(" or "),
         tmp.path().display()
@@ -329,6 +329,9 @@ async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
         tokio::select! {
             r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; break; }
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        for name in group.restart_exited() {
+            eprintln!("fixctl local: engine {name} had exited; started it again (as Kubernetes or ECS would)");
         }
         let engines: Vec<(String, SocketAddr)> = group
             .cluster

@@ -334,13 +334,36 @@ fn local_up_serves_through_the_proxy_and_ctrl_c_stops_everything() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("fixctl local up");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("banner");
-    assert!(
-        line.contains("leader and standby running") && line.contains(&port.to_string()),
-        "{line}"
-    );
+    // Its stderr, line by line, read on a thread so that a missing line fails the test
+    // instead of hanging it.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let err = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_line = |what: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {what:?} on fixctl's stderr: {e}"),
+            }
+        }
+    };
+    let line = wait_line("leader and standby running");
+    assert!(line.contains(&port.to_string()), "{line}");
+    let work_dir = line
+        .split("Journals and logs in ")
+        .nth(1)
+        .and_then(|r| r.split(". ").next())
+        .expect("the work directory")
+        .to_string();
     // A counterparty logs on through the proxy.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the proxy");
     let logon = fix_codec::human::encode_human(
@@ -368,14 +391,26 @@ fn local_up_serves_through_the_proxy_and_ctrl_c_stops_everything() {
         );
         snapshot.push_str(&l);
     }
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+    });
+    // An engine killed from outside is started again, as Kubernetes or ECS would.
+    let config = format!("{work_dir}/engine-1/engine.toml");
+    let killed = Command::new("pkill")
+        .args(["-9", "-f", &config])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "no engine process runs with {config}");
+    let line = wait_line("started it again");
+    assert!(line.contains("engine-b"), "{line}");
+
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     let status = child.wait().expect("exit");
     assert!(status.success(), "{status:?}");
-    let mut rest = String::new();
-    let _ = err.read_to_string(&mut rest);
-    assert!(rest.contains("stopping"), "{rest}");
+    wait_line("stopping");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the proxy is gone"

@@ -58,9 +58,10 @@ struct Readiness {
     /// The in-sync set recorded in the lease store, as this standby last read it (the
     /// leader shows its own under `replication.in_sync`).
     lease_in_sync: Option<Vec<String>>,
-    /// This instance is in that set (always while leading; `null`: none recorded). A
-    /// standby outside it may not take the lease: it has not caught up since the leader
-    /// went on without it.
+    /// Under `replicated`: this instance is in that set (always while leading; false
+    /// until a standby has read it there). A standby outside it may not take the lease:
+    /// it has not caught up since the leader went on without it. `null` under other
+    /// durability modes and outside the active region.
     in_sync: Option<bool>,
     sessions: Vec<SessionView>,
     replication: Option<ReplicationView>,

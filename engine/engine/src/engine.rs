@@ -660,9 +660,18 @@ impl EngineHandle {
             .and_then(|k| k.subscribe().borrow().holder.clone())
     }
 
-    /// Whether this instance is in the in-sync set recorded in the lease store: always
-    /// while leading; as last read while standby (`None`: none recorded, or not read yet).
+    /// Whether this instance is in the in-sync set recorded in the lease store, under
+    /// `replicated` durability (`None` otherwise): always while leading; as last read
+    /// while standby (false until read: not confirmed). `None` too outside the active
+    /// region, where it does not contend.
     pub fn in_sync_member(&self) -> Option<bool> {
+        if !self
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.in_sync_enforced())
+        {
+            return None;
+        }
         let k = self.keeper.as_ref()?;
         if matches!(k.role(), fix_lease::Role::Leader { .. }) {
             return Some(true);
@@ -673,8 +682,8 @@ impl EngineHandle {
             // Outside the active region it does not contend, in sync or not.
             return None;
         }
-        let members = state.holder.as_ref()?.in_sync.as_ref()?;
-        Some(members.iter().any(|m| m == k.owner()))
+        let members = state.holder.as_ref().and_then(|h| h.in_sync.as_ref());
+        Some(members.is_some_and(|m| m.iter().any(|m| m == k.owner())))
     }
 
     /// How many times this instance became leader (1 without a lease).

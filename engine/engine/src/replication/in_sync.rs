@@ -232,6 +232,11 @@ impl InSyncSet {
         self.retry_at = None;
     }
 
+    /// Whether the set is kept (`replicated` durability).
+    pub fn enforced(&self) -> bool {
+        self.enforce
+    }
+
     /// The epoch this instance leads with.
     pub fn leading(&self) -> Option<u64> {
         self.leading

@@ -235,6 +235,11 @@ impl Replication {
         self.with_in_sync(|s| s.read_back(epoch, stored, now));
     }
 
+    /// Whether messages wait for an in-sync set (`replicated` durability).
+    pub fn in_sync_enforced(&self) -> bool {
+        lock(&self.in_sync).enforced()
+    }
+
     /// The in-sync set while leading.
     pub fn in_sync(&self) -> Option<InSyncView> {
         let set = lock(&self.in_sync);
