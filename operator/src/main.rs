@@ -325,9 +325,13 @@ async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
         tmp.path().display()
     );
     let mut last: Option<(Instant, u64)> = None;
+    // One listener for the whole run: a Ctrl-C that arrives while a snapshot is being
+    // taken must not be missed (a new listener per turn would not see it).
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; break; }
+            r = &mut ctrl_c => { r.context("waiting for Ctrl-C")?; break; }
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
         for name in group.restart_exited() {
