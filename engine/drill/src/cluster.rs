@@ -34,6 +34,25 @@ pub struct GroupOptions {
     pub kafka: Option<String>,
 }
 
+impl GroupOptions {
+    /// A single-region group of `instances` run by `exe`: TTL 1.5 s, renew 300 ms,
+    /// margin 300 ms, default names, the `exec` simulator.
+    pub fn new(exe: PathBuf, backend: Backend, durability: &str, instances: usize) -> Self {
+        Self {
+            exe,
+            backend,
+            durability: durability.into(),
+            lease_ms: (1500, 300, 300),
+            instances,
+            names: Vec::new(),
+            regions: Vec::new(),
+            active_region: None,
+            cross_region_sync: false,
+            kafka: None,
+        }
+    }
+}
+
 /// A group that failed to start or misbehaved.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

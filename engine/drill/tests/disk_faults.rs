@@ -28,19 +28,13 @@ fn build_shim(dir: &Path) -> PathBuf {
 }
 
 fn group() -> GroupOptions {
-    GroupOptions {
-        exe: env!("CARGO_BIN_EXE_fix-drill").into(),
-        // Not SQLite: its lease file would fail with the journal and blur the cause.
-        backend: Backend::Postgres,
-        durability: "replicated".into(),
-        lease_ms: (1500, 300, 300),
-        instances: 2,
-        names: Vec::new(),
-        regions: Vec::new(),
-        active_region: None,
-        cross_region_sync: false,
-        kafka: None,
-    }
+    // Not SQLite: its lease file would fail with the journal and blur the cause.
+    GroupOptions::new(
+        env!("CARGO_BIN_EXE_fix-drill").into(),
+        Backend::Postgres,
+        "replicated",
+        2,
+    )
 }
 
 async fn healthz(cluster: &Cluster, i: usize) -> (u16, String) {

@@ -12,18 +12,12 @@ use fix_drill::trader::Trader;
 use std::time::{Duration, Instant};
 
 fn group(backend: Backend, instances: usize) -> GroupOptions {
-    GroupOptions {
-        exe: env!("CARGO_BIN_EXE_fix-drill").into(),
+    GroupOptions::new(
+        env!("CARGO_BIN_EXE_fix-drill").into(),
         backend,
-        durability: "replicated".into(),
-        lease_ms: (1500, 300, 300),
+        "replicated",
         instances,
-        names: Vec::new(),
-        regions: Vec::new(),
-        active_region: None,
-        cross_region_sync: false,
-        kafka: None,
-    }
+    )
 }
 
 /// Watches instance `i` for `period`: it must never report leader.
