@@ -182,11 +182,34 @@ async fn create_adds_the_finalizer_then_applies_every_object_owned_and_server_si
             .all(|l| l.contains("fieldManager=fix-operator") && l.contains("force=true")),
         "every object is applied server-side by fix-operator: {applies:?}"
     );
+    // No spec.replicationKey: a random key is generated once, owned by the FixSession,
+    // and the engines read it from there.
+    let key = w
+        .fake
+        .get(SECRETS, "fs-replication-key")
+        .expect("the generated replication key");
+    assert_eq!(key["metadata"]["ownerReferences"][0]["uid"], uid);
+    let generated = key["stringData"]["key"].as_str().expect("key").to_string();
+    assert_eq!(generated.len(), 64, "32 random bytes, hex");
+    run(&w, "fs").await.expect("again");
+    let again = w
+        .fake
+        .get(SECRETS, "fs-replication-key")
+        .expect("still there");
+    assert_eq!(
+        again["stringData"]["key"].as_str(),
+        Some(generated.as_str()),
+        "a later pass keeps the key (an engine restarted with another would be cut off)"
+    );
     let set = w.fake.get(SETS, "fs").expect("statefulset");
     assert_eq!(set["spec"]["replicas"], 2);
     let map = w.fake.get(MAPS, "fs-config").expect("configmap");
     let toml0 = map["data"]["fs-0.toml"].as_str().expect("fs-0.toml");
     assert!(toml0.contains("url_env = \"FIX_LEASE_URL\""), "{toml0}");
+    assert!(
+        toml0.contains("key_env = \"FIX_REPLICATION_KEY\""),
+        "{toml0}"
+    );
     // Status: the generation observed, and the pods do not answer yet.
     assert_eq!(fs["status"]["observedGeneration"], 1);
     assert_eq!(
@@ -491,6 +514,20 @@ async fn an_invalid_spec_is_an_event_and_a_ready_condition_and_applies_nothing()
         .await
         .expect_err("routing misses an instance");
     assert!(err.to_string().contains("no entry for route-1"), "{err}");
+    secret(&w.fake, "short", "key", "tooshort");
+    w.fake.put(
+        FIXSESSIONS,
+        fixsession(
+            "key",
+            json!({"replicationKey": {"name": "short", "key": "key"}}),
+        ),
+    );
+    run(&w, "key").await.expect("finalizer");
+    let err = run(&w, "key").await.expect_err("a key too short");
+    assert!(
+        err.to_string().contains("spec.replicationKey") && err.to_string().contains("at least 16"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -72,7 +72,20 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         c.next(Duration::from_secs(3)).await,
         Received::Message(_)
     ));
-    let (code, text) = request(aa, "GET", "/metrics", None, None).await;
+    // With a token, every read but /healthz and /readyz needs it (message bodies,
+    // the group's layout).
+    for path in [
+        "/metrics",
+        "/sessions",
+        "/sessions/FIX.4.4/ISLD/TW",
+        "/sessions/FIX.4.4/ISLD/TW/messages?from=1&to=5",
+    ] {
+        let (code, body) = request(aa, "GET", path, None, None).await;
+        assert_eq!(code, 401, "GET {path} without the token: {body}");
+        assert!(body.contains("engine.admin.token"), "{body}");
+        assert_eq!(request(aa, "GET", path, Some("wrong"), None).await.0, 401);
+    }
+    let (code, text) = request(aa, "GET", "/metrics", Some(TOKEN), None).await;
     assert_eq!(code, 200);
     for needle in [
         "fix_messages_in_total{session=\"FIX.4.4:ISLD->TW\"} 1",
@@ -85,13 +98,13 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
     }
 
     // Session endpoints and token-protected actions.
-    let (code, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
+    let (code, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", Some(TOKEN), None).await;
     assert!(
         code == 200 && body.contains("\"next_sender_seq\":2"),
         "{code} {body}"
     );
     assert_eq!(
-        request(aa, "GET", "/sessions/FIX.4.4/NOPE/TW", None, None)
+        request(aa, "GET", "/sessions/FIX.4.4/NOPE/TW", Some(TOKEN), None)
             .await
             .0,
         404
@@ -127,7 +140,7 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         .0,
         200
     );
-    let (_, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
+    let (_, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", Some(TOKEN), None).await;
     assert!(body.contains("\"next_sender_seq\":50"), "{body}");
     // Stored messages, and a reset refused while logged on.
     c.send("35=D|34=2|49=TW|52=<TIME>|56=ISLD|11=stored1|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
@@ -141,7 +154,7 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         aa,
         "GET",
         "/sessions/FIX.4.4/ISLD/TW/messages?from=50&to=60",
-        None,
+        Some(TOKEN),
         None,
     )
     .await;
@@ -159,7 +172,7 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
             aa,
             "GET",
             "/sessions/FIX.4.4/ISLD/TW/messages?from=5&to=2",
-            None,
+            Some(TOKEN),
             None
         )
         .await
@@ -237,7 +250,7 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         .0,
         200
     );
-    let (_, body) = request(ba, "GET", "/sessions/FIX.4.4/ISLD/TW", None, None).await;
+    let (_, body) = request(ba, "GET", "/sessions/FIX.4.4/ISLD/TW", Some(TOKEN), None).await;
     assert!(
         body.contains("\"next_sender_seq\":1") && body.contains("\"next_target_seq\":1"),
         "{body}"

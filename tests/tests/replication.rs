@@ -17,10 +17,16 @@ use std::time::Duration;
 const TOKEN: &str = "t0ken";
 
 fn config(dir: &Path, name: &str, me: u16, peer: u16) -> EngineConfig {
+    keyed_config(dir, name, me, peer, None)
+}
+
+/// With `key`, the group's replication key is read from that file.
+fn keyed_config(dir: &Path, name: &str, me: u16, peer: u16, key: Option<&Path>) -> EngineConfig {
+    let key = key.map_or(String::new(), |k| format!("key_file = '{}'\n", k.display()));
     let toml = format!(
         "[engine]\ndata_dir = '{d}/{name}'\napp = 'echo'\n\
          [engine.lease]\nurl = 'sqlite://{d}/lease.db'\nowner = '{name}'\nttl_ms = 900\nrenew_interval_ms = 150\nsafety_margin_ms = 200\n\
-         [engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = 'replicated'\nstandby_wait_ms = 5000\n\
+         [engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = 'replicated'\nstandby_wait_ms = 5000\n{key}\
          [engine.admin]\nlisten = '127.0.0.1:0'\ntoken = '{TOKEN}'\n\
          [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'ISLD'\ntarget_comp_id = 'TW'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n",
         d = dir.display()
@@ -54,7 +60,7 @@ async fn standby_position(e: &Engine) -> u64 {
         e.admin_addr().expect("admin"),
         "GET",
         "/replication",
-        None,
+        Some(TOKEN),
         None,
     )
     .await;
@@ -67,7 +73,7 @@ async fn standby_position(e: &Engine) -> u64 {
 async fn in_sync_pair(admin: std::net::SocketAddr) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (code, body) = request(admin, "GET", "/replication", None, None).await;
+        let (code, body) = request(admin, "GET", "/replication", Some(TOKEN), None).await;
         assert_eq!(code, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         let recorded = v["in_sync"]["recorded"].as_array().map_or(0, Vec::len);
@@ -137,7 +143,7 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
     );
     assert_eq!(standby_position(standby).await, before);
     // The leader shows what the standby lacks, per session.
-    let (_, body) = request(la, "GET", "/replication", None, None).await;
+    let (_, body) = request(la, "GET", "/replication", Some(TOKEN), None).await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let lag = &v["standbys"][0];
     assert!(lag["lag_bytes"].as_u64().is_some_and(|b| b > 0), "{body}");
@@ -172,7 +178,7 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
         .await
         .expect("order");
     assert_eq!(c.next(Duration::from_millis(600)).await, Received::TimedOut);
-    let (_, body) = request(la, "GET", "/replication", None, None).await;
+    let (_, body) = request(la, "GET", "/replication", Some(TOKEN), None).await;
     assert!(
         body.contains(&format!("\"standbys\":[\"{name}\"]")) && body.contains("\"all\":false"),
         "{body}"
@@ -227,12 +233,27 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
     b.shutdown().await;
 }
 
+/// The standby's half of the replication handshake with a leader that has no key
+/// (`FIXREPL2`, mode 0, its nonce; answered with a nonce and an empty proof); returns the
+/// mode the leader announced.
+async fn open_handshake(s: &mut tokio::net::TcpStream) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut prelude = [0u8; 41];
+    s.read_exact(&mut prelude)
+        .await
+        .expect("the leader's challenge");
+    assert_eq!(&prelude[..8], b"FIXREPL2", "{prelude:?}");
+    s.write_all(&[0u8; 64]).await.expect("answer");
+    prelude[8]
+}
+
 async fn frame_exchange(
     addr: std::net::SocketAddr,
     send: &[u8],
 ) -> Option<fix_store::replication::Frame> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    open_handshake(&mut s).await;
     s.write_all(send).await.expect("write");
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
@@ -346,6 +367,7 @@ async fn a_fake_standby_can_neither_bloat_the_leader_nor_ack_what_it_was_not_sen
         },
         &mut hello,
     );
+    open_handshake(&mut s).await;
     s.write_all(&hello).await.expect("hello");
     let mut ack = Vec::new();
     encode(
@@ -370,5 +392,104 @@ async fn a_fake_standby_can_neither_bloat_the_leader_nor_ack_what_it_was_not_sen
         liar.acked,
         liar.sent
     );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_peers_holding_the_groups_key_replicate() {
+    use fix_store::replication::{encode, Frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (key, wrong) = (dir.path().join("key"), dir.path().join("wrong"));
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").expect("key");
+    std::fs::write(&wrong, "fedcba9876543210fedcba9876543210").expect("key");
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let a = Engine::start(keyed_config(dir.path(), "a", pa, pb, Some(&key)))
+        .await
+        .expect("a");
+    eventually("a to lead", Duration::from_secs(10), || leads(&a)).await;
+    let b = Engine::start(keyed_config(dir.path(), "b", pb, pa, Some(&key)))
+        .await
+        .expect("b");
+    let leader: std::net::SocketAddr = format!("127.0.0.1:{pa}").parse().expect("addr");
+
+    // The same key: b follows, and an order is answered once b has it.
+    in_sync_pair(a.admin_addr().expect("admin")).await;
+    let mut c = FixClient::new("FIX.4.4");
+    c.connect(a.listen_addr(&id()).expect("port"))
+        .await
+        .expect("connect");
+    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+        .await
+        .expect("logon");
+    expect(&mut c, "A").await;
+    c.send("35=D|34=2|49=TW|52=<TIME>|56=ISLD|11=k1|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
+        .await
+        .expect("order");
+    expect(&mut c, "D").await;
+    assert!(standby_position(&b).await > 0, "the keyed standby follows");
+
+    // A peer without the key: told the leader wants one, and its Hello is never read.
+    let mut s = tokio::net::TcpStream::connect(leader)
+        .await
+        .expect("connect");
+    assert_eq!(
+        open_handshake(&mut s).await,
+        1,
+        "the leader announces a key"
+    );
+    let mut hello = Vec::new();
+    encode(
+        &Frame::Hello {
+            epoch: 0,
+            from_position: 0,
+            epochs: vec![],
+            standby: "intruder".into(),
+        },
+        &mut hello,
+    );
+    let _ = s.write_all(&hello).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+    assert!(
+        buf.is_empty(),
+        "nothing is sent to a peer without the key: {buf:?}"
+    );
+
+    // An engine with another key: refused both ways, and it says which setting to fix.
+    let other = Engine::start(keyed_config(dir.path(), "c", pc, pa, Some(&wrong)))
+        .await
+        .expect("c");
+    let oa = other.admin_addr().expect("admin");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        let (_, body) = request(oa, "GET", "/replication", Some(TOKEN), None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if let Some(e) = v["follower"]["last_error"].as_str() {
+            break e.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error shown: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("key differs"), "{error}");
+    assert_eq!(
+        standby_position(&other).await,
+        0,
+        "nothing was replicated to it"
+    );
+    let names: Vec<String> = a
+        .handle()
+        .replication()
+        .expect("replication")
+        .standbys()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["b"], "only the keyed standby is connected");
+    other.shutdown().await;
+    b.shutdown().await;
     a.shutdown().await;
 }

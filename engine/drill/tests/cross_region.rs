@@ -56,7 +56,7 @@ async fn replication(cluster: &Cluster, l: usize) -> serde_json::Value {
         cluster.nodes[l].admin_addr(),
         "GET",
         "/replication",
-        None,
+        Some(fix_drill::node::TOKEN),
         Duration::from_secs(2),
     )
     .await
@@ -150,7 +150,7 @@ async fn the_leader_reports_each_standby_region_and_the_cross_region_lag() {
         cluster.nodes[other].admin_addr(),
         "GET",
         "/replication",
-        None,
+        Some(fix_drill::node::TOKEN),
         Duration::from_secs(2),
     )
     .await

@@ -278,7 +278,7 @@ impl Stream {
                 self.cluster.nodes[leader].admin_addr(),
                 "GET",
                 "/sessions/FIX.4.4/EXEC/CLIENT/messages?from=1&to=1000",
-                None,
+                Some(fix_drill::node::TOKEN),
                 Duration::from_secs(5),
             )
             .await

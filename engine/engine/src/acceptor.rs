@@ -25,6 +25,8 @@ pub(crate) struct Endpoint {
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     /// While set, new connections are closed at once (logons held by an admin call).
     pub(crate) held: Arc<std::sync::atomic::AtomicBool>,
+    /// Caps on connections not yet handed to their session (shared by every listener).
+    pub(crate) pending: crate::pending::Pending,
 }
 
 impl Endpoint {
@@ -33,8 +35,13 @@ impl Endpoint {
             tracing::info!(%peer, "logons are held (rotation in progress): connection closed");
             return;
         }
+        // Closed at once beyond the caps (the refusal is logged by `admit`).
+        let Ok(slot) = self.pending.admit(peer.ip()) else {
+            return;
+        };
         let this = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
             let io: BoxIo = match this.tls {
                 None => Box::new(stream),

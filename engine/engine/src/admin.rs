@@ -17,16 +17,20 @@
 //! | `POST /replication/pause[?standby=NAME]`, `POST /replication/resume[?standby=NAME]` | stop or resume sending records to one standby or all (token) |
 //!
 //! Actions need `Authorization: Bearer <engine.admin.token>`; without a configured token
-//! they are refused.
+//! they are refused. Reads other than `/healthz` and `/readyz` (which probes and load
+//! balancers call) show message bodies and the group's layout: with a token they need it
+//! too, and without one they are served to loopback clients only.
 
 use crate::engine::{EngineError, EngineHandle};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fix_session::SessionId;
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -169,6 +173,55 @@ fn engine_error(e: EngineError) -> Response {
     error(status, e.to_string())
 }
 
+/// Whether a read may be served: with a token, to whoever presents it; without one, to
+/// loopback clients only.
+fn may_read(
+    token: Option<&str>,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<(), (StatusCode, &'static str)> {
+    match token {
+        Some(token) if bearer_is(headers, token) => Ok(()),
+        Some(_) => Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: every admin endpoint but /healthz and /readyz needs engine.admin.token",
+        )),
+        None if peer.is_loopback() => Ok(()),
+        None => Err((
+            StatusCode::FORBIDDEN,
+            "this admin API has no token, so it serves reads to loopback clients only: set engine.admin.token_env and send it as a bearer token",
+        )),
+    }
+}
+
+/// Guards the read routes ([`may_read`]).
+async fn guard_reads(
+    State(st): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match may_read(st.token.as_deref(), request.headers(), peer.ip()) {
+        Ok(()) => next.run(request).await,
+        Err((status, why)) => error(status, why),
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>` (compared in constant time).
+fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    })
+}
+
 /// `Err(response)` when the request may not act (boxed: a `Response` is large).
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.token else {
@@ -177,18 +230,7 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
             "admin actions are disabled: set engine.admin.token",
         )));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let same = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0
-    });
-    if same {
+    if bearer_is(headers, token) {
         Ok(())
     } else {
         Err(Box::new(error(
@@ -531,34 +573,64 @@ async fn resume(
 
 /// The router over an engine handle.
 fn router(handle: EngineHandle, token: Option<String>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    let state = AdminState { handle, token };
+    let reads = Router::new()
         .route("/metrics", get(metrics))
         .route("/sessions", get(sessions))
         .route("/sessions/{begin}/{sender}/{target}", get(session))
+        .route(
+            "/sessions/{begin}/{sender}/{target}/messages",
+            get(messages),
+        )
+        .route("/replication", get(replication))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard_reads));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(reads)
         .route("/sessions/{begin}/{sender}/{target}/logout", post(logout))
         .route(
             "/sessions/{begin}/{sender}/{target}/sequence",
             post(sequence),
         )
-        .route(
-            "/sessions/{begin}/{sender}/{target}/messages",
-            get(messages),
-        )
         .route("/sessions/{begin}/{sender}/{target}/reset", post(reset))
         .route("/step-down", post(step_down))
         .route("/logons/hold", post(hold_logons))
         .route("/logons/release", post(release_logons))
-        .route("/replication", get(replication))
         .route("/replication/pause", post(pause))
         .route("/replication/resume", post(resume))
-        .with_state(AdminState { handle, token })
+        .with_state(state)
 }
 
 /// Serves the admin API on `listener` until the task is aborted.
 pub(crate) async fn serve(listener: TcpListener, handle: EngineHandle, token: Option<String>) {
-    if let Err(e) = axum::serve(listener, router(handle, token)).await {
+    let app = router(handle, token).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_need_the_token_when_there_is_one_and_loopback_when_there_is_none() {
+        let remote: IpAddr = "10.1.2.3".parse().expect("ip");
+        let local: IpAddr = "127.0.0.1".parse().expect("ip");
+        let mut with = HeaderMap::new();
+        with.insert(header::AUTHORIZATION, "Bearer t0k".parse().expect("value"));
+        let none = HeaderMap::new();
+        assert!(may_read(Some("t0k"), &with, remote).is_ok());
+        assert_eq!(
+            may_read(Some("t0k"), &none, local).map_err(|e| e.0),
+            Err(StatusCode::UNAUTHORIZED),
+            "a token is needed from loopback too once one is set"
+        );
+        assert!(may_read(None, &none, local).is_ok());
+        assert_eq!(
+            may_read(None, &none, remote).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
     }
 }

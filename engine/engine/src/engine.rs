@@ -298,6 +298,10 @@ impl Engine {
             );
         }
         let mut listen_addrs = HashMap::new();
+        let pending = crate::pending::Pending::new(
+            config.engine.connections,
+            metrics.connections_refused.clone(),
+        );
         for (addr, routes) in by_addr {
             let listener = TcpListener::bind(addr)
                 .await
@@ -316,6 +320,7 @@ impl Engine {
                 max_size,
                 tls: tls_by_addr.get(&addr).cloned(),
                 held: Arc::clone(&logons_held),
+                pending: pending.clone(),
             };
             let standby_listens = config
                 .engine

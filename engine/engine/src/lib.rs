@@ -30,6 +30,7 @@ pub mod engine;
 pub mod kafka;
 pub mod metrics;
 pub mod msglog;
+mod pending;
 pub mod quickfix_settings;
 pub mod replication;
 pub mod runtime;

@@ -114,6 +114,9 @@ pub struct Metrics {
     pub replication_in_sync_expands: Gauge,
     /// 1 while messages wait past `standby_wait_ms` with `on_standby_loss = "halt"`.
     pub replication_halted: Gauge,
+    /// FIX connections closed at accept because too many were waiting for their Logon
+    /// (`[engine.connections]`).
+    pub connections_refused: Counter,
     /// Time one journal group commit (write + fdatasync) took.
     pub journal_fsync_seconds: Histogram,
     /// Time one lease renewal took.
@@ -159,6 +162,7 @@ impl Metrics {
             replication_in_sync_shrinks: Gauge::default(),
             replication_in_sync_expands: Gauge::default(),
             replication_halted: Gauge::default(),
+            connections_refused: Counter::default(),
             journal_fsync_seconds: Histogram::new(latency_buckets()),
             lease_renew_seconds: Histogram::new(latency_buckets()),
             kafka,
@@ -238,6 +242,11 @@ impl Metrics {
             "replication_in_sync_expands",
             "Standbys added to the in-sync set since start",
             m.replication_in_sync_expands.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "FIX connections closed at accept because too many were waiting for their Logon",
+            m.connections_refused.clone(),
         );
         registry.register(
             "replication_halted",

@@ -11,9 +11,9 @@ use super::group::{Group, GroupInputs};
 use super::inputs::{base_config, secret_value};
 use super::resources;
 use super::status;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -44,6 +44,7 @@ pub async fn apply(fs: &FixSession, ctx: &Context) -> Result<Action, ReconcileEr
 async fn apply_spec(fs: &FixSession, ctx: &Context) -> Result<Action, ReconcileError> {
     let base = base_config(&ctx.client, fs).await?;
     check_engine_config(fs, &base)?;
+    ensure_replication_key(fs, ctx).await?;
     apply_object(ctx, &resources::config_map(fs, &base)?).await?;
     apply_object(ctx, &resources::peers_service(fs)?).await?;
     apply_object(ctx, &resources::fix_service(fs)?).await?;
@@ -99,6 +100,46 @@ fn check_engine_config(fs: &FixSession, base: &str) -> Result<(), ReconcileError
         .plans()
         .map_err(|e| ReconcileError::InvalidSpec(format!("FixSession {}: {e}", fs.name_any())))?;
     Ok(())
+}
+
+/// Makes sure the replication key the pods read exists: `spec.replicationKey` is checked
+/// (present, long enough); without it a random key is generated once into
+/// `<name>-replication-key` and kept (created, never overwritten).
+async fn ensure_replication_key(fs: &FixSession, ctx: &Context) -> Result<(), ReconcileError> {
+    if let Some(r) = &fs.spec.replication_key {
+        let key = secret_value(&ctx.client, fs, r, "replicationKey").await?;
+        if key.len() < fix_engine::replication::peer_auth::MIN_KEY_LEN {
+            return Err(ReconcileError::InvalidSpec(format!(
+                "FixSession {}: spec.replicationKey: Secret {} key {} holds {} bytes; use at least {} (e.g. openssl rand -hex 32)",
+                fs.name_any(),
+                r.name,
+                r.key,
+                key.len(),
+                fix_engine::replication::peer_auth::MIN_KEY_LEN
+            )));
+        }
+        return Ok(());
+    }
+    let secret = resources::generated_key_secret(fs)?;
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &fs.namespace().unwrap_or_default());
+    let exists = api
+        .get_opt(&name)
+        .await
+        .map_err(ReconcileError::kube(format!("reading Secret {name}")))?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {
+            tracing::info!(fixsession = %key_of(fs), secret = %name, "generated the group's replication key");
+            Ok(())
+        }
+        // Created meanwhile by another reconciliation: keep that one.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(ReconcileError::kube(format!("creating Secret {name}"))(e)),
+    }
 }
 
 /// Applies one object server-side as `fix-operator`, taking over fields others set.

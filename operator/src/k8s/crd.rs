@@ -63,10 +63,16 @@ pub struct FixSessionSpec {
     /// The journal's volume, one per instance.
     #[serde(default)]
     pub storage: StorageSpec,
-    /// The admin API's bearer token (a Secret key); without it the admin API is open to
-    /// anyone who can reach the pod.
+    /// The admin API's bearer token (a Secret key), needed for actions and for every
+    /// read but `/healthz` and `/readyz`; without it the engines refuse actions and serve
+    /// other reads to loopback clients only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<SecretKeyRef>,
+    /// The replication key the instances authenticate each other with (a Secret key,
+    /// at least 16 bytes); without it the operator creates a Secret
+    /// `<name>-replication-key` with a random key and keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_key: Option<SecretKeyRef>,
 }
 
 fn default_instances() -> u32 {

@@ -29,6 +29,46 @@ pub const CONFIG_DIR: &str = "/etc/fix";
 pub const LEASE_URL_ENV: &str = "FIX_LEASE_URL";
 /// The environment variable carrying the admin token (from the Secret).
 pub const ADMIN_TOKEN_ENV: &str = "FIX_ADMIN_TOKEN";
+/// The environment variable carrying the replication key (from the Secret).
+pub const REPLICATION_KEY_ENV: &str = "FIX_REPLICATION_KEY";
+/// The key in the Secret the operator generates when `spec.replicationKey` is not given.
+pub const GENERATED_KEY: &str = "key";
+
+/// The Secret key holding the group's replication key: `spec.replicationKey`, or the
+/// one the operator generates.
+pub fn replication_key_ref(fs: &FixSession) -> Result<super::crd::SecretKeyRef, BuildError> {
+    Ok(match &fs.spec.replication_key {
+        Some(r) => r.clone(),
+        None => super::crd::SecretKeyRef {
+            name: generated_key_secret_name(&name_of(fs)?),
+            key: GENERATED_KEY.into(),
+        },
+    })
+}
+
+/// The name of the Secret the operator generates for the replication key.
+pub fn generated_key_secret_name(name: &str) -> String {
+    format!("{name}-replication-key")
+}
+
+/// A new Secret with a random replication key (owned by the FixSession, so it goes with
+/// it), for when `spec.replicationKey` is not given.
+pub fn generated_key_secret(
+    fs: &FixSession,
+) -> Result<k8s_openapi::api::core::v1::Secret, BuildError> {
+    use ring::rand::SecureRandom;
+    let name = name_of(fs)?;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| BuildError::Random)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(k8s_openapi::api::core::v1::Secret {
+        metadata: meta(fs, generated_key_secret_name(&name))?,
+        string_data: Some(BTreeMap::from([(GENERATED_KEY.to_string(), hex)])),
+        ..Default::default()
+    })
+}
 
 /// Why a FixSession cannot be turned into objects.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,6 +102,9 @@ pub enum BuildError {
         /// The spec field it comes from.
         from: String,
     },
+    /// The operating system gave no random bytes for a generated key.
+    #[error("no random bytes from the operating system for the replication key")]
+    Random,
 }
 
 /// Where the sessions' configuration comes from.
@@ -228,6 +271,7 @@ pub fn engine_toml(fs: &FixSession, base: &str, ordinal: u32) -> Result<String, 
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "replicated".into());
     replication.insert("durability".into(), durability.into());
+    replication.insert("key_env".into(), REPLICATION_KEY_ENV.into());
     engine.insert("replication".into(), toml::Value::Table(replication));
     let mut admin = toml::Table::new();
     admin.insert(
@@ -348,6 +392,9 @@ fn engine_container(fs: &FixSession) -> Container {
     ];
     if let Some(t) = &spec.admin_token {
         env.push(env_from_secret(ADMIN_TOKEN_ENV, t));
+    }
+    if let Ok(k) = replication_key_ref(fs) {
+        env.push(env_from_secret(REPLICATION_KEY_ENV, &k));
     }
     let container_port = |name: &str, p: u16| ContainerPort {
         name: Some(name.into()),
@@ -586,7 +633,29 @@ mod tests {
             )
         );
         let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
-        assert_eq!(env, ["POD_NAME", LEASE_URL_ENV, ADMIN_TOKEN_ENV]);
+        assert_eq!(
+            env,
+            [
+                "POD_NAME",
+                LEASE_URL_ENV,
+                ADMIN_TOKEN_ENV,
+                REPLICATION_KEY_ENV
+            ]
+        );
+        let key = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == REPLICATION_KEY_ENV);
+        let from = key
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("the replication key comes from a Secret");
+        assert_eq!(
+            (from.name.as_str(), from.key.as_str()),
+            ("orders-replication-key", GENERATED_KEY),
+            "without spec.replicationKey, the Secret the operator generates"
+        );
         let pdb = pod_disruption_budget(&fs).expect("pdb").spec.expect("spec");
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(pod_names(&fs).expect("names"), ["orders-0", "orders-1"]);

@@ -207,7 +207,7 @@ impl System {
 
     /// A GET on an instance's admin API, as JSON.
     pub async fn get(&self, i: &RegionalInstance, path: &str) -> Result<Value, String> {
-        let (code, body) = request(i.admin, "GET", path, None, ADMIN_LIMIT)
+        let (code, body) = request(i.admin, "GET", path, self.token.as_deref(), ADMIN_LIMIT)
             .await
             .map_err(|e| format!("{} ({}) GET {path}: {e}", i.name, i.admin))?;
         if code != 200 {

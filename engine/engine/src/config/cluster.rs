@@ -3,6 +3,7 @@
 //! API (`admin`) and the leadership lease (`lease`).
 
 use super::{invalid, yes, ConfigError};
+use crate::replication::peer_auth::{PeerKey, MIN_KEY_LEN};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -75,6 +76,12 @@ pub struct ReplicationSection {
     /// `fix_replication_cross_region_lag_bytes` metric).
     #[serde(default)]
     pub cross_region: CrossRegion,
+    /// Environment variable holding the group's replication key (at least 16 bytes,
+    /// e.g. `openssl rand -hex 32`): peers prove they hold it before any record moves.
+    /// Required when `listen` is not a loopback address.
+    pub key_env: Option<String>,
+    /// File holding the replication key (a mounted Secret), instead of `key_env`.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// How a multi-region group replicates between regions.
@@ -123,7 +130,66 @@ impl ReplicationSection {
                 )),
             })
             .collect::<Result<_, _>>()?;
+        if let Some(addr) = listen.filter(|a| !a.ip().is_loopback()) {
+            if self.key_env.is_none() && self.key_file.is_none() {
+                return Err(invalid(
+                    "engine",
+                    "replication.listen",
+                    &addr.to_string(),
+                    "a loopback address, or set replication.key_env (or key_file) to the group's shared key: without one, any host that reaches this port could read the journal or pose as a standby",
+                ));
+            }
+        }
         Ok((listen, peers))
+    }
+
+    /// The replication key from `key_env` or `key_file`; `None` when neither is set.
+    pub fn peer_key(&self) -> Result<Option<PeerKey>, ConfigError> {
+        let (source, key, bytes) = match (&self.key_env, &self.key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "engine",
+                    "replication.key_file",
+                    "set together with key_env",
+                    "one of key_env and key_file",
+                ))
+            }
+            (None, None) => return Ok(None),
+            (Some(var), None) => {
+                let value = std::env::var(var).map_err(|_| {
+                    invalid(
+                        "engine",
+                        "replication.key_env",
+                        var,
+                        "the name of a set environment variable holding the key (the variable is not set)",
+                    )
+                })?;
+                (var.clone(), "replication.key_env", value.into_bytes())
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read(path).map_err(|e| {
+                    invalid(
+                        "engine",
+                        "replication.key_file",
+                        &path.display().to_string(),
+                        &format!("a readable file holding the key ({e})"),
+                    )
+                })?;
+                (path.display().to_string(), "replication.key_file", text)
+            }
+        };
+        let trimmed = bytes.trim_ascii();
+        PeerKey::new(trimmed).map(Some).ok_or_else(|| {
+            invalid(
+                "engine",
+                key,
+                &source,
+                &format!(
+                    "a key of at least {MIN_KEY_LEN} bytes (this one has {}), e.g. `openssl rand -hex 32`",
+                    trimmed.len()
+                ),
+            )
+        })
     }
 }
 

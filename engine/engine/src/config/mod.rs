@@ -11,9 +11,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod cluster;
+mod connections;
 pub use cluster::{
     AdminSection, CrossRegion, Durability, LeaseSection, ReplicationSection, RuntimeSection,
 };
+pub use connections::ConnectionsSection;
 
 /// A configuration problem.
 #[derive(Debug, Error)]
@@ -95,6 +97,9 @@ pub struct EngineSection {
     pub lease: Option<LeaseSection>,
     /// The admin HTTP API.
     pub admin: Option<AdminSection>,
+    /// Caps on FIX connections waiting for their Logon.
+    #[serde(default)]
+    pub connections: ConnectionsSection,
     /// Journal replication between the instances of the group (needs `lease`).
     pub replication: Option<ReplicationSection>,
     /// The async runtime's threads and their CPU placement.
@@ -122,6 +127,7 @@ impl Default for EngineSection {
             app: AppKind::Echo,
             lease: None,
             admin: None,
+            connections: ConnectionsSection::default(),
             replication: None,
             runtime: RuntimeSection::default(),
             kafka: None,

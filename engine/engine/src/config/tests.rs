@@ -193,3 +193,53 @@ fn the_kafka_bridge_section_is_checked_against_app_and_names_the_mistake() {
     .to_string();
     assert!(e.contains("broker"), "{e}");
 }
+
+#[test]
+fn a_replication_port_reachable_from_other_hosts_needs_a_key() {
+    let lease = "[engine.lease]\nurl = 'sqlite://x.db'\nowner = 'a'\n";
+    let e = replication(&format!(
+        "{lease}[engine.replication]\nlisten = '0.0.0.0:9901'\npeers = ['10.0.0.2:9901']"
+    ))
+    .expect_err("open to the network without a key")
+    .to_string();
+    assert!(
+        e.contains("replication.listen") && e.contains("key_env") && e.contains("loopback"),
+        "{e}"
+    );
+    replication(&format!(
+        "{lease}[engine.replication]\nlisten = '0.0.0.0:9901'\npeers = ['10.0.0.2:9901']\nkey_env = 'FIX_REPLICATION_KEY'"
+    ))
+    .expect("with a key");
+}
+
+#[test]
+fn the_replication_key_is_read_and_checked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let section = |extra: &str| -> ReplicationSection {
+        toml::from_str(&format!("listen = '127.0.0.1:1'\n{extra}")).expect("section")
+    };
+    assert!(section("").peer_key().expect("none").is_none());
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abc\n").expect("write");
+    let e = section(&format!("key_file = '{}'", short.display()))
+        .peer_key()
+        .expect_err("short")
+        .to_string();
+    assert!(e.contains("at least 16") && e.contains("has 3"), "{e}");
+    let good = dir.path().join("good");
+    std::fs::write(&good, "0123456789abcdef\n").expect("write");
+    assert!(section(&format!("key_file = '{}'", good.display()))
+        .peer_key()
+        .expect("read")
+        .is_some());
+    let e = section("key_env = 'FIX_TEST_SURELY_UNSET_KEY_VARIABLE'")
+        .peer_key()
+        .expect_err("unset")
+        .to_string();
+    assert!(e.contains("not set"), "{e}");
+    let e = section(&format!("key_env = 'X'\nkey_file = '{}'", good.display()))
+        .peer_key()
+        .expect_err("both")
+        .to_string();
+    assert!(e.contains("one of key_env and key_file"), "{e}");
+}

@@ -30,6 +30,8 @@ pub struct Follower {
     pub peers: Vec<String>,
     /// This instance's name (sent in Hello).
     pub name: String,
+    /// The group's key: the leader must prove it holds it ([`super::peer_auth`]).
+    pub key: Option<super::peer_auth::PeerKey>,
 }
 
 fn is_standby(role: &watch::Receiver<RoleState>) -> bool {
@@ -64,6 +66,7 @@ impl Follower {
         }
         let mut at = 0usize;
         let mut newer_peer = false;
+        let mut said = std::collections::HashMap::<String, String>::new();
         loop {
             while !is_standby(&self.role) {
                 self.state.update_follower(|f| f.leader = None);
@@ -83,9 +86,19 @@ impl Follower {
                         newer_peer = true;
                     }
                 }
-                Ok(Ended::Next) => {}
+                Ok(Ended::Next) => {
+                    said.remove(&peer);
+                }
                 Err(e) => {
-                    tracing::debug!(%peer, error = %e, "replication from peer ended");
+                    let error = e.to_string();
+                    // Said once per peer and change: a peer with the wrong key is tried
+                    // ten times a second.
+                    if said.get(&peer) != Some(&error) {
+                        tracing::warn!(%peer, error = %e, "replication from peer failed");
+                        said.insert(peer.clone(), error);
+                    } else {
+                        tracing::debug!(%peer, error = %e, "replication from peer failed");
+                    }
                     self.state
                         .update_follower(|f| f.last_error = Some(format!("{peer}: {e}")));
                 }
@@ -106,7 +119,15 @@ impl Follower {
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
             .await
             .map_err(|_| std::io::Error::other("connect timed out"))??;
+        let mut stream = stream;
         let _ = stream.set_nodelay(true);
+        tokio::time::timeout(
+            SILENCE,
+            super::peer_auth::as_standby(&mut stream, self.key.as_ref()),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("no replication handshake from the peer"))?
+        .map_err(std::io::Error::other)?;
         let (mut rd, mut wr) = stream.into_split();
         let history = self.journal.epoch_history();
         let mut gate = EpochGate::new(history.last().map_or(0, |e| e.0));

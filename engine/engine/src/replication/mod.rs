@@ -12,6 +12,7 @@
 pub mod follower;
 pub mod in_sync;
 pub mod in_sync_task;
+pub mod peer_auth;
 pub mod setup;
 pub mod source;
 pub mod sql;

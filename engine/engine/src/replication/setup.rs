@@ -23,6 +23,7 @@ pub struct Setup {
     listen: Option<SocketAddr>,
     peers: Vec<String>,
     sql: Option<Arc<SqlJournal>>,
+    key: Option<super::peer_auth::PeerKey>,
 }
 
 impl Setup {
@@ -36,6 +37,7 @@ impl Setup {
     ) -> Result<Self, EngineError> {
         let (group, region) = (lease.group.as_str(), lease.region.clone());
         let (listen, peers) = section.addresses()?;
+        let key = section.peer_key()?;
         let sql = match section.durability {
             Durability::Sql => Some(Arc::new(
                 SqlJournal::connect(lease_url, group)
@@ -71,6 +73,7 @@ impl Setup {
             listen,
             peers,
             sql,
+            key,
         })
     }
 
@@ -120,6 +123,7 @@ impl Setup {
             durable: durable.clone(),
             role: role.clone(),
             state: Arc::clone(&self.state),
+            key: self.key.clone(),
         };
         let follower = super::follower::Follower {
             journal: journal.clone(),
@@ -128,6 +132,7 @@ impl Setup {
             state: Arc::clone(&self.state),
             peers: self.peers.clone(),
             name,
+            key: self.key.clone(),
         };
         let in_sync = super::in_sync_task::InSyncTask {
             store: lease_store,

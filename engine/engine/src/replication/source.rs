@@ -26,6 +26,8 @@ pub struct Source {
     pub role: watch::Receiver<RoleState>,
     /// Shared status.
     pub state: Arc<Replication>,
+    /// The group's key: standbys must prove they hold it ([`super::peer_auth`]).
+    pub key: Option<super::peer_auth::PeerKey>,
 }
 
 /// Accepts standby connections forever.
@@ -64,12 +66,18 @@ fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
 }
 
 impl Source {
-    async fn stream_to(mut self, stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
-        let (mut rd, mut wr) = stream.into_split();
+    async fn stream_to(mut self, mut stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
         let mut frames = FrameReader::new(super::MAX_STANDBY_FRAME);
-        let hello = tokio::time::timeout(std::time::Duration::from_secs(5), frames.next(&mut rd))
-            .await
-            .map_err(|_| std::io::Error::other("no Hello within 5 s"))??;
+        let hello = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            if let Err(e) = super::peer_auth::as_leader(&mut stream, self.key.as_ref()).await {
+                tracing::warn!(%peer, error = %e, "refused a replication peer that did not authenticate");
+                return Err(std::io::Error::other(e));
+            }
+            frames.next(&mut stream).await
+        })
+        .await
+        .map_err(|_| std::io::Error::other("no authenticated Hello within 5 s"))??;
+        let (mut rd, mut wr) = stream.into_split();
         let Some(Frame::Hello {
             epoch: theirs,
             from_position,
