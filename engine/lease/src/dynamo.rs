@@ -2,11 +2,14 @@
 //! by conditional `UpdateItem` calls. The in-sync set is a string set `in_sync`; an
 //! acquire requires the contender in it (`contains`) when it exists.
 //!
-//! DynamoDB has no server clock a condition can read, so `now` in the conditions is the
-//! caller's clock. The holder's local deadline (request sent + TTL − margin) still keeps a
-//! holder from trusting its lease past the TTL; what skew can do is let a contender whose
-//! clock runs ahead take an expired-looking lease early. Keep instance clocks synchronised
-//! (Amazon Time Sync) well within the safety margin (default 300 ms).
+//! DynamoDB has no server clock a condition can read, so no wall clock decides who holds
+//! the lease. Every write of the holder (acquire, renew, release) adds one to the item's
+//! `beat`; a contender takes the lease only after it has seen the same `beat` for a whole
+//! TTL by its own monotonic clock (or the holder released it), with a write conditional
+//! on that `beat` (the scheme of Amazon's DynamoDB lock client). The holder trusts its
+//! lease until its request was sent + TTL − margin, which ends before any contender's
+//! TTL of watching can: a clock that steps or runs ahead on any machine changes nothing.
+//! `expires_at_ms` is still written (by the holder's clock) for people to read.
 
 use crate::store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 use async_trait::async_trait;
@@ -17,21 +20,86 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A lease store in a DynamoDB table (a global table for multi-region).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoLeaseStore {
     client: Client,
     table: String,
+    wall_clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Per group: the holder's `beat` as last seen, and since when (monotonic).
+    watched: Arc<Mutex<HashMap<String, Watched>>>,
 }
 
-fn now_ms() -> i64 {
+/// A holder's item as a contender watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Watched {
+    beat: i64,
+    since: Instant,
+}
+
+/// What a contender may do with the item it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// No item: create it.
+    Create,
+    /// Released, or unchanged for a TTL: take it, conditional on this `beat`.
+    Take(i64),
+    /// Held: wait.
+    Wait,
+}
+
+/// The contender's rule ([`DynamoLeaseStore`]), on what it read at `now`.
+fn judge(
+    watched: &mut HashMap<String, Watched>,
+    group: &str,
+    item: Option<(i64, bool)>,
+    ttl: Duration,
+    now: Instant,
+) -> Verdict {
+    let Some((beat, released)) = item else {
+        watched.remove(group);
+        return Verdict::Create;
+    };
+    if released {
+        return Verdict::Take(beat);
+    }
+    match watched.get(group) {
+        Some(w) if w.beat == beat => {
+            if now.duration_since(w.since) >= ttl {
+                Verdict::Take(beat)
+            } else {
+                Verdict::Wait
+            }
+        }
+        _ => {
+            watched.insert(group.to_string(), Watched { beat, since: now });
+            Verdict::Wait
+        }
+    }
+}
+
+impl std::fmt::Debug for DynamoLeaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoLeaseStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This machine's wall clock, milliseconds since the Unix epoch.
+pub fn system_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The condition of every write of the holder: still its grant, not released.
+const OWN: &str =
+    "#o = :owner AND epoch = :epoch AND (attribute_not_exists(released) OR released = :no)";
 
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
@@ -61,7 +129,20 @@ impl DynamoLeaseStore {
         Self {
             client,
             table: table.to_string(),
+            wall_clock: Arc::new(system_ms),
+            watched: Arc::default(),
         }
+    }
+
+    /// The same store reading another wall clock (tests: a clock that runs ahead, or
+    /// steps).
+    pub fn with_wall_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.wall_clock = Arc::new(clock);
+        self
+    }
+
+    fn now_ms(&self) -> i64 {
+        (self.wall_clock)()
     }
 
     /// Credentials and region from the environment (the usual AWS provider chain).
@@ -119,14 +200,36 @@ impl DynamoLeaseStore {
         }
     }
 
-    /// An update allowed only while `g` is still the live lease (owner, epoch, unexpired).
-    /// `Ok(None)` when the condition failed; otherwise the new item's attributes.
+    /// The group's item, read strongly consistent.
+    async fn get(
+        &self,
+        group: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, LeaseError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("grp", s(group))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                err(
+                    "reading the lease",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(out.item)
+    }
+
+    /// An update allowed only while `g` is still the lease (owner, epoch, not released):
+    /// no one can have taken it since, because taking it changes the epoch. `Ok(None)`
+    /// when the condition failed; otherwise the new item's attributes.
     async fn update_own(
         &self,
         g: &Grant,
         update: &str,
         extra_condition: Option<&str>,
-        now: i64,
         values: Vec<(&str, AttributeValue)>,
         action: &'static str,
     ) -> Result<Option<Option<HashMap<String, AttributeValue>>>, LeaseError> {
@@ -137,15 +240,13 @@ impl DynamoLeaseStore {
             .key("grp", s(&g.group))
             .update_expression(update)
             .condition_expression(match extra_condition {
-                Some(extra) => {
-                    format!("#o = :owner AND epoch = :epoch AND expires_at_ms > :now AND ({extra})")
-                }
-                None => "#o = :owner AND epoch = :epoch AND expires_at_ms > :now".to_string(),
+                Some(extra) => format!("{OWN} AND ({extra})"),
+                None => OWN.to_string(),
             })
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":owner", s(&g.owner))
             .expression_attribute_values(":epoch", n(g.epoch as i64))
-            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
             .return_values(ReturnValue::AllNew);
         for (name, value) in values {
             req = req.expression_attribute_values(name, value);
@@ -185,19 +286,58 @@ impl LeaseStore for DynamoLeaseStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Grant>, LeaseError> {
-        let now = now_ms();
+        let item = self.get(group).await?;
+        let seen = item.as_ref().map(|i| {
+            (
+                num(i, "beat"),
+                i.get("released").and_then(|v| v.as_bool().ok()).copied() == Some(true),
+            )
+        });
+        // Wait the longer of our TTL and the one the holder was granted.
+        let held_for = item.as_ref().map_or(0, |i| num(i, "ttl_ms").max(0) as u64);
+        let wait = ttl.max(Duration::from_millis(held_for));
+        let verdict = {
+            let mut watched = self
+                .watched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            judge(&mut watched, group, seen, wait, Instant::now())
+        };
+        let condition = match verdict {
+            Verdict::Wait => return Ok(None),
+            Verdict::Create => "attribute_not_exists(grp)",
+            Verdict::Take(0) => "(attribute_not_exists(beat) OR beat = :beat) AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
+            Verdict::Take(_) => "beat = :beat AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
+        };
+        let beat = match verdict {
+            Verdict::Take(b) => b,
+            _ => 0,
+        };
+        let now = self.now_ms();
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("grp", s(group))
-            .update_expression("SET #o = :owner, expires_at_ms = :exp ADD epoch :one")
-            .condition_expression("(attribute_not_exists(grp) OR expires_at_ms <= :now) AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))")
+            .update_expression(
+                "SET #o = :owner, expires_at_ms = :exp, ttl_ms = :ttl, released = :no ADD epoch :one, beat :one",
+            )
+            .condition_expression(condition)
             .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":exp", n(now + ttl.as_millis() as i64))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", n(now))
+            .set_expression_attribute_values(Some(
+                [
+                    (":owner".to_string(), s(owner)),
+                    (":exp".to_string(), n(now + ttl.as_millis() as i64)),
+                    (":ttl".to_string(), n(ttl.as_millis() as i64)),
+                    (":no".to_string(), AttributeValue::Bool(false)),
+                    (":one".to_string(), n(1)),
+                ]
+                .into_iter()
+                .chain(
+                    matches!(verdict, Verdict::Take(_)).then(|| (":beat".to_string(), n(beat))),
+                )
+                .collect(),
+            ))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -217,14 +357,17 @@ impl LeaseStore for DynamoLeaseStore {
     }
 
     async fn renew(&self, g: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let item = self
             .update_own(
                 g,
-                "SET expires_at_ms = :exp",
+                "SET expires_at_ms = :exp, ttl_ms = :ttl ADD beat :one",
                 None,
-                now,
-                vec![(":exp", n(now + ttl.as_millis() as i64))],
+                vec![
+                    (":exp", n(now + ttl.as_millis() as i64)),
+                    (":ttl", n(ttl.as_millis() as i64)),
+                    (":one", n(1)),
+                ],
                 "renewing the lease",
             )
             .await?;
@@ -232,14 +375,17 @@ impl LeaseStore for DynamoLeaseStore {
     }
 
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let item = self
             .update_own(
                 g,
-                "SET expires_at_ms = :now",
+                "SET expires_at_ms = :now, released = :yes ADD beat :one",
                 None,
-                now,
-                Vec::new(),
+                vec![
+                    (":now", n(now)),
+                    (":yes", AttributeValue::Bool(true)),
+                    (":one", n(1)),
+                ],
                 "releasing the lease",
             )
             .await?;
@@ -270,14 +416,7 @@ impl LeaseStore for DynamoLeaseStore {
             }
         };
         let item = self
-            .update_own(
-                g,
-                update,
-                extra,
-                now_ms(),
-                values,
-                "recording the in-sync set",
-            )
+            .update_own(g, update, extra, values, "recording the in-sync set")
             .await?;
         Ok(item.is_some())
     }
@@ -309,21 +448,8 @@ impl LeaseStore for DynamoLeaseStore {
     }
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("grp", s(group))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| {
-                err(
-                    "reading the lease",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
-        Ok(out.item().map(|i| LeaseState {
+        let item = self.get(group).await?;
+        Ok(item.as_ref().map(|i| LeaseState {
             owner: i
                 .get("owner")
                 .and_then(|v| v.as_s().ok())
@@ -331,7 +457,7 @@ impl LeaseStore for DynamoLeaseStore {
                 .unwrap_or_default(),
             epoch: num(i, "epoch").max(0) as u64,
             expires_at_ms: num(i, "expires_at_ms"),
-            now_ms: now_ms(),
+            now_ms: self.now_ms(),
             in_sync: i
                 .get("in_sync")
                 .and_then(|v| v.as_ss().ok())
@@ -341,5 +467,54 @@ impl LeaseStore for DynamoLeaseStore {
 
     fn backend(&self) -> &'static str {
         "dynamodb"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contender_takes_only_after_a_ttl_of_the_same_beat_or_a_release() {
+        let mut w = HashMap::new();
+        let ttl = Duration::from_millis(600);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(judge(&mut w, "g", None, ttl, at(0)), Verdict::Create);
+        assert_eq!(
+            judge(&mut w, "g", Some((1, false)), ttl, at(0)),
+            Verdict::Wait
+        );
+        assert_eq!(
+            judge(&mut w, "g", Some((1, false)), ttl, at(599)),
+            Verdict::Wait
+        );
+        // A renew (the beat moved) starts the watch again.
+        assert_eq!(
+            judge(&mut w, "g", Some((2, false)), ttl, at(599)),
+            Verdict::Wait
+        );
+        assert_eq!(
+            judge(&mut w, "g", Some((2, false)), ttl, at(1000)),
+            Verdict::Wait
+        );
+        assert_eq!(
+            judge(&mut w, "g", Some((2, false)), ttl, at(1199)),
+            Verdict::Take(2)
+        );
+        // Released: at once, whatever was watched.
+        assert_eq!(
+            judge(&mut w, "h", Some((7, true)), ttl, at(0)),
+            Verdict::Take(7)
+        );
+        // Groups are watched apart.
+        assert_eq!(
+            judge(&mut w, "h", Some((8, false)), ttl, at(0)),
+            Verdict::Wait
+        );
+        assert_eq!(
+            judge(&mut w, "g", Some((2, false)), ttl, at(1300)),
+            Verdict::Take(2)
+        );
     }
 }

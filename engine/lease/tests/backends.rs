@@ -423,7 +423,7 @@ mod dynamodb {
     use fix_lease::dynamo::DynamoLeaseStore;
     use fix_lease::LeaseStore;
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     async fn store() -> DynamoLeaseStore {
         let url = std::env::var("FIX_TEST_MOTO_URL").unwrap_or_else(|_| {
@@ -448,12 +448,16 @@ mod dynamodb {
         assert!(s.acquire("g", "node-b", ttl).await.expect("call").is_none());
         let a2 = s.renew(&a, ttl).await.expect("call").expect("renewed");
         assert!(a2.expires_at_ms >= a.expires_at_ms);
-        tokio::time::sleep(ttl + Duration::from_millis(150)).await;
-        let b = s
-            .acquire("g", "node-b", ttl)
-            .await
-            .expect("call")
-            .expect("expired");
+        // Taken once b has watched the renewed item for a TTL.
+        let renewed = std::time::Instant::now();
+        let b = loop {
+            if let Some(b) = s.acquire("g", "node-b", ttl).await.expect("call") {
+                break b;
+            }
+            assert!(renewed.elapsed() < Duration::from_secs(5), "never taken");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(renewed.elapsed() >= ttl, "{:?}", renewed.elapsed());
         assert_eq!(b.epoch, 2);
         assert!(s.renew(&a2, ttl).await.expect("call").is_none());
         assert!(!s.release(&a2).await.expect("call"));
@@ -480,6 +484,80 @@ mod dynamodb {
             s.read("never-leased").await.expect("call").is_none(),
             "clearing creates no item (a bare one would block every acquire)"
         );
+    }
+
+    /// Two contenders on one table, each with its own wall clock.
+    async fn pair(a_offset_ms: i64, b_offset_ms: i64) -> (DynamoLeaseStore, DynamoLeaseStore) {
+        let a = store().await;
+        let b = a.clone();
+        let a = a.with_wall_clock(move || fix_lease::dynamo::system_ms() + a_offset_ms);
+        let b = b.with_wall_clock(move || fix_lease::dynamo::system_ms() + b_offset_ms);
+        (a, b)
+    }
+
+    /// The holder renews every 100 ms for 2 s while the other contends every 50 ms: it
+    /// must never get the lease. Then the holder stops: the other gets it, but not
+    /// before a TTL has passed since the last renew (by its own monotonic clock).
+    async fn holder_keeps_the_lease_whatever_the_clocks(a_offset_ms: i64, b_offset_ms: i64) {
+        let (a, b) = pair(a_offset_ms, b_offset_ms).await;
+        let ttl = Duration::from_millis(600);
+        let mut held = a
+            .acquire("skew", "node-a", ttl)
+            .await
+            .expect("call")
+            .expect("free");
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut next_renew = Instant::now();
+        let mut last_renew = Instant::now();
+        while Instant::now() < until {
+            if Instant::now() >= next_renew {
+                last_renew = Instant::now();
+                held = a.renew(&held, ttl).await.expect("call").unwrap_or_else(|| {
+                    panic!("a's renew was refused (clocks a{a_offset_ms:+} b{b_offset_ms:+} ms)")
+                });
+                next_renew = Instant::now() + Duration::from_millis(100);
+            }
+            let taken = b.acquire("skew", "node-b", ttl).await.expect("call");
+            assert!(
+                taken.is_none(),
+                "b (clock {b_offset_ms:+} ms) took the lease a (clock {a_offset_ms:+} ms) renews: two leaders"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Sent at `last_renew`: a trusts its lease until then + TTL − margin at most.
+        let taken_at = loop {
+            if b.acquire("skew", "node-b", ttl)
+                .await
+                .expect("call")
+                .is_some()
+            {
+                break last_renew.elapsed();
+            }
+            assert!(
+                last_renew.elapsed() < Duration::from_secs(5),
+                "b never took the abandoned lease"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            taken_at >= ttl,
+            "b took the lease {taken_at:?} after a's last renew, before the TTL of {ttl:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_contender_whose_clock_runs_ahead_does_not_take_a_renewed_lease() {
+        holder_keeps_the_lease_whatever_the_clocks(0, 5_000).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_whose_clock_steps_back_keeps_its_lease() {
+        holder_keeps_the_lease_whatever_the_clocks(-5_000, 0).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_whose_clock_steps_forward_keeps_renewing() {
+        holder_keeps_the_lease_whatever_the_clocks(5_000, 0).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
