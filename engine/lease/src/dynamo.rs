@@ -12,6 +12,7 @@
 //! `expires_at_ms` is still written (by the holder's clock) for people to read.
 
 use crate::store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
+use crate::watch::{Verdict, Watcher};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
@@ -20,7 +21,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A lease store in a DynamoDB table (a global table for multi-region).
@@ -29,56 +30,8 @@ pub struct DynamoLeaseStore {
     client: Client,
     table: String,
     wall_clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-    /// Per group: the holder's `beat` as last seen, and since when (monotonic).
-    watched: Arc<Mutex<HashMap<String, Watched>>>,
-}
-
-/// A holder's item as a contender watches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Watched {
-    beat: i64,
-    since: Instant,
-}
-
-/// What a contender may do with the item it read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// No item: create it.
-    Create,
-    /// Released, or unchanged for a TTL: take it, conditional on this `beat`.
-    Take(i64),
-    /// Held: wait.
-    Wait,
-}
-
-/// The contender's rule ([`DynamoLeaseStore`]), on what it read at `now`.
-fn judge(
-    watched: &mut HashMap<String, Watched>,
-    group: &str,
-    item: Option<(i64, bool)>,
-    ttl: Duration,
-    now: Instant,
-) -> Verdict {
-    let Some((beat, released)) = item else {
-        watched.remove(group);
-        return Verdict::Create;
-    };
-    if released {
-        return Verdict::Take(beat);
-    }
-    match watched.get(group) {
-        Some(w) if w.beat == beat => {
-            if now.duration_since(w.since) >= ttl {
-                Verdict::Take(beat)
-            } else {
-                Verdict::Wait
-            }
-        }
-        _ => {
-            watched.insert(group.to_string(), Watched { beat, since: now });
-            Verdict::Wait
-        }
-    }
+    /// The holders' beats as watched ([`crate::watch`]).
+    watcher: Arc<Watcher>,
 }
 
 impl std::fmt::Debug for DynamoLeaseStore {
@@ -130,7 +83,7 @@ impl DynamoLeaseStore {
             client,
             table: table.to_string(),
             wall_clock: Arc::new(system_ms),
-            watched: Arc::default(),
+            watcher: Arc::default(),
         }
     }
 
@@ -287,31 +240,27 @@ impl LeaseStore for DynamoLeaseStore {
         ttl: Duration,
     ) -> Result<Option<Grant>, LeaseError> {
         let item = self.get(group).await?;
-        let seen = item.as_ref().map(|i| {
-            (
-                num(i, "beat"),
-                i.get("released").and_then(|v| v.as_bool().ok()).copied() == Some(true),
-            )
-        });
         // Wait the longer of our TTL and the one the holder was granted.
         let held_for = item.as_ref().map_or(0, |i| num(i, "ttl_ms").max(0) as u64);
         let wait = ttl.max(Duration::from_millis(held_for));
-        let verdict = {
-            let mut watched = self
-                .watched
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            judge(&mut watched, group, seen, wait, Instant::now())
+        let verdict = match &item {
+            None => None,
+            Some(i) => {
+                let released =
+                    i.get("released").and_then(|v| v.as_bool().ok()).copied() == Some(true);
+                match self
+                    .watcher
+                    .judge(group, (num(i, "beat"), 0), released, wait, Instant::now())
+                {
+                    Verdict::Wait => return Ok(None),
+                    Verdict::Take((beat, _)) => Some(beat),
+                }
+            }
         };
         let condition = match verdict {
-            Verdict::Wait => return Ok(None),
-            Verdict::Create => "attribute_not_exists(grp)",
-            Verdict::Take(0) => "(attribute_not_exists(beat) OR beat = :beat) AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
-            Verdict::Take(_) => "beat = :beat AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
-        };
-        let beat = match verdict {
-            Verdict::Take(b) => b,
-            _ => 0,
+            None => "attribute_not_exists(grp)",
+            Some(0) => "(attribute_not_exists(beat) OR beat = :beat) AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
+            Some(_) => "beat = :beat AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
         };
         let now = self.now_ms();
         let out = self
@@ -334,7 +283,7 @@ impl LeaseStore for DynamoLeaseStore {
                 ]
                 .into_iter()
                 .chain(
-                    matches!(verdict, Verdict::Take(_)).then(|| (":beat".to_string(), n(beat))),
+                    verdict.map(|beat| (":beat".to_string(), n(beat))),
                 )
                 .collect(),
             ))
@@ -467,54 +416,5 @@ impl LeaseStore for DynamoLeaseStore {
 
     fn backend(&self) -> &'static str {
         "dynamodb"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_contender_takes_only_after_a_ttl_of_the_same_beat_or_a_release() {
-        let mut w = HashMap::new();
-        let ttl = Duration::from_millis(600);
-        let t0 = Instant::now();
-        let at = |ms| t0 + Duration::from_millis(ms);
-        assert_eq!(judge(&mut w, "g", None, ttl, at(0)), Verdict::Create);
-        assert_eq!(
-            judge(&mut w, "g", Some((1, false)), ttl, at(0)),
-            Verdict::Wait
-        );
-        assert_eq!(
-            judge(&mut w, "g", Some((1, false)), ttl, at(599)),
-            Verdict::Wait
-        );
-        // A renew (the beat moved) starts the watch again.
-        assert_eq!(
-            judge(&mut w, "g", Some((2, false)), ttl, at(599)),
-            Verdict::Wait
-        );
-        assert_eq!(
-            judge(&mut w, "g", Some((2, false)), ttl, at(1000)),
-            Verdict::Wait
-        );
-        assert_eq!(
-            judge(&mut w, "g", Some((2, false)), ttl, at(1199)),
-            Verdict::Take(2)
-        );
-        // Released: at once, whatever was watched.
-        assert_eq!(
-            judge(&mut w, "h", Some((7, true)), ttl, at(0)),
-            Verdict::Take(7)
-        );
-        // Groups are watched apart.
-        assert_eq!(
-            judge(&mut w, "h", Some((8, false)), ttl, at(0)),
-            Verdict::Wait
-        );
-        assert_eq!(
-            judge(&mut w, "g", Some((2, false)), ttl, at(1300)),
-            Verdict::Take(2)
-        );
     }
 }

@@ -28,6 +28,7 @@ pub mod keeper;
 pub mod region;
 pub mod sql;
 mod store;
+mod watch;
 
 pub use holder::{Holder, LeaseConfig};
 pub use keeper::{Keeper, LeaseHolder, Role, RoleState};

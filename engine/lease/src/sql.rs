@@ -1,14 +1,19 @@
 //! SQL lease backends through sqlx: SQLite, PostgreSQL, MySQL/MariaDB.
 //!
-//! One row per group in `fix_lease(grp, owner, epoch, expires_at_ms, in_sync)`, times in
-//! milliseconds since the Unix epoch **by the database's clock**. Each change is one
-//! conditional statement, so the database serialises contenders:
-//! - acquire: insert, or update only where `expires_at_ms <= now` and the contender is
-//!   in `in_sync` (a comma-separated list; NULL: anyone); the epoch is incremented in
-//!   the same statement;
-//! - renew: update only where owner, epoch match and `expires_at_ms > now`;
+//! One row per group in `fix_lease(grp, owner, epoch, expires_at_ms, in_sync)`. No clock
+//! decides who holds the lease ([`crate::watch`]): `(epoch, expires_at_ms)` is the
+//! holder's beat, which every renew changes (`expires_at_ms` only grows); a contender
+//! takes the lease after watching the same beat for a TTL by its own monotonic clock, or
+//! at once when it was released (`expires_at_ms = 0`). Each change is one conditional
+//! statement, so the database serialises contenders:
+//! - acquire: create the row released if missing, then update only where the beat is
+//!   the one watched and the contender is in `in_sync` (a comma-separated list; NULL:
+//!   anyone); the epoch is incremented in the same statement;
+//! - renew: update only where owner and epoch match and the lease was not released;
 //! - set the in-sync set: the same condition as renew;
-//! - release: set `expires_at_ms = now` only where owner and epoch match.
+//! - release: set `expires_at_ms = 0` only where owner and epoch match.
+//!
+//! `expires_at_ms` is the database's clock + TTL at the last renew, for people to read.
 //!
 //! A table created before the in-sync set existed gets its column on connect.
 //!
@@ -16,13 +21,15 @@
 //! which is per connection, so acquire runs its statements on one pooled connection.
 
 use crate::store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
+use crate::watch::{Verdict, Watcher};
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const PG_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// Milliseconds since the Unix epoch by the server's clock, whatever the session's time
@@ -34,7 +41,15 @@ const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS IN
 
 /// A lease store in a SQL database.
 #[derive(Debug, Clone)]
-pub enum SqlLeaseStore {
+pub struct SqlLeaseStore {
+    pool: Pool,
+    /// The holders' beats as watched ([`crate::watch`]).
+    watcher: Arc<Watcher>,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+enum Pool {
     /// SQLite (a file; the embedded default).
     Sqlite(SqlitePool),
     /// PostgreSQL.
@@ -75,7 +90,7 @@ impl SqlLeaseStore {
                 .map_err(connect_err("sqlite"))?
                 .create_if_missing(true)
                 .busy_timeout(Duration::from_secs(5));
-            Self::Sqlite(
+            Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(timeout)
@@ -84,7 +99,7 @@ impl SqlLeaseStore {
                     .map_err(connect_err("sqlite"))?,
             )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Self::Postgres(
+            Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(timeout)
@@ -94,7 +109,7 @@ impl SqlLeaseStore {
             )
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = url.replacen("mariadb:", "mysql:", 1);
-            Self::MySql(
+            Pool::MySql(
                 MySqlPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(timeout)
@@ -104,6 +119,10 @@ impl SqlLeaseStore {
             )
         } else {
             return Err(LeaseError::UnsupportedUrl(redact(url)));
+        };
+        let store = Self {
+            pool: store,
+            watcher: Arc::default(),
         };
         store.create_table().await?;
         Ok(store)
@@ -119,10 +138,10 @@ impl SqlLeaseStore {
     }
 
     fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
-            Self::MySql(_) => "mysql",
+        match &self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+            Pool::MySql(_) => "mysql",
         }
     }
 
@@ -143,18 +162,18 @@ impl SqlLeaseStore {
         let probe = "SELECT in_sync FROM fix_lease WHERE 1 = 0";
         let alter = "ALTER TABLE fix_lease ADD COLUMN in_sync TEXT";
         for _ in 0..2 {
-            let present = match self {
-                Self::Sqlite(p) => sqlx::query(probe).execute(p).await.is_ok(),
-                Self::Postgres(p) => sqlx::query(probe).execute(p).await.is_ok(),
-                Self::MySql(p) => sqlx::query(probe).execute(p).await.is_ok(),
+            let present = match &self.pool {
+                Pool::Sqlite(p) => sqlx::query(probe).execute(p).await.is_ok(),
+                Pool::Postgres(p) => sqlx::query(probe).execute(p).await.is_ok(),
+                Pool::MySql(p) => sqlx::query(probe).execute(p).await.is_ok(),
             };
             if present {
                 return Ok(());
             }
-            let added = match self {
-                Self::Sqlite(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
-                Self::Postgres(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
-                Self::MySql(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
+            let added = match &self.pool {
+                Pool::Sqlite(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
+                Pool::Postgres(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
+                Pool::MySql(p) => sqlx::query(alter).execute(p).await.map(|_| ()),
             };
             if added.is_ok() {
                 return Ok(());
@@ -162,30 +181,30 @@ impl SqlLeaseStore {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let err = self.query_err("adding the in_sync column to fix_lease");
-        match self {
-            Self::Sqlite(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
-            Self::Postgres(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
-            Self::MySql(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
+            Pool::Postgres(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
+            Pool::MySql(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
         }
         .map_err(err)
     }
 
     async fn create_table_once(&self) -> Result<(), LeaseError> {
         let err = self.query_err("creating the fix_lease table");
-        match self {
-            Self::Sqlite(p) => sqlx::query(
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::query(
                 "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL, in_sync TEXT)",
             )
             .execute(p)
             .await
             .map(|_| ()),
-            Self::Postgres(p) => sqlx::query(
+            Pool::Postgres(p) => sqlx::query(
                 "CREATE TABLE IF NOT EXISTS fix_lease (grp TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, in_sync TEXT)",
             )
             .execute(p)
             .await
             .map(|_| ()),
-            Self::MySql(p) => sqlx::query(
+            Pool::MySql(p) => sqlx::query(
                 "CREATE TABLE IF NOT EXISTS fix_lease (grp VARCHAR(190) PRIMARY KEY, owner VARCHAR(190) NOT NULL, epoch BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, in_sync TEXT)",
             )
             .execute(p)
@@ -195,26 +214,25 @@ impl SqlLeaseStore {
         .map_err(err)
     }
 
-    async fn acquire_mysql(
+    /// The takeover on MySQL: `LAST_INSERT_ID(expr)` hands the new epoch back on the
+    /// same connection (no `RETURNING`).
+    async fn take_mysql(
         p: &MySqlPool,
         group: &str,
         owner: &str,
         ttl: i64,
+        (epoch, expires): (i64, i64),
     ) -> Result<Option<(i64, i64)>, sqlx::Error> {
         let mut conn = p.acquire().await?;
-        sqlx::query(
-            "INSERT IGNORE INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?, '', 0, 0)",
-        )
-        .bind(group)
-        .execute(&mut *conn)
-        .await?;
         let sql = format!(
-            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND expires_at_ms <= {MY_NOW} AND (in_sync IS NULL OR FIND_IN_SET(BINARY ?, BINARY in_sync) > 0)"
+            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = GREATEST({MY_NOW} + ?, expires_at_ms + 1) WHERE grp = ? AND epoch = ? AND expires_at_ms = ? AND (in_sync IS NULL OR FIND_IN_SET(BINARY ?, BINARY in_sync) > 0)"
         );
         let done = sqlx::query(&sql)
             .bind(owner)
             .bind(ttl)
             .bind(group)
+            .bind(epoch)
+            .bind(expires)
             .bind(owner)
             .execute(&mut *conn)
             .await?;
@@ -229,6 +247,17 @@ impl SqlLeaseStore {
         let epoch: u64 = row.try_get(0)?;
         Ok(Some((epoch as i64, row.try_get(1)?)))
     }
+
+    /// The group's row, created released (epoch 0, `expires_at_ms` 0) if missing.
+    async fn insert_released(&self, group: &str) -> Result<(), LeaseError> {
+        let err = self.query_err("creating the lease row");
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::query("INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?1, '', 0, 0) ON CONFLICT (grp) DO NOTHING").bind(group).execute(p).await.map(|_| ()),
+            Pool::Postgres(p) => sqlx::query("INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES ($1, '', 0, 0) ON CONFLICT (grp) DO NOTHING").bind(group).execute(p).await.map(|_| ()),
+            Pool::MySql(p) => sqlx::query("INSERT IGNORE INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?, '', 0, 0)").bind(group).execute(p).await.map(|_| ()),
+        }
+        .map_err(err)
+    }
 }
 
 impl SqlLeaseStore {
@@ -242,7 +271,7 @@ impl SqlLeaseStore {
         members: Option<String>,
     ) -> Result<u64, sqlx::Error> {
         let epoch = g.epoch as i64;
-        let owned = format!("grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}");
+        let owned = "grp = ? AND owner = ? AND epoch = ? AND expires_at_ms <> 0";
         let sql = format!(
             "UPDATE fix_lease SET in_sync = ? WHERE {owned} AND (? = 0 OR BINARY in_sync <=> BINARY ?)"
         );
@@ -315,30 +344,44 @@ impl LeaseStore for SqlLeaseStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Grant>, LeaseError> {
+        let beat = match self.read(group).await? {
+            None => {
+                self.insert_released(group).await?;
+                (0, 0)
+            }
+            Some(st) => {
+                let beat = (st.epoch as i64, st.expires_at_ms);
+                match self
+                    .watcher
+                    .judge(group, beat, st.expires_at_ms == 0, ttl, Instant::now())
+                {
+                    Verdict::Wait => return Ok(None),
+                    Verdict::Take(beat) => beat,
+                }
+            }
+        };
         let ttl = ms(ttl);
         let err = self.query_err("acquiring the lease");
-        let row = match self {
-            Self::Sqlite(p) => {
+        let row = match &self.pool {
+            Pool::Sqlite(p) => {
                 let sql = format!(
-                    "INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES (?1, ?2, 1, {SQLITE_NOW} + ?3) \
-                     ON CONFLICT (grp) DO UPDATE SET owner = excluded.owner, epoch = fix_lease.epoch + 1, expires_at_ms = excluded.expires_at_ms \
-                     WHERE fix_lease.expires_at_ms <= {SQLITE_NOW} \
-                     AND (fix_lease.in_sync IS NULL OR instr(',' || fix_lease.in_sync || ',', ',' || excluded.owner || ',') > 0) \
+                    "UPDATE fix_lease SET owner = ?2, epoch = epoch + 1, expires_at_ms = MAX({SQLITE_NOW} + ?3, expires_at_ms + 1) \
+                     WHERE grp = ?1 AND epoch = ?4 AND expires_at_ms = ?5 \
+                     AND (in_sync IS NULL OR instr(',' || in_sync || ',', ',' || ?2 || ',') > 0) \
                      RETURNING epoch, expires_at_ms"
                 );
-                sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).fetch_optional(p).await
+                sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).bind(beat.0).bind(beat.1).fetch_optional(p).await
             }
-            Self::Postgres(p) => {
+            Pool::Postgres(p) => {
                 let sql = format!(
-                    "INSERT INTO fix_lease (grp, owner, epoch, expires_at_ms) VALUES ($1, $2, 1, {PG_NOW} + $3) \
-                     ON CONFLICT (grp) DO UPDATE SET owner = EXCLUDED.owner, epoch = fix_lease.epoch + 1, expires_at_ms = EXCLUDED.expires_at_ms \
-                     WHERE fix_lease.expires_at_ms <= {PG_NOW} \
-                     AND (fix_lease.in_sync IS NULL OR strpos(',' || fix_lease.in_sync || ',', ',' || EXCLUDED.owner || ',') > 0) \
+                    "UPDATE fix_lease SET owner = $2, epoch = epoch + 1, expires_at_ms = GREATEST({PG_NOW} + $3, expires_at_ms + 1) \
+                     WHERE grp = $1 AND epoch = $4 AND expires_at_ms = $5 \
+                     AND (in_sync IS NULL OR strpos(',' || in_sync || ',', ',' || $2 || ',') > 0) \
                      RETURNING epoch, expires_at_ms"
                 );
-                sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).fetch_optional(p).await
+                sqlx::query_as::<_, (i64, i64)>(&sql).bind(group).bind(owner).bind(ttl).bind(beat.0).bind(beat.1).fetch_optional(p).await
             }
-            Self::MySql(p) => Self::acquire_mysql(p, group, owner, ttl).await,
+            Pool::MySql(p) => Self::take_mysql(p, group, owner, ttl, beat).await,
         }
         .map_err(err)?;
         Ok(grant(group, owner, row))
@@ -348,22 +391,22 @@ impl LeaseStore for SqlLeaseStore {
         let ttl = ms(ttl);
         let epoch = g.epoch as i64;
         let err = self.query_err("renewing the lease");
-        let row = match self {
-            Self::Sqlite(p) => {
+        let row = match &self.pool {
+            Pool::Sqlite(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET expires_at_ms = {SQLITE_NOW} + ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW} RETURNING epoch, expires_at_ms"
+                    "UPDATE fix_lease SET expires_at_ms = MAX({SQLITE_NOW} + ?4, expires_at_ms + 1) WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0 RETURNING epoch, expires_at_ms"
                 );
                 sqlx::query_as::<_, (i64, i64)>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(ttl).fetch_optional(p).await
             }
-            Self::Postgres(p) => {
+            Pool::Postgres(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET expires_at_ms = {PG_NOW} + $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW} RETURNING epoch, expires_at_ms"
+                    "UPDATE fix_lease SET expires_at_ms = GREATEST({PG_NOW} + $4, expires_at_ms + 1) WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0 RETURNING epoch, expires_at_ms"
                 );
                 sqlx::query_as::<_, (i64, i64)>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(ttl).fetch_optional(p).await
             }
-            Self::MySql(p) => {
+            Pool::MySql(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET expires_at_ms = {MY_NOW} + ? WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}"
+                    "UPDATE fix_lease SET expires_at_ms = GREATEST({MY_NOW} + ?, expires_at_ms + 1) WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms <> 0"
                 );
                 Self::renew_mysql(p, &sql, g, ttl).await
             }
@@ -383,16 +426,16 @@ impl LeaseStore for SqlLeaseStore {
         let check = i64::from(expected.is_some());
         let expected = expected.and_then(InSync::encode);
         let err = self.query_err("recording the in-sync set");
-        let affected = match self {
-            Self::Sqlite(p) => {
-                let sql = format!("UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW} AND (?5 = 0 OR in_sync IS ?6)");
+        let affected = match &self.pool {
+            Pool::Sqlite(p) => {
+                let sql = format!("UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0 AND (?5 = 0 OR in_sync IS ?6)");
                 sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
             }
-            Self::Postgres(p) => {
-                let sql = format!("UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW} AND ($5::bigint = 0 OR in_sync IS NOT DISTINCT FROM $6::text)");
+            Pool::Postgres(p) => {
+                let sql = format!("UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0 AND ($5::bigint = 0 OR in_sync IS NOT DISTINCT FROM $6::text)");
                 sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
             }
-            Self::MySql(p) => Self::set_in_sync_mysql(p, g, check, expected, members).await,
+            Pool::MySql(p) => Self::set_in_sync_mysql(p, g, check, expected, members).await,
         }
         .map_err(err)?;
         Ok(affected == 1)
@@ -400,18 +443,18 @@ impl LeaseStore for SqlLeaseStore {
 
     async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
         let err = self.query_err("clearing the in-sync set");
-        match self {
-            Self::Sqlite(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?1")
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?1")
                 .bind(group)
                 .execute(p)
                 .await
                 .map(|_| ()),
-            Self::Postgres(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = $1")
+            Pool::Postgres(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = $1")
                 .bind(group)
                 .execute(p)
                 .await
                 .map(|_| ()),
-            Self::MySql(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?")
+            Pool::MySql(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?")
                 .bind(group)
                 .execute(p)
                 .await
@@ -423,17 +466,17 @@ impl LeaseStore for SqlLeaseStore {
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
         let epoch = g.epoch as i64;
         let err = self.query_err("releasing the lease");
-        let affected = match self {
-            Self::Sqlite(p) => {
-                let sql = format!("UPDATE fix_lease SET expires_at_ms = {SQLITE_NOW} WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms > {SQLITE_NOW}");
+        let affected = match &self.pool {
+            Pool::Sqlite(p) => {
+                let sql = "UPDATE fix_lease SET expires_at_ms = 0 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0";
                 sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
             }
-            Self::Postgres(p) => {
-                let sql = format!("UPDATE fix_lease SET expires_at_ms = {PG_NOW} WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms > {PG_NOW}");
+            Pool::Postgres(p) => {
+                let sql = "UPDATE fix_lease SET expires_at_ms = 0 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0";
                 sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
             }
-            Self::MySql(p) => {
-                let sql = format!("UPDATE fix_lease SET expires_at_ms = {MY_NOW} WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms > {MY_NOW}");
+            Pool::MySql(p) => {
+                let sql = "UPDATE fix_lease SET expires_at_ms = 0 WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms <> 0";
                 sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
             }
         }
@@ -443,16 +486,16 @@ impl LeaseStore for SqlLeaseStore {
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
         let err = self.query_err("reading the lease");
-        let row: Option<(String, i64, i64, i64, Option<String>)> = match self {
-            Self::Sqlite(p) => {
+        let row: Option<(String, i64, i64, i64, Option<String>)> = match &self.pool {
+            Pool::Sqlite(p) => {
                 let sql = format!("SELECT owner, epoch, expires_at_ms, {SQLITE_NOW}, in_sync FROM fix_lease WHERE grp = ?1");
                 sqlx::query_as(&sql).bind(group).fetch_optional(p).await
             }
-            Self::Postgres(p) => {
+            Pool::Postgres(p) => {
                 let sql = format!("SELECT owner, epoch, expires_at_ms, {PG_NOW}, in_sync FROM fix_lease WHERE grp = $1");
                 sqlx::query_as(&sql).bind(group).fetch_optional(p).await
             }
-            Self::MySql(p) => {
+            Pool::MySql(p) => {
                 let sql = format!("SELECT owner, epoch, expires_at_ms, {MY_NOW}, in_sync FROM fix_lease WHERE grp = ?");
                 sqlx::query_as(&sql).bind(group).fetch_optional(p).await
             }

@@ -93,13 +93,37 @@ async fn fresh_database(kind: &str) -> String {
 }
 
 async fn store(kind: &str, dir: &tempfile::TempDir) -> SqlLeaseStore {
+    store_at(kind, dir).await.0
+}
+
+/// A store and its URL.
+async fn store_at(kind: &str, dir: &tempfile::TempDir) -> (SqlLeaseStore, String) {
     let url = match kind {
         "sqlite" => format!("sqlite://{}", dir.path().join("lease.db").display()),
         other => fresh_database(other).await,
     };
-    SqlLeaseStore::connect(&url)
+    let s = SqlLeaseStore::connect(&url)
         .await
-        .unwrap_or_else(|e| panic!("{kind}: {e}"))
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    (s, url)
+}
+
+/// Runs one statement on the store's database, as a person with a SQL prompt would.
+async fn execute(kind: &str, url: &str, sql: &str) {
+    match kind {
+        "sqlite" => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+            sqlx::query(sql).execute(&mut c).await.expect(sql);
+        }
+        "postgres" => {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+            sqlx::query(sql).execute(&mut c).await.expect(sql);
+        }
+        _ => {
+            let mut c = sqlx::MySqlConnection::connect(url).await.expect("mysql");
+            sqlx::query(sql).execute(&mut c).await.expect(sql);
+        }
+    }
 }
 
 const KINDS: [&str; 3] = ["sqlite", "postgres", "mysql"];
@@ -269,12 +293,19 @@ async fn a_lease_is_exclusive_until_it_expires_and_epochs_only_grow() {
         );
         let a2 = s.renew(&a, TTL).await.expect("query").expect("a renews");
         assert!(a2.expires_at_ms >= a.expires_at_ms, "{kind}");
-        tokio::time::sleep(TTL + Duration::from_millis(150)).await;
-        let b = s
-            .acquire("g1", "node-b", TTL)
-            .await
-            .expect("query")
-            .expect("expired lease");
+        // b takes it once it has watched the renewed row for a TTL.
+        let renewed = Instant::now();
+        let b = loop {
+            if let Some(b) = s.acquire("g1", "node-b", TTL).await.expect("query") {
+                break b;
+            }
+            assert!(
+                renewed.elapsed() < Duration::from_secs(5),
+                "{kind}: never taken"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(renewed.elapsed() >= TTL, "{kind}: {:?}", renewed.elapsed());
         assert_eq!(b.epoch, 2, "{kind}: a new holder gets a new epoch");
         assert!(
             s.renew(&a2, TTL).await.expect("query").is_none(),
@@ -294,6 +325,67 @@ async fn a_lease_is_exclusive_until_it_expires_and_epochs_only_grow() {
             s.read("never-leased").await.expect("query").is_none(),
             "{kind}"
         );
+    }
+}
+
+/// The store's clock steps 10 s forward right after a renew (emulated: the stored
+/// expiry moved 10 s into the past, which is what the store then sees): the holder,
+/// which trusts its own monotonic deadline, still leads, so nobody else may get the
+/// lease; the holder's next renew goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_clock_that_steps_forward_hands_no_lease_to_a_contender() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (s, url) = store_at(kind, &dir).await;
+        let a = s
+            .acquire("g5", "node-a", TTL)
+            .await
+            .expect("query")
+            .expect("free");
+        assert!(s
+            .acquire("g5", "node-b", TTL)
+            .await
+            .expect("query")
+            .is_none());
+        execute(
+            kind,
+            &url,
+            "UPDATE fix_lease SET expires_at_ms = expires_at_ms - 10000 WHERE grp = 'g5'",
+        )
+        .await;
+        let stepped = Instant::now();
+        while stepped.elapsed() < TTL / 2 {
+            assert!(
+                s.acquire("g5", "node-b", TTL)
+                    .await
+                    .expect("query")
+                    .is_none(),
+                "{kind}: the store's clock stepped and b took the lease a still trusts"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let a = s
+            .renew(&a, TTL)
+            .await
+            .expect("query")
+            .unwrap_or_else(|| panic!("{kind}: a's renew was refused after the step"));
+        let renewed = Instant::now();
+        let b = loop {
+            if let Some(b) = s.acquire("g5", "node-b", TTL).await.expect("query") {
+                break b;
+            }
+            assert!(
+                renewed.elapsed() < Duration::from_secs(5),
+                "{kind}: never taken"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            renewed.elapsed() >= TTL,
+            "{kind}: taken {:?} after the renew",
+            renewed.elapsed()
+        );
+        assert_eq!(b.epoch, a.epoch + 1, "{kind}");
     }
 }
 
