@@ -428,12 +428,12 @@ impl LeaseStore for SqlLeaseStore {
         let err = self.query_err("recording the in-sync set");
         let affected = match &self.pool {
             Pool::Sqlite(p) => {
-                let sql = format!("UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0 AND (?5 = 0 OR in_sync IS ?6)");
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
+                let sql = "UPDATE fix_lease SET in_sync = ?4 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0 AND (?5 = 0 OR in_sync IS ?6)";
+                sqlx::query(sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
             }
             Pool::Postgres(p) => {
-                let sql = format!("UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0 AND ($5::bigint = 0 OR in_sync IS NOT DISTINCT FROM $6::text)");
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
+                let sql = "UPDATE fix_lease SET in_sync = $4 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0 AND ($5::bigint = 0 OR in_sync IS NOT DISTINCT FROM $6::text)";
+                sqlx::query(sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(members).bind(check).bind(expected).execute(p).await.map(|d| d.rows_affected())
             }
             Pool::MySql(p) => Self::set_in_sync_mysql(p, g, check, expected, members).await,
         }
@@ -469,15 +469,15 @@ impl LeaseStore for SqlLeaseStore {
         let affected = match &self.pool {
             Pool::Sqlite(p) => {
                 let sql = "UPDATE fix_lease SET expires_at_ms = 0 WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0";
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
+                sqlx::query(sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
             }
             Pool::Postgres(p) => {
                 let sql = "UPDATE fix_lease SET expires_at_ms = 0 WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0";
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
+                sqlx::query(sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
             }
             Pool::MySql(p) => {
                 let sql = "UPDATE fix_lease SET expires_at_ms = 0 WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms <> 0";
-                sqlx::query(&sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
+                sqlx::query(sql).bind(&g.group).bind(&g.owner).bind(epoch).execute(p).await.map(|d| d.rows_affected())
             }
         }
         .map_err(err)?;
