@@ -30,12 +30,22 @@ async fn a_stale_epoch_writes_nothing(backend: Backend) {
     sql.append(first.epoch, 0, &chunk(first.epoch, 40))
         .await
         .expect("the holder writes");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let second = lease
-        .acquire("g", "b", Duration::from_secs(10))
-        .await
-        .expect("acquire")
-        .expect("expired, so free");
+    // b takes the lease once it has watched a's row unchanged for a TTL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        if let Some(g) = lease
+            .acquire("g", "b", Duration::from_millis(200))
+            .await
+            .expect("acquire")
+        {
+            break g;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's abandoned lease was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(second.epoch > first.epoch);
     match sql.append(first.epoch, 40, &chunk(first.epoch, 30)).await {
         Err(SqlJournalError::Fenced { ours, current }) => {

@@ -296,7 +296,18 @@ impl LeaseStore for DynamoLeaseStore {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(None)
+                // The SDK retries a request whose answer was lost: the first attempt may
+                // have taken the lease and the retry then fails its condition. Ours
+                // when the item carries the beat our write set and our name.
+                let landed = self.get(group).await?.filter(|i| {
+                    num(i, "beat") == verdict.unwrap_or(0) + 1
+                        && i.get("owner")
+                            .and_then(|v| v.as_s().ok())
+                            .map(String::as_str)
+                            == Some(owner)
+                        && i.get("released").and_then(|v| v.as_bool().ok()).copied() != Some(true)
+                });
+                Ok(landed.map(|i| Self::grant(group, owner, Some(&i), 0)))
             }
             Err(e) => Err(err(
                 "acquiring the lease",
