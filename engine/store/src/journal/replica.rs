@@ -174,17 +174,26 @@ impl Journal {
         let mut files = lock(&self.inner.files);
         files.open.clear();
         let starts: Vec<(u64, u64)> = w.segment_starts.iter().map(|(p, s)| (*p, *s)).collect();
+        let mut moved = false;
         for (start, segment) in starts {
             let path = segment_path(dir, segment);
             let target = aside.join(format!("{stamp}-at-{position}-{segment:020}.seg"));
             if start >= position {
                 std::fs::rename(&path, &target).map_err(io_err("moving aside", &path))?;
+                moved = true;
             } else {
                 let keep = position - start;
                 let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
                 if (bytes.len() as u64) > keep {
-                    std::fs::write(&target, &bytes[keep as usize..])
+                    // The copy is durable (file and directory entry) before the segment
+                    // is cut: a crash in between leaves the bytes in both places, never
+                    // in neither.
+                    let mut copy =
+                        std::fs::File::create(&target).map_err(io_err("creating", &target))?;
+                    std::io::Write::write_all(&mut copy, &bytes[keep as usize..])
                         .map_err(io_err("saving the cut tail of", &path))?;
+                    copy.sync_all().map_err(io_err("syncing", &target))?;
+                    sync_dir(&aside)?;
                     let f = std::fs::OpenOptions::new()
                         .write(true)
                         .open(&path)
@@ -193,6 +202,11 @@ impl Journal {
                     f.sync_all().map_err(io_err("syncing", &path))?;
                 }
             }
+        }
+        if moved {
+            // Renames are durable only once both directories are synced.
+            sync_dir(&aside)?;
+            sync_dir(dir)?;
         }
         drop(files);
         let recovered = crate::recovery::recover(&self.inner.opts)?;
@@ -211,4 +225,11 @@ impl Journal {
         );
         Ok(cut)
     }
+}
+
+/// Makes the directory's entries (files created, renamed or removed in it) durable.
+fn sync_dir(dir: &std::path::Path) -> Result<(), JournalError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing the directory", dir))
 }
