@@ -662,8 +662,14 @@ impl SessionActor {
         if apps {
             // An unreadable delivery (not expected) is not marked: it will be replayed.
             if let Some(seq) = processed {
-                self.app.before_processed(self.session.id());
-                self.session.commit_app_batch(seq);
+                let term = crate::app::Term::current(self.role.as_ref());
+                match self.app.before_processed(self.session.id(), &term) {
+                    Ok(()) => self.session.commit_app_batch(seq),
+                    // Not marked processed: the next leader hands the batch over again.
+                    Err(e) => {
+                        tracing::warn!(session = %self.span_name(), error = %e, "application batch left unprocessed")
+                    }
+                }
             }
         }
     }
@@ -702,6 +708,7 @@ impl SessionActor {
             session: &mut self.session,
             now: t,
             replayed: matches!(d, Delivery::Replayed(_)),
+            term: crate::app::Term::current(self.role.as_ref()),
         };
         let result = self.app.from_app(&mut ctx, msg);
         self.reject_if_refused(t, msg, result);

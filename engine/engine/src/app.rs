@@ -26,14 +26,64 @@ pub enum AppReject {
     },
 }
 
+/// The leadership term a session serves in. An application that waits (for a broker,
+/// a database) stops waiting when the term ends: what it has not finished stays
+/// unprocessed in the journal and is handed to the next leader.
+#[derive(Clone, Default)]
+pub struct Term {
+    role: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
+    epoch: Option<u64>,
+}
+
+impl Term {
+    /// The term of `role` as it leads now (`None`: no lease, the term never ends).
+    pub(crate) fn current(
+        role: Option<&tokio::sync::watch::Receiver<fix_lease::RoleState>>,
+    ) -> Self {
+        let epoch = role.and_then(|r| match r.borrow().role {
+            fix_lease::Role::Leader { epoch } => Some(epoch),
+            fix_lease::Role::Standby => None,
+        });
+        Self {
+            role: role.cloned(),
+            epoch,
+        }
+    }
+
+    /// Whether this instance still leads in the same term (same epoch, lease deadline
+    /// not passed). Always true without a lease.
+    pub fn is_current(&self) -> bool {
+        let Some(role) = &self.role else {
+            return true;
+        };
+        let state = role.borrow();
+        matches!(state.role, fix_lease::Role::Leader { epoch } if Some(epoch) == self.epoch)
+            && state
+                .valid_until
+                .is_none_or(|t| std::time::Instant::now() < t)
+    }
+}
+
+/// This instance stopped leading before the application finished: the batch stays
+/// unprocessed in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this instance stopped leading before the batch was safe")]
+pub struct TermEnded;
+
 /// What a callback can do: send on its session.
 pub struct AppContext<'a> {
     pub(crate) session: &'a mut Session,
     pub(crate) now: Now,
     pub(crate) replayed: bool,
+    pub(crate) term: Term,
 }
 
 impl AppContext<'_> {
+    /// The leadership term this message is handled in.
+    pub fn term(&self) -> &Term {
+        &self.term
+    }
+
     /// Whether the message was journaled before a restart or a promotion and never
     /// marked processed: the application may have seen it already (treat it as a
     /// possible duplicate).
@@ -109,8 +159,11 @@ pub trait Application: Send + Sync {
     /// they are marked processed in the journal. An application that hands messages on
     /// elsewhere waits here until they are safe there (the Kafka bridge waits for the
     /// broker's acknowledgements); if the engine stops first, the batch is handed to the
-    /// application again at the next start or promotion.
-    fn before_processed(&self, _id: &SessionId) {}
+    /// application again at the next start or promotion. `Err(TermEnded)` when `term`
+    /// ended while waiting: the batch is not marked processed.
+    fn before_processed(&self, _id: &SessionId, _term: &Term) -> Result<(), TermEnded> {
+        Ok(())
+    }
 }
 
 /// Header fields the session writes itself on every message it sends, and the resend
@@ -399,5 +452,46 @@ impl fix_session::SessionHooks for AppHooks {
 
     fn to_app(&self, id: &SessionId, msg: MessageRef<'_>, resend: bool) -> bool {
         self.0.to_app(id, msg, resend)
+    }
+}
+
+#[cfg(test)]
+mod term_tests {
+    use super::Term;
+    use fix_lease::{Role, RoleState};
+    use std::time::{Duration, Instant};
+
+    fn state(role: Role, valid_for: Duration) -> RoleState {
+        RoleState {
+            role,
+            valid_until: Some(Instant::now() + valid_for),
+            reason: String::new(),
+            terms: 1,
+            last_call: None,
+            holder: None,
+            in_active_region: true,
+        }
+    }
+
+    #[test]
+    fn a_term_ends_with_its_epoch_its_lease_deadline_or_the_lead() {
+        assert!(Term::current(None).is_current(), "no lease: never ends");
+        let (tx, rx) =
+            tokio::sync::watch::channel(state(Role::Leader { epoch: 3 }, Duration::from_secs(60)));
+        let term = Term::current(Some(&rx));
+        assert!(term.is_current());
+        tx.send_replace(state(Role::Leader { epoch: 4 }, Duration::from_secs(60)));
+        assert!(!term.is_current(), "a later epoch is another term");
+        let (_tx, rx) =
+            tokio::sync::watch::channel(state(Role::Leader { epoch: 5 }, Duration::ZERO));
+        assert!(
+            !Term::current(Some(&rx)).is_current(),
+            "the deadline passed"
+        );
+        let (_tx, rx) = tokio::sync::watch::channel(state(Role::Standby, Duration::ZERO));
+        assert!(
+            !Term::current(Some(&rx)).is_current(),
+            "a standby has no term"
+        );
     }
 }

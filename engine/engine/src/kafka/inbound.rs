@@ -10,7 +10,7 @@ use super::blocking;
 use super::config::{KafkaSection, Payload};
 use super::delivery::{Delivered, Judge, Serials, Ticket};
 use super::payload::encode_inbound;
-use crate::app::{AppContext, AppReject, Application};
+use crate::app::{AppContext, AppReject, Application, Term, TermEnded};
 use crate::metrics::KafkaMetrics;
 use fix_codec::MessageRef;
 use fix_session::SessionId;
@@ -29,6 +29,10 @@ type Kafka = Arc<ThreadedProducer<Judge>>;
 
 /// The verdict on one queued record, once the broker answered.
 pub(crate) type DeliveryFuture = oneshot::Receiver<Delivered>;
+
+/// A record from `from_app` and its delivery (`None`: not queued, the term ended while
+/// the buffer was full).
+type Queued = (Record, Option<DeliveryFuture>);
 
 /// One record to produce, kept until the broker has it.
 #[derive(Clone)]
@@ -119,11 +123,15 @@ impl Producer {
         }
     }
 
-    /// Queues `r`; while the bounded queue is full the caller waits (backpressure).
-    fn enqueue(&self, r: &Record) -> DeliveryFuture {
+    /// Queues `r`; while the bounded queue is full the caller waits (backpressure), until
+    /// `term` ends.
+    fn enqueue(&self, r: &Record, term: &Term) -> Result<DeliveryFuture, TermEnded> {
         let headers = r.headers();
         let mut waited: Option<Instant> = None;
         loop {
+            if !term.is_current() {
+                return Err(TermEnded);
+            }
             let (tx, delivery) = oneshot::channel();
             let ticket = Ticket {
                 serial: self.judge.serials.next(),
@@ -134,7 +142,7 @@ impl Producer {
                 .payload(&r.value)
                 .headers(headers.clone());
             match self.current().send(record) {
-                Ok(()) => return delivery,
+                Ok(()) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     let since = *waited.get_or_insert_with(|| {
                         self.counts.produce_retries.inc();
@@ -156,17 +164,26 @@ impl Producer {
         }
     }
 
-    /// Waits until the broker has `r` (queued as `delivery`), producing it again after
-    /// a failed attempt.
-    fn confirm(&self, r: &Record, mut delivery: DeliveryFuture) {
+    /// Waits until the broker has `r` (queued as `delivery`, or not queued when the term
+    /// ended in `from_app`), producing it again after a failed attempt, until `term` ends.
+    fn confirm(
+        &self,
+        r: &Record,
+        delivery: Option<DeliveryFuture>,
+        term: &Term,
+    ) -> Result<(), TermEnded> {
         let mut backoff = Duration::from_millis(50);
         let mut again: Option<Record> = None;
+        let mut delivery = match delivery {
+            Some(d) => d,
+            None => self.enqueue(r, term)?,
+        };
         loop {
             let record = again.as_ref().unwrap_or(r);
-            match futures::executor::block_on(&mut delivery) {
+            match wait_delivery(&mut delivery, term).ok_or(TermEnded)? {
                 Ok(Delivered::Stored { partition, offset }) => {
                     tracing::debug!(topic = %r.topic, key = %r.key, headers = ?record.headers, partition, offset, "acknowledged by the broker");
-                    return;
+                    return Ok(());
                 }
                 Ok(Delivered::Unproven) => {
                     // A batch the broker called a duplicate comes back without an
@@ -187,7 +204,7 @@ impl Producer {
             backoff = (backoff * 2).min(Duration::from_secs(2));
             // The failed attempt may have landed after all: the copy says it may be one.
             let copy = again.get_or_insert_with(|| r.republished());
-            delivery = self.enqueue(copy);
+            delivery = self.enqueue(copy, term)?;
         }
     }
 
@@ -219,7 +236,7 @@ pub struct BridgeApp {
     producer: Producer,
     inbound_topic: String,
     payload: Payload,
-    pending: Mutex<HashMap<SessionId, Vec<(Record, DeliveryFuture)>>>,
+    pending: Mutex<HashMap<SessionId, Vec<Queued>>>,
 }
 
 impl BridgeApp {
@@ -289,7 +306,9 @@ impl Application for BridgeApp {
         } else {
             record
         };
-        let delivery = self.producer.enqueue(&record);
+        // A term that ended while the buffer was full leaves the record unqueued:
+        // `before_processed` then refuses the batch, and the next leader publishes it.
+        let delivery = self.producer.enqueue(&record, ctx.term()).ok();
         self.producer.counts.pending.inc();
         if let Ok(mut p) = self.pending.lock() {
             p.entry(id).or_default().push((record, delivery));
@@ -297,7 +316,7 @@ impl Application for BridgeApp {
         Ok(())
     }
 
-    fn before_processed(&self, id: &SessionId) {
+    fn before_processed(&self, id: &SessionId, term: &Term) -> Result<(), TermEnded> {
         let batch = self
             .pending
             .lock()
@@ -305,14 +324,41 @@ impl Application for BridgeApp {
             .and_then(|mut p| p.remove(id))
             .unwrap_or_default();
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
-        blocking(|| {
+        let count = batch.len() as i64;
+        let confirmed = blocking(|| {
             for (record, delivery) in batch {
-                self.producer.confirm(&record, delivery);
+                self.producer.confirm(&record, delivery, term)?;
                 self.producer.counts.produced.inc();
-                self.producer.counts.pending.dec();
             }
+            Ok(())
         });
+        self.producer.counts.pending.dec_by(count);
+        confirmed
+    }
+}
+
+/// Waits for `delivery` while `term` lasts; `None` when the term ended first.
+fn wait_delivery(
+    delivery: &mut DeliveryFuture,
+    term: &Term,
+) -> Option<Result<Delivered, oneshot::Canceled>> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            // Called inside `blocking` (block_in_place): this thread may block on the runtime.
+            h.block_on(async {
+                loop {
+                    if !term.is_current() {
+                        return None;
+                    }
+                    tokio::select! {
+                        d = &mut *delivery => return Some(d),
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            })
+        }
+        _ => Some(futures::executor::block_on(delivery)),
     }
 }
