@@ -55,6 +55,18 @@ async fn expect(c: &mut FixClient, msg_type: &str) -> Received {
     r
 }
 
+/// A counterparty logged on to `leader`'s session (MsgSeqNum 1 used).
+async fn logged_on(leader: &Engine) -> FixClient {
+    let mut c = FixClient::connected("FIX.4.4", leader.listen_addr(&id()).expect("port"))
+        .await
+        .expect("connect");
+    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
+        .await
+        .expect("logon");
+    expect(&mut c, "A").await;
+    c
+}
+
 async fn standby_position(e: &Engine) -> u64 {
     let (code, body) = request(
         e.admin_addr().expect("admin"),
@@ -104,13 +116,7 @@ async fn a_promoted_standby_continues_the_sequence_and_resends_what_the_old_lead
     .await;
     let (leader, standby) = if leads(&a) { (&a, &b) } else { (&b, &a) };
 
-    let mut c = FixClient::connected("FIX.4.4", leader.listen_addr(&id()).expect("port"))
-        .await
-        .expect("connect");
-    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
-        .await
-        .expect("logon");
-    expect(&mut c, "A").await;
+    let mut c = logged_on(leader).await;
     for n in 2..=6 {
         c.send(&format!(
             "35=D|34={n}|49=TW|52=<TIME>|56=ISLD|11=ord{n}|21=1|55=X|54=1|60=<TIME>|40=1|38=10|"
@@ -417,14 +423,7 @@ async fn only_peers_holding_the_groups_key_replicate() {
 
     // The same key: b follows, and an order is answered once b has it.
     in_sync_pair(a.admin_addr().expect("admin")).await;
-    let mut c = FixClient::new("FIX.4.4");
-    c.connect(a.listen_addr(&id()).expect("port"))
-        .await
-        .expect("connect");
-    c.send("35=A|34=1|49=TW|52=<TIME>|56=ISLD|98=0|108=30|")
-        .await
-        .expect("logon");
-    expect(&mut c, "A").await;
+    let mut c = logged_on(&a).await;
     c.send("35=D|34=2|49=TW|52=<TIME>|56=ISLD|11=k1|21=1|55=X|54=1|60=<TIME>|40=1|38=10|")
         .await
         .expect("order");

@@ -4,9 +4,10 @@
 //!
 //! DynamoDB has no server clock a condition can read, so no wall clock decides who holds
 //! the lease. Every write of the holder (acquire, renew, release) adds one to the item's
-//! `beat`; a contender takes the lease only after it has seen the same `beat` for a whole
-//! TTL by its own monotonic clock (or the holder released it), with a write conditional
-//! on that `beat` (the scheme of Amazon's DynamoDB lock client). The holder trusts its
+//! `beat` and changes `expires_at_ms` (an older engine version changes only the latter);
+//! a contender takes the lease only after it has seen the same pair for a whole TTL by
+//! its own monotonic clock, or at once when the holder released it (`expires_at_ms` 0),
+//! with a write conditional on that pair (the scheme of Amazon's DynamoDB lock client). The holder trusts its
 //! lease until its request was sent + TTL − margin, which ends before any contender's
 //! TTL of watching can: a clock that steps or runs ahead on any machine changes nothing.
 //! `expires_at_ms` is still written (by the holder's clock) for people to read.
@@ -51,8 +52,7 @@ pub fn system_ms() -> i64 {
 }
 
 /// The condition of every write of the holder: still its grant, not released.
-const OWN: &str =
-    "#o = :owner AND epoch = :epoch AND (attribute_not_exists(released) OR released = :no)";
+const OWN: &str = "#o = :owner AND epoch = :epoch AND expires_at_ms <> :zero";
 
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
@@ -199,7 +199,7 @@ impl DynamoLeaseStore {
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":owner", s(&g.owner))
             .expression_attribute_values(":epoch", n(g.epoch as i64))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":zero", n(0))
             .return_values(ReturnValue::AllNew);
         for (name, value) in values {
             req = req.expression_attribute_values(name, value);
@@ -243,24 +243,27 @@ impl LeaseStore for DynamoLeaseStore {
         // Wait the longer of our TTL and the one the holder was granted.
         let held_for = item.as_ref().map_or(0, |i| num(i, "ttl_ms").max(0) as u64);
         let wait = ttl.max(Duration::from_millis(held_for));
-        let verdict = match &item {
+        // The beat: the counter, and the expiry an engine of an older version (which
+        // does not count) changes on every write too. Released: expiry 0.
+        let seen = item
+            .as_ref()
+            .map(|i| (num(i, "beat"), num(i, "expires_at_ms"), num(i, "epoch")));
+        let verdict = match seen {
             None => None,
-            Some(i) => {
-                let released =
-                    i.get("released").and_then(|v| v.as_bool().ok()).copied() == Some(true);
+            Some((beat, expires, _)) => {
                 match self
                     .watcher
-                    .judge(group, (num(i, "beat"), 0), released, wait, Instant::now())
+                    .judge(group, (beat, expires), expires == 0, wait, Instant::now())
                 {
                     Verdict::Wait => return Ok(None),
-                    Verdict::Take((beat, _)) => Some(beat),
+                    Verdict::Take(b) => Some(b),
                 }
             }
         };
         let condition = match verdict {
             None => "attribute_not_exists(grp)",
-            Some(0) => "(attribute_not_exists(beat) OR beat = :beat) AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
-            Some(_) => "beat = :beat AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
+            Some((0, _)) => "(attribute_not_exists(beat) OR beat = :beat) AND expires_at_ms = :seen AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
+            Some(_) => "beat = :beat AND expires_at_ms = :seen AND (attribute_not_exists(in_sync) OR contains(in_sync, :owner))",
         };
         let now = self.now_ms();
         let out = self
@@ -269,7 +272,7 @@ impl LeaseStore for DynamoLeaseStore {
             .table_name(&self.table)
             .key("grp", s(group))
             .update_expression(
-                "SET #o = :owner, expires_at_ms = :exp, ttl_ms = :ttl, released = :no ADD epoch :one, beat :one",
+                "SET #o = :owner, expires_at_ms = :exp, ttl_ms = :ttl ADD epoch :one, beat :one",
             )
             .condition_expression(condition)
             .expression_attribute_names("#o", "owner")
@@ -278,13 +281,15 @@ impl LeaseStore for DynamoLeaseStore {
                     (":owner".to_string(), s(owner)),
                     (":exp".to_string(), n(now + ttl.as_millis() as i64)),
                     (":ttl".to_string(), n(ttl.as_millis() as i64)),
-                    (":no".to_string(), AttributeValue::Bool(false)),
                     (":one".to_string(), n(1)),
                 ]
                 .into_iter()
-                .chain(
-                    verdict.map(|beat| (":beat".to_string(), n(beat))),
-                )
+                .chain(verdict.into_iter().flat_map(|(beat, expires)| {
+                    [
+                        (":beat".to_string(), n(beat)),
+                        (":seen".to_string(), n(expires)),
+                    ]
+                }))
                 .collect(),
             ))
             .return_values(ReturnValue::AllNew)
@@ -298,14 +303,17 @@ impl LeaseStore for DynamoLeaseStore {
             {
                 // The SDK retries a request whose answer was lost: the first attempt may
                 // have taken the lease and the retry then fails its condition. Ours
-                // when the item carries the beat our write set and our name.
+                // when the item carries the beat and the epoch our write set, and our
+                // name (a late renew of an earlier term leaves the epoch as it was).
+                let (beat, epoch) = seen.map_or((0, 0), |(b, _, e)| (b, e));
                 let landed = self.get(group).await?.filter(|i| {
-                    num(i, "beat") == verdict.unwrap_or(0) + 1
+                    num(i, "beat") == beat + 1
+                        && num(i, "epoch") == epoch + 1
+                        && num(i, "expires_at_ms") != 0
                         && i.get("owner")
                             .and_then(|v| v.as_s().ok())
                             .map(String::as_str)
                             == Some(owner)
-                        && i.get("released").and_then(|v| v.as_bool().ok()).copied() != Some(true)
                 });
                 Ok(landed.map(|i| Self::grant(group, owner, Some(&i), 0)))
             }
@@ -335,17 +343,12 @@ impl LeaseStore for DynamoLeaseStore {
     }
 
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {
-        let now = self.now_ms();
         let item = self
             .update_own(
                 g,
-                "SET expires_at_ms = :now, released = :yes ADD beat :one",
+                "SET expires_at_ms = :zero ADD beat :one",
                 None,
-                vec![
-                    (":now", n(now)),
-                    (":yes", AttributeValue::Bool(true)),
-                    (":one", n(1)),
-                ],
+                vec![(":one", n(1))],
                 "releasing the lease",
             )
             .await?;

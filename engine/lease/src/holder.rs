@@ -45,9 +45,9 @@ impl LeaseConfig {
 pub struct Holder {
     /// What the store granted.
     pub grant: Grant,
-    /// Local monotonic deadline: request sent + TTL − margin. The store set its expiry
-    /// from a clock reading taken *after* the request was sent, so this always comes
-    /// first, whatever the skew between the machines' clocks.
+    /// Local monotonic deadline: request sent + TTL − margin. A contender starts its TTL
+    /// of watching only after reading what this request wrote, so this always comes
+    /// first, whatever any wall clock says ([`crate::watch`]).
     pub valid_until: Instant,
 }
 

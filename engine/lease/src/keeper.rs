@@ -5,7 +5,8 @@
 //! the moment its local deadline passes without a successful renew — even while a renew
 //! call is still hanging on a dead database — or when a renew is refused. The runtime must
 //! stop sending and close its FIX sockets as soon as it sees `Standby`: the deadline comes
-//! before the store's expiry, so that happens before anyone else can be granted the lease.
+//! before any contender has watched the lease unchanged for a TTL, so that happens before
+//! anyone else can be granted the lease.
 
 use crate::holder::{Holder, LeaseConfig};
 use crate::store::LeaseStore;
@@ -293,8 +294,8 @@ async fn run(
                             held = Some(h);
                         }
                         Ok(None) => {
-                            // Someone else holds it: see who, and try again right when it
-                            // expires (by the store's clock) rather than a full interval later.
+                            // Someone else holds it: see who, and look again within an
+                            // interval (each look carries on watching the holder's beat).
                             if let Ok(Some(state)) = store.read(&cfg.group).await {
                                 let expires_in_ms = state.expires_at_ms - state.now_ms;
                                 retry_in = Duration::from_millis(expires_in_ms.max(0) as u64 + 5)

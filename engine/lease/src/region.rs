@@ -53,7 +53,8 @@ pub async fn set_active_region(
     region: &str,
 ) -> Result<RegionPin, LeaseError> {
     let pin = pin_group(group);
-    let current = store.read(&pin).await?.filter(|s| s.is_held());
+    let stored = store.read(&pin).await?;
+    let current = stored.clone().filter(|s| s.is_held());
     if let Some(state) = &current {
         if state.owner == region {
             return Ok(RegionPin {
@@ -62,6 +63,11 @@ pub async fn set_active_region(
                 moved_from: None,
             });
         }
+    }
+    // Release whatever stands there, held or not: a pin that only looks expired (an
+    // older version released it by the clock) is still watched for its 100-year TTL by
+    // the acquire below until released.
+    if let Some(state) = stored.filter(|s| s.expires_at_ms != 0 && !s.owner.is_empty()) {
         let grant = Grant {
             group: pin.clone(),
             owner: state.owner.clone(),

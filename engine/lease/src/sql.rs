@@ -13,7 +13,8 @@
 //! - set the in-sync set: the same condition as renew;
 //! - release: set `expires_at_ms = 0` only where owner and epoch match.
 //!
-//! `expires_at_ms` is the database's clock + TTL at the last renew, for people to read.
+//! `expires_at_ms` is the database's clock + TTL at the last renew (or one more than before,
+//! should that clock have stepped back), for people to read.
 //!
 //! A table created before the in-sync set existed gets its column on connect.
 //!
@@ -153,14 +154,16 @@ impl SqlLeaseStore {
             tokio::time::sleep(Duration::from_millis(200)).await;
             self.create_table_once().await?;
         }
-        self.add_in_sync_column().await
+        self.add_column("in_sync", "TEXT").await?;
+        self.add_column("ttl_ms", "BIGINT").await
     }
 
-    /// Adds the `in_sync` column to a table made by an older version (two instances may
-    /// race: the loser's `ALTER` fails and the column is there when it looks again).
-    async fn add_in_sync_column(&self) -> Result<(), LeaseError> {
-        let probe = "SELECT in_sync FROM fix_lease WHERE 1 = 0";
-        let alter = "ALTER TABLE fix_lease ADD COLUMN in_sync TEXT";
+    /// Adds a column to a table made by an older version (two instances may race: the
+    /// loser's `ALTER` fails and the column is there when it looks again).
+    async fn add_column(&self, column: &str, kind: &str) -> Result<(), LeaseError> {
+        let probe = format!("SELECT {column} FROM fix_lease WHERE 1 = 0");
+        let alter = format!("ALTER TABLE fix_lease ADD COLUMN {column} {kind}");
+        let (probe, alter) = (probe.as_str(), alter.as_str());
         for _ in 0..2 {
             let present = match &self.pool {
                 Pool::Sqlite(p) => sqlx::query(probe).execute(p).await.is_ok(),
@@ -180,7 +183,7 @@ impl SqlLeaseStore {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let err = self.query_err("adding the in_sync column to fix_lease");
+        let err = self.query_err("adding a column to fix_lease");
         match &self.pool {
             Pool::Sqlite(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
             Pool::Postgres(p) => sqlx::query(probe).execute(p).await.map(|_| ()),
@@ -225,10 +228,11 @@ impl SqlLeaseStore {
     ) -> Result<Option<(i64, i64)>, sqlx::Error> {
         let mut conn = p.acquire().await?;
         let sql = format!(
-            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), expires_at_ms = GREATEST({MY_NOW} + ?, expires_at_ms + 1) WHERE grp = ? AND epoch = ? AND expires_at_ms = ? AND (in_sync IS NULL OR FIND_IN_SET(BINARY ?, BINARY in_sync) > 0)"
+            "UPDATE fix_lease SET owner = ?, epoch = LAST_INSERT_ID(epoch + 1), ttl_ms = ?, expires_at_ms = GREATEST({MY_NOW} + ?, expires_at_ms + 1) WHERE grp = ? AND epoch = ? AND expires_at_ms = ? AND (in_sync IS NULL OR FIND_IN_SET(BINARY ?, BINARY in_sync) > 0)"
         );
         let done = sqlx::query(&sql)
             .bind(owner)
+            .bind(ttl)
             .bind(ttl)
             .bind(group)
             .bind(epoch)
@@ -246,6 +250,41 @@ impl SqlLeaseStore {
                 .await?;
         let epoch: u64 = row.try_get(0)?;
         Ok(Some((epoch as i64, row.try_get(1)?)))
+    }
+
+    /// The group's row and the TTL its holder was granted (0 when not recorded).
+    async fn row(&self, group: &str) -> Result<Option<(LeaseState, i64)>, LeaseError> {
+        let err = self.query_err("reading the lease");
+        type Row = (String, i64, i64, i64, Option<String>, Option<i64>);
+        let row: Option<Row> = match &self.pool {
+            Pool::Sqlite(p) => {
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {SQLITE_NOW}, in_sync, ttl_ms FROM fix_lease WHERE grp = ?1");
+                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
+            }
+            Pool::Postgres(p) => {
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {PG_NOW}, in_sync, ttl_ms FROM fix_lease WHERE grp = $1");
+                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
+            }
+            Pool::MySql(p) => {
+                let sql = format!("SELECT owner, epoch, expires_at_ms, {MY_NOW}, in_sync, ttl_ms FROM fix_lease WHERE grp = ?");
+                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
+            }
+        }
+        .map_err(err)?;
+        Ok(
+            row.map(|(owner, epoch, expires_at_ms, now_ms, in_sync, ttl)| {
+                (
+                    LeaseState {
+                        owner,
+                        epoch: epoch.max(0) as u64,
+                        expires_at_ms,
+                        now_ms,
+                        in_sync: in_sync.and_then(|s| InSync::decode(s.split(','))),
+                    },
+                    ttl.unwrap_or(0),
+                )
+            }),
+        )
     }
 
     /// The group's row, created released (epoch 0, `expires_at_ms` 0) if missing.
@@ -308,6 +347,7 @@ impl SqlLeaseStore {
         let epoch = g.epoch as i64;
         let done = sqlx::query(sql)
             .bind(ttl)
+            .bind(ttl)
             .bind(&g.group)
             .bind(&g.owner)
             .bind(epoch)
@@ -344,16 +384,18 @@ impl LeaseStore for SqlLeaseStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Grant>, LeaseError> {
-        let beat = match self.read(group).await? {
+        let beat = match self.row(group).await? {
             None => {
                 self.insert_released(group).await?;
                 (0, 0)
             }
-            Some(st) => {
+            Some((st, held_for)) => {
                 let beat = (st.epoch as i64, st.expires_at_ms);
+                // Wait the longer of our TTL and the one the holder was granted.
+                let wait = ttl.max(Duration::from_millis(held_for.max(0) as u64));
                 match self
                     .watcher
-                    .judge(group, beat, st.expires_at_ms == 0, ttl, Instant::now())
+                    .judge(group, beat, st.expires_at_ms == 0, wait, Instant::now())
                 {
                     Verdict::Wait => return Ok(None),
                     Verdict::Take(beat) => beat,
@@ -365,7 +407,7 @@ impl LeaseStore for SqlLeaseStore {
         let row = match &self.pool {
             Pool::Sqlite(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET owner = ?2, epoch = epoch + 1, expires_at_ms = MAX({SQLITE_NOW} + ?3, expires_at_ms + 1) \
+                    "UPDATE fix_lease SET owner = ?2, epoch = epoch + 1, ttl_ms = ?3, expires_at_ms = MAX({SQLITE_NOW} + ?3, expires_at_ms + 1) \
                      WHERE grp = ?1 AND epoch = ?4 AND expires_at_ms = ?5 \
                      AND (in_sync IS NULL OR instr(',' || in_sync || ',', ',' || ?2 || ',') > 0) \
                      RETURNING epoch, expires_at_ms"
@@ -374,7 +416,7 @@ impl LeaseStore for SqlLeaseStore {
             }
             Pool::Postgres(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET owner = $2, epoch = epoch + 1, expires_at_ms = GREATEST({PG_NOW} + $3, expires_at_ms + 1) \
+                    "UPDATE fix_lease SET owner = $2, epoch = epoch + 1, ttl_ms = $3, expires_at_ms = GREATEST({PG_NOW} + $3, expires_at_ms + 1) \
                      WHERE grp = $1 AND epoch = $4 AND expires_at_ms = $5 \
                      AND (in_sync IS NULL OR strpos(',' || in_sync || ',', ',' || $2 || ',') > 0) \
                      RETURNING epoch, expires_at_ms"
@@ -394,19 +436,19 @@ impl LeaseStore for SqlLeaseStore {
         let row = match &self.pool {
             Pool::Sqlite(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET expires_at_ms = MAX({SQLITE_NOW} + ?4, expires_at_ms + 1) WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0 RETURNING epoch, expires_at_ms"
+                    "UPDATE fix_lease SET ttl_ms = ?4, expires_at_ms = MAX({SQLITE_NOW} + ?4, expires_at_ms + 1) WHERE grp = ?1 AND owner = ?2 AND epoch = ?3 AND expires_at_ms <> 0 RETURNING epoch, expires_at_ms"
                 );
                 sqlx::query_as::<_, (i64, i64)>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(ttl).fetch_optional(p).await
             }
             Pool::Postgres(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET expires_at_ms = GREATEST({PG_NOW} + $4, expires_at_ms + 1) WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0 RETURNING epoch, expires_at_ms"
+                    "UPDATE fix_lease SET ttl_ms = $4, expires_at_ms = GREATEST({PG_NOW} + $4, expires_at_ms + 1) WHERE grp = $1 AND owner = $2 AND epoch = $3 AND expires_at_ms <> 0 RETURNING epoch, expires_at_ms"
                 );
                 sqlx::query_as::<_, (i64, i64)>(&sql).bind(&g.group).bind(&g.owner).bind(epoch).bind(ttl).fetch_optional(p).await
             }
             Pool::MySql(p) => {
                 let sql = format!(
-                    "UPDATE fix_lease SET expires_at_ms = GREATEST({MY_NOW} + ?, expires_at_ms + 1) WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms <> 0"
+                    "UPDATE fix_lease SET ttl_ms = ?, expires_at_ms = GREATEST({MY_NOW} + ?, expires_at_ms + 1) WHERE grp = ? AND owner = ? AND epoch = ? AND expires_at_ms <> 0"
                 );
                 Self::renew_mysql(p, &sql, g, ttl).await
             }
@@ -485,31 +527,7 @@ impl LeaseStore for SqlLeaseStore {
     }
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {
-        let err = self.query_err("reading the lease");
-        let row: Option<(String, i64, i64, i64, Option<String>)> = match &self.pool {
-            Pool::Sqlite(p) => {
-                let sql = format!("SELECT owner, epoch, expires_at_ms, {SQLITE_NOW}, in_sync FROM fix_lease WHERE grp = ?1");
-                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
-            }
-            Pool::Postgres(p) => {
-                let sql = format!("SELECT owner, epoch, expires_at_ms, {PG_NOW}, in_sync FROM fix_lease WHERE grp = $1");
-                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
-            }
-            Pool::MySql(p) => {
-                let sql = format!("SELECT owner, epoch, expires_at_ms, {MY_NOW}, in_sync FROM fix_lease WHERE grp = ?");
-                sqlx::query_as(&sql).bind(group).fetch_optional(p).await
-            }
-        }
-        .map_err(err)?;
-        Ok(row.map(
-            |(owner, epoch, expires_at_ms, now_ms, in_sync)| LeaseState {
-                owner,
-                epoch: epoch.max(0) as u64,
-                expires_at_ms,
-                now_ms,
-                in_sync: in_sync.and_then(|s| InSync::decode(s.split(','))),
-            },
-        ))
+        Ok(self.row(group).await?.map(|(state, _)| state))
     }
 
     fn backend(&self) -> &'static str {

@@ -34,7 +34,9 @@ pub struct LeaseState {
 }
 
 impl LeaseState {
-    /// Whether someone holds the lease at the time of reading.
+    /// Whether someone held the lease when read, as the store's clock tells (for people
+    /// and for the active-region pin; who may *take* the lease is decided by watching,
+    /// [`LeaseStore::acquire`]). A released lease (`expires_at_ms` 0) is never held.
     pub fn is_held(&self) -> bool {
         !self.owner.is_empty() && self.expires_at_ms > self.now_ms
     }
@@ -138,9 +140,10 @@ pub enum LeaseError {
 /// Where leases live. Every method is one conditional statement against the store.
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
-    /// Takes the lease if nobody holds it (never held, released, or expired) and `owner`
-    /// is in the recorded in-sync set (or none is recorded), with a new epoch one above
-    /// the last. `Ok(None)`: someone else holds it, or `owner` is not in sync.
+    /// Takes the lease if nobody holds it (never held, released, or unchanged for a TTL
+    /// while this store watched it: call it again every interval) and `owner` is in the
+    /// recorded in-sync set (or none is recorded), with a new epoch one above the last.
+    /// `Ok(None)`: someone else holds it, the watch is not over, or `owner` is not in sync.
     async fn acquire(
         &self,
         group: &str,
@@ -148,7 +151,7 @@ pub trait LeaseStore: Send + Sync {
         ttl: Duration,
     ) -> Result<Option<Grant>, LeaseError>;
 
-    /// Extends a held lease. `Ok(None)`: it is no longer ours (expired, or a newer epoch).
+    /// Extends a held lease. `Ok(None)`: it is no longer ours (released, or a newer epoch).
     async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError>;
 
     /// Gives the lease up at once so a standby need not wait for the TTL. Returns whether
@@ -157,7 +160,7 @@ pub trait LeaseStore: Send + Sync {
 
     /// Records the in-sync set of `grant`'s group: the instances that hold every record
     /// the holder has acknowledged, the only ones that may acquire the lease next. Written
-    /// only while `grant` is the live lease (owner, epoch, unexpired), so a deposed leader
+    /// only while `grant` is the live lease (owner, epoch, not released), so a deposed leader
     /// can never change it, and, with `expected`, only while the stored record is exactly
     /// that one (members and version; no members: none recorded), so a write that arrives
     /// late can never undo a newer one. A record without members removes it (anyone may

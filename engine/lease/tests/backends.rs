@@ -5,7 +5,7 @@
 //! (defaults: postgres://postgres@127.0.0.1:5432/postgres, mysql://root@127.0.0.1:3306/test).
 
 use fix_lease::sql::SqlLeaseStore;
-use fix_lease::{Holder, InSync, LeaseConfig, LeaseError, LeaseStore};
+use fix_lease::{Grant, Holder, InSync, LeaseConfig, LeaseError, LeaseStore};
 use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,6 +128,35 @@ async fn execute(kind: &str, url: &str, sql: &str) {
 
 const KINDS: [&str; 3] = ["sqlite", "postgres", "mysql"];
 const TTL: Duration = Duration::from_millis(600);
+
+/// Contends every 50 ms, as the role loop does, until `owner` gets the lease, which was
+/// last written (renewed, or taken) at `since`: never before a TTL of watching has passed
+/// since then, and within 5 s.
+async fn taken_by_watching(
+    s: &dyn LeaseStore,
+    group: &str,
+    owner: &str,
+    ttl: Duration,
+    since: Instant,
+    what: &str,
+) -> Grant {
+    let grant = loop {
+        if let Some(g) = s.acquire(group, owner, ttl).await.expect("acquire") {
+            break g;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "{what}: never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        since.elapsed() >= ttl,
+        "{what}: taken {:?} after the holder's last write, before the TTL of {ttl:?}",
+        since.elapsed()
+    );
+    grant
+}
 
 /// The in-sync rule as every backend must keep it: only recorded members acquire, only
 /// the live holder records, a write expecting an older record is refused, an empty set
@@ -294,18 +323,7 @@ async fn a_lease_is_exclusive_until_it_expires_and_epochs_only_grow() {
         let a2 = s.renew(&a, TTL).await.expect("query").expect("a renews");
         assert!(a2.expires_at_ms >= a.expires_at_ms, "{kind}");
         // b takes it once it has watched the renewed row for a TTL.
-        let renewed = Instant::now();
-        let b = loop {
-            if let Some(b) = s.acquire("g1", "node-b", TTL).await.expect("query") {
-                break b;
-            }
-            assert!(
-                renewed.elapsed() < Duration::from_secs(5),
-                "{kind}: never taken"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(renewed.elapsed() >= TTL, "{kind}: {:?}", renewed.elapsed());
+        let b = taken_by_watching(&s, "g1", "node-b", TTL, Instant::now(), kind).await;
         assert_eq!(b.epoch, 2, "{kind}: a new holder gets a new epoch");
         assert!(
             s.renew(&a2, TTL).await.expect("query").is_none(),
@@ -369,22 +387,7 @@ async fn a_store_clock_that_steps_forward_hands_no_lease_to_a_contender() {
             .await
             .expect("query")
             .unwrap_or_else(|| panic!("{kind}: a's renew was refused after the step"));
-        let renewed = Instant::now();
-        let b = loop {
-            if let Some(b) = s.acquire("g5", "node-b", TTL).await.expect("query") {
-                break b;
-            }
-            assert!(
-                renewed.elapsed() < Duration::from_secs(5),
-                "{kind}: never taken"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(
-            renewed.elapsed() >= TTL,
-            "{kind}: taken {:?} after the renew",
-            renewed.elapsed()
-        );
+        let b = taken_by_watching(&s, "g5", "node-b", TTL, Instant::now(), kind).await;
         assert_eq!(b.epoch, a.epoch + 1, "{kind}");
     }
 }
@@ -541,15 +544,7 @@ mod dynamodb {
         let a2 = s.renew(&a, ttl).await.expect("call").expect("renewed");
         assert!(a2.expires_at_ms >= a.expires_at_ms);
         // Taken once b has watched the renewed item for a TTL.
-        let renewed = std::time::Instant::now();
-        let b = loop {
-            if let Some(b) = s.acquire("g", "node-b", ttl).await.expect("call") {
-                break b;
-            }
-            assert!(renewed.elapsed() < Duration::from_secs(5), "never taken");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(renewed.elapsed() >= ttl, "{:?}", renewed.elapsed());
+        let b = super::taken_by_watching(&s, "g", "node-b", ttl, Instant::now(), "dynamodb").await;
         assert_eq!(b.epoch, 2);
         assert!(s.renew(&a2, ttl).await.expect("call").is_none());
         assert!(!s.release(&a2).await.expect("call"));
@@ -617,24 +612,70 @@ mod dynamodb {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Sent at `last_renew`: a trusts its lease until then + TTL − margin at most.
-        let taken_at = loop {
-            if b.acquire("skew", "node-b", ttl)
-                .await
-                .expect("call")
-                .is_some()
-            {
-                break last_renew.elapsed();
-            }
-            assert!(
-                last_renew.elapsed() < Duration::from_secs(5),
-                "b never took the abandoned lease"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(
-            taken_at >= ttl,
-            "b took the lease {taken_at:?} after a's last renew, before the TTL of {ttl:?}"
+        super::taken_by_watching(&b, "skew", "node-b", ttl, last_renew, "dynamodb").await;
+    }
+
+    /// An engine of the previous version renews by setting `expires_at_ms` only (it
+    /// knows no `beat`): during a rolling upgrade, a new standby must still see it live.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renews_by_an_older_engine_keep_a_new_contender_out() {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let url = std::env::var("FIX_TEST_MOTO_URL").expect("FIX_TEST_MOTO_URL");
+        let table = super::unique("fix_lease");
+        let s = DynamoLeaseStore::with_endpoint(&url, "us-east-1", &table);
+        s.ensure_table().await.expect("table");
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                .endpoint_url(&url)
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "test", "test", None, None, "static",
+                ))
+                .build(),
         );
+        let now = || fix_lease::dynamo::system_ms();
+        // The old engine's acquire: owner, expiry, epoch; no beat.
+        client
+            .put_item()
+            .table_name(&table)
+            .item("grp", AttributeValue::S("up".into()))
+            .item("owner", AttributeValue::S("old-engine".into()))
+            .item("epoch", AttributeValue::N("1".into()))
+            .item(
+                "expires_at_ms",
+                AttributeValue::N((now() + 600).to_string()),
+            )
+            .send()
+            .await
+            .expect("old acquire");
+        let ttl = Duration::from_millis(600);
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut last_renew = Instant::now();
+        while Instant::now() < until {
+            last_renew = Instant::now();
+            client
+                .update_item()
+                .table_name(&table)
+                .key("grp", AttributeValue::S("up".into()))
+                .update_expression("SET expires_at_ms = :exp")
+                .expression_attribute_values(":exp", AttributeValue::N((now() + 600).to_string()))
+                .send()
+                .await
+                .expect("old renew");
+            for _ in 0..2 {
+                assert!(
+                    s.acquire("up", "new-engine", ttl)
+                        .await
+                        .expect("call")
+                        .is_none(),
+                    "a new engine took the lease an older one keeps renewing"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let g = super::taken_by_watching(&s, "up", "new-engine", ttl, last_renew, "dynamodb").await;
+        assert_eq!(g.epoch, 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,7 +136,10 @@ async fn release_lease(fs: &FixSession, ctx: &Context) -> Result<(), ReconcileEr
     let Some(state) = store.read(&group).await.map_err(lease_err("reading"))? else {
         return Ok(());
     };
-    if !state.is_held() {
+    // Released already (expiry 0), or never held. A lease that only looks expired by
+    // the clock is still released: contenders take a lease by watching it, not by the
+    // clock, so an unreleased one would keep the next group waiting a TTL.
+    if state.expires_at_ms == 0 || state.owner.is_empty() {
         return Ok(());
     }
     let grant = fix_lease::Grant {
