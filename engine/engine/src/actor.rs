@@ -665,9 +665,13 @@ impl SessionActor {
                 let term = crate::app::Term::current(self.role.as_ref());
                 match self.app.before_processed(self.session.id(), &term) {
                     Ok(()) => self.session.commit_app_batch(seq),
-                    // Not marked processed: the next leader hands the batch over again.
                     Err(e) => {
-                        tracing::warn!(session = %self.span_name(), error = %e, "application batch left unprocessed")
+                        // The batch is closed (records after it must not wait for a
+                        // commit) but marks nothing processed (the mark is a high-water
+                        // mark; 0 moves nothing): the messages are handed over again, in
+                        // this term's next batch or by the next leader.
+                        tracing::warn!(session = %self.span_name(), error = %e, "application batch left unprocessed");
+                        self.session.commit_app_batch(0);
                     }
                 }
             }

@@ -201,7 +201,12 @@ async fn guard_reads(
     request: Request,
     next: Next,
 ) -> Response {
-    match may_read(st.token.as_deref(), request.headers(), peer.ip()) {
+    // `::ffff:127.0.0.1` on a dual-stack listener is loopback too.
+    match may_read(
+        st.token.as_deref(),
+        request.headers(),
+        peer.ip().to_canonical(),
+    ) {
         Ok(()) => next.run(request).await,
         Err((status, why)) => error(status, why),
     }

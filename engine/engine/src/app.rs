@@ -50,6 +50,11 @@ impl Term {
         }
     }
 
+    /// The epoch of this term (`None` without a lease, or when taken while standby).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
     /// Whether this instance still leads in the same term (same epoch, lease deadline
     /// not passed). Always true without a lease.
     pub fn is_current(&self) -> bool {

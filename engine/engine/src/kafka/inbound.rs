@@ -30,9 +30,9 @@ type Kafka = Arc<ThreadedProducer<Judge>>;
 /// The verdict on one queued record, once the broker answered.
 pub(crate) type DeliveryFuture = oneshot::Receiver<Delivered>;
 
-/// A record from `from_app` and its delivery (`None`: not queued, the term ended while
-/// the buffer was full).
-type Queued = (Record, Option<DeliveryFuture>);
+/// A record from `from_app`, its delivery (`None`: not queued yet, the term ended while
+/// the buffer was full), and the epoch of the term it was handled in.
+type Queued = (Record, Option<DeliveryFuture>, Option<u64>);
 
 /// One record to produce, kept until the broker has it.
 #[derive(Clone)]
@@ -311,7 +311,9 @@ impl Application for BridgeApp {
         let delivery = self.producer.enqueue(&record, ctx.term()).ok();
         self.producer.counts.pending.inc();
         if let Ok(mut p) = self.pending.lock() {
-            p.entry(id).or_default().push((record, delivery));
+            p.entry(id)
+                .or_default()
+                .push((record, delivery, ctx.term().epoch()));
         }
         Ok(())
     }
@@ -323,19 +325,32 @@ impl Application for BridgeApp {
             .ok()
             .and_then(|mut p| p.remove(id))
             .unwrap_or_default();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let count = batch.len() as i64;
-        let confirmed = blocking(|| {
-            for (record, delivery) in batch {
-                self.producer.confirm(&record, delivery, term)?;
+        // Records handled in an earlier term were never marked processed: the journal
+        // hands their messages over again in this one, so they are not confirmed twice.
+        let (batch, stale): (Vec<Queued>, Vec<Queued>) =
+            batch.into_iter().partition(|q| q.2 == term.epoch());
+        self.producer.counts.pending.dec_by(stale.len() as i64);
+        let mut batch = batch.into_iter();
+        blocking(|| {
+            while let Some((record, delivery, epoch)) = batch.next() {
+                if let Err(e) = self.producer.confirm(&record, delivery, term) {
+                    // Kept for the same term's next batch (a lease deadline that passed
+                    // while a late renew was still coming keeps the epoch): its commit
+                    // must not mark these processed before the broker has them.
+                    let mut rest = vec![(record.republished(), None, epoch)];
+                    rest.extend(batch.by_ref());
+                    if let Ok(mut p) = self.pending.lock() {
+                        let queue = p.entry(id.clone()).or_default();
+                        rest.append(queue);
+                        *queue = rest;
+                    }
+                    return Err(e);
+                }
                 self.producer.counts.produced.inc();
+                self.producer.counts.pending.dec();
             }
             Ok(())
-        });
-        self.producer.counts.pending.dec_by(count);
-        confirmed
+        })
     }
 }
 

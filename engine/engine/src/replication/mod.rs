@@ -136,6 +136,8 @@ pub struct Replication {
     committed: watch::Sender<u64>,
     /// Since when no standby of another region streams (`None` while one does).
     remote_alone_since: Mutex<Option<std::time::Instant>>,
+    /// When a refused replication peer was last logged.
+    refusal_said: Mutex<Option<std::time::Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +145,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Replication {
+    /// Whether a refused replication peer should be logged now (at most once a second).
+    pub(crate) fn refusal_due(&self) -> bool {
+        let mut said = lock(&self.refusal_said);
+        let due = said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if due {
+            *said = Some(std::time::Instant::now());
+        }
+        due
+    }
+
     /// Fresh state; `eligible` says whether this instance may contend for the lease yet.
     pub fn new(eligible: bool, in_sync: InSyncSet) -> Arc<Self> {
         Arc::new(Self {
@@ -159,6 +171,7 @@ impl Replication {
             region: Mutex::new((None, false)),
             remote_acked: watch::channel(0).0,
             remote_alone_since: Mutex::new(Some(std::time::Instant::now())),
+            refusal_said: Mutex::new(None),
             in_sync: Mutex::new(in_sync),
             committed: watch::channel(0).0,
         })

@@ -2,9 +2,11 @@
 //!
 //! Before any frame, the two ends of a replication connection prove to each other that
 //! they hold the group's key (`[engine.replication] key_env` or `key_file`), so a host
-//! that can reach the replication port can neither read the journal nor pose as a
+//! that merely reaches the replication port can neither read the journal nor pose as a
 //! standby (and join the in-sync set, slowing or, under `halt`, stopping writes), and a
-//! standby never follows a leader that does not hold the key.
+//! standby never follows a leader that does not hold the key. The proofs are not bound
+//! to the connection (no TLS): a host that sits between two instances, or that a standby
+//! dials by a stale peer address, can relay the exchange and then read the stream.
 //!
 //! The exchange (HMAC-SHA256, fresh 32-byte nonces from both ends, so no proof can be
 //! replayed on another connection):
@@ -94,6 +96,9 @@ pub enum AuthError {
     /// The peer's proof does not match this end's key.
     #[error("the peer's replication key differs from this instance's: give every instance of the group the same key")]
     WrongKey,
+    /// The leader closed the connection instead of proving itself.
+    #[error("the leader closed the connection on this instance's proof: most likely its replication key differs (give every instance of the group the same key), or it stopped leading just then")]
+    ClosedOnProof,
     /// No randomness.
     #[error("no random nonce available from the operating system")]
     Random,
@@ -167,8 +172,9 @@ where
         let mut proof = [0u8; PROOF];
         io.read_exact(&mut proof).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                // The leader closes without a word when it refuses our proof.
-                AuthError::WrongKey
+                // The leader closes without a word when it refuses our proof (it may
+                // also have stopped leading just then: the next attempt tells).
+                AuthError::ClosedOnProof
             } else {
                 AuthError::Io(e)
             }
@@ -227,7 +233,7 @@ mod tests {
     async fn a_different_key_is_refused_on_both_ends() {
         let (l, s) = exchange(Some(key("0123456789abcdef")), Some(key("fedcba9876543210"))).await;
         assert!(matches!(l, Err(AuthError::WrongKey)), "{l:?}");
-        assert!(matches!(s, Err(AuthError::WrongKey)), "{s:?}");
+        assert!(matches!(s, Err(AuthError::ClosedOnProof)), "{s:?}");
     }
 
     #[tokio::test]

@@ -70,7 +70,11 @@ impl Source {
         let mut frames = FrameReader::new(super::MAX_STANDBY_FRAME);
         let hello = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             if let Err(e) = super::peer_auth::as_leader(&mut stream, self.key.as_ref()).await {
-                tracing::warn!(%peer, error = %e, "refused a replication peer that did not authenticate");
+                // At most once a second: a peer with the wrong key retries ten times a
+                // second, and scanners knock too.
+                if self.state.refusal_due() {
+                    tracing::warn!(%peer, error = %e, "refused a replication peer that did not authenticate");
+                }
                 return Err(std::io::Error::other(e));
             }
             frames.next(&mut stream).await
