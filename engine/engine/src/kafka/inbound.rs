@@ -253,6 +253,15 @@ impl BridgeApp {
     pub fn metrics(&self) -> KafkaMetrics {
         self.producer.counts.clone()
     }
+
+    /// Puts `records` back in front of `id`'s pending records.
+    fn put_back(&self, id: &SessionId, mut records: Vec<Queued>) {
+        if let Ok(mut p) = self.pending.lock() {
+            let queue = p.entry(id.clone()).or_default();
+            records.append(queue);
+            *queue = records;
+        }
+    }
 }
 
 impl Application for BridgeApp {
@@ -325,6 +334,12 @@ impl Application for BridgeApp {
             .ok()
             .and_then(|mut p| p.remove(id))
             .unwrap_or_default();
+        if !term.is_current() {
+            // Nothing may be marked processed now; kept for this term's next batch (a
+            // lease deadline that passed while a late renew was coming keeps the epoch).
+            self.put_back(id, batch);
+            return Err(TermEnded);
+        }
         // Records handled in an earlier term were never marked processed: the journal
         // hands their messages over again in this one, so they are not confirmed twice.
         let (batch, stale): (Vec<Queued>, Vec<Queued>) =
@@ -334,16 +349,11 @@ impl Application for BridgeApp {
         blocking(|| {
             while let Some((record, delivery, epoch)) = batch.next() {
                 if let Err(e) = self.producer.confirm(&record, delivery, term) {
-                    // Kept for the same term's next batch (a lease deadline that passed
-                    // while a late renew was still coming keeps the epoch): its commit
-                    // must not mark these processed before the broker has them.
+                    // The same: its commit must not mark these processed before the
+                    // broker has them.
                     let mut rest = vec![(record.republished(), None, epoch)];
                     rest.extend(batch.by_ref());
-                    if let Ok(mut p) = self.pending.lock() {
-                        let queue = p.entry(id.clone()).or_default();
-                        rest.append(queue);
-                        *queue = rest;
-                    }
+                    self.put_back(id, rest);
                     return Err(e);
                 }
                 self.producer.counts.produced.inc();
