@@ -21,11 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 DOCS = ROOT / "docs"
 PLOTS = DOCS / "bench"
 BUILD = ROOT / "target" / "bench-peers"
@@ -75,12 +73,10 @@ def build():
                               "--manifest-path", FIXER_MANIFEST], env=env))
     pkg = next(p for p in meta["packages"] if p["name"] == "fixer")
     fixer_dict = Path(pkg["manifest_path"]).parent / "src" / "spec" / "FIX44.xml"
-    wheel = next(SHARED.glob("wheels/quickfix-*.whl"), None)
-    if wheel is None:
-        sys.exit(f"error: no QuickFIX wheel under {SHARED}/wheels (its FIX44.xml is the dictionary)")
-    with zipfile.ZipFile(wheel) as z:
-        name = next(n for n in z.namelist() if n.endswith("/FIX44.xml"))
-        (BUILD / "FIX44.xml").write_bytes(z.read(name))
+    dictionaries = os.environ.get("FIX_QUICKFIX_DICTIONARIES")
+    if not dictionaries or not (Path(dictionaries) / "FIX44.xml").is_file():
+        sys.exit("error: FIX_QUICKFIX_DICTIONARIES names no folder with QuickFIX's FIX44.xml: run scripts/bench.sh")
+    shutil.copyfile(Path(dictionaries) / "FIX44.xml", BUILD / "FIX44.xml")
     return {
         "quickfix": quickfix, "fixer": fixer, "shims": ":".join(shims),
         "quickfix_dict": BUILD / "FIX44.xml", "fixer_dict": fixer_dict,
@@ -720,7 +716,7 @@ def document(info, codec, summary, floor, plots, sync, args):
       "against a FIX 4.4 data dictionary, log no messages, and run on core 0: fix-engine "
       "in-process with the `exec` application (one runtime thread); the QuickFIX C++ peer "
       "(`engine/bench/peers/quickfix/exec_acceptor.cpp`, ThreadedSocketAcceptor, SocketNodelay=Y, "
-      "the QuickFIX wheel's FIX44.xml); the fixer peer (`engine/bench/peers/fixer-exec`, fixer's own "
+      "QuickFIX's FIX44.xml, from its source package); the fixer peer (`engine/bench/peers/fixer-exec`, fixer's own "
       "FIX44.xml). Both peers listen on 127.0.0.1 through `tests/interop/loopback_bind.c`; fixer has no "
       "TCP_NODELAY setting, so `engine/bench/peers/nodelay_accept.c` sets it on accepted sockets "
       "(without it its p90 is 43 ms: Nagle's algorithm against delayed ACKs).")

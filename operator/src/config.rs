@@ -16,6 +16,11 @@
 //! # arc: cluster_endpoints = [{ url = "https://…", region = "us-east-1" }, …]
 //! #      controls = { engine-a = "arn:…", engine-b = "arn:…" }
 //! #      safety_rules_to_override = []
+//!
+//! [[ecs]]                             # runbooks: the region's engines, stopped by fence-region
+//! region = "us-east-1"
+//! cluster = "fix-engines"
+//! services = ["engine-a", "engine-b"]
 //! ```
 
 use crate::router::arc::{ArcRouter, ClusterEndpoint};
@@ -81,6 +86,21 @@ pub struct LeaseRef {
     pub group: String,
 }
 
+/// `[[ecs]]`: a region's engine services on Amazon ECS, which a DR runbook's
+/// `fence-region` step stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcsEntry {
+    /// The region.
+    pub region: String,
+    /// The ECS cluster (the engines stack's `ClusterName` output).
+    pub cluster: String,
+    /// The engine services (`engine-a`, `engine-b` in infra/engines.yaml).
+    pub services: Vec<String>,
+    /// An emulator's URL instead of AWS (test credentials are used).
+    pub endpoint_url: Option<String>,
+}
+
 /// `[router]`.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +155,9 @@ pub struct FixctlConfig {
     /// Accelerator traffic dials keyed by region name instead of instance name.
     #[serde(default)]
     pub region_router: Vec<RouterSection>,
+    /// The engines' ECS services per region (runbooks: `fence-region`).
+    #[serde(default)]
+    pub ecs: Vec<EcsEntry>,
 }
 
 impl FixctlConfig {

@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod deploy;
+pub mod ecs;
 pub mod emulator;
 pub mod k8s;
 pub mod local;

@@ -105,6 +105,8 @@ impl LocalGroup {
             active_region: None,
             cross_region_sync: false,
             kafka: None,
+            netns: false,
+            stalled_reader: false,
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;

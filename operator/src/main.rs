@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fix_operator::local::{self, LocalGroup, LocalOptions, RouterKind};
+use fix_operator::local::RouterKind;
 use fix_operator::router::none::NoRouter;
 use fix_operator::router::TrafficRouter;
 use fix_operator::supervisor::{Instance, Options, Supervisor};
@@ -11,7 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod fixctl_deploy;
+mod fixctl_exit;
+mod fixctl_in_sync;
+mod fixctl_local;
 mod fixctl_runbook;
+mod fixctl_status;
+
+use fixctl_status::{look, print_rows, status};
 
 /// Operate a group of FIX engines: run one locally, drill its failover, see who leads,
 /// and move the lead.
@@ -20,7 +27,11 @@ mod fixctl_runbook;
 /// local proxy on this machine, sends orders through the proxy, kills the leader and
 /// prints the failover report. No AWS account or cluster needed.
 #[derive(Debug, Parser)]
-#[command(name = "fixctl", version)]
+#[command(
+    name = "fixctl",
+    version,
+    after_help = "Exit codes: 0 done; 1 the operation failed; 2 a bad argument; 3 `status`: no engine answered; 4 a drill lost, repeated or skipped messages."
+)]
 struct Cli {
     /// Output format.
     #[arg(long, value_enum, default_value = "human", global = true)]
@@ -107,12 +118,31 @@ enum Command {
         #[arg(long = "engine", value_name = "NAME=ADDR", value_parser = parse_engine)]
         engines: Vec<(String, SocketAddr)>,
     },
+    /// The group's recorded in-sync set: which instances may take a free lease
+    /// (`replicated` durability). Needs --config with a [lease] section.
+    #[command(subcommand)]
+    InSync(InSyncCommand),
     /// Run one engine from a configuration file (how fixctl starts local engines).
     #[command(hide = true)]
     Engine {
         /// Engine configuration (TOML).
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InSyncCommand {
+    /// Print the lease's holder and epoch and the recorded in-sync set.
+    Show,
+    /// Remove the recorded set so that any instance may take the free lease: the way
+    /// out when every instance it names is gone for good (scaled down, volume lost).
+    /// Refused while the lease is held. An instance that lacks records the last leader
+    /// acknowledged may then lead, and those records are lost: hence --yes.
+    Clear {
+        /// Confirm that every instance the set names is gone for good.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -141,7 +171,8 @@ enum RunbookCommand {
 #[derive(Debug, Subcommand)]
 enum LocalCommand {
     /// Run a leader, a standby, the lease on SQLite and the local proxy; show a live
-    /// status view; Ctrl-C stops everything (sessions are logged out).
+    /// status view (with `--output json`, one JSON line per snapshot); an engine that
+    /// exits is started again; Ctrl-C stops everything (sessions are logged out).
     Up(LocalArgs),
     /// The same plus a FIX counterparty sending orders; kill the leader CYCLES times and
     /// print the failover report: each phase of the recovery time, orders sent, answered
@@ -192,7 +223,14 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}`: write NAME=VALUE, e.g. target=us-west-2"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e:?}");
+        std::process::exit(fixctl_exit::code(&e));
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Engine { config } = &cli.command {
         return Ok(fix_drill::node::run_engine(config)?);
@@ -204,17 +242,27 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Engine { .. } => Ok(()),
+            Command::InSync(InSyncCommand::Show) => {
+                fixctl_in_sync::show(cli.config.as_deref(), cli.output).await
+            }
+            Command::InSync(InSyncCommand::Clear { yes }) => {
+                fixctl_in_sync::clear(cli.config.as_deref(), yes, cli.output).await
+            }
             Command::Status { engines } => {
                 let g = Group::load(cli.config.as_deref(), engines).await?;
                 status(&g, cli.output).await
             }
-            Command::Local(LocalCommand::Up(args)) => local_up(args, cli.output).await,
-            Command::Deploy { file, dry_run } => deploy(&file, dry_run, cli.output).await,
+            Command::Local(LocalCommand::Up(args)) => {
+                fixctl_local::local_up(args, cli.output).await
+            }
+            Command::Deploy { file, dry_run } => {
+                fixctl_deploy::deploy(&file, dry_run, cli.output).await
+            }
             Command::Local(LocalCommand::Drill {
                 local,
                 cycles,
                 rate,
-            }) => local_drill(local, cycles, rate, cli.output).await,
+            }) => fixctl_local::local_drill(local, cycles, rate, cli.output).await,
             Command::Failover {
                 fixsession: Some(name),
                 namespace,
@@ -297,159 +345,6 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn local_options(args: &LocalArgs, dir: &std::path::Path) -> anyhow::Result<LocalOptions> {
-    if !["local", "replicated"].contains(&args.durability.as_str()) {
-        anyhow::bail!(
-            "--durability {}: use local or replicated (sql needs PostgreSQL or MySQL; run engines with your own configuration for that)",
-            args.durability
-        );
-    }
-    Ok(LocalOptions {
-        exe: std::env::current_exe().context("finding fixctl to start engines with")?,
-        dir: dir.to_path_buf(),
-        listen: args.listen,
-        durability: args.durability.clone(),
-        router: args.router,
-    })
-}
-
-async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<()> {
-    let tmp = local::work_dir(args.dir.as_deref()).context("creating the work directory")?;
-    let opts = local_options(&args, tmp.path())?;
-    let mut group = LocalGroup::start(&opts).await?;
-    let entry: Vec<String> = group.entry.iter().map(ToString::to_string).collect();
-    eprintln!(
-        "fixctl local: leader and standby running, routed by {}; counterparties connect to {} (FIX.4.4, TargetCompID EXEC, SenderCompID CLIENT). Journals and logs in {}. An engine that exits is started again. Ctrl-C stops.",
-        group.router.name(),
-        entry.join(" or "),
-        tmp.path().display()
-    );
-    let mut last: Option<(Instant, u64)> = None;
-    // One listener for the whole run: a Ctrl-C that arrives while a snapshot is being
-    // taken must not be missed (a new listener per turn would not see it).
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            r = &mut ctrl_c => { r.context("waiting for Ctrl-C")?; break; }
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-        for name in group.restart_exited() {
-            eprintln!("fixctl local: engine {name} had exited; started it again (as Kubernetes or ECS would)");
-        }
-        let engines: Vec<(String, SocketAddr)> = group
-            .cluster
-            .nodes
-            .iter()
-            .map(|n| (n.spec.name.clone(), n.admin_addr()))
-            .collect();
-        let rows = look(&engines).await;
-        let total: u64 = rows
-            .iter()
-            .filter(|r| r["readiness"]["role"] == "leader")
-            .flat_map(|r| {
-                r["readiness"]["sessions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .map(|s| {
-                s["next_sender_seq"].as_u64().unwrap_or(0)
-                    + s["next_target_seq"].as_u64().unwrap_or(0)
-            })
-            .sum();
-        let now = Instant::now();
-        let rate = last.map_or(0.0, |(t, n)| {
-            total.saturating_sub(n) as f64 / (now - t).as_secs_f64()
-        });
-        last = Some((now, total));
-        print_rows(&rows, output);
-        if matches!(output, Output::Human) {
-            println!(
-                "routed to: {}   messages/s: {rate:.0}\n",
-                group
-                    .router
-                    .current()
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| "-".into())
-            );
-        }
-    }
-    eprintln!("stopping: logging sessions out");
-    group.stop();
-    Ok(())
-}
-
-async fn local_drill(
-    args: LocalArgs,
-    cycles: u32,
-    rate: u32,
-    output: Output,
-) -> anyhow::Result<()> {
-    let tmp = local::work_dir(args.dir.as_deref()).context("creating the work directory")?;
-    let opts = local_options(&args, tmp.path())?;
-    let bar = indicatif::ProgressBar::new(u64::from(cycles));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} failover {pos}/{len} {wide_msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message("starting a leader, a standby, the lease and the proxy…");
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let report = local::drill(&opts, cycles, rate, |done, line| {
-        bar.set_position(u64::from(done));
-        if bar.is_hidden() {
-            eprintln!("cycle {done}: {line}");
-        } else {
-            bar.println(format!("cycle {done}: {line}"));
-        }
-    })
-    .await;
-    bar.finish_and_clear();
-    let report = report.with_context(|| {
-        format!(
-            "the drill failed; engine logs are in {}",
-            tmp.path().display()
-        )
-    })?;
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Human => print_report(&report),
-    }
-    if report.tally.lost > 0 || report.tally.unflagged_duplicates > 0 || report.tally.gaps > 0 {
-        anyhow::bail!("the failover lost, repeated or skipped messages (see the report)");
-    }
-    Ok(())
-}
-
-fn print_report(r: &local::DrillReport) {
-    println!(
-        "failover report, routed by {} (kill -9 of the leader under load; times in ms after the kill)",
-        r.router
-    );
-    println!(
-        "{:>5}  {:<20} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "cycle", "takeover", "epoch", "detected", "lease", "routed", "logon"
-    );
-    for (i, c) in r.cycles.iter().enumerate() {
-        println!(
-            "{:>5}  {:<20} {:>6} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-            i + 1,
-            format!("{} → {}", c.killed, c.new_leader),
-            c.epoch,
-            c.detected_ms,
-            c.lease_granted_ms,
-            c.routed_ms,
-            c.first_logon_ms
-        );
-    }
-    println!(
-        "orders sent {}, answered {}, lost {}; duplicates without PossDupFlag {}, flagged {}; sequence gaps {}",
-        r.sent, r.answered, r.tally.lost, r.tally.unflagged_duplicates, r.tally.flagged_duplicates, r.tally.gaps
-    );
-}
-
 /// The engines and router a command works on.
 struct Group {
     engines: Vec<(String, SocketAddr)>,
@@ -501,90 +396,6 @@ struct FailoverArgs {
     token: Option<String>,
     pause: Duration,
     output: Output,
-}
-
-/// `fixctl deploy`.
-async fn deploy(file: &std::path::Path, dry_run: bool, output: Output) -> anyhow::Result<()> {
-    let plan = fix_operator::deploy::plan::DeployPlan::from_file(file)?;
-    let bar = indicatif::ProgressBar::new_spinner();
-    if matches!(output, Output::Json) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let report =
-        fix_operator::deploy::run(&plan, dry_run, &|m: &str| bar.set_message(m.to_string())).await;
-    bar.finish_and_clear();
-    let report = report?;
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Human => {
-            for s in &report.stacks {
-                println!(
-                    "stack {} ({}), change set {}: {:?}",
-                    s.stack, s.region, s.change_set, s.outcome
-                );
-                for c in &s.changes {
-                    let replace = c
-                        .replacement
-                        .as_deref()
-                        .map_or(String::new(), |r| format!(" (replacement: {r})"));
-                    println!(
-                        "  {:<8} {:<32} {}{replace}",
-                        c.action, c.logical_id, c.resource_type
-                    );
-                }
-            }
-            for p in &report.parameters {
-                println!(
-                    "SSM {p}{}",
-                    if dry_run {
-                        " (would be written)"
-                    } else {
-                        " written"
-                    }
-                );
-            }
-            if let Some(r) = &report.rollout {
-                print_rollout(r, dry_run);
-            }
-            if dry_run {
-                println!("Nothing was changed (--dry-run).");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The rolling upgrade's phases (or, in a dry run, the plan).
-fn print_rollout(r: &fix_operator::deploy::rollout::RolloutReport, dry_run: bool) {
-    println!(
-        "rolling upgrade {} -> {}{}: leader {} before, {} after",
-        r.from_image,
-        r.to_image,
-        if dry_run { " (plan)" } else { "" },
-        r.leader_before,
-        r.leader_after
-    );
-    for (i, p) in r.phases.iter().enumerate() {
-        let params: Vec<String> = p
-            .parameters
-            .iter()
-            .map(|(k, v)| format!("{k}={}", if v.is_empty() { "\"\"" } else { v }))
-            .collect();
-        let took = if dry_run {
-            String::new()
-        } else {
-            format!(" in {} ms", p.ms)
-        };
-        println!(
-            "  {}. {:<18} {:<12} leader {}{took}  {}",
-            i + 1,
-            p.kind,
-            p.engine,
-            p.leader,
-            params.join(" ")
-        );
-    }
 }
 
 /// `fixctl failover --fixsession NAME`: through the operator in the cluster.
@@ -701,113 +512,4 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
-}
-
-async fn look(engines: &[(String, SocketAddr)]) -> Vec<serde_json::Value> {
-    let mut rows = Vec::new();
-    for (name, addr) in engines {
-        let v = fix_drill::http::request(*addr, "GET", "/readyz", None, Duration::from_secs(2))
-            .await
-            .ok()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        rows.push(serde_json::json!({
-            "name": name,
-            "admin": addr.to_string(),
-            "reachable": v.is_some(),
-            "readiness": v,
-        }));
-    }
-    rows
-}
-
-async fn status(g: &Group, output: Output) -> anyhow::Result<()> {
-    let rows = look(&g.engines).await;
-    let routed = g.router.current().await;
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "engines": rows,
-                "routing": {
-                    "router": g.router.name(),
-                    "routed_to": routed.as_ref().ok().cloned().flatten(),
-                    "error": routed.as_ref().err().map(ToString::to_string),
-                },
-            }))?
-        ),
-        Output::Human => {
-            print_rows(&rows, output);
-            if let Some(set) = rows
-                .iter()
-                .find_map(|r| r["readiness"]["replication"]["in_sync"]["recorded"].as_array())
-            {
-                let names: Vec<&str> = set.iter().filter_map(|n| n.as_str()).collect();
-                println!("in-sync set (lease store): {}", names.join(", "));
-            }
-            match &routed {
-                Ok(to) => println!(
-                    "routing ({}): {}",
-                    g.router.name(),
-                    to.as_deref().unwrap_or("-")
-                ),
-                Err(e) => println!("routing ({}): cannot read: {e}", g.router.name()),
-            }
-        }
-    }
-    if rows.iter().all(|r| r["reachable"] != true) {
-        anyhow::bail!("no engine answered: check the addresses (each engine's [engine.admin] listen) and that the engines run");
-    }
-    Ok(())
-}
-
-fn print_rows(rows: &[serde_json::Value], output: Output) {
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
-        Output::Human => {
-            println!(
-                "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {:<8} sessions",
-                "engine", "admin", "role", "epoch", "lease holder", "expires ms", "in-sync"
-            );
-            for r in rows {
-                let v = &r["readiness"];
-                let sessions: Vec<String> = v["sessions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} {} out={} in={}",
-                            s["id"].as_str().unwrap_or("?"),
-                            s["state"].as_str().unwrap_or("?"),
-                            s["next_sender_seq"],
-                            s["next_target_seq"]
-                        )
-                    })
-                    .collect();
-                let in_sync = match v["in_sync"].as_bool() {
-                    Some(true) => "yes",
-                    Some(false) => "NO",
-                    None => "-",
-                };
-                println!(
-                    "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {:<8} {}",
-                    r["name"].as_str().unwrap_or("?"),
-                    r["admin"].as_str().unwrap_or("?"),
-                    if r["reachable"] == true {
-                        v["role"].as_str().unwrap_or("?")
-                    } else {
-                        "unreachable"
-                    },
-                    v["epoch"],
-                    v["lease_owner"].as_str().unwrap_or("-"),
-                    v["lease_expires_in_ms"]
-                        .as_i64()
-                        .map_or_else(|| "-".to_string(), |ms| ms.to_string()),
-                    in_sync,
-                    sessions.join("; ")
-                );
-            }
-        }
-    }
 }

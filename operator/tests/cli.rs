@@ -380,16 +380,21 @@ fn local_up_serves_through_the_proxy_and_ctrl_c_stops_everything() {
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
-    // The live view prints JSON snapshots.
+    // The live view prints one JSON snapshot per line (NDJSON).
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut snapshot = String::new();
-    while !snapshot.contains("\"role\": \"leader\"") {
+    loop {
         let mut l = String::new();
         assert!(
             out.read_line(&mut l).expect("status view") > 0,
             "status view ended"
         );
-        snapshot.push_str(&l);
+        let v: serde_json::Value =
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("not one JSON line: {e}: {l}"));
+        let engines = v["engines"].as_array().expect("engines");
+        let leads = engines.iter().any(|e| e["readiness"]["role"] == "leader");
+        if leads && v["routed_to"].is_string() {
+            break;
+        }
     }
     std::thread::spawn(move || {
         let mut rest = String::new();
@@ -415,4 +420,103 @@ fn local_up_serves_through_the_proxy_and_ctrl_c_stops_everything() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the proxy is gone"
     );
+}
+
+/// `fixctl in-sync clear` refuses while the lease is held, then without --yes, and with
+/// it removes the recorded set (whose members are gone) so that anyone may lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_sync_set_is_cleared_only_while_the_lease_is_free_and_with_yes() {
+    use fix_lease::InSync;
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("lease.db").display());
+    let store = fix_lease::connect(&url).await.expect("store");
+    let ttl = std::time::Duration::from_secs(30);
+    let grant = store
+        .acquire("g", "a", ttl)
+        .await
+        .expect("acquire")
+        .expect("free");
+    let set = InSync {
+        members: vec!["a".into(), "gone".into()],
+        version: 1,
+    };
+    assert!(store.set_in_sync(&grant, None, &set).await.expect("record"));
+    let config = dir.path().join("fixctl.toml");
+    std::fs::write(
+        &config,
+        format!("[lease]\nurl = \"{url}\"\ngroup = \"g\"\n"),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf-8");
+
+    let (ok, out, _) = fixctl(&["--config", config, "in-sync", "show"]);
+    assert!(
+        ok && out.contains("held by a") && out.contains("a, gone"),
+        "{out}"
+    );
+    let (ok, _, err) = fixctl(&["--config", config, "in-sync", "clear", "--yes"]);
+    assert!(
+        !ok && err.contains("held by a"),
+        "refused while held: {err}"
+    );
+
+    assert!(store.release(&grant).await.expect("release"));
+    let (ok, _, err) = fixctl(&["--config", config, "in-sync", "clear"]);
+    assert!(
+        !ok && err.contains("--yes") && err.contains("a, gone"),
+        "{err}"
+    );
+    let kept = store.read("g").await.expect("read").and_then(|s| s.in_sync);
+    assert_eq!(
+        kept.map(|s| s.members),
+        Some(vec!["a".to_string(), "gone".to_string()])
+    );
+
+    let (ok, out, err) = fixctl(&[
+        "--config", config, "--output", "json", "in-sync", "clear", "--yes",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["in_sync"], serde_json::Value::Null, "{v}");
+    assert!(store
+        .read("g")
+        .await
+        .expect("read")
+        .and_then(|s| s.in_sync)
+        .is_none());
+}
+
+/// Scripts tell a bad command line (2) from an engine nobody reaches (3) from a failure of
+/// the operation (1); `--help` lists the codes.
+#[test]
+fn exit_codes_tell_usage_from_unreachable_from_failure() {
+    let code = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fixctl"))
+            .args(args)
+            .output()
+            .expect("run fixctl")
+            .status
+            .code()
+    };
+    assert_eq!(code(&["--no-such-option"]), Some(2));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port nobody listens on after this");
+    assert_eq!(
+        code(&["status", "--engine", &format!("a={dead}")]),
+        Some(3),
+        "no engine answered"
+    );
+    assert_eq!(
+        code(&["status", "--engine", "127.0.0.1:9100"]),
+        Some(2),
+        "a malformed address is a usage error"
+    );
+    assert_eq!(
+        code(&["deploy", "--file", "/no/such/deploy.yaml", "--dry-run"]),
+        Some(1),
+        "a missing deployment file fails the operation"
+    );
+    let (ok, out, _) = fixctl(&["--help"]);
+    assert!(ok && out.contains("Exit codes"), "{out}");
 }

@@ -34,12 +34,18 @@ fn the_crd_names_group_version_and_status() {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    for field in ["image", "config", "lease"] {
+    for field in ["config", "lease"] {
         assert!(
             required.contains(&field),
             "{field} is required: {required:?}"
         );
     }
+    // The image defaults to what scripts/image.sh tags.
+    assert!(!required.contains(&"image"), "{required:?}");
+    assert_eq!(
+        spec["properties"]["image"]["default"],
+        format!("localhost/fix-engine:{}", env!("CARGO_PKG_VERSION"))
+    );
     let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
     for field in [
         "conditions",

@@ -312,6 +312,8 @@ async fn running_pair(dir: &Path) -> (Cluster, usize, usize) {
         active_region: None,
         cross_region_sync: false,
         kafka: None,
+        netns: false,
+        stalled_reader: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir)
         .await

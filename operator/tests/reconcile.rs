@@ -648,6 +648,8 @@ async fn engines(name: &str) -> (tempfile::TempDir, Cluster) {
         active_region: None,
         cross_region_sync: false,
         kafka: None,
+        netns: false,
+        stalled_reader: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -1,9 +1,11 @@
 //! Multi-region rotation and disaster recovery end to end, on loopback: two "regions"
 //! (us-east-1 and us-west-2) of two engine processes each, one lease in DynamoDB on moto
 //! with the active-region pin, the journal replicated to all four, Route 53 ARC routing
-//! controls and Global Accelerator traffic dials per region on the emulator, and a FIX
-//! counterparty sending orders throughout. The shipped runbooks run as they are.
+//! controls and Global Accelerator traffic dials per region on the emulator, each
+//! region's engine services on moto's ECS (what a DR fences), and a FIX counterparty
+//! sending orders throughout. The shipped runbooks run as they are.
 
+use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use aws_sdk_route53recoverycontrolconfig::types::RuleType;
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
@@ -22,6 +24,100 @@ use std::time::{Duration, Instant};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
+const ECS_SERVICES: [&str; 2] = ["engine-a", "engine-b"];
+
+fn moto_url() -> String {
+    std::env::var("FIX_TEST_MOTO_URL").expect("FIX_TEST_MOTO_URL (scripts/test.sh starts moto)")
+}
+
+fn ecs(region: &str) -> aws_sdk_ecs::Client {
+    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(moto_url())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    aws_sdk_ecs::Client::from_conf(conf)
+}
+
+/// The region's engine services on moto's ECS, one running task each, in `cluster`.
+async fn ecs_engines(region: &str, cluster: &str) {
+    let c = ecs(region);
+    c.create_cluster()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .expect("ECS cluster");
+    let def = c
+        .register_task_definition()
+        .family("fix-engine")
+        // Host networking: moto checks an awsvpc task's subnets against its EC2, which
+        // this test does not set up; nothing here depends on the mode.
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Host)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("engine")
+                .image("fix-engine:test")
+                .cpu(256)
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("task definition");
+    let def_arn = def
+        .task_definition()
+        .and_then(|d| d.task_definition_arn())
+        .expect("task definition ARN")
+        .to_string();
+    for service in ECS_SERVICES {
+        c.create_service()
+            .cluster(cluster)
+            .service_name(service)
+            .task_definition(&def_arn)
+            .desired_count(1)
+            .launch_type(LaunchType::Fargate)
+            .send()
+            .await
+            .expect("ECS service");
+        c.run_task()
+            .cluster(cluster)
+            .task_definition(&def_arn)
+            .launch_type(LaunchType::Fargate)
+            .started_by(service)
+            .send()
+            .await
+            .expect("a running task");
+    }
+}
+
+/// (desired counts of the services, running tasks) of `cluster` in `region`.
+async fn ecs_state(region: &str, cluster: &str) -> (Vec<i32>, usize) {
+    let c = ecs(region);
+    let services = c
+        .describe_services()
+        .cluster(cluster)
+        .set_services(Some(ECS_SERVICES.map(String::from).to_vec()))
+        .send()
+        .await
+        .expect("describe services");
+    let desired = services
+        .services()
+        .iter()
+        .map(|s| s.desired_count())
+        .collect();
+    let running = c
+        .list_tasks()
+        .cluster(cluster)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+        .send()
+        .await
+        .expect("list tasks");
+    (desired, running.task_arns().len())
+}
 
 /// Two regions of two engines, routed to the east, with a counterparty trading.
 struct TwoRegions {
@@ -30,6 +126,8 @@ struct TwoRegions {
     _emulator: Emulator,
     config: PathBuf,
     trader: Trader,
+    /// The ECS cluster of each region's engine services on moto.
+    ecs_cluster: String,
 }
 
 fn runbook_path(name: &str) -> PathBuf {
@@ -61,6 +159,8 @@ async fn two_regions() -> TwoRegions {
         active_region: Some(EAST.into()),
         cross_region_sync: false,
         kafka: None,
+        netns: false,
+        stalled_reader: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await
@@ -114,6 +214,19 @@ async fn two_regions() -> TwoRegions {
         "[[region_router]]\nkind = \"global-accelerator\"\nendpoint_url = \"{url}\"\ndial_groups = {}\n",
         toml_map(&dials)
     ));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let ecs_cluster = format!("fix-engines-{}-{nanos}", std::process::id());
+    ecs_engines(EAST, &ecs_cluster).await;
+    ecs_engines(WEST, &ecs_cluster).await;
+    for region in [EAST, WEST] {
+        config.push_str(&format!(
+            "[[ecs]]\nregion = \"{region}\"\ncluster = \"{ecs_cluster}\"\nservices = [\"engine-a\", \"engine-b\"]\nendpoint_url = \"{}\"\n",
+            moto_url()
+        ));
+    }
     let path = dir.path().join("system.toml");
     std::fs::write(&path, config).expect("write the system file");
     let sys = system(&path).await;
@@ -135,6 +248,7 @@ async fn two_regions() -> TwoRegions {
         _emulator: emulator,
         config: path,
         trader,
+        ecs_cluster,
     }
 }
 
@@ -240,6 +354,13 @@ async fn planned_rotation_moves_the_lead_with_nothing_lost() {
     print("planned rotation us-east-1 → us-west-2", &report, &tally);
 
     assert_eq!(report.rpo_lag_bytes, Some(0), "RPO 0");
+    for region in [EAST, WEST] {
+        assert_eq!(
+            ecs_state(region, &g.ecs_cluster).await,
+            (vec![1, 1], 2),
+            "a planned rotation stops no ECS service in {region}"
+        );
+    }
     let rto = report.rto_ms.expect("RTO measured");
     assert!(rto > 0, "RTO {rto}");
     let after = report.leader_after.clone().expect("new leader");
@@ -296,6 +417,16 @@ async fn dr_failover_after_the_source_region_is_killed() {
     let after = report.leader_after.clone().expect("new leader");
     assert_eq!(region_of(&g, &after), WEST);
     assert!(report.epoch_after > report.epoch_before, "{report:?}");
+    assert_eq!(
+        ecs_state(EAST, &g.ecs_cluster).await,
+        (vec![0, 0], 0),
+        "the DR fenced the source: its ECS services scaled to 0, their tasks stopped"
+    );
+    assert_eq!(
+        ecs_state(WEST, &g.ecs_cluster).await,
+        (vec![1, 1], 2),
+        "the target's ECS services are untouched"
+    );
     assert_lossless(&tally, &g.cluster.logs());
     g.trader.shutdown().await;
 }
@@ -462,4 +593,31 @@ async fn dry_runs_print_the_plan_and_change_nothing() {
         "{err}"
     );
     g.trader.shutdown().await;
+}
+
+/// What a fence does when ECS cannot stop the engines: an API that does not answer is
+/// told apart from one that refuses (a wrong cluster), which a DR must never skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecs_fence_tells_silence_from_refusal() {
+    let services = ECS_SERVICES.map(String::from).to_vec();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a port")
+        .local_addr()
+        .expect("addr");
+    let dark = fix_operator::ecs::EcsEngines::new(
+        EAST,
+        "fix-engines",
+        &services,
+        Some(&format!("http://{closed}")),
+    )
+    .await;
+    let e = dark.stop("test").await.expect_err("nothing answers");
+    assert!(e.all_unreachable(), "{e}");
+    assert_eq!(e.0.len(), 2, "every service is tried: {e}");
+
+    let wrong =
+        fix_operator::ecs::EcsEngines::new(EAST, "no-such-cluster", &services, Some(&moto_url()))
+            .await;
+    let e = wrong.stop("test").await.expect_err("no such cluster");
+    assert!(!e.all_unreachable(), "a refusal is not silence: {e}");
 }

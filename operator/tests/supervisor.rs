@@ -1,7 +1,7 @@
 //! The supervisor with the local proxy against a real engine pair (processes, SQLite
 //! lease, replicated journal): traffic follows the leader through `kill -9` and through a
 //! manual failover, each transition is recorded with its phases, and bad requests change
-//! nothing.
+//! nothing; a manual failover with no standby that may take over steps nothing down.
 
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
@@ -30,11 +30,39 @@ async fn pair() -> (tempfile::TempDir, Cluster) {
         active_region: None,
         cross_region_sync: false,
         kafka: None,
+        netns: false,
+        stalled_reader: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await
         .expect("cluster");
     (dir, cluster)
+}
+
+/// The local proxy in front of the cluster's engines and a supervisor routing it (with
+/// the admin token; with `lease`, reading the lease too).
+async fn proxied(cluster: &Cluster, lease: Option<LeaseWatch>) -> (Arc<LocalProxy>, Supervisor) {
+    let endpoints = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.spec.name.clone(), n.fix_addr()))
+        .collect();
+    let proxy = Arc::new(
+        LocalProxy::start("127.0.0.1:0".parse().expect("addr"), endpoints)
+            .await
+            .expect("proxy"),
+    );
+    let instances = cluster.nodes.iter().map(Instance::from).collect();
+    let supervisor = Supervisor::spawn(
+        instances,
+        Arc::clone(&proxy) as Arc<dyn TrafficRouter>,
+        Options {
+            token: Some(TOKEN.into()),
+            lease,
+            ..Options::default()
+        },
+    );
+    (proxy, supervisor)
 }
 
 async fn next_transition(s: &Supervisor, count: usize) -> Transition {
@@ -55,31 +83,13 @@ async fn next_transition(s: &Supervisor, count: usize) -> Transition {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_follows_the_leader_through_a_kill_and_a_manual_failover() {
     let (_dir, mut cluster) = pair().await;
-    let endpoints = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.spec.name.clone(), n.fix_addr()))
-        .collect();
-    let proxy = Arc::new(
-        LocalProxy::start("127.0.0.1:0".parse().expect("addr"), endpoints)
+    let lease = LeaseWatch {
+        store: fix_lease::connect(&cluster.lease.url)
             .await
-            .expect("proxy"),
-    );
-    let instances = cluster.nodes.iter().map(Instance::from).collect();
-    let supervisor = Supervisor::spawn(
-        instances,
-        Arc::clone(&proxy) as Arc<dyn TrafficRouter>,
-        Options {
-            token: Some(TOKEN.into()),
-            lease: Some(LeaseWatch {
-                store: fix_lease::connect(&cluster.lease.url)
-                    .await
-                    .expect("lease store"),
-                group: "drill".into(),
-            }),
-            ..Options::default()
-        },
-    );
+            .expect("lease store"),
+        group: "drill".into(),
+    };
+    let (proxy, supervisor) = proxied(&cluster, Some(lease)).await;
     let first = next_transition(&supervisor, 1).await;
     assert_eq!(first.from, None);
     assert_eq!(
@@ -243,4 +253,50 @@ async fn the_supervisor_moves_global_accelerator_weights_through_a_kill() {
     assert!(second.old_leader_fenced);
     assert_eq!(weight_of(other_nlb), Some(100.into()), "traffic moved");
     assert_eq!(weight_of(leader_nlb), Some(0.into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_failover_without_a_standby_that_may_take_over_leaves_the_leader_leading() {
+    let (_dir, cluster) = pair().await;
+    let (_proxy, supervisor) = proxied(&cluster, None).await;
+    let first = next_transition(&supervisor, 1).await;
+    let l = cluster
+        .nodes
+        .iter()
+        .position(|n| n.spec.name == first.to)
+        .expect("known leader");
+    let standby = &cluster.nodes[1 - l];
+
+    // The only standby is frozen (SIGSTOP): nothing may take over, so the leader is not
+    // stepped down (before, it was, and the group had no leader for the whole pause).
+    standby.pause().expect("SIGSTOP");
+    let refused = supervisor
+        .failover(None, Duration::from_secs(30), Duration::from_secs(2))
+        .await;
+    match &refused {
+        Err(SupervisorError::NoCandidate { why, .. }) => {
+            assert!(why.contains(&standby.spec.name), "{why}");
+            assert!(why.contains("does not answer"), "{why}");
+        }
+        other => panic!("expected NoCandidate: {other:?}"),
+    }
+    let message = refused.expect_err("refused").to_string();
+    assert!(message.contains("keeps leading"), "{message}");
+    let v = cluster.nodes[l].readiness().await.expect("leader answers");
+    assert_eq!(v["role"], "leader", "{v}");
+    assert_eq!(
+        v["epoch"], first.epoch,
+        "the leader never stepped down: {v}"
+    );
+    assert_eq!(supervisor.transitions().len(), 1);
+
+    // Thawed, the standby takes over as soon as it may: the supervisor waits for that
+    // itself (no wait for catching up here).
+    standby.resume().expect("SIGCONT");
+    let second = supervisor
+        .failover(None, Duration::from_secs(30), Duration::from_secs(20))
+        .await
+        .expect("manual failover once the standby may take over");
+    assert_eq!(second.to, standby.spec.name);
+    assert!(second.epoch > first.epoch);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""QuickFIX (the C++ engine through its Python bindings) as the reference acceptor for the
-conformance scenarios: the same scenario is played against it and against fix-engine, and
-every answer is compared field for field.
+"""QuickFIX (the C++ engine through its Python bindings) as the reference acceptor, or
+initiator, for the conformance scenarios: the same scenario is played against it and
+against fix-engine, and every answer is compared field for field.
 
 It runs QuickFIX's own acceptance-test application: NewOrderSingle is echoed back (not
 again when it carries PossResend=Y and its ClOrdID was already seen), SecurityDefinition
@@ -10,8 +10,9 @@ answers it with a BusinessMessageReject, or a Reject before FIX.4.2).
 
 Commands, one per line on standard input; each is answered with one line on standard
 output:
-  start SETTINGS   start an acceptor from a QuickFIX settings file   -> "ready"
-  stop             stop it (sessions are dropped, nothing is kept)   -> "stopped"
+  start SETTINGS     start an acceptor from a QuickFIX settings file  -> "ready"
+  initiate SETTINGS  start an initiator from one                      -> "ready"
+  stop               stop it (sessions are dropped, nothing is kept)  -> "stopped"
 End of input stops everything.
 """
 import sys
@@ -69,11 +70,12 @@ def main():
     acceptor = None
     for line in sys.stdin:
         word, _, arg = line.strip().partition(" ")
-        if word == "start":
+        if word in ("start", "initiate"):
             if acceptor is not None:
                 acceptor.stop(True)
             settings = fix.SessionSettings(arg)
-            acceptor = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings, fix.ScreenLogFactory(False, False, False))
+            kind = fix.SocketAcceptor if word == "start" else fix.SocketInitiator
+            acceptor = kind(app, fix.MemoryStoreFactory(), settings, fix.ScreenLogFactory(False, False, False))
             acceptor.start()
             print("ready", flush=True)
         elif word == "stop":

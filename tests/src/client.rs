@@ -73,6 +73,12 @@ impl FixClient {
         Ok(())
     }
 
+    /// Takes a connection made to this side (the counterparty of an initiator).
+    pub fn attach(&mut self, stream: TcpStream) {
+        self.stream = Some(stream);
+        self.buf.clear();
+    }
+
     /// Connects with a receive buffer of about `bytes` (set before the handshake, so the
     /// TCP window stays that small): a counterparty that stops reading blocks the peer's
     /// writes soon.

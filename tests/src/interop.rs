@@ -1,4 +1,4 @@
-//! Running QuickFIX (the Python wheel's C++ engine) as the counterparty.
+//! Running QuickFIX (its C++ engine through the Python package) as the counterparty.
 
 use fix_codec::MessageRef;
 use fix_engine::app::{AppContext, AppReject, Application};
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 /// `scripts/test.sh`).
 pub fn python() -> String {
     std::env::var("FIX_QUICKFIX_PYTHON").unwrap_or_else(|_| {
-        panic!("set FIX_QUICKFIX_PYTHON to a python with the QuickFIX wheel installed (scripts/test.sh does)")
+        panic!("set FIX_QUICKFIX_PYTHON to a python with QuickFIX installed (scripts/test.sh builds one)")
     })
 }
 

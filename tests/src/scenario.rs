@@ -1,4 +1,10 @@
 //! Parsing and running scenario files.
+//!
+//! One step per line: `connect`, `disconnect`, `> fields` (send), `>raw text`,
+//! `< fields` (expect; `*` matches any value), `<~ fields` (expect, after any Heartbeats the
+//! interval made the engine send; MsgSeqNum not compared), `expect-disconnect`,
+//! `expect-silence SECS`, `sleep SECS`, `use 1|2`; and the settings `begin`, `dictionary`,
+//! `set`.
 
 use crate::client::{FixClient, Received};
 use fix_codec::human::to_human;
@@ -20,12 +26,19 @@ pub enum Step {
     SendRaw(String),
     /// Expect a message.
     Expect(String),
+    /// Expect a message, skipping plain Heartbeats (no TestReqID) sent before it because
+    /// the heartbeat interval ran out; MsgSeqNum is not compared. For scenarios whose
+    /// HeartBtInt is short enough that a slow machine lets the interval elapse.
+    ExpectAfterHeartbeats(String),
     /// Expect the connection to be closed.
     ExpectDisconnect,
     /// Expect nothing for a while.
     ExpectSilence(f64),
     /// Wait.
     Sleep(f64),
+    /// The steps that follow go to connection N (1, the default, or 2): two connections
+    /// for the same session at once.
+    Use(usize),
 }
 
 /// A parsed scenario.
@@ -98,9 +111,15 @@ pub fn parse_step(line: &str) -> Result<Step, String> {
         ">" => Step::Send(rest.to_string()),
         ">raw" => Step::SendRaw(rest.to_string()),
         "<" => Step::Expect(rest.to_string()),
+        "<~" => Step::ExpectAfterHeartbeats(rest.to_string()),
         "expect-disconnect" => Step::ExpectDisconnect,
         "expect-silence" => Step::ExpectSilence(secs(rest)?),
         "sleep" => Step::Sleep(secs(rest)?),
+        "use" => match rest {
+            "1" => Step::Use(0),
+            "2" => Step::Use(1),
+            _ => return Err(format!("'use {rest}': a scenario has connections 1 and 2")),
+        },
         other => return Err(format!("unknown step '{other}'")),
     })
 }
@@ -114,6 +133,22 @@ fn comparable(text: &str) -> Vec<(String, String)> {
         .filter(|(t, _)| !IGNORED.contains(t))
         .map(|(t, v)| (t.to_string(), v.to_string()))
         .collect()
+}
+
+/// Whether `message` (human form) is a Heartbeat that answers no TestRequest: one the
+/// engine sends because the heartbeat interval ran out.
+pub fn is_interval_heartbeat(message: &str) -> bool {
+    let fields = comparable(message);
+    fields.iter().any(|(t, v)| t == "35" && v == "0") && !fields.iter().any(|(t, _)| t == "112")
+}
+
+/// `message` (human form) with its MsgSeqNum replaced by `*`.
+pub fn without_seq_num(message: &str) -> String {
+    message
+        .split('|')
+        .map(|f| if f.starts_with("34=") { "34=*" } else { f })
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// Whether `actual` is the message `expected` describes (wildcards `*`; framing and
@@ -170,10 +205,19 @@ pub async fn run(s: &Scenario) -> Result<(), String> {
 }
 
 async fn drive(s: &Scenario, addr: std::net::SocketAddr) -> Result<(), String> {
-    let mut c = FixClient::new(&s.begin_string);
+    let mut clients = [
+        FixClient::new(&s.begin_string),
+        FixClient::new(&s.begin_string),
+    ];
+    let mut current = 0;
     let wait = Duration::from_secs(5);
     for (line, step) in &s.steps {
         let at = format!("{}:{line}", s.name);
+        if let Step::Use(n) = step {
+            current = *n;
+            continue;
+        }
+        let c = &mut clients[current];
         match step {
             Step::Connect => c
                 .connect(addr)
@@ -188,6 +232,19 @@ async fn drive(s: &Scenario, addr: std::net::SocketAddr) -> Result<(), String> {
                 .send_raw(text)
                 .await
                 .map_err(|e| format!("{at}: send: {e}"))?,
+            Step::ExpectAfterHeartbeats(fields) => {
+                let got = loop {
+                    match c.next(wait).await {
+                        Received::Message(m) if is_interval_heartbeat(&to_human(&m)) => {}
+                        other => break other,
+                    }
+                };
+                match got {
+                    Received::Message(m)
+                        if matches(&without_seq_num(fields), &without_seq_num(&to_human(&m))) => {}
+                    _ => return Err(format!("{at}: expected {fields} after any Heartbeats")),
+                }
+            }
             Step::Expect(fields) => match c.next(wait).await {
                 Received::Message(m) if matches(fields, &to_human(&m)) => {}
                 Received::Message(m) => {
@@ -229,6 +286,7 @@ async fn drive(s: &Scenario, addr: std::net::SocketAddr) -> Result<(), String> {
                 }
             },
             Step::Sleep(secs) => tokio::time::sleep(Duration::from_secs_f64(*secs)).await,
+            Step::Use(_) => {}
         }
     }
     Ok(())
@@ -246,6 +304,14 @@ mod tests {
         ));
         assert!(!matches("35=A|34=1", "8=FIX.4.2|35=A|34=2|10=1|"));
         assert!(!matches("35=A|34=1", "35=A|34=1|58=extra|"));
+    }
+
+    #[test]
+    fn interval_heartbeats_are_told_from_answers_to_test_requests() {
+        assert!(is_interval_heartbeat("8=FIX.4.2|35=0|34=4|52=x|10=1|"));
+        assert!(!is_interval_heartbeat("8=FIX.4.2|35=0|34=4|112=X|10=1|"));
+        assert!(!is_interval_heartbeat("8=FIX.4.2|35=1|34=4|112=X|10=1|"));
+        assert_eq!(without_seq_num("35=0|34=5|112=X"), "35=0|34=*|112=X");
     }
 
     #[test]

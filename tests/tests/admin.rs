@@ -72,6 +72,14 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
         c.next(Duration::from_secs(3)).await,
         Received::Message(_)
     ));
+    // A gap (3 when 2 is expected): the engine asks for a resend.
+    c.send("35=0|34=3|49=TW|52=<TIME>|56=ISLD|")
+        .await
+        .expect("heartbeat");
+    assert!(matches!(
+        c.next(Duration::from_secs(3)).await,
+        Received::Message(_)
+    ));
     // With a token, every read but /healthz and /readyz needs it (message bodies,
     // the group's layout).
     for path in [
@@ -88,19 +96,23 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
     let (code, text) = request(aa, "GET", "/metrics", Some(TOKEN), None).await;
     assert_eq!(code, 200);
     for needle in [
-        "fix_messages_in_total{session=\"FIX.4.4:ISLD->TW\"} 1",
-        "fix_messages_out_total{session=\"FIX.4.4:ISLD->TW\"} 1",
-        "fix_session_logged_on{session=\"FIX.4.4:ISLD->TW\"} 1",
-        "fix_next_target_seq{session=\"FIX.4.4:ISLD->TW\"} 2",
+        "fix_messages_in_total{begin_string=\"FIX.4.4\",sender_comp_id=\"ISLD\",target_comp_id=\"TW\"} 2",
+        "fix_messages_out_total{begin_string=\"FIX.4.4\",sender_comp_id=\"ISLD\",target_comp_id=\"TW\"} 2",
+        "fix_session_logged_on{begin_string=\"FIX.4.4\",sender_comp_id=\"ISLD\",target_comp_id=\"TW\"} 1",
+        "fix_session_resend_requests_sent_total{begin_string=\"FIX.4.4\",sender_comp_id=\"ISLD\",target_comp_id=\"TW\"} 1",
+        "fix_session_rejects_sent_total{begin_string=\"FIX.4.4\",sender_comp_id=\"ISLD\",target_comp_id=\"TW\"} 0",
+        "fix_next_target_seq{begin_string=\"FIX.4.4\",sender_comp_id=\"ISLD\",target_comp_id=\"TW\"} 2",
         "fix_leader 1",
+        concat!("fix_build_info{version=\"", env!("CARGO_PKG_VERSION"), "\"} 1"),
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
+    every_charted_metric_is_exported(&text);
 
     // Session endpoints and token-protected actions.
     let (code, body) = request(aa, "GET", "/sessions/FIX.4.4/ISLD/TW", Some(TOKEN), None).await;
     assert!(
-        code == 200 && body.contains("\"next_sender_seq\":2"),
+        code == 200 && body.contains("\"next_sender_seq\":3"),
         "{code} {body}"
     );
     assert_eq!(
@@ -257,4 +269,36 @@ async fn readiness_metrics_and_actions_follow_the_lease() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Every `fix_` metric the chart's alert rules and dashboard query is one the engine
+/// exports (a renamed metric would silently blind an alert).
+fn every_charted_metric_is_exported(scrape: &str) {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/fix-operator/files");
+    let mut names = std::collections::BTreeSet::new();
+    for file in ["alerts.yaml", "dashboard.json"] {
+        let text = std::fs::read_to_string(format!("{chart}/{file}")).expect("chart file");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("fix_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            if name.len() > "fix_".len() {
+                names.insert(name);
+            }
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let base = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            scrape.contains(&format!("# TYPE {base} ")),
+            "the chart queries {name}, which the engine does not export"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! A flood of connections that never log on: beyond `[engine.connections]` caps they are
 //! closed at accept (no file descriptor or task is kept for them), one host cannot take
-//! every slot, and a counterparty from another address still logs on and trades.
+//! every slot, and a counterparty from another address still logs on and trades. The
+//! admin API's connections are capped the same way, while open.
 
 use fix_e2e::client::{FixClient, Received};
 use fix_e2e::http::request;
@@ -103,6 +104,52 @@ async fn idle_connections_beyond_the_caps_are_closed_and_others_still_log_on() {
     assert!(
         !closed_within(&mut again, Duration::from_millis(300)).await,
         "slots are given back when pending connections close"
+    );
+    engine.shutdown().await;
+}
+
+/// Idle connections to the admin API beyond 32 from one address are closed at accept
+/// (counted in `fix_admin_connections_refused_total`); probes from another address are
+/// still answered, and a closed connection gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_admin_connections_beyond_the_cap_are_closed_and_probes_still_answered() {
+    const ADMIN_PER_ADDRESS: usize = 32;
+    let dir = tempfile::tempdir().expect("tmp");
+    let engine = Engine::start(config(dir.path())).await.expect("engine");
+    let admin = engine.admin_addr().expect("admin");
+
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        flood.push(connect_from_other_host(admin).await);
+    }
+    let mut closed = 0;
+    for s in &mut flood {
+        if closed_within(s, Duration::from_millis(300)).await {
+            closed += 1;
+        }
+    }
+    println!("idle admin connections from 127.0.0.2: {FLOOD}, closed at once: {closed}");
+    assert_eq!(closed, FLOOD - ADMIN_PER_ADDRESS);
+
+    let (code, body) = request(admin, "GET", "/readyz", None, None).await;
+    assert_eq!(
+        code, 200,
+        "a probe from 127.0.0.1 is still answered: {body}"
+    );
+    let (code, metrics) = request(admin, "GET", "/metrics", None, None).await;
+    assert_eq!(code, 200, "{metrics}");
+    let want = format!(
+        "fix_admin_connections_refused_total {}",
+        FLOOD - ADMIN_PER_ADDRESS
+    );
+    assert!(metrics.contains(&want), "missing `{want}` in:\n{metrics}");
+
+    flood.clear();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from_other_host(admin).await;
+    assert!(
+        !closed_within(&mut again, Duration::from_millis(300)).await,
+        "slots are given back when admin connections close"
     );
     engine.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! Interop with QuickFIX as the counterparty, both directions, FIX.4.0 to FIX.4.4 and
 //! FIXT.1.1 with FIX.5.0, FIX.5.0SP1 and FIX.5.0SP2: logon, order and execution round trip, a forced gap on each side
-//! answered by resend and gap fill, logout.
+//! answered by resend and gap fill, a session Reject of each validation kind (QuickFIX
+//! initiator), a reset by ResetSeqNumFlag (from FIX.4.1 on), logout.
 
 use fix_e2e::interop::{
     begin_string_of, engine_config, free_port, read_until, spawn_peer, stop_peer, Recorder,
@@ -26,6 +27,23 @@ const VERSIONS: [&str; 8] = [
 
 const LIMIT: Duration = Duration::from_secs(15);
 
+/// Runs the QuickFIX peer in `role` to its end; returns what it printed, once it
+/// succeeded.
+async fn run_peer(role: &str, port: u16, begin: &str, workdir: &std::path::Path) -> String {
+    let peer = spawn_peer(role, port, begin, workdir);
+    let output = tokio::task::spawn_blocking(move || peer.wait_with_output())
+        .await
+        .expect("join")
+        .expect("peer ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{begin} QuickFIX {role}: {stdout}");
+    assert!(
+        output.status.success(),
+        "QuickFIX {role} checks failed for {begin}: {stdout}"
+    );
+    stdout
+}
+
 /// QuickFIX initiator → our acceptor running `exec`.
 async fn quickfix_initiator_against_our_acceptor(begin: &str) {
     let dir = tempfile::tempdir().expect("tmp");
@@ -38,17 +56,7 @@ async fn quickfix_initiator_against_our_acceptor(begin: &str) {
     ))
     .await
     .expect("engine starts");
-    let peer = spawn_peer("initiator", port, begin, &dir.path().join("qf"));
-    let output = tokio::task::spawn_blocking(move || peer.wait_with_output())
-        .await
-        .expect("join")
-        .expect("peer ran");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("{begin} QuickFIX initiator: {stdout}");
-    assert!(
-        output.status.success(),
-        "QuickFIX initiator checks failed for {begin}: {stdout}"
-    );
+    let stdout = run_peer("initiator", port, begin, &dir.path().join("qf")).await;
     for check in [
         "logon",
         "order_round_trip",
@@ -57,12 +65,47 @@ async fn quickfix_initiator_against_our_acceptor(begin: &str) {
         "engine_resent_poss_dup",
         "order_after_resend",
         "logout",
-        "no_reject_received",
-    ] {
+        "no_reject_before_faults",
+        "no_business_reject_received",
+        "reject_R1",
+        "reject_R2",
+        "reject_R3",
+        "reject_R4",
+        "order_after_rejects",
+        "rejected_not_delivered",
+    ]
+    .into_iter()
+    .chain(
+        [
+            "reject_R1_reason",
+            "reject_R2_reason",
+            "reject_R3_reason",
+            "reject_R4_reason",
+        ]
+        .into_iter()
+        .filter(|_| !["FIX.4.0", "FIX.4.1"].contains(&begin)),
+    ) {
         assert!(
             stdout.contains(&format!("\"{check}\": true")),
             "{begin}: check {check} missing or false: {stdout}"
         );
+    }
+    // A reset: QuickFIX starts again with ResetOnLogon=Y (FIX.4.0 has no
+    // ResetSeqNumFlag).
+    if begin != "FIX.4.0" {
+        let stdout = run_peer("reset", port, begin, &dir.path().join("qf")).await;
+        for check in [
+            "logon_after_reset",
+            "reset_logon_at_one",
+            "order_after_reset",
+            "no_reject_after_reset",
+            "logout_after_reset",
+        ] {
+            assert!(
+                stdout.contains(&format!("\"{check}\": true")),
+                "{begin}: check {check} missing or false: {stdout}"
+            );
+        }
     }
     let id = SessionId::new(begin_string_of(begin), "ENGINE", "QF");
     let status = engine.handle().status(&id).await.expect("status");

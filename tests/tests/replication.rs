@@ -340,12 +340,7 @@ async fn a_fake_standby_can_neither_bloat_the_leader_nor_ack_what_it_was_not_sen
     use fix_store::replication::{encode, Frame};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tmp");
-    let (pa, pb) = (free_port(), free_port());
-    let a = Engine::start(config(dir.path(), "a", pa, pb))
-        .await
-        .expect("a");
-    eventually("a to lead", Duration::from_secs(10), || leads(&a)).await;
-    let leader: std::net::SocketAddr = format!("127.0.0.1:{pa}").parse().expect("addr");
+    let (a, leader, _, _) = leading_engine(dir.path()).await;
 
     // A Hello of 1.6 MB (an epoch history of 100 000 entries): refused unread.
     let mut huge = Vec::new();
@@ -491,6 +486,72 @@ async fn only_peers_holding_the_groups_key_replicate() {
         .collect();
     assert_eq!(names, ["b"], "only the keyed standby is connected");
     other.shutdown().await;
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+/// Engine `a` started and leading, with its replication address and the ports of `a`
+/// and of its (not yet started) peer `b`.
+async fn leading_engine(dir: &Path) -> (Engine, std::net::SocketAddr, u16, u16) {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Engine::start(config(dir, "a", pa, pb)).await.expect("a");
+    eventually("a to lead", Duration::from_secs(10), || leads(&a)).await;
+    let leader = format!("127.0.0.1:{pa}").parse().expect("addr");
+    (a, leader, pa, pb)
+}
+
+/// A connection to the replication port from `source` (a loopback address of its own).
+async fn connect_from(source: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("addr"))
+        .expect("bind");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Idle connections that never authenticate are capped per address: past four from one
+/// address the leader closes new ones at once, and the group's own standby (another
+/// address) still joins while they wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_replication_connections_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, leader, pa, pb) = leading_engine(dir.path()).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from("127.0.0.2", leader).await;
+        let mut first = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut first))
+            .await
+            .expect("the leader opens the handshake")
+            .expect("read");
+        assert_eq!(n, 1, "an admitted connection gets the handshake");
+        idle.push(s);
+    }
+    let mut fifth = connect_from("127.0.0.2", leader).await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), fifth.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))) && buf.is_empty(),
+        "the fifth connection from one address is closed at once, unread: {read:?} {buf:?}"
+    );
+
+    let b = Engine::start(config(dir.path(), "b", pb, pa))
+        .await
+        .expect("b");
+    in_sync_pair(a.admin_addr().expect("admin")).await;
+    let (code, metrics) = fix_e2e::http::request(
+        a.admin_addr().expect("admin"),
+        "GET",
+        "/metrics",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{metrics}");
+    let want = "fix_replication_connections_refused_total 1";
+    assert!(metrics.contains(want), "missing `{want}` in:\n{metrics}");
+    drop(idle);
     b.shutdown().await;
     a.shutdown().await;
 }

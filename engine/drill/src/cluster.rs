@@ -32,6 +32,14 @@ pub struct GroupOptions {
     pub cross_region_sync: bool,
     /// The Kafka bridge's `[engine.kafka]` body for every instance (none: `exec`).
     pub kafka: Option<String>,
+    /// Run each instance in a network namespace of its own ([`crate::netns`]), so that
+    /// links between them can be cut. Needs root; the lease store must be reachable from
+    /// the namespaces (SQLite: a file).
+    pub netns: bool,
+    /// Also accept `EXEC`←`SLOW` on each instance's FIX port, for the zero-window
+    /// counterparty ([`crate::stalled_reader`]); off, every configured session is the
+    /// trader's.
+    pub stalled_reader: bool,
 }
 
 impl GroupOptions {
@@ -49,6 +57,8 @@ impl GroupOptions {
             active_region: None,
             cross_region_sync: false,
             kafka: None,
+            netns: false,
+            stalled_reader: false,
         }
     }
 }
@@ -67,6 +77,18 @@ pub enum ClusterError {
         /// Why.
         source: std::io::Error,
     },
+    /// Only a SQLite lease store (a file) is reachable from the namespaces.
+    #[error("a group in network namespaces needs the sqlite lease backend, not {0}: the servers listen on loopback, which the namespaces do not share")]
+    NetnsBackend(&'static str),
+    /// A partition fault was asked of a group that does not run in namespaces.
+    #[error("a partition fault needs the group in network namespaces (GroupOptions::netns)")]
+    NoNetwork,
+    /// The network namespaces could not be made or changed.
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
+    /// The journals could not be read after the drill.
+    #[error("reading the journals after the drill: {0}")]
+    Journal(#[from] fix_store::JournalError),
     /// A process could not be stopped or resumed (SIGSTOP / SIGCONT).
     #[error("signalling engine {name}: {source}")]
     Signal {
@@ -104,6 +126,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Its lease store.
     pub lease: LeaseDb,
+    /// The instances' network namespaces, when the group runs in them.
+    pub network: Option<crate::netns::Network>,
 }
 
 impl Cluster {
@@ -141,6 +165,19 @@ impl Cluster {
             .filter(|c| c.len() == 3)
             .map(|c| (c[0], c[1], c[2]))
             .collect();
+        let network = if opts.netns {
+            if opts.backend != Backend::Sqlite {
+                return Err(ClusterError::NetnsBackend(opts.backend.name()));
+            }
+            Some(crate::netns::Network::create(n)?)
+        } else {
+            None
+        };
+        let host = |i: usize| {
+            network
+                .as_ref()
+                .map_or(std::net::Ipv4Addr::LOCALHOST, |net| net.host(i))
+        };
         let mut nodes = Vec::new();
         for (i, &(fix_port, admin_port, repl_port)) in ports.iter().enumerate() {
             let spec = NodeSpec {
@@ -157,12 +194,15 @@ impl Cluster {
                     .iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| p.2)
+                    .map(|(j, p)| SocketAddr::from((host(j), p.2)))
                     .collect(),
+                host: host(i),
+                netns: network.as_ref().map(|net| net.namespace(i)),
                 lease_url: lease_urls[i].clone(),
                 region: opts.regions.get(i).cloned(),
                 cross_region_sync: opts.cross_region_sync,
                 kafka: opts.kafka.clone(),
+                stalled_reader: opts.stalled_reader,
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,
@@ -175,7 +215,11 @@ impl Cluster {
             })?;
             nodes.push(node);
         }
-        Ok(Self { nodes, lease })
+        Ok(Self {
+            nodes,
+            lease,
+            network,
+        })
     }
 
     /// Every instance's FIX address, in order (the counterparty's alternates).

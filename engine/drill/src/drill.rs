@@ -3,6 +3,8 @@
 
 use crate::backend::Servers;
 use crate::cluster::{Cluster, ClusterError, GroupOptions};
+use crate::in_place;
+use crate::journals::{self, JournalCheck};
 use crate::trader::{Tally, Trader};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,6 +38,58 @@ pub enum Fault {
     /// goes on), `kill -9` the leader, SIGCONT the standby: it must not lead; the old
     /// leader, restarted, must, with everything it answered.
     StallStandby,
+    /// Cut the leader and a standby apart both ways for 3 s under load (network
+    /// namespaces; the lease store stays reachable to both), `kill -9` the leader, heal:
+    /// the standby, alive and contending all along, must not lead.
+    PartitionStandby,
+    /// As `partition-standby`, but only the standby's packets to the leader are dropped:
+    /// its acknowledgements never arrive. Over TCP that stalls the leader's records too
+    /// after one window (their ACKs are lost), and the standby's reconnects fail.
+    Asymmetric,
+    /// Instead of the kill, the leader's disk fills: its fsyncs fail with ENOSPC (the
+    /// fault shim). It must step down at once and the standby take over; the failed
+    /// instance is then restarted on a healed disk.
+    DiskFull,
+    /// Instead of the kill, the leader's fsyncs take 3 s longer, past the lease's TTL (the
+    /// fault shim): it must declare its journal failed and step down, and the standby take
+    /// over; the slow instance is then restarted on a healed disk.
+    SlowDisk,
+    /// For 3 s under load the standby's wall clock runs 10 s ahead and the leader's 10 s
+    /// behind (the fault shim): the standby must not lead meanwhile (a lease judged by
+    /// wall clocks would look expired to it). Then the clocks are set right and the
+    /// leader is killed as usual.
+    ClockStep,
+    /// For 3 s under load a second counterparty (`SLOW`) logs on to the leader, sends
+    /// orders and never reads the reports (its TCP window closes), while the leader's
+    /// `/readyz` is probed every 100 ms: every probe must be answered within 1 s as
+    /// leader, and no standby may lead. Then the leader is killed as usual.
+    ZeroWindow,
+    /// For 3 s under load the counterparty is cut from the leader only (network
+    /// namespaces; the leader still reaches the standby and the lease): the leader keeps
+    /// leading, no standby may lead, the counterparty gets back in once the link heals
+    /// with nothing lost. Then the leader is killed as usual.
+    CounterpartyCut,
+}
+
+/// How long each fsync takes under [`Fault::SlowDisk`].
+const SLOW_DISK_MS: u64 = 3000;
+
+/// How far [`Fault::ClockStep`] steps the clocks.
+const CLOCK_STEP_MS: i64 = 10_000;
+
+impl Fault {
+    /// Whether the group must run in network namespaces for it.
+    pub fn needs_netns(self) -> bool {
+        matches!(
+            self,
+            Self::PartitionStandby | Self::Asymmetric | Self::CounterpartyCut
+        )
+    }
+
+    /// Whether the engines must run under the fault shim ([`crate::shim`]).
+    pub fn needs_shim(self) -> bool {
+        matches!(self, Self::DiskFull | Self::SlowDisk | Self::ClockStep)
+    }
 }
 
 /// What one drill measured.
@@ -53,6 +107,11 @@ pub struct Report {
     pub tally: Tally,
     /// Cycles in which an instance outside the in-sync set took the lease (must be 0).
     pub stale_takeovers: u32,
+    /// Zero-window probes of the leader's `/readyz` not answered within 1 s as leader
+    /// (must be 0).
+    pub stuck_probes: u32,
+    /// The journals read after the drill ([`crate::journals`]; no violation may show).
+    pub journals: JournalCheck,
 }
 
 /// Nearest-rank percentile of `v` (sorted here).
@@ -74,7 +133,7 @@ impl Report {
     /// The header of [`Report::row`].
     pub fn header() -> String {
         format!(
-            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5} {:>5}",
+            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5} {:>5} {:>5} {:>7}",
             "backend",
             "mode",
             "cycles",
@@ -85,7 +144,9 @@ impl Report {
             "dup-unflg",
             "dup-flag",
             "gaps",
-            "stale"
+            "stale",
+            "stuck",
+            "journal"
         )
     }
 
@@ -100,7 +161,7 @@ impl Report {
             )
         };
         format!(
-            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5} {:>5}",
+            "{:<9} {:<10} {:>6} {:>26} {:>26} {:>6} {:>5} {:>9} {:>9} {:>5} {:>5} {:>5} {:>7}",
             self.backend,
             self.durability,
             self.to_leader.len(),
@@ -111,8 +172,33 @@ impl Report {
             self.tally.unflagged_duplicates,
             self.tally.flagged_duplicates,
             self.tally.gaps,
-            self.stale_takeovers
+            self.stale_takeovers,
+            self.stuck_probes,
+            self.journals.violations.len()
         )
+    }
+
+    /// What the drill found broken (lost or unflagged duplicate orders, gaps, stale
+    /// leaders, stuck probes, journal violations), or `None`.
+    pub fn broken(&self) -> Option<String> {
+        let t = &self.tally;
+        let j = &self.journals;
+        let counts = [
+            ("lost", t.lost),
+            ("unflagged duplicates", t.unflagged_duplicates),
+            ("gaps", t.gaps),
+            ("send errors", t.send_errors),
+            ("stale leaders", u64::from(self.stale_takeovers)),
+            ("stuck probes", u64::from(self.stuck_probes)),
+            ("journal violations", j.violations.len() as u64),
+        ];
+        let bad: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {what}"))
+            .chain(j.violations.iter().take(5).cloned())
+            .collect();
+        (!bad.is_empty()).then(|| bad.join("; "))
     }
 
     /// As JSON.
@@ -137,6 +223,13 @@ impl Report {
             "gaps": self.tally.gaps,
             "send_errors": self.tally.send_errors,
             "stale_takeovers": self.stale_takeovers,
+            "stuck_probes": self.stuck_probes,
+            "journals": {
+                "read": self.journals.journals,
+                "stream_bytes": self.journals.stream_bytes,
+                "cut_tails": self.journals.cut_tails,
+                "violations": self.journals.violations,
+            },
         })
     }
 }
@@ -200,6 +293,103 @@ fn resume(cluster: &Cluster, i: usize) -> Result<(), ClusterError> {
         })
 }
 
+/// Starts the counterparty against every instance of `cluster`.
+async fn start_trader(
+    cluster: &Cluster,
+    rate: u32,
+    limit: Duration,
+) -> Result<Trader, ClusterError> {
+    Trader::start(&cluster.fix_addrs(), rate)
+        .await
+        .map_err(|e| ClusterError::Timeout {
+            what: format!("starting the counterparty: {e}"),
+            limit,
+            logs: String::new(),
+        })
+}
+
+/// A group at rest under load: one leader, every other instance caught up, and a
+/// counterparty logged on and sending `rate` orders a second for half a second. Returns
+/// the leader and the counterparty.
+pub async fn trading(cluster: &Cluster, rate: u32) -> Result<(usize, Trader), ClusterError> {
+    let limit = Duration::from_secs(20);
+    let leader = cluster.wait_leader(limit).await?;
+    for i in (0..cluster.nodes.len()).filter(|i| *i != leader) {
+        cluster.wait_caught_up(i, limit).await?;
+    }
+    let trader = start_trader(cluster, rate, limit).await?;
+    if !trader.wait_logged_on(limit).await {
+        return Err(ClusterError::Timeout {
+            what: "the counterparty logging on".into(),
+            limit,
+            logs: cluster.logs(),
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok((leader, trader))
+}
+
+/// Separates standby `s` from `leader` as `fault` says (nothing for `none`).
+pub fn isolate(
+    cluster: &Cluster,
+    fault: Fault,
+    leader: usize,
+    s: usize,
+) -> Result<(), ClusterError> {
+    let net = || cluster.network.as_ref().ok_or(ClusterError::NoNetwork);
+    match fault {
+        Fault::None
+        | Fault::DiskFull
+        | Fault::SlowDisk
+        | Fault::ClockStep
+        | Fault::ZeroWindow
+        | Fault::CounterpartyCut => Ok(()),
+        Fault::StallStandby => pause(cluster, s),
+        Fault::PartitionStandby => {
+            net()?.cut(leader, s)?;
+            Ok(net()?.cut(s, leader)?)
+        }
+        Fault::Asymmetric => Ok(net()?.cut(s, leader)?),
+    }
+}
+
+/// Steps the standby's wall clock ahead and the leader's behind (`on`), or sets both
+/// right.
+fn step_clocks(cluster: &Cluster, leader: usize, s: usize, on: bool) -> Result<(), ClusterError> {
+    for (i, ms) in [(s, CLOCK_STEP_MS), (leader, -CLOCK_STEP_MS)] {
+        cluster.nodes[i]
+            .step_clock(on.then_some(ms))
+            .map_err(|source| ClusterError::Signal {
+                name: cluster.nodes[i].spec.name.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Makes instance `i`'s fsyncs fail or slow (`on`, as `fault` says) or work again.
+fn fail_disk(cluster: &Cluster, i: usize, fault: Fault, on: bool) -> Result<(), ClusterError> {
+    let node = &cluster.nodes[i];
+    let done = if fault == Fault::SlowDisk {
+        node.slow_fsync(on.then_some(SLOW_DISK_MS))
+    } else {
+        node.fail_fsync(on)
+    };
+    done.map_err(|source| ClusterError::Signal {
+        name: cluster.nodes[i].spec.name.clone(),
+        source,
+    })
+}
+
+/// Undoes [`isolate`].
+pub fn reconnect(cluster: &Cluster, fault: Fault, s: usize) -> Result<(), ClusterError> {
+    match (fault, &cluster.network) {
+        (Fault::StallStandby, _) => resume(cluster, s),
+        (_, Some(net)) => Ok(net.heal()?),
+        _ => Ok(()),
+    }
+}
+
 /// Whether instance `i` reports leader at any point within `period`.
 async fn stale_leads(cluster: &Cluster, i: usize, period: Duration) -> bool {
     let until = Instant::now() + period;
@@ -219,16 +409,12 @@ pub async fn run(
     dir: &Path,
     mut progress: impl FnMut(u32, &str),
 ) -> Result<Report, ClusterError> {
-    let mut cluster = Cluster::start(&opts.group, servers, dir).await?;
+    let mut group = opts.group.clone();
+    group.stalled_reader |= opts.fault == Fault::ZeroWindow;
+    let mut cluster = Cluster::start(&group, servers, dir).await?;
     let limit = Duration::from_secs(20);
     cluster.wait_leader(limit).await?;
-    let mut trader = Trader::start(&cluster.fix_addrs(), opts.rate)
-        .await
-        .map_err(|e| ClusterError::Timeout {
-            what: format!("starting the counterparty: {e}"),
-            limit,
-            logs: String::new(),
-        })?;
+    let mut trader = start_trader(&cluster, opts.rate, limit).await?;
     let mut report = Report {
         backend: opts.group.backend.name(),
         durability: opts.group.durability.clone(),
@@ -236,6 +422,8 @@ pub async fn run(
         to_logon: Vec::new(),
         tally: Tally::default(),
         stale_takeovers: 0,
+        stuck_probes: 0,
+        journals: JournalCheck::default(),
     };
     for cycle in 1..=opts.cycles {
         let leader = cluster.wait_leader(limit).await?;
@@ -255,20 +443,48 @@ pub async fn run(
             quiesce(&cluster, leader, &trader, limit).await?;
         }
         let stalled = match opts.fault {
-            Fault::None => None,
-            Fault::StallStandby => {
+            Fault::None | Fault::DiskFull | Fault::SlowDisk => None,
+            Fault::ZeroWindow => {
+                let (stuck, led) = in_place::zero_window(&cluster, leader).await?;
+                report.stuck_probes += stuck;
+                if led {
+                    report.stale_takeovers += 1;
+                }
+                None
+            }
+            Fault::CounterpartyCut => {
+                if in_place::counterparty_cut(&cluster, &trader, leader, cycle).await? {
+                    report.stale_takeovers += 1;
+                }
+                None
+            }
+            Fault::ClockStep => {
+                if let Some(s) = (0..cluster.nodes.len()).find(|i| *i != leader) {
+                    step_clocks(&cluster, leader, s, true)?;
+                    let led = stale_leads(&cluster, s, Duration::from_secs(3)).await;
+                    step_clocks(&cluster, leader, s, false)?;
+                    if led {
+                        report.stale_takeovers += 1;
+                    }
+                }
+                None
+            }
+            fault => {
                 let s = (0..cluster.nodes.len()).find(|i| *i != leader);
                 if let Some(s) = s {
-                    pause(&cluster, s)?;
+                    isolate(&cluster, fault, leader, s)?;
                     tokio::time::sleep(Duration::from_secs(3)).await;
                 }
                 s
             }
         };
         let killed = Instant::now();
-        cluster.nodes[leader].kill9();
+        match opts.fault {
+            Fault::DiskFull | Fault::SlowDisk => fail_disk(&cluster, leader, opts.fault, true)?,
+            _ => cluster.nodes[leader].kill9(),
+        }
         if let Some(s) = stalled {
-            resume(&cluster, s)?;
+            reconnect(&cluster, opts.fault, s)?;
             if stale_leads(&cluster, s, Duration::from_secs(2)).await {
                 report.stale_takeovers += 1;
             }
@@ -315,14 +531,31 @@ pub async fn run(
             ),
         );
         trader.hold_orders(false);
+        if matches!(opts.fault, Fault::DiskFull | Fault::SlowDisk) {
+            // The failed instance stays out until restarted on a healed disk.
+            fail_disk(&cluster, leader, opts.fault, false)?;
+            cluster.nodes[leader].kill9();
+        }
         if stalled.is_none() {
             restart(&mut cluster, leader)?;
         }
     }
     report.tally = trader.settle(Duration::from_secs(20)).await;
     trader.shutdown().await;
+    // Every instance caught up with the last leader (the restarted one too) before the
+    // journals are compared; then all stop and the journals are read.
+    let leader = cluster.wait_leader(limit).await?;
+    for i in (0..cluster.nodes.len()).filter(|i| *i != leader) {
+        cluster.wait_caught_up(i, limit).await?;
+    }
     for n in &mut cluster.nodes {
         n.kill9();
     }
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.spec.dir.join("journal"))
+        .collect();
+    report.journals = journals::check(&dirs, leader)?;
     Ok(report)
 }

@@ -46,6 +46,10 @@ struct RunArgs {
     /// Kill-and-promote cycles per backend and mode.
     #[arg(long, default_value_t = 10)]
     cycles: u32,
+    /// Instances in the group (2 to 7): one leader, the rest standbys. Faults hit the
+    /// first standby; any in-sync instance may win each election.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=7))]
+    instances: u32,
     /// Orders per second from the counterparty.
     #[arg(long, default_value_t = 200)]
     rate: u32,
@@ -71,9 +75,22 @@ struct RunArgs {
     /// promotion from what `local` durability loses by design).
     #[arg(long)]
     quiesce: bool,
-    /// A fault injected before each kill: `none`, or `stall-standby` (SIGSTOP a standby
+    /// A fault injected before each kill: `none`; `stall-standby` (SIGSTOP a standby
     /// for 3 s under load, kill the leader, SIGCONT: the stale standby must not lead —
-    /// counted in the `stale` column — and the restarted leader takes over).
+    /// counted in the `stale` column — and the restarted leader takes over);
+    /// `partition-standby` (the same with the leader and standby cut apart in network
+    /// namespaces) or `asymmetric` (only the standby's packets to the leader dropped).
+    /// The last two need root, nftables and the sqlite backend. `disk-full` (instead of
+    /// the kill, the leader's fsyncs fail with ENOSPC), `slow-disk` (instead of the kill,
+    /// its fsyncs take 3 s, past the lease's TTL) and `clock-step` (3 s with the
+    /// standby's wall clock 10 s ahead and the leader's 10 s behind, then the kill) run
+    /// the engines under the fault shim, built with `cc`. `zero-window` (3 s of a second
+    /// counterparty that never reads while the leader's /readyz is probed; unanswered
+    /// probes in the `stuck` column), then the kill. `counterparty-cut` (3 s with the
+    /// counterparty cut from the leader only, in network namespaces: the lease must not
+    /// move, the counterparty logs on to the same leader again), then the kill. After every drill the journals are
+    /// compared (the `journal` column: violations of one stream, one writer per epoch,
+    /// no sequence number reused).
     #[arg(long, value_enum, default_value = "none")]
     fault: fix_drill::drill::Fault,
     /// Print JSON lines instead of the table.
@@ -98,6 +115,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run_drills(args: RunArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this program to start engines with")?;
+    let shim_dir = tempfile::tempdir().context("creating a directory for the fault shim")?;
+    if args.fault.needs_shim() {
+        let shim = fix_drill::shim::build(shim_dir.path())?;
+        // Before any thread starts: the engines inherit these (fix_drill::node).
+        std::env::set_var("FIX_DRILL_ENGINE_PRELOAD", shim);
+        std::env::set_var("FIX_FAULT_ERRNO", "28"); // ENOSPC
+    }
     let mut servers = Servers::from_env();
     if args.moto_url.is_some() {
         servers.moto = args.moto_url.clone();
@@ -106,6 +130,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
         if !args.json {
             println!("{}", Report::header());
         }
+        let mut broken = Vec::new();
         for backend in &args.backend {
             for mode in &args.durability {
                 if !["local", "replicated", "sql"].contains(&mode.as_str()) {
@@ -129,12 +154,14 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         backend: *backend,
                         durability: mode.clone(),
                         lease_ms: (args.ttl_ms, args.renew_ms, args.margin_ms),
-                        instances: 2,
+                        instances: args.instances as usize,
                         names: Vec::new(),
                         regions: Vec::new(),
                         active_region: None,
                         cross_region_sync: false,
                         kafka: None,
+                        netns: args.fault.needs_netns(),
+                        stalled_reader: args.fault == fix_drill::drill::Fault::ZeroWindow,
                     },
                     cycles: args.cycles,
                     rate: args.rate,
@@ -155,7 +182,13 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                 } else {
                     println!("{}", report.row());
                 }
+                if let Some(why) = report.broken() {
+                    broken.push(format!("{} {mode}: {why}", backend.name()));
+                }
             }
+        }
+        if !broken.is_empty() {
+            anyhow::bail!("invariants broken:\n  {}", broken.join("\n  "));
         }
         Ok(())
     })

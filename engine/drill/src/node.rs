@@ -1,7 +1,7 @@
 //! One engine instance as a real process: its configuration, start, `kill -9`,
 //! SIGSTOP/SIGCONT, and its admin API.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -46,6 +46,9 @@ pub fn run_engine(config: &Path) -> Result<(), EngineProcessError> {
 /// Admin token the drill's engines use.
 pub const TOKEN: &str = "drill-token";
 
+/// The replication key of engines in network namespaces (`[engine.replication] key_env`).
+pub const REPLICATION_KEY: &str = "drill-replication-key-for-namespaces";
+
 /// How to run one engine of the group.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -59,8 +62,13 @@ pub struct NodeSpec {
     pub admin_port: u16,
     /// Replication port.
     pub repl_port: u16,
-    /// The other instances' replication ports.
-    pub peers: Vec<u16>,
+    /// The other instances' replication addresses.
+    pub peers: Vec<SocketAddr>,
+    /// The address it listens on (loopback, or its namespace's address).
+    pub host: Ipv4Addr,
+    /// The network namespace it runs in (`ip netns exec`), if any. Replication then
+    /// leaves loopback and is keyed ([`REPLICATION_KEY`]).
+    pub netns: Option<String>,
     /// Lease store URL.
     pub lease_url: String,
     /// Its region in a multi-region group.
@@ -70,6 +78,8 @@ pub struct NodeSpec {
     /// The Kafka bridge's `[engine.kafka]` body: with it, `app = "kafka"` instead of the
     /// `exec` simulator.
     pub kafka: Option<String>,
+    /// Also accept `EXEC`←`SLOW` (the zero-window counterparty) on the FIX port.
+    pub stalled_reader: bool,
     /// `local` or `replicated`.
     pub durability: String,
     /// Lease TTL in ms.
@@ -81,20 +91,23 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
-    /// The engine configuration (TOML): one FIX.4.4 acceptor EXEC←CLIENT with the `exec`
-    /// simulator (or the Kafka bridge).
+    /// The engine configuration (TOML): a FIX.4.4 acceptor EXEC←CLIENT (the trader), and
+    /// EXEC←SLOW on the same port for the zero-window fault's counterparty when asked,
+    /// with the `exec` simulator (or the Kafka bridge).
     pub fn toml(&self) -> String {
-        let peers: Vec<String> = self
-            .peers
-            .iter()
-            .map(|p| format!("'127.0.0.1:{p}'"))
-            .collect();
+        let peers: Vec<String> = self.peers.iter().map(|p| format!("'{p}'")).collect();
+        let key = if self.netns.is_some() {
+            "key_env = 'FIX_DRILL_REPLICATION_KEY'\n"
+        } else {
+            ""
+        };
         format!(
             "[engine]\ndata_dir = '{dir}'\napp = '{app}'\n\
              [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n{region}\
-             [engine.replication]\nlisten = '127.0.0.1:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\ncross_region = '{cross}'\n\
-             [engine.admin]\nlisten = '127.0.0.1:{admin}'\ntoken = '{TOKEN}'\n\
-             [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:{fix}'\nheartbeat_interval = 1\n",
+             [engine.replication]\nlisten = '{host}:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\ncross_region = '{cross}'\n{key}\
+             [engine.admin]\nlisten = '{host}:{admin}'\ntoken = '{TOKEN}'\n\
+             [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '{host}:{fix}'\nheartbeat_interval = 1\n{slow}",
+            host = self.host,
             dir = self.dir.display(),
             url = self.lease_url,
             name = self.name,
@@ -111,11 +124,37 @@ impl NodeSpec {
             cross = if self.cross_region_sync { "sync" } else { "async" },
             admin = self.admin_port,
             fix = self.fix_port,
+            slow = if self.stalled_reader {
+                format!(
+                    "[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = '{}'\nrole = 'acceptor'\nlisten = '{}:{}'\nheartbeat_interval = 1\n",
+                    crate::stalled_reader::COMP_ID,
+                    self.host,
+                    self.fix_port
+                )
+            } else {
+                String::new()
+            },
             app = if self.kafka.is_some() { "kafka" } else { "exec" },
         ) + &self
             .kafka
             .as_ref()
             .map_or(String::new(), |k| format!("[engine.kafka]\n{k}\n"))
+    }
+}
+
+/// Turns one of the fault shim's switches on (the file holds `content`, written whole
+/// and renamed so that the shim never reads half of it) or off (no file).
+fn switch(file: &Path, content: Option<String>) -> std::io::Result<()> {
+    match content {
+        Some(c) => {
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, c)?;
+            std::fs::rename(tmp, file)
+        }
+        None => match std::fs::remove_file(file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
     }
 }
 
@@ -157,7 +196,17 @@ impl Node {
             .create(true)
             .append(true)
             .open(self.spec.dir.join("engine.log"))?;
-        let child = Command::new(&self.exe)
+        let mut command = match &self.spec.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.as_str()])
+                    .arg(&self.exe)
+                    .env("FIX_DRILL_REPLICATION_KEY", REPLICATION_KEY);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        let child = command
             .arg("engine")
             .arg("--config")
             .arg(&config)
@@ -175,10 +224,11 @@ impl Node {
         Ok(())
     }
 
-    /// With `FIX_DRILL_ENGINE_PRELOAD` set (to the fault shim built from
-    /// `engine/drill/faults/fsync_fault.c`), the engine runs under that shim and its fsyncs
-    /// fail while [`Node::fail_fsync`] is on. Set it only in a test binary of its own: the
-    /// variable is the process's.
+    /// With `FIX_DRILL_ENGINE_PRELOAD` set (to the fault shim, [`crate::shim::build`]),
+    /// the engine runs under that shim: its fsyncs fail while [`Node::fail_fsync`] is on,
+    /// are slow while [`Node::slow_fsync`] is, and its wall clock is stepped while
+    /// [`Node::step_clock`] says so. Set it only in a
+    /// test binary of its own (or the drill's `main`): the variable is the process's.
     fn fault_env(&self) -> Vec<(String, String)> {
         match std::env::var("FIX_DRILL_ENGINE_PRELOAD") {
             Ok(shim) if !shim.is_empty() => vec![
@@ -186,6 +236,14 @@ impl Node {
                 (
                     "FIX_FAULT_FSYNC_FAIL_IF".into(),
                     self.fsync_trigger().display().to_string(),
+                ),
+                (
+                    "FIX_FAULT_CLOCK_OFFSET_FILE".into(),
+                    self.clock_offset_file().display().to_string(),
+                ),
+                (
+                    "FIX_FAULT_FSYNC_SLOW_IF".into(),
+                    self.slow_trigger().display().to_string(),
                 ),
             ],
             _ => Vec::new(),
@@ -199,15 +257,30 @@ impl Node {
     /// Makes every fsync of this engine fail (true) or work again (false), when it runs
     /// under the fault shim (see `FIX_DRILL_ENGINE_PRELOAD`).
     pub fn fail_fsync(&self, fail: bool) -> std::io::Result<()> {
-        let trigger = self.fsync_trigger();
-        if fail {
-            std::fs::write(trigger, b"")
-        } else {
-            match std::fs::remove_file(trigger) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        }
+        switch(&self.fsync_trigger(), fail.then(String::new))
+    }
+
+    fn slow_trigger(&self) -> PathBuf {
+        self.spec.dir.join("slow-fsync")
+    }
+
+    /// Makes every fsync of this engine take `ms` longer (`None`: no longer), when it
+    /// runs under the fault shim.
+    pub fn slow_fsync(&self, ms: Option<u64>) -> std::io::Result<()> {
+        switch(&self.slow_trigger(), ms.map(|ms| ms.to_string()))
+    }
+
+    fn clock_offset_file(&self) -> PathBuf {
+        self.spec.dir.join("clock-offset-ms")
+    }
+
+    /// Steps this engine's wall clock by `offset_ms` (`None`: back to the true time),
+    /// when it runs under the fault shim. Its monotonic clock is untouched.
+    pub fn step_clock(&self, offset_ms: Option<i64>) -> std::io::Result<()> {
+        switch(
+            &self.clock_offset_file(),
+            offset_ms.map(|ms| ms.to_string()),
+        )
     }
 
     /// `kill -9`, and reap it.
@@ -260,12 +333,12 @@ impl Node {
 
     /// The FIX port's address.
     pub fn fix_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.spec.fix_port))
+        SocketAddr::from((self.spec.host, self.spec.fix_port))
     }
 
     /// The admin API's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.spec.admin_port))
+        SocketAddr::from((self.spec.host, self.spec.admin_port))
     }
 
     /// `/readyz` as JSON, if it answers.

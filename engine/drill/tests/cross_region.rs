@@ -32,6 +32,8 @@ async fn two_regions(sync: bool) -> (tempfile::TempDir, Cluster, usize) {
         active_region: Some(EAST.into()),
         cross_region_sync: sync,
         kafka: None,
+        netns: false,
+        stalled_reader: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -1,5 +1,5 @@
 //! A failing disk under the leader, injected from outside the process: every engine runs
-//! under the LD_PRELOAD shim `engine/drill/faults/fsync_fault.c`, and touching a file in
+//! under the LD_PRELOAD shim `engine/drill/faults/fault_shim.c`, and touching a file in
 //! the leader's directory makes its fsyncs fail (EIO, then ENOSPC in a second group).
 //! The leader must give the lease up at once and never contend again, `/healthz` must
 //! say why, the in-sync standby must take over, and the counterparty must lose nothing.
@@ -8,24 +8,8 @@
 
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
-use fix_drill::trader::Trader;
-use std::path::{Path, PathBuf};
+use fix_drill::drill::trading;
 use std::time::{Duration, Instant};
-
-/// Builds the shim into `dir`.
-fn build_shim(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("faults/fsync_fault.c");
-    let out = dir.join("fsync_fault.so");
-    let status = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg("-ldl")
-        .status()
-        .expect("run cc (Debian: build-essential)");
-    assert!(status.success(), "building {}", src.display());
-    out
-}
 
 fn group() -> GroupOptions {
     // Not SQLite: its lease file would fail with the journal and blur the cause.
@@ -56,20 +40,8 @@ async fn failing_fsync(errno: &str, what: &str) {
     let mut cluster = Cluster::start(&group(), &Servers::from_env(), dir.path())
         .await
         .expect("cluster");
-    let l = cluster
-        .wait_leader(Duration::from_secs(20))
-        .await
-        .expect("leader");
+    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
     let s = 1 - l;
-    cluster
-        .wait_caught_up(s, Duration::from_secs(20))
-        .await
-        .expect("caught up");
-    let mut trader = Trader::start(&cluster.fix_addrs(), 200)
-        .await
-        .expect("counterparty");
-    assert!(trader.wait_logged_on(Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     cluster.nodes[l].fail_fsync(true).expect("fail the disk");
     cluster
@@ -116,7 +88,10 @@ async fn failing_fsync(errno: &str, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_fsync_fails_steps_down_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
-    std::env::set_var("FIX_DRILL_ENGINE_PRELOAD", build_shim(dir.path()));
+    std::env::set_var(
+        "FIX_DRILL_ENGINE_PRELOAD",
+        fix_drill::shim::build(dir.path()).expect("the fault shim"),
+    );
     failing_fsync("5", "EIO").await;
     failing_fsync("28", "ENOSPC").await;
 }

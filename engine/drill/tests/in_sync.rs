@@ -2,12 +2,17 @@
 //! stalled while the leader went on without it must never take over with its stale
 //! journal; only instances in the in-sync set recorded in the lease store may lead.
 //!
+//! The standby is left behind in three ways: SIGSTOP, a two-way network partition and a
+//! one-way cut of its acknowledgements (network namespaces with nftables; those need
+//! root, as CI runs).
+//!
 //! Each scenario asserts from the counterparty's side (every order answered, no sequence
 //! gap, no unflagged duplicate, the session continues without a reset) and that the
 //! stale instance never reports leader.
 
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
+use fix_drill::drill::{isolate, reconnect, trading, Fault};
 use fix_drill::trader::Trader;
 use std::time::{Duration, Instant};
 
@@ -58,32 +63,27 @@ async fn settle_clean(trader: &mut Trader, cluster: &Cluster) {
 /// without it), `kill -9` the leader, SIGCONT the standby. The standby is out of the
 /// in-sync set: it must not lead. The old leader, restarted as a supervisor would,
 /// leads again with every acknowledged record; the standby catches up and follows.
-async fn stalled_standby(backend: Backend) {
+/// With a partition instead of SIGSTOP the standby stays alive and contends for the
+/// lease (reachable to both) all along.
+async fn stalled_standby(backend: Backend, fault: Fault) {
     let dir = tempfile::tempdir().expect("tmp");
     let servers = Servers::from_env();
-    let mut cluster = Cluster::start(&group(backend, 2), &servers, dir.path())
+    let opts = GroupOptions {
+        netns: fault.needs_netns(),
+        stalled_reader: false,
+        ..group(backend, 2)
+    };
+    let mut cluster = Cluster::start(&opts, &servers, dir.path())
         .await
-        .expect("cluster");
-    let l = cluster
-        .wait_leader(Duration::from_secs(20))
-        .await
-        .expect("leader");
+        .expect("cluster (partition faults: run as root with nftables installed)");
+    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
     let s = 1 - l;
-    cluster
-        .wait_caught_up(s, Duration::from_secs(20))
-        .await
-        .expect("caught up");
-    let mut trader = Trader::start(&cluster.fix_addrs(), 200)
-        .await
-        .expect("counterparty");
-    assert!(trader.wait_logged_on(Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    cluster.nodes[s].pause().expect("SIGSTOP the standby");
+    isolate(&cluster, fault, l, s).expect("leave the standby behind");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let answered_alone = trader.book().tally().sent - trader.book().unanswered() as u64;
     cluster.nodes[l].kill9();
-    cluster.nodes[s].resume().expect("SIGCONT the standby");
+    reconnect(&cluster, fault, s).expect("let the standby back");
     println!("orders answered before the kill: {answered_alone}");
 
     never_leads(
@@ -171,12 +171,22 @@ async fn three_instances(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_standby_sqlite() {
-    stalled_standby(Backend::Sqlite).await;
+    stalled_standby(Backend::Sqlite, Fault::StallStandby).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_standby_postgres() {
-    stalled_standby(Backend::Postgres).await;
+    stalled_standby(Backend::Postgres, Fault::StallStandby).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_standby_sqlite() {
+    stalled_standby(Backend::Sqlite, Fault::PartitionStandby).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_whose_acks_are_cut_sqlite() {
+    stalled_standby(Backend::Sqlite, Fault::Asymmetric).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

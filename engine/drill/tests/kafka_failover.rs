@@ -197,6 +197,8 @@ async fn stream(brokers: &str, tag: &str) -> Stream {
         kafka: Some(format!(
             "brokers = '{brokers}'\ninbound_topic = '{inbound}'\noutbound_topic = '{outbound}'\nevents_topic = '{events}'\ngroup_id = '{tag}-{n}'\n"
         )),
+        netns: false,
+        stalled_reader: false,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await
@@ -390,8 +392,8 @@ impl Drop for Broker {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_broker_restarted_mid_stream_loses_nothing() {
+/// A broker of the test's own on a free port, with a fresh bucket.
+async fn own_broker() -> Broker {
     let moto: std::net::SocketAddr = std::env::var("FIX_TEST_MOTO_URL")
         .expect("FIX_TEST_MOTO_URL")
         .trim_start_matches("http://")
@@ -417,8 +419,13 @@ async fn the_broker_restarted_mid_stream_loses_nothing() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let mut broker = Broker::start(&bucket, port).await;
-    let s = stream(&format!("127.0.0.1:{port}"), "br").await;
+    Broker::start(&bucket, port).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restarted_mid_stream_loses_nothing() {
+    let mut broker = own_broker().await;
+    let s = stream(&format!("127.0.0.1:{}", broker.port), "br").await;
     broker.kill();
     // The counterparty goes on sending while the broker is away.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -426,4 +433,100 @@ async fn the_broker_restarted_mid_stream_loses_nothing() {
     s.more_orders(40).await;
     s.settle("through a broker restart").await;
     drop(broker);
+}
+
+/// The leader is deposed (`POST /step-down`) while the broker is away, its producer
+/// holding orders it could not publish: it must drop them at once (no byte after
+/// deposition: once the broker was back, they used to land after the new leader's
+/// republished copies, as unflagged duplicates) and commit no offset while deposed. Once
+/// the broker is back the new leader publishes them, every order reaches the application
+/// and every fill the counterparty, nothing duplicated without a flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_deposed_while_the_broker_is_away_loses_nothing() {
+    let mut broker = own_broker().await;
+    let s = stream(&format!("127.0.0.1:{}", broker.port), "dp").await;
+    broker.kill();
+    let old = s.leader;
+    let held = |n: usize| {
+        let admin = s.cluster.nodes[n].admin_addr();
+        async move { producer_queue(admin).await }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(old).await.unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the leader's producer never held records while the broker was away: {:?}",
+            fix_drill::http::request(
+                s.cluster.nodes[old].admin_addr(),
+                "GET",
+                "/metrics",
+                Some(fix_drill::node::TOKEN),
+                Duration::from_secs(2),
+            )
+            .await
+            .map(|(_, m)| m
+                .lines()
+                .filter(|l| l.contains("kafka"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = fix_drill::http::request(
+        s.cluster.nodes[old].admin_addr(),
+        "POST",
+        "/step-down?pause_ms=30000",
+        Some(fix_drill::node::TOKEN),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the leader answers");
+    assert_eq!(code, 202, "step-down: {body}");
+    s.cluster
+        .wait_promoted(1 - old, Duration::from_secs(20))
+        .await
+        .expect("the standby takes over while the broker is away");
+    // Nothing of the deposed leader's may reach the broker when it comes back: its
+    // producer holds nothing, seen twice across more than one refresh of the gauge.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut empty_since: Option<Instant> = None;
+    loop {
+        let now = held(old).await;
+        if now == Some(0) {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(1200) {
+                break;
+            }
+        } else {
+            empty_since = None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deposed leader's producer still holds {now:?} records for the broker{}",
+            s.cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let broker = Broker::start(&broker.bucket.clone(), broker.port).await;
+    s.more_orders(40).await;
+    s.settle("through a deposition while the broker was away")
+        .await;
+    drop(broker);
+}
+
+/// `fix_kafka_producer_queue` of the engine whose admin API is at `admin`.
+async fn producer_queue(admin: std::net::SocketAddr) -> Option<i64> {
+    let (_, metrics) = fix_drill::http::request(
+        admin,
+        "GET",
+        "/metrics",
+        Some(fix_drill::node::TOKEN),
+        Duration::from_secs(2),
+    )
+    .await
+    .ok()?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fix_kafka_producer_queue "))
+        .and_then(|v| v.trim().parse().ok())
 }

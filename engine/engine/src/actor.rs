@@ -37,6 +37,8 @@ pub struct SessionStatus {
     pub next_target_seq: u64,
     /// Peer address while connected.
     pub peer: Option<SocketAddr>,
+    /// What the session has counted since the engine started.
+    pub counters: fix_session::SessionCounters,
 }
 
 /// Requests to a session task.
@@ -446,6 +448,7 @@ impl SessionActor {
                     next_sender_seq: self.session.next_sender_seq(),
                     next_target_seq: self.session.next_target_seq(),
                     peer: self.conn.as_ref().map(|c| c.peer),
+                    counters: self.session.counters(),
                 });
             }
             Command::Shutdown(done) => {

@@ -460,23 +460,28 @@ impl fix_session::SessionHooks for AppHooks {
     }
 }
 
+/// A role as the keeper publishes it, its local deadline `valid_for` from now (tests).
+#[cfg(test)]
+pub(crate) fn test_role_state(
+    role: fix_lease::Role,
+    valid_for: std::time::Duration,
+) -> fix_lease::RoleState {
+    fix_lease::RoleState {
+        role,
+        valid_until: Some(std::time::Instant::now() + valid_for),
+        reason: String::new(),
+        terms: 1,
+        last_call: None,
+        holder: None,
+        in_active_region: true,
+    }
+}
+
 #[cfg(test)]
 mod term_tests {
-    use super::Term;
-    use fix_lease::{Role, RoleState};
-    use std::time::{Duration, Instant};
-
-    fn state(role: Role, valid_for: Duration) -> RoleState {
-        RoleState {
-            role,
-            valid_until: Some(Instant::now() + valid_for),
-            reason: String::new(),
-            terms: 1,
-            last_call: None,
-            holder: None,
-            in_active_region: true,
-        }
-    }
+    use super::{test_role_state as state, Term};
+    use fix_lease::Role;
+    use std::time::Duration;
 
     #[test]
     fn a_term_ends_with_its_epoch_its_lease_deadline_or_the_lead() {

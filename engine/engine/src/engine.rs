@@ -1,9 +1,10 @@
 //! Starting the engine: open the store, create sessions, bind listeners, run tasks.
 
 use crate::acceptor::{self, Routes};
-use crate::actor::{Command, SessionActor, SessionStatus};
+use crate::actor::{Command, SessionActor};
 use crate::app::{Application, EchoApp, ExecApp};
 use crate::config::{AppKind, ConfigError, EngineConfig, SessionPlan};
+pub use crate::handle::EngineHandle;
 use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use fix_codec::{Dictionary, UtcTimestamp};
@@ -284,6 +285,9 @@ impl Engine {
                 Arc::clone(&metrics),
                 sql_channel.clone(),
                 Arc::clone(&logons_held),
+                lease
+                    .as_ref()
+                    .and_then(|(cfg, _)| config.engine.sync_stall(cfg.ttl)),
             ));
         }
         if let Some((journal, _)) = storage.journal() {
@@ -293,7 +297,13 @@ impl Engine {
         if let (Some(setup), Some(role), Some((cfg, store))) = (&replication, &serving, &lease) {
             listeners.extend(
                 setup
-                    .spawn(&storage, role, sql_channel, (cfg, Arc::clone(store)))
+                    .spawn(
+                        &storage,
+                        role,
+                        sql_channel,
+                        (cfg, Arc::clone(store)),
+                        metrics.replication_connections_refused.clone(),
+                    )
                     .await?,
             );
         }
@@ -368,10 +378,12 @@ impl Engine {
             tracing::info!(%bound, "admin API listening");
             engine.admin_addr = Some(bound);
             let handle = engine.handle();
+            let refused_admin = engine.metrics.admin_connections_refused.clone();
             engine.listeners.push(tokio::spawn(crate::admin::serve(
                 listener,
                 handle,
                 admin.token(),
+                refused_admin,
             )));
         }
         Ok(engine)
@@ -444,9 +456,9 @@ const JOURNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 /// (through `tx`) that they lead, and fences it as soon as the lease is lost. With `sql`
 /// durability the SQL journal is read to its end first; if that fails the lease is given
 /// up rather than leading with a journal that may lack what the old leader made durable.
-/// A journal that fails (disk full, EIO, a failed fsync) gives the lease up at once and
-/// keeps this instance out of every later election, so an in-sync standby takes over
-/// within the lease's RTO.
+/// A journal that fails (disk full, EIO, a failed fsync, or a write and fsync in flight
+/// for longer than `stall_limit`) gives the lease up at once and keeps this instance out
+/// of every later election, so an in-sync standby takes over within the lease's RTO.
 fn follow_lease(
     keeper: Arc<fix_lease::Keeper>,
     storage: Storage,
@@ -454,6 +466,7 @@ fn follow_lease(
     metrics: Arc<crate::metrics::Metrics>,
     sql: Option<crate::replication::sql::SqlChannel>,
     logons_held: Arc<std::sync::atomic::AtomicBool>,
+    stall_limit: Option<std::time::Duration>,
 ) -> JoinHandle<()> {
     let mut source = keeper.subscribe();
     storage.fence();
@@ -462,9 +475,22 @@ fn follow_lease(
         let mut failed: Option<String> = None;
         loop {
             if failed.is_none() {
-                if let Some(e) = storage.failure() {
+                // Only a leader's disk is judged by its speed: a standby catching up
+                // writes large batches, and a slow standby is left out of the in-sync
+                // set instead.
+                let stalled = stall_limit
+                    .filter(|_| led.is_some())
+                    .and_then(|limit| storage.fail_if_stalled(limit));
+                if let Some(e) = stalled.or_else(|| storage.failure()) {
                     tracing::error!(error = %e, "the journal failed: giving the lease up and staying out of every election until restarted");
                     storage.fence();
+                    // The sessions hear it before the lease is released: not one byte
+                    // after another instance may hold it.
+                    let mut state = source.borrow().clone();
+                    state.role = fix_lease::Role::Standby;
+                    state.valid_until = None;
+                    state.reason = format!("journal failed ({e})");
+                    tx.send_replace(state);
                     failed = Some(e);
                     keeper.step_down(JOURNAL_FAILED_PAUSE).await;
                 }
@@ -521,219 +547,4 @@ fn follow_lease(
             }
         }
     })
-}
-
-/// Sends to sessions and asks for their status from any task.
-#[derive(Clone)]
-pub struct EngineHandle {
-    sessions: Arc<HashMap<SessionId, mpsc::Sender<Command>>>,
-    keeper: Option<Arc<fix_lease::Keeper>>,
-    metrics: Arc<crate::metrics::Metrics>,
-    replication: Option<Arc<crate::replication::Replication>>,
-    journal: Option<fix_store::Journal>,
-    serving: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
-    logons_held: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl EngineHandle {
-    /// Refuses (true) or accepts again (false) new FIX connections on every acceptor
-    /// port; sessions already connected are not touched. A planned rotation holds logons
-    /// before logging sessions out, so no counterparty logs on again to the old leader.
-    pub fn hold_logons(&self, hold: bool) {
-        self.logons_held
-            .store(hold, std::sync::atomic::Ordering::SeqCst);
-        tracing::warn!(hold, "new FIX connections held/released by an admin call");
-    }
-
-    /// Whether new FIX connections are being refused.
-    pub fn logons_held(&self) -> bool {
-        self.logons_held.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn tx(&self, id: &SessionId) -> Result<&mpsc::Sender<Command>, EngineError> {
-        self.sessions
-            .get(id)
-            .ok_or_else(|| EngineError::UnknownSession(id.to_string()))
-    }
-
-    /// Sends `command(reply)` to the session's task and waits for the reply.
-    async fn ask<T>(
-        &self,
-        id: &SessionId,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx(id)?
-            .send(command(reply))
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))?;
-        rx.await.map_err(|_| EngineError::Stopped(id.to_string()))
-    }
-
-    /// Sends an application message; resolves once it is durable (and written if logged on).
-    pub async fn send(
-        &self,
-        id: &SessionId,
-        msg_type: &[u8],
-        body: &[u8],
-    ) -> Result<u64, EngineError> {
-        self.ask(id, |reply| Command::Send {
-            msg_type: msg_type.to_vec(),
-            body: body.to_vec(),
-            reply,
-        })
-        .await?
-    }
-
-    /// Current state and sequence numbers.
-    pub async fn status(&self, id: &SessionId) -> Result<SessionStatus, EngineError> {
-        self.ask(id, Command::Status).await
-    }
-
-    /// Sets the next outbound and/or expected inbound sequence number (admin action).
-    pub async fn set_sequence_numbers(
-        &self,
-        id: &SessionId,
-        next_sender: Option<u64>,
-        next_target: Option<u64>,
-    ) -> Result<(), EngineError> {
-        self.ask(id, |reply| Command::SetSequence {
-            next_sender,
-            next_target,
-            reply,
-        })
-        .await?
-        .map_err(|e| EngineError::Send(SendError::Store(e)))
-    }
-
-    /// Stored outbound messages of a session with `from <= seq <= to` (at most `limit`),
-    /// as the journal holds them (also on a standby, from the replicated journal).
-    pub async fn stored_messages(
-        &self,
-        id: &SessionId,
-        from: u64,
-        to: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, EngineError> {
-        self.ask(id, |reply| Command::Messages {
-            from,
-            to,
-            limit,
-            reply,
-        })
-        .await?
-        .map_err(|e| EngineError::Send(SendError::Store(e)))
-    }
-
-    /// Resets both sequence numbers to 1 and forgets stored messages (admin action;
-    /// refused while logged on or on a standby).
-    pub async fn reset(&self, id: &SessionId) -> Result<(), EngineError> {
-        self.ask(id, Command::Reset).await?
-    }
-
-    /// The role the sessions follow: `Leader` only once the journal is open for the
-    /// lease's epoch (after the SQL drain with `sql` durability), so a leader reported here
-    /// accepts logons; `Leader` with epoch 0 when no lease is configured.
-    pub fn role(&self) -> fix_lease::Role {
-        self.serving
-            .as_ref()
-            .map_or(fix_lease::Role::Leader { epoch: 0 }, |r| r.borrow().role)
-    }
-
-    /// The sessions of this engine.
-    pub fn session_ids(&self) -> Vec<SessionId> {
-        self.sessions.keys().cloned().collect()
-    }
-
-    /// The engine's metrics.
-    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
-        Arc::clone(&self.metrics)
-    }
-
-    /// Why the lease role last changed ("no lease" without one).
-    pub fn role_reason(&self) -> String {
-        self.serving.as_ref().map_or_else(
-            || "no lease configured".into(),
-            |r| r.borrow().reason.clone(),
-        )
-    }
-
-    /// Who holds the lease as last seen (`None` without a lease or before the first look).
-    pub fn lease_holder(&self) -> Option<fix_lease::LeaseHolder> {
-        self.keeper
-            .as_ref()
-            .and_then(|k| k.subscribe().borrow().holder.clone())
-    }
-
-    /// Whether this instance is in the in-sync set recorded in the lease store, under
-    /// `replicated` durability (`None` otherwise): always while leading; as last read
-    /// while standby (false until read: not confirmed). `None` too outside the active
-    /// region, where it does not contend.
-    pub fn in_sync_member(&self) -> Option<bool> {
-        if !self
-            .replication
-            .as_ref()
-            .is_some_and(|r| r.in_sync_enforced())
-        {
-            return None;
-        }
-        let k = self.keeper.as_ref()?;
-        if matches!(k.role(), fix_lease::Role::Leader { .. }) {
-            return Some(true);
-        }
-        let state = k.subscribe();
-        let state = state.borrow();
-        if !state.in_active_region {
-            // Outside the active region it does not contend, in sync or not.
-            return None;
-        }
-        let members = state.holder.as_ref().and_then(|h| h.in_sync.as_ref());
-        Some(members.is_some_and(|m| m.iter().any(|m| m == k.owner())))
-    }
-
-    /// How many times this instance became leader (1 without a lease).
-    pub fn leader_terms(&self) -> u64 {
-        self.keeper
-            .as_ref()
-            .map_or(1, |k| k.subscribe().borrow().terms)
-    }
-
-    /// Gives the lease up and does not contend again for `pause` (a manual failover to a
-    /// standby). Sessions are closed at once, without sending.
-    pub async fn step_down(&self, pause: std::time::Duration) {
-        if let Some(k) = &self.keeper {
-            k.step_down(pause).await;
-        }
-    }
-
-    /// Replication state, when configured.
-    pub fn replication(&self) -> Option<Arc<crate::replication::Replication>> {
-        self.replication.clone()
-    }
-
-    /// Why the journal stopped (a failed write or fsync), if it did.
-    pub fn journal_failure(&self) -> Option<String> {
-        self.journal.as_ref().and_then(fix_store::Journal::failure)
-    }
-
-    /// The journal's appended and durable stream positions.
-    pub fn journal_positions(&self) -> Option<(u64, u64)> {
-        self.journal.as_ref().map(|j| (j.appended(), j.durable()))
-    }
-
-    /// Records per session after stream position `from` (a standby's lag).
-    pub fn records_after(&self, from: u64) -> Vec<(String, u64)> {
-        self.journal
-            .as_ref()
-            .and_then(|j| j.records_after(from).ok())
-            .unwrap_or_default()
-    }
-
-    /// Starts a Logout.
-    pub async fn logout(&self, id: &SessionId, text: Option<String>) -> Result<(), EngineError> {
-        self.tx(id)?
-            .send(Command::Logout { text })
-            .await
-            .map_err(|_| EngineError::Stopped(id.to_string()))
-    }
 }

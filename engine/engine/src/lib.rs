@@ -23,10 +23,12 @@
 mod acceptor;
 mod actor;
 pub mod admin;
+mod admin_listener;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod engine;
+mod handle;
 pub mod kafka;
 pub mod metrics;
 pub mod msglog;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 ///
 /// Without --config it runs the embedded default: one FIX.4.4 acceptor on 127.0.0.1:9878
 /// (SenderCompID EXEC, TargetCompID CLIENT) with the `exec` exchange simulator, journaling
-/// to ./fix-data. Stop it with Ctrl-C: sessions are logged out first.
+/// to ./fix-data. Stop it with Ctrl-C or SIGTERM: sessions are logged out first.
 #[derive(Debug, Parser)]
 #[command(name = "fix-engine", version)]
 struct Cli {
@@ -73,16 +73,26 @@ fn main() -> anyhow::Result<()> {
     let runtime =
         fix_engine::runtime::build(&config.engine.runtime).context("starting the async runtime")?;
     runtime.block_on(async move {
-        let engine = Engine::start(config).await?;
+        // Ctrl-C, or SIGTERM from a container runtime or an orchestrator (as the
+        // container's first process, a signal it does not handle is ignored), also while
+        // starting (waiting for the lease store, say).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("waiting for SIGTERM")?;
+        let engine = tokio::select! {
+            e = Engine::start(config) => e?,
+            r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; return Ok(()); }
+            _ = term.recv() => return Ok(()),
+        };
         for id in engine.session_ids() {
             match engine.listen_addr(&id) {
                 Some(addr) => tracing::info!(session = %id, %addr, "acceptor ready"),
                 None => tracing::info!(session = %id, "initiator ready"),
             }
         }
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
         tracing::info!("shutting down: logging sessions out");
         engine.shutdown().await;
         Ok(())

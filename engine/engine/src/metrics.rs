@@ -7,20 +7,102 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The `session` label.
+/// A session's labels: its BeginString, SenderCompID and TargetCompID, each its own
+/// label (so that a query can select by counterparty or version).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SessionLabel {
-    /// `BeginString:Sender->Target`.
-    pub session: String,
+    /// `FIX.4.4`, `FIXT.1.1`, …
+    pub begin_string: String,
+    /// This engine's CompID on the session.
+    pub sender_comp_id: String,
+    /// The counterparty's CompID.
+    pub target_comp_id: String,
 }
 
 impl SessionLabel {
-    /// The label of a session.
+    /// The labels of a session.
     pub fn of(id: &fix_session::SessionId) -> Self {
         Self {
-            session: id.to_string(),
+            begin_string: id.begin_string.clone(),
+            sender_comp_id: id.sender_comp_id.clone(),
+            target_comp_id: id.target_comp_id.clone(),
         }
     }
+}
+
+/// Per-session counters of session-level events, kept by the session state machine
+/// ([`fix_session::SessionCounters`]) and copied here when `/metrics` is read.
+#[derive(Debug, Clone, Default)]
+pub struct SessionCountMetrics {
+    rejects_sent: Family<SessionLabel, Counter>,
+    resend_requests_sent: Family<SessionLabel, Counter>,
+    gap_fills_sent: Family<SessionLabel, Counter>,
+    disconnects: Family<SessionLabel, Counter>,
+    logon_failures: Family<SessionLabel, Counter>,
+    heartbeat_timeouts: Family<SessionLabel, Counter>,
+}
+
+impl SessionCountMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let families = [
+            (
+                "session_rejects_sent",
+                "Session-level Rejects sent",
+                &self.rejects_sent,
+            ),
+            (
+                "session_resend_requests_sent",
+                "ResendRequests sent (gaps in the counterparty's numbers)",
+                &self.resend_requests_sent,
+            ),
+            (
+                "session_gap_fills_sent",
+                "SequenceReset-GapFills sent answering ResendRequests",
+                &self.gap_fills_sent,
+            ),
+            (
+                "session_disconnects",
+                "FIX connections that ended",
+                &self.disconnects,
+            ),
+            (
+                "session_logon_failures",
+                "FIX connections that ended without a completed Logon",
+                &self.logon_failures,
+            ),
+            (
+                "session_heartbeat_timeouts",
+                "FIX connections closed for unanswered heartbeats and TestRequest",
+                &self.heartbeat_timeouts,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+    }
+
+    /// Brings a session's counters up to `counts` (they only grow).
+    pub fn update(&self, label: &SessionLabel, counts: &fix_session::SessionCounters) {
+        // Atomic: two scrapes at once raise a counter to the same value, never past it.
+        let raise = |family: &Family<SessionLabel, Counter>, to: u64| {
+            family
+                .get_or_create(label)
+                .inner()
+                .fetch_max(to, std::sync::atomic::Ordering::Relaxed);
+        };
+        raise(&self.rejects_sent, counts.rejects_sent);
+        raise(&self.resend_requests_sent, counts.resend_requests_sent);
+        raise(&self.gap_fills_sent, counts.gap_fills_sent);
+        raise(&self.disconnects, counts.disconnects);
+        raise(&self.logon_failures, counts.logon_failures);
+        raise(&self.heartbeat_timeouts, counts.heartbeat_timeouts);
+    }
+}
+
+/// The labels of `fix_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: String,
 }
 
 /// The Kafka bridge's metrics (all zero without the bridge).
@@ -38,6 +120,9 @@ pub struct KafkaMetrics {
     pub rejected: Counter,
     /// Outbound records not sent again because an earlier leader had sent them.
     pub duplicates_skipped: Counter,
+    /// Records the Kafka producer holds (queued, or sent without an answer); 0 soon
+    /// after this instance stops leading.
+    pub producer_queue: Gauge,
 }
 
 impl KafkaMetrics {
@@ -73,6 +158,11 @@ impl KafkaMetrics {
             "Outbound records not sent again after a failover or restart",
             self.duplicates_skipped.clone(),
         );
+        kafka.register(
+            "producer_queue",
+            "Records the Kafka producer holds (queued, or sent without an answer)",
+            self.producer_queue.clone(),
+        );
     }
 }
 
@@ -89,6 +179,10 @@ pub struct Metrics {
     pub next_sender_seq: Family<SessionLabel, Gauge>,
     /// Next expected inbound sequence number.
     pub next_target_seq: Family<SessionLabel, Gauge>,
+    /// Session-level counts (rejects, resend requests, gap fills, disconnects, logon
+    /// failures, heartbeat timeouts), brought up to the sessions' own counts when
+    /// scraped.
+    pub session_counts: SessionCountMetrics,
     /// 1 while this instance is the leader (always 1 without a lease).
     pub leader: Gauge,
     /// The lease epoch in force here.
@@ -117,6 +211,12 @@ pub struct Metrics {
     /// FIX connections closed at accept because too many were waiting for their Logon
     /// (`[engine.connections]`).
     pub connections_refused: Counter,
+    /// Replication connections closed at accept because too many were still
+    /// authenticating ([`crate::pending::REPLICATION_LIMITS`]).
+    pub replication_connections_refused: Counter,
+    /// Admin API connections closed at accept because too many were open
+    /// ([`crate::pending::ADMIN_LIMITS`]).
+    pub admin_connections_refused: Counter,
     /// Time one journal group commit (write + fdatasync) took.
     pub journal_fsync_seconds: Histogram,
     /// Time one lease renewal took.
@@ -151,6 +251,7 @@ impl Metrics {
             logged_on: Family::default(),
             next_sender_seq: Family::default(),
             next_target_seq: Family::default(),
+            session_counts: SessionCountMetrics::default(),
             leader: Gauge::default(),
             epoch: Gauge::default(),
             leader_terms: Gauge::default(),
@@ -163,11 +264,25 @@ impl Metrics {
             replication_in_sync_expands: Gauge::default(),
             replication_halted: Gauge::default(),
             connections_refused: Counter::default(),
+            replication_connections_refused: Counter::default(),
+            admin_connections_refused: Counter::default(),
             journal_fsync_seconds: Histogram::new(latency_buckets()),
             lease_renew_seconds: Histogram::new(latency_buckets()),
             kafka,
             registry: Registry::default(),
         };
+        m.session_counts.register(&mut registry);
+        let build_info = Family::<BuildLabel, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "1, with the engine's version as a label",
+            build_info,
+        );
         registry.register(
             "messages_in",
             "FIX messages received",
@@ -247,6 +362,16 @@ impl Metrics {
             "connections_refused",
             "FIX connections closed at accept because too many were waiting for their Logon",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "replication_connections_refused",
+            "Replication connections closed at accept because too many were still authenticating",
+            m.replication_connections_refused.clone(),
+        );
+        registry.register(
+            "admin_connections_refused",
+            "Admin API connections closed at accept because too many were open",
+            m.admin_connections_refused.clone(),
         );
         registry.register(
             "replication_halted",

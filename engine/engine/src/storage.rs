@@ -167,6 +167,21 @@ impl Storage {
         }
     }
 
+    /// Declares the journal failed when its batch in flight has taken longer than
+    /// `limit` (a disk slower than the lease); returns the failure then.
+    pub fn fail_if_stalled(&self, limit: std::time::Duration) -> Option<String> {
+        let Self::Journal { journal, .. } = self else {
+            return None;
+        };
+        journal.fail_if_in_flight_longer(limit, |took| {
+            format!(
+                "a journal write and fsync has taken {} ms, over the limit of {} ms ([engine] sync_stall_ms): the disk is too slow to lead on",
+                took.as_millis(),
+                limit.as_millis()
+            )
+        })
+    }
+
     /// Allows journal writes under `epoch` (this instance leads with it).
     pub fn open_epoch(&self, epoch: u64) -> Result<(), JournalError> {
         match self {

@@ -89,3 +89,59 @@ fn an_invalid_quickfix_value_fails_naming_key_value_and_allowed() {
         "{t}"
     );
 }
+
+/// SIGTERM is how container runtimes and orchestrators stop a process: the engine logs its
+/// sessions out and exits 0 (before, it only listened for Ctrl-C, and as a container's
+/// first process it ignored SIGTERM until it was killed).
+#[test]
+fn sigterm_shuts_the_engine_down_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = dir.path().join("engine.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\ndata_dir = \"{}\"\napp = \"exec\"\n\n[[session]]\nbegin_string = \"FIX.4.4\"\nsender_comp_id = \"EXEC\"\ntarget_comp_id = \"CLIENT\"\nrole = \"acceptor\"\nlisten = \"127.0.0.1:{port}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fix-engine"))
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the acceptor never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let log = text(&out);
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(log.contains("shutting down"), "{log}");
+}

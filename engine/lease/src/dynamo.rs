@@ -25,7 +25,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A lease store in a DynamoDB table (a global table for multi-region).
+/// A lease store in a DynamoDB table (for multi-region, a strongly consistent global
+/// table or one home-region table: [`crate::consistency`]).
 #[derive(Clone)]
 pub struct DynamoLeaseStore {
     client: Client,
@@ -33,6 +34,10 @@ pub struct DynamoLeaseStore {
     wall_clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// The holders' beats as watched ([`crate::watch`]).
     watcher: Arc<Watcher>,
+    /// Create the table when it is missing (emulators and tests only: in production a
+    /// missing table is a wrong table name or region, and a second table would be a
+    /// second lease).
+    create_missing: bool,
 }
 
 impl std::fmt::Debug for DynamoLeaseStore {
@@ -84,6 +89,7 @@ impl DynamoLeaseStore {
             table: table.to_string(),
             wall_clock: Arc::new(system_ms),
             watcher: Arc::default(),
+            create_missing: false,
         }
     }
 
@@ -98,10 +104,14 @@ impl DynamoLeaseStore {
         (self.wall_clock)()
     }
 
-    /// Credentials and region from the environment (the usual AWS provider chain).
-    pub async fn from_env(table: &str) -> Self {
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        Self::new(Client::new(&config), table)
+    /// Credentials from the environment (the usual AWS provider chain); the region too
+    /// unless `region` names it.
+    pub async fn from_env(table: &str, region: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = region {
+            loader = loader.region(Region::new(r.to_string()));
+        }
+        Self::new(Client::new(&loader.load().await), table)
     }
 
     /// A store at an explicit endpoint with static credentials (local emulators, tests).
@@ -112,11 +122,46 @@ impl DynamoLeaseStore {
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new("test", "test", None, None, "static"))
             .build();
-        Self::new(Client::from_conf(config), table)
+        Self {
+            create_missing: true,
+            ..Self::new(Client::from_conf(config), table)
+        }
     }
 
-    /// Creates the table (on-demand billing) unless it exists.
+    /// Checks that the table exists and can decide leadership ([`crate::consistency`]).
+    /// A store at an explicit endpoint (an emulator) creates a missing table (on-demand
+    /// billing, one region); with AWS's endpoints a missing table is an error, so engines
+    /// need no `CreateTable` permission and a typo never makes a second lease.
     pub async fn ensure_table(&self) -> Result<(), LeaseError> {
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await;
+        match described {
+            Ok(out) => match out.table {
+                Some(t) => crate::consistency::check(&self.table, &t),
+                None => Err(LeaseError::TableMissing(self.table.clone())),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                if self.create_missing {
+                    self.create_table().await
+                } else {
+                    Err(LeaseError::TableMissing(self.table.clone()))
+                }
+            }
+            Err(e) => Err(err(
+                "describing the lease table",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    async fn create_table(&self) -> Result<(), LeaseError> {
         let created = self
             .client
             .create_table()
@@ -227,6 +272,39 @@ impl DynamoLeaseStore {
             owner: owner.to_string(),
             epoch: item.map_or(fallback_epoch, |i| num(i, "epoch").max(0) as u64),
             expires_at_ms: item.map_or(0, |i| num(i, "expires_at_ms")),
+        }
+    }
+}
+
+impl DynamoLeaseStore {
+    /// Removes the recorded in-sync set, if the group was ever leased and (with `epoch`)
+    /// its lease is still at that epoch; whether it did.
+    async fn remove_in_sync(&self, group: &str, epoch: Option<u64>) -> Result<bool, LeaseError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("grp", s(group))
+            .update_expression("REMOVE in_sync");
+        // A group never leased has no item; creating a bare one would block acquires.
+        update = match epoch {
+            Some(e) => update
+                .condition_expression("attribute_exists(grp) AND epoch = :e")
+                .expression_attribute_values(":e", n(e as i64)),
+            None => update.condition_expression("attribute_exists(grp)"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(
+                "clearing the in-sync set",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
         }
     }
 }
@@ -384,30 +462,12 @@ impl LeaseStore for DynamoLeaseStore {
         Ok(item.is_some())
     }
 
+    async fn clear_in_sync_at(&self, group: &str, epoch: u64) -> Result<bool, LeaseError> {
+        self.remove_in_sync(group, Some(epoch)).await
+    }
+
     async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("grp", s(group))
-            .update_expression("REMOVE in_sync")
-            // A group never leased has no item; creating a bare one would block acquires.
-            .condition_expression("attribute_exists(grp)")
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(err(
-                "clearing the in-sync set",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )),
-        }
+        self.remove_in_sync(group, None).await.map(|_| ())
     }
 
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError> {

@@ -6,7 +6,9 @@
 //! call is still hanging on a dead database — or when a renew is refused. The runtime must
 //! stop sending and close its FIX sockets as soon as it sees `Standby`: the deadline comes
 //! before any contender has watched the lease unchanged for a TTL, so that happens before
-//! anyone else can be granted the lease.
+//! anyone else can be granted the lease. An acquire that took so long that little of its
+//! trust window is left is renewed before it is published ([`confirm`]); if that fails,
+//! the lease is given back and this node stays standby.
 
 use crate::holder::{Holder, LeaseConfig};
 use crate::store::LeaseStore;
@@ -212,6 +214,61 @@ fn next_renew(h: &Holder, renew_interval: Duration, now: Instant) -> Instant {
     }
 }
 
+/// How many renews [`confirm`] tries before giving up on a freshly acquired lease.
+const CONFIRM_ATTEMPTS: usize = 3;
+
+/// Makes sure a freshly acquired lease has time left before anyone is told it leads. An
+/// acquire that took longer than a renew interval short of the trust window (retried
+/// through a store outage, say) has spent it: publishing it would make a leader that is
+/// demoted a moment later, or one whose window has already passed. Such a lease is
+/// renewed first (a conditional renew is safe whatever the local clock says: it fails if
+/// anyone took the lease meanwhile). `Err` carries why the lease is not used; the store
+/// lets it expire.
+async fn confirm(
+    store: &dyn LeaseStore,
+    cfg: &LeaseConfig,
+    mut h: Holder,
+) -> Result<Holder, String> {
+    let mut why = None;
+    for _ in 0..CONFIRM_ATTEMPTS {
+        if h.valid_until.saturating_duration_since(Instant::now()) > cfg.renew_interval {
+            return Ok(h);
+        }
+        let renewed = tokio::time::timeout(cfg.trust_window(), h.renew(store, cfg)).await;
+        h = match renewed {
+            Ok(Ok(Some(next))) => next,
+            Ok(Ok(None)) => {
+                return Err("the lease was taken over while confirming a slow acquire".into())
+            }
+            Ok(Err(e)) => {
+                why = Some(format!(
+                    "acquired the lease too slowly to trust, and confirming it failed: {e}"
+                ));
+                break;
+            }
+            Err(_) => {
+                why = Some("acquired the lease too slowly to trust, and confirming it took longer than the trust window".into());
+                break;
+            }
+        };
+    }
+    if why.is_none() && h.is_valid(Instant::now()) {
+        return Ok(h);
+    }
+    // Not used: give it back (a conditional release, harmless if it no longer is ours)
+    // so that another instance need not wait a TTL for it.
+    let released = tokio::time::timeout(cfg.trust_window(), store.release(&h.grant)).await;
+    if !matches!(released, Ok(Ok(_))) {
+        tracing::warn!("could not give back a lease acquired too slowly to use; it will expire");
+    }
+    Err(why.unwrap_or_else(|| {
+        format!(
+            "the lease store answers slower than the trust window ({:?}) allows",
+            cfg.trust_window()
+        )
+    }))
+}
+
 /// Whether this instance may contend: it names no region, or the group's active region
 /// is unset or its own. A store error counts as "no" (it would fail the acquire too).
 async fn in_active_region(
@@ -281,18 +338,21 @@ async fn run(
                     // Another region is active: stay standby, look again next interval.
                 } else {
                     match Holder::acquire(store.as_ref(), &cfg).await {
-                        Ok(Some(h)) => {
-                            let epoch = h.grant.epoch;
-                            publish_timed(
-                                &tx,
-                                Role::Leader { epoch },
-                                Some(h.valid_until),
-                                format!("acquired the lease with epoch {epoch}"),
-                                Some(started.elapsed()),
-                                Some(own(&cfg, &h)),
-                            );
-                            held = Some(h);
-                        }
+                        Ok(Some(h)) => match confirm(store.as_ref(), &cfg, h).await {
+                            Ok(h) => {
+                                let epoch = h.grant.epoch;
+                                publish_timed(
+                                    &tx,
+                                    Role::Leader { epoch },
+                                    Some(h.valid_until),
+                                    format!("acquired the lease with epoch {epoch}"),
+                                    Some(started.elapsed()),
+                                    Some(own(&cfg, &h)),
+                                );
+                                held = Some(h);
+                            }
+                            Err(reason) => publish(&tx, Role::Standby, None, reason),
+                        },
                         Ok(None) => {
                             // Someone else holds it: see who, and look again within an
                             // interval (each look carries on watching the holder's beat).

@@ -1,8 +1,10 @@
 //! # fix-lease
 //!
 //! Who leads an engine group is decided by a lease: one row (or item) per group holding
-//! `owner`, `epoch` and `expires_at`, changed only by single conditional statements that
-//! use the database's clock, so two contenders can never both succeed.
+//! `owner`, `epoch` and `expires_at`, changed only by single conditional statements, so
+//! two contenders can never both succeed. No wall clock decides who holds it: a contender
+//! takes a lease only after watching its holder's beat stand still for a whole TTL
+//! (`README.md`).
 //!
 //! - [`LeaseStore`]: acquire, renew, release, read. Every successful acquire increments the
 //!   group's **epoch**, the fencing token that journal writes and replication frames carry;
@@ -11,8 +13,9 @@
 //!   and only the live holder may change it, expecting the record it replaces.
 //! - [`sql::SqlLeaseStore`]: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB
 //!   (the stand-in for Aurora MySQL), chosen by URL scheme.
-//! - [`dynamo::DynamoLeaseStore`]: DynamoDB with conditional `UpdateItem` (global tables
-//!   for multi-region).
+//! - [`dynamo::DynamoLeaseStore`]: DynamoDB with conditional `UpdateItem`. Across regions
+//!   only a home-region table or a strongly consistent global table is accepted
+//!   ([`consistency`]).
 //! - [`Holder`]: the holder's view. It treats the lease as lost at a **local monotonic
 //!   deadline** — the moment the acquire or renew request was *sent*, plus the TTL, minus a
 //!   safety margin — which always falls before the database's own expiry, whatever the
@@ -22,6 +25,7 @@
 //! - [`region`]: the active region of a multi-region group, a second lease row that only
 //!   the active region's instances may contend past.
 
+pub mod consistency;
 pub mod dynamo;
 mod holder;
 pub mod keeper;
@@ -36,7 +40,8 @@ pub use store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 
 /// Connects to the lease store named by `url`: `sqlite://PATH`, `postgres://…`,
 /// `mysql://…`, or `dynamodb://TABLE[?region=R&endpoint=URL]` (credentials from the
-/// environment; with `endpoint`, static test credentials for a local emulator).
+/// environment, the region from `region` or the environment; with `endpoint`, static
+/// test credentials for a local emulator, which may create the table).
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn LeaseStore>, LeaseError> {
     if let Some(rest) = url.strip_prefix("dynamodb://") {
         let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -56,7 +61,7 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn LeaseStore>, LeaseE
                 &param("region").unwrap_or_else(|| "us-east-1".into()),
                 table,
             ),
-            None => dynamo::DynamoLeaseStore::from_env(table).await,
+            None => dynamo::DynamoLeaseStore::from_env(table, param("region").as_deref()).await,
         };
         store.ensure_table().await?;
         return Ok(std::sync::Arc::new(store));

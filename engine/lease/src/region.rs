@@ -1,8 +1,10 @@
 //! The active region of a multi-region group, kept in the lease store itself.
 //!
-//! When a group's instances run in several regions (all in one lease group, one
-//! DynamoDB global table or one Aurora cluster), only the instances of the **active
-//! region** may contend for the lease. The active region is a second lease row,
+//! When a group's instances run in several regions (all in one lease group, in one store
+//! whose writes are exclusive across regions: a strongly consistent DynamoDB global
+//! table, one home-region table, or one Aurora cluster's writer; see
+//! [`crate::consistency`]), only the instances of the **active region** may contend for
+//! the lease. The active region is a second lease row,
 //! `GROUP@active-region`, held without expiry by the region's name. Moving it is two
 //! conditional writes (release the old holder's grant, acquire for the new region), so
 //! it needs nothing from the old region: a disaster-recovery runbook moves it while the

@@ -376,6 +376,45 @@ fn grant(group: &str, owner: &str, row: Option<(i64, i64)>) -> Option<Grant> {
     })
 }
 
+impl SqlLeaseStore {
+    /// Removes the recorded in-sync set (with `epoch`: only while the lease is still at
+    /// that epoch); whether a row changed.
+    async fn remove_in_sync(&self, group: &str, epoch: Option<u64>) -> Result<bool, LeaseError> {
+        let err = self.query_err("clearing the in-sync set");
+        // Without an epoch, -1 matches every row (epochs are never negative).
+        let epoch = epoch.map_or(-1, |e| e as i64);
+        let affected = match &self.pool {
+            Pool::Sqlite(p) => sqlx::query(
+                "UPDATE fix_lease SET in_sync = NULL WHERE grp = ?1 AND (?2 = -1 OR epoch = ?2)",
+            )
+            .bind(group)
+            .bind(epoch)
+            .execute(p)
+            .await
+            .map(|d| d.rows_affected()),
+            Pool::Postgres(p) => sqlx::query(
+                "UPDATE fix_lease SET in_sync = NULL WHERE grp = $1 AND ($2 = -1 OR epoch = $2)",
+            )
+            .bind(group)
+            .bind(epoch)
+            .execute(p)
+            .await
+            .map(|d| d.rows_affected()),
+            Pool::MySql(p) => sqlx::query(
+                "UPDATE fix_lease SET in_sync = NULL WHERE grp = ? AND (? = -1 OR epoch = ?)",
+            )
+            .bind(group)
+            .bind(epoch)
+            .bind(epoch)
+            .execute(p)
+            .await
+            .map(|d| d.rows_affected()),
+        }
+        .map_err(err)?;
+        Ok(affected > 0)
+    }
+}
+
 #[async_trait]
 impl LeaseStore for SqlLeaseStore {
     async fn acquire(
@@ -484,25 +523,11 @@ impl LeaseStore for SqlLeaseStore {
     }
 
     async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
-        let err = self.query_err("clearing the in-sync set");
-        match &self.pool {
-            Pool::Sqlite(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?1")
-                .bind(group)
-                .execute(p)
-                .await
-                .map(|_| ()),
-            Pool::Postgres(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = $1")
-                .bind(group)
-                .execute(p)
-                .await
-                .map(|_| ()),
-            Pool::MySql(p) => sqlx::query("UPDATE fix_lease SET in_sync = NULL WHERE grp = ?")
-                .bind(group)
-                .execute(p)
-                .await
-                .map(|_| ()),
-        }
-        .map_err(err)
+        self.remove_in_sync(group, None).await.map(|_| ())
+    }
+
+    async fn clear_in_sync_at(&self, group: &str, epoch: u64) -> Result<bool, LeaseError> {
+        self.remove_in_sync(group, Some(epoch)).await
     }
 
     async fn release(&self, g: &Grant) -> Result<bool, LeaseError> {

@@ -132,6 +132,18 @@ pub enum LeaseError {
         /// The region asked for.
         region: String,
     },
+    /// The DynamoDB lease table is a global table whose replicas are eventually
+    /// consistent: each region would decide leadership on its own replica.
+    #[error("the lease table {table} is a global table with eventually consistent replicas ({regions}): a region cut off from the others would keep its leader while another region elects one. Make it a multi-Region strongly consistent table (MultiRegionConsistency: STRONG, as infra/lease.yaml does), or give every region's engines one home-region table without replicas (dynamodb://TABLE?region=HOME)")]
+    EventualGlobalTable {
+        /// The table.
+        table: String,
+        /// Its replicas' regions.
+        regions: String,
+    },
+    /// The DynamoDB lease table does not exist where the store looked.
+    #[error("the lease table {0} does not exist in this region: create it (infra/lease.yaml) or correct the table name and ?region= in [engine.lease] url")]
+    TableMissing(String),
     /// The lease store URL is not one this crate knows.
     #[error("unsupported lease store URL '{0}': use sqlite://PATH, postgres://… or mysql://…")]
     UnsupportedUrl(String),
@@ -178,6 +190,12 @@ pub trait LeaseStore: Send + Sync {
     /// the old region acknowledged and the new one had not received (the rotation
     /// runbook's RPO gate measures it first).
     async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError>;
+
+    /// Removes the recorded in-sync set only if the lease's epoch is still `epoch`:
+    /// `Ok(false)` when someone took the lease meanwhile (or the group was never leased),
+    /// and nothing changed. For an operator who looked at the lease, found it free and its
+    /// set naming only instances that are gone (`fixctl in-sync clear`).
+    async fn clear_in_sync_at(&self, group: &str, epoch: u64) -> Result<bool, LeaseError>;
 
     /// The stored lease of `group`, if the group has ever been leased.
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError>;

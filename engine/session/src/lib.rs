@@ -16,12 +16,14 @@
 //! before it is reported deliverable; admin messages are never resent (they are gap-filled).
 
 pub mod config;
+pub mod counters;
 pub mod event;
 pub mod schedule;
 pub mod session;
 pub mod store;
 
 pub use config::{Role, SessionConfig, SessionId};
+pub use counters::SessionCounters;
 pub use event::{Disposition, LogLevel, SessionEvent};
 pub use schedule::Schedule;
 pub use session::{

@@ -376,3 +376,48 @@ fn answers_route_back_as_quickfix_does() {
     // FIX.4.0 has no LocationIDs.
     assert_eq!(route("FIX.4.0", "115=JCD|144=CHI|"), "128=JCD|");
 }
+
+#[test]
+fn counters_follow_rejects_resends_gap_fills_timeouts_and_failed_logons() {
+    let mut h = Harness::acceptor();
+    // A connection dropped before its Logon is a failed logon.
+    h.session.handle_disconnect(h.now);
+    h.session.handle_connect(h.now);
+    h.logon();
+    // A gap: a ResendRequest.
+    let _ = h.recv("35=0|34=3|49=TW|52=<T>|56=ISLD|");
+    h.sent();
+    // The counterparty asks for everything: admin messages are gap-filled.
+    let _ = h.recv("35=2|34=2|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|7=1|16=0|");
+    h.sent();
+    // A SendingTime far off: a session Reject (and a Logout).
+    let early = h
+        .now
+        .wall
+        .add_nanos(-121_000_000_000)
+        .format(fix_codec::TimePrecision::Millis);
+    let _ = h.recv(&format!("35=0|34=4|49=TW|52={early}|56=ISLD|"));
+    let sent = h.sent();
+    assert!(sent.iter().any(|m| m.starts_with("35=3|")), "{sent:?}");
+    h.session.handle_disconnect(h.now);
+    // Next connection: silence brings a TestRequest, then the timeout.
+    h.session.handle_connect(h.now);
+    let next = h.session.next_target_seq();
+    let _ = h.recv(&format!("35=A|34={next}|49=TW|52=<T>|56=ISLD|98=0|108=30|"));
+    h.sent();
+    h.advance(36);
+    h.advance(36);
+    h.advance(36);
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Disconnect { reason } if reason.contains("heartbeat"))));
+    h.session.handle_disconnect(h.now);
+    let c = h.session.counters();
+    assert_eq!(c.rejects_sent, 1, "{c:?}");
+    assert_eq!(c.resend_requests_sent, 1, "{c:?}");
+    assert!(c.gap_fills_sent >= 1, "{c:?}");
+    assert_eq!(c.heartbeat_timeouts, 1, "{c:?}");
+    assert_eq!(c.disconnects, 3, "{c:?}");
+    assert_eq!(c.logon_failures, 1, "{c:?}");
+}

@@ -372,3 +372,35 @@ fn a_journal_directory_has_one_writer_at_a_time() {
     let second = Journal::open(JournalOptions::new(dir.path())).expect("reopen after shutdown");
     second.shutdown();
 }
+
+/// A journal declared failed (a disk too slow to trust) refuses appends, wakes its
+/// waiters with the reason, and says what is in flight now.
+#[test]
+fn a_journal_declared_failed_refuses_appends_and_reports_no_durability() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
+    let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+    s.save_outbound(1, b"before").expect("append");
+    j.sync().expect("durable");
+    assert!(
+        j.sync_in_flight().is_none(),
+        "nothing in flight once synced"
+    );
+    j.declare_failed("the disk took 3000 ms");
+    assert!(j.failure().is_some_and(|f| f.contains("3000 ms")));
+    assert!(
+        s.save_outbound(2, b"after").is_err(),
+        "appends are refused after the declaration"
+    );
+    let waited = j.wait_durable(j.appended() + 1);
+    assert!(
+        matches!(&waited, Err(JournalError::Failed(why)) if why.contains("3000 ms")),
+        "{waited:?}"
+    );
+    j.declare_failed("a second reason");
+    assert!(
+        j.failure().is_some_and(|f| f.contains("3000 ms")),
+        "the first failure is kept"
+    );
+    j.shutdown();
+}

@@ -180,3 +180,54 @@ fn an_old_leaders_unreplicated_tail_is_cut_off_and_kept_aside() {
     assert_eq!(reopened.appended(), new.appended());
     assert_eq!(reopened.epoch_history(), new.epoch_history());
 }
+
+/// A replicated append racing a truncate: whichever wins, the replica's durable position
+/// never lies past its end, and what it reopens to is what it said it held. (The truncate
+/// once checked for appends in flight before taking the writer lock: a batch landing in
+/// between was written, and reported durable, past the cut.)
+#[test]
+fn a_replicated_append_racing_a_truncate_never_leaves_bytes_past_the_cut() {
+    let a = tempfile::tempdir().expect("tmp");
+    let leader = Journal::open(opts(a.path())).expect("leader");
+    leader.open_epoch(1).expect("epoch");
+    let mut s = JournalStore::open(&leader, &id(), UtcTimestamp(5)).expect("session");
+    for seq in 1..=40 {
+        s.save_outbound(seq, format!("order-{seq:03}").as_bytes())
+            .expect("append");
+    }
+    leader.sync().expect("durable");
+    let full = leader.read_stream(0, 1 << 20).expect("read");
+    let half = full.len() / 2;
+    // Whole records only: the prefix up to the last record boundary before `half`.
+    let first = leader.read_stream(0, half).expect("read first part");
+    let split = first.len();
+    let rest = full[split..].to_vec();
+    let cut_to = leader.read_stream(0, split / 2).expect("read").len() as u64;
+    assert!(0 < cut_to && cut_to < split as u64);
+    for round in 0..200 {
+        let b = tempfile::tempdir().expect("tmp");
+        let replica = Journal::open_fenced(opts(b.path())).expect("replica");
+        replica.append_replicated(0, &first).expect("first part");
+        replica.sync().expect("durable");
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Fails when the truncate came first: the replica no longer ends there.
+                let _ = replica.append_replicated(split as u64, &rest);
+            });
+            replica.truncate(cut_to).expect("truncate");
+        });
+        replica.sync().expect("durable");
+        let (appended, durable) = (replica.appended(), replica.durable());
+        assert!(
+            durable <= appended,
+            "round {round}: durable {durable} past the end {appended}"
+        );
+        replica.shutdown();
+        let reopened = Journal::open_fenced(opts(b.path())).expect("reopen");
+        assert_eq!(
+            reopened.appended(),
+            appended,
+            "round {round}: reopened to another end than the replica held"
+        );
+    }
+}

@@ -203,7 +203,7 @@ mod tests {
             leader,
             epoch,
             answered,
-            logged_on: false,
+            ..Seen::default()
         }
     }
 

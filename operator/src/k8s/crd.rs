@@ -37,7 +37,10 @@ pub const FAILOVER_ID_ANNOTATION: &str = "fix.fixengine.dev/failover-id";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FixSessionSpec {
-    /// The engine's container image.
+    /// The engine's container image (default: what `scripts/image.sh` tags,
+    /// `localhost/fix-engine:VERSION`; push it to a registry the cluster pulls from and
+    /// name that one here).
+    #[serde(default = "default_image")]
     pub image: String,
     /// Instances: one leads, the others are hot standbys following its journal.
     #[serde(default = "default_instances")]
@@ -73,6 +76,14 @@ pub struct FixSessionSpec {
     /// `<name>-replication-key` with a random key and keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_key: Option<SecretKeyRef>,
+    /// The engine container's resources (default: requests 1 CPU and 512Mi, limit
+    /// 2Gi). Instances of a group never share a node, and spread over zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+}
+
+fn default_image() -> String {
+    format!("localhost/fix-engine:{}", env!("CARGO_PKG_VERSION"))
 }
 
 fn default_instances() -> u32 {

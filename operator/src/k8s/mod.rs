@@ -23,6 +23,7 @@ pub mod failover;
 pub mod group;
 pub mod inputs;
 pub mod metrics;
+pub mod placement;
 pub mod resources;
 pub mod status;
 

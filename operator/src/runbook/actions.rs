@@ -2,7 +2,7 @@
 //! so a resumed run can do a step again.
 
 use super::checks::{leader_anywhere, leader_in, stored_count};
-use super::spec::{parse_duration, Action};
+use super::spec::{parse_duration, Action, Unreachable};
 use super::state::{now_ms, Facts, SessionSeqs};
 use super::system::{session_path, Observed, System};
 use std::time::Duration;
@@ -22,6 +22,11 @@ pub async fn perform(action: &Action, sys: &System, facts: &mut Facts) -> Result
             let pause = parse_duration(pause).unwrap_or(Duration::from_secs(30));
             move_lease(sys, to, pause, facts).await
         }
+        Action::FenceRegion {
+            region,
+            to,
+            unreachable,
+        } => fence(sys, region, to, *unreachable).await,
         Action::SetArcRouting { region } => {
             let Some(arc) = &sys.arc else {
                 tracing::info!("no [[region_router]] with kind = \"arc\": ARC routing skipped");
@@ -38,6 +43,89 @@ pub async fn perform(action: &Action, sys: &System, facts: &mut Facts) -> Result
             };
             ga.route_to(region).await.map_err(|e| e.to_string())
         }
+    }
+}
+
+/// Removes a recorded in-sync set that names no instance of `region` once the pin is
+/// there: the pin's move clears it, but a run killed between the two writes finds the pin
+/// moved (nothing to do) and the old region's set still recorded, which no instance of
+/// `region` could ever acquire past.
+async fn clear_foreign_in_sync(sys: &System, region: &str) -> Result<(), String> {
+    let ours: Vec<&str> = sys
+        .in_region(region)?
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    let state = sys
+        .lease
+        .read(&sys.group)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(set) = state
+        .and_then(|s| s.in_sync)
+        .filter(|s| !s.members.is_empty())
+    else {
+        return Ok(());
+    };
+    // Members are lease owners; only names known as instances of other regions count as
+    // foreign. Anything else (an owner that is not a configured name) is left alone.
+    let elsewhere: Vec<&str> = sys
+        .instances
+        .iter()
+        .filter(|i| i.region != region)
+        .map(|i| i.name.as_str())
+        .collect();
+    let foreign = set
+        .members
+        .iter()
+        .all(|m| elsewhere.contains(&m.as_str()) && !ours.contains(&m.as_str()));
+    if foreign {
+        tracing::warn!(%region, members = ?set.members, "the in-sync set still names only instances of another region: clearing it");
+        sys.lease
+            .clear_in_sync(&sys.group)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else if !set.members.iter().any(|m| ours.contains(&m.as_str())) {
+        tracing::warn!(%region, members = ?set.members, "the in-sync set names no instance of the region, and some names are not configured instances: left as it is; no instance of the region can lead until it is cleared");
+    }
+    Ok(())
+}
+
+/// Routes ARC away from `region` and stops its ECS engines.
+async fn fence(
+    sys: &System,
+    region: &str,
+    to: &str,
+    unreachable: Unreachable,
+) -> Result<(), String> {
+    sys.in_region(region)?;
+    sys.in_region(to)?;
+    match &sys.arc {
+        Some(arc) => arc.route_to(to).await.map_err(|e| e.to_string())?,
+        None => tracing::info!("no [[region_router]] with kind = \"arc\": ARC fencing skipped"),
+    }
+    let Some(ecs) = sys.ecs.get(region) else {
+        tracing::info!(%region, "no [[ecs]] for the region: no ECS service to stop");
+        return Ok(());
+    };
+    match ecs
+        .stop(&format!("fixctl: region {region} fenced, {to} leads next"))
+        .await
+    {
+        Ok(stopped) => {
+            tracing::info!(%region, services = ?stopped.services, tasks = stopped.tasks.len(), "fenced");
+            Ok(())
+        }
+        Err(e) if unreachable == Unreachable::Proceed && e.all_unreachable() => {
+            tracing::warn!(%region, error = %e, "the region's ECS API does not answer: going on, the lease keeps its engines out");
+            Ok(())
+        }
+        Err(e) if e.all_unreachable() => Err(format!(
+            "{e} (the region's ECS API does not answer: set unreachable: proceed on the step to go on without it)"
+        )),
+        Err(e) => Err(format!(
+            "{e} (ECS answered and refused: check the [[ecs]] cluster and service names and the ecs:UpdateService, ecs:ListTasks and ecs:StopTask permissions)"
+        )),
     }
 }
 
@@ -134,6 +222,7 @@ async fn move_lease(
     fix_lease::region::set_active_region(sys.lease.as_ref(), &sys.group, to)
         .await
         .map_err(|e| e.to_string())?;
+    clear_foreign_in_sync(sys, to).await?;
     facts.disruption_started_ms.get_or_insert_with(now_ms);
     if let Some(l) = leader {
         sys.post(

@@ -178,6 +178,22 @@ pub enum Action {
         #[serde(default = "default_pause")]
         pause: String,
     },
+    /// Fences a region before another may lead (disaster recovery): routes ARC to `to`
+    /// (the region's routing control Off), then scales the region's ECS engine services
+    /// to zero and stops their tasks (`[[ecs]]`). Parts not configured are skipped. When
+    /// the region's ECS API does not answer (timeout, no connection, server errors), the
+    /// step fails unless `unreachable` is `proceed`: then the lease alone keeps the
+    /// region out (a strongly consistent lease cannot be renewed from a region cut off
+    /// from the majority). An ECS answer that refuses (permissions, names) always fails.
+    FenceRegion {
+        /// The region to fence.
+        region: String,
+        /// The region to route to instead.
+        to: String,
+        /// `fail` (default) or `proceed` when the region's ECS API does not answer.
+        #[serde(default)]
+        unreachable: Unreachable,
+    },
     /// Turns the region's Route 53 ARC routing control On and the others Off (skipped
     /// when no ARC `[[region_router]]` is configured).
     SetArcRouting {
@@ -190,6 +206,17 @@ pub enum Action {
         /// The region to route to.
         region: String,
     },
+}
+
+/// What `fence-region` does when the region's ECS API does not answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unreachable {
+    /// The step fails (and the run with it).
+    #[default]
+    Fail,
+    /// The step goes on, saying so: the lease keeps the region's engines out.
+    Proceed,
 }
 
 fn default_pause() -> String {
@@ -239,6 +266,17 @@ impl Action {
             }
             Self::MoveLease { to, pause } => format!(
                 "make {to} the active region (lease pin), step the leader elsewhere down (out for {pause})"
+            ),
+            Self::FenceRegion {
+                region,
+                to,
+                unreachable,
+            } => format!(
+                "fence region {region}: ARC routes to {to}, its ECS engine services scaled to 0 and their tasks stopped{}",
+                match unreachable {
+                    Unreachable::Fail => "",
+                    Unreachable::Proceed => " (if its ECS API answers)",
+                }
             ),
             Self::SetArcRouting { region } => {
                 format!("ARC: routing control of {region} On, the others Off")

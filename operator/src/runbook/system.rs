@@ -87,6 +87,8 @@ pub struct System {
     pub arc: Option<Arc<dyn TrafficRouter>>,
     /// Global Accelerator traffic dials per region, if configured.
     pub dials: Option<Arc<dyn TrafficRouter>>,
+    /// The engines' ECS services by region (`[[ecs]]`), if configured.
+    pub ecs: std::collections::BTreeMap<String, crate::ecs::EcsEngines>,
 }
 
 /// The configuration cannot describe a multi-region system.
@@ -149,6 +151,29 @@ impl System {
                 }
             }
         }
+        let mut ecs = std::collections::BTreeMap::new();
+        for e in &cfg.ecs {
+            if !regions.contains(&e.region) {
+                return Err(bad(format!(
+                    "[[ecs]] region = \"{}\" names no engine's region ({})",
+                    e.region,
+                    regions.join(", ")
+                )));
+            }
+            let engines = crate::ecs::EcsEngines::new(
+                &e.region,
+                &e.cluster,
+                &e.services,
+                e.endpoint_url.as_deref(),
+            )
+            .await;
+            if ecs.insert(e.region.clone(), engines).is_some() {
+                return Err(bad(format!(
+                    "two [[ecs]] entries for region {}: list all its services in one",
+                    e.region
+                )));
+            }
+        }
         Ok(Self {
             instances,
             token: cfg.token(),
@@ -156,6 +181,7 @@ impl System {
             group: lease_ref.group.clone(),
             arc,
             dials,
+            ecs,
         })
     }
 

@@ -125,6 +125,55 @@ enum Section {
     Trailer,
 }
 
+/// Where a fault stands in QuickFIX's order of checks, which reports only the first it
+/// meets: the required fields of repeating-group entries (checked with the message's
+/// required fields, before any field), then the header's fields (8, 9, 35, then by tag),
+/// the trailer's (by tag, CheckSum last), the body's by tag, and last what lies inside
+/// repeating groups (by count tag). Ties go to wire order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FaultOrder(u8, u32, usize);
+
+impl FaultOrder {
+    /// A fault of field `tag` of `section`, the `index`th on the wire.
+    fn of(section: Section, tag: u32, index: usize) -> Self {
+        match section {
+            Section::Header => Self(1, header_rank(tag), index),
+            Section::Trailer => Self(2, if tag == 10 { u32::MAX } else { tag }, index),
+            Section::Body => Self(3, tag, index),
+        }
+    }
+
+    /// A fault `r` found walking `group`, whose count field stands at `count`: a wrong
+    /// count is the count field's own fault; a required field missing from an entry comes
+    /// first of all; anything else inside an entry comes after every other field.
+    fn in_group(group: &GroupDef, r: &Reject, count: Self, index: usize) -> Self {
+        let count_fault = r.ref_tag == Some(group.count_tag)
+            && matches!(
+                r.reason,
+                SessionRejectReason::IncorrectNumInGroupCount
+                    | SessionRejectReason::IncorrectDataFormat
+                    | SessionRejectReason::TagSpecifiedWithoutValue
+            );
+        if count_fault {
+            count
+        } else if r.reason == SessionRejectReason::RequiredTagMissing {
+            Self(0, r.ref_tag.unwrap_or(0), index)
+        } else {
+            Self(4, group.count_tag, index)
+        }
+    }
+}
+
+/// QuickFIX's header order: BeginString, BodyLength, MsgType, then by tag.
+fn header_rank(tag: u32) -> u32 {
+    match tag {
+        8 => 0,
+        9 => 1,
+        35 => 2,
+        t => t.saturating_add(3),
+    }
+}
+
 /// Validates messages; keeps scratch space between calls so validation does not allocate
 /// in steady state.
 #[derive(Debug, Default)]
@@ -414,6 +463,8 @@ impl Validator {
         result
     }
 
+    /// Checks every field, noting each fault, and reports the one QuickFIX meets first
+    /// ([`FaultOrder`]): it checks the fields sorted, not in wire order.
     fn walk(
         &self,
         ctx: &Ctx<'_, '_>,
@@ -424,6 +475,12 @@ impl Validator {
         let header = &ctx.transport.header;
         let trailer = &ctx.transport.trailer;
         let mut section = Section::Header;
+        let mut first: Option<(FaultOrder, Reject)> = None;
+        let mut note = |order: FaultOrder, r: Reject| {
+            if first.as_ref().is_none_or(|(o, _)| order < *o) {
+                first = Some((order, r));
+            }
+        };
         let mut i = 0;
         while i < fields.len() {
             let span = fields[i];
@@ -435,32 +492,49 @@ impl Validator {
             } else {
                 (Section::Body, body)
             };
+            let order = FaultOrder::of(this_section, tag, i);
             if this_section < section && self.options.fields_out_of_order {
-                return Err(Reject::new(
-                    SessionRejectReason::TagSpecifiedOutOfRequiredOrder,
-                    tag,
-                ));
+                note(
+                    order,
+                    Reject::new(SessionRejectReason::TagSpecifiedOutOfRequiredOrder, tag),
+                );
             }
             section = section.max(this_section);
             if seen.contains(&tag) {
-                return Err(Reject::new(
-                    SessionRejectReason::TagAppearsMoreThanOnce,
-                    tag,
-                ));
+                note(
+                    order,
+                    Reject::new(SessionRejectReason::TagAppearsMoreThanOnce, tag),
+                );
+                i += 1;
+                continue;
             }
             seen.push(tag);
-            match set.map(|s| (s.position(tag), s)) {
-                Some((Some(_), s)) => {
-                    if let Some(group) = s.group(tag) {
-                        ctx.walk_group(fields, &mut i, group, seen)?;
-                        continue;
+            let position = set.map(|s| (s.position(tag), s));
+            if let Some((Some(_), s)) = position {
+                if let Some(group) = s.group(tag) {
+                    let (start, scope) = (i, seen.len());
+                    if let Err(r) = ctx.walk_group(fields, &mut i, group, seen) {
+                        note(FaultOrder::in_group(group, &r, order, i), r);
+                        // Past the whole group, with its fields out of `seen` again.
+                        i = group_extent(fields, start + 1, group).1.max(start + 1);
+                        seen.truncate(scope);
                     }
+                    continue;
                 }
-                Some((None, _)) => self.check_undeclared(ctx, tag)?,
-                None => {}
             }
-            ctx.check_value(&span)?;
+            // QuickFIX's order for one field: its value (empty, format, enumeration),
+            // then whether the tag is defined, and defined for this message.
+            if let Err(r) = ctx.check_value(&span) {
+                note(order, r);
+            } else if let Some((None, _)) = position {
+                if let Err(r) = self.check_undeclared(ctx, tag) {
+                    note(order, r);
+                }
+            }
             i += 1;
+        }
+        if let Some((_, r)) = first {
+            return Err(r);
         }
         check_required(header, seen)?;
         check_required(trailer, seen)?;

@@ -65,3 +65,51 @@ pub(super) async fn deposed(role: Option<&mut watch::Receiver<RoleState>>, epoch
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_role_state as state;
+    use std::time::{Duration, Instant};
+
+    /// A write blocked on a counterparty ends when the lease is lost and regained under
+    /// another epoch (the watch may show only the new term), or when the lease's local
+    /// deadline passes with no news at all; a renewal of the same term does not end it.
+    #[tokio::test]
+    async fn a_blocked_write_ends_at_a_lose_and_regain_or_at_the_deadline() {
+        let long = Duration::from_secs(60);
+        let (tx, mut rx) = watch::channel(state(LeaseRole::Leader { epoch: 5 }, long));
+        let epoch = leading_epoch(Some(&rx));
+        assert_eq!(epoch, Some(5));
+        let regained = {
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.send_replace(state(LeaseRole::Leader { epoch: 5 }, long)); // a renewal
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.send_replace(state(LeaseRole::Leader { epoch: 6 }, long));
+                std::future::pending::<()>().await;
+            }
+        };
+        let started = Instant::now();
+        tokio::select! {
+            () = deposed(Some(&mut rx), epoch) => {}
+            () = regained => unreachable!("the regain task never ends"),
+            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("a regain under epoch 6 went unnoticed"),
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "not at the renewal"
+        );
+
+        let (_tx, mut rx) = watch::channel(state(
+            LeaseRole::Leader { epoch: 7 },
+            Duration::from_millis(100),
+        ));
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), deposed(Some(&mut rx), Some(7)))
+            .await
+            .expect("the local deadline ends the write");
+        assert!(started.elapsed() >= Duration::from_millis(90));
+    }
+}

@@ -243,3 +243,30 @@ fn the_replication_key_is_read_and_checked() {
         .to_string();
     assert!(e.contains("one of key_env and key_file"), "{e}");
 }
+
+#[test]
+fn a_slow_disk_steps_a_leader_down_only_where_a_standby_can_take_over() {
+    let ttl = std::time::Duration::from_millis(1500);
+    let engine = |extra: &str| -> EngineSection {
+        toml::from_str(&format!("data_dir = 'd'\n{extra}")).expect("section")
+    };
+    let replicated = "[replication]\nlisten = '127.0.0.1:1'\n";
+    assert_eq!(
+        engine(replicated).sync_stall(ttl),
+        Some(ttl),
+        "default: the TTL"
+    );
+    assert_eq!(
+        engine("").sync_stall(ttl),
+        None,
+        "alone: nobody else could lead"
+    );
+    assert_eq!(
+        engine(&format!("sync_stall_ms = 0\n{replicated}")).sync_stall(ttl),
+        None
+    );
+    assert_eq!(
+        engine("sync_stall_ms = 700").sync_stall(ttl),
+        Some(std::time::Duration::from_millis(700))
+    );
+}

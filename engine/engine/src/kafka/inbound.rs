@@ -9,6 +9,7 @@
 use super::blocking;
 use super::config::{KafkaSection, Payload};
 use super::delivery::{Delivered, Judge, Serials, Ticket};
+use super::gate::{Gate, Open};
 use super::payload::encode_inbound;
 use crate::app::{AppContext, AppReject, Application, Term, TermEnded};
 use crate::metrics::KafkaMetrics;
@@ -18,7 +19,7 @@ use futures::channel::oneshot;
 use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _, PurgeConfig, ThreadedProducer};
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// The librdkafka producer with the context that judges its delivery reports.
 type Kafka = Arc<ThreadedProducer<Judge>>;
+
+/// How long a session event waits for the gate to open (see [`Producer::event`]).
+const EVENT_GATE_WAIT: Duration = Duration::from_millis(200);
 
 /// The verdict on one queued record, once the broker answered.
 pub(crate) type DeliveryFuture = oneshot::Receiver<Delivered>;
@@ -74,6 +78,9 @@ pub(crate) struct Producer {
     judge: Judge,
     pub(crate) counts: KafkaMetrics,
     events_topic: String,
+    /// Which term may produce ([`super::gate`]); follows the role
+    /// ([`super::outbound`]).
+    gate: Gate,
 }
 
 impl Producer {
@@ -81,6 +88,7 @@ impl Producer {
         config: ClientConfig,
         events_topic: &str,
         counts: KafkaMetrics,
+        gate: Open,
     ) -> KafkaResult<Self> {
         let judge = Judge {
             serials: Arc::new(Serials::default()),
@@ -93,6 +101,7 @@ impl Producer {
             judge,
             counts,
             events_topic: events_topic.into(),
+            gate: Gate::new(gate),
         })
     }
 
@@ -123,6 +132,34 @@ impl Producer {
         }
     }
 
+    /// Lets the term `next` produce (`Open::Closed`: none). When a term this
+    /// instance led ends, every record the producer still holds, queued or sent without
+    /// an answer, is dropped first, with the gate closed: a broker that comes back later
+    /// gets nothing more from a deposed leader. Those records' batches were never marked
+    /// processed, so the next leader publishes them again, flagged `fix-republished`.
+    pub(crate) fn follow_term(&self, next: Open) {
+        let ended = self.gate.switch(next, || {
+            let p = self.current();
+            let held = p.in_flight_count();
+            p.purge(PurgeConfig::default().queue().inflight());
+            if held > 0 {
+                tracing::warn!(
+                    records = held,
+                    "no longer leading under this term: dropped the Kafka records not yet acknowledged (the next leader publishes them again)"
+                );
+            }
+        });
+        if ended {
+            self.observe_queue();
+        }
+    }
+
+    /// Sets `fix_kafka_producer_queue` to what the producer holds now.
+    pub(crate) fn observe_queue(&self) {
+        let held = self.current().in_flight_count();
+        self.counts.producer_queue.set(i64::from(held));
+    }
+
     /// Queues `r`; while the bounded queue is full the caller waits (backpressure), until
     /// `term` ends.
     fn enqueue(&self, r: &Record, term: &Term) -> Result<DeliveryFuture, TermEnded> {
@@ -141,9 +178,16 @@ impl Producer {
                 .key(&r.key)
                 .payload(&r.value)
                 .headers(headers.clone());
-            match self.current().send(record) {
+            let Some(sent) = self.gate.send_for(term.epoch(), || {
+                self.current().send(record).map_err(|(e, _record)| e)
+            }) else {
+                // The gate follows the role a moment after the term starts.
+                blocking(|| std::thread::sleep(Duration::from_millis(1)));
+                continue;
+            };
+            match sent {
                 Ok(()) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     let since = *waited.get_or_insert_with(|| {
                         self.counts.produce_retries.inc();
                         Instant::now()
@@ -154,7 +198,7 @@ impl Producer {
                     }
                     blocking(|| std::thread::sleep(Duration::from_millis(5)));
                 }
-                Err((e, _)) => {
+                Err(e) => {
                     tracing::error!(topic = %r.topic, error = %e, "cannot queue a Kafka record; retrying");
                     self.renew_if_fatal();
                     self.counts.produce_retries.inc();
@@ -225,8 +269,30 @@ impl Producer {
         let record = BaseRecord::with_opaque_to(&self.events_topic, Box::new(ticket))
             .key(id)
             .payload(&value);
-        if let Err((e, _)) = self.current().send(record) {
-            tracing::warn!(event, session = id, error = %e, "cannot queue a session event");
+        // The gate follows the role a moment after the sessions do: a logon right at the
+        // start of a term waits for it briefly (a standby has no session events).
+        let deadline = Instant::now() + EVENT_GATE_WAIT;
+        let mut record = Some(record);
+        let sent = loop {
+            let sent = self.gate.send_if_open(|| {
+                let r = record.take().expect("sent at most once");
+                self.current().send(r).map_err(|(e, _record)| e)
+            });
+            if sent.is_some() || Instant::now() >= deadline {
+                break sent;
+            }
+            blocking(|| std::thread::sleep(Duration::from_millis(2)));
+        };
+        match sent {
+            None => tracing::debug!(
+                event,
+                session = id,
+                "not leading: session event not published"
+            ),
+            Some(Err(e)) => {
+                tracing::warn!(event, session = id, error = %e, "cannot queue a session event")
+            }
+            Some(Ok(())) => {}
         }
     }
 }

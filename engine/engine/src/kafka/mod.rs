@@ -17,14 +17,21 @@
 //!   a duplicate comes back with made-up offsets; its records are produced again).
 //! - Metrics `fix_kafka_produced_total`, `fix_kafka_produce_retries_total`,
 //!   `fix_kafka_pending`, `fix_kafka_consumed_total`, `fix_kafka_rejected_total`,
-//!   `fix_kafka_duplicates_skipped_total`.
+//!   `fix_kafka_duplicates_skipped_total`, `fix_kafka_producer_queue`.
 //!
 //! Only the leader produces or consumes: inbound messages reach the bridge only on a
 //! leading instance, and the outbound consumer runs only while the engine's role is
-//! leader (the lease's epoch), leaving the group when it is not.
+//! leader (the lease's epoch), leaving the group when it is not. The producer sends only
+//! for the term its gate is open for (`kafka/gate.rs`): when a term ends the gate closes and the
+//! producer drops every record it still holds (a broker that was away gets nothing from
+//! a deposed leader when it comes back; the next leader publishes those records again,
+//! flagged). The consumer checks the term before each offset commit; a commit racing a
+//! deposition can still land, for a record already in the journal, which the next
+//! leader's first-record check finds.
 
 pub mod config;
 mod delivery;
+mod gate;
 pub mod inbound;
 pub mod outbound;
 pub mod payload;
@@ -119,12 +126,20 @@ impl Bridge {
                 client: "consumer",
                 detail: e.to_string(),
             })?;
-        let producer = inbound::Producer::new(p, &section.events_topic, metrics).map_err(|e| {
-            BridgeError::Client {
-                client: "producer",
-                detail: e.to_string(),
-            }
-        })?;
+        // Without a lease the one term never ends: the gate is open from the start (the
+        // sessions may log on before the gate's watcher first runs). With one, it opens
+        // when this instance leads.
+        let gate = match lease_group {
+            None => gate::Open::For(None),
+            Some(_) => gate::Open::Closed,
+        };
+        let producer =
+            inbound::Producer::new(p, &section.events_topic, metrics, gate).map_err(|e| {
+                BridgeError::Client {
+                    client: "producer",
+                    detail: e.to_string(),
+                }
+            })?;
         Ok(Self {
             app: Arc::new(BridgeApp::new(producer.clone(), section)),
             producer,

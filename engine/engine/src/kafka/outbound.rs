@@ -20,6 +20,7 @@
 //! an order's ClOrdID makes it unique.
 
 use super::config::{KafkaSection, Payload};
+use super::gate::Open;
 use super::inbound::Producer;
 use super::payload::{decode_outbound, Outbound};
 use crate::engine::EngineHandle;
@@ -40,8 +41,70 @@ fn leading_epoch(handle: &EngineHandle) -> Option<u64> {
     }
 }
 
-/// Runs for the engine's life.
+/// Runs for the engine's life: consumes while leading, and drops what the producer
+/// still holds at each deposition.
 pub(crate) async fn run(
+    client: ClientConfig,
+    section: KafkaSection,
+    handle: EngineHandle,
+    producer: Producer,
+) {
+    // A task of its own: the consumer blocks its task in librdkafka calls (metadata,
+    // commits) for seconds while the broker is away, exactly when a deposition must
+    // still be acted on at once. Aborted with this one.
+    let watcher = AbortOnDrop(tokio::spawn(gate_follows_the_role(
+        handle.clone(),
+        producer.clone(),
+    )));
+    consume(client, section, handle, producer).await;
+    drop(watcher);
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps the producer's gate on the role ([`Producer::follow_term`]): open for the term
+/// this instance leads, closed (after a purge) when it stops leading, and open for `None`
+/// without a lease. Also keeps `fix_kafka_producer_queue` current (twice a second).
+async fn gate_follows_the_role(handle: EngineHandle, producer: Producer) {
+    let mut roles = handle.role_changes();
+    let has_lease = roles.is_some();
+    let term = move |handle: &EngineHandle| match (has_lease, leading_epoch(handle)) {
+        (false, _) => Open::For(None),
+        (true, Some(epoch)) => Open::For(Some(epoch)),
+        (true, None) => Open::Closed,
+    };
+    producer.follow_term(term(&handle));
+    // An interval, not a sleep per turn: the role state changes at every lease renewal.
+    let mut observe = tokio::time::interval(Duration::from_millis(500));
+    observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let changed = async {
+            match roles.as_mut() {
+                Some(r) => r.changed().await.is_ok(),
+                None => std::future::pending().await, // No lease: the term never ends.
+            }
+        };
+        tokio::select! {
+            alive = changed => {
+                if !alive {
+                    return;
+                }
+                let next = term(&handle);
+                super::blocking(|| producer.follow_term(next));
+            }
+            _ = observe.tick() => producer.observe_queue(),
+        }
+    }
+}
+
+async fn consume(
     client: ClientConfig,
     section: KafkaSection,
     handle: EngineHandle,

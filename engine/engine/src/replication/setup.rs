@@ -102,6 +102,7 @@ impl Setup {
         role: &watch::Receiver<RoleState>,
         sql: Option<SqlChannel>,
         lease: (&fix_lease::LeaseConfig, Arc<dyn fix_lease::LeaseStore>),
+        refused: prometheus_client::metrics::counter::Counter,
     ) -> Result<Vec<JoinHandle<()>>, EngineError> {
         if let Some(channel) = sql {
             return Ok(vec![tokio::spawn(channel.run())]);
@@ -145,7 +146,7 @@ impl Setup {
             state: Arc::clone(&self.state),
         };
         Ok(vec![
-            tokio::spawn(super::source::serve(listener, source)),
+            tokio::spawn(super::source::serve(listener, source, refused)),
             tokio::spawn(follower.run()),
             tokio::spawn(in_sync.run()),
         ])

@@ -30,15 +30,28 @@ pub struct Source {
     pub key: Option<super::peer_auth::PeerKey>,
 }
 
-/// Accepts standby connections forever.
-pub async fn serve(listener: TcpListener, source: Source) {
+/// Accepts standby connections forever. Connections that have not authenticated yet
+/// (each for at most 5 s) are capped in total and per address
+/// ([`crate::pending::REPLICATION_LIMITS`]): a flood must not take every file
+/// descriptor, nor keep the group's own standbys out.
+/// Refusals are counted in `refused`.
+pub async fn serve(
+    listener: TcpListener,
+    source: Source,
+    refused: prometheus_client::metrics::counter::Counter,
+) {
+    let pending = crate::pending::Pending::replication(refused);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Ok(permit) = pending.admit(peer.ip().to_canonical()) else {
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let s = source.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = s.stream_to(stream, peer).await {
+                    if let Err(e) = s.stream_to(stream, peer, permit).await {
                         tracing::info!(%peer, error = %e, "replication connection ended");
                     }
                 });
@@ -66,7 +79,12 @@ fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
 }
 
 impl Source {
-    async fn stream_to(mut self, mut stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    async fn stream_to(
+        mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        handshake: crate::pending::Slot,
+    ) -> std::io::Result<()> {
         let mut frames = FrameReader::new(super::MAX_STANDBY_FRAME);
         let hello = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             if let Err(e) = super::peer_auth::as_leader(&mut stream, self.key.as_ref()).await {
@@ -81,6 +99,8 @@ impl Source {
         })
         .await
         .map_err(|_| std::io::Error::other("no authenticated Hello within 5 s"))??;
+        // Authenticated (or keyless by configuration): no longer a pending handshake.
+        drop(handshake);
         let (mut rd, mut wr) = stream.into_split();
         let Some(Frame::Hello {
             epoch: theirs,

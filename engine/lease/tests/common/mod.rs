@@ -141,8 +141,46 @@ pub async fn in_sync_rule(s: &dyn LeaseStore, kind: &str) {
         "{kind}"
     );
     assert!(s.release(&b).await.expect("call"), "{kind}");
+    let c = s
+        .acquire("isr", "c", long)
+        .await
+        .expect("call")
+        .expect("without a recorded set anyone may acquire");
+    // An operator clears a set naming instances that are gone, only at the epoch read.
+    assert!(s
+        .set_in_sync(&c, None, &rec(&["c", "gone"], 1))
+        .await
+        .expect("call"));
+    assert!(s.release(&c).await.expect("call"), "{kind}");
     assert!(
-        s.acquire("isr", "c", long).await.expect("call").is_some(),
-        "{kind}: without a recorded set anyone may acquire"
+        !s.clear_in_sync_at("isr", c.epoch - 1).await.expect("call"),
+        "{kind}: the epoch moved since it was read: nothing cleared"
+    );
+    assert!(
+        s.read("isr")
+            .await
+            .expect("call")
+            .expect("row")
+            .in_sync
+            .is_some(),
+        "{kind}"
+    );
+    assert!(
+        s.clear_in_sync_at("isr", c.epoch).await.expect("call"),
+        "{kind}: cleared at the epoch read"
+    );
+    assert_eq!(
+        s.read("isr").await.expect("call").expect("row").in_sync,
+        None
+    );
+    assert!(
+        !s.clear_in_sync_at("never-leased-isr", 1)
+            .await
+            .expect("call"),
+        "{kind}: no lease, nothing cleared"
+    );
+    assert!(
+        s.read("never-leased-isr").await.expect("call").is_none(),
+        "{kind}"
     );
 }

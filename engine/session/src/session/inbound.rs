@@ -489,6 +489,7 @@ impl Session {
         }
         self.state = State::Active;
         self.deadline = None;
+        self.logged_on_this_connection = true;
         self.events.push_back(SessionEvent::LoggedOn);
         self.log(
             LogLevel::Info,

@@ -171,6 +171,9 @@ pub struct Session {
     period: Option<UtcTimestamp>,
     reset_sent: bool,
     failed: bool,
+    counters: crate::SessionCounters,
+    /// The current connection completed a Logon.
+    logged_on_this_connection: bool,
 }
 
 impl Session {
@@ -211,6 +214,8 @@ impl Session {
             period: None,
             reset_sent: false,
             failed: false,
+            counters: crate::SessionCounters::default(),
+            logged_on_this_connection: false,
         }
     }
 
@@ -244,6 +249,11 @@ impl Session {
     /// Current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// What this session has counted since it was created.
+    pub fn counters(&self) -> crate::SessionCounters {
+        self.counters
     }
 
     /// Whether the Logon exchange has completed and the session is not closing.
@@ -328,6 +338,7 @@ impl Session {
 
     /// A connection was established (either side).
     pub fn handle_connect(&mut self, now: Now) {
+        self.logged_on_this_connection = false;
         self.reset_runtime_state(now);
         self.check_daily_reset(now);
         self.period = self
@@ -430,6 +441,7 @@ impl Session {
             } else {
                 self.log(LogLevel::Warn, "no data received after TestRequest".into());
                 self.state = State::Closing;
+                self.counters.heartbeat_timeouts += 1;
                 self.disconnect("timed out waiting for heartbeat");
                 return;
             }
@@ -441,6 +453,13 @@ impl Session {
 
     /// The connection closed (by us or the peer).
     pub fn handle_disconnect(&mut self, now: Now) {
+        if self.state != State::Disconnected {
+            self.counters.disconnects += 1;
+            if !self.logged_on_this_connection {
+                self.counters.logon_failures += 1;
+            }
+        }
+        self.logged_on_this_connection = false;
         if self.is_logged_on() {
             self.events.push_back(SessionEvent::LoggedOut);
         }

@@ -193,10 +193,12 @@ impl Session {
                 .unwrap_or_else(|| "9".into())
         });
         let (user, pass) = (self.config.username.clone(), self.config.password.clone());
+        // FIX.4.0 has no ResetSeqNumFlag: QuickFIX resets without saying so there.
+        let reset_flag = reset && self.config.id.begin_string != "FIX.4.0";
         self.send_admin(now, b"A", |b| {
             b.push(tags::ENCRYPT_METHOD, b"0")
                 .push_uint(tags::HEART_BT_INT, hb);
-            if reset {
+            if reset_flag {
                 b.push(tags::RESET_SEQ_NUM_FLAG, b"Y");
             }
             // Tag order, as QuickFIX writes it: 98, 108, 141, 553, 554, 789, 1137.
@@ -227,6 +229,7 @@ impl Session {
         reject: &Reject,
         text: Option<&str>,
     ) {
+        self.counters.rejects_sent += 1;
         let ref_seq = msg.get(tags::MSG_SEQ_NUM).filter(|v| !v.is_empty());
         let plain = text.unwrap_or(reject.reason.text());
         self.log(
@@ -385,6 +388,7 @@ impl Session {
             format!("sequence gap: expected {begin}, received {received}; requesting resend"),
         );
         self.resend_end = Some(end);
+        self.counters.resend_requests_sent += 1;
         self.send_admin(now, b"2", |b| {
             b.push_uint(tags::BEGIN_SEQ_NO, begin)
                 .push_uint(tags::END_SEQ_NO, end_field);
@@ -437,6 +441,7 @@ impl Session {
     }
 
     fn send_gap_fill(&mut self, now: Now, seq: u64, new_seq: u64) {
+        self.counters.gap_fills_sent += 1;
         let mut ts = [0u8; 32];
         let n = now
             .wall

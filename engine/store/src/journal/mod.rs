@@ -18,12 +18,14 @@
 //! directory; a record never spans two segments.
 
 mod replica;
+mod sync;
+
+use sync::{close_old_segments, drop_write, publish, publish_failure, sync_loop};
 
 use crate::record::{self, RecordKind};
 use crate::stream::{Loc, SessionState, StreamState};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -176,6 +178,8 @@ struct Inner {
     timings: Mutex<Vec<TimingListener>>,
     /// The exclusive lock on the directory (`LOCK`), held until the sync thread stops.
     dir_lock: Mutex<Option<File>>,
+    /// When the batch being written and synced began, while one is.
+    batch_started: Mutex<Option<std::time::Instant>>,
 }
 
 /// How long an open waits for a lock that an earlier journal of this process (shut down
@@ -304,6 +308,7 @@ impl Journal {
             listeners: Mutex::new(Vec::new()),
             timings: Mutex::new(Vec::new()),
             dir_lock: Mutex::new(Some(dir_lock)),
+            batch_started: Mutex::new(None),
             opts,
         });
         let worker = Arc::clone(&inner);
@@ -378,33 +383,6 @@ impl Journal {
     /// Journal position known to be on disk.
     pub fn durable(&self) -> u64 {
         lock(&self.inner.durable).position
-    }
-
-    /// Blocks until everything up to `position` is durable (or the journal failed).
-    pub fn wait_durable(&self, position: u64) -> Result<(), JournalError> {
-        let mut d = lock(&self.inner.durable);
-        while d.position < position {
-            if let Some(f) = d.failed.clone() {
-                return Err(JournalError::Failed(f));
-            }
-            d = self
-                .inner
-                .durable_cv
-                .wait(d)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        Ok(())
-    }
-
-    /// Blocks until everything appended so far is durable.
-    pub fn sync(&self) -> Result<(), JournalError> {
-        let target = self.appended();
-        self.wait_durable(target)
-    }
-
-    /// The failure that stopped the journal, if any.
-    pub fn failure(&self) -> Option<String> {
-        lock(&self.inner.writer).failed.clone()
     }
 
     /// Sessions known to the journal, by key.
@@ -633,117 +611,5 @@ impl Journal {
             visit(seq, &buf);
         }
         Ok(())
-    }
-}
-
-/// Writes chunks to their segment files (no fsync); remembers which files are dirty.
-fn drop_write(
-    opts: &JournalOptions,
-    files: &mut Files,
-    chunks: Vec<Chunk>,
-) -> Result<(), JournalError> {
-    for chunk in chunks {
-        let path = segment_path(&opts.dir, chunk.segment);
-        let f = match files.open.entry(chunk.segment) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let f = open_segment(&path).map_err(io_err("creating", &path))?;
-                if opts.fsync {
-                    // Make the new file's directory entry durable too.
-                    File::open(&opts.dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(io_err("syncing the directory of", &path))?;
-                }
-                e.insert(f)
-            }
-        };
-        f.write_all(&chunk.bytes)
-            .map_err(io_err("writing", &path))?;
-        if !files.dirty.contains(&chunk.segment) {
-            files.dirty.push(chunk.segment);
-        }
-    }
-    Ok(())
-}
-
-/// Keeps only the newest segments open for writing; older ones reopen for reads.
-fn close_old_segments(files: &mut Files) {
-    while files.open.len() > 4 {
-        let oldest = files.open.keys().next().copied();
-        if let Some(k) = oldest {
-            files.open.remove(&k);
-        }
-    }
-}
-
-/// Everything up to `target` is durable: tells waiters and listeners.
-fn publish(inner: &Inner, target: u64) {
-    let position = {
-        let mut d = lock(&inner.durable);
-        d.position = d.position.max(target);
-        d.position
-    };
-    inner.durable_cv.notify_all();
-    for l in lock(&inner.listeners).iter() {
-        l(position);
-    }
-}
-
-/// A write or sync failed: the journal is stopped; wakes waiters and listeners so that
-/// they notice.
-fn publish_failure(inner: &Inner, e: &JournalError) {
-    tracing::error!(error = %e, "journal write failed; the journal is stopped");
-    let position = {
-        let mut d = lock(&inner.durable);
-        d.failed = Some(e.to_string());
-        d.position
-    };
-    inner.durable_cv.notify_all();
-    for l in lock(&inner.listeners).iter() {
-        l(position);
-    }
-}
-
-fn sync_loop(inner: &Inner) {
-    loop {
-        let (chunks, target, stop) = {
-            let mut w = lock(&inner.writer);
-            while w.pending.is_empty() && !w.shutdown {
-                w = inner
-                    .work
-                    .wait(w)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            (std::mem::take(&mut w.pending), w.appended, w.shutdown)
-        };
-        let started = std::time::Instant::now();
-        let mut files = lock(&inner.files);
-        let result = drop_write(&inner.opts, &mut files, chunks).and_then(|()| {
-            if inner.opts.fsync {
-                for seg in &files.dirty {
-                    if let Some(f) = files.open.get(seg) {
-                        let path = segment_path(&inner.opts.dir, *seg);
-                        f.sync_data().map_err(io_err("syncing", &path))?;
-                    }
-                }
-            }
-            Ok(())
-        });
-        files.dirty.clear();
-        close_old_segments(&mut files);
-        drop(files);
-        if let Err(e) = result {
-            lock(&inner.writer).failed = Some(e.to_string());
-            publish_failure(inner, &e);
-            return;
-        }
-        let took = started.elapsed();
-        for t in lock(&inner.timings).iter() {
-            t(took);
-        }
-        publish(inner, target);
-        if stop && lock(&inner.writer).pending.is_empty() {
-            return;
-        }
     }
 }

@@ -154,13 +154,25 @@ impl Journal {
     /// cut bytes are moved to `diverged/` beside the segments, never deleted. Returns how
     /// many bytes were cut.
     pub fn truncate(&self, position: u64) -> Result<u64, JournalError> {
-        if let Some(epoch) = self.epoch() {
-            return Err(JournalError::Replication(format!(
-                "refusing to truncate: this instance leads with epoch {epoch}"
-            )));
-        }
-        self.sync()?;
-        let mut w = lock(&self.inner.writer);
+        // Checked and held under the writer lock: no promotion and no append can land
+        // between the checks and the cut, and no batch is in flight that could be
+        // reported durable past it.
+        let mut w = loop {
+            let w = lock(&self.inner.writer);
+            if let Some(epoch) = w.epoch {
+                return Err(JournalError::Replication(format!(
+                    "refusing to truncate: this instance leads with epoch {epoch}"
+                )));
+            }
+            if let Some(f) = &w.failed {
+                return Err(JournalError::Failed(f.clone()));
+            }
+            if w.pending.is_empty() && self.durable() >= w.appended {
+                break w;
+            }
+            drop(w);
+            self.sync()?;
+        };
         if position >= w.appended {
             return Ok(0);
         }

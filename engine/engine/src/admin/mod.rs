@@ -21,18 +21,22 @@
 //! balancers call) show message bodies and the group's layout: with a token they need it
 //! too, and without one they are served to loopback clients only.
 
+use crate::admin_listener::{AdminPeer, CappedListener};
 use crate::engine::{EngineError, EngineHandle};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fix_session::SessionId;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+mod auth;
+
+use auth::{authorize, guard_reads};
 
 #[derive(Clone)]
 struct AdminState {
@@ -44,6 +48,10 @@ struct AdminState {
 #[derive(Debug, Serialize)]
 struct SessionView {
     id: String,
+    #[serde(skip)]
+    key: fix_session::SessionId,
+    #[serde(skip)]
+    counters: fix_session::SessionCounters,
     state: String,
     next_sender_seq: u64,
     next_target_seq: u64,
@@ -67,6 +75,9 @@ struct Readiness {
     /// it has not caught up since the leader went on without it. `null` under other
     /// durability modes and outside the active region.
     in_sync: Option<bool>,
+    /// It contends for the lease (a lease configured, its region active, its journal
+    /// healthy): a standby that does not cannot take over.
+    contends: bool,
     sessions: Vec<SessionView>,
     replication: Option<ReplicationView>,
     /// New FIX connections are refused (`POST /logons/hold`).
@@ -173,78 +184,6 @@ fn engine_error(e: EngineError) -> Response {
     error(status, e.to_string())
 }
 
-/// Whether a read may be served: with a token, to whoever presents it; without one, to
-/// loopback clients only.
-fn may_read(
-    token: Option<&str>,
-    headers: &HeaderMap,
-    peer: IpAddr,
-) -> Result<(), (StatusCode, &'static str)> {
-    match token {
-        Some(token) if bearer_is(headers, token) => Ok(()),
-        Some(_) => Err((
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token: every admin endpoint but /healthz and /readyz needs engine.admin.token",
-        )),
-        None if peer.is_loopback() => Ok(()),
-        None => Err((
-            StatusCode::FORBIDDEN,
-            "this admin API has no token, so it serves reads to loopback clients only: set engine.admin.token_env and send it as a bearer token",
-        )),
-    }
-}
-
-/// Guards the read routes ([`may_read`]).
-async fn guard_reads(
-    State(st): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // `::ffff:127.0.0.1` on a dual-stack listener is loopback too.
-    match may_read(
-        st.token.as_deref(),
-        request.headers(),
-        peer.ip().to_canonical(),
-    ) {
-        Ok(()) => next.run(request).await,
-        Err((status, why)) => error(status, why),
-    }
-}
-
-/// Whether the request carries `Authorization: Bearer <token>` (compared in constant time).
-fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0
-    })
-}
-
-/// `Err(response)` when the request may not act (boxed: a `Response` is large).
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = &state.token else {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "admin actions are disabled: set engine.admin.token",
-        )));
-    };
-    if bearer_is(headers, token) {
-        Ok(())
-    } else {
-        Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        )))
-    }
-}
-
 /// How long one session's task may take to report its status: a task blocked on a
 /// counterparty that stopped reading must not hold up `/readyz` for everyone.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -257,6 +196,8 @@ async fn views(handle: &EngineHandle) -> Vec<SessionView> {
         match status {
             Ok(Ok(s)) => Some(SessionView {
                 id: id.to_string(),
+                key: id.clone(),
+                counters: s.counters,
                 state: format!("{:?}", s.state),
                 next_sender_seq: s.next_sender_seq,
                 next_target_seq: s.next_target_seq,
@@ -265,6 +206,8 @@ async fn views(handle: &EngineHandle) -> Vec<SessionView> {
             // Busy (blocked writing to a slow counterparty, say): shown, not waited for.
             Err(_) => Some(SessionView {
                 id: id.to_string(),
+                key: id.clone(),
+                counters: fix_session::SessionCounters::default(),
                 state: "Unresponsive".into(),
                 next_sender_seq: 0,
                 next_target_seq: 0,
@@ -307,6 +250,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_expires_in_ms: holder.as_ref().map(|h| h.expires_in_ms),
         lease_in_sync: holder.as_ref().and_then(|h| h.in_sync.clone()),
         in_sync: st.handle.in_sync_member(),
+        contends: st.handle.contends(),
         sessions: views(&st.handle).await,
         replication: replication_view(&st.handle, false),
         logons_held: st.handle.logons_held(),
@@ -327,7 +271,8 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         .into_iter()
         .filter(|v| v.state != "Unresponsive")
     {
-        let label = crate::metrics::SessionLabel { session: v.id };
+        let label = crate::metrics::SessionLabel::of(&v.key);
+        m.session_counts.update(&label, &v.counters);
         m.next_sender_seq
             .get_or_create(&label)
             .set(v.next_sender_seq as i64);
@@ -395,6 +340,8 @@ async fn session(
     match st.handle.status(&id).await {
         Ok(s) => Json(SessionView {
             id: id.to_string(),
+            key: id.clone(),
+            counters: s.counters,
             state: format!("{:?}", s.state),
             next_sender_seq: s.next_sender_seq,
             next_target_seq: s.next_target_seq,
@@ -607,35 +554,21 @@ fn router(handle: EngineHandle, token: Option<String>) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, handle: EngineHandle, token: Option<String>) {
-    let app = router(handle, token).into_make_service_with_connect_info::<SocketAddr>();
+/// Serves the admin API on `listener` until the task is aborted; connections beyond
+/// [`crate::pending::ADMIN_LIMITS`] are closed at accept and counted in `refused`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    handle: EngineHandle,
+    token: Option<String>,
+    refused: prometheus_client::metrics::counter::Counter,
+) {
+    let listener = CappedListener::new(
+        listener,
+        crate::pending::Pending::admin(refused),
+        crate::admin_listener::IDLE,
+    );
+    let app = router(handle, token).into_make_service_with_connect_info::<AdminPeer>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin API stopped");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_need_the_token_when_there_is_one_and_loopback_when_there_is_none() {
-        let remote: IpAddr = "10.1.2.3".parse().expect("ip");
-        let local: IpAddr = "127.0.0.1".parse().expect("ip");
-        let mut with = HeaderMap::new();
-        with.insert(header::AUTHORIZATION, "Bearer t0k".parse().expect("value"));
-        let none = HeaderMap::new();
-        assert!(may_read(Some("t0k"), &with, remote).is_ok());
-        assert_eq!(
-            may_read(Some("t0k"), &none, local).map_err(|e| e.0),
-            Err(StatusCode::UNAUTHORIZED),
-            "a token is needed from loopback too once one is set"
-        );
-        assert!(may_read(None, &none, local).is_ok());
-        assert_eq!(
-            may_read(None, &none, remote).map_err(|e| e.0),
-            Err(StatusCode::FORBIDDEN)
-        );
     }
 }

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
+mod manual;
+
 /// One engine instance as the supervisor reaches it.
 #[derive(Debug, Clone)]
 pub struct Instance {
@@ -192,6 +194,14 @@ pub enum SupervisorError {
     /// The takeover did not happen in time.
     #[error("no other instance took over within {0:?}")]
     Timeout(Duration),
+    /// No standby may take over, so the leader was not asked to step down.
+    #[error("no standby may take over after {waited:?}, so the leader keeps leading: {why} (check `fixctl status`; a standby joins the in-sync set once it has caught up with the leader's journal)")]
+    NoCandidate {
+        /// How long the supervisor waited for one.
+        waited: Duration,
+        /// Each candidate and why it may not take over.
+        why: String,
+    },
 }
 
 /// What one poll saw of an instance.
@@ -205,6 +215,12 @@ pub struct Seen {
     pub answered: bool,
     /// A counterparty is logged on to it.
     pub logged_on: bool,
+    /// Under `replicated` durability: it is in the in-sync set recorded in the lease store
+    /// (a standby outside it may not take the lease). `None` where no set is kept.
+    pub in_sync: Option<bool>,
+    /// It contends for the lease (its region is the active one, its journal has not
+    /// failed).
+    pub contends: bool,
 }
 
 /// The last poll: every instance as seen, and where traffic goes.
@@ -237,6 +253,8 @@ async fn look(admin: &AdminAddr) -> Seen {
         epoch: v["epoch"].as_u64().unwrap_or(0),
         answered: true,
         logged_on: sessions.iter().any(|s| s["state"] == "Active"),
+        in_sync: v["in_sync"].as_bool(),
+        contends: v["contends"].as_bool().unwrap_or(false),
     }
 }
 
@@ -314,82 +332,6 @@ impl Supervisor {
     /// The router.
     pub fn router(&self) -> &Arc<dyn TrafficRouter> {
         &self.router
-    }
-
-    /// Manual failover: the leader is asked to step down for `pause` (with `to`, the other
-    /// standbys too, so that `to` takes over), then this waits until traffic has moved.
-    /// Returns the transition.
-    pub async fn failover(
-        &self,
-        to: Option<&str>,
-        pause: Duration,
-        limit: Duration,
-    ) -> Result<Transition, SupervisorError> {
-        if let Some(name) = to {
-            if !self.instances.iter().any(|i| i.name == name) {
-                let known: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
-                return Err(SupervisorError::UnknownInstance(
-                    name.into(),
-                    known.join(", "),
-                ));
-            }
-        }
-        let mut leader = None;
-        for i in &self.instances {
-            if look(&i.admin).await.leader {
-                leader = Some(i.name.clone());
-            }
-        }
-        let leader = leader.ok_or(SupervisorError::NoLeader)?;
-        let before = lock(&self.shared.transitions).len();
-        let path = format!("/step-down?pause_ms={}", pause.as_millis());
-        // With a target, the other standbys stay out too; the leader steps down last.
-        let mut order: Vec<&Instance> = match to {
-            Some(target) => self
-                .instances
-                .iter()
-                .filter(|i| i.name != target && i.name != leader)
-                .collect(),
-            None => Vec::new(),
-        };
-        order.extend(self.instances.iter().filter(|i| i.name == leader));
-        for i in order {
-            let (code, body) = admin_request(
-                &i.admin,
-                "POST",
-                &path,
-                self.options.token.as_deref(),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|e| SupervisorError::Admin {
-                instance: i.name.clone(),
-                action: "step-down",
-                detail: e.to_string(),
-            })?;
-            if code != 202 {
-                return Err(SupervisorError::Admin {
-                    instance: i.name.clone(),
-                    action: "step-down",
-                    detail: format!("HTTP {code}: {}", body.trim()),
-                });
-            }
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(t) = lock(&self.shared.transitions)
-                .get(before..)
-                .and_then(|t| t.last())
-            {
-                if t.to != leader {
-                    return Ok(t.clone());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(SupervisorError::Timeout(limit));
-            }
-            tokio::time::sleep(self.options.poll).await;
-        }
     }
 }
 

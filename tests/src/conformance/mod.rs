@@ -7,7 +7,8 @@
 //! may differ), the same disconnects and the same silences. QuickFIX must also answer as
 //! the scenario says, so a scenario cannot drift from the reference.
 //!
-//! Scenario format: the one of [`crate::scenario`], plus
+//! Scenario format: the one of [`crate::scenario`] (with `use 2` / `use 1` to switch
+//! between two connections to the same session), plus
 //! - `versions 4.2+` (or `4.0,4.1`, `-4.4`, `5.0SP2`): the versions the scenario runs on
 //!   (default: all eight);
 //! - `qf Key=Value`: a QuickFIX setting for the session (for example
@@ -20,15 +21,16 @@
 //! - in `>raw` lines, `<BEGIN>`, `<LEN>` and `<SUM>` stand for the session's BeginString,
 //!   the right BodyLength and the right CheckSum.
 
-use crate::client::{FixClient, Received};
-use crate::scenario::{matches, Step};
-use fix_codec::human::to_human;
+use crate::scenario::Step;
 use fix_engine::Engine;
 use fix_session::SessionId;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+
+mod play;
+mod reference;
+
+pub use play::{play, Peer};
+pub use reference::Reference;
 
 /// The FIX versions QuickFIX ships dictionaries for, oldest first.
 pub const VERSIONS: [Version; 8] = [
@@ -139,6 +141,9 @@ pub struct Case {
     pub versions: VersionFilter,
     /// QuickFIX settings for the session (`Key=Value`).
     pub settings: Vec<String>,
+    /// The engine under test initiates (`role initiator`): the scenario is the acceptor,
+    /// and its `connect` takes the engine's next connection.
+    pub initiator: bool,
     /// Steps with their line numbers and versions.
     pub steps: Vec<(usize, VersionFilter, Step)>,
 }
@@ -150,6 +155,7 @@ impl Case {
             name: name.to_string(),
             versions: VersionFilter::all(),
             settings: Vec::new(),
+            initiator: false,
             steps: Vec::new(),
         };
         for (i, raw) in text.lines().enumerate() {
@@ -169,6 +175,14 @@ impl Case {
                 "versions" => {
                     case.versions =
                         VersionFilter::parse(rest).map_err(|e| format!("{name}:{n}: {e}"))?
+                }
+                "role" if rest == "initiator" || rest == "acceptor" => {
+                    case.initiator = rest == "initiator"
+                }
+                "role" => {
+                    return Err(format!(
+                        "{name}:{n}: role is initiator or acceptor, found '{rest}'"
+                    ))
                 }
                 "qf" if rest.contains('=') => case.settings.push(rest.trim().to_string()),
                 "qf" => return Err(format!("{name}:{n}: qf takes Key=Value, found '{rest}'")),
@@ -212,6 +226,9 @@ impl Case {
                 let step = match step {
                     Step::Send(f) => Step::Send(expand(f)),
                     Step::Expect(f) => Step::Expect(expand_with(f, "*")),
+                    Step::ExpectAfterHeartbeats(f) => {
+                        Step::ExpectAfterHeartbeats(expand_with(f, "*"))
+                    }
                     other => other.clone(),
                 };
                 (*n, step)
@@ -219,11 +236,24 @@ impl Case {
             .collect()
     }
 
-    /// The QuickFIX settings file for one version, an acceptor ISLD (counterparty TW) on
-    /// `port`.
+    /// The QuickFIX settings file for one version: an acceptor ISLD (counterparty TW) on
+    /// `port`, or with `role initiator` an initiator ISLD connecting to `port`.
     pub fn settings_for(&self, v: Version, port: u16, dictionaries: &Path, store: &Path) -> String {
+        let (kind, socket) = if self.initiator {
+            (
+                "initiator",
+                format!(
+                    "SocketConnectHost=127.0.0.1\nSocketConnectPort={port}\nReconnectInterval=1\n"
+                ),
+            )
+        } else {
+            (
+                "acceptor",
+                format!("SocketAcceptHost=127.0.0.1\nSocketAcceptPort={port}\n"),
+            )
+        };
         let mut s = format!(
-            "[DEFAULT]\nConnectionType=acceptor\nStartTime=00:00:00\nEndTime=00:00:00\nHeartBtInt=30\nUseDataDictionary=Y\nFileStorePath={}\n[SESSION]\nBeginString={}\nSenderCompID=ISLD\nTargetCompID=TW\nSocketAcceptHost=127.0.0.1\nSocketAcceptPort={port}\n",
+            "[DEFAULT]\nConnectionType={kind}\nStartTime=00:00:00\nEndTime=00:00:00\nHeartBtInt=30\nUseDataDictionary=Y\nFileStorePath={}\n[SESSION]\nBeginString={}\nSenderCompID=ISLD\nTargetCompID=TW\n{socket}",
             store.display(),
             v.begin_string()
         );
@@ -295,168 +325,6 @@ pub fn same_message(reference: &str, actual: &str) -> bool {
     fields(reference) == fields(actual)
 }
 
-/// The QuickFIX reference acceptor (`interop/qf_reference.py`), one process for many runs.
-pub struct Reference {
-    child: Child,
-    stdin: ChildStdin,
-    answers: std::sync::mpsc::Receiver<String>,
-}
-
-impl Reference {
-    /// Starts the process (with the loopback bind shim, as for the interop peer).
-    pub fn spawn() -> Result<Self, String> {
-        let preload = std::env::var("FIX_LOOPBACK_PRELOAD").map_err(|_| {
-            "set FIX_LOOPBACK_PRELOAD to the loopback bind shim (scripts/test.sh builds it)"
-                .to_string()
-        })?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/qf_reference.py");
-        let mut child = Command::new(crate::interop::python())
-            .env("LD_PRELOAD", preload)
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start the QuickFIX reference: {e}"))?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout: ChildStdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, answers) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self {
-            child,
-            stdin,
-            answers,
-        })
-    }
-
-    fn command(&mut self, line: &str, answer: &str) -> Result<(), String> {
-        writeln!(self.stdin, "{line}").map_err(|e| format!("QuickFIX reference: {e}"))?;
-        match self.answers.recv_timeout(Duration::from_secs(10)) {
-            Ok(got) if got.trim() == answer => Ok(()),
-            Ok(got) => Err(format!(
-                "QuickFIX reference answered '{}' to '{line}'",
-                got.trim()
-            )),
-            Err(e) => Err(format!("QuickFIX reference did not answer '{line}': {e}")),
-        }
-    }
-
-    /// Starts an acceptor from a settings file.
-    pub fn start(&mut self, settings: &Path) -> Result<(), String> {
-        self.command(&format!("start {}", settings.display()), "ready")
-    }
-
-    /// Stops the acceptor. QuickFIX's Python bindings now and then crash or hang while
-    /// stopping an acceptor whose connection just closed; the process is then replaced
-    /// (the run's answers were already read).
-    pub fn stop(&mut self) -> Result<(), String> {
-        if self.command("stop", "stopped").is_err() {
-            *self = Self::spawn()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Plays one version's steps against an acceptor at `addr`. With `reference`, every
-/// observation must equal QuickFIX's; the scenario's own expectations must hold always.
-pub async fn play(
-    begin_string: &str,
-    steps: &[(usize, Step)],
-    addr: std::net::SocketAddr,
-    reference: Option<&[Observed]>,
-) -> Result<Vec<Observed>, String> {
-    let mut c = FixClient::new(begin_string);
-    let mut seen = Vec::new();
-    let wait = Duration::from_secs(5);
-    for (line, step) in steps {
-        let at = format!("line {line}");
-        let observed = match step {
-            Step::Connect => {
-                c.connect(addr)
-                    .await
-                    .map_err(|e| format!("{at}: connect: {e}"))?;
-                continue;
-            }
-            Step::Disconnect => {
-                c.disconnect();
-                continue;
-            }
-            Step::Send(fields) => {
-                c.send(fields)
-                    .await
-                    .map_err(|e| format!("{at}: send: {e}"))?;
-                continue;
-            }
-            Step::SendRaw(text) => {
-                c.send_raw(text)
-                    .await
-                    .map_err(|e| format!("{at}: send: {e}"))?;
-                continue;
-            }
-            Step::Sleep(secs) => {
-                tokio::time::sleep(Duration::from_secs_f64(*secs)).await;
-                continue;
-            }
-            Step::Expect(_) | Step::ExpectDisconnect => observe(&mut c, wait).await,
-            Step::ExpectSilence(secs) => observe(&mut c, Duration::from_secs_f64(*secs)).await,
-        };
-        let expected_ok = match (step, &observed) {
-            (Step::Expect(fields), Observed::Message(m)) => matches(fields, m),
-            (Step::ExpectDisconnect, Observed::Closed) => true,
-            (Step::ExpectSilence(_), Observed::Nothing) => true,
-            _ => false,
-        };
-        if let Some(reference) = reference {
-            let want = reference.get(seen.len());
-            let same = match (want, &observed) {
-                (Some(Observed::Message(r)), Observed::Message(m)) => same_message(r, m),
-                (Some(Observed::Closed), Observed::Closed) => true,
-                (Some(Observed::Nothing), Observed::Nothing) => true,
-                _ => false,
-            };
-            if !same {
-                let want = want.map_or("(no observation)".to_string(), |w| w.to_string());
-                return Err(format!(
-                    "{at}: QuickFIX answered\n    {want}\n  fix-engine answered\n    {observed}"
-                ));
-            }
-        }
-        if !expected_ok {
-            let what = match step {
-                Step::Expect(f) => f.clone(),
-                Step::ExpectDisconnect => "(disconnect)".into(),
-                _ => "(nothing)".into(),
-            };
-            return Err(format!(
-                "{at}: the scenario expects\n    {what}\n  but got\n    {observed}"
-            ));
-        }
-        seen.push(observed);
-    }
-    Ok(seen)
-}
-
-async fn observe(c: &mut FixClient, wait: Duration) -> Observed {
-    match c.next(wait).await {
-        Received::Message(m) => Observed::Message(to_human(&m)),
-        Received::Closed => Observed::Closed,
-        Received::TimedOut => Observed::Nothing,
-    }
-}
-
 /// Runs one scenario for one version: QuickFIX first, then fix-engine against QuickFIX's
 /// answers. The error says which of the two went wrong and where.
 pub async fn run_version(
@@ -468,32 +336,65 @@ pub async fn run_version(
     let steps = case.steps_for(v);
     let begin = v.begin_string();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = crate::interop::free_port();
     let settings = dir.path().join("reference.cfg");
+    let (listener, port) = initiator_listener(case).await?;
+    let port = port.unwrap_or_else(crate::interop::free_port);
     std::fs::write(
         &settings,
         case.settings_for(v, port, dictionaries, &dir.path().join("qf")),
     )
     .map_err(|e| e.to_string())?;
-    tokio::task::block_in_place(|| reference.start(&settings))?;
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let quickfix = play(&begin, &steps, addr, None).await;
+    tokio::task::block_in_place(|| reference.start(&settings, case.initiator))?;
+    let peer = match &listener {
+        Some(l) => Peer::Accept(l),
+        None => Peer::Dial(([127, 0, 0, 1], port).into()),
+    };
+    let quickfix = play(&begin, &steps, &peer, None).await;
     tokio::task::block_in_place(|| reference.stop())?;
     let quickfix = quickfix.map_err(|e| format!("QuickFIX itself: {e}"))?;
 
-    let text = case.settings_for(v, 0, dictionaries, &dir.path().join("engine"));
+    // fix-engine's initiator gets a listener of its own: QuickFIX's may still reconnect.
+    let (listener, port) = initiator_listener(case).await?;
+    let text = case.settings_for(
+        v,
+        port.unwrap_or(0),
+        dictionaries,
+        &dir.path().join("engine"),
+    );
     let imported = fix_engine::quickfix_settings::import(&text, &case.name)
         .map_err(|e| format!("fix-engine cannot import the settings: {e}"))?;
     let engine = Engine::start(imported.config)
         .await
         .map_err(|e| format!("fix-engine does not start: {e}"))?;
-    let id = SessionId::new(&begin, "ISLD", "TW");
-    let addr = engine
-        .listen_addr(&id)
-        .ok_or("fix-engine has no acceptor")?;
-    let ours = play(&begin, &steps, addr, Some(&quickfix)).await;
+    let peer = match &listener {
+        Some(l) => Peer::Accept(l),
+        None => {
+            let id = SessionId::new(&begin, "ISLD", "TW");
+            Peer::Dial(
+                engine
+                    .listen_addr(&id)
+                    .ok_or("fix-engine has no acceptor")?,
+            )
+        }
+    };
+    let ours = play(&begin, &steps, &peer, Some(&quickfix)).await;
     engine.shutdown().await;
     ours.map(|_| ()).map_err(|e| format!("fix-engine: {e}"))
+}
+
+/// For a `role initiator` case, a listener on a free loopback port for the initiator under
+/// test to connect to, and its port.
+async fn initiator_listener(
+    case: &Case,
+) -> Result<(Option<tokio::net::TcpListener>, Option<u16>), String> {
+    if !case.initiator {
+        return Ok((None, None));
+    }
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    Ok((Some(l), Some(port)))
 }
 
 /// The scenario files of `tests/conformance/`, sorted.

@@ -1,0 +1,198 @@
+//! Stopping a region's engines on Amazon ECS: the fence of a disaster recovery.
+//!
+//! [`EcsEngines::stop`] scales every engine service of a region to zero (so ECS starts no
+//! replacement) and stops the tasks still running, through `aws-sdk-ecs`. Every call is
+//! bounded by a timeout: in a disaster the region's ECS API may not answer, and the
+//! caller decides whether that stops the runbook.
+
+use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ecs::types::DesiredStatus;
+use aws_sdk_ecs::Client;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long one ECS call may take before the region counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An ECS call failed.
+#[derive(Debug, Error)]
+#[error("ECS in {region} ({cluster}) failed while {action}: {detail}")]
+pub struct EcsError {
+    /// The region.
+    pub region: String,
+    /// The cluster.
+    pub cluster: String,
+    /// What was being done.
+    pub action: String,
+    /// The SDK's error with its context.
+    pub detail: String,
+    /// The API did not answer (timeout, no connection, a server error or throttling),
+    /// as opposed to an answer refusing the call (permissions, a wrong cluster or
+    /// service name), which needs a fix.
+    pub unreachable: bool,
+}
+
+/// Every failure of [`EcsEngines::stop`], one per service that could not be stopped.
+#[derive(Debug, Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct EcsErrors(pub Vec<EcsError>);
+
+impl EcsErrors {
+    /// Whether every failure was the API not answering.
+    pub fn all_unreachable(&self) -> bool {
+        self.0.iter().all(|e| e.unreachable)
+    }
+}
+
+/// Whether `e` means the API did not answer rather than refused: no connection or a
+/// timeout (not missing credentials or a name that does not resolve to anything we could
+/// ask), or an answer that is a server error or throttling (HTTP 5xx or 429).
+fn unreachable<E>(
+    e: &aws_sdk_ecs::error::SdkError<E, aws_sdk_ecs::config::http::HttpResponse>,
+) -> bool {
+    use aws_sdk_ecs::error::SdkError;
+    let overloaded = |status: u16| status >= 500 || status == 429;
+    match e {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        SdkError::ResponseError(r) => overloaded(r.raw().status().as_u16()),
+        SdkError::ServiceError(s) => overloaded(s.raw().status().as_u16()),
+        _ => false,
+    }
+}
+
+/// What [`EcsEngines::stop`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Services set to desired count 0.
+    pub services: Vec<String>,
+    /// Task ARNs stopped.
+    pub tasks: Vec<String>,
+}
+
+/// The engine services of one region's ECS cluster.
+#[derive(Debug, Clone)]
+pub struct EcsEngines {
+    client: Client,
+    region: String,
+    cluster: String,
+    services: Vec<String>,
+}
+
+impl EcsEngines {
+    /// The services of `cluster` in `region`, with credentials from the environment, or
+    /// at `endpoint_url` (an emulator) with test credentials.
+    pub async fn new(
+        region: &str,
+        cluster: &str,
+        services: &[String],
+        endpoint_url: Option<&str>,
+    ) -> Self {
+        let timeouts = aws_sdk_ecs::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(CALL_TIMEOUT)
+            .build();
+        let conf = match endpoint_url {
+            Some(url) => aws_sdk_ecs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(url)
+                .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+                .timeout_config(timeouts)
+                .build(),
+            None => {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(region.to_string()))
+                    .load()
+                    .await;
+                aws_sdk_ecs::config::Builder::from(&shared)
+                    .timeout_config(timeouts)
+                    .build()
+            }
+        };
+        Self {
+            client: Client::from_conf(conf),
+            region: region.to_string(),
+            cluster: cluster.to_string(),
+            services: services.to_vec(),
+        }
+    }
+
+    fn error<E>(
+        &self,
+        action: String,
+        e: aws_sdk_ecs::error::SdkError<E, aws_sdk_ecs::config::http::HttpResponse>,
+    ) -> EcsError
+    where
+        E: std::error::Error + 'static,
+    {
+        EcsError {
+            region: self.region.clone(),
+            cluster: self.cluster.clone(),
+            action,
+            unreachable: unreachable(&e),
+            detail: aws_sdk_ecs::error::DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    /// Scales every service to zero (so ECS starts no replacement), then asks each of its
+    /// running tasks to stop with `reason` (ECS sends SIGTERM, then SIGKILL after the
+    /// container's stop timeout; this does not wait for that). Every service is tried
+    /// even when one fails. Idempotent: what is stopped already stays so.
+    pub async fn stop(&self, reason: &str) -> Result<Stopped, EcsErrors> {
+        let mut done = Stopped::default();
+        let mut failed = Vec::new();
+        for service in &self.services {
+            if let Err(e) = self.stop_service(service, reason, &mut done).await {
+                failed.push(e);
+            }
+        }
+        if failed.is_empty() {
+            Ok(done)
+        } else {
+            Err(EcsErrors(failed))
+        }
+    }
+
+    async fn stop_service(
+        &self,
+        service: &str,
+        reason: &str,
+        done: &mut Stopped,
+    ) -> Result<(), EcsError> {
+        self.client
+            .update_service()
+            .cluster(&self.cluster)
+            .service(service)
+            .desired_count(0)
+            .send()
+            .await
+            .map_err(|e| self.error(format!("scaling {service} to 0"), e))?;
+        done.services.push(service.to_string());
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(&self.cluster)
+            .service_name(service)
+            .desired_status(DesiredStatus::Running)
+            .into_paginator()
+            .send();
+        let mut tasks = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| self.error(format!("listing the tasks of {service}"), e))?;
+            tasks.extend(page.task_arns().iter().cloned());
+        }
+        for task in tasks {
+            self.client
+                .stop_task()
+                .cluster(&self.cluster)
+                .task(&task)
+                .reason(reason)
+                .send()
+                .await
+                .map_err(|e| self.error(format!("stopping task {task}"), e))?;
+            done.tasks.push(task);
+        }
+        Ok(())
+    }
+}
