@@ -244,6 +244,37 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Frame, usize), FrameError
     Ok((frame, total))
 }
 
+/// Where two record streams stop agreeing: one with epoch history `own` (as from
+/// `Journal::epoch_history`: each epoch with the stream position it starts at) ending at
+/// `own_end`, the other with `other` ending at `other_end`. Records of one epoch come from
+/// one leader, so two streams agree up to the end of the last epoch they share with the
+/// same start.
+pub fn agreed_prefix(
+    own: &[(u64, u64)],
+    own_end: u64,
+    other: &[(u64, u64)],
+    other_end: u64,
+) -> u64 {
+    let end_of =
+        |list: &[(u64, u64)], i: usize, last: u64| list.get(i + 1).map_or(last, |next| next.1);
+    let mut agreed = 0;
+    for (i, &(epoch, start)) in other.iter().enumerate() {
+        let Some(j) = own.iter().position(|e| e.0 == epoch) else {
+            return agreed.min(start);
+        };
+        if own[j].1 != start {
+            return agreed.min(start).min(own[j].1);
+        }
+        let theirs = end_of(other, i, other_end);
+        let ours = end_of(own, j, own_end);
+        agreed = theirs.min(ours);
+        if theirs != ours {
+            return agreed;
+        }
+    }
+    agreed.min(other_end)
+}
+
 /// The standby's fencing rule: it follows the newest epoch it has seen and refuses any
 /// frame from an older one (an old leader that came back after a pause or a network cut).
 #[derive(Debug, Clone, Default)]

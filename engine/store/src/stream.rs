@@ -151,24 +151,7 @@ impl StreamState {
     /// leader, so two streams agree up to the end of the last epoch they share with the
     /// same start.
     pub(crate) fn common_prefix(&self, own_end: u64, other: &[(u64, u64)], other_end: u64) -> u64 {
-        let end_of =
-            |list: &[(u64, u64)], i: usize, last: u64| list.get(i + 1).map_or(last, |next| next.1);
-        let mut agreed = 0;
-        for (i, &(epoch, start)) in other.iter().enumerate() {
-            let Some(j) = self.epochs.iter().position(|e| e.0 == epoch) else {
-                return agreed.min(start);
-            };
-            if self.epochs[j].1 != start {
-                return agreed.min(start).min(self.epochs[j].1);
-            }
-            let theirs = end_of(other, i, other_end);
-            let ours = end_of(&self.epochs, j, own_end);
-            agreed = theirs.min(ours);
-            if theirs != ours {
-                return agreed;
-            }
-        }
-        agreed.min(other_end)
+        crate::replication::agreed_prefix(&self.epochs, own_end, other, other_end)
     }
 }
 

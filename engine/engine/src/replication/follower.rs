@@ -6,10 +6,11 @@
 //! seen are refused (an old leader back from a pause). When the leader says Truncate the
 //! diverged tail is cut off (kept aside) and the follower says Hello again. The first
 //! time it has everything the leader had durable, it becomes eligible to take over.
+//! The decisions are `fix_cluster::follower`'s; this module moves the bytes.
 
 use super::{send, FrameReader, Replication};
+use fix_cluster::follower::{Eligibility, FollowState, FollowStep};
 use fix_lease::{Role, RoleState};
-use fix_store::replication::{EpochGate, Frame};
 use fix_store::Journal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +66,7 @@ impl Follower {
             return;
         }
         let mut at = 0usize;
-        let mut newer_peer = false;
+        let mut eligibility = Eligibility::default();
         let mut said = std::collections::HashMap::<String, String>::new();
         loop {
             while !is_standby(&self.role) {
@@ -75,16 +76,14 @@ impl Follower {
                 }
             }
             let peer = self.peers[at % self.peers.len()].clone();
-            match self.follow(&peer).await {
+            match self.follow(&peer, &mut eligibility).await {
                 Ok(Ended::Again) => continue,
                 Ok(Ended::NotLeader(epoch, position)) => {
                     let ours = (
                         self.journal.epoch_history().last().map_or(0, |e| e.0),
                         self.journal.appended(),
                     );
-                    if (epoch, position) > ours {
-                        newer_peer = true;
-                    }
+                    eligibility.not_leader((epoch, position), ours);
                 }
                 Ok(Ended::Next) => {
                     said.remove(&peer);
@@ -106,16 +105,19 @@ impl Follower {
             self.state.update_follower(|f| f.leader = None);
             at += 1;
             if at.is_multiple_of(self.peers.len()) {
-                if !self.state.follower().caught_up {
-                    self.state.set_eligible(!newer_peer);
+                if let Some(eligible) = eligibility.round_over() {
+                    self.state.set_eligible(eligible);
                 }
-                newer_peer = false;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 
-    async fn follow(&mut self, peer: &str) -> std::io::Result<Ended> {
+    async fn follow(
+        &mut self,
+        peer: &str,
+        eligibility: &mut Eligibility,
+    ) -> std::io::Result<Ended> {
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
             .await
             .map_err(|_| std::io::Error::other("connect timed out"))??;
@@ -130,20 +132,14 @@ impl Follower {
         .map_err(std::io::Error::other)?;
         let (mut rd, mut wr) = stream.into_split();
         let history = self.journal.epoch_history();
-        let mut gate = EpochGate::new(history.last().map_or(0, |e| e.0));
-        send(
-            &mut wr,
-            &Frame::Hello {
-                epoch: gate.newest(),
-                from_position: self.journal.appended(),
-                epochs: history,
-                standby: super::hello_id(&self.name, self.state.region().as_deref()),
-            },
-        )
-        .await?;
+        let mut follow = FollowState::new(history.last().map_or(0, |e| e.0));
+        let hello = follow.hello(
+            history,
+            self.journal.appended(),
+            super::hello_id(&self.name, self.state.region().as_deref()),
+        );
+        send(&mut wr, &hello).await?;
         let mut frames = FrameReader::new(super::MAX_FRAME);
-        let mut acked = 0u64;
-        let mut announced = false;
         loop {
             tokio::select! {
                 frame = tokio::time::timeout(SILENCE, frames.next(&mut rd)) => {
@@ -152,46 +148,31 @@ impl Follower {
                         return Ok(Ended::Next);
                     };
                     let Some(frame) = frame? else { return Ok(Ended::Next) };
-                    if let Err(refusal) = gate.admit(frame.epoch(), self.journal.appended()) {
-                        if !matches!(frame, Frame::Refused { .. }) {
-                            tracing::warn!(%peer, epoch = frame.epoch(), "refusing frames from a stale leader");
-                            send(&mut wr, &refusal).await?;
-                            return Ok(Ended::Next);
-                        }
+                    let first = !follow.streamed();
+                    let step = follow
+                        .handle_frame(frame, self.journal.appended())
+                        .map_err(std::io::Error::other)?;
+                    if first && follow.streamed() {
+                        tracing::info!(%peer, epoch = follow.newest_epoch(), from = self.journal.appended(), "following the leader");
                     }
-                    match frame {
-                        Frame::Records { epoch, start_position, records } => {
-                            if !announced {
-                                tracing::info!(%peer, epoch, from = start_position, "following the leader");
-                                announced = true;
-                            }
-                            let caught_up = records.is_empty();
-                            let position = if caught_up {
-                                self.journal.appended()
-                            } else {
-                                self.journal
-                                    .append_replicated(start_position, &records)
-                                    .map_err(std::io::Error::other)?
-                            };
-                            self.state.update_follower(|f| {
-                                f.leader = Some(peer.to_string());
-                                f.epoch = epoch;
-                                f.position = position;
-                                f.last_error = None;
-                                if caught_up && start_position == position {
-                                    f.caught_up = true;
-                                }
-                            });
-                            if caught_up && start_position == position {
-                                self.state.set_eligible(true);
-                            }
-                            let durable = *self.durable.borrow();
-                            if durable > acked {
-                                acked = durable;
-                                send(&mut wr, &Frame::Ack { epoch: gate.newest(), durable_position: durable }).await?;
-                            }
+                    match step {
+                        FollowStep::Append { epoch, start, records } => {
+                            let position = self
+                                .journal
+                                .append_replicated(start, &records)
+                                .map_err(std::io::Error::other)?;
+                            self.show_leader(peer, epoch, position, false);
                         }
-                        Frame::Truncate { position, .. } => {
+                        FollowStep::Current { epoch } => {
+                            eligibility.current();
+                            self.show_leader(peer, epoch, self.journal.appended(), true);
+                            self.state.set_eligible(true);
+                        }
+                        FollowStep::Nothing => {
+                            let epoch = follow.newest_epoch();
+                            self.show_leader(peer, epoch, self.journal.appended(), false);
+                        }
+                        FollowStep::Truncate(position) => {
                             let journal = self.journal.clone();
                             let cut = tokio::task::spawn_blocking(move || journal.truncate(position))
                                 .await
@@ -200,13 +181,22 @@ impl Follower {
                             tracing::warn!(%peer, position, cut_bytes = cut, "cut the journal back to where it agrees with the leader");
                             return Ok(Ended::Again);
                         }
-                        Frame::Refused { epoch, position, reason } => {
-                            tracing::debug!(%peer, %reason, "peer refused replication");
-                            return Ok(if announced { Ended::Next } else { Ended::NotLeader(epoch, position) });
+                        FollowStep::Refuse(refusal) => {
+                            tracing::warn!(%peer, "refusing frames from a stale leader");
+                            send(&mut wr, &refusal).await?;
+                            return Ok(Ended::Next);
                         }
-                        Frame::Hello { .. } | Frame::Ack { .. } => {
-                            return Err(std::io::Error::other("unexpected frame from the leader"));
+                        FollowStep::NotLeader { epoch, position } => {
+                            return Ok(Ended::NotLeader(epoch, position));
                         }
+                        FollowStep::Next => {
+                            tracing::debug!(%peer, "the leader stopped streaming to us");
+                            return Ok(Ended::Next);
+                        }
+                    }
+                    let durable = *self.durable.borrow();
+                    if let Some(ack) = follow.handle_durable(durable) {
+                        send(&mut wr, &ack).await?;
                     }
                 }
                 changed = self.durable.changed() => {
@@ -214,9 +204,8 @@ impl Follower {
                         return Ok(Ended::Next);
                     }
                     let durable = *self.durable.borrow_and_update();
-                    if durable > acked {
-                        acked = durable;
-                        send(&mut wr, &Frame::Ack { epoch: gate.newest(), durable_position: durable }).await?;
+                    if let Some(ack) = follow.handle_durable(durable) {
+                        send(&mut wr, &ack).await?;
                     }
                 }
                 _ = self.role.changed() => {
@@ -226,5 +215,18 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// Shows the leader this standby follows and where its journal is.
+    fn show_leader(&self, peer: &str, epoch: u64, position: u64, current: bool) {
+        self.state.update_follower(|f| {
+            f.leader = Some(peer.to_string());
+            f.epoch = epoch;
+            f.position = position;
+            f.last_error = None;
+            if current {
+                f.caught_up = true;
+            }
+        });
     }
 }

@@ -10,7 +10,7 @@
 //! view of its leader.
 
 pub mod follower;
-pub mod in_sync;
+pub use fix_cluster::in_sync;
 pub mod in_sync_task;
 pub mod peer_auth;
 pub mod setup;
@@ -32,8 +32,7 @@ pub(crate) const MAX_FRAME: usize = 64 << 20;
 /// The largest frame a leader accepts from a standby (Hello with its epoch history, Ack,
 /// Refused): a peer cannot make the leader buffer more than this.
 pub(crate) const MAX_STANDBY_FRAME: usize = 1 << 20;
-/// How much of the stream one Records frame carries at most.
-pub(crate) const CHUNK: usize = 256 << 10;
+pub(crate) use fix_cluster::CHUNK;
 /// How often an idle leader tells its standbys it has nothing more (also a keepalive).
 pub(crate) const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 /// A standby with records outstanding that acknowledges nothing for this long is dropped
@@ -115,8 +114,6 @@ pub struct Replication {
     standbys: Mutex<HashMap<u64, StandbyView>>,
     /// Since when no standby has been connected (`None` while one is).
     alone_since: Mutex<Option<std::time::Instant>>,
-    /// When each standby last acknowledged something (for dropping a hung one).
-    last_ack: Mutex<HashMap<u64, std::time::Instant>>,
     /// Waits for durability that went on without a standby (`replicated` degraded).
     degraded: std::sync::atomic::AtomicU64,
     /// The stretch without a standby already announced in the log.
@@ -140,7 +137,7 @@ pub struct Replication {
     refusal_said: Mutex<Option<std::time::Instant>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -160,7 +157,6 @@ impl Replication {
         Arc::new(Self {
             standbys: Mutex::new(HashMap::new()),
             alone_since: Mutex::new(Some(std::time::Instant::now())),
-            last_ack: Mutex::new(HashMap::new()),
             degraded: std::sync::atomic::AtomicU64::new(0),
             announced: Mutex::new(None),
             next_id: Mutex::new(0),
@@ -367,7 +363,6 @@ impl Replication {
         let joinable = !view.remote || self.cross_region_sync();
         self.with_in_sync(|s| s.connected(&view.name, joinable, from));
         lock(&self.standbys).insert(*n, view);
-        lock(&self.last_ack).insert(*n, std::time::Instant::now());
         self.publish_acked();
         *n
     }
@@ -376,7 +371,6 @@ impl Replication {
         if let Some(v) = lock(&self.standbys).remove(&id) {
             self.with_in_sync(|s| s.disconnected(&v.name));
         }
-        lock(&self.last_ack).remove(&id);
         self.publish_acked();
     }
 
@@ -405,19 +399,13 @@ impl Replication {
         self.degraded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn acked_now(&self, id: u64) {
-        lock(&self.last_ack).insert(id, std::time::Instant::now());
-    }
-
-    /// Standby `id` has records outstanding and acknowledged nothing for `limit`.
-    fn stalled(&self, id: u64, limit: std::time::Duration) -> bool {
-        let behind = lock(&self.standbys)
-            .get(&id)
-            .is_some_and(|v| v.sent > v.acked);
-        behind
-            && lock(&self.last_ack)
-                .get(&id)
-                .is_some_and(|t| t.elapsed() > limit)
+    /// Shows what standby `id`'s stream has sent and had acknowledged.
+    fn show(&self, id: u64, stream: &fix_cluster::source::StandbyStream) {
+        self.update(id, |v| {
+            v.sent = stream.sent();
+            v.acked = stream.acked();
+            v.streaming = stream.streaming();
+        });
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut StandbyView)) {

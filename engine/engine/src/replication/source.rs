@@ -5,13 +5,15 @@
 //! where they part, and the standby cuts its tail and comes back), then sends durable
 //! records from that position on, tagged with its epoch, and reads the standby's Acks.
 //! Only a leader serves; the connection ends the moment this instance stops leading.
+//! The decisions are `fix_cluster::source`'s; this module moves the bytes.
 
 use super::{send, FrameReader, Replication, ACK_TIMEOUT, CHUNK, IDLE_TICK};
+use fix_cluster::source::{answer_hello, HelloAnswer, LeaderJournal, StandbyHello, StandbyStream};
 use fix_lease::{Role, RoleState};
 use fix_store::replication::Frame;
 use fix_store::Journal;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -111,65 +113,57 @@ impl Source {
         else {
             return Err(std::io::Error::other("expected Hello"));
         };
-        let position = self.journal.appended();
-        let newest = self.journal.epoch_history().last().map_or(0, |e| e.0);
-        let Some(epoch) = leading_epoch(&self.role) else {
-            let reason = "not the leader".to_string();
-            send(
-                &mut wr,
-                &Frame::Refused {
-                    epoch: newest,
-                    position,
-                    reason,
-                },
-            )
-            .await?;
-            return Ok(());
+        let history = self.journal.epoch_history();
+        let leading = leading_epoch(&self.role);
+        let answer = answer_hello(
+            LeaderJournal {
+                leading,
+                epochs: &history,
+                end: self.journal.appended(),
+            },
+            StandbyHello {
+                epoch: theirs,
+                end: from_position,
+                epochs: &epochs,
+            },
+        );
+        let epoch = match answer {
+            HelloAnswer::Stream { epoch, .. } => epoch,
+            HelloAnswer::Refuse(frame) => {
+                if let (Some(_), Frame::Refused { reason, .. }) = (leading, &frame) {
+                    tracing::warn!(%peer, %reason, "refusing a standby");
+                }
+                send(&mut wr, &frame).await?;
+                return Ok(());
+            }
+            HelloAnswer::Truncate { epoch, position } => {
+                tracing::warn!(%peer, standby = %super::split_hello_id(&standby).0, from_position, agreed = position, "standby's journal diverged (an old leader's unreplicated tail): asking it to cut back");
+                send(&mut wr, &Frame::Truncate { epoch, position }).await?;
+                return Ok(());
+            }
         };
-        if theirs > epoch {
-            let reason = format!("this leader's epoch {epoch} is older than the standby's {theirs}: it is stale and must not lead");
-            tracing::warn!(%peer, %reason, "refusing a standby");
-            send(
-                &mut wr,
-                &Frame::Refused {
-                    epoch,
-                    position,
-                    reason,
-                },
-            )
-            .await?;
-            return Ok(());
-        }
-        let agreed = self.journal.agreed_position(&epochs, from_position);
-        if agreed < from_position {
-            tracing::warn!(%peer, standby = %super::split_hello_id(&standby).0, from_position, agreed, "standby's journal diverged (an old leader's unreplicated tail): asking it to cut back");
-            send(
-                &mut wr,
-                &Frame::Truncate {
-                    epoch,
-                    position: agreed,
-                },
-            )
-            .await?;
-            return Ok(());
-        }
         let (name, region) = super::split_hello_id(&standby);
         tracing::info!(%peer, standby = %name, region = region.unwrap_or("-"), from_position, epoch, "standby connected; streaming the journal");
         let name = name.to_string();
         let id = self
             .state
             .register(&standby, peer.to_string(), from_position);
+        let stream = Arc::new(Mutex::new(StandbyStream::new(
+            epoch,
+            from_position,
+            std::time::Instant::now(),
+        )));
         let state = Arc::clone(&self.state);
+        let acked = Arc::clone(&stream);
         let acks = tokio::spawn(async move {
             loop {
                 match frames.next(&mut rd).await {
                     Ok(Some(Frame::Ack {
                         durable_position, ..
                     })) => {
-                        state.acked_now(id);
-                        // Never more than was sent: a peer acknowledging what it was
-                        // never sent must not count as holding it.
-                        state.update(id, |v| v.acked = v.acked.max(durable_position.min(v.sent)));
+                        let mut s = super::lock(&acked);
+                        s.handle_ack(durable_position, std::time::Instant::now());
+                        state.show(id, &s);
                     }
                     Ok(Some(Frame::Refused { reason, .. })) => {
                         tracing::warn!(%peer, %reason, "standby refused the stream");
@@ -180,41 +174,47 @@ impl Source {
                 }
             }
         });
-        let result = self
-            .pump(&mut wr, epoch, from_position, id, &name, &acks)
-            .await;
+        let result = self.pump(&mut wr, &stream, id, &name, &acks).await;
         acks.abort();
         self.state.unregister(id);
         result
     }
 
-    /// Sends records from `position` while leading with `epoch`.
+    /// Sends records while the stream may go on.
     async fn pump(
         &mut self,
         wr: &mut tokio::net::tcp::OwnedWriteHalf,
-        epoch: u64,
-        mut position: u64,
+        stream: &Mutex<StandbyStream>,
         id: u64,
         name: &str,
         acks: &tokio::task::JoinHandle<()>,
     ) -> std::io::Result<()> {
         let mut paused = self.state.paused.subscribe();
         loop {
-            if leading_epoch(&self.role) != Some(epoch) || acks.is_finished() {
+            if acks.is_finished() {
                 return Ok(());
             }
-            if self.state.stalled(id, ACK_TIMEOUT) {
-                return Err(std::io::Error::other(format!(
-                    "standby acknowledged nothing for {ACK_TIMEOUT:?}; dropping it"
-                )));
-            }
-            if paused.borrow_and_update().holds(name) {
+            let position = {
+                let mut s = super::lock(stream);
+                match s.check(
+                    std::time::Instant::now(),
+                    leading_epoch(&self.role),
+                    ACK_TIMEOUT,
+                ) {
+                    Ok(()) => {}
+                    Err(fix_cluster::source::StreamEnd::Deposed) => return Ok(()),
+                    Err(stalled) => return Err(std::io::Error::other(stalled.to_string())),
+                }
+                s.set_paused(paused.borrow_and_update().holds(name));
+                s.wants_read()
+            };
+            let Some(position) = position else {
                 tokio::select! {
                     _ = paused.changed() => {}
                     _ = self.role.changed() => {}
                 }
                 continue;
-            }
+            };
             let journal = self.journal.clone();
             let chunk = tokio::task::spawn_blocking(move || journal.read_stream(position, CHUNK))
                 .await
@@ -226,24 +226,15 @@ impl Source {
                 continue;
             }
             let idle = chunk.is_empty();
-            let len = chunk.len() as u64;
             // Counted as sent before the write: the standby may acknowledge it before
             // the write call returns here, and acks are capped at what was sent.
-            let end = position + len;
-            self.state.update(id, |v| v.sent = end);
-            send(
-                wr,
-                &Frame::Records {
-                    epoch,
-                    start_position: position,
-                    records: chunk,
-                },
-            )
-            .await?;
-            position = end;
-            if idle {
-                self.state.update(id, |v| v.streaming = true);
-            }
+            let frame = {
+                let mut s = super::lock(stream);
+                let frame = s.poll_transmit(chunk);
+                self.state.show(id, &s);
+                frame
+            };
+            send(wr, &frame).await?;
             if idle {
                 // Nothing durable beyond `position`: wait for more (the empty frame just
                 // sent tells the standby it is current).

@@ -1,5 +1,5 @@
 //! The in-sync set of `replicated` durability, as a state machine with time passed in
-//! (no I/O: [`super::in_sync_task`] moves its decisions to the lease store).
+//! (no I/O: the engine's `replication::in_sync_task` moves its decisions to the lease store).
 //!
 //! The rule (Kafka's in-sync replicas, with the lease store as the controller):
 //! - **Acknowledgement.** A record counts as durable (the session may act on it and
@@ -242,15 +242,17 @@ impl InSyncSet {
         self.leading
     }
 
-    /// A standby named `name` connected with its journal ending at `from` (what it
-    /// holds now, whatever it acknowledged before: a rebuilt disk holds less);
+    /// A standby named `name` connected with its journal ending at `from`. What it
+    /// acknowledged before counts only up to there (a rebuilt disk holds less), and
+    /// `from` itself counts for nothing: it is where the journal ends, not what is
+    /// durable (a standby whose disk stalls reconnects with records it has not synced).
     /// `joinable` unless messages must not wait for it (another region's standby under
     /// `cross_region = "async"`).
     pub fn connected(&mut self, name: &str, joinable: bool, from: u64) {
         let s = self.standbys.entry(name.to_string()).or_default();
         s.connections += 1;
         s.joinable = joinable;
-        s.acked = from;
+        s.acked = s.acked.min(from);
     }
 
     /// A connection from `name` ended.
@@ -402,7 +404,7 @@ impl InSyncSet {
 
     /// Requires the acknowledgement of a streaming standby close behind from now on.
     fn start_joining(&mut self, now: Instant, durable_now: u64, recorded: &BTreeSet<String>) {
-        let close = durable_now.saturating_sub(super::CHUNK as u64);
+        let close = durable_now.saturating_sub(crate::CHUNK as u64);
         let joiner = self.standbys.iter().find_map(|(name, s)| {
             (s.connections > 0
                 && s.joinable

@@ -353,3 +353,26 @@ proptest! {
         }
     }
 }
+
+/// Found by the simulation (`fix-sim`, seed 70 with 4 instances): a member whose disk
+/// stalled was dropped for not acknowledging and reconnected with a Hello from its
+/// journal's end; that end counted as acknowledged, so the leader answered records the
+/// member had not synced.
+#[test]
+fn a_reconnecting_member_counts_for_what_it_acknowledged_not_for_where_its_journal_ends() {
+    let (mut s, t) = leading(OnStandbyLoss::Shrink);
+    s.durable(t, 100);
+    join_b(&mut s, t, 100);
+    assert_eq!(s.committed(), 100);
+    s.durable(t, 200);
+    s.disconnected("b");
+    // b appended up to 200 but synced nothing more: its Hello says 200.
+    s.connected("b", true, 200);
+    assert_eq!(s.committed(), 100, "b has acknowledged only 100");
+    s.acked("b", 200, true);
+    assert_eq!(s.committed(), 200);
+    // A rebuilt disk holds less than was acknowledged: it counts for what it holds.
+    s.disconnected("b");
+    s.connected("b", true, 50);
+    assert_eq!(s.committed(), 50);
+}
