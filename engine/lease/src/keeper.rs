@@ -7,10 +7,11 @@
 //! stop sending and close its FIX sockets as soon as it sees `Standby`: the deadline comes
 //! before any contender has watched the lease unchanged for a TTL, so that happens before
 //! anyone else can be granted the lease. An acquire that took so long that little of its
-//! trust window is left is renewed before it is published ([`confirm`]); if that fails,
+//! trust window is left is renewed before it is published (`crate::role`); if that fails,
 //! the lease is given back and this node stays standby.
 
 use crate::holder::{Holder, LeaseConfig};
+use crate::role::{CallResult, LeaseCall, RoleMachine};
 use crate::store::LeaseStore;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,15 +157,6 @@ impl Drop for Keeper {
     }
 }
 
-fn publish(
-    tx: &watch::Sender<RoleState>,
-    role: Role,
-    valid_until: Option<Instant>,
-    reason: String,
-) {
-    publish_timed(tx, role, valid_until, reason, None, None);
-}
-
 fn publish_timed(
     tx: &watch::Sender<RoleState>,
     role: Role,
@@ -200,73 +192,6 @@ fn own(cfg: &LeaseConfig, h: &Holder) -> LeaseHolder {
             .as_millis() as i64,
         in_sync: None,
     }
-}
-
-/// When to renew `h` next: a renew interval from now, or at once when less than that is
-/// left of its trust window (an acquire or renew that took long, retried through a
-/// store outage, say, leaves little of it; waiting the full interval would let the
-/// deadline pass with the lease still good in the store).
-fn next_renew(h: &Holder, renew_interval: Duration, now: Instant) -> Instant {
-    if h.valid_until.saturating_duration_since(now) <= renew_interval {
-        now
-    } else {
-        (now + renew_interval).min(h.valid_until)
-    }
-}
-
-/// How many renews [`confirm`] tries before giving up on a freshly acquired lease.
-const CONFIRM_ATTEMPTS: usize = 3;
-
-/// Makes sure a freshly acquired lease has time left before anyone is told it leads. An
-/// acquire that took longer than a renew interval short of the trust window (retried
-/// through a store outage, say) has spent it: publishing it would make a leader that is
-/// demoted a moment later, or one whose window has already passed. Such a lease is
-/// renewed first (a conditional renew is safe whatever the local clock says: it fails if
-/// anyone took the lease meanwhile). `Err` carries why the lease is not used; the store
-/// lets it expire.
-async fn confirm(
-    store: &dyn LeaseStore,
-    cfg: &LeaseConfig,
-    mut h: Holder,
-) -> Result<Holder, String> {
-    let mut why = None;
-    for _ in 0..CONFIRM_ATTEMPTS {
-        if h.valid_until.saturating_duration_since(Instant::now()) > cfg.renew_interval {
-            return Ok(h);
-        }
-        let renewed = tokio::time::timeout(cfg.trust_window(), h.renew(store, cfg)).await;
-        h = match renewed {
-            Ok(Ok(Some(next))) => next,
-            Ok(Ok(None)) => {
-                return Err("the lease was taken over while confirming a slow acquire".into())
-            }
-            Ok(Err(e)) => {
-                why = Some(format!(
-                    "acquired the lease too slowly to trust, and confirming it failed: {e}"
-                ));
-                break;
-            }
-            Err(_) => {
-                why = Some("acquired the lease too slowly to trust, and confirming it took longer than the trust window".into());
-                break;
-            }
-        };
-    }
-    if why.is_none() && h.is_valid(Instant::now()) {
-        return Ok(h);
-    }
-    // Not used: give it back (a conditional release, harmless if it no longer is ours)
-    // so that another instance need not wait a TTL for it.
-    let released = tokio::time::timeout(cfg.trust_window(), store.release(&h.grant)).await;
-    if !matches!(released, Ok(Ok(_))) {
-        tracing::warn!("could not give back a lease acquired too slowly to use; it will expire");
-    }
-    Err(why.unwrap_or_else(|| {
-        format!(
-            "the lease store answers slower than the trust window ({:?}) allows",
-            cfg.trust_window()
-        )
-    }))
 }
 
 /// Whether this instance may contend: it names no region, or the group's active region
@@ -318,120 +243,155 @@ fn out_of_sync(owner: &str, state: &crate::LeaseState) -> Option<String> {
     ))
 }
 
+/// Publishes the machine's role changes (with who holds the lease, while this node does).
+fn publish_changes(m: &mut RoleMachine, tx: &watch::Sender<RoleState>) {
+    while let Some(change) = m.poll_change() {
+        let role = change
+            .leading
+            .map_or(Role::Standby, |epoch| Role::Leader { epoch });
+        let holder = change
+            .leading
+            .and_then(|_| m.held().map(|h| own(m.config(), h)));
+        publish_timed(
+            tx,
+            role,
+            change.valid_until,
+            change.reason,
+            change.took,
+            holder,
+        );
+    }
+}
+
+/// Asks the store for the lease (in the active region only); on a refusal, reads who
+/// holds it and says when to look again.
+async fn acquire(
+    store: &dyn LeaseStore,
+    cfg: &LeaseConfig,
+    tx: &watch::Sender<RoleState>,
+) -> (CallResult, Option<Duration>) {
+    if !in_active_region(store, cfg, tx).await {
+        // Another region is active: stay standby, look again next interval.
+        return (CallResult::Refused, None);
+    }
+    match store.acquire(&cfg.group, &cfg.owner, cfg.ttl).await {
+        Ok(Some(grant)) => (CallResult::Granted(grant), None),
+        Ok(None) => {
+            // Someone else holds it: see who, and look again within an interval (each
+            // look carries on watching the holder's beat).
+            let mut retry_in = None;
+            if let Ok(Some(state)) = store.read(&cfg.group).await {
+                let expires_in_ms = state.expires_at_ms - state.now_ms;
+                retry_in = Some(Duration::from_millis(expires_in_ms.max(0) as u64 + 5));
+                let reason = out_of_sync(&cfg.owner, &state);
+                let holder = LeaseHolder {
+                    owner: state.owner,
+                    epoch: state.epoch,
+                    expires_in_ms,
+                    in_sync: state.in_sync.map(|r| r.members),
+                };
+                tx.send_if_modified(|s| {
+                    let mut changed = s.holder.as_ref() != Some(&holder);
+                    s.holder = Some(holder);
+                    if let Some(reason) = reason {
+                        changed |= s.reason != reason;
+                        s.reason = reason;
+                    }
+                    changed
+                });
+            }
+            (CallResult::Refused, retry_in)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "lease acquire failed; retrying");
+            (CallResult::Failed(e.to_string()), None)
+        }
+    }
+}
+
+/// Makes one call the machine asked for and hands it the outcome. A renew is abandoned
+/// at the lease's local deadline (or after a trust window for a confirming renew).
+async fn call(
+    store: &dyn LeaseStore,
+    m: &mut RoleMachine,
+    call: LeaseCall,
+    tx: &watch::Sender<RoleState>,
+) {
+    let cfg = m.config().clone();
+    match call {
+        LeaseCall::Acquire => {
+            let (result, retry_in) = acquire(store, &cfg, tx).await;
+            m.handle_result(Instant::now(), result, retry_in);
+        }
+        LeaseCall::Renew(grant) => {
+            let limit = m
+                .held()
+                .map_or(Instant::now() + cfg.trust_window(), |h| h.valid_until);
+            let renewed = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(limit),
+                store.renew(&grant, cfg.ttl),
+            )
+            .await;
+            let result = match renewed {
+                Ok(Ok(Some(grant))) => CallResult::Granted(grant),
+                Ok(Ok(None)) => CallResult::Refused,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "lease renew failed; retrying until the local deadline");
+                    CallResult::Failed(e.to_string())
+                }
+                Err(_) => {
+                    // Past the deadline: the machine demotes; a confirming renew fails.
+                    m.tick(Instant::now());
+                    CallResult::Failed("the renew took longer than the trust window".into())
+                }
+            };
+            m.handle_result(Instant::now(), result, None);
+        }
+        LeaseCall::Release(grant) => {
+            let released = tokio::time::timeout(cfg.trust_window(), store.release(&grant)).await;
+            if !matches!(released, Ok(Ok(_))) {
+                tracing::warn!("lease release failed; it will expire instead");
+            }
+            m.handle_result(Instant::now(), CallResult::Refused, None);
+        }
+    }
+}
+
 async fn run(
     store: Arc<dyn LeaseStore>,
     cfg: LeaseConfig,
     tx: watch::Sender<RoleState>,
     mut commands: mpsc::Receiver<Command>,
-    eligible: watch::Receiver<bool>,
+    mut eligible: watch::Receiver<bool>,
 ) {
-    let mut held: Option<Holder> = None;
-    let mut paused_until = Instant::now();
+    let mut m = RoleMachine::new(cfg.clone(), *eligible.borrow());
+    let mut gate_open = true;
     loop {
-        let mut retry_in = cfg.renew_interval;
-        let now = Instant::now();
-        let started = Instant::now();
-        // Contend, or renew what we hold; never past the local deadline.
-        match held.take() {
-            None if now >= paused_until && *eligible.borrow() => {
-                if !in_active_region(store.as_ref(), &cfg, &tx).await {
-                    // Another region is active: stay standby, look again next interval.
-                } else {
-                    match Holder::acquire(store.as_ref(), &cfg).await {
-                        Ok(Some(h)) => match confirm(store.as_ref(), &cfg, h).await {
-                            Ok(h) => {
-                                let epoch = h.grant.epoch;
-                                publish_timed(
-                                    &tx,
-                                    Role::Leader { epoch },
-                                    Some(h.valid_until),
-                                    format!("acquired the lease with epoch {epoch}"),
-                                    Some(started.elapsed()),
-                                    Some(own(&cfg, &h)),
-                                );
-                                held = Some(h);
-                            }
-                            Err(reason) => publish(&tx, Role::Standby, None, reason),
-                        },
-                        Ok(None) => {
-                            // Someone else holds it: see who, and look again within an
-                            // interval (each look carries on watching the holder's beat).
-                            if let Ok(Some(state)) = store.read(&cfg.group).await {
-                                let expires_in_ms = state.expires_at_ms - state.now_ms;
-                                retry_in = Duration::from_millis(expires_in_ms.max(0) as u64 + 5)
-                                    .min(cfg.renew_interval);
-                                let reason = out_of_sync(&cfg.owner, &state);
-                                let holder = LeaseHolder {
-                                    owner: state.owner,
-                                    epoch: state.epoch,
-                                    expires_in_ms,
-                                    in_sync: state.in_sync.map(|r| r.members),
-                                };
-                                tx.send_if_modified(|s| {
-                                    let mut changed = s.holder.as_ref() != Some(&holder);
-                                    s.holder = Some(holder);
-                                    if let Some(reason) = reason {
-                                        changed |= s.reason != reason;
-                                        s.reason = reason;
-                                    }
-                                    changed
-                                });
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "lease acquire failed; retrying"),
-                    }
-                }
-            }
-            None => {}
-            Some(h) => {
-                let deadline = tokio::time::Instant::from_std(h.valid_until);
-                tokio::select! {
-                    renewed = h.renew(store.as_ref(), &cfg) => match renewed {
-                        Ok(Some(next)) => {
-                            let epoch = next.grant.epoch;
-                            let holder = Some(own(&cfg, &next));
-                            publish_timed(&tx, Role::Leader { epoch }, Some(next.valid_until), "renewed".into(), Some(started.elapsed()), holder);
-                            held = Some(next);
-                        }
-                        Ok(None) => publish(&tx, Role::Standby, None, "the lease was taken over (renew refused)".into()),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lease renew failed; retrying until the local deadline");
-                            if Instant::now() < h.valid_until {
-                                held = Some(h);
-                            } else {
-                                publish(&tx, Role::Standby, None, format!("could not renew before the local deadline: {e}"));
-                            }
-                        }
-                    },
-                    () = tokio::time::sleep_until(deadline) => {
-                        publish(&tx, Role::Standby, None, "local deadline passed while renewing (lease store unresponsive)".into());
-                    }
-                }
-            }
+        m.set_eligible(*eligible.borrow_and_update());
+        while let Some(c) = m.poll_call(Instant::now()) {
+            call(store.as_ref(), &mut m, c, &tx).await;
+            publish_changes(&mut m, &tx);
         }
-        // Wait for the next renew/attempt, the deadline, or a command.
-        let wake = match &held {
-            Some(h) => next_renew(h, cfg.renew_interval, Instant::now()),
-            None => Instant::now() + retry_in,
-        };
+        publish_changes(&mut m, &tx);
+        let wake = m
+            .next_wake()
+            .unwrap_or_else(|| Instant::now() + cfg.renew_interval);
         tokio::select! {
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                if let Some(h) = &held {
-                    if Instant::now() >= h.valid_until {
-                        publish(&tx, Role::Standby, None, "local deadline passed before the renew".into());
-                        held = None;
-                    }
-                }
+                m.tick(Instant::now());
+                publish_changes(&mut m, &tx);
+            }
+            changed = eligible.changed(), if gate_open => {
+                // A closed gate keeps its last word.
+                gate_open = changed.is_ok();
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::StepDown { pause, done }) => {
-                    if let Some(h) = held.take() {
-                        publish(&tx, Role::Standby, None, "stepping down on request".into());
-                        if let Err(e) = store.release(&h.grant).await {
-                            tracing::warn!(error = %e, "lease release failed; it will expire instead");
-                        }
+                    m.step_down(Instant::now(), pause);
+                    publish_changes(&mut m, &tx);
+                    if let Some(c) = m.poll_call(Instant::now()) {
+                        call(store.as_ref(), &mut m, c, &tx).await;
                     }
-                    paused_until = Instant::now() + pause;
                     let _ = done.send(());
                 }
                 None => return,

@@ -30,6 +30,7 @@ pub mod dynamo;
 mod holder;
 pub mod keeper;
 pub mod region;
+pub mod role;
 pub mod sql;
 mod store;
 mod watch;

@@ -2,17 +2,18 @@
 //! writes, the standbys' streams, answering the counterparty and journaling its orders.
 
 use crate::disk::{Entry, Journal, RECORD};
-use crate::node::{Pending, Role, Serving, Unanswered, ACK_TIMEOUT, IDLE_TICK};
-use crate::world::{StoreCall, World, MARGIN, RENEW_EVERY, TTL};
+use crate::node::{Leading, Pending, Serving, Unanswered, ACK_TIMEOUT, IDLE_TICK};
+use crate::world::{StoreCall, World};
 use fix_cluster::in_sync::Step;
 use fix_cluster::source::{answer_hello, HelloAnswer, LeaderJournal, StandbyHello, StandbyStream};
 use fix_store::replication::Frame;
 use std::time::Duration;
 
 impl World {
-    pub(crate) fn take_over(&mut self, i: usize, epoch: u64, sent: u64) {
+    pub(crate) fn take_over(&mut self, i: usize, leading: Leading) {
         let now = self.now;
         let at = self.instant(now);
+        let epoch = leading.epoch;
         self.ledger.failovers += 1;
         let name = self.nodes[i].name.clone();
         self.note(format!(
@@ -25,21 +26,16 @@ impl World {
             self.close(f.conn, i);
         }
         let n = &mut self.nodes[i];
-        n.role = Role::Leader {
-            epoch,
-            valid_until: sent + TTL - MARGIN,
-        };
-        n.renew_due = now + RENEW_EVERY;
+        n.leading = Some(leading);
         n.in_sync.lead(epoch);
         n.in_sync.durable(at, n.journal.durable());
     }
 
     pub(crate) fn step_down(&mut self, i: usize, why: &str) {
         let n = &mut self.nodes[i];
-        if n.role == Role::Standby {
+        if n.leading.take().is_none() {
             return;
         }
-        n.role = Role::Standby;
         n.in_sync.step_down();
         n.unanswered.clear();
         let conns: Vec<u64> = std::mem::take(&mut n.serving).into_keys().collect();
@@ -73,7 +69,7 @@ impl World {
     pub(crate) fn pump(&mut self, i: usize) {
         let now = self.now;
         let at = self.instant(now);
-        let leading = self.nodes[i].leading(now);
+        let leading = self.nodes[i].leading_at(self.instant(now));
         let conns: Vec<u64> = self.nodes[i].serving.keys().copied().collect();
         for conn in conns {
             let n = &mut self.nodes[i];
@@ -114,7 +110,7 @@ impl World {
     /// Answers the counterparty for every record that counts as durable.
     pub(crate) fn answer(&mut self, i: usize) {
         let now = self.now;
-        let Some(epoch) = self.nodes[i].leading(now) else {
+        let Some(epoch) = self.nodes[i].leading_at(self.instant(now)) else {
             return;
         };
         // Durable here and acknowledged by every required member (the set's `committed`
@@ -155,7 +151,7 @@ impl World {
     /// An order reaches instance `i`.
     pub(crate) fn order_arrives(&mut self, i: usize, order: u64) {
         let now = self.now;
-        let Some(epoch) = self.nodes[i].leading(now) else {
+        let Some(epoch) = self.nodes[i].leading_at(self.instant(now)) else {
             return;
         };
         let name = self.nodes[i].name.clone();
@@ -192,7 +188,7 @@ impl World {
                 let history = n.journal.epochs();
                 let answer = answer_hello(
                     LeaderJournal {
-                        leading: n.leading(now),
+                        leading: n.leading_at(self.instant(now)),
                         epochs: &history,
                         end: n.journal.end(),
                     },

@@ -7,6 +7,8 @@ use crate::world::{Event, StoreAnswer, StoreCall, World, MARGIN, RENEW_EVERY, ST
 use fix_cluster::follower::{Eligibility, FollowState};
 use fix_cluster::in_sync::{InSyncSet, OnStandbyLoss, Written};
 use fix_cluster::source::StandbyStream;
+use fix_lease::role::{CallResult, LeaseCall, RoleMachine};
+use fix_lease::{Grant, LeaseConfig};
 use fix_store::replication::Frame;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -21,19 +23,15 @@ pub(crate) const IDLE_TICK: u64 = 200;
 /// `standby_wait_ms` (the engine's default).
 pub(crate) const STANDBY_WAIT: u64 = 1000;
 
-/// The instance's role.
+/// The role the instance acts on, as `fix-lease`'s keeper publishes it: leader with an
+/// epoch, trusted until a deadline (checked again before every answer, as the engine
+/// checks it before every write to a socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Follows the leader.
-    Standby,
-    /// Leads.
-    Leader {
-        /// The epoch it was granted.
-        epoch: u64,
-        /// It trusts its lease until then (ms): the last renew's sending time plus the
-        /// TTL less the safety margin.
-        valid_until: u64,
-    },
+pub struct Leading {
+    /// The epoch.
+    pub epoch: u64,
+    /// Trusted until then.
+    pub valid_until: std::time::Instant,
 }
 
 /// A lease-store call waiting for its answer.
@@ -85,12 +83,12 @@ pub struct Node {
     /// The disk does not answer fsyncs.
     pub disk_stalled: bool,
     pub(crate) fsync_busy: bool,
-    /// Its role.
-    pub role: Role,
+    /// The role loop (`fix-lease`'s, time passed in).
+    pub(crate) roles: RoleMachine,
+    /// The role it acts on, as published (`None`: standby).
+    pub leading: Option<Leading>,
     pub(crate) lease_call: Option<Pending>,
     pub(crate) in_sync_call: Option<Pending>,
-    pub(crate) renew_due: u64,
-    pub(crate) acquire_due: u64,
     pub(crate) in_sync: InSyncSet,
     pub(crate) serving: BTreeMap<u64, Serving>,
     pub(crate) following: Option<Following>,
@@ -116,11 +114,10 @@ impl Node {
             journal: Journal::default(),
             disk_stalled: false,
             fsync_busy: false,
-            role: Role::Standby,
+            roles: RoleMachine::new(lease_config(&format!("e{index}")), false),
+            leading: None,
             lease_call: None,
             in_sync_call: None,
-            renew_due: 0,
-            acquire_due: 0,
             serving: BTreeMap::new(),
             following: None,
             eligibility: Eligibility::default(),
@@ -131,67 +128,94 @@ impl Node {
         }
     }
 
-    pub(crate) fn leading(&self, now: u64) -> Option<u64> {
-        match self.role {
-            Role::Leader { epoch, valid_until } if now < valid_until => Some(epoch),
-            _ => None,
-        }
+    pub(crate) fn leading_at(&self, now: std::time::Instant) -> Option<u64> {
+        self.leading
+            .filter(|l| now < l.valid_until)
+            .map(|l| l.epoch)
     }
+}
+
+/// The lease settings of every instance: the engine's defaults.
+fn lease_config(name: &str) -> LeaseConfig {
+    let mut cfg = LeaseConfig::new("group", name);
+    cfg.ttl = Duration::from_millis(TTL);
+    cfg.renew_interval = Duration::from_millis(RENEW_EVERY);
+    cfg.safety_margin = Duration::from_millis(MARGIN);
+    cfg
 }
 
 impl World {
     /// The instance's timers.
     pub(crate) fn tick(&mut self, i: usize) {
-        let now = self.now;
+        let at = self.instant(self.now);
+        let n = &mut self.nodes[i];
+        n.roles.set_eligible(n.eligible);
+        n.roles.tick(at);
+        self.apply_role_changes(i);
         self.store_timeouts(i);
-        match self.nodes[i].role {
-            Role::Leader { valid_until, epoch } => {
-                if now >= valid_until {
-                    self.step_down(i, "its lease deadline passed");
-                    return;
-                }
-                let n = &mut self.nodes[i];
-                if n.lease_call.is_none() && now >= n.renew_due {
-                    let id = self.call_store(i, StoreCall::Renew { epoch });
-                    let n = &mut self.nodes[i];
-                    n.lease_call = Some(Pending {
-                        id,
-                        sent: now,
-                        call: StoreCall::Renew { epoch },
-                    });
-                    n.renew_due = now + RENEW_EVERY;
-                }
-                self.poll_in_sync(i);
-                self.pump(i);
-                self.answer(i);
-            }
-            Role::Standby => {
-                let n = &self.nodes[i];
-                if n.eligible && n.lease_call.is_none() && now >= n.acquire_due {
-                    let id = self.call_store(i, StoreCall::Acquire);
-                    let n = &mut self.nodes[i];
-                    n.lease_call = Some(Pending {
-                        id,
-                        sent: now,
-                        call: StoreCall::Acquire,
-                    });
-                    n.acquire_due = now + 50;
-                }
-                self.follow(i);
-            }
+        self.call_lease_store(i);
+        if self.nodes[i].leading_at(at).is_some() {
+            self.poll_in_sync(i);
+            self.pump(i);
+            self.answer(i);
+        } else {
+            self.follow(i);
         }
         self.sync(i);
+    }
+
+    /// Makes the call the role loop asks for, if any.
+    fn call_lease_store(&mut self, i: usize) {
+        let at = self.instant(self.now);
+        let n = &mut self.nodes[i];
+        if n.lease_call.is_some() {
+            return;
+        }
+        let call = match n.roles.poll_call(at) {
+            Some(LeaseCall::Acquire) => StoreCall::Acquire,
+            Some(LeaseCall::Renew(g)) => StoreCall::Renew { epoch: g.epoch },
+            Some(LeaseCall::Release(g)) => StoreCall::Release { epoch: g.epoch },
+            None => return self.apply_role_changes(i),
+        };
+        let id = self.call_store(i, call.clone());
+        self.nodes[i].lease_call = Some(Pending {
+            id,
+            sent: self.now,
+            call,
+        });
+        self.apply_role_changes(i);
+    }
+
+    /// Acts on what the role loop published: take over, stay leader, step down.
+    fn apply_role_changes(&mut self, i: usize) {
+        while let Some(change) = self.nodes[i].roles.poll_change() {
+            match (change.leading, change.valid_until) {
+                (Some(epoch), Some(valid_until)) => {
+                    let leading = Leading { epoch, valid_until };
+                    match self.nodes[i].leading {
+                        Some(l) if l.epoch == epoch => self.nodes[i].leading = Some(leading),
+                        _ => self.take_over(i, leading),
+                    }
+                }
+                _ => self.step_down(i, &change.reason),
+            }
+        }
     }
 
     fn store_timeouts(&mut self, i: usize) {
         let now = self.now;
         let n = &mut self.nodes[i];
         if n.lease_call
-            .as_ref()
-            .is_some_and(|p| now > p.sent + STORE_TIMEOUT)
+            .take_if(|p| now > p.sent + STORE_TIMEOUT)
+            .is_some()
         {
-            n.lease_call = None;
+            let at = self.instant(now);
+            let n = &mut self.nodes[i];
+            n.roles
+                .handle_result(at, CallResult::Failed("no answer".into()), None);
+            self.apply_role_changes(i);
         }
+        let n = &mut self.nodes[i];
         if let Some(p) = n.in_sync_call.take_if(|p| now > p.sent + STORE_TIMEOUT) {
             let at = self.instant(now);
             let n = &mut self.nodes[i];
@@ -215,21 +239,22 @@ impl World {
             let Some(call) = self.nodes[i].lease_call.take() else {
                 return;
             };
-            match answer {
-                StoreAnswer::Acquired(Some(epoch)) if self.nodes[i].role == Role::Standby => {
-                    self.take_over(i, epoch, call.sent);
+            let grant = |epoch| Grant {
+                group: "group".into(),
+                owner: self.nodes[i].name.clone(),
+                epoch,
+                expires_at_ms: 0,
+            };
+            let result = match (answer, &call.call) {
+                (StoreAnswer::Acquired(Some(epoch)), _) => CallResult::Granted(grant(epoch)),
+                (StoreAnswer::Renewed(true), StoreCall::Renew { epoch }) => {
+                    CallResult::Granted(grant(*epoch))
                 }
-                StoreAnswer::Renewed(true) => {
-                    if let Role::Leader { epoch, .. } = self.nodes[i].role {
-                        self.nodes[i].role = Role::Leader {
-                            epoch,
-                            valid_until: call.sent + TTL - MARGIN,
-                        };
-                    }
-                }
-                StoreAnswer::Renewed(false) => self.step_down(i, "a renew was refused"),
-                _ => {}
-            }
+                _ => CallResult::Refused,
+            };
+            self.nodes[i].roles.handle_result(at, result, None);
+            self.apply_role_changes(i);
+            self.call_lease_store(i);
         } else if self.nodes[i]
             .in_sync_call
             .as_ref()
@@ -306,7 +331,7 @@ impl World {
         let n = &mut self.nodes[i];
         n.journal.synced(upto);
         let durable = n.journal.durable();
-        if n.leading(self.now).is_some() {
+        if n.leading_at(at).is_some() {
             n.in_sync.durable(at, durable);
             self.pump(i);
             self.answer(i);

@@ -4,7 +4,7 @@
 
 use crate::check::Ledger;
 use crate::lease::LeaseStore;
-use crate::node::{Node, Role};
+use crate::node::Node;
 use crate::Options;
 use fix_store::replication::{decode, encode, Frame};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -15,7 +15,7 @@ pub const TTL: u64 = 1500;
 /// How long before the TTL the holder stops trusting its lease (ms).
 pub const MARGIN: u64 = 300;
 /// How often the holder renews (ms).
-pub const RENEW_EVERY: u64 = 500;
+pub const RENEW_EVERY: u64 = 300;
 /// How long a lease-store call may take before the caller gives up on it (ms).
 pub const STORE_TIMEOUT: u64 = 500;
 /// How often each instance looks at its timers (ms).
@@ -80,6 +80,8 @@ pub(crate) enum StoreCall {
     Acquire,
     /// Extend it.
     Renew { epoch: u64 },
+    /// Give it up.
+    Release { epoch: u64 },
     /// Record an in-sync set.
     SetInSync(fix_cluster::in_sync::Record),
     /// Read the in-sync set back.
@@ -390,6 +392,10 @@ impl World {
                 r.expected.as_ref(),
                 &r.new,
             )),
+            StoreCall::Release { epoch } => {
+                self.store.release(&name, *epoch);
+                StoreAnswer::Renewed(false)
+            }
             StoreCall::ReadBack { epoch } => {
                 StoreAnswer::ReadBack(self.store.read_in_sync(&name, *epoch))
             }
@@ -553,7 +559,7 @@ impl World {
         node.up = false;
         node.incarnation += 1;
         node.journal.crash();
-        node.role = Role::Standby;
+        node.leading = None;
     }
 
     fn restart(&mut self, i: usize) {

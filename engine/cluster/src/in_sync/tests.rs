@@ -354,7 +354,7 @@ proptest! {
     }
 }
 
-/// Found by the simulation (`fix-sim`, seed 70 with 4 instances): a member whose disk
+/// Found by the simulation (`fix-sim`; first as seed 70 with 4 instances): a member whose disk
 /// stalled was dropped for not acknowledging and reconnected with a Hello from its
 /// journal's end; that end counted as acknowledged, so the leader answered records the
 /// member had not synced.
