@@ -31,3 +31,54 @@ fn one_http_stack_and_one_tls_stack() {
     );
     assert!(!hyper.is_empty() && !rustls.is_empty(), "Cargo.lock read");
 }
+
+/// An engine-only build (`--no-default-features`) links neither the AWS SDK nor
+/// librdkafka nor kube: the Kafka bridge and DynamoDB leases are features.
+#[test]
+fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "fix-engine",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("fix-engine"), "{tree}");
+    let heavy: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.starts_with("aws-") || l.starts_with("rdkafka") || l.starts_with("kube"))
+        .collect();
+    assert!(heavy.is_empty(), "an engine-only build pulls in {heavy:?}");
+    // And the default build has them (so the check above can fail).
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "fix-engine",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo tree runs");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.lines().any(|l| l.starts_with("rdkafka")), "{tree}");
+}

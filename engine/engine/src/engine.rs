@@ -137,6 +137,9 @@ impl Engine {
         let app: Arc<dyn Application> = match config.engine.app {
             AppKind::Echo => Arc::new(EchoApp::default()),
             AppKind::Exec => Arc::new(ExecApp::default()),
+            #[cfg(not(feature = "kafka"))]
+            AppKind::Kafka => return Err(crate::kafka::BridgeError::NotBuilt.into()),
+            #[cfg(feature = "kafka")]
             AppKind::Kafka => {
                 let section = config
                     .engine

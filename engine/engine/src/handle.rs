@@ -126,9 +126,7 @@ impl EngineHandle {
     }
 
     /// Role changes as [`EngineHandle::role`] reports them (`None` without a lease).
-    pub(crate) fn role_changes(
-        &self,
-    ) -> Option<tokio::sync::watch::Receiver<fix_lease::RoleState>> {
+    pub fn role_changes(&self) -> Option<tokio::sync::watch::Receiver<fix_lease::RoleState>> {
         self.serving.clone()
     }
 

@@ -25,7 +25,9 @@
 //! - [`region`]: the active region of a multi-region group, a second lease row that only
 //!   the active region's instances may contend past.
 
+#[cfg(feature = "dynamodb")]
 pub mod consistency;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo;
 mod holder;
 pub mod keeper;
@@ -44,6 +46,14 @@ pub use store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 /// environment, the region from `region` or the environment; with `endpoint`, static
 /// test credentials for a local emulator, which may create the table).
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn LeaseStore>, LeaseError> {
+    #[cfg(not(feature = "dynamodb"))]
+    if url.starts_with("dynamodb://") {
+        return Err(LeaseError::NotBuilt {
+            backend: "dynamodb",
+            feature: "dynamodb",
+        });
+    }
+    #[cfg(feature = "dynamodb")]
     if let Some(rest) = url.strip_prefix("dynamodb://") {
         let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
         if table.is_empty() {

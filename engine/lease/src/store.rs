@@ -147,6 +147,14 @@ pub enum LeaseError {
     /// The lease store URL is not one this crate knows.
     #[error("unsupported lease store URL '{0}': use sqlite://PATH, postgres://… or mysql://…")]
     UnsupportedUrl(String),
+    /// The URL names a store this build left out.
+    #[error("this build has no {backend} lease store: build with the `{feature}` feature (on by default)")]
+    NotBuilt {
+        /// The store.
+        backend: &'static str,
+        /// The cargo feature that brings it.
+        feature: &'static str,
+    },
 }
 
 /// Where leases live. Every method is one conditional statement against the store.

@@ -30,19 +30,28 @@
 //! leader's first-record check finds.
 
 pub mod config;
+#[cfg(feature = "kafka")]
 mod delivery;
+#[cfg(feature = "kafka")]
 mod gate;
+#[cfg(feature = "kafka")]
 pub mod inbound;
+#[cfg(feature = "kafka")]
 pub mod outbound;
 pub mod payload;
 
 pub use config::{KafkaSection, Payload};
+#[cfg(feature = "kafka")]
 pub use inbound::BridgeApp;
 
+#[cfg(feature = "kafka")]
 use crate::engine::EngineHandle;
+#[cfg(feature = "kafka")]
 use rdkafka::ClientConfig;
+#[cfg(feature = "kafka")]
 use std::sync::Arc;
 
+#[cfg(feature = "kafka")]
 /// Runs `f`, which blocks the thread, telling a multi-threaded runtime to move its
 /// other tasks (other sessions, the lease keeper, the admin API) to another worker.
 pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -62,6 +71,9 @@ pub enum BridgeError {
         "app = \"kafka\" needs an [engine.kafka] section with at least brokers = \"HOST:PORT\""
     )]
     MissingSection,
+    /// This build left the bridge out.
+    #[error("app = \"kafka\": this fix-engine was built without the Kafka bridge (build with the `kafka` feature, on by default)")]
+    NotBuilt,
     /// The Kafka client refused its settings.
     #[error("cannot create the Kafka {client}: {detail} (check [engine.kafka] brokers and client settings)")]
     Client {
@@ -72,6 +84,7 @@ pub enum BridgeError {
     },
 }
 
+#[cfg(feature = "kafka")]
 /// A configured bridge: the application to start the engine with, and the outbound
 /// loop to spawn once it runs.
 pub struct Bridge {
@@ -81,6 +94,7 @@ pub struct Bridge {
     section: KafkaSection,
 }
 
+#[cfg(feature = "kafka")]
 fn client_config(section: &KafkaSection) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &section.brokers);
@@ -90,6 +104,7 @@ fn client_config(section: &KafkaSection) -> ClientConfig {
     c
 }
 
+#[cfg(feature = "kafka")]
 impl Bridge {
     /// Creates the producer (idempotent, `acks=all`, retrying without a deadline, a
     /// queue of `buffer_messages`) and the consumer's settings (group `group_id`, or
