@@ -58,17 +58,10 @@ pub(crate) async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<
         let rows = look(&engines).await;
         let total: u64 = rows
             .iter()
-            .filter(|r| r["readiness"]["role"] == "leader")
-            .flat_map(|r| {
-                r["readiness"]["sessions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .map(|s| {
-                s["next_sender_seq"].as_u64().unwrap_or(0)
-                    + s["next_target_seq"].as_u64().unwrap_or(0)
-            })
+            .filter(|r| r.leads())
+            .filter_map(|r| r.readiness.as_ref())
+            .flat_map(|r| &r.sessions)
+            .map(|s| s.next_sender_seq + s.next_target_seq)
             .sum();
         let now = Instant::now();
         let rate = last.map_or(0.0, |(t, n)| {

@@ -2,22 +2,47 @@
 //! where routing points.
 
 use crate::{Group, Output};
+use fix_engine::admin::api::{Readiness, RoleName};
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub(crate) async fn look(engines: &[(String, SocketAddr)]) -> Vec<serde_json::Value> {
+/// One engine as `fixctl status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EngineRow {
+    /// Its name.
+    pub name: String,
+    /// Its admin address.
+    pub admin: String,
+    /// It answered `/readyz`.
+    pub reachable: bool,
+    /// What it answered.
+    pub readiness: Option<Readiness>,
+}
+
+impl EngineRow {
+    /// It reports itself leader.
+    pub fn leads(&self) -> bool {
+        self.readiness
+            .as_ref()
+            .is_some_and(|r| r.role == RoleName::Leader)
+    }
+}
+
+pub(crate) async fn look(engines: &[(String, SocketAddr)]) -> Vec<EngineRow> {
     let mut rows = Vec::new();
     for (name, addr) in engines {
-        let v = fix_drill::http::request(*addr, "GET", "/readyz", None, Duration::from_secs(2))
-            .await
-            .ok()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-        rows.push(serde_json::json!({
-            "name": name,
-            "admin": addr.to_string(),
-            "reachable": v.is_some(),
-            "readiness": v,
-        }));
+        let readiness =
+            fix_drill::http::request(*addr, "GET", "/readyz", None, Duration::from_secs(2))
+                .await
+                .ok()
+                .and_then(|(_, body)| serde_json::from_str::<Readiness>(&body).ok());
+        rows.push(EngineRow {
+            name: name.clone(),
+            admin: addr.to_string(),
+            reachable: readiness.is_some(),
+            readiness,
+        });
     }
     rows
 }
@@ -39,12 +64,14 @@ pub(crate) async fn status(g: &Group, output: Output) -> anyhow::Result<()> {
         ),
         Output::Human => {
             print_rows(&rows, output);
-            if let Some(set) = rows
-                .iter()
-                .find_map(|r| r["readiness"]["replication"]["in_sync"]["recorded"].as_array())
-            {
-                let names: Vec<&str> = set.iter().filter_map(|n| n.as_str()).collect();
-                println!("in-sync set (lease store): {}", names.join(", "));
+            if let Some(set) = rows.iter().find_map(|r| {
+                r.readiness
+                    .as_ref()
+                    .and_then(|v| v.replication.as_ref())
+                    .and_then(|x| x.in_sync.as_ref())
+                    .and_then(|s| s.recorded.as_ref())
+            }) {
+                println!("in-sync set (lease store): {}", set.join(", "));
             }
             match &routed {
                 Ok(to) => println!(
@@ -56,13 +83,13 @@ pub(crate) async fn status(g: &Group, output: Output) -> anyhow::Result<()> {
             }
         }
     }
-    if rows.iter().all(|r| r["reachable"] != true) {
+    if rows.iter().all(|r| !r.reachable) {
         return Err(crate::fixctl_exit::Exit::Unreachable("no engine answered: check the addresses (each engine's [engine.admin] listen) and that the engines run".into()).into());
     }
     Ok(())
 }
 
-pub(crate) fn print_rows(rows: &[serde_json::Value], output: Output) {
+pub(crate) fn print_rows(rows: &[EngineRow], output: Output) {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
         Output::Human => {
@@ -71,40 +98,35 @@ pub(crate) fn print_rows(rows: &[serde_json::Value], output: Output) {
                 "engine", "admin", "role", "epoch", "lease holder", "expires ms", "in-sync"
             );
             for r in rows {
-                let v = &r["readiness"];
-                let sessions: Vec<String> = v["sessions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let v = r.readiness.clone().unwrap_or_default();
+                let sessions: Vec<String> = v
+                    .sessions
                     .iter()
                     .map(|s| {
                         format!(
                             "{} {} out={} in={}",
-                            s["id"].as_str().unwrap_or("?"),
-                            s["state"].as_str().unwrap_or("?"),
-                            s["next_sender_seq"],
-                            s["next_target_seq"]
+                            s.id, s.state, s.next_sender_seq, s.next_target_seq
                         )
                     })
                     .collect();
-                let in_sync = match v["in_sync"].as_bool() {
+                let in_sync = match v.in_sync {
                     Some(true) => "yes",
                     Some(false) => "NO",
                     None => "-",
                 };
+                let role = match (r.reachable, v.role) {
+                    (false, _) => "unreachable",
+                    (true, RoleName::Leader) => "leader",
+                    (true, RoleName::Standby) => "standby",
+                };
                 println!(
                     "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {:<8} {}",
-                    r["name"].as_str().unwrap_or("?"),
-                    r["admin"].as_str().unwrap_or("?"),
-                    if r["reachable"] == true {
-                        v["role"].as_str().unwrap_or("?")
-                    } else {
-                        "unreachable"
-                    },
-                    v["epoch"],
-                    v["lease_owner"].as_str().unwrap_or("-"),
-                    v["lease_expires_in_ms"]
-                        .as_i64()
+                    r.name,
+                    r.admin,
+                    role,
+                    v.epoch,
+                    v.lease_owner.as_deref().unwrap_or("-"),
+                    v.lease_expires_in_ms
                         .map_or_else(|| "-".to_string(), |ms| ms.to_string()),
                     in_sync,
                     sessions.join("; ")

@@ -440,9 +440,8 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
     let rows = look(&a.group.engines).await;
     let leader = rows
         .iter()
-        .find(|r| r["readiness"]["role"] == "leader")
-        .and_then(|r| r["name"].as_str())
-        .map(str::to_string)
+        .find(|r| r.leads())
+        .map(|r| r.name.clone())
         .context("no engine leads now: nothing to fail over (see `fixctl status`)")?;
     if a.to.as_deref() == Some(leader.as_str()) {
         anyhow::bail!("--to {leader}: it already leads");

@@ -149,7 +149,7 @@ pub struct InSyncSet {
 }
 
 /// What `/readyz`, `/replication` and the metrics show.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct InSyncView {
     /// The set recorded in the lease store under this leader's epoch.
     pub recorded: Option<Vec<String>>,

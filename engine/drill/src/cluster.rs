@@ -286,8 +286,10 @@ impl Cluster {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = self.nodes[i].readiness().await {
-                let f = &v["replication"]["follower"];
-                if f["caught_up"] == true && f["leader"].is_string() && v["in_sync"] != false {
+                let follower = v.replication.as_ref().and_then(|r| r.follower.as_ref());
+                if follower.is_some_and(|f| f.caught_up && f.leader.is_some())
+                    && v.in_sync != Some(false)
+                {
                     return Ok(());
                 }
             }

@@ -245,12 +245,9 @@ async fn quiesce(
     loop {
         let answered = trader.book().unanswered() == 0;
         let replicated = cluster.nodes[leader].readiness().await.is_some_and(|v| {
-            let r = &v["replication"];
-            let standbys = r["standbys"].as_array().cloned().unwrap_or_default();
-            !standbys.is_empty()
-                && standbys
-                    .iter()
-                    .all(|s| s["acked"].as_u64() == r["appended"].as_u64())
+            v.replication.is_some_and(|r| {
+                !r.standbys.is_empty() && r.standbys.iter().all(|s| s.standby.acked == r.appended)
+            })
         });
         if answered && replicated {
             return Ok(());

@@ -42,8 +42,8 @@ pub async fn request(
     Ok((status, body))
 }
 
-/// `GET /readyz` as JSON, or `None` when the engine does not answer.
-pub async fn readiness(admin: SocketAddr) -> Option<serde_json::Value> {
+/// `GET /readyz`, or `None` when the engine does not answer.
+pub async fn readiness(admin: SocketAddr) -> Option<fix_engine::admin::api::Readiness> {
     let (_, body) = request(admin, "GET", "/readyz", None, Duration::from_millis(500))
         .await
         .ok()?;

@@ -33,8 +33,10 @@ pub(crate) async fn zero_window(
                 crate::http::request(admin, "GET", "/readyz", None, Duration::from_secs(1))
                     .await
                     .ok()
-                    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
-            if !answer.is_some_and(|v| v["role"] == "leader") {
+                    .and_then(|(_, body)| {
+                        serde_json::from_str::<fix_engine::admin::api::Readiness>(&body).ok()
+                    });
+            if !answer.is_some_and(|v| v.role == fix_engine::admin::api::RoleName::Leader) {
                 stuck += 1;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -341,8 +341,8 @@ impl Node {
         SocketAddr::from((self.spec.host, self.spec.admin_port))
     }
 
-    /// `/readyz` as JSON, if it answers.
-    pub async fn readiness(&self) -> Option<serde_json::Value> {
+    /// `/readyz`, if it answers.
+    pub async fn readiness(&self) -> Option<fix_engine::admin::api::Readiness> {
         crate::http::readiness(self.admin_addr()).await
     }
 
@@ -350,7 +350,7 @@ impl Node {
     pub async fn is_leader(&self) -> bool {
         self.readiness()
             .await
-            .is_some_and(|v| v["role"] == "leader")
+            .is_some_and(|v| v.role == fix_engine::admin::api::RoleName::Leader)
     }
 
     /// The last lines of its log (for failure messages).

@@ -135,9 +135,9 @@ async fn a_slow_leader_disk_does_not_push_a_healthy_standby_out() {
     while std::time::Instant::now() < until {
         let r = cluster.nodes[s].readiness().await.unwrap_or_default();
         assert_ne!(
-            r["in_sync"],
-            serde_json::Value::Bool(false),
-            "the standby was dropped from the in-sync set for the leader's slow disk: {r}{}",
+            r.in_sync,
+            Some(false),
+            "the standby was dropped from the in-sync set for the leader's slow disk: {r:?}{}",
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -179,7 +179,7 @@ async fn split_brain(backend: Backend) {
             cluster.nodes[l]
                 .readiness()
                 .await
-                .is_some_and(|v| v["role"] == "standby")
+                .is_some_and(|v| v.role == fix_engine::admin::api::RoleName::Standby)
         },
     )
     .await;

@@ -22,6 +22,7 @@ use super::DeployError;
 use crate::supervisor::{admin_request, AdminAddr};
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::Client;
+use fix_engine::admin::api::{Readiness, RoleName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -140,7 +141,7 @@ async fn stack_parameters(
 }
 
 /// An engine's `/readyz`, or None when it does not answer.
-async fn readiness(e: &RolloutEngine) -> Option<serde_json::Value> {
+async fn readiness(e: &RolloutEngine) -> Option<Readiness> {
     let admin = AdminAddr::Host(e.admin.clone());
     let (_, body) = admin_request(&admin, "GET", "/readyz", None, Duration::from_secs(2))
         .await
@@ -148,16 +149,15 @@ async fn readiness(e: &RolloutEngine) -> Option<serde_json::Value> {
     serde_json::from_str(&body).ok()
 }
 
-fn leads(v: &serde_json::Value) -> bool {
-    v["role"] == "leader" && v["ready"] == true
+fn leads(v: &Readiness) -> bool {
+    v.leads()
 }
 
-fn caught_up(v: &serde_json::Value) -> bool {
-    let f = &v["replication"]["follower"];
-    v["role"] != "leader"
-        && f["caught_up"] == true
-        && f["leader"].is_string()
-        && v["in_sync"] != false
+fn caught_up(v: &Readiness) -> bool {
+    let follower = v.replication.as_ref().and_then(|r| r.follower.as_ref());
+    v.role != RoleName::Leader
+        && follower.is_some_and(|f| f.caught_up && f.leader.is_some())
+        && v.in_sync != Some(false)
 }
 
 /// The leader's name; errors unless exactly one engine leads and the others are
@@ -194,7 +194,7 @@ async fn wait_for(
     what: &str,
     limit: Duration,
     progress: &(dyn Fn(&str) + Sync),
-    ok: impl Fn(&serde_json::Value) -> bool,
+    ok: impl Fn(&Readiness) -> bool,
 ) -> Result<(), DeployError> {
     progress(&format!("waiting until {} {what}", e.name));
     let deadline = Instant::now() + limit;

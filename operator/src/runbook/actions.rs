@@ -5,6 +5,7 @@ use super::checks::{leader_anywhere, leader_in, stored_count};
 use super::spec::{parse_duration, Action, Unreachable};
 use super::state::{now_ms, Facts, SessionSeqs};
 use super::system::{session_path, Observed, System};
+use fix_engine::admin::api::SessionState;
 use std::time::Duration;
 
 /// Does `action`; `Err` says what failed.
@@ -138,8 +139,9 @@ async fn best_informed(sys: &System, region: &str) -> Result<Observed, String> {
     let position = |o: &Observed| {
         o.readiness
             .as_ref()
-            .and_then(|r| r["replication"]["follower"]["position"].as_u64())
-            .unwrap_or(0)
+            .and_then(|r| r.replication.as_ref())
+            .and_then(|r| r.follower.as_ref())
+            .map_or(0, |f| f.position)
     };
     sys.observe(Some(region))
         .await
@@ -152,10 +154,11 @@ async fn best_informed(sys: &System, region: &str) -> Result<Observed, String> {
 async fn record(sys: &System, region: &str, facts: &mut Facts) -> Result<(), String> {
     let o = best_informed(sys, region).await?;
     let mut sessions = std::collections::BTreeMap::new();
-    for (id, _, sender, target) in o.sessions() {
-        let stored = stored_count(sys, &o.instance, &id, sender.saturating_sub(1)).await?;
+    for s in o.sessions() {
+        let (sender, target) = (s.next_sender_seq, s.next_target_seq);
+        let stored = stored_count(sys, &o.instance, &s.id, sender.saturating_sub(1)).await?;
         sessions.insert(
-            id,
+            s.id.clone(),
             SessionSeqs {
                 next_sender_seq: sender,
                 next_target_seq: target,
@@ -181,11 +184,12 @@ async fn logout(sys: &System, region: &str, facts: &mut Facts) -> Result<(), Str
     sys.post(&leader.instance, "/logons/hold", &[200]).await?;
     record(sys, region, facts).await?;
     facts.disruption_started_ms.get_or_insert_with(now_ms);
-    for (id, state, _, _) in leader.sessions() {
-        if state != "Active" {
+    for s in leader.sessions() {
+        if s.state != SessionState::Active {
             continue;
         }
-        let path = session_path(&id).ok_or_else(|| format!("bad session id {id}"))?;
+        let id = &s.id;
+        let path = session_path(id).ok_or_else(|| format!("bad session id {id}"))?;
         // 404/409-style answers mean it logged out meanwhile: that is the goal.
         sys.post(
             &leader.instance,

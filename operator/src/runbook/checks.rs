@@ -4,9 +4,7 @@
 use super::spec::Check;
 use super::state::Facts;
 use super::system::{session_path, Observed, System};
-
-/// The logged-on state as the admin API names it.
-const ACTIVE: &str = "Active";
+use fix_engine::admin::api::{ReplicationView, SessionState, StoredMessage};
 
 /// Whether `check` holds now. May record facts (the RPO gate keeps the lag it saw; the
 /// first time every session is logged on in the new region stops the RTO clock).
@@ -58,9 +56,9 @@ pub async fn evaluate(check: &Check, sys: &System, facts: &mut Facts) -> Result<
             let leader = leader_in(sys, region).await?;
             let down: Vec<String> = leader
                 .sessions()
-                .into_iter()
-                .filter(|s| s.1 != ACTIVE)
-                .map(|s| format!("{} ({})", s.0, s.1))
+                .iter()
+                .filter(|s| s.state != SessionState::Active)
+                .map(|s| format!("{} ({})", s.id, s.state))
                 .collect();
             if !down.is_empty() {
                 return Err(format!(
@@ -81,9 +79,9 @@ pub async fn evaluate(check: &Check, sys: &System, facts: &mut Facts) -> Result<
                 .iter()
                 .flat_map(|o| {
                     o.sessions()
-                        .into_iter()
-                        .filter(|s| s.1 == ACTIVE)
-                        .map(|s| format!("{} on {}", s.0, o.instance.name))
+                        .iter()
+                        .filter(|s| s.state == SessionState::Active)
+                        .map(|s| format!("{} on {}", s.id, o.instance.name))
                 })
                 .collect();
             if on.is_empty() {
@@ -110,12 +108,12 @@ async fn region_healthy(sys: &System, region: &str) -> Result<(), String> {
         if o.leads() {
             continue;
         }
-        let f = &r["replication"]["follower"];
-        if !f["leader"].is_string() {
+        let follower = r.replication.as_ref().and_then(|x| x.follower.as_ref());
+        if follower.is_none_or(|f| f.leader.is_none()) {
             problems.push(format!("{name} follows no leader"));
-        } else if f["caught_up"] != true {
+        } else if !follower.is_some_and(|f| f.caught_up) {
             problems.push(format!("{name} has not caught up with its leader"));
-        } else if r["in_sync"] == false {
+        } else if r.in_sync == Some(false) {
             problems.push(format!(
                 "{name} is not in the in-sync set recorded in the lease store (it may not lead until it has caught up)"
             ));
@@ -161,16 +159,11 @@ async fn lag_of(sys: &System, region: &str) -> Result<u64, String> {
     if names.contains(&leader.instance.name) {
         return Ok(0);
     }
-    let repl = sys.get(&leader.instance, "/replication").await?;
-    let standbys = repl["standbys"].as_array().cloned().unwrap_or_default();
-    standbys
+    let repl: ReplicationView = sys.get(&leader.instance, "/replication").await?;
+    repl.standbys
         .iter()
-        .filter(|s| {
-            s["name"]
-                .as_str()
-                .is_some_and(|n| names.iter().any(|m| m == n))
-        })
-        .filter_map(|s| s["lag_bytes"].as_u64())
+        .filter(|s| names.contains(&s.standby.name))
+        .map(|s| s.lag_bytes)
         .min()
         .ok_or_else(|| {
             format!(
@@ -208,10 +201,11 @@ async fn continuity(sys: &System, region: &str, facts: &Facts) -> Result<(), Str
     let now = leader.sessions();
     let mut problems = Vec::new();
     for (id, before) in &facts.sessions {
-        match now.iter().find(|s| &s.0 == id) {
+        match now.iter().find(|s| &s.id == id) {
             None => problems.push(format!("{id} is not served by {}", leader.instance.name)),
-            Some((_, _, sender, target)) => {
-                if *sender < before.next_sender_seq || *target < before.next_target_seq {
+            Some(s) => {
+                let (sender, target) = (s.next_sender_seq, s.next_target_seq);
+                if sender < before.next_sender_seq || target < before.next_target_seq {
                     problems.push(format!(
                         "{id}: next sender/target {sender}/{target} on {} went back from {}/{} (a reset or lost messages)",
                         leader.instance.name, before.next_sender_seq, before.next_target_seq
@@ -238,14 +232,13 @@ pub(crate) async fn stored_count(
     let mut count = 0u64;
     let mut from = 1u64;
     while from <= upto {
-        let page = sys
+        let list: Vec<StoredMessage> = sys
             .get(
                 i,
                 &format!("/sessions/{path}/messages?from={from}&to={upto}"),
             )
             .await?;
-        let list = page.as_array().cloned().unwrap_or_default();
-        let Some(last) = list.last().and_then(|m| m["seq"].as_u64()) else {
+        let Some(last) = list.last().map(|m| m.seq) else {
             break;
         };
         count += list.len() as u64;

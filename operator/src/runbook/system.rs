@@ -5,8 +5,8 @@
 use crate::config::{build_router, FixctlConfig};
 use crate::router::TrafficRouter;
 use fix_drill::http::request;
+use fix_engine::admin::api::{Readiness, SessionView};
 use fix_lease::LeaseStore;
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,44 +32,23 @@ pub struct Observed {
     /// The instance.
     pub instance: RegionalInstance,
     /// Its readiness document.
-    pub readiness: Option<Value>,
+    pub readiness: Option<Readiness>,
 }
 
 impl Observed {
     /// It answers and reports leader.
     pub fn leads(&self) -> bool {
-        self.readiness
-            .as_ref()
-            .is_some_and(|r| r["role"] == "leader" && r["ready"] == true)
+        self.readiness.as_ref().is_some_and(Readiness::leads)
     }
 
     /// Its epoch, as reported.
     pub fn epoch(&self) -> u64 {
-        self.readiness
-            .as_ref()
-            .and_then(|r| r["epoch"].as_u64())
-            .unwrap_or(0)
+        self.readiness.as_ref().map_or(0, |r| r.epoch)
     }
 
-    /// Its sessions (id, state, next sender, next target).
-    pub fn sessions(&self) -> Vec<(String, String, u64, u64)> {
-        let Some(list) = self
-            .readiness
-            .as_ref()
-            .and_then(|r| r["sessions"].as_array())
-        else {
-            return Vec::new();
-        };
-        list.iter()
-            .map(|s| {
-                (
-                    s["id"].as_str().unwrap_or_default().to_string(),
-                    s["state"].as_str().unwrap_or_default().to_string(),
-                    s["next_sender_seq"].as_u64().unwrap_or(0),
-                    s["next_target_seq"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect()
+    /// Its sessions.
+    pub fn sessions(&self) -> &[SessionView] {
+        self.readiness.as_ref().map_or(&[], |r| &r.sessions)
     }
 }
 
@@ -231,8 +210,12 @@ impl System {
         out
     }
 
-    /// A GET on an instance's admin API, as JSON.
-    pub async fn get(&self, i: &RegionalInstance, path: &str) -> Result<Value, String> {
+    /// A GET on an instance's admin API, read as `T`.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        i: &RegionalInstance,
+        path: &str,
+    ) -> Result<T, String> {
         let (code, body) = request(i.admin, "GET", path, self.token.as_deref(), ADMIN_LIMIT)
             .await
             .map_err(|e| format!("{} ({}) GET {path}: {e}", i.name, i.admin))?;

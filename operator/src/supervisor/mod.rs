@@ -11,6 +11,7 @@
 
 use crate::router::{RouteError, TrafficRouter};
 use fix_drill::http::request;
+use fix_engine::admin::api::Readiness;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -244,17 +245,16 @@ async fn look(admin: &AdminAddr) -> Seen {
     else {
         return Seen::default();
     };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+    let Ok(r) = serde_json::from_str::<Readiness>(&body) else {
         return Seen::default();
     };
-    let sessions = v["sessions"].as_array().cloned().unwrap_or_default();
     Seen {
-        leader: v["role"] == "leader" && v["ready"] == true,
-        epoch: v["epoch"].as_u64().unwrap_or(0),
+        leader: r.leads(),
+        epoch: r.epoch,
         answered: true,
-        logged_on: sessions.iter().any(|s| s["state"] == "Active"),
-        in_sync: v["in_sync"].as_bool(),
-        contends: v["contends"].as_bool().unwrap_or(false),
+        logged_on: r.logged_on(),
+        in_sync: r.in_sync,
+        contends: r.contends,
     }
 }
 

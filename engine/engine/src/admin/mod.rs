@@ -30,12 +30,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fix_session::SessionId;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod api;
 mod auth;
 
+use api::{
+    Readiness, ReplicationView, RoleName, SessionState, SessionView, StandbyLag, StoredMessage,
+};
 use auth::{authorize, guard_reads};
 
 #[derive(Clone)]
@@ -44,73 +49,11 @@ struct AdminState {
     token: Option<String>,
 }
 
-/// One session as the API shows it.
-#[derive(Debug, Serialize)]
-struct SessionView {
-    id: String,
-    #[serde(skip)]
+/// One session with what the metrics need besides what the API shows.
+struct SessionRow {
+    view: SessionView,
     key: fix_session::SessionId,
-    #[serde(skip)]
     counters: fix_session::SessionCounters,
-    state: String,
-    next_sender_seq: u64,
-    next_target_seq: u64,
-    peer: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Readiness {
-    ready: bool,
-    role: &'static str,
-    epoch: u64,
-    lease: String,
-    lease_owner: Option<String>,
-    lease_epoch: Option<u64>,
-    lease_expires_in_ms: Option<i64>,
-    /// The in-sync set recorded in the lease store, as this standby last read it (the
-    /// leader shows its own under `replication.in_sync`).
-    lease_in_sync: Option<Vec<String>>,
-    /// Under `replicated`: this instance is in that set (always while leading; false
-    /// until a standby has read it there). A standby outside it may not take the lease:
-    /// it has not caught up since the leader went on without it. `null` under other
-    /// durability modes and outside the active region.
-    in_sync: Option<bool>,
-    /// It contends for the lease (a lease configured, its region active, its journal
-    /// healthy): a standby that does not cannot take over.
-    contends: bool,
-    sessions: Vec<SessionView>,
-    replication: Option<ReplicationView>,
-    /// New FIX connections are refused (`POST /logons/hold`).
-    logons_held: bool,
-    /// Why the journal stopped, if it did (this instance then never leads again).
-    journal_failed: Option<String>,
-}
-
-/// One standby with its lag.
-#[derive(Debug, Serialize)]
-struct StandbyLag {
-    #[serde(flatten)]
-    standby: crate::replication::StandbyView,
-    /// Journal bytes durable here and not acknowledged by it.
-    lag_bytes: u64,
-    /// Records per session it has not acknowledged (on `/replication` only: it reads
-    /// the unacknowledged part of the journal).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lag_records: Option<std::collections::BTreeMap<String, u64>>,
-}
-
-#[derive(Debug, Serialize)]
-struct ReplicationView {
-    appended: u64,
-    durable: u64,
-    paused: crate::replication::Paused,
-    standbys: Vec<StandbyLag>,
-    /// While leading a multi-region group: how far the most advanced standby of another
-    /// region is behind (all of the journal while none is connected).
-    cross_region_lag_bytes: Option<u64>,
-    /// While leading: the in-sync set (recorded, required now, policy, waits).
-    in_sync: Option<crate::replication::in_sync::InSyncView>,
-    follower: Option<crate::replication::FollowerView>,
 }
 
 fn replication_view(handle: &EngineHandle, per_session: bool) -> Option<ReplicationView> {
@@ -157,12 +100,6 @@ struct RangeQuery {
     to: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct StoredMessage {
-    seq: u64,
-    message: String,
-}
-
 #[derive(Debug, Deserialize)]
 struct StepDownQuery {
     pause_ms: Option<u64>,
@@ -188,30 +125,37 @@ fn engine_error(e: EngineError) -> Response {
 /// counterparty that stopped reading must not hold up `/readyz` for everyone.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(250);
 
-async fn views(handle: &EngineHandle) -> Vec<SessionView> {
+/// What the API shows of a session, from its task's status.
+fn session_view(id: &SessionId, s: &crate::actor::SessionStatus) -> SessionView {
+    SessionView {
+        id: id.to_string(),
+        state: s.state.into(),
+        next_sender_seq: s.next_sender_seq,
+        next_target_seq: s.next_target_seq,
+        peer: s.peer.map(|p| p.to_string()),
+    }
+}
+
+async fn rows(handle: &EngineHandle) -> Vec<SessionRow> {
     let mut ids = handle.session_ids();
     ids.sort();
     let asks = ids.into_iter().map(|id| async move {
         let status = tokio::time::timeout(STATUS_TIMEOUT, handle.status(&id)).await;
         match status {
-            Ok(Ok(s)) => Some(SessionView {
-                id: id.to_string(),
-                key: id.clone(),
+            Ok(Ok(s)) => Some(SessionRow {
+                view: session_view(&id, &s),
                 counters: s.counters,
-                state: format!("{:?}", s.state),
-                next_sender_seq: s.next_sender_seq,
-                next_target_seq: s.next_target_seq,
-                peer: s.peer.map(|p| p.to_string()),
+                key: id,
             }),
             // Busy (blocked writing to a slow counterparty, say): shown, not waited for.
-            Err(_) => Some(SessionView {
-                id: id.to_string(),
-                key: id.clone(),
+            Err(_) => Some(SessionRow {
+                view: SessionView {
+                    id: id.to_string(),
+                    state: SessionState::Unresponsive,
+                    ..SessionView::default()
+                },
                 counters: fix_session::SessionCounters::default(),
-                state: "Unresponsive".into(),
-                next_sender_seq: 0,
-                next_target_seq: 0,
-                peer: None,
+                key: id,
             }),
             Ok(Err(_)) => None,
         }
@@ -221,6 +165,10 @@ async fn views(handle: &EngineHandle) -> Vec<SessionView> {
         .into_iter()
         .flatten()
         .collect()
+}
+
+async fn views(handle: &EngineHandle) -> Vec<SessionView> {
+    rows(handle).await.into_iter().map(|r| r.view).collect()
 }
 
 async fn healthz(State(st): State<AdminState>) -> Response {
@@ -236,12 +184,12 @@ async fn healthz(State(st): State<AdminState>) -> Response {
 
 async fn readyz(State(st): State<AdminState>) -> Response {
     let (role, epoch) = match st.handle.role() {
-        fix_lease::Role::Leader { epoch } => ("leader", epoch),
-        fix_lease::Role::Standby => ("standby", 0),
+        fix_lease::Role::Leader { epoch } => (RoleName::Leader, epoch),
+        fix_lease::Role::Standby => (RoleName::Standby, 0),
     };
     let holder = st.handle.lease_holder();
     let body = Readiness {
-        ready: role == "leader",
+        ready: role == RoleName::Leader,
         role,
         epoch,
         lease: st.handle.role_reason(),
@@ -266,19 +214,19 @@ async fn readyz(State(st): State<AdminState>) -> Response {
 
 async fn metrics(State(st): State<AdminState>) -> Response {
     let m = st.handle.metrics();
-    for v in views(&st.handle)
+    for r in rows(&st.handle)
         .await
         .into_iter()
-        .filter(|v| v.state != "Unresponsive")
+        .filter(|r| r.view.state != SessionState::Unresponsive)
     {
-        let label = crate::metrics::SessionLabel::of(&v.key);
-        m.session_counts.update(&label, &v.counters);
+        let label = crate::metrics::SessionLabel::of(&r.key);
+        m.session_counts.update(&label, &r.counters);
         m.next_sender_seq
             .get_or_create(&label)
-            .set(v.next_sender_seq as i64);
+            .set(r.view.next_sender_seq as i64);
         m.next_target_seq
             .get_or_create(&label)
-            .set(v.next_target_seq as i64);
+            .set(r.view.next_target_seq as i64);
     }
     match st.handle.role() {
         fix_lease::Role::Leader { epoch } => {
@@ -338,16 +286,7 @@ async fn session(
 ) -> Response {
     let id = SessionId::new(&b, &s, &t);
     match st.handle.status(&id).await {
-        Ok(s) => Json(SessionView {
-            id: id.to_string(),
-            key: id.clone(),
-            counters: s.counters,
-            state: format!("{:?}", s.state),
-            next_sender_seq: s.next_sender_seq,
-            next_target_seq: s.next_target_seq,
-            peer: s.peer.map(|p| p.to_string()),
-        })
-        .into_response(),
+        Ok(s) => Json(session_view(&id, &s)).into_response(),
         Err(e) => engine_error(e),
     }
 }

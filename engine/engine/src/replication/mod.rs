@@ -20,7 +20,7 @@ pub mod sql;
 use in_sync::{InSyncSet, InSyncView, Record, Step, Stored, Written};
 
 use fix_store::replication::{decode, encode, Frame, FrameError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -57,7 +57,7 @@ pub(crate) fn split_hello_id(hello: &str) -> (&str, Option<&str>) {
 }
 
 /// One standby as the leader sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StandbyView {
     /// The name it gave in its Hello.
     pub name: String,
@@ -78,7 +78,7 @@ pub struct StandbyView {
 }
 
 /// Replication paused by an admin call.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Paused {
     /// To every standby.
     pub all: bool,
@@ -94,7 +94,7 @@ impl Paused {
 }
 
 /// What a standby knows of its leader.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FollowerView {
     /// The leader it follows now, if connected.
     pub leader: Option<String>,
