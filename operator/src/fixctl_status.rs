@@ -32,11 +32,16 @@ impl EngineRow {
 pub(crate) async fn look(engines: &[(String, SocketAddr)]) -> Vec<EngineRow> {
     let mut rows = Vec::new();
     for (name, addr) in engines {
-        let readiness =
-            fix_drill::http::request(*addr, "GET", "/readyz", None, Duration::from_secs(2))
-                .await
-                .ok()
-                .and_then(|(_, body)| serde_json::from_str::<Readiness>(&body).ok());
+        let readiness = fix_engine::admin::client::request(
+            *addr,
+            "GET",
+            "/readyz",
+            None,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str::<Readiness>(&body).ok());
         rows.push(EngineRow {
             name: name.clone(),
             admin: addr.to_string(),

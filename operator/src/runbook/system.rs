@@ -4,8 +4,8 @@
 
 use crate::config::{build_router, FixctlConfig};
 use crate::router::TrafficRouter;
-use fix_drill::http::request;
 use fix_engine::admin::api::{Readiness, SessionView};
+use fix_engine::admin::client::request;
 use fix_lease::LeaseStore;
 use std::net::SocketAddr;
 use std::path::Path;

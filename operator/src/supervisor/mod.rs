@@ -10,8 +10,8 @@
 //! leader gone.
 
 use crate::router::{RouteError, TrafficRouter};
-use fix_drill::http::request;
 use fix_engine::admin::api::Readiness;
+use fix_engine::admin::client::request;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

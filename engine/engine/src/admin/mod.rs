@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 
 pub mod api;
 mod auth;
+pub mod client;
 
 use api::{
     Readiness, ReplicationView, RoleName, SessionState, SessionView, StandbyLag, StoredMessage,
