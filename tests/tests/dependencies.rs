@@ -82,3 +82,78 @@ fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.lines().any(|l| l.starts_with("rdkafka")), "{tree}");
 }
+
+/// The top-level modules of each listed crate use one another without cycles (a module
+/// that needs another's type is above it, never also below it).
+#[test]
+fn no_module_cycles_in_the_engine_runtime() {
+    let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/engine/src"));
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("source dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(src).expect("under src");
+            let top = rel
+                .components()
+                .next()
+                .map(|c| {
+                    c.as_os_str()
+                        .to_string_lossy()
+                        .trim_end_matches(".rs")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            for (i, _) in text.match_indices("crate::") {
+                let used: String = text[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !used.is_empty() && used != top {
+                    edges.entry(top.clone()).or_default().insert(used);
+                }
+            }
+        }
+    }
+    // Depth-first search for a back edge.
+    fn visit(
+        m: &str,
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    assert!(edges.len() > 10, "read the modules: {edges:?}");
+    let mut done = Default::default();
+    for m in edges.keys() {
+        if let Some(cycle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!("module cycle in fix-engine: {}", cycle.join(" -> "));
+        }
+    }
+}

@@ -54,7 +54,7 @@ pub(crate) enum Command {
     Send {
         msg_type: Vec<u8>,
         body: Vec<u8>,
-        reply: oneshot::Sender<Result<u64, crate::engine::EngineError>>,
+        reply: oneshot::Sender<Result<u64, crate::error::EngineError>>,
     },
     Logout {
         text: Option<String>,
@@ -73,7 +73,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<StoredMessages, fix_session::StoreError>>,
     },
     /// Reset both sequence numbers to 1 (refused while logged on or on a standby).
-    Reset(oneshot::Sender<Result<(), crate::engine::EngineError>>),
+    Reset(oneshot::Sender<Result<(), crate::error::EngineError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -383,8 +383,7 @@ impl SessionActor {
                 reply,
             } => {
                 if !self.is_leader() {
-                    let _ =
-                        reply.send(Err(crate::engine::EngineError::NotLeader(self.span_name())));
+                    let _ = reply.send(Err(crate::error::EngineError::NotLeader(self.span_name())));
                     return;
                 }
                 let r = self.session.send(
@@ -397,7 +396,7 @@ impl SessionActor {
                 );
                 // Reply only after the message is durable.
                 self.flush(Vec::new()).await;
-                let _ = reply.send(r.map_err(crate::engine::EngineError::from));
+                let _ = reply.send(r.map_err(crate::error::EngineError::from));
             }
             Command::Logout { text } => self.session.logout(now(), text.as_deref()),
             Command::SetSequence {
@@ -429,12 +428,12 @@ impl SessionActor {
             Command::Reset(reply) => {
                 let id = self.span_name();
                 let r = if !self.is_leader() {
-                    Err(crate::engine::EngineError::NotLeader(id))
+                    Err(crate::error::EngineError::NotLeader(id))
                 } else if self.session.reset(now()) {
                     self.flush(Vec::new()).await;
                     Ok(())
                 } else {
-                    Err(crate::engine::EngineError::LoggedOn(id))
+                    Err(crate::error::EngineError::LoggedOn(id))
                 };
                 let _ = reply.send(r);
             }

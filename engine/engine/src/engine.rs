@@ -3,89 +3,20 @@
 use crate::acceptor::{self, Routes};
 use crate::actor::{Command, SessionActor};
 use crate::app::{Application, EchoApp, ExecApp};
-use crate::config::{AppKind, ConfigError, EngineConfig, SessionPlan};
+use crate::config::{AppKind, EngineConfig, SessionPlan};
+pub use crate::error::EngineError;
 pub use crate::handle::EngineHandle;
 use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use fix_codec::{Dictionary, UtcTimestamp};
-use fix_session::{Dictionaries, Now, SendError, Session, SessionId};
+use fix_session::{Dictionaries, Now, Session, SessionId};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-
-/// Starting or talking to the engine failed.
-#[derive(Debug, Error)]
-pub enum EngineError {
-    /// The configuration is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The Kafka bridge could not be set up.
-    #[error(transparent)]
-    Kafka(#[from] crate::kafka::BridgeError),
-    /// The journal could not be opened or recovered.
-    #[error("cannot open the store: {0}")]
-    Store(#[from] fix_store::JournalError),
-    /// A data dictionary could not be loaded.
-    #[error("session {session}: cannot load data dictionary {path}: {source}")]
-    Dictionary {
-        /// The session.
-        session: String,
-        /// The file.
-        path: String,
-        /// Why.
-        source: fix_codec::dictionary::LoadError,
-    },
-    /// A listening address could not be bound.
-    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A message log could not be opened.
-    #[error("cannot open the message log of {session}: {source}")]
-    MessageLog {
-        /// The session.
-        session: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// TLS could not be set up.
-    #[error("session {session}: {source}")]
-    Tls {
-        /// The session.
-        session: String,
-        /// Why.
-        source: crate::tls::TlsError,
-    },
-    /// This instance is a standby: it holds no lease and sends nothing.
-    #[error("session {0}: this instance is a standby (it does not hold the lease); send through the leader")]
-    NotLeader(String),
-    /// Replication could not be set up.
-    #[error("replication: {0}")]
-    Replication(String),
-    /// The lease store could not be reached or set up.
-    #[error("lease: {0}")]
-    Lease(#[from] fix_lease::LeaseError),
-    /// The action needs the session logged out first.
-    #[error("session {0} is logged on: log it out first")]
-    LoggedOn(String),
-    /// No such session.
-    #[error("no session {0} in this engine")]
-    UnknownSession(String),
-    /// The session task has stopped.
-    #[error("session {0} has stopped")]
-    Stopped(String),
-    /// Sending failed.
-    #[error(transparent)]
-    Send(#[from] SendError),
-}
 
 /// A running engine.
 pub struct Engine {
@@ -180,7 +111,7 @@ impl Engine {
         };
         let replication = match (&config.engine.replication, &config.engine.lease, &lease) {
             (Some(r), Some(l), Some((cfg, _))) => {
-                Some(crate::replication::setup::Setup::prepare(r, cfg, &l.url, &mut storage).await?)
+                Some(crate::replication_setup::Setup::prepare(r, cfg, &l.url, &mut storage).await?)
             }
             _ => None,
         };

@@ -2,7 +2,7 @@
 //! use to send on sessions, ask for their status, and read the role and the journal.
 
 use crate::actor::{Command, SessionStatus};
-use crate::engine::EngineError;
+use crate::error::EngineError;
 use fix_session::{SendError, SessionId};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -22,7 +22,8 @@
 //! too, and without one they are served to loopback clients only.
 
 use crate::admin_listener::{AdminPeer, CappedListener};
-use crate::engine::{EngineError, EngineHandle};
+use crate::error::EngineError;
+use crate::handle::EngineHandle;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware;

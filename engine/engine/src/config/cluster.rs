@@ -3,7 +3,6 @@
 //! API (`admin`) and the leadership lease (`lease`).
 
 use super::{invalid, yes, ConfigError};
-use crate::replication::peer_auth::{PeerKey, MIN_KEY_LEN};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,7 +67,7 @@ pub struct ReplicationSection {
     /// on (the standby may not lead until it has caught up); `halt` keeps waiting, so
     /// nothing is answered with a single copy.
     #[serde(default)]
-    pub on_standby_loss: crate::replication::in_sync::OnStandbyLoss,
+    pub on_standby_loss: fix_cluster::in_sync::OnStandbyLoss,
     /// A group spread over regions (`[engine.lease] region` on every instance): with
     /// `replicated`, whether a message also waits for a standby in another region
     /// (`sync`: RPO 0 across regions, at the price of the cross-region round trip) or only
@@ -143,8 +142,9 @@ impl ReplicationSection {
         Ok((listen, peers))
     }
 
-    /// The replication key from `key_env` or `key_file`; `None` when neither is set.
-    pub fn peer_key(&self) -> Result<Option<PeerKey>, ConfigError> {
+    /// The replication key's bytes from `key_env` or `key_file` (at least
+    /// [`MIN_KEY_LEN`]); `None` when neither is set.
+    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
         let (source, key, bytes) = match (&self.key_env, &self.key_file) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -179,8 +179,10 @@ impl ReplicationSection {
             }
         };
         let trimmed = bytes.trim_ascii();
-        PeerKey::new(trimmed).map(Some).ok_or_else(|| {
-            invalid(
+        if trimmed.len() >= MIN_KEY_LEN {
+            return Ok(Some(trimmed.to_vec()));
+        }
+        Err(invalid(
                 "engine",
                 key,
                 &source,
@@ -188,10 +190,12 @@ impl ReplicationSection {
                     "a key of at least {MIN_KEY_LEN} bytes (this one has {}), e.g. `openssl rand -hex 32`",
                     trimmed.len()
                 ),
-            )
-        })
+        ))
     }
 }
+
+/// The shortest replication key accepted (bytes).
+pub const MIN_KEY_LEN: usize = 16;
 
 /// `[engine.admin]`
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

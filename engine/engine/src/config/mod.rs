@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-mod cluster;
+pub mod cluster;
 mod connections;
+pub mod kafka;
 mod session;
 pub use cluster::{
     AdminSection, CrossRegion, Durability, LeaseSection, ReplicationSection, RuntimeSection,
@@ -109,7 +110,7 @@ pub struct EngineSection {
     #[serde(default)]
     pub runtime: RuntimeSection,
     /// The Kafka bridge's topics (with `app = "kafka"`).
-    pub kafka: Option<crate::kafka::KafkaSection>,
+    pub kafka: Option<kafka::KafkaSection>,
 }
 
 impl EngineSection {

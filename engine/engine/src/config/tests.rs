@@ -218,27 +218,27 @@ fn the_replication_key_is_read_and_checked() {
     let section = |extra: &str| -> ReplicationSection {
         toml::from_str(&format!("listen = '127.0.0.1:1'\n{extra}")).expect("section")
     };
-    assert!(section("").peer_key().expect("none").is_none());
+    assert!(section("").key_bytes().expect("none").is_none());
     let short = dir.path().join("short");
     std::fs::write(&short, "abc\n").expect("write");
     let e = section(&format!("key_file = '{}'", short.display()))
-        .peer_key()
+        .key_bytes()
         .expect_err("short")
         .to_string();
     assert!(e.contains("at least 16") && e.contains("has 3"), "{e}");
     let good = dir.path().join("good");
     std::fs::write(&good, "0123456789abcdef\n").expect("write");
     assert!(section(&format!("key_file = '{}'", good.display()))
-        .peer_key()
+        .key_bytes()
         .expect("read")
         .is_some());
     let e = section("key_env = 'FIX_TEST_SURELY_UNSET_KEY_VARIABLE'")
-        .peer_key()
+        .key_bytes()
         .expect_err("unset")
         .to_string();
     assert!(e.contains("not set"), "{e}");
     let e = section(&format!("key_env = 'X'\nkey_file = '{}'", good.display()))
-        .peer_key()
+        .key_bytes()
         .expect_err("both")
         .to_string();
     assert!(e.contains("one of key_env and key_file"), "{e}");

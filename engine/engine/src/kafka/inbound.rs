@@ -7,11 +7,11 @@
 //! copy). Logons, logouts and session-level rejects go to the events topic.
 
 use super::blocking;
-use super::config::{KafkaSection, Payload};
 use super::delivery::{Delivered, Judge, Serials, Ticket};
 use super::gate::{Gate, Open};
 use super::payload::encode_inbound;
 use crate::app::{AppContext, AppReject, Application, Term, TermEnded};
+use crate::config::kafka::{KafkaSection, Payload};
 use crate::metrics::KafkaMetrics;
 use fix_codec::MessageRef;
 use fix_session::SessionId;

@@ -29,7 +29,6 @@
 //! deposition can still land, for a record already in the journal, which the next
 //! leader's first-record check finds.
 
-pub mod config;
 #[cfg(feature = "kafka")]
 mod delivery;
 #[cfg(feature = "kafka")]
@@ -40,12 +39,13 @@ pub mod inbound;
 pub mod outbound;
 pub mod payload;
 
-pub use config::{KafkaSection, Payload};
+pub use crate::config::kafka::{KafkaSection, Payload};
+pub use crate::error::BridgeError;
 #[cfg(feature = "kafka")]
 pub use inbound::BridgeApp;
 
 #[cfg(feature = "kafka")]
-use crate::engine::EngineHandle;
+use crate::handle::EngineHandle;
 #[cfg(feature = "kafka")]
 use rdkafka::ClientConfig;
 #[cfg(feature = "kafka")]
@@ -61,27 +61,6 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
-}
-
-/// The bridge could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
-    /// `app = "kafka"` without its section.
-    #[error(
-        "app = \"kafka\" needs an [engine.kafka] section with at least brokers = \"HOST:PORT\""
-    )]
-    MissingSection,
-    /// This build left the bridge out.
-    #[error("app = \"kafka\": this fix-engine was built without the Kafka bridge (build with the `kafka` feature, on by default)")]
-    NotBuilt,
-    /// The Kafka client refused its settings.
-    #[error("cannot create the Kafka {client}: {detail} (check [engine.kafka] brokers and client settings)")]
-    Client {
-        /// `producer` or `consumer`.
-        client: &'static str,
-        /// librdkafka's answer.
-        detail: String,
-    },
 }
 
 #[cfg(feature = "kafka")]

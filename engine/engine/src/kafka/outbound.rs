@@ -19,11 +19,11 @@
 //! with an `outbound-duplicate-skipped` event. The record's body is its idempotency key:
 //! an order's ClOrdID makes it unique.
 
-use super::config::{KafkaSection, Payload};
 use super::gate::Open;
 use super::inbound::Producer;
 use super::payload::{decode_outbound, Outbound};
-use crate::engine::EngineHandle;
+use crate::config::kafka::{KafkaSection, Payload};
+use crate::handle::EngineHandle;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;

@@ -1,6 +1,6 @@
 //! Inbound messages as topic records, and outbound records as messages to send.
 
-use super::config::Payload;
+use crate::config::kafka::Payload;
 use fix_codec::MessageRef;
 use fix_session::SessionId;
 

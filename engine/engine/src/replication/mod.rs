@@ -13,7 +13,6 @@ pub mod follower;
 pub use fix_cluster::in_sync;
 pub mod in_sync_task;
 pub mod peer_auth;
-pub mod setup;
 pub mod source;
 pub mod sql;
 

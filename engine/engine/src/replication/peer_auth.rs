@@ -32,8 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const MAGIC: &[u8; 8] = b"FIXREPL2";
 const NONCE: usize = 32;
 const PROOF: usize = 32;
-/// The shortest key accepted.
-pub const MIN_KEY_LEN: usize = 16;
+pub use crate::config::cluster::MIN_KEY_LEN;
 
 /// The group's replication key.
 #[derive(Clone)]

@@ -1,11 +1,11 @@
 //! Starting replication from `[engine.replication]`: TCP between instances (`local`,
 //! `replicated`) or through the SQL journal (`sql`).
 
-use super::in_sync::InSyncSet;
-use super::sql::{SqlChannel, SqlJournal};
-use super::Replication;
 use crate::config::{Durability, ReplicationSection};
-use crate::engine::EngineError;
+use crate::error::EngineError;
+use crate::replication::in_sync::InSyncSet;
+use crate::replication::sql::{SqlChannel, SqlJournal};
+use crate::replication::Replication;
 use crate::storage::{Replicas, Storage};
 use fix_lease::RoleState;
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ pub struct Setup {
     listen: Option<SocketAddr>,
     peers: Vec<String>,
     sql: Option<Arc<SqlJournal>>,
-    key: Option<super::peer_auth::PeerKey>,
+    key: Option<crate::replication::peer_auth::PeerKey>,
 }
 
 impl Setup {
@@ -37,7 +37,9 @@ impl Setup {
     ) -> Result<Self, EngineError> {
         let (group, region) = (lease.group.as_str(), lease.region.clone());
         let (listen, peers) = section.addresses()?;
-        let key = section.peer_key()?;
+        let key = section
+            .key_bytes()?
+            .and_then(|bytes| crate::replication::peer_auth::PeerKey::new(&bytes));
         let sql = match section.durability {
             Durability::Sql => Some(Arc::new(
                 SqlJournal::connect(lease_url, group)
@@ -119,14 +121,14 @@ impl Setup {
                 source,
             })?;
         tracing::info!(addr = %listen, peers = self.peers.len(), durability = ?self.durability, "replication listening");
-        let source = super::source::Source {
+        let source = crate::replication::source::Source {
             journal: journal.clone(),
             durable: durable.clone(),
             role: role.clone(),
             state: Arc::clone(&self.state),
             key: self.key.clone(),
         };
-        let follower = super::follower::Follower {
+        let follower = crate::replication::follower::Follower {
             journal: journal.clone(),
             durable: durable.clone(),
             role: role.clone(),
@@ -135,7 +137,7 @@ impl Setup {
             name,
             key: self.key.clone(),
         };
-        let in_sync = super::in_sync_task::InSyncTask {
+        let in_sync = crate::replication::in_sync_task::InSyncTask {
             store: lease_store,
             group: lease.group.clone(),
             owner: lease.owner.clone(),
@@ -146,7 +148,7 @@ impl Setup {
             state: Arc::clone(&self.state),
         };
         Ok(vec![
-            tokio::spawn(super::source::serve(listener, source, refused)),
+            tokio::spawn(crate::replication::source::serve(listener, source, refused)),
             tokio::spawn(follower.run()),
             tokio::spawn(in_sync.run()),
         ])
