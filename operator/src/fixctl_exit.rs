@@ -6,7 +6,7 @@
 //! | 0 | done |
 //! | 1 | the operation failed (the message says why) |
 //! | 2 | usage: a bad argument or option (clap's own code) |
-//! | 3 | unreachable: `status` found no engine answering |
+//! | 3 | unreachable: `status` or `failover` found no engine answering |
 //! | 4 | data: a drill lost, repeated or skipped messages, or broke an invariant |
 
 use thiserror::Error;

@@ -30,7 +30,7 @@ use fixctl_status::{look, print_rows, status};
 #[command(
     name = "fixctl",
     version,
-    after_help = "Exit codes: 0 done; 1 the operation failed; 2 a bad argument; 3 `status`: no engine answered; 4 a drill lost, repeated or skipped messages."
+    after_help = "Exit codes: 0 done; 1 the operation failed; 2 a bad argument; 3 `status` or `failover`: no engine answered; 4 a drill lost, repeated or skipped messages."
 )]
 struct Cli {
     /// Output format.
@@ -438,6 +438,13 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         }
     }
     let rows = look(&a.group.engines).await;
+    if rows.iter().all(|r| !r.reachable) {
+        return Err(fixctl_exit::Exit::Unreachable(format!(
+            "no engine answered ({}): check the addresses (each engine's [engine.admin] listen) and that the engines run",
+            names.join(", ")
+        ))
+        .into());
+    }
     let leader = rows
         .iter()
         .find(|r| r.leads())

@@ -508,6 +508,11 @@ fn exit_codes_tell_usage_from_unreachable_from_failure() {
         "no engine answered"
     );
     assert_eq!(
+        code(&["failover", "--engine", &format!("a={dead}")]),
+        Some(3),
+        "no engine answered a failover either"
+    );
+    assert_eq!(
         code(&["status", "--engine", "127.0.0.1:9100"]),
         Some(2),
         "a malformed address is a usage error"
