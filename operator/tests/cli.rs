@@ -144,7 +144,7 @@ fn pair_config(dir: &std::path::Path, name: &str) -> fix_engine::EngineConfig {
 }
 
 fn leads(e: &fix_engine::Engine) -> bool {
-    matches!(e.handle().role(), fix_lease::Role::Leader { .. })
+    matches!(e.handle().role(), fix_lease::Leadership::Leader { .. })
 }
 
 /// Engines `a` (leading) and `b` (standby) sharing a SQLite lease, in this process.

@@ -5,7 +5,7 @@ use fix_e2e::client::{FixClient, Received};
 use fix_e2e::http::request;
 use fix_e2e::wait::eventually;
 use fix_engine::{Engine, EngineConfig};
-use fix_lease::Role;
+use fix_lease::Leadership;
 use fix_session::SessionId;
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +21,7 @@ fn config(dir: &Path, name: &str) -> EngineConfig {
 }
 
 fn leads(e: &Engine) -> bool {
-    matches!(e.handle().role(), Role::Leader { .. })
+    matches!(e.handle().role(), Leadership::Leader { .. })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

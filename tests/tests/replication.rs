@@ -9,7 +9,7 @@ use fix_e2e::http::request;
 use fix_e2e::interop::free_port;
 use fix_e2e::wait::eventually;
 use fix_engine::{Engine, EngineConfig};
-use fix_lease::Role;
+use fix_lease::Leadership;
 use fix_session::SessionId;
 use std::path::Path;
 use std::time::Duration;
@@ -35,7 +35,7 @@ fn keyed_config(dir: &Path, name: &str, me: u16, peer: u16, key: Option<&Path>) 
 }
 
 fn leads(e: &Engine) -> bool {
-    matches!(e.handle().role(), Role::Leader { .. })
+    matches!(e.handle().role(), Leadership::Leader { .. })
 }
 
 fn id() -> SessionId {

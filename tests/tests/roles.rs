@@ -6,7 +6,7 @@ use fix_codec::human::to_human;
 use fix_e2e::client::{FixClient, Received};
 use fix_e2e::wait::eventually;
 use fix_engine::{Engine, EngineConfig, EngineError};
-use fix_lease::Role;
+use fix_lease::Leadership;
 use fix_session::SessionId;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,7 +24,7 @@ fn config(dir: &Path, name: &str, lease_db: &Path) -> EngineConfig {
 }
 
 fn is_leader(e: &Engine) -> bool {
-    matches!(e.handle().role(), Role::Leader { .. })
+    matches!(e.handle().role(), Leadership::Leader { .. })
 }
 
 fn addr(e: &Engine) -> SocketAddr {

@@ -111,7 +111,7 @@ impl Instance {
                                 .iter()
                                 .find(|i| i.target_comp_id == "CLIENT")
                                 .and_then(|i| engine.listen_addr(i)),
-                            leads: matches!(handle.role(), fix_lease::Role::Leader { .. }),
+                            leads: matches!(handle.role(), fix_lease::Leadership::Leader { .. }),
                             standby_streaming: handle
                                 .replication()
                                 .is_some_and(|r| r.standbys().iter().any(|s| s.streaming)),

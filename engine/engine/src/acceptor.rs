@@ -3,7 +3,7 @@
 use crate::actor::Command;
 use crate::tls::BoxIo;
 use fix_codec::{frame, tags, FrameError, Parser};
-use fix_lease::{Role, RoleState};
+use fix_lease::{Leadership, RoleState};
 use fix_session::SessionId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -81,7 +81,7 @@ pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint) {
 }
 
 fn leading(role: &watch::Receiver<RoleState>) -> bool {
-    matches!(role.borrow().role, Role::Leader { .. })
+    matches!(role.borrow().role, Leadership::Leader { .. })
 }
 
 /// Listens at `addr` only while this instance leads (a standby that does not listen:

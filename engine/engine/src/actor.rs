@@ -10,7 +10,7 @@ use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use crate::tls::BoxIo;
 use fix_codec::{frame, FrameError, MessageRef, OwnedMessage};
-use fix_lease::{Role as LeaseRole, RoleState};
+use fix_lease::{Leadership, RoleState};
 use fix_session::{Disposition, LogLevel, Now, Outgoing, Role, Session, SessionEvent, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,7 +184,7 @@ impl SessionActor {
     fn is_leader(&self) -> bool {
         self.role.as_ref().is_none_or(|r| {
             let state = r.borrow();
-            matches!(state.role, LeaseRole::Leader { .. })
+            matches!(state.role, Leadership::Leader { .. })
                 && state
                     .valid_until
                     .is_none_or(|t| std::time::Instant::now() < t)

@@ -41,8 +41,8 @@ impl Term {
         role: Option<&tokio::sync::watch::Receiver<fix_lease::RoleState>>,
     ) -> Self {
         let epoch = role.and_then(|r| match r.borrow().role {
-            fix_lease::Role::Leader { epoch } => Some(epoch),
-            fix_lease::Role::Standby => None,
+            fix_lease::Leadership::Leader { epoch } => Some(epoch),
+            fix_lease::Leadership::Standby => None,
         });
         Self {
             role: role.cloned(),
@@ -62,7 +62,7 @@ impl Term {
             return true;
         };
         let state = role.borrow();
-        matches!(state.role, fix_lease::Role::Leader { epoch } if Some(epoch) == self.epoch)
+        matches!(state.role, fix_lease::Leadership::Leader { epoch } if Some(epoch) == self.epoch)
             && state
                 .valid_until
                 .is_none_or(|t| std::time::Instant::now() < t)
@@ -463,7 +463,7 @@ impl fix_session::SessionHooks for AppHooks {
 /// A role as the keeper publishes it, its local deadline `valid_for` from now (tests).
 #[cfg(test)]
 pub(crate) fn test_role_state(
-    role: fix_lease::Role,
+    role: fix_lease::Leadership,
     valid_for: std::time::Duration,
 ) -> fix_lease::RoleState {
     fix_lease::RoleState {
@@ -480,25 +480,30 @@ pub(crate) fn test_role_state(
 #[cfg(test)]
 mod term_tests {
     use super::{test_role_state as state, Term};
-    use fix_lease::Role;
+    use fix_lease::Leadership;
     use std::time::Duration;
 
     #[test]
     fn a_term_ends_with_its_epoch_its_lease_deadline_or_the_lead() {
         assert!(Term::current(None).is_current(), "no lease: never ends");
-        let (tx, rx) =
-            tokio::sync::watch::channel(state(Role::Leader { epoch: 3 }, Duration::from_secs(60)));
+        let (tx, rx) = tokio::sync::watch::channel(state(
+            Leadership::Leader { epoch: 3 },
+            Duration::from_secs(60),
+        ));
         let term = Term::current(Some(&rx));
         assert!(term.is_current());
-        tx.send_replace(state(Role::Leader { epoch: 4 }, Duration::from_secs(60)));
+        tx.send_replace(state(
+            Leadership::Leader { epoch: 4 },
+            Duration::from_secs(60),
+        ));
         assert!(!term.is_current(), "a later epoch is another term");
         let (_tx, rx) =
-            tokio::sync::watch::channel(state(Role::Leader { epoch: 5 }, Duration::ZERO));
+            tokio::sync::watch::channel(state(Leadership::Leader { epoch: 5 }, Duration::ZERO));
         assert!(
             !Term::current(Some(&rx)).is_current(),
             "the deadline passed"
         );
-        let (_tx, rx) = tokio::sync::watch::channel(state(Role::Standby, Duration::ZERO));
+        let (_tx, rx) = tokio::sync::watch::channel(state(Leadership::Standby, Duration::ZERO));
         assert!(
             !Term::current(Some(&rx)).is_current(),
             "a standby has no term"

@@ -134,7 +134,7 @@ impl Engine {
         let (serving_tx, serving) = match &keeper {
             Some(_) => {
                 let (tx, rx) = tokio::sync::watch::channel(fix_lease::RoleState {
-                    role: fix_lease::Role::Standby,
+                    role: fix_lease::Leadership::Standby,
                     valid_until: None,
                     reason: "starting".into(),
                     terms: 0,
@@ -421,7 +421,7 @@ fn follow_lease(
                     // The sessions hear it before the lease is released: not one byte
                     // after another instance may hold it.
                     let mut state = source.borrow().clone();
-                    state.role = fix_lease::Role::Standby;
+                    state.role = fix_lease::Leadership::Standby;
                     state.valid_until = None;
                     state.reason = format!("journal failed ({e})");
                     tx.send_replace(state);
@@ -431,7 +431,7 @@ fn follow_lease(
             }
             let mut state = source.borrow_and_update().clone();
             if let Some(e) = &failed {
-                state.role = fix_lease::Role::Standby;
+                state.role = fix_lease::Leadership::Standby;
                 state.valid_until = None;
                 state.reason =
                     format!("journal failed ({e}): restart this instance once its disk is fixed");
@@ -440,7 +440,7 @@ fn follow_lease(
                 metrics.lease_renew_seconds.observe(took.as_secs_f64());
             }
             match state.role {
-                fix_lease::Role::Leader { epoch } if led != Some(epoch) => {
+                fix_lease::Leadership::Leader { epoch } if led != Some(epoch) => {
                     let drained = match &sql {
                         Some(channel) => channel.drain().await.map_err(|e| e.to_string()),
                         None => Ok(()),
@@ -456,7 +456,7 @@ fn follow_lease(
                         Err(e) => {
                             tracing::error!(epoch, error = %e, "refusing to lead: giving the lease up");
                             storage.fence();
-                            state.role = fix_lease::Role::Standby;
+                            state.role = fix_lease::Leadership::Standby;
                             state.reason = e;
                             tx.send_replace(state);
                             keeper.step_down(std::time::Duration::from_secs(2)).await;
@@ -464,8 +464,8 @@ fn follow_lease(
                         }
                     }
                 }
-                fix_lease::Role::Leader { .. } => {}
-                fix_lease::Role::Standby => {
+                fix_lease::Leadership::Leader { .. } => {}
+                fix_lease::Leadership::Standby => {
                     led = None;
                     storage.fence();
                 }

@@ -119,10 +119,12 @@ impl EngineHandle {
     /// The role the sessions follow: `Leader` only once the journal is open for the
     /// lease's epoch (after the SQL drain with `sql` durability), so a leader reported here
     /// accepts logons; `Leader` with epoch 0 when no lease is configured.
-    pub fn role(&self) -> fix_lease::Role {
+    pub fn role(&self) -> fix_lease::Leadership {
         self.serving
             .as_ref()
-            .map_or(fix_lease::Role::Leader { epoch: 0 }, |r| r.borrow().role)
+            .map_or(fix_lease::Leadership::Leader { epoch: 0 }, |r| {
+                r.borrow().role
+            })
     }
 
     /// Role changes as [`EngineHandle::role`] reports them (`None` without a lease).
@@ -168,7 +170,7 @@ impl EngineHandle {
             return None;
         }
         let k = self.keeper.as_ref()?;
-        if matches!(k.role(), fix_lease::Role::Leader { .. }) {
+        if matches!(k.role(), fix_lease::Leadership::Leader { .. }) {
             return Some(true);
         }
         let state = k.subscribe();

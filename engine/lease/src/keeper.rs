@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 /// What this node may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum Leadership {
     /// Not the leader: send nothing, accept no FIX sessions.
     Standby,
     /// The leader, with its fencing epoch.
@@ -34,7 +34,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleState {
     /// Current role.
-    pub role: Role,
+    pub role: Leadership,
     /// While leader: the local deadline after which the lease is no longer trusted.
     pub valid_until: Option<Instant>,
     /// Why the role last changed.
@@ -97,7 +97,7 @@ impl Keeper {
         eligible: watch::Receiver<bool>,
     ) -> Self {
         let (tx, state) = watch::channel(RoleState {
-            role: Role::Standby,
+            role: Leadership::Standby,
             valid_until: None,
             reason: "starting".into(),
             terms: 0,
@@ -127,7 +127,7 @@ impl Keeper {
     }
 
     /// The role now.
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> Leadership {
         self.state.borrow().role
     }
 
@@ -159,7 +159,7 @@ impl Drop for Keeper {
 
 fn publish_timed(
     tx: &watch::Sender<RoleState>,
-    role: Role,
+    role: Leadership,
     valid_until: Option<Instant>,
     reason: String,
     took: Option<Duration>,
@@ -170,7 +170,8 @@ fn publish_timed(
         if holder.is_some() {
             s.holder = holder;
         }
-        if matches!(role, Role::Leader { .. }) && !matches!(s.role, Role::Leader { .. }) {
+        if matches!(role, Leadership::Leader { .. }) && !matches!(s.role, Leadership::Leader { .. })
+        {
             s.terms += 1;
         }
         if s.role != role {
@@ -248,7 +249,7 @@ fn publish_changes(m: &mut RoleMachine, tx: &watch::Sender<RoleState>) {
     while let Some(change) = m.poll_change() {
         let role = change
             .leading
-            .map_or(Role::Standby, |epoch| Role::Leader { epoch });
+            .map_or(Leadership::Standby, |epoch| Leadership::Leader { epoch });
         let holder = change
             .leading
             .and_then(|_| m.held().map(|h| own(m.config(), h)));

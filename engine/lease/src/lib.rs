@@ -20,7 +20,7 @@
 //!   deadline** — the moment the acquire or renew request was *sent*, plus the TTL, minus a
 //!   safety margin — which always falls before the database's own expiry, whatever the
 //!   clocks of the two machines say.
-//! - [`Keeper`]: the role loop publishing [`Role::Leader`] or [`Role::Standby`]; it
+//! - [`Keeper`]: the role loop publishing [`Leadership::Leader`] or [`Leadership::Standby`]; it
 //!   demotes exactly at the local deadline even while a renew call hangs.
 //! - [`region`]: the active region of a multi-region group, a second lease row that only
 //!   the active region's instances may contend past.
@@ -38,7 +38,7 @@ mod store;
 mod watch;
 
 pub use holder::{Holder, LeaseConfig};
-pub use keeper::{Keeper, LeaseHolder, Role, RoleState};
+pub use keeper::{Keeper, Leadership, LeaseHolder, RoleState};
 pub use store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 
 /// Connects to the lease store named by `url`: `sqlite://PATH`, `postgres://…`,

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use fix_lease::sql::SqlLeaseStore;
-use fix_lease::{Grant, InSync, Keeper, LeaseConfig, LeaseError, LeaseState, LeaseStore, Role};
+use fix_lease::{
+    Grant, InSync, Keeper, Leadership, LeaseConfig, LeaseError, LeaseState, LeaseStore,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,7 +84,7 @@ async fn sqlite(dir: &tempfile::TempDir) -> SqlLeaseStore {
 }
 
 fn is_leader(k: &Keeper) -> bool {
-    matches!(k.role(), Role::Leader { .. })
+    matches!(k.role(), Leadership::Leader { .. })
 }
 
 async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Instant {
@@ -112,7 +114,7 @@ async fn two_keepers_never_lead_together_and_step_down_hands_over() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (leader, other) = if is_leader(&a) { (&a, &b) } else { (&b, &a) };
-    let Role::Leader { epoch: first } = leader.role() else {
+    let Leadership::Leader { epoch: first } = leader.role() else {
         unreachable!()
     };
     leader.step_down(Duration::from_secs(5)).await;
@@ -128,7 +130,7 @@ async fn two_keepers_never_lead_together_and_step_down_hands_over() {
         started.elapsed()
     );
     assert!(!is_leader(leader));
-    let Role::Leader { epoch: second } = other.role() else {
+    let Leadership::Leader { epoch: second } = other.role() else {
         unreachable!()
     };
     assert!(second > first, "epoch {second} after {first}");
@@ -199,7 +201,7 @@ async fn only_the_active_region_contends() {
     let west = Keeper::spawn(Arc::clone(&store), in_region("w1", "west"));
     let east = Keeper::spawn(Arc::clone(&store), in_region("e1", "east"));
     until("east to lead", Duration::from_secs(3), || is_leader(&east)).await;
-    let Role::Leader { epoch: first } = east.role() else {
+    let Leadership::Leader { epoch: first } = east.role() else {
         unreachable!()
     };
     // West never contends while east is active, even with the lease free.
@@ -226,7 +228,7 @@ async fn only_the_active_region_contends() {
     assert!(moved.epoch > pin.epoch);
     east.step_down(Duration::from_secs(30)).await;
     until("west to lead", Duration::from_secs(3), || is_leader(&west)).await;
-    let Role::Leader { epoch: second } = west.role() else {
+    let Leadership::Leader { epoch: second } = west.role() else {
         unreachable!()
     };
     assert!(second > first, "epoch {second} after {first}");
@@ -278,7 +280,7 @@ impl LeaseStore for SlowAcquire {
 async fn leads_without_a_break(k: &Keeper, how_long: Duration) {
     let mut rx = k.subscribe();
     let first = rx
-        .wait_for(|s| matches!(s.role, Role::Leader { .. }))
+        .wait_for(|s| matches!(s.role, Leadership::Leader { .. }))
         .await
         .expect("keeper alive")
         .clone();
@@ -289,7 +291,7 @@ async fn leads_without_a_break(k: &Keeper, how_long: Duration) {
                 changed.expect("keeper alive");
                 let s = rx.borrow_and_update().clone();
                 assert!(
-                    matches!(s.role, Role::Leader { .. }),
+                    matches!(s.role, Leadership::Leader { .. }),
                     "published leader ({}) then demoted: {}",
                     first.reason,
                     s.reason

@@ -3,7 +3,7 @@
 //! deposed (lease lost, or lost and regained under another epoch), so a session task never
 //! blocks past its lease nor sends with a stale term.
 
-use fix_lease::{Role as LeaseRole, RoleState};
+use fix_lease::{Leadership, RoleState};
 use tokio::sync::watch;
 
 /// How one write to the counterparty ended.
@@ -25,8 +25,8 @@ pub(super) fn write_stall_limit(heartbeat: std::time::Duration) -> std::time::Du
 /// The epoch this instance leads with now (`None` without a lease or while standby).
 pub(super) fn leading_epoch(role: Option<&watch::Receiver<RoleState>>) -> Option<u64> {
     match role?.borrow().role {
-        LeaseRole::Leader { epoch } => Some(epoch),
-        LeaseRole::Standby => None,
+        Leadership::Leader { epoch } => Some(epoch),
+        Leadership::Standby => None,
     }
 }
 
@@ -39,7 +39,7 @@ pub(super) async fn deposed(role: Option<&mut watch::Receiver<RoleState>>, epoch
     loop {
         let deadline = {
             let state = role.borrow_and_update();
-            let same = matches!(state.role, LeaseRole::Leader { epoch: e } if Some(e) == epoch);
+            let same = matches!(state.role, Leadership::Leader { epoch: e } if Some(e) == epoch);
             if !same
                 || state
                     .valid_until
@@ -78,16 +78,16 @@ mod tests {
     #[tokio::test]
     async fn a_blocked_write_ends_at_a_lose_and_regain_or_at_the_deadline() {
         let long = Duration::from_secs(60);
-        let (tx, mut rx) = watch::channel(state(LeaseRole::Leader { epoch: 5 }, long));
+        let (tx, mut rx) = watch::channel(state(Leadership::Leader { epoch: 5 }, long));
         let epoch = leading_epoch(Some(&rx));
         assert_eq!(epoch, Some(5));
         let regained = {
             let tx = tx.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                tx.send_replace(state(LeaseRole::Leader { epoch: 5 }, long)); // a renewal
+                tx.send_replace(state(Leadership::Leader { epoch: 5 }, long)); // a renewal
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                tx.send_replace(state(LeaseRole::Leader { epoch: 6 }, long));
+                tx.send_replace(state(Leadership::Leader { epoch: 6 }, long));
                 std::future::pending::<()>().await;
             }
         };
@@ -103,7 +103,7 @@ mod tests {
         );
 
         let (_tx, mut rx) = watch::channel(state(
-            LeaseRole::Leader { epoch: 7 },
+            Leadership::Leader { epoch: 7 },
             Duration::from_millis(100),
         ));
         let started = Instant::now();

@@ -61,7 +61,7 @@ struct SessionRow {
 fn replication_view(handle: &EngineHandle, per_session: bool) -> Option<ReplicationView> {
     let r = handle.replication()?;
     let (appended, durable) = handle.journal_positions().unwrap_or_default();
-    let leading = matches!(handle.role(), fix_lease::Role::Leader { .. });
+    let leading = matches!(handle.role(), fix_lease::Leadership::Leader { .. });
     let standbys: Vec<StandbyLag> = r
         .standbys()
         .into_iter()
@@ -186,8 +186,8 @@ async fn healthz(State(st): State<AdminState>) -> Response {
 
 async fn readyz(State(st): State<AdminState>) -> Response {
     let (role, epoch) = match st.handle.role() {
-        fix_lease::Role::Leader { epoch } => (RoleName::Leader, epoch),
-        fix_lease::Role::Standby => (RoleName::Standby, 0),
+        fix_lease::Leadership::Leader { epoch } => (RoleName::Leader, epoch),
+        fix_lease::Leadership::Standby => (RoleName::Standby, 0),
     };
     let holder = st.handle.lease_holder();
     let body = Readiness {
@@ -231,11 +231,11 @@ async fn metrics(State(st): State<AdminState>) -> Response {
             .set(r.view.next_target_seq as i64);
     }
     match st.handle.role() {
-        fix_lease::Role::Leader { epoch } => {
+        fix_lease::Leadership::Leader { epoch } => {
             m.leader.set(1);
             m.epoch.set(epoch as i64);
         }
-        fix_lease::Role::Standby => {
+        fix_lease::Leadership::Standby => {
             m.leader.set(0);
         }
     }

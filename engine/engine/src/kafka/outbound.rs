@@ -30,14 +30,14 @@ use rdkafka::ClientConfig;
 use std::time::Duration;
 
 fn leads(handle: &EngineHandle) -> bool {
-    matches!(handle.role(), fix_lease::Role::Leader { .. })
+    matches!(handle.role(), fix_lease::Leadership::Leader { .. })
 }
 
 /// The epoch this instance leads with now.
 fn leading_epoch(handle: &EngineHandle) -> Option<u64> {
     match handle.role() {
-        fix_lease::Role::Leader { epoch } => Some(epoch),
-        fix_lease::Role::Standby => None,
+        fix_lease::Leadership::Leader { epoch } => Some(epoch),
+        fix_lease::Leadership::Standby => None,
     }
 }
 

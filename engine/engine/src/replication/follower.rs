@@ -10,7 +10,7 @@
 
 use super::{send, FrameReader, Replication};
 use fix_cluster::follower::{Eligibility, FollowState, FollowStep};
-use fix_lease::{Role, RoleState};
+use fix_lease::{Leadership, RoleState};
 use fix_store::Journal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub struct Follower {
 }
 
 fn is_standby(role: &watch::Receiver<RoleState>) -> bool {
-    matches!(role.borrow().role, Role::Standby)
+    matches!(role.borrow().role, Leadership::Standby)
 }
 
 /// How one connection to a peer ended.

@@ -5,7 +5,7 @@
 
 use super::in_sync::{Record, Step, Stored, Written};
 use super::Replication;
-use fix_lease::{Grant, InSync, LeaseStore, Role, RoleState};
+use fix_lease::{Grant, InSync, Leadership, LeaseStore, RoleState};
 use fix_store::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +38,8 @@ pub struct InSyncTask {
 
 fn leading(role: &watch::Receiver<RoleState>) -> Option<u64> {
     match role.borrow().role {
-        Role::Leader { epoch } => Some(epoch),
-        Role::Standby => None,
+        Leadership::Leader { epoch } => Some(epoch),
+        Leadership::Standby => None,
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::{send, FrameReader, Replication, ACK_TIMEOUT, CHUNK, IDLE_TICK};
 use fix_cluster::source::{answer_hello, HelloAnswer, LeaderJournal, StandbyHello, StandbyStream};
-use fix_lease::{Role, RoleState};
+use fix_lease::{Leadership, RoleState};
 use fix_store::replication::Frame;
 use fix_store::Journal;
 use std::net::SocketAddr;
@@ -69,7 +69,7 @@ pub async fn serve(
 fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
     let state = role.borrow();
     match state.role {
-        Role::Leader { epoch }
+        Leadership::Leader { epoch }
             if state
                 .valid_until
                 .is_none_or(|t| std::time::Instant::now() < t) =>

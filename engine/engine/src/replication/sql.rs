@@ -11,7 +11,7 @@
 //! ```
 
 use super::{FollowerView, Replication, CHUNK, IDLE_TICK};
-use fix_lease::{Role, RoleState};
+use fix_lease::{Leadership, RoleState};
 use fix_store::Journal;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -330,7 +330,9 @@ pub async fn drain(journal: &Journal, sql: &SqlJournal) -> std::io::Result<()> {
 fn leading(role: &watch::Receiver<RoleState>) -> Option<u64> {
     let s = role.borrow();
     match s.role {
-        Role::Leader { epoch } if s.valid_until.is_none_or(|t| std::time::Instant::now() < t) => {
+        Leadership::Leader { epoch }
+            if s.valid_until.is_none_or(|t| std::time::Instant::now() < t) =>
+        {
             Some(epoch)
         }
         _ => None,
