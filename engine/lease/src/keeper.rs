@@ -275,7 +275,13 @@ async fn acquire(
         // Another region is active: stay standby, look again next interval.
         return (CallResult::Refused, None);
     }
-    match store.acquire(&cfg.group, &cfg.owner, cfg.ttl).await {
+    // Bounded, so that a dead store cannot keep the loop from a step-down command; a
+    // grant that comes later than this is never used (the store lets it expire).
+    let acquired =
+        tokio::time::timeout(cfg.ttl * 4, store.acquire(&cfg.group, &cfg.owner, cfg.ttl))
+            .await
+            .unwrap_or(Err(crate::LeaseError::Timeout("an acquire")));
+    match acquired {
         Ok(Some(grant)) => (CallResult::Granted(grant), None),
         Ok(None) => {
             // Someone else holds it: see who, and look again within an interval (each

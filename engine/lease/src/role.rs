@@ -156,6 +156,8 @@ impl RoleMachine {
             if matches!(self.in_flight, Some(InFlight::Renew { .. })) {
                 self.in_flight = None;
             }
+            // Contend again an interval later, not at once (as a refused renew does).
+            self.next_at = Some(now + self.cfg.renew_interval);
         }
     }
 

@@ -147,6 +147,9 @@ pub enum LeaseError {
     /// The lease store URL is not one this crate knows.
     #[error("unsupported lease store URL '{0}': use sqlite://PATH, postgres://… or mysql://…")]
     UnsupportedUrl(String),
+    /// A call got no answer in time.
+    #[error("the lease store did not answer {0} in time (is it reachable?)")]
+    Timeout(&'static str),
     /// The URL names a store this build left out.
     #[error("this build has no {backend} lease store: build with the `{feature}` feature (on by default)")]
     NotBuilt {

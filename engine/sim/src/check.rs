@@ -1,5 +1,6 @@
 //! The invariants, checked as the simulation runs: what the counterparty was answered is
-//! never lost, no MsgSeqNum is reused, one writer per epoch, no answer after deposition,
+//! never lost, no MsgSeqNum is reused, one leader acts at a time (no other running
+//! instance trusts a lease when one journals or answers), no answer after deposition,
 //! and every recorded in-sync member holds what the leader answered.
 
 use crate::disk::{Entry, Journal, RECORD};
@@ -49,13 +50,20 @@ impl Ledger {
         }
     }
 
-    /// `name` writes under `epoch`: the store must have granted that epoch to it.
-    pub fn check_writer(&mut self, now: u64, name: &str, epoch: u64, store: &LeaseStore) {
-        let owner = store.granted.get(&epoch).cloned();
-        if owner.as_deref() != Some(name) {
+    /// `name` acts (journals or answers) as the leader of `epoch`: no other running
+    /// instance may trust a lease at the same instant (`others`: those that do, with
+    /// their epochs).
+    pub fn check_single_leader(
+        &mut self,
+        now: u64,
+        name: &str,
+        epoch: u64,
+        others: &[(String, u64)],
+    ) {
+        if let Some((other, theirs)) = others.first() {
             self.violated(
                 now,
-                format!("two writers for epoch {epoch}: {name} writes, the store granted it to {owner:?}"),
+                format!("two leaders at once: {name} acts under epoch {epoch} while {other} still trusts its lease of epoch {theirs}"),
             );
         }
     }

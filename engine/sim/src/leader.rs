@@ -12,7 +12,7 @@ use std::time::Duration;
 impl World {
     pub(crate) fn take_over(&mut self, i: usize, leading: Leading) {
         let now = self.now;
-        let at = self.instant(now);
+        let at = self.local(i);
         let epoch = leading.epoch;
         self.ledger.failovers += 1;
         let name = self.nodes[i].name.clone();
@@ -38,8 +38,10 @@ impl World {
         }
         n.in_sync.step_down();
         n.unanswered.clear();
-        let conns: Vec<u64> = std::mem::take(&mut n.serving).into_keys().collect();
-        for c in conns {
+        // Each stream ends, as the engine's source tasks do when they see the deposition.
+        let serving = std::mem::take(&mut n.serving);
+        for (c, s) in serving {
+            self.nodes[i].in_sync.disconnected(&s.standby);
             self.close(c, i);
         }
         let name = self.nodes[i].name.clone();
@@ -47,7 +49,7 @@ impl World {
     }
 
     pub(crate) fn poll_in_sync(&mut self, i: usize) {
-        let at = self.instant(self.now);
+        let at = self.local(i);
         let n = &mut self.nodes[i];
         if n.in_sync_call.is_some() {
             return;
@@ -68,8 +70,8 @@ impl World {
     /// Sends each standby what it has not been sent.
     pub(crate) fn pump(&mut self, i: usize) {
         let now = self.now;
-        let at = self.instant(now);
-        let leading = self.nodes[i].leading_at(self.instant(now));
+        let at = self.local(i);
+        let leading = self.nodes[i].leading_at(self.local(i));
         let conns: Vec<u64> = self.nodes[i].serving.keys().copied().collect();
         for conn in conns {
             let n = &mut self.nodes[i];
@@ -107,10 +109,22 @@ impl World {
         }
     }
 
+    /// The other instances that could act as leaders now: running, not paused, and
+    /// trusting a lease by their own clocks.
+    fn acting_leaders(&self, i: usize) -> Vec<(String, u64)> {
+        (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].up && self.nodes[j].paused_until <= self.now)
+            .filter_map(|j| {
+                let n = &self.nodes[j];
+                n.leading_at(self.local(j)).map(|e| (n.name.clone(), e))
+            })
+            .collect()
+    }
+
     /// Answers the counterparty for every record that counts as durable.
     pub(crate) fn answer(&mut self, i: usize) {
         let now = self.now;
-        let Some(epoch) = self.nodes[i].leading_at(self.instant(now)) else {
+        let Some(epoch) = self.nodes[i].leading_at(self.local(i)) else {
             return;
         };
         // Durable here and acknowledged by every required member (the set's `committed`
@@ -126,6 +140,8 @@ impl World {
             }
             self.nodes[i].unanswered.pop_front();
             let name = self.nodes[i].name.clone();
+            let others = self.acting_leaders(i);
+            self.ledger.check_single_leader(now, &name, epoch, &others);
             let members: Vec<&Journal> = self
                 .store
                 .in_sync
@@ -151,11 +167,12 @@ impl World {
     /// An order reaches instance `i`.
     pub(crate) fn order_arrives(&mut self, i: usize, order: u64) {
         let now = self.now;
-        let Some(epoch) = self.nodes[i].leading_at(self.instant(now)) else {
+        let Some(epoch) = self.nodes[i].leading_at(self.local(i)) else {
             return;
         };
         let name = self.nodes[i].name.clone();
-        self.ledger.check_writer(now, &name, epoch, &self.store);
+        let others = self.acting_leaders(i);
+        self.ledger.check_single_leader(now, &name, epoch, &others);
         let n = &mut self.nodes[i];
         let entry = Entry {
             epoch,
@@ -176,7 +193,7 @@ impl World {
         frame: Frame,
     ) {
         let now = self.now;
-        let at = self.instant(now);
+        let at = self.local(i);
         match frame {
             Frame::Hello {
                 epoch,
@@ -188,7 +205,7 @@ impl World {
                 let history = n.journal.epochs();
                 let answer = answer_hello(
                     LeaderJournal {
-                        leading: n.leading_at(self.instant(now)),
+                        leading: n.leading_at(self.local(i)),
                         epochs: &history,
                         end: n.journal.end(),
                     },

@@ -6,15 +6,31 @@
 use fix_cluster::in_sync::Stored;
 use std::collections::BTreeMap;
 
-/// The group's row.
+/// What a contender reads of the lease: the holder's epoch and its beat (which every
+/// acquire and renew makes grow), or that it was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Beat {
+    /// The epoch.
+    pub epoch: u64,
+    /// Grows with every acquire and renew.
+    pub beat: u64,
+    /// Given up by its holder (or never held).
+    pub free: bool,
+}
+
+/// The group's row. No clock decides who holds it (as in `fix-lease`): a contender takes
+/// the lease when it is free, or conditional on a beat it has watched unchanged for a
+/// TTL by its own clock.
 #[derive(Debug, Clone, Default)]
 pub struct LeaseStore {
-    /// The holder and its epoch (the newest granted).
+    /// The holder (of the newest epoch granted).
     pub holder: Option<String>,
     /// The newest epoch granted.
     pub epoch: u64,
-    /// When the lease runs out (simulated ms); a release sets it to 0.
-    pub expires_ms: u64,
+    /// Grows with every acquire and renew.
+    pub beat: u64,
+    /// Released by its holder.
+    pub released: bool,
     /// The recorded in-sync set.
     pub in_sync: Option<Stored>,
     /// Who each epoch was granted to.
@@ -33,31 +49,43 @@ impl LeaseStore {
         }
     }
 
-    /// `owner` asks for the lease at `now`: the new epoch, or `None`.
-    pub fn acquire(&mut self, owner: &str, now: u64, ttl: u64) -> Option<u64> {
-        if now < self.expires_ms {
-            return None;
+    /// What a contender reads.
+    pub fn beat(&self) -> Beat {
+        Beat {
+            epoch: self.epoch,
+            beat: self.beat,
+            free: self.holder.is_none() || self.released,
+        }
+    }
+
+    /// `owner` asks for the lease, having watched `watched` unchanged for a TTL (if it
+    /// has): the new epoch, or the beat it should watch.
+    pub fn acquire(&mut self, owner: &str, watched: Option<Beat>) -> Result<u64, Beat> {
+        let now = self.beat();
+        if !now.free && watched != Some(now) {
+            return Err(now);
         }
         let member = self
             .in_sync
             .as_ref()
             .is_none_or(|s| s.members.is_empty() || s.members.contains(owner));
         if self.checks_in_sync && !member {
-            return None;
+            return Err(now);
         }
         self.epoch += 1;
+        self.beat += 1;
+        self.released = false;
         self.holder = Some(owner.to_string());
-        self.expires_ms = now + ttl;
         self.granted.insert(self.epoch, owner.to_string());
-        Some(self.epoch)
+        Ok(self.epoch)
     }
 
-    /// The holder of `epoch` renews at `now`: whether it still holds the lease.
-    pub fn renew(&mut self, owner: &str, epoch: u64, now: u64, ttl: u64) -> bool {
-        let holds =
-            self.holder.as_deref() == Some(owner) && self.epoch == epoch && now < self.expires_ms;
+    /// The holder of `epoch` renews: whether it still holds the lease (nobody took it
+    /// and it was not released).
+    pub fn renew(&mut self, owner: &str, epoch: u64) -> bool {
+        let holds = self.holder.as_deref() == Some(owner) && self.epoch == epoch && !self.released;
         if holds {
-            self.expires_ms = now + ttl;
+            self.beat += 1;
         }
         holds
     }
@@ -65,7 +93,7 @@ impl LeaseStore {
     /// The holder of `epoch` gives the lease up.
     pub fn release(&mut self, owner: &str, epoch: u64) {
         if self.holder.as_deref() == Some(owner) && self.epoch == epoch {
-            self.expires_ms = 0;
+            self.released = true;
         }
     }
 
@@ -78,7 +106,7 @@ impl LeaseStore {
         expected: Option<&Stored>,
         new: &Stored,
     ) -> bool {
-        if self.holder.as_deref() != Some(owner) || self.epoch != epoch || self.expires_ms == 0 {
+        if self.holder.as_deref() != Some(owner) || self.epoch != epoch || self.released {
             return false;
         }
         if let Some(expected) = expected {

@@ -35,6 +35,10 @@ pub struct Options {
     pub on_standby_loss: OnStandbyLoss,
     /// Inject random faults.
     pub faults: bool,
+    /// How far each instance's monotonic clock rate may be from real time's (0.02: ±2 %).
+    /// The lease's safety margin covers a drift of about margin / TTL between holder and
+    /// contender.
+    pub clock_drift: f64,
     /// The lease store refuses the lease to instances outside the in-sync set. Off only
     /// to show the simulation finds the loss this rule prevents.
     pub lease_checks_in_sync: bool,
@@ -48,6 +52,7 @@ impl Default for Options {
             order_every_ms: 5,
             on_standby_loss: OnStandbyLoss::Shrink,
             faults: true,
+            clock_drift: 0.02,
             lease_checks_in_sync: true,
         }
     }

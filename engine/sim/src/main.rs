@@ -29,6 +29,9 @@ struct Cli {
     /// `on_standby_loss`: shrink or halt.
     #[arg(long, default_value = "shrink")]
     on_standby_loss: String,
+    /// How far each instance's clock rate may be from real time's (0.02: ±2 %).
+    #[arg(long, default_value_t = 0.02)]
+    clock_drift: f64,
     /// Inject no faults.
     #[arg(long)]
     no_faults: bool,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             on_standby_loss: policy,
             lease_checks_in_sync: !cli.without_in_sync_check,
             faults: !cli.no_faults,
+            clock_drift: cli.clock_drift,
             ..Options::default()
         };
         let out = run(seed, &opts);

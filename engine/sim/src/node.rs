@@ -76,6 +76,10 @@ pub struct Node {
     pub up: bool,
     /// Bumped by every crash and restart: events of an older incarnation are void.
     pub incarnation: u64,
+    /// Its monotonic clock's rate against real time.
+    pub clock_rate: f64,
+    /// The lease's beat it has watched, since when by its own clock (ms).
+    pub(crate) watching: Option<(crate::lease::Beat, u64)>,
     /// Paused (SIGSTOP) until then (ms).
     pub paused_until: u64,
     /// The journal.
@@ -110,6 +114,8 @@ impl Node {
             peers: (0..count).filter(|&p| p != index).collect(),
             up: true,
             incarnation: 0,
+            clock_rate: 1.0,
+            watching: None,
             paused_until: 0,
             journal: Journal::default(),
             disk_stalled: false,
@@ -147,7 +153,7 @@ fn lease_config(name: &str) -> LeaseConfig {
 impl World {
     /// The instance's timers.
     pub(crate) fn tick(&mut self, i: usize) {
-        let at = self.instant(self.now);
+        let at = self.local(i);
         let n = &mut self.nodes[i];
         n.roles.set_eligible(n.eligible);
         n.roles.tick(at);
@@ -166,13 +172,20 @@ impl World {
 
     /// Makes the call the role loop asks for, if any.
     fn call_lease_store(&mut self, i: usize) {
-        let at = self.instant(self.now);
+        let at = self.local(i);
         let n = &mut self.nodes[i];
         if n.lease_call.is_some() {
             return;
         }
         let call = match n.roles.poll_call(at) {
-            Some(LeaseCall::Acquire) => StoreCall::Acquire,
+            Some(LeaseCall::Acquire) => {
+                let local = self.local_ms(i);
+                let watched = self.nodes[i]
+                    .watching
+                    .filter(|(_, since)| local.saturating_sub(*since) >= TTL)
+                    .map(|(beat, _)| beat);
+                StoreCall::Acquire { watched }
+            }
             Some(LeaseCall::Renew(g)) => StoreCall::Renew { epoch: g.epoch },
             Some(LeaseCall::Release(g)) => StoreCall::Release { epoch: g.epoch },
             None => return self.apply_role_changes(i),
@@ -209,7 +222,7 @@ impl World {
             .take_if(|p| now > p.sent + STORE_TIMEOUT)
             .is_some()
         {
-            let at = self.instant(now);
+            let at = self.local(i);
             let n = &mut self.nodes[i];
             n.roles
                 .handle_result(at, CallResult::Failed("no answer".into()), None);
@@ -217,7 +230,7 @@ impl World {
         }
         let n = &mut self.nodes[i];
         if let Some(p) = n.in_sync_call.take_if(|p| now > p.sent + STORE_TIMEOUT) {
-            let at = self.instant(now);
+            let at = self.local(i);
             let n = &mut self.nodes[i];
             match p.call {
                 StoreCall::SetInSync(record) => n.in_sync.written(&record, Written::Unknown, at),
@@ -229,8 +242,7 @@ impl World {
 
     /// The store answered call `id`.
     pub(crate) fn store_answered(&mut self, i: usize, id: u64, answer: StoreAnswer) {
-        let now = self.now;
-        let at = self.instant(now);
+        let at = self.local(i);
         if self.nodes[i]
             .lease_call
             .as_ref()
@@ -246,7 +258,16 @@ impl World {
                 expires_at_ms: 0,
             };
             let result = match (answer, &call.call) {
-                (StoreAnswer::Acquired(Some(epoch)), _) => CallResult::Granted(grant(epoch)),
+                (StoreAnswer::Acquired(Ok(epoch)), _) => CallResult::Granted(grant(epoch)),
+                (StoreAnswer::Acquired(Err(beat)), _) => {
+                    // Watching starts once the beat is read, by this instance's clock.
+                    let local = self.local_ms(i);
+                    let n = &mut self.nodes[i];
+                    if n.watching.is_none_or(|(seen, _)| seen != beat) {
+                        n.watching = Some((beat, local));
+                    }
+                    CallResult::Refused
+                }
                 (StoreAnswer::Renewed(true), StoreCall::Renew { epoch }) => {
                     CallResult::Granted(grant(*epoch))
                 }
@@ -327,7 +348,7 @@ impl World {
             self.at(back, Event::Restart(i));
             return;
         }
-        let at = self.instant(self.now);
+        let at = self.local(i);
         let n = &mut self.nodes[i];
         n.journal.synced(upto);
         let durable = n.journal.durable();

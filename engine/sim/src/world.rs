@@ -3,7 +3,7 @@
 //! delay and fault, so a run is reproduced exactly by its seed.
 
 use crate::check::Ledger;
-use crate::lease::LeaseStore;
+use crate::lease::{Beat, LeaseStore};
 use crate::node::Node;
 use crate::Options;
 use fix_store::replication::{decode, encode, Frame};
@@ -76,8 +76,8 @@ pub(crate) enum Event {
 /// A call to the lease store.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreCall {
-    /// Take the lease.
-    Acquire,
+    /// Take the lease (conditional on a beat watched for a TTL, if any).
+    Acquire { watched: Option<Beat> },
     /// Extend it.
     Renew { epoch: u64 },
     /// Give it up.
@@ -91,8 +91,8 @@ pub(crate) enum StoreCall {
 /// The store's answer.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreAnswer {
-    /// The new epoch, or refused.
-    Acquired(Option<u64>),
+    /// The new epoch, or refused with the beat to watch.
+    Acquired(Result<u64, Beat>),
     /// Still held.
     Renewed(bool),
     /// Recorded.
@@ -135,6 +135,8 @@ pub struct World {
     next_conn: u64,
     partitions: BTreeSet<(usize, usize)>,
     cut_from_store: BTreeSet<usize>,
+    /// Instances whose lease-store calls are slow, until when.
+    slow_store: BTreeMap<usize, u64>,
     /// What the counterparty was answered, and the invariants' findings.
     pub ledger: Ledger,
     trace: VecDeque<String>,
@@ -157,13 +159,16 @@ impl World {
             next_conn: 0,
             partitions: BTreeSet::new(),
             cut_from_store: BTreeSet::new(),
+            slow_store: BTreeMap::new(),
             ledger: Ledger::default(),
             trace: VecDeque::new(),
             opts,
             next_call: 0,
         };
         for i in 0..w.opts.instances {
-            let node = Node::new(i, w.opts.instances, w.opts.on_standby_loss);
+            let mut node = Node::new(i, w.opts.instances, w.opts.on_standby_loss);
+            let d = w.opts.clock_drift;
+            node.clock_rate = 1.0 + (w.rng.f64() * 2.0 - 1.0) * d;
             w.nodes.push(node);
             let first = w.rng.u64(0..TICK);
             w.at(first, Event::Tick(i, 0));
@@ -179,6 +184,16 @@ impl World {
     /// The instant `ms` of simulated time stands for (the core's timers take `Instant`s).
     pub(crate) fn instant(&self, ms: u64) -> Instant {
         self.base + Duration::from_millis(ms)
+    }
+
+    /// Instance `i`'s monotonic clock now, in ms (its rate may differ from real time's).
+    pub(crate) fn local_ms(&self, i: usize) -> u64 {
+        (self.now as f64 * self.nodes[i].clock_rate) as u64
+    }
+
+    /// Instance `i`'s monotonic clock now, as the core's timers take it.
+    pub(crate) fn local(&self, i: usize) -> Instant {
+        self.instant(self.local_ms(i))
     }
 
     /// Schedules `event` `delay` ms from now.
@@ -363,7 +378,15 @@ impl World {
         self.next_call += 1;
         let id = self.next_call;
         if !self.cut_from_store.contains(&node) {
-            let delay = self.net_delay();
+            let slow = self
+                .slow_store
+                .get(&node)
+                .is_some_and(|&until| self.now < until);
+            let delay = if slow {
+                self.rng.u64(0..2 * TTL)
+            } else {
+                self.net_delay()
+            };
             let incarnation = self.nodes[node].incarnation;
             self.at(
                 delay,
@@ -380,12 +403,11 @@ impl World {
 
     fn store_call(&mut self, node: usize, call: &StoreCall) -> StoreAnswer {
         let name = self.nodes[node].name.clone();
-        let now = self.now;
         match call {
-            StoreCall::Acquire => StoreAnswer::Acquired(self.store.acquire(&name, now, TTL)),
-            StoreCall::Renew { epoch } => {
-                StoreAnswer::Renewed(self.store.renew(&name, *epoch, now, TTL))
+            StoreCall::Acquire { watched } => {
+                StoreAnswer::Acquired(self.store.acquire(&name, *watched))
             }
+            StoreCall::Renew { epoch } => StoreAnswer::Renewed(self.store.renew(&name, *epoch)),
             StoreCall::SetInSync(r) => StoreAnswer::Written(self.store.set_in_sync(
                 &name,
                 r.epoch,
@@ -527,7 +549,15 @@ impl World {
                 }
                 self.at(heal, Event::Heal(a, b));
             }
-            70..=84 => {
+            70..=77 => {
+                let heal = self.rng.u64(500..4000);
+                self.note(format!(
+                    "fault: {name}'s lease-store calls take up to {} ms for {heal} ms",
+                    2 * TTL
+                ));
+                self.slow_store.insert(i, self.now + heal);
+            }
+            78..=85 => {
                 let heal = self.rng.u64(200..3000);
                 self.note(format!(
                     "fault: {name} cut off from the lease store for {heal} ms"
@@ -571,6 +601,7 @@ impl World {
         node.incarnation = old.incarnation + 1;
         node.paused_until = old.paused_until;
         node.disk_stalled = old.disk_stalled;
+        node.clock_rate = old.clock_rate;
         self.note(format!(
             "{} restarts with its journal at {}",
             self.nodes[i].name,

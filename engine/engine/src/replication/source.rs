@@ -113,13 +113,15 @@ impl Source {
         else {
             return Err(std::io::Error::other("expected Hello"));
         };
-        let history = self.journal.epoch_history();
+        // History and end in one read: a first record of this epoch appended between two
+        // reads would be taken for the previous epoch's.
+        let (history, end) = self.journal.stream_view();
         let leading = leading_epoch(&self.role);
         let answer = answer_hello(
             LeaderJournal {
                 leading,
                 epochs: &history,
-                end: self.journal.appended(),
+                end,
             },
             StandbyHello {
                 epoch: theirs,

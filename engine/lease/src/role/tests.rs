@@ -43,9 +43,11 @@ fn an_acquired_lease_is_renewed_each_interval_and_lost_at_the_deadline_while_a_r
         "{}",
         change.reason
     );
-    // Its late answer changes nothing.
+    // Its late answer changes nothing, and it contends again an interval later.
     m.handle_result(t + 1300 * MS, CallResult::Granted(grant(4)), None);
     assert_eq!(m.leading(t + 1300 * MS), None);
+    assert_eq!(m.poll_call(t + 1300 * MS), None);
+    assert_eq!(m.poll_call(t + 1500 * MS), Some(LeaseCall::Acquire));
 }
 
 #[test]

@@ -11,6 +11,13 @@ impl Journal {
         lock(&self.inner.writer).state.epochs.clone()
     }
 
+    /// The epoch history and where the stream ends, read together (a record appended
+    /// between two separate reads could start an epoch the history does not show yet).
+    pub fn stream_view(&self) -> (Vec<(u64, u64)>, u64) {
+        let w = lock(&self.inner.writer);
+        (w.state.epochs.clone(), w.appended)
+    }
+
     /// Up to where this journal's stream agrees with a replica whose stream has
     /// `epochs` (as from [`Journal::epoch_history`]) and ends at `end`.
     pub fn agreed_position(&self, epochs: &[(u64, u64)], end: u64) -> u64 {
