@@ -32,6 +32,46 @@ pub fn with_times(text: &str) -> String {
     with_times_in(text, TimePrecision::Millis)
 }
 
+/// SendingTime precision: whole seconds before FIX.4.2, milliseconds after.
+fn precision_of(begin_string: &str) -> TimePrecision {
+    match begin_string {
+        "FIX.4.0" | "FIX.4.1" => TimePrecision::Seconds,
+        _ => TimePrecision::Millis,
+    }
+}
+
+/// A message built from `|`-separated fields (8, 9, 10 filled in, times substituted).
+pub fn message_bytes(fields: &str, begin_string: &str) -> Vec<u8> {
+    encode_human(
+        &with_times_in(fields, precision_of(begin_string)),
+        begin_string,
+    )
+}
+
+/// `|`-separated text exactly as written (for garbled input); `<BEGIN>`, `<LEN>` and
+/// `<SUM>` become the BeginString, the right BodyLength and CheckSum.
+pub fn raw_bytes(text: &str, begin_string: &str) -> Vec<u8> {
+    let text = with_times_in(
+        &text.replace("<BEGIN>", begin_string),
+        precision_of(begin_string),
+    );
+    let mut bytes = from_human(&text);
+    if let Some(at) = find(&bytes, b"<LEN>") {
+        let body_start = at + 5 + 1;
+        let body_end = find(&bytes, b"\x0110=").map_or(bytes.len(), |e| e + 1);
+        let len = body_end.saturating_sub(body_start).to_string();
+        bytes.splice(at..at + 5, len.bytes());
+    }
+    if let Some(at) = find(&bytes, b"<SUM>") {
+        let sum: u32 = bytes[..at.saturating_sub(3)]
+            .iter()
+            .map(|b| u32::from(*b))
+            .sum();
+        bytes.splice(at..at + 5, format!("{:03}", sum % 256).bytes());
+    }
+    bytes
+}
+
 /// [`with_times`] at a given precision (FIX.4.0 and FIX.4.1 have whole seconds only).
 pub fn with_times_in(text: &str, precision: TimePrecision) -> String {
     let now = UtcTimestamp::now();
@@ -112,40 +152,15 @@ impl FixClient {
     /// Sends a message built from `|`-separated fields (8, 9, 10 filled in, times
     /// substituted).
     pub async fn send(&mut self, fields: &str) -> std::io::Result<()> {
-        let bytes = encode_human(&with_times_in(fields, self.precision()), &self.begin_string);
+        let bytes = message_bytes(fields, &self.begin_string);
         self.send_bytes(&bytes).await
     }
 
     /// Sends `|`-separated text exactly as written (for garbled input); `<BEGIN>`,
     /// `<LEN>` and `<SUM>` become the BeginString, the right BodyLength and CheckSum.
     pub async fn send_raw(&mut self, text: &str) -> std::io::Result<()> {
-        let text = with_times_in(
-            &text.replace("<BEGIN>", &self.begin_string),
-            self.precision(),
-        );
-        let mut bytes = from_human(&text);
-        if let Some(at) = find(&bytes, b"<LEN>") {
-            let body_start = at + 5 + 1;
-            let body_end = find(&bytes, b"\x0110=").map_or(bytes.len(), |e| e + 1);
-            let len = body_end.saturating_sub(body_start).to_string();
-            bytes.splice(at..at + 5, len.bytes());
-        }
-        if let Some(at) = find(&bytes, b"<SUM>") {
-            let sum: u32 = bytes[..at.saturating_sub(3)]
-                .iter()
-                .map(|b| u32::from(*b))
-                .sum();
-            bytes.splice(at..at + 5, format!("{:03}", sum % 256).bytes());
-        }
+        let bytes = raw_bytes(text, &self.begin_string);
         self.send_bytes(&bytes).await
-    }
-
-    /// SendingTime precision: whole seconds before FIX.4.2, milliseconds after.
-    fn precision(&self) -> TimePrecision {
-        match self.begin_string.as_str() {
-            "FIX.4.0" | "FIX.4.1" => TimePrecision::Seconds,
-            _ => TimePrecision::Millis,
-        }
     }
 
     /// Sends bytes.

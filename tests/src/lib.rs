@@ -25,5 +25,6 @@ pub mod http;
 pub mod interop;
 pub mod kafka;
 pub mod scenario;
+pub mod scenario_sim;
 pub mod trading;
 pub mod wait;

@@ -83,6 +83,19 @@ pub struct AppContext<'a> {
     pub(crate) term: Term,
 }
 
+impl<'a> AppContext<'a> {
+    /// A context for driving an application without the runtime (a test, a simulation):
+    /// what it sends goes to `session` at `now`; not a replay; a term that never ends.
+    pub fn new(session: &'a mut Session, now: Now) -> Self {
+        Self {
+            session,
+            now,
+            replayed: false,
+            term: Term::default(),
+        }
+    }
+}
+
 impl AppContext<'_> {
     /// The leadership term this message is handled in.
     pub fn term(&self) -> &Term {
