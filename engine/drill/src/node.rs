@@ -14,9 +14,9 @@ pub enum EngineProcessError {
     /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] fix_engine::EngineError),
-    /// The runtime or a signal handler could not be set up.
-    #[error("{0}")]
-    Runtime(#[from] std::io::Error),
+    /// The engine stopped with an error.
+    #[error(transparent)]
+    Run(#[from] fix_engine::runtime::RunError),
 }
 
 /// Runs one engine from `config` in this process until Ctrl-C or SIGTERM, logging to
@@ -31,16 +31,7 @@ pub fn run_engine(config: &Path) -> Result<(), EngineProcessError> {
         .with_ansi(false)
         .try_init();
     let config = fix_engine::EngineConfig::from_file(config)?;
-    fix_engine::runtime::build(&config.engine.runtime)?.block_on(async move {
-        let engine = fix_engine::Engine::start(config).await?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
-        }
-        engine.shutdown().await;
-        Ok(())
-    })
+    Ok(fix_engine::runtime::run(config)?)
 }
 
 /// Admin token the drill's engines use.

@@ -1,8 +1,7 @@
 //! `fix-engine`: runs FIX sessions from a configuration file, or with embedded defaults.
 
-use anyhow::Context;
 use clap::Parser;
-use fix_engine::{Engine, EngineConfig};
+use fix_engine::EngineConfig;
 use std::path::PathBuf;
 
 /// A FIX engine that journals every message before it is sent or delivered.
@@ -70,31 +69,5 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let runtime =
-        fix_engine::runtime::build(&config.engine.runtime).context("starting the async runtime")?;
-    runtime.block_on(async move {
-        // Ctrl-C, or SIGTERM from a container runtime or an orchestrator (as the
-        // container's first process, a signal it does not handle is ignored), also while
-        // starting (waiting for the lease store, say).
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("waiting for SIGTERM")?;
-        let engine = tokio::select! {
-            e = Engine::start(config) => e?,
-            r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; return Ok(()); }
-            _ = term.recv() => return Ok(()),
-        };
-        for id in engine.session_ids() {
-            match engine.listen_addr(&id) {
-                Some(addr) => tracing::info!(session = %id, %addr, "acceptor ready"),
-                None => tracing::info!(session = %id, "initiator ready"),
-            }
-        }
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down: logging sessions out");
-        engine.shutdown().await;
-        Ok(())
-    })
+    Ok(fix_engine::runtime::run(config)?)
 }

@@ -1,5 +1,7 @@
 //! Building the tokio runtime the engine runs on, with its CPU placement
-//! (`[engine.runtime]`): how many worker threads, and which cores they are pinned to.
+//! (`[engine.runtime]`): how many worker threads, and which cores they are pinned to;
+//! and [`run`], the one run loop every binary that runs an engine uses (`fix-engine`,
+//! `fix-drill engine`, `fixctl engine`).
 
 use crate::config::RuntimeSection;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,4 +77,42 @@ mod tests {
         let rt = build(&pinned).expect("core 0 exists");
         assert_eq!(rt.block_on(async { 7 }), 7);
     }
+}
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The runtime or a signal handler could not be set up.
+    #[error("starting the async runtime or its signal handlers: {0}")]
+    Runtime(#[from] std::io::Error),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] crate::EngineError),
+}
+
+/// Runs an engine from `config` until Ctrl-C or SIGTERM (also while it starts, waiting
+/// for the lease store, say: as a container's first process, a signal it does not
+/// handle is ignored), then logs its sessions out and returns.
+pub fn run(config: crate::EngineConfig) -> Result<(), RunError> {
+    build(&config.engine.runtime)?.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let engine = tokio::select! {
+            e = crate::Engine::start(config) => e?,
+            r = tokio::signal::ctrl_c() => { r?; return Ok(()); }
+            _ = term.recv() => return Ok(()),
+        };
+        for id in engine.session_ids() {
+            match engine.listen_addr(&id) {
+                Some(addr) => tracing::info!(session = %id, %addr, "acceptor ready"),
+                None => tracing::info!(session = %id, "initiator ready"),
+            }
+        }
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: logging sessions out");
+        engine.shutdown().await;
+        Ok(())
+    })
 }
