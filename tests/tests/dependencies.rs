@@ -32,10 +32,8 @@ fn one_http_stack_and_one_tls_stack() {
     assert!(!hyper.is_empty() && !rustls.is_empty(), "Cargo.lock read");
 }
 
-/// An engine-only build (`--no-default-features`) links neither the AWS SDK nor
-/// librdkafka nor kube: the Kafka bridge and DynamoDB leases are features.
-#[test]
-fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
+/// The crates `cargo tree` lists for `fix-engine` with `extra` arguments, one per line.
+fn engine_tree(extra: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args([
@@ -43,12 +41,12 @@ fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
             "--offline",
             "-p",
             "fix-engine",
-            "--no-default-features",
             "-e",
             "normal",
             "--prefix",
             "none",
         ])
+        .args(extra)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("cargo tree runs");
@@ -57,7 +55,14 @@ fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An engine-only build (`--no-default-features`) links neither the AWS SDK nor
+/// librdkafka nor kube: the Kafka bridge and DynamoDB leases are features.
+#[test]
+fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
+    let tree = engine_tree(&["--no-default-features"]);
     assert!(tree.contains("fix-engine"), "{tree}");
     let heavy: Vec<&str> = tree
         .lines()
@@ -65,25 +70,11 @@ fn an_engine_only_build_has_no_aws_sdk_kafka_or_kubernetes() {
         .collect();
     assert!(heavy.is_empty(), "an engine-only build pulls in {heavy:?}");
     // And the default build has them (so the check above can fail).
-    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "tree",
-            "--offline",
-            "-p",
-            "fix-engine",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("cargo tree runs");
-    let tree = String::from_utf8_lossy(&out.stdout);
+    let tree = engine_tree(&[]);
     assert!(tree.lines().any(|l| l.starts_with("rdkafka")), "{tree}");
 }
 
-/// The top-level modules of each listed crate use one another without cycles (a module
+/// The top-level modules of fix-engine use one another without cycles (a module
 /// that needs another's type is above it, never also below it).
 #[test]
 fn no_module_cycles_in_the_engine_runtime() {

@@ -291,18 +291,8 @@ impl RoleMachine {
     /// Uses `h` if enough of its trust window is left, else renews it first (while
     /// attempts are `left`), else gives it back.
     fn confirm(&mut self, h: Holder, left: usize, now: Instant, took: Duration) {
-        if h.valid_until.saturating_duration_since(now) > self.cfg.renew_interval {
-            self.confirming = None;
-            let epoch = h.grant.epoch;
-            self.lead(
-                h,
-                format!("acquired the lease with epoch {epoch}"),
-                Some(took),
-                now,
-            );
-            return;
-        }
-        if left > 0 {
+        let roomy = h.valid_until.saturating_duration_since(now) > self.cfg.renew_interval;
+        if !roomy && left > 0 {
             // A conditional renew is safe whatever the local clock says: it fails if
             // anyone took the lease meanwhile. So even a lease whose window has passed
             // (an acquire retried through a store outage) is confirmed, not dropped.
@@ -310,9 +300,10 @@ impl RoleMachine {
             return;
         }
         self.confirming = None;
-        if h.is_valid(now) {
-            // Renewed as often as allowed and still short of a renew interval: used all
-            // the same (it is renewed at once), as the store is merely slow.
+        // Enough window left; or renewed as often as allowed and still short of a renew
+        // interval but valid: used all the same (it is renewed at once), the store being
+        // merely slow.
+        if roomy || h.is_valid(now) {
             let epoch = h.grant.epoch;
             self.lead(
                 h,
