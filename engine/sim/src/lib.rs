@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod disk;
+pub mod faults;
 pub mod leader;
 pub mod lease;
 pub mod node;
