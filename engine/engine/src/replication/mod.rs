@@ -360,10 +360,27 @@ impl Replication {
             streaming: false,
         };
         let joinable = !view.remote || self.cross_region_sync();
+        // An older connection from the same standby is dead (it follows one leader over
+        // one connection): it is dropped here, so that its late frames cannot raise what
+        // counts as acknowledged above what the new Hello says the standby holds.
+        let stale: Vec<u64> = lock(&self.standbys)
+            .iter()
+            .filter(|(_, v)| v.name == view.name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            lock(&self.standbys).remove(&id);
+            self.with_in_sync(|s| s.disconnected(&view.name));
+        }
         self.with_in_sync(|s| s.connected(&view.name, joinable, from));
         lock(&self.standbys).insert(*n, view);
         self.publish_acked();
         *n
+    }
+
+    /// Whether stream `id` is still the standby's current one.
+    fn registered(&self, id: u64) -> bool {
+        lock(&self.standbys).contains_key(&id)
     }
 
     fn unregister(&self, id: u64) {
@@ -518,4 +535,34 @@ pub(crate) async fn send(wr: &mut (impl AsyncWrite + Unpin), frame: &Frame) -> s
     let mut out = Vec::new();
     encode(frame, &mut out);
     wr.write_all(&out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use in_sync::OnStandbyLoss;
+
+    /// A standby that reconnects (its old connection half-open, say) replaces its old
+    /// stream: the old one's late acknowledgements count for nothing.
+    #[test]
+    fn a_reconnecting_standby_replaces_its_old_stream() {
+        let set = InSyncSet::new(
+            "a",
+            OnStandbyLoss::Shrink,
+            std::time::Duration::from_secs(1),
+            true,
+        );
+        let r = Replication::new(true, set);
+        let old = r.register("b", "127.0.0.1:1".into(), 500);
+        r.update(old, |v| v.acked = 500);
+        let new = r.register("b", "127.0.0.1:2".into(), 100);
+        assert!(!r.registered(old) && r.registered(new));
+        r.update(old, |v| v.acked = 900);
+        let standbys = r.standbys();
+        assert_eq!(standbys.len(), 1);
+        assert_eq!(
+            (standbys[0].peer.as_str(), standbys[0].acked),
+            ("127.0.0.1:2", 0)
+        );
+    }
 }

@@ -193,7 +193,7 @@ impl Source {
     ) -> std::io::Result<()> {
         let mut paused = self.state.paused.subscribe();
         loop {
-            if acks.is_finished() {
+            if acks.is_finished() || !self.state.registered(id) {
                 return Ok(());
             }
             let position = {
