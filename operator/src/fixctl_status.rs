@@ -123,6 +123,7 @@ pub(crate) fn print_rows(rows: &[EngineRow], output: Output) {
                     (false, _) => "unreachable",
                     (true, RoleName::Leader) => "leader",
                     (true, RoleName::Standby) => "standby",
+                    (true, RoleName::Unknown) => "?",
                 };
                 println!(
                     "{:<12} {:<22} {:<11} {:>6} {:<14} {:>10} {:<8} {}",

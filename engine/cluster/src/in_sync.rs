@@ -149,7 +149,8 @@ pub struct InSyncSet {
 }
 
 /// What `/readyz`, `/replication` and the metrics show.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct InSyncView {
     /// The set recorded in the lease store under this leader's epoch.
     pub recorded: Option<Vec<String>>,

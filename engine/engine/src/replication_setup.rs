@@ -39,7 +39,14 @@ impl Setup {
         let (listen, peers) = section.addresses()?;
         let key = section
             .key_bytes()?
-            .and_then(|bytes| crate::replication::peer_auth::PeerKey::new(&bytes));
+            .map(|bytes| {
+                crate::replication::peer_auth::PeerKey::new(&bytes).ok_or_else(|| {
+                    EngineError::Replication(
+                        "the replication key is too short (see [engine.replication] key_env / key_file)".into(),
+                    )
+                })
+            })
+            .transpose()?;
         let sql = match section.durability {
             Durability::Sql => Some(Arc::new(
                 SqlJournal::connect(lease_url, group)

@@ -17,6 +17,9 @@ pub enum RoleName {
     /// It follows.
     #[default]
     Standby,
+    /// A role this reader does not know (a newer engine): never taken for leading.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Where a session is, as the API shows it.
@@ -37,6 +40,9 @@ pub enum SessionState {
     Closing,
     /// Its task did not report in time (blocked writing to a slow counterparty, say).
     Unresponsive,
+    /// A state this reader does not know (a newer engine).
+    #[serde(other)]
+    Unknown,
 }
 
 impl From<fix_session::State> for SessionState {
@@ -180,4 +186,26 @@ pub struct StoredMessage {
     pub seq: u64,
     /// The message, `|` as separator.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An older engine's answer (no `remote` nor `streaming` on its standbys, no
+    /// `contends`) and a newer one's (a role and a state this reader does not know) both
+    /// read; neither unknown counts as leading or logged on.
+    #[test]
+    fn answers_of_older_and_newer_engines_read() {
+        let old = r#"{"ready":true,"role":"leader","epoch":3,"sessions":[{"id":"s","state":"Active"}],
+            "replication":{"appended":10,"durable":10,"standbys":[{"name":"b","peer":"x","sent":10,"acked":10,"lag_bytes":0}]}}"#;
+        let r: Readiness = serde_json::from_str(old).expect("an older answer reads");
+        assert!(r.leads() && r.logged_on());
+        assert_eq!(r.replication.map(|x| x.standbys[0].standby.acked), Some(10));
+        let newer =
+            r#"{"ready":true,"role":"observer","sessions":[{"id":"s","state":"Quiescing"}]}"#;
+        let r: Readiness = serde_json::from_str(newer).expect("a newer answer reads");
+        assert_eq!(r.role, RoleName::Unknown);
+        assert!(!r.leads() && !r.logged_on());
+    }
 }

@@ -33,7 +33,11 @@ pub async fn request(
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header(hyper::header::HOST, addr.to_string());
+            .header(hyper::header::HOST, addr.to_string())
+            // One request per connection, and an explicit empty body (a proxy in front
+            // of the admin port may refuse a POST without a length).
+            .header(hyper::header::CONNECTION, "close")
+            .header(hyper::header::CONTENT_LENGTH, "0");
         if let Some(t) = token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }

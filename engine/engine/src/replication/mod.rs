@@ -55,8 +55,10 @@ pub(crate) fn split_hello_id(hello: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// One standby as the leader sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One standby as the leader sees it. (Every field has a default, so a reader reads an
+/// older engine's answer too.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StandbyView {
     /// The name it gave in its Hello.
     pub name: String,
@@ -78,6 +80,7 @@ pub struct StandbyView {
 
 /// Replication paused by an admin call.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Paused {
     /// To every standby.
     pub all: bool,
@@ -94,6 +97,7 @@ impl Paused {
 
 /// What a standby knows of its leader.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FollowerView {
     /// The leader it follows now, if connected.
     pub leader: Option<String>,
