@@ -48,8 +48,10 @@ pub fn message_bytes(fields: &str, begin_string: &str) -> Vec<u8> {
     )
 }
 
-/// `|`-separated text exactly as written (for garbled input); `<BEGIN>`, `<LEN>` and
-/// `<SUM>` become the BeginString, the right BodyLength and CheckSum.
+/// `|`-separated text exactly as written (for garbled input); `<BEGIN>`, `<LEN>`,
+/// `<SUM>` and `<BADSUM>` become the BeginString, the right BodyLength, the right
+/// CheckSum and a wrong one (the right one plus 1: a fixed wrong value is right once in
+/// 256 times, as SendingTime changes).
 pub fn raw_bytes(text: &str, begin_string: &str) -> Vec<u8> {
     let text = with_times_in(
         &text.replace("<BEGIN>", begin_string),
@@ -62,12 +64,15 @@ pub fn raw_bytes(text: &str, begin_string: &str) -> Vec<u8> {
         let len = body_end.saturating_sub(body_start).to_string();
         bytes.splice(at..at + 5, len.bytes());
     }
-    if let Some(at) = find(&bytes, b"<SUM>") {
-        let sum: u32 = bytes[..at.saturating_sub(3)]
-            .iter()
-            .map(|b| u32::from(*b))
-            .sum();
-        bytes.splice(at..at + 5, format!("{:03}", sum % 256).bytes());
+    for (mark, off) in [(&b"<SUM>"[..], 0), (&b"<BADSUM>"[..], 1)] {
+        if let Some(at) = find(&bytes, mark) {
+            let sum: u32 = bytes[..at.saturating_sub(3)]
+                .iter()
+                .map(|b| u32::from(*b))
+                .sum();
+            let value = format!("{:03}", (sum + off) % 256);
+            bytes.splice(at..at + mark.len(), value.bytes());
+        }
     }
     bytes
 }
@@ -196,5 +201,18 @@ impl FixClient {
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_checksum_is_never_the_right_one() {
+        let good = raw_bytes("8=<BEGIN>|9=<LEN>|35=0|34=2|10=<SUM>|", "FIX.4.2");
+        let bad = raw_bytes("8=<BEGIN>|9=<LEN>|35=0|34=2|10=<BADSUM>|", "FIX.4.2");
+        assert!(fix_codec::frame::check(&good, 1 << 20).is_ok());
+        assert!(fix_codec::frame::check(&bad, 1 << 20).is_err());
     }
 }

@@ -18,8 +18,8 @@
 //! - the field `<APPLVER>` stands for `1137=<DefaultApplVerID>` on FIXT.1.1 and for nothing
 //!   on the FIX.4.x versions; `<ORDER:ID>` for the fields of a NewOrderSingle with ClOrdID
 //!   `ID` valid in every version (TransactTime from FIX.4.2 on);
-//! - in `>raw` lines, `<BEGIN>`, `<LEN>` and `<SUM>` stand for the session's BeginString,
-//!   the right BodyLength and the right CheckSum.
+//! - in `>raw` lines, `<BEGIN>`, `<LEN>`, `<SUM>` and `<BADSUM>` stand for the session's
+//!   BeginString, the right BodyLength, the right CheckSum and a wrong one.
 
 use crate::scenario::Step;
 use fix_engine::Engine;
