@@ -50,6 +50,9 @@ pub struct LoadOptions {
     pub wait: Wait,
     /// Pin the generator's thread to this core.
     pub core: Option<usize>,
+    /// Send limit orders (OrdType 2, a price) instead of market orders: the `exec`
+    /// simulator answers them with an ExecutionReport New and keeps them resting.
+    pub limit: bool,
 }
 
 /// What a run measured.
@@ -108,7 +111,7 @@ fn logout<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64) -> &'a [u8] {
     b.finish()
 }
 
-fn order<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: u64) -> &'a [u8] {
+fn order<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: u64, limit: bool) -> &'a [u8] {
     let now = UtcTimestamp::now();
     b.start(b"FIX.4.4", b"D")
         .push_uint(34, seq)
@@ -121,8 +124,12 @@ fn order<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: u64) -> &'a
         .push(55, b"MSFT")
         .push(54, b"1")
         .push_timestamp(60, now, TimePrecision::Millis)
-        .push_uint(38, 100)
-        .push(40, b"1");
+        .push_uint(38, 100);
+    if limit {
+        b.push(40, b"2").push(44, b"101.25");
+    } else {
+        b.push(40, b"1");
+    }
     b.finish()
 }
 
@@ -238,7 +245,13 @@ impl Run<'_> {
 
     fn send_order(&mut self, i: u64, k: usize) -> std::io::Result<()> {
         let conn = &mut self.conns[k];
-        let bytes = order(&mut self.builder, &conn.sender, conn.next_seq, i);
+        let bytes = order(
+            &mut self.builder,
+            &conn.sender,
+            conn.next_seq,
+            i,
+            self.opts.limit,
+        );
         conn.next_seq += 1;
         self.sent[i as usize] = self.origin.elapsed().as_nanos() as u64;
         conn.queue(bytes)
@@ -534,7 +547,7 @@ impl Run<'_> {
 /// ExecutionReport (New) answering it, for the TCP floor.
 pub fn sizes() -> (usize, usize) {
     let mut b = MessageBuilder::new();
-    let order_len = order(&mut b, b"CLIENT", 1_000, 1_000).len();
+    let order_len = order(&mut b, b"CLIENT", 1_000, 1_000, false).len();
     let now = UtcTimestamp::now();
     b.start(b"FIX.4.4", b"8")
         .push_uint(34, 1_000)

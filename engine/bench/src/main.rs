@@ -55,6 +55,10 @@ struct Load {
     /// Pin the generator's thread to this core.
     #[arg(long)]
     client_core: Option<usize>,
+    /// Send limit orders, which the `exec` simulator keeps resting (one ExecutionReport
+    /// New each), instead of market orders (New and Fill).
+    #[arg(long)]
+    limit: bool,
     /// Orders sent first and not recorded.
     #[arg(long, default_value_t = 2_000)]
     warmup: u64,
@@ -209,6 +213,7 @@ impl Load {
             sessions: self.sessions,
             wait: self.client_wait,
             core: self.client_core,
+            limit: self.limit,
         }
     }
 
@@ -216,6 +221,9 @@ impl Load {
         let mut mode = rate.map_or_else(|| "closed loop".to_string(), |r| format!("{r}/s"));
         if self.sessions > 1 {
             mode.push_str(&format!(", {} sessions", self.sessions));
+        }
+        if self.limit {
+            mode.push_str(", resting limit orders");
         }
         mode
     }

@@ -2,7 +2,8 @@
 
 use crate::acceptor::{self, Routes};
 use crate::actor::{Command, SessionActor};
-use crate::app::{Application, EchoApp, ExecApp};
+use crate::app::Application;
+use crate::builtin::{EchoApp, ExecApp};
 use crate::config::{AppKind, EngineConfig, SessionPlan};
 pub use crate::error::EngineError;
 pub use crate::handle::EngineHandle;

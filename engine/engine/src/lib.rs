@@ -26,6 +26,7 @@ pub mod admin;
 mod admin_listener;
 pub mod app;
 pub mod auth;
+pub mod builtin;
 pub mod config;
 pub mod engine;
 mod error;
@@ -42,6 +43,7 @@ pub mod storage;
 pub mod tls;
 
 pub use actor::SessionStatus;
-pub use app::{AppContext, AppReject, Application, EchoApp, ExecApp};
+pub use app::{AppContext, AppReject, Application};
+pub use builtin::{EchoApp, ExecApp};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineError, EngineHandle};
