@@ -49,8 +49,11 @@ pub enum Storage {
         /// What a write waits for besides the local disk.
         replicas: Option<Replicas>,
     },
-    /// Memory only.
-    Memory,
+    /// Memory only: each session keeps this many bytes of sent messages.
+    Memory {
+        /// Bytes of sent messages per session.
+        limit: usize,
+    },
 }
 
 impl Storage {
@@ -58,7 +61,9 @@ impl Storage {
     /// no writes until [`Storage::open_epoch`] (an instance under a lease).
     pub fn open(engine: &EngineSection, fenced: bool) -> Result<Self, JournalError> {
         match engine.store {
-            StoreKind::Memory => Ok(Self::Memory),
+            StoreKind::Memory => Ok(Self::Memory {
+                limit: engine.memory_store_mb.saturating_mul(1 << 20),
+            }),
             StoreKind::Journal => {
                 let mut opts = JournalOptions::new(engine.data_dir.join("journal"));
                 opts.fsync = engine.fsync;
@@ -87,7 +92,7 @@ impl Storage {
         now: UtcTimestamp,
     ) -> Result<Box<dyn SessionStore>, JournalError> {
         Ok(match self {
-            Self::Memory => Box::new(MemoryStore::new(now)),
+            Self::Memory { limit } => Box::new(MemoryStore::with_limit(now, *limit)),
             Self::Journal { journal, .. } => Box::new(JournalStore::open(journal, id, now)?),
         })
     }
@@ -105,7 +110,7 @@ impl Storage {
             Self::Journal {
                 journal, durable, ..
             } => Some((journal, durable.clone())),
-            Self::Memory => None,
+            Self::Memory { .. } => None,
         }
     }
 
@@ -163,7 +168,7 @@ impl Storage {
     pub fn failure(&self) -> Option<String> {
         match self {
             Self::Journal { journal, .. } => journal.failure(),
-            Self::Memory => None,
+            Self::Memory { .. } => None,
         }
     }
 
@@ -186,7 +191,7 @@ impl Storage {
     pub fn open_epoch(&self, epoch: u64) -> Result<(), JournalError> {
         match self {
             Self::Journal { journal, .. } => journal.open_epoch(epoch),
-            Self::Memory => Ok(()),
+            Self::Memory { .. } => Ok(()),
         }
     }
 

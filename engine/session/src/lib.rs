@@ -18,6 +18,7 @@
 pub mod config;
 pub mod counters;
 pub mod event;
+pub mod memory_store;
 pub mod schedule;
 pub mod session;
 pub mod store;
@@ -25,8 +26,9 @@ pub mod store;
 pub use config::{Role, SessionConfig, SessionId};
 pub use counters::SessionCounters;
 pub use event::{Disposition, LogLevel, SessionEvent};
+pub use memory_store::{MemoryStore, DEFAULT_MEMORY_STORE_BYTES};
 pub use schedule::Schedule;
 pub use session::{
     route_back, Authenticator, Dictionaries, Now, Outgoing, SendError, Session, SessionHooks, State,
 };
-pub use store::{MemoryStore, SessionStore, StoreError};
+pub use store::{SessionStore, StoreError};

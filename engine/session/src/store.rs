@@ -5,7 +5,6 @@
 //! any inbound message reaches the application.
 
 use fix_codec::UtcTimestamp;
-use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// A store operation failed. The session stops sending and disconnects on any of these.
@@ -81,70 +80,5 @@ pub trait SessionStore: Send {
     ) -> Result<(), StoreError> {
         let _ = visit;
         Ok(())
-    }
-}
-
-/// A store in memory only: fast, and lost with the process.
-#[derive(Debug, Clone)]
-pub struct MemoryStore {
-    next_sender: u64,
-    next_target: u64,
-    outbound: BTreeMap<u64, Vec<u8>>,
-    created: UtcTimestamp,
-}
-
-impl MemoryStore {
-    /// An empty store created at `now`.
-    pub fn new(now: UtcTimestamp) -> Self {
-        Self {
-            next_sender: 1,
-            next_target: 1,
-            outbound: BTreeMap::new(),
-            created: now,
-        }
-    }
-}
-
-impl SessionStore for MemoryStore {
-    fn next_sender_seq(&self) -> u64 {
-        self.next_sender
-    }
-    fn next_target_seq(&self) -> u64 {
-        self.next_target
-    }
-    fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.next_sender = seq;
-        Ok(())
-    }
-    fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.next_target = seq;
-        Ok(())
-    }
-    fn save_outbound(&mut self, seq: u64, message: &[u8]) -> Result<(), StoreError> {
-        self.outbound.insert(seq, message.to_vec());
-        self.next_sender = seq + 1;
-        Ok(())
-    }
-    fn save_inbound(&mut self, seq: u64, _message: &[u8]) -> Result<(), StoreError> {
-        self.next_target = seq + 1;
-        Ok(())
-    }
-    fn load_outbound(
-        &self,
-        begin: u64,
-        end: u64,
-        visit: &mut dyn FnMut(u64, &[u8]),
-    ) -> Result<(), StoreError> {
-        for (seq, msg) in self.outbound.range(begin..=end) {
-            visit(*seq, msg);
-        }
-        Ok(())
-    }
-    fn reset(&mut self, now: UtcTimestamp) -> Result<(), StoreError> {
-        *self = Self::new(now);
-        Ok(())
-    }
-    fn creation_time(&self) -> UtcTimestamp {
-        self.created
     }
 }

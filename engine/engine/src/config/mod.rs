@@ -87,6 +87,10 @@ pub struct EngineSection {
     /// fdatasync the journal (only turn off for benchmarks).
     #[serde(default = "yes")]
     pub fsync: bool,
+    /// `store = "memory"`: MiB of sent messages each session keeps for resends (default
+    /// 256); a ResendRequest for an older one is answered with a SequenceReset-GapFill.
+    #[serde(default = "default_memory_store_mb")]
+    pub memory_store_mb: usize,
     /// A leader's journal write and fsync in flight for longer than this (ms) counts as
     /// a failed disk: the leader gives the lease up and the instance stays out of
     /// elections until restarted, as after an fsync error. Default: the lease's TTL when
@@ -130,6 +134,10 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
 
+fn default_memory_store_mb() -> usize {
+    fix_session::DEFAULT_MEMORY_STORE_BYTES >> 20
+}
+
 fn yes() -> bool {
     true
 }
@@ -141,6 +149,7 @@ impl Default for EngineSection {
             data_dir: default_data_dir(),
             log_dir: None,
             fsync: true,
+            memory_store_mb: default_memory_store_mb(),
             sync_stall_ms: None,
             app: AppKind::Echo,
             lease: None,
@@ -246,6 +255,14 @@ impl EngineConfig {
     /// Plans every session, refusing duplicates.
     pub fn plans(&self) -> Result<Vec<SessionPlan>, ConfigError> {
         self.check_kafka()?;
+        if self.engine.memory_store_mb == 0 {
+            return Err(invalid(
+                "engine",
+                "memory_store_mb",
+                "0",
+                "at least 1 (MiB of sent messages each session keeps for resends; default 256)",
+            ));
+        }
         if let Some(l) = &self.engine.lease {
             l.lease_config()?;
         }

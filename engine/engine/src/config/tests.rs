@@ -35,6 +35,18 @@ fn unknown_keys_are_refused_by_name() {
     assert!(e.contains("hearbeat_interval"), "{e}");
 }
 
+#[test]
+fn a_memory_store_without_room_is_refused() {
+    let e = replication("store = 'memory'\nmemory_store_mb = 0")
+        .expect_err("no room")
+        .to_string();
+    assert!(
+        e.contains("memory_store_mb") && e.contains("at least 1"),
+        "{e}"
+    );
+    replication("store = 'memory'\nmemory_store_mb = 8").expect("8 MiB");
+}
+
 fn replication(engine_extra: &str) -> Result<Vec<SessionPlan>, ConfigError> {
     let text = format!(
         "[engine]\n{engine_extra}\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'A'\ntarget_comp_id = 'B'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\n"
