@@ -72,6 +72,17 @@ impl Row {
             "per_second": self.per_second,
             "count": h.len(),
             "distribution": distribution(h),
+            // This process's peak resident memory: the engine's and the generator's
+            // when the engine runs in-process (the generator's alone is a few MiB).
+            "process_peak_rss_kb": peak_rss_kb(),
         })
     }
+}
+
+/// The peak resident set size of this process (VmHWM), KiB; `None` where /proc does not
+/// tell it.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -152,6 +152,40 @@ fn resend_gap_fills_admin_messages_and_resends_application_messages() {
 }
 
 #[test]
+fn a_long_resend_comes_whole_across_the_store_windows() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    // 2 500 reports (2..=2501), then a heartbeat (2502), more than two 1 024-message
+    // windows of the store.
+    for i in 0..2_500 {
+        let body = format!("37=O{i}\x0117=E{i}\x01");
+        h.session
+            .send(
+                h.now,
+                Outgoing {
+                    msg_type: b"8",
+                    header: b"",
+                    body: body.as_bytes(),
+                },
+            )
+            .expect("stored");
+    }
+    h.advance(30);
+    h.sent();
+    let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=1|16=0|");
+    let sent = h.sent();
+    assert_eq!(sent.len(), 2_502, "one GapFill, 2 500 reports, one GapFill");
+    assert_eq!(sent[0], "35=4|34=1|43=Y|49=ISLD|56=TW|36=2|123=Y");
+    for (i, m) in sent[1..2_501].iter().enumerate() {
+        assert_eq!(
+            *m,
+            format!("35=8|34={}|43=Y|49=ISLD|56=TW|37=O{i}|17=E{i}", i + 2)
+        );
+    }
+    assert_eq!(sent[2_501], "35=4|34=2502|43=Y|49=ISLD|56=TW|36=2503|123=Y");
+}
+
+#[test]
 fn silence_brings_a_test_request_then_a_disconnect() {
     let mut h = Harness::acceptor();
     h.logon();

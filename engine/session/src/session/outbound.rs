@@ -7,6 +7,9 @@ use fix_codec::dictionary::{Reject, SessionRejectReason as Reason};
 use fix_codec::message::split_fields;
 use fix_codec::{tags, MessageBuilder, MessageRef, UtcTimestamp};
 
+/// Stored messages read from the store at a time when answering a ResendRequest.
+const RESEND_WINDOW: u64 = 1024;
+
 /// Header fields the session writes itself; a stored message's copies are replaced on
 /// resend.
 const SESSION_HEADER: [u32; 10] = [
@@ -412,28 +415,38 @@ impl Session {
             return;
         }
         self.log(LogLevel::Info, format!("resending {begin}..={end}"));
-        let mut stored: Vec<(u64, Vec<u8>)> = Vec::new();
-        let r = self.store.load_outbound(begin, end, &mut |seq, bytes| {
-            stored.push((seq, bytes.to_vec()))
-        });
-        if !self.store_ok(r) {
-            return;
-        }
+        // A window at a time: a resend of a long range never copies all of it at once.
         let mut gap_start = begin;
-        let mut spans = Vec::new();
-        for (seq, bytes) in stored {
-            if split_fields(&bytes, &self.data_fields, &mut spans).is_err() {
-                continue;
+        let mut from = begin;
+        let mut stored: Vec<(u64, Vec<u8>)> = Vec::new();
+        while from <= end {
+            let to = end.min(from.saturating_add(RESEND_WINDOW - 1));
+            stored.clear();
+            let r = self.store.load_outbound(from, to, &mut |seq, bytes| {
+                stored.push((seq, bytes.to_vec()))
+            });
+            if !self.store_ok(r) {
+                return;
             }
-            let msg = MessageRef::new(&bytes, &spans);
-            if is_admin(msg.msg_type()) || !self.app_allows(&bytes, true) {
-                continue;
+            let mut spans = Vec::new();
+            for (seq, bytes) in stored.drain(..) {
+                if split_fields(&bytes, &self.data_fields, &mut spans).is_err() {
+                    continue;
+                }
+                let msg = MessageRef::new(&bytes, &spans);
+                if is_admin(msg.msg_type()) || !self.app_allows(&bytes, true) {
+                    continue;
+                }
+                if seq > gap_start {
+                    self.send_gap_fill(now, gap_start, seq);
+                }
+                self.resend_stored(now, msg);
+                gap_start = seq + 1;
             }
-            if seq > gap_start {
-                self.send_gap_fill(now, gap_start, seq);
+            from = to.saturating_add(1);
+            if to == u64::MAX {
+                break;
             }
-            self.resend_stored(now, msg);
-            gap_start = seq + 1;
         }
         if gap_start <= end {
             self.send_gap_fill(now, gap_start, end + 1);
