@@ -19,6 +19,7 @@
 //! before it; nothing is reported durable that was not `fdatasync`ed (with `fsync` on).
 
 pub mod journal;
+mod outbound_index;
 pub mod record;
 mod recovery;
 pub mod replication;

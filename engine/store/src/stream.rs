@@ -2,6 +2,7 @@
 //! history, rebuilt the same way whether records come from recovery, from this
 //! instance's own appends or from a leader's replication stream.
 
+use crate::outbound_index::OutboundIndex;
 use crate::record::{Record, RecordKind};
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,7 +21,8 @@ pub(crate) struct SessionState {
     pub(crate) next_sender: u64,
     pub(crate) next_target: u64,
     pub(crate) created: i64,
-    pub(crate) outbound: BTreeMap<u64, Loc>,
+    /// Where each sent message lies, for resends.
+    pub(crate) outbound: OutboundIndex,
     /// Inbound application messages the application has not processed yet.
     pub(crate) inbound: BTreeMap<u64, Loc>,
     /// Every inbound message up to this one has been processed by the application.
@@ -34,7 +36,7 @@ impl SessionState {
             next_sender: 1,
             next_target: 1,
             created: 0,
-            outbound: BTreeMap::new(),
+            outbound: OutboundIndex::default(),
             inbound: BTreeMap::new(),
             processed: 0,
         }

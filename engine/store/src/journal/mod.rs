@@ -553,16 +553,7 @@ impl Journal {
         end: u64,
         visit: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<(), JournalError> {
-        self.read(
-            key,
-            |s| {
-                s.outbound
-                    .range(begin..=end)
-                    .map(|(k, v)| (*k, *v))
-                    .collect()
-            },
-            visit,
-        )
+        self.read(key, |s| s.outbound.range(begin, end).collect(), visit)
     }
 
     /// Reads the inbound application messages of session `key` that the application has
