@@ -123,6 +123,26 @@ fn a_gap_is_requested_and_queued_messages_are_delivered_once_filled() {
 }
 
 #[test]
+fn a_second_gap_after_a_filled_one_is_requested_again() {
+    // QuickFIX keeps the range it asked for as BeginSeqNo..(the message that showed the
+    // gap - 1) even when it sends EndSeqNo 0, so a later gap is asked for again.
+    let mut h = Harness::acceptor();
+    h.logon();
+    let _ = h.recv("35=D|34=4|49=TW|52=<T>|56=ISLD|11=C|");
+    assert_eq!(h.sent(), vec!["35=2|34=2|49=ISLD|56=TW|7=2|16=0"]);
+    let _ = h.recv("35=4|34=2|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|123=Y|36=4|");
+    assert_eq!(h.session.next_target_seq(), 5);
+    h.sent();
+    assert_eq!(
+        h.recv("35=D|34=7|49=TW|52=<T>|56=ISLD|11=F|"),
+        Disposition::Consumed
+    );
+    assert_eq!(h.sent(), vec!["35=2|34=3|49=ISLD|56=TW|7=5|16=0"]);
+    let _ = h.recv("35=4|34=5|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|123=Y|36=7|");
+    assert_eq!(h.session.next_target_seq(), 8);
+}
+
+#[test]
 fn resend_gap_fills_admin_messages_and_resends_application_messages() {
     let mut h = Harness::acceptor();
     h.logon();

@@ -381,10 +381,13 @@ impl Session {
     pub(super) fn request_resend(&mut self, now: Now, received: u64) {
         let begin = self.store.next_target_seq();
         let chunk = self.config.resend_request_chunk_size;
+        // What is awaited ends before the message that showed the gap even when the
+        // request is open-ended (as QuickFIX keeps it): a later gap is then asked for
+        // again instead of waiting forever behind this request.
         let (end_field, end) = if chunk > 0 && received - begin >= chunk {
             (begin + chunk - 1, begin + chunk - 1)
         } else {
-            (self.config.infinity_end_seq(), u64::MAX)
+            (self.config.infinity_end_seq(), received.saturating_sub(1))
         };
         self.log(
             LogLevel::Info,
