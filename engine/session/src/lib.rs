@@ -29,6 +29,7 @@ pub use event::{Disposition, LogLevel, SessionEvent};
 pub use memory_store::{MemoryStore, DEFAULT_MEMORY_STORE_BYTES};
 pub use schedule::Schedule;
 pub use session::{
-    route_back, Authenticator, Dictionaries, Now, Outgoing, SendError, Session, SessionHooks, State,
+    route_back, Authenticator, Dictionaries, Now, Outgoing, SendError, Session, SessionHooks,
+    State, MAX_QUEUED_BYTES,
 };
 pub use store::{SessionStore, StoreError};

@@ -3,7 +3,8 @@
 //! message itself.
 
 use super::outbound::is_admin;
-use super::{Now, Queued, Role, Session, State};
+use super::queue::{Insert, Queued, MAX_QUEUED_BYTES};
+use super::{Now, Role, Session, State};
 use crate::event::{Disposition, LogLevel, SessionEvent};
 use fix_codec::dictionary::{Reject, SessionRejectReason as Reason};
 use fix_codec::message::split_fields;
@@ -286,10 +287,18 @@ impl Session {
 
     fn queue_and_request(&mut self, now: Now, msg: MessageRef<'_>, seq: u64, resend_served: bool) {
         self.highest_seen = self.highest_seen.max(seq);
-        self.queue.entry(seq).or_insert_with(|| Queued {
+        let queued = Queued {
             bytes: msg.bytes().to_vec(),
             resend_served,
-        });
+        };
+        if self.queue.insert(seq, queued) == Insert::LeftOutFirst {
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "{MAX_QUEUED_BYTES} bytes already queued behind the gap: message {seq} and later ones are not kept; they are asked for again once the gap is filled"
+                ),
+            );
+        }
         let expected = self.store.next_target_seq();
         let outstanding = self.resend_end.is_some_and(|end| end >= expected);
         if !outstanding {
@@ -309,8 +318,7 @@ impl Session {
                 return;
             }
             let expected = self.store.next_target_seq();
-            self.queue = self.queue.split_off(&expected);
-            let Some(q) = self.queue.remove(&expected) else {
+            let Some(q) = self.queue.take(expected) else {
                 break;
             };
             let mut spans = Vec::new();
@@ -371,7 +379,7 @@ impl Session {
             );
             let r = self.store.set_next_target_seq(new_seq);
             self.store_ok(r);
-            self.queue = self.queue.split_off(&new_seq);
+            self.queue.drop_below(new_seq);
         } else if new_seq < expected {
             self.send_reject(now, msg, &reject(Reason::ValueIncorrect, None), None);
         }

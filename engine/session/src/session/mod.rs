@@ -15,6 +15,7 @@
 
 mod inbound;
 mod outbound;
+mod queue;
 
 pub use outbound::route_back;
 
@@ -24,7 +25,9 @@ use crate::store::{SessionStore, StoreError};
 use fix_codec::dictionary::{session_dictionary, Validator};
 use fix_codec::message::{split_fields, DataFieldTable};
 use fix_codec::{Dictionary, FieldSpan, MessageBuilder, MessageRef, OwnedMessage, UtcTimestamp};
-use std::collections::{BTreeMap, VecDeque};
+use queue::GapQueue;
+pub use queue::MAX_QUEUED_BYTES;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -138,11 +141,6 @@ pub enum SendError {
     Refused,
 }
 
-struct Queued {
-    bytes: Vec<u8>,
-    resend_served: bool,
-}
-
 /// One FIX session. See the module documentation for the calling order.
 pub struct Session {
     config: SessionConfig,
@@ -162,7 +160,7 @@ pub struct Session {
     deadline: Option<Instant>,
     resend_end: Option<u64>,
     highest_seen: u64,
-    queue: BTreeMap<u64, Queued>,
+    queue: GapQueue,
     authenticator: Option<Arc<dyn Authenticator>>,
     hooks: Option<Arc<dyn SessionHooks>>,
     /// Scratch field index for handing outgoing messages to the hooks.
@@ -207,7 +205,7 @@ impl Session {
             deadline: None,
             resend_end: None,
             highest_seen: 0,
-            queue: BTreeMap::new(),
+            queue: GapQueue::default(),
             authenticator: None,
             hooks: None,
             hook_spans: Vec::new(),
