@@ -522,7 +522,7 @@ def plot(summary, floor):
         drew = False
         for e in summary:
             if (e["engine"] != engine or e["how"] != "rtt" or not e["distribution"]
-                    or e["id"] == "saturation"):
+                    or e["id"] == "saturation" or e["id"].startswith("sustain")):
                 continue
             if engine == "fix-engine" and e["variant"] == "blocking" and e["id"] != "closed-memory-block":
                 continue
@@ -824,22 +824,25 @@ def document(info, codec, summary, floor, plots, sync, args):
     w("Commands: `scripts/bench.sh` (all of this, about 35 minutes on 2 cores); one scenario by hand, e.g. "
       "`cargo run --release -p fix-bench -- rtt --busy-poll --engine-cores 0 --client-core 1` or "
       "`cargo run --release -p fix-bench -- max-rate --store journal --busy-poll`; "
+      "`scripts/bench.sh --only sustain --repeats 3 --out docs/bench/sustained.md` (the sustained "
+      "runs alone); "
       "`cargo bench -p fix-codec --bench codec`.")
     w("")
     w("## Goals")
     w("")
     w(goals(summary, codec, floor, sync))
     w("")
-    w("## Codec (criterion, median ns per message)")
-    w("")
-    w("| benchmark | ns | allocations per message |")
-    w("|---|---:|---:|")
-    for k in sorted(codec):
-        a = codec[k]["allocs"]
-        w(f"| {k} | {codec[k]['ns']:.0f} | {'' if a is None else a} |")
-    w("")
-    w("Validation uses QuickFIX's full FIX44.xml. Allocations are counted over parse *and* validation.")
-    w("")
+    if codec:
+        w("## Codec (criterion, median ns per message)")
+        w("")
+        w("| benchmark | ns | allocations per message |")
+        w("|---|---:|---:|")
+        for k in sorted(codec):
+            a = codec[k]["allocs"]
+            w(f"| {k} | {codec[k]['ns']:.0f} | {'' if a is None else a} |")
+        w("")
+        w("Validation uses QuickFIX's full FIX44.xml. Allocations are counted over parse *and* validation.")
+        w("")
     for sid, heading in (("closed-memory", "Round trip, closed loop, 1 session, memory store"),
                          ("closed-durable", "Round trip, closed loop, 1 session, durable store"),
                          ("open-memory", "Round trip, open loop at 10 000 orders/s, 1 session, memory store"),
@@ -892,8 +895,9 @@ def document(info, codec, summary, floor, plots, sync, args):
         for f in FAILURES:
             w(f"- {f}")
         w("")
-    w("## Latency distributions")
-    w("")
+    if plots:
+        w("## Latency distributions")
+        w("")
     for engine, f in plots.items():
         w(f"![{engine}]({f})")
         w("")
@@ -935,6 +939,9 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="tiny loads, to check the script (figures meaningless)")
     ap.add_argument("--out", default=str(DOCS / "benchmarks.md"), help="the document to write")
+    ap.add_argument("--only", metavar="PREFIX",
+                    help="only the scenarios whose id starts with PREFIX (e.g. sustain), "
+                         "written to --out; the machine's stalls are always measured")
     args = ap.parse_args()
     if shutil.which("python3") is None:
         sys.exit("error: python3 needed")
@@ -942,14 +949,18 @@ def main():
     info = machine(tools)
     cores = os.cpu_count() or 1
     sync = fdatasync_latency(50 if args.quick else 500)
-    codec = {} if args.quick else codec_benches()
+    codec = {} if args.quick or args.only else codec_benches()
     scens = scenarios(args.quick, cores)
+    if args.only:
+        scens = [sc for sc in scens if sc[0].startswith(args.only) or sc[0] == "hiccups"]
+        if len(scens) <= 1:
+            sys.exit(f"error: no scenario id starts with {args.only!r}")
     results = measure_all(scens, args.repeats, tools, cores)
     summary = summarize(scens, results)
     floor = next((e for e in summary if e["id"] == "floor"), None)
     summary = [e for e in summary if e["id"] != "floor"]
-    plots = plot(summary, floor)
-    raw = PLOTS / "results.json"
+    plots = plot(summary, floor) if not args.only else {}
+    raw = PLOTS / ("results.json" if not args.only else f"results-{args.only}.json")
     raw.write_text(json.dumps({"machine": info, "codec": codec, "floor": floor,
                                "summary": summary}, indent=1))
     Path(args.out).write_text(document(info, codec, summary, floor, plots, sync, args))
