@@ -141,6 +141,9 @@ pub enum SendError {
     Refused,
 }
 
+/// Bytes of transmit buffer a session keeps between writes.
+const TRANSMIT_KEPT: usize = 1 << 20;
+
 /// One FIX session. See the module documentation for the calling order.
 pub struct Session {
     config: SessionConfig,
@@ -305,6 +308,10 @@ impl Session {
     /// Forgets the bytes returned by `poll_transmit` (they were written).
     pub fn clear_transmit(&mut self) {
         self.transmit.clear();
+        // A burst (a long resend) does not keep its buffer for the session's life.
+        if self.transmit.capacity() > TRANSMIT_KEPT {
+            self.transmit.shrink_to(TRANSMIT_KEPT);
+        }
     }
 
     /// The next event, if any.
