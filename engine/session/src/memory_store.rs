@@ -80,7 +80,7 @@ pub struct MemoryStore {
     next_sender: u64,
     next_target: u64,
     blocks: VecDeque<Block>,
-    /// Bytes of messages held.
+    /// Bytes the blocks hold room for (what the limit counts).
     held: usize,
     limit: usize,
     created: UtcTimestamp,
@@ -94,7 +94,7 @@ impl MemoryStore {
     }
 
     /// An empty store created at `now`, keeping the most recent sent messages up to
-    /// `limit` bytes. Messages are dropped a block (256 KiB) at a time, oldest first; the
+    /// `limit` bytes of blocks (what they hold room for). Messages are dropped a block (256 KiB) at a time, oldest first; the
     /// newest block always stays, whatever the limit.
     pub fn with_limit(now: UtcTimestamp, limit: usize) -> Self {
         Self {
@@ -116,14 +116,12 @@ impl MemoryStore {
     fn truncate_from(&mut self, seq: u64) {
         while let Some(last) = self.blocks.back_mut() {
             if last.first_seq().is_some_and(|first| first >= seq) {
-                self.held -= last.bytes.len();
+                self.held -= last.bytes.capacity();
                 self.blocks.pop_back();
                 continue;
             }
             if last.last_seq().is_some_and(|s| s >= seq) {
-                self.held -= last.bytes.len();
                 last.truncate_from(seq);
-                self.held += last.bytes.len();
             }
             break;
         }
@@ -133,7 +131,7 @@ impl MemoryStore {
     fn evict(&mut self) {
         while self.held > self.limit && self.blocks.len() > 1 {
             if let Some(old) = self.blocks.pop_front() {
-                self.held -= old.bytes.len();
+                self.held -= old.bytes.capacity();
             }
         }
     }
@@ -147,6 +145,8 @@ impl SessionStore for MemoryStore {
         self.next_target
     }
     fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        // Messages at or above a number set back belong to the old sequence.
+        self.truncate_from(seq);
         self.next_sender = seq;
         Ok(())
     }
@@ -164,10 +164,10 @@ impl SessionStore for MemoryStore {
             _ => {
                 let mut block = Block::with_room_for(message.len());
                 block.push(seq, message);
+                self.held += block.bytes.capacity();
                 self.blocks.push_back(block);
             }
         }
-        self.held += message.len();
         self.evict();
         self.next_sender = seq + 1;
         Ok(())
@@ -255,7 +255,9 @@ mod tests {
         let got = held(&store, 1, 20);
         assert_eq!(got.len(), 4);
         assert_eq!(got[3], (4, b"again".to_vec()));
-        assert_eq!(store.held, 3 * 10 + 5);
+        assert_eq!(store.held, BLOCK_BYTES, "one block");
+        store.set_next_sender_seq(3).expect("set back");
+        assert_eq!(held(&store, 1, 20).len(), 2, "3 and 4 forgotten");
     }
 
     #[test]

@@ -143,6 +143,29 @@ fn a_second_gap_after_a_filled_one_is_requested_again() {
 }
 
 #[test]
+fn a_resend_that_ends_just_below_a_logon_too_high_asks_for_nothing_more() {
+    let mut h = Harness::acceptor();
+    let _ = h.recv("35=A|34=5|49=TW|52=<T>|56=ISLD|98=0|108=30|");
+    assert_eq!(
+        h.sent(),
+        vec![
+            "35=A|34=1|49=ISLD|56=TW|98=0|108=30",
+            "35=2|34=2|49=ISLD|56=TW|7=1|16=0"
+        ]
+    );
+    let _ = h.recv("35=4|34=1|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|123=Y|36=4|");
+    assert_eq!(
+        h.recv("35=D|34=4|43=Y|49=TW|52=<T>|56=ISLD|122=<T>|11=A|"),
+        Disposition::Deliver
+    );
+    assert_eq!(h.session.next_target_seq(), 5);
+    assert_eq!(h.sent(), Vec::<String>::new(), "no second ResendRequest");
+    // The Logon's own number is then filled by the next message showing the gap.
+    let _ = h.recv("35=D|34=6|49=TW|52=<T>|56=ISLD|11=B|");
+    assert_eq!(h.sent(), vec!["35=2|34=3|49=ISLD|56=TW|7=5|16=0"]);
+}
+
+#[test]
 fn resend_gap_fills_admin_messages_and_resends_application_messages() {
     let mut h = Harness::acceptor();
     h.logon();

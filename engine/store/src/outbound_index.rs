@@ -1,14 +1,29 @@
 //! Where each sent message of one session lies in the journal, for resends.
 //!
-//! Sent messages have consecutive sequence numbers almost always, so the index is dense:
-//! runs of consecutive numbers in fixed-size chunks, 16 bytes per message, allocated a
-//! chunk at a time (never a table that rehashes or a buffer that doubles with every
-//! message sent). It lives until the session's sequence numbers are reset.
+//! Sent messages have consecutive sequence numbers almost always (admin messages are
+//! not stored, so Heartbeats leave small holes), so the index is dense: runs of
+//! consecutive numbers, 24 bytes per number, each run growing to at most [`CHUNK`]
+//! entries (never a table that rehashes, or a buffer that doubles, with everything the
+//! session ever sent). A hole of up to [`HOLE`] numbers stays inside its run as unused
+//! entries; a larger one starts a new run. It lives until the session's sequence numbers
+//! are reset.
 
 use crate::stream::Loc;
 
-/// Messages per chunk.
+/// Numbers per run at most.
 const CHUNK: usize = 4096;
+/// The largest hole kept inside a run.
+const HOLE: u64 = 64;
+/// An entry for a number with no stored message (a hole).
+const NONE: Loc = Loc {
+    segment: u64::MAX,
+    offset: 0,
+    len: 0,
+};
+
+fn is_none(loc: &Loc) -> bool {
+    loc.segment == u64::MAX
+}
 
 /// Consecutive sequence numbers from `first`.
 #[derive(Debug, Clone)]
@@ -19,9 +34,10 @@ struct Run {
 
 impl Run {
     fn new(first: u64, loc: Loc) -> Self {
-        let mut locs = Vec::with_capacity(CHUNK);
-        locs.push(loc);
-        Self { first, locs }
+        Self {
+            first,
+            locs: vec![loc],
+        }
     }
 
     /// The number after the last one held.
@@ -44,12 +60,21 @@ impl OutboundIndex {
             self.truncate_from(seq);
         }
         match self.runs.last_mut() {
-            Some(run) if run.end() == seq && run.locs.len() < CHUNK => run.locs.push(loc),
+            Some(run)
+                if seq >= run.end()
+                    && seq - run.end() <= HOLE
+                    && run.locs.len() + ((seq - run.end()) as usize) < CHUNK =>
+            {
+                let hole = (seq - run.end()) as usize;
+                run.locs.extend(std::iter::repeat_n(NONE, hole));
+                run.locs.push(loc);
+            }
             _ => self.runs.push(Run::new(seq, loc)),
         }
     }
 
-    fn truncate_from(&mut self, seq: u64) {
+    /// Forgets the numbers from `seq` on (the next sender number set back).
+    pub(crate) fn truncate_from(&mut self, seq: u64) {
         while let Some(run) = self.runs.last_mut() {
             if run.first >= seq {
                 self.runs.pop();
@@ -78,6 +103,7 @@ impl OutboundIndex {
                 r.locs[from.min(to)..to]
                     .iter()
                     .enumerate()
+                    .filter(|(_, loc)| !is_none(loc))
                     .map(move |(i, loc)| (r.first + (from + i) as u64, *loc))
             })
     }
@@ -85,7 +111,10 @@ impl OutboundIndex {
     /// Messages held.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.runs.iter().map(|r| r.locs.len()).sum()
+        self.runs
+            .iter()
+            .map(|r| r.locs.iter().filter(|l| !is_none(l)).count())
+            .sum()
     }
 }
 
@@ -131,6 +160,23 @@ mod tests {
         assert_eq!(seqs(&index, 10_060, u64::MAX), vec![10_060]);
         assert_eq!(seqs(&index, 20_000, u64::MAX), Vec::<u64>::new());
         assert_eq!(seqs(&index, 5, 4), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn heartbeats_between_messages_stay_inside_one_run() {
+        let mut index = OutboundIndex::default();
+        // One report, then three Heartbeats (not stored), again and again.
+        for k in 0..500 {
+            index.insert(1 + 4 * k, loc(1 + 4 * k));
+        }
+        assert_eq!(index.len(), 500);
+        assert_eq!(index.runs.len(), 1, "holes of 3 are kept inside the run");
+        assert_eq!(seqs(&index, 2, 13), vec![5, 9, 13]);
+        // A hole larger than HOLE starts a run of its own, small.
+        index.insert(10_000, loc(10_000));
+        assert_eq!(index.runs.len(), 2);
+        assert!(index.runs[1].locs.capacity() < 16);
+        assert_eq!(seqs(&index, 1_990, u64::MAX), vec![1_993, 1_997, 10_000]);
     }
 
     #[test]

@@ -174,7 +174,11 @@ fn apply_to_session(s: &mut SessionState, p: Pending) {
             s.processed = s.processed.max(p.seq);
             s.inbound = s.inbound.split_off(&(p.seq + 1));
         }
-        RecordKind::NextSender => s.next_sender = p.seq,
+        RecordKind::NextSender => {
+            // Messages at or above a number set back belong to the old sequence.
+            s.outbound.truncate_from(p.seq);
+            s.next_sender = p.seq;
+        }
         RecordKind::NextTarget => s.next_target = p.seq,
         RecordKind::Reset => {
             s.outbound.clear();

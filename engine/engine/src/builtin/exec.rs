@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// Limit orders one session may keep resting in the simulator; a limit order beyond it
-/// is rejected (ExecutionReport, OrdStatus Rejected, OrdRejReason 99 "Other").
+/// is rejected (ExecutionReport, OrdStatus Rejected, a Text saying why, and from FIX 4.3
+/// on OrdRejReason 99 "Other").
 pub const MAX_RESTING_ORDERS: usize = 1_000_000;
 
 /// A small exchange simulator: a market NewOrderSingle gets an ExecutionReport New and
@@ -127,7 +128,11 @@ impl Report<'_> {
             b.push(14, b"0").push(6, b"0");
         }
         if let Some(text) = self.rejected {
-            b.push(103, b"99").push_str(58, text);
+            // OrdRejReason 99 (Other) exists from FIX 4.3 on; before it, the Text alone.
+            if fix44 {
+                b.push(103, b"99");
+            }
+            b.push_str(58, text);
         }
         ctx.reply(b"8", request, b.fields())
             .map(|_| ())

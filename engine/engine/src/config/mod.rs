@@ -255,7 +255,7 @@ impl EngineConfig {
     /// Plans every session, refusing duplicates.
     pub fn plans(&self) -> Result<Vec<SessionPlan>, ConfigError> {
         self.check_kafka()?;
-        if self.engine.memory_store_mb == 0 {
+        if self.engine.store == StoreKind::Memory && self.engine.memory_store_mb == 0 {
             return Err(invalid(
                 "engine",
                 "memory_store_mb",

@@ -343,8 +343,15 @@ impl Session {
             if expected > end {
                 self.resend_end = None;
                 if self.highest_seen >= expected {
+                    // Awaited through the highest number seen, itself included unless it
+                    // is queued (it was left out of a full queue).
                     let highest = self.highest_seen;
-                    self.request_resend(now, highest);
+                    let through = if self.queue.holds(highest) {
+                        highest - 1
+                    } else {
+                        highest
+                    };
+                    self.request_resend(now, through + 1);
                 }
             }
         }
@@ -422,6 +429,10 @@ impl Session {
         if answer {
             self.reset_store(now);
         }
+        // Whatever was awaited or queued belongs to the numbering that just ended.
+        self.queue.clear();
+        self.resend_end = None;
+        self.highest_seen = 0;
         self.reset_sent = false;
         self.advance_target(seq);
         if answer {
@@ -511,7 +522,9 @@ impl Session {
             self.serve_resend(now, n, our_next - 1);
         }
         if seq > expected {
-            self.highest_seen = seq;
+            // The Logon itself is not queued: the counterparty's resend covers its number
+            // (a GapFill), or the next message shows the gap again.
+            self.highest_seen = seq - 1;
             self.request_resend(now, seq);
         }
     }

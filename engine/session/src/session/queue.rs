@@ -77,6 +77,14 @@ impl GapQueue {
         for m in std::mem::replace(&mut self.messages, kept).values() {
             self.bytes -= m.bytes.len();
         }
+        if self.messages.is_empty() {
+            self.overflowed = false;
+        }
+    }
+
+    /// Whether message `seq` is held.
+    pub(super) fn holds(&self, seq: u64) -> bool {
+        self.messages.contains_key(&seq)
     }
 
     /// Forgets everything.
