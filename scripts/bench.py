@@ -959,8 +959,10 @@ def main():
     summary = summarize(scens, results)
     floor = next((e for e in summary if e["id"] == "floor"), None)
     summary = [e for e in summary if e["id"] != "floor"]
-    plots = plot(summary, floor) if not args.only else {}
-    raw = PLOTS / ("results.json" if not args.only else f"results-{args.only}.json")
+    # A partial or quick run leaves the full run's plots and results alone.
+    partial = args.quick or args.only
+    plots = plot(summary, floor) if not partial else {}
+    raw = Path(args.out).with_suffix(".json") if partial else PLOTS / "results.json"
     raw.write_text(json.dumps({"machine": info, "codec": codec, "floor": floor,
                                "summary": summary}, indent=1))
     Path(args.out).write_text(document(info, codec, summary, floor, plots, sync, args))
