@@ -718,7 +718,11 @@ NOTES = {
         "fixer's memory stores without limit, fix-engine's up to `memory_store_mb` (256 MiB) per "
         "session. The resting rows send limit orders that the exec simulator keeps (one more per "
         "order): before its book became a B-tree per session, rehashing one global hash table of "
-        "every resting order stalled the session for 90–200 ms at a time (p99 67 ms at 40 000/s)."
+        "every resting order stalled the session for 90–200 ms at a time (p99 67 ms at 40 000/s). "
+        "On a 2-core virtual machine, two threads spinning for many seconds (a busy-polling engine "
+        "beside the spinning generator, or a saturated peer) get the guest descheduled about 100 ms "
+        "at a time: `fix-bench hiccups --seconds 20` with both cores spinning shows it with nothing "
+        "of ours running, so the busy-poll rows' p99 there measures the machine, not the engine."
     ),
     "closed-durable": (
         "fix-engine with fsync makes the order durable before the application sees it and the "
