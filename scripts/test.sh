@@ -155,7 +155,8 @@ cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"; kill "$moto_pid" "$tansu_pid" 2>/dev/null || true' EXIT
 status=0
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# Every test binary runs even after one fails: one run shows every failure.
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run: the sum over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -3,6 +3,14 @@
 use crate::store::{Grant, LeaseError, LeaseStore};
 use std::time::{Duration, Instant};
 
+/// The default time to live of a lease (1.5 s).
+pub const DEFAULT_TTL: Duration = Duration::from_millis(1500);
+/// The default renew interval (300 ms).
+pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(300);
+/// The default safety margin: how long before the TTL a holder stops trusting its lease
+/// (300 ms).
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_millis(300);
+
 /// How a node contends for and keeps a lease.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -27,9 +35,9 @@ impl LeaseConfig {
         Self {
             group: group.to_string(),
             owner: owner.to_string(),
-            ttl: Duration::from_millis(1500),
-            renew_interval: Duration::from_millis(300),
-            safety_margin: Duration::from_millis(300),
+            ttl: DEFAULT_TTL,
+            renew_interval: DEFAULT_RENEW_INTERVAL,
+            safety_margin: DEFAULT_SAFETY_MARGIN,
             region: None,
         }
     }

@@ -37,7 +37,7 @@ pub mod sql;
 mod store;
 mod watch;
 
-pub use holder::{Holder, LeaseConfig};
+pub use holder::{Holder, LeaseConfig, DEFAULT_RENEW_INTERVAL, DEFAULT_SAFETY_MARGIN, DEFAULT_TTL};
 pub use keeper::{Keeper, Leadership, LeaseHolder, RoleState};
 pub use store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 

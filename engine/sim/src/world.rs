@@ -10,12 +10,12 @@ use fix_store::replication::{decode, encode, Frame};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long the lease lasts (ms), as the engine's default.
-pub const TTL: u64 = 1500;
-/// How long before the TTL the holder stops trusting its lease (ms).
-pub const MARGIN: u64 = 300;
-/// How often the holder renews (ms).
-pub const RENEW_EVERY: u64 = 300;
+/// How long the lease lasts (ms): the engine's default.
+pub const TTL: u64 = fix_lease::DEFAULT_TTL.as_millis() as u64;
+/// How long before the TTL the holder stops trusting its lease (ms): the engine's default.
+pub const MARGIN: u64 = fix_lease::DEFAULT_SAFETY_MARGIN.as_millis() as u64;
+/// How often the holder renews (ms): the engine's default.
+pub const RENEW_EVERY: u64 = fix_lease::DEFAULT_RENEW_INTERVAL.as_millis() as u64;
 /// How long a lease-store call may take before the caller gives up on it (ms).
 pub const STORE_TIMEOUT: u64 = 500;
 /// How often each instance looks at its timers (ms).
