@@ -187,9 +187,12 @@ impl Target {
         let port = free_port()?;
         let sessions = sessions_toml(opts.sessions).replace("{port}", &port.to_string());
         let fsync = opts.store != Store::JournalNoFsync;
+        // Every session of the generator connects from 127.0.0.1 at once: the caps on
+        // connections waiting for their Logon must let all of them wait.
+        let pending = opts.sessions.max(16) * 2;
         let engine = |name: &str, store: &str| {
             format!(
-                "[engine]\nstore = '{store}'\ndata_dir = '{}'\nfsync = {fsync}\napp = 'exec'\n",
+                "[engine]\nstore = '{store}'\ndata_dir = '{}'\nfsync = {fsync}\napp = 'exec'\n[engine.connections]\nmax_pending = {pending}\nmax_pending_per_address = {pending}\n",
                 dir.path().join(name).display()
             )
         };
