@@ -24,6 +24,17 @@ pub enum AppReject {
     },
 }
 
+impl AppReject {
+    /// A BusinessMessageReject for a message type the application does not handle
+    /// (BusinessRejectReason 3, "Unsupported Message Type").
+    pub fn unsupported_message_type() -> Self {
+        Self::Business {
+            reason: 3,
+            text: "Unsupported Message Type".into(),
+        }
+    }
+}
+
 /// The leadership term a session serves in. An application that waits (for a broker,
 /// a database) stops waiting when the term ends: what it has not finished stays
 /// unprocessed in the journal and is handed to the next leader.

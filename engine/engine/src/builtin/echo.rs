@@ -140,10 +140,7 @@ impl Application for EchoApp {
                         text: format!("echo failed: {e}"),
                     })
             }
-            _ => Err(AppReject::Business {
-                reason: 3,
-                text: "Unsupported Message Type".into(),
-            }),
+            _ => Err(AppReject::unsupported_message_type()),
         }
     }
 }

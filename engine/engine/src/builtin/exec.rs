@@ -80,7 +80,29 @@ struct Report<'a> {
     rejected: Option<&'a str>,
 }
 
-impl Report<'_> {
+impl<'a> Report<'a> {
+    /// A report of no fill, accepted.
+    fn new(
+        order_id: u64,
+        exec_id: u64,
+        cl_ord_id: &'a [u8],
+        status: &'a [u8],
+        (symbol, side, qty): (&'a [u8], &'a [u8], &'a [u8]),
+    ) -> Self {
+        Self {
+            order_id,
+            exec_id,
+            cl_ord_id,
+            status,
+            symbol,
+            side,
+            qty,
+            filled: false,
+            price: b"0",
+            rejected: None,
+        }
+    }
+
     fn send(
         &self,
         b: &mut MessageBuilder,
@@ -172,18 +194,7 @@ impl ExecState {
         let order_id = self.next_id;
         self.next_id += 2;
         let base = self.next_id;
-        let mut report = Report {
-            order_id,
-            exec_id: base - 1,
-            cl_ord_id: cl,
-            status: b"0",
-            symbol,
-            side,
-            qty,
-            filled: false,
-            price: b"0",
-            rejected: None,
-        };
+        let mut report = Report::new(order_id, base - 1, cl, b"0", (symbol, side, qty));
         if resting {
             let book = self.book(ctx.session_id());
             if !admits(book, cl, MAX_RESTING_ORDERS) {
@@ -226,19 +237,11 @@ impl ExecState {
         };
         self.next_id += 1;
         let (symbol, side, qty) = order.fields();
-        Report {
-            order_id: order.order_id,
-            exec_id: self.next_id,
-            cl_ord_id: cl,
-            status: b"4",
-            symbol,
-            side,
-            qty,
-            filled: false,
-            price: b"0",
-            rejected: None,
-        }
-        .send(&mut self.builder, ctx, msg)
+        Report::new(order.order_id, self.next_id, cl, b"4", (symbol, side, qty)).send(
+            &mut self.builder,
+            ctx,
+            msg,
+        )
     }
 }
 
@@ -251,10 +254,7 @@ impl Application for ExecApp {
         match msg.msg_type() {
             b"D" => state.new_order(ctx, msg),
             b"F" => state.cancel(ctx, msg),
-            _ => Err(AppReject::Business {
-                reason: 3,
-                text: "Unsupported Message Type".into(),
-            }),
+            _ => Err(AppReject::unsupported_message_type()),
         }
     }
 }
