@@ -93,9 +93,9 @@ impl MemoryStore {
         Self::with_limit(now, DEFAULT_MEMORY_STORE_BYTES)
     }
 
-    /// An empty store created at `now`, keeping the most recent sent messages up to
-    /// `limit` bytes of blocks (what they hold room for). Messages are dropped a block (256 KiB) at a time, oldest first; the
-    /// newest block always stays, whatever the limit.
+    /// An empty store created at `now`, keeping the most recent sent messages in blocks
+    /// holding room for up to `limit` bytes. Messages are dropped a block (256 KiB) at a
+    /// time, oldest first; the newest block always stays, whatever the limit.
     pub fn with_limit(now: UtcTimestamp, limit: usize) -> Self {
         Self {
             next_sender: 1,
