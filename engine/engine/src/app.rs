@@ -1,4 +1,4 @@
-//! The application API (the built-in applications using it are in [`crate::builtin`]).
+//! The application API (the built-in applications, `echo` and `exec`, use it from the `builtin` module).
 
 use fix_codec::{MessageBuilder, MessageRef};
 use fix_session::{Now, Outgoing, Session, SessionId};
