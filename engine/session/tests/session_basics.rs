@@ -67,6 +67,18 @@ impl Harness {
         self.session.handle_timeout(self.now);
     }
 
+    /// The application sends an ExecutionReport with `body`.
+    fn send_report(&mut self, body: &[u8]) -> Result<u64, SendError> {
+        self.session.send(
+            self.now,
+            Outgoing {
+                msg_type: b"8",
+                header: b"",
+                body,
+            },
+        )
+    }
+
     fn logon(&mut self) {
         let _ = self.recv("35=A|34=1|49=TW|52=<T>|56=ISLD|98=0|108=30|");
         assert_eq!(self.sent(), vec!["35=A|34=1|49=ISLD|56=TW|98=0|108=30"]);
@@ -169,17 +181,7 @@ fn a_resend_that_ends_just_below_a_logon_too_high_asks_for_nothing_more() {
 fn resend_gap_fills_admin_messages_and_resends_application_messages() {
     let mut h = Harness::acceptor();
     h.logon();
-    let seq = h
-        .session
-        .send(
-            h.now,
-            Outgoing {
-                msg_type: b"8",
-                header: b"",
-                body: b"37=O1\x0117=E1\x01",
-            },
-        )
-        .expect("stored");
+    let seq = h.send_report(b"37=O1\x0117=E1\x01").expect("stored");
     assert_eq!(seq, 2);
     h.advance(30); // heartbeat 3
     h.sent();
@@ -202,16 +204,7 @@ fn a_long_resend_comes_whole_across_the_store_windows() {
     // windows of the store.
     for i in 0..2_500 {
         let body = format!("37=O{i}\x0117=E{i}\x01");
-        h.session
-            .send(
-                h.now,
-                Outgoing {
-                    msg_type: b"8",
-                    header: b"",
-                    body: body.as_bytes(),
-                },
-            )
-            .expect("stored");
+        h.send_report(body.as_bytes()).expect("stored");
     }
     h.advance(30);
     h.sent();
@@ -325,14 +318,7 @@ fn the_store_failing_stops_the_session_without_sending() {
     );
     h.session.handle_connect(h.now);
     h.logon();
-    let r = h.session.send(
-        h.now,
-        Outgoing {
-            msg_type: b"8",
-            header: b"",
-            body: b"37=O1\x01",
-        },
-    );
+    let r = h.send_report(b"37=O1\x01");
     assert!(matches!(r, Err(SendError::Store(_))));
     assert!(h.sent().is_empty(), "nothing unstored may be sent");
     assert!(h
@@ -362,30 +348,14 @@ fn hooks_add_admin_fields_refuse_messages_and_turn_refused_resends_into_gap_fill
     let mut h = Harness::acceptor();
     h.session.set_hooks(std::sync::Arc::new(Hooks));
     h.logon();
-    let refused = h.session.send(
-        h.now,
-        Outgoing {
-            msg_type: b"8",
-            header: b"",
-            body: b"37=NO\x01",
-        },
-    );
+    let refused = h.send_report(b"37=NO\x01");
     assert_eq!(refused, Err(SendError::Refused));
     assert_eq!(
         h.session.next_sender_seq(),
         2,
         "a refused message uses no sequence number"
     );
-    h.session
-        .send(
-            h.now,
-            Outgoing {
-                msg_type: b"8",
-                header: b"",
-                body: b"37=STALE\x01",
-            },
-        )
-        .expect("sent once");
+    h.send_report(b"37=STALE\x01").expect("sent once");
     h.advance(30);
     assert_eq!(
         h.sent(),
