@@ -122,6 +122,9 @@ pub(crate) struct SessionActor {
     label: crate::metrics::SessionLabel,
     /// `[engine.runtime] busy_poll`: spin on the socket instead of sleeping in epoll.
     pub(crate) busy_poll: bool,
+    /// `[engine] delivery`: whether the application sees inbound messages before their
+    /// group commit (`early`) or after it (`durable`).
+    pub(crate) delivery: crate::config::Delivery,
     /// This session's `messages_in` and `messages_out` counters (looked up once).
     counted_in: prometheus_client::metrics::counter::Counter,
     counted_out: prometheus_client::metrics::counter::Counter,
@@ -167,6 +170,7 @@ impl SessionActor {
             metrics,
             label,
             busy_poll: false,
+            delivery: crate::config::Delivery::Durable,
             counted_in,
             counted_out,
         }
@@ -545,8 +549,11 @@ impl SessionActor {
     }
 
     /// Makes the store durable, writes, delivers, handles events; repeats while that
-    /// produced more work.
+    /// produced more work. With `delivery = "early"` the deliveries come first, so that
+    /// one commit covers the inbound messages and everything they caused; nothing is
+    /// written to the counterparty before that commit either way.
     async fn flush(&mut self, mut deliveries: Vec<Delivery>) {
+        let early = self.delivery == crate::config::Delivery::Early;
         while let Some(ev) = self.session.poll_event() {
             match ev {
                 SessionEvent::Deliver(m) => deliveries.push(Delivery::Owned(m)),
@@ -567,6 +574,9 @@ impl SessionActor {
                 deliveries.clear();
                 self.fence();
                 break;
+            }
+            if early {
+                self.deliver_all(&mut deliveries, &buf);
             }
             if let Err(e) = self.storage.wait_durable().await {
                 if e == crate::storage::NotDurable::Fenced {
@@ -622,7 +632,9 @@ impl SessionActor {
                     }
                 }
             }
-            self.deliver_all(&mut deliveries, &buf);
+            if !early {
+                self.deliver_all(&mut deliveries, &buf);
+            }
             for ev in std::mem::take(&mut self.events) {
                 self.on_event(ev);
             }

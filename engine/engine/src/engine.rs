@@ -203,6 +203,7 @@ impl Engine {
                 actor = actor.with_role(role.clone());
             }
             actor.busy_poll = config.engine.runtime.busy_poll;
+            actor.delivery = config.engine.delivery;
             tasks.push(tokio::spawn(actor.run()));
             sessions.insert(id, tx);
         }

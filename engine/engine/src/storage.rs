@@ -125,6 +125,8 @@ impl Storage {
             return Ok(());
         };
         let target = journal.appended();
+        // The group commit starts now, with everything this caller appended.
+        journal.request_commit();
         let failed = || journal.failure().map(NotDurable::Failed);
         let mut rx = durable.clone();
         while *rx.borrow_and_update() < target {

@@ -78,13 +78,24 @@ fn seq(m: &OwnedMessage) -> u64 {
 
 #[test]
 fn after_kill_9_sequence_numbers_continue_and_every_acknowledged_message_is_resent() {
+    kill_9_mid_stream("durable");
+}
+
+/// With `delivery = "early"` the application sees orders before they are synced, but an
+/// echo leaves only once the order and the echo are durable together: the same promise.
+#[test]
+fn with_early_delivery_too_every_acknowledged_message_survives_kill_9() {
+    kill_9_mid_stream("early");
+}
+
+fn kill_9_mid_stream(delivery: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
     let config = dir.path().join("engine.toml");
     std::fs::write(
         &config,
         format!(
-            "[engine]\ndata_dir = '{}'\napp = 'echo'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:{port}'\nheartbeat_interval = 30\n",
+            "[engine]\ndata_dir = '{}'\napp = 'echo'\ndelivery = '{delivery}'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:{port}'\nheartbeat_interval = 30\n",
             dir.path().join("data").display()
         ),
     )
@@ -188,7 +199,7 @@ fn after_kill_9_sequence_numbers_continue_and_every_acknowledged_message_is_rese
         }
     }
     println!(
-        "kill -9 after {} echoes (last seq {last_seen}); restart logon seq {}; engine expected inbound {begin}; {} messages resent",
+        "delivery {delivery}: kill -9 after {} echoes (last seq {last_seen}); restart logon seq {}; engine expected inbound {begin}; {} messages resent",
         echoed.len(),
         seq(&logon),
         resent.len()

@@ -27,5 +27,5 @@ pub mod session_store;
 mod stream;
 
 pub use fix_session::MemoryStore;
-pub use journal::{Journal, JournalError, JournalOptions, RecoveryMode};
+pub use journal::{Journal, JournalError, JournalOptions, RecoveryMode, UNREQUESTED_COMMIT_BYTES};
 pub use session_store::JournalStore;

@@ -404,3 +404,55 @@ fn a_journal_declared_failed_refuses_appends_and_reports_no_durability() {
     );
     j.shutdown();
 }
+
+#[test]
+fn appends_wait_for_a_request_and_one_commit_covers_all_of_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
+    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&commits);
+    j.on_commit_timing(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+    j.sync().expect("the session's declaration is durable");
+    let before = commits.load(std::sync::atomic::Ordering::SeqCst);
+    // An inbound record, the reply it causes and more: nobody has asked yet.
+    s.save_inbound(1, b"8=FIX.4.4\x019=5\x0135=D\x0110=000\x01")
+        .expect("inbound");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert!(
+        j.durable() < j.appended(),
+        "a batch started before anyone asked: the first record would get an fsync of its own"
+    );
+    s.save_outbound(1, b"8=FIX.4.4\x019=5\x0135=8\x0110=000\x01")
+        .expect("outbound");
+    j.request_commit();
+    j.sync().expect("durable");
+    assert_eq!(j.durable(), j.appended());
+    assert_eq!(
+        commits.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1,
+        "one fsync for the inbound record and the reply together"
+    );
+}
+
+#[test]
+fn a_large_pending_backlog_is_committed_without_a_request() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
+    let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+    let body = vec![b'x'; 64 * 1024];
+    let count = fix_store::UNREQUESTED_COMMIT_BYTES / body.len() + 1;
+    for seq in 1..=count as u64 {
+        s.save_outbound(seq, &body).expect("append");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while j.durable() == 0 || j.durable() < (fix_store::UNREQUESTED_COMMIT_BYTES as u64) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a backlog over the threshold was never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -59,6 +59,24 @@ pub enum StoreKind {
     Memory,
 }
 
+/// When the application sees an inbound application message (`[engine] delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Once the message is durable (synced, and acknowledged by the standbys the
+    /// durability mode waits for); what it causes waits for a second commit. Nothing the
+    /// application saw is ever taken back. The default.
+    #[default]
+    Durable,
+    /// As soon as the message is journaled, before it is synced; everything it causes
+    /// (outbound messages, the mark that it was processed) is held until one group
+    /// commit covers the message and its outputs together. A crash before that commit
+    /// can take back a message the application saw: the counterparty then sends it
+    /// again (PossDupFlag=Y), and no output of the first sight ever left. One fsync per
+    /// round trip instead of two. Not with the Kafka bridge (it publishes as it sees).
+    Early,
+}
+
 /// Which built-in application runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -100,6 +118,10 @@ pub struct EngineSection {
     /// Built-in application.
     #[serde(default)]
     pub app: AppKind,
+    /// When the application sees an inbound message: `durable` (default) or `early`
+    /// (one fsync per round trip; see [`Delivery`]).
+    #[serde(default)]
+    pub delivery: Delivery,
     /// Leadership lease: with it, this instance serves its sessions only while it holds
     /// the lease of its group (leader) and is a standby otherwise.
     pub lease: Option<LeaseSection>,
@@ -152,6 +174,7 @@ impl Default for EngineSection {
             memory_store_mb: default_memory_store_mb(),
             sync_stall_ms: None,
             app: AppKind::Echo,
+            delivery: Delivery::Durable,
             lease: None,
             admin: None,
             connections: ConnectionsSection::default(),
@@ -261,6 +284,14 @@ impl EngineConfig {
                 "memory_store_mb",
                 "0",
                 "at least 1 (MiB of sent messages each session keeps for resends; default 256)",
+            ));
+        }
+        if self.engine.delivery == Delivery::Early && self.engine.app == AppKind::Kafka {
+            return Err(invalid(
+                "engine",
+                "delivery",
+                "early",
+                "delivery = \"durable\" with app = \"kafka\": the bridge publishes each message to the broker as it sees it, so early delivery would put on the topic messages a crash can take back from the journal",
             ));
         }
         if let Some(l) = &self.engine.lease {

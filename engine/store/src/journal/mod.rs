@@ -6,6 +6,13 @@
 //! publishes the new durable position to waiters and listeners. While it syncs, new
 //! appends accumulate for the next batch: one fsync serves many messages under load.
 //!
+//! A batch starts when someone asks for durability ([`Journal::request_commit`],
+//! [`Journal::wait_durable`], [`Journal::sync`]), or once [`UNREQUESTED_COMMIT_BYTES`]
+//! are pending, not at every append: a caller that appends several records and then
+//! waits (an inbound order, the reports it causes and the mark that it was processed)
+//! gets them all into one fsync, instead of a first sync that races ahead with the first
+//! record and a second one for the rest.
+//!
 //! A failed write or fsync is fatal: the journal refuses every later append, because the
 //! kernel may have dropped the dirty pages and retrying could report success for data
 //! that is gone.
@@ -144,6 +151,10 @@ struct Writer {
     max_epoch: u64,
     appended: u64,
     pending: Vec<Chunk>,
+    /// Bytes in `pending`.
+    pending_bytes: usize,
+    /// Someone waits for what is pending: the sync thread commits it now.
+    requested: bool,
     segment: u64,
     segment_len: u64,
     /// Stream position where each segment starts.
@@ -181,6 +192,9 @@ struct Inner {
     /// When the batch being written and synced began, while one is.
     batch_started: Mutex<Option<std::time::Instant>>,
 }
+
+/// Pending bytes at which the sync thread starts a batch although nobody asked for one.
+pub const UNREQUESTED_COMMIT_BYTES: usize = 1 << 20;
 
 /// How long an open waits for a lock that an earlier journal of this process (shut down
 /// a moment ago) is still releasing.
@@ -290,6 +304,8 @@ impl Journal {
                 max_epoch: recovered.state.max_epoch(),
                 appended: recovered.position,
                 pending: Vec::new(),
+                pending_bytes: 0,
+                requested: false,
                 segment: recovered.segment,
                 segment_len: recovered.segment_len,
                 segment_starts: recovered.segment_starts,
@@ -395,6 +411,16 @@ impl Journal {
             .collect()
     }
 
+    /// Asks the sync thread to commit everything appended so far (without waiting for
+    /// it): the start of a group commit. [`Self::wait_durable`] asks too.
+    pub fn request_commit(&self) {
+        let mut w = lock(&self.inner.writer);
+        if !w.pending.is_empty() && !w.requested {
+            w.requested = true;
+            self.inner.work.notify_one();
+        }
+    }
+
     /// Stops the sync thread after writing what is pending.
     pub fn shutdown(&self) {
         lock(&self.inner.writer).shutdown = true;
@@ -481,6 +507,7 @@ impl Journal {
         if let Some(chunk) = w.pending.last_mut() {
             chunk.bytes.extend_from_slice(&scratch);
         }
+        w.pending_bytes += scratch.len();
         w.scratch = scratch;
         w.segment_len += len;
         w.appended += len;
@@ -494,7 +521,9 @@ impl Journal {
         };
         w.state.apply(&r, position, segment, offset);
         if self.inner.opts.fsync {
-            self.inner.work.notify_one();
+            if w.pending_bytes >= UNREQUESTED_COMMIT_BYTES {
+                self.inner.work.notify_one();
+            }
         } else {
             self.write_through(w)?;
         }
@@ -506,6 +535,7 @@ impl Journal {
     /// append order.
     fn write_through(&self, w: &mut Writer) -> Result<(), JournalError> {
         let chunks = std::mem::take(&mut w.pending);
+        w.pending_bytes = 0;
         let target = w.appended;
         let mut files = lock(&self.inner.files);
         let result = drop_write(&self.inner.opts, &mut files, chunks);

@@ -147,11 +147,14 @@ impl Journal {
             if let Some(chunk) = w.pending.last_mut() {
                 chunk.bytes.extend_from_slice(&bytes[at..at + len]);
             }
+            w.pending_bytes += len;
             w.segment_len += len as u64;
             w.appended += len as u64;
             w.max_epoch = w.max_epoch.max(r.epoch);
             w.state.apply(&r, position, segment, offset);
         }
+        // A standby acknowledges what it has synced: commit at once.
+        w.requested = true;
         self.inner.work.notify_one();
         Ok(w.appended)
     }

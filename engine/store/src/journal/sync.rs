@@ -12,6 +12,7 @@ use std::io::Write;
 impl Journal {
     /// Blocks until everything up to `position` is durable (or the journal failed).
     pub fn wait_durable(&self, position: u64) -> Result<(), JournalError> {
+        self.request_commit();
         let mut d = lock(&self.inner.durable);
         while d.position < position {
             if let Some(f) = d.failed.clone() {
@@ -157,12 +158,17 @@ pub(super) fn sync_loop(inner: &Inner) {
     loop {
         let (chunks, target, stop) = {
             let mut w = lock(&inner.writer);
-            while w.pending.is_empty() && !w.shutdown {
+            while !w.shutdown
+                && (w.pending.is_empty()
+                    || !w.requested && w.pending_bytes < super::UNREQUESTED_COMMIT_BYTES)
+            {
                 w = inner
                     .work
                     .wait(w)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
+            w.requested = false;
+            w.pending_bytes = 0;
             (std::mem::take(&mut w.pending), w.appended, w.shutdown)
         };
         let mut files = lock(&inner.files);
