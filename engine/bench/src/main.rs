@@ -52,6 +52,10 @@ struct Load {
     /// Busy-poll the engine's FIX sockets (`[engine.runtime] busy_poll`).
     #[arg(long)]
     busy_poll: bool,
+    /// The application sees an order before its group commit (`[engine] delivery =
+    /// "early"`): one fsync per round trip instead of two.
+    #[arg(long)]
+    early: bool,
     /// Pin the generator's thread to this core.
     #[arg(long)]
     client_core: Option<usize>,
@@ -188,9 +192,13 @@ impl Load {
             store: self.store,
             sessions: self.sessions,
             runtime,
+            early: self.early,
         })
         .context("starting the engine under test")?;
         let mut name = format!("fix-engine, {}", self.store.describe());
+        if self.early {
+            name.push_str(", early delivery");
+        }
         if self.busy_poll {
             name.push_str(", busy-poll");
         }

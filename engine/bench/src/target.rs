@@ -47,6 +47,8 @@ pub struct TargetOptions {
     pub sessions: usize,
     /// The (leader's) runtime: threads, cores, busy polling.
     pub runtime: RuntimeSection,
+    /// `[engine] delivery = "early"` instead of `durable`.
+    pub early: bool,
 }
 
 /// What a running instance reports: its first session's port, whether it leads, and
@@ -190,9 +192,10 @@ impl Target {
         // Every session of the generator connects from 127.0.0.1 at once: the caps on
         // connections waiting for their Logon must let all of them wait.
         let pending = opts.sessions.max(16) * 2;
+        let delivery = if opts.early { "early" } else { "durable" };
         let engine = |name: &str, store: &str| {
             format!(
-                "[engine]\nstore = '{store}'\ndata_dir = '{}'\nfsync = {fsync}\napp = 'exec'\n[engine.connections]\nmax_pending = {pending}\nmax_pending_per_address = {pending}\n",
+                "[engine]\nstore = '{store}'\ndata_dir = '{}'\nfsync = {fsync}\napp = 'exec'\ndelivery = '{delivery}'\n[engine.connections]\nmax_pending = {pending}\nmax_pending_per_address = {pending}\n",
                 dir.path().join(name).display()
             )
         };

@@ -160,7 +160,11 @@ impl AppContext<'_> {
 }
 
 /// Callbacks from the engine. The names are the ones QuickFIX users know. All are called on the session's own task, after the
-/// message concerned is durable in the store.
+/// message concerned is durable in the store — except `from_app` and `from_admin` with
+/// `[engine] delivery = "early"`: called once the message is journaled, before the group
+/// commit that then covers it and everything the call caused (nothing is sent before
+/// it). A crash before that commit can take the message back; the counterparty then
+/// sends it again with PossDupFlag=Y.
 #[allow(clippy::wrong_self_convention)]
 pub trait Application: Send + Sync {
     /// The session was created at start-up.
@@ -169,7 +173,8 @@ pub trait Application: Send + Sync {
     fn on_logon(&self, _id: &SessionId) {}
     /// The session logged out or lost its connection.
     fn on_logout(&self, _id: &SessionId) {}
-    /// An admin message arrived (after the session handled it and it is durable).
+    /// An admin message arrived (after the session handled it and, with the default
+    /// delivery, after it is durable).
     fn from_admin(&self, _id: &SessionId, _msg: MessageRef<'_>) {}
     /// An admin message is about to be sent: fields may be appended to it (for example
     /// Username/Password on Logon).
