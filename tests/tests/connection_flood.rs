@@ -1,7 +1,8 @@
-//! A flood of connections that never log on: beyond `[engine.connections]` caps they are
-//! closed at accept (no file descriptor or task is kept for them), one host cannot take
-//! every slot, and a counterparty from another address still logs on and trades. The
-//! admin API's connections are capped the same way, while open.
+//! A flood of connections that never log on: beyond `[engine.connections]` caps they
+//! queue, beyond the queue's caps they are closed at accept (no file descriptor or task
+//! is kept for them), one host cannot take every slot, and a counterparty from another
+//! address still logs on and trades. The admin API's connections are capped the same
+//! way, while open.
 
 use fix_e2e::client::{FixClient, Received};
 use fix_e2e::http::request;
@@ -15,11 +16,13 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const FLOOD: usize = 40;
 const PER_ADDRESS: usize = 8;
+const QUEUED_PER_ADDRESS: usize = 8;
 
 fn config(dir: &std::path::Path) -> EngineConfig {
     let toml = format!(
         "[engine]\ndata_dir = '{d}'\napp = 'exec'\nfsync = false\n\
          [engine.connections]\nmax_pending = 64\nmax_pending_per_address = {PER_ADDRESS}\n\
+         max_queued = 64\nmax_queued_per_address = {QUEUED_PER_ADDRESS}\n\
          [engine.admin]\nlisten = '127.0.0.1:0'\n\
          [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\nlogon_timeout = 30\n",
         d = dir.display()
@@ -65,8 +68,8 @@ async fn idle_connections_beyond_the_caps_are_closed_and_others_still_log_on() {
     println!("idle connections from 127.0.0.2: {FLOOD}, closed at once: {closed}");
     assert_eq!(
         closed,
-        FLOOD - PER_ADDRESS,
-        "every connection beyond max_pending_per_address is closed at accept, the others wait for their Logon"
+        FLOOD - PER_ADDRESS - QUEUED_PER_ADDRESS,
+        "beyond max_pending_per_address connections queue, beyond max_queued_per_address they are closed at accept"
     );
 
     // Another address still gets a slot and trades.
@@ -94,7 +97,10 @@ async fn idle_connections_beyond_the_caps_are_closed_and_others_still_log_on() {
     )
     .await;
     assert_eq!(code, 200, "{metrics}");
-    let want = format!("fix_connections_refused_total {}", FLOOD - PER_ADDRESS);
+    let want = format!(
+        "fix_connections_refused_total {}",
+        FLOOD - PER_ADDRESS - QUEUED_PER_ADDRESS
+    );
     assert!(metrics.contains(&want), "missing `{want}` in:\n{metrics}");
 
     // A pending connection that goes away gives its slot back.

@@ -64,6 +64,9 @@ pub struct LoadResult {
     pub uncorrected: Histogram<u64>,
     /// Orders answered per second over the recorded part.
     pub per_second: f64,
+    /// From the first connect until every session's Logon was answered (all sessions
+    /// connect and log on at once: a logon storm when there are many).
+    pub logons: Duration,
 }
 
 /// The SenderCompID of initiator session `k`: `CLIENT`, then `CLIENT1`, `CLIENT2`, ...
@@ -437,6 +440,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let total = opts.warmup + opts.messages;
+    let connecting = Instant::now();
     let conns = connect(opts, &poll)?;
     let sessions = conns.len();
     let mut run = Run {
@@ -473,6 +477,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
             run.read(k)?;
         }
     }
+    let logons = connecting.elapsed();
     pin(opts.core);
     run.start = run.now();
     let mut last_progress = (Instant::now(), 0);
@@ -510,6 +515,7 @@ pub fn run(opts: &LoadOptions) -> std::io::Result<LoadResult> {
         per_second: run.corrected.len() as f64 / (span as f64 / 1e9),
         corrected: run.corrected,
         uncorrected: run.uncorrected,
+        logons,
     })
 }
 

@@ -161,6 +161,7 @@ fn floor_row(messages: u64, warmup: u64) -> anyhow::Result<Row> {
         name: format!("tcp floor ({request} B out, {reply} B back)"),
         histogram,
         per_second,
+        logons: None,
     })
 }
 
@@ -258,15 +259,24 @@ fn main() -> anyhow::Result<()> {
             let result = load::run(&load.options(subject.addr, rate, messages))
                 .with_context(|| format!("loading {} at {}", subject.name, subject.addr))?;
             let what = format!("{}, {}", subject.name, load.mode(rate));
+            if load.sessions > 1 && !load.json {
+                println!(
+                    "{} sessions logged on, all at once, in {:.1} ms",
+                    load.sessions,
+                    result.logons.as_secs_f64() * 1000.0
+                );
+            }
             rows.push(Row {
                 name: what.clone(),
                 histogram: result.corrected,
                 per_second: result.per_second,
+                logons: Some(result.logons),
             });
             rows.push(Row {
                 name: format!("{what}, uncorrected"),
                 histogram: result.uncorrected,
                 per_second: result.per_second,
+                logons: Some(result.logons),
             });
             print(&rows, load.json);
         }
@@ -295,6 +305,7 @@ fn main() -> anyhow::Result<()> {
                         name: format!("{}, {}", subject.name, load.mode(Some(rate))),
                         histogram: r.corrected,
                         per_second: r.per_second,
+                        logons: Some(r.logons),
                     };
                     if !load.json {
                         eprintln!("{}", row.line());

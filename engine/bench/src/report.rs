@@ -11,6 +11,8 @@ pub struct Row {
     pub histogram: Histogram<u64>,
     /// Round trips per second achieved.
     pub per_second: f64,
+    /// How long every session took to log on, all at once (load rows only).
+    pub logons: Option<std::time::Duration>,
 }
 
 /// A histogram for round-trip times in nanoseconds (1 ns to 60 s, 3 significant digits).
@@ -75,6 +77,7 @@ impl Row {
             // This process's peak resident memory: the engine's and the generator's
             // when the engine runs in-process (the generator's alone is a few MiB).
             "process_peak_rss_kb": peak_rss_kb(),
+            "logons_ms": self.logons.map(|d| d.as_secs_f64() * 1000.0),
         })
     }
 }

@@ -193,6 +193,7 @@ mod tests {
                 name: format!("{rate}"),
                 histogram: h,
                 per_second: f64::from(rate),
+                logons: None,
             })
         }
     }

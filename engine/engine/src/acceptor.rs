@@ -1,6 +1,7 @@
 //! Listening sockets: many sessions per port, routed by the CompIDs of the first message.
 
 use crate::actor::Command;
+use crate::pending::Admission;
 use crate::tls::BoxIo;
 use fix_codec::{frame, tags, FrameError, Parser};
 use fix_lease::{Leadership, RoleState};
@@ -35,18 +36,27 @@ impl Endpoint {
             tracing::info!(%peer, "logons are held (rotation in progress): connection closed");
             return;
         }
-        // Closed at once beyond the caps (the refusal is logged by `admit`).
-        let Ok(slot) = self.pending.admit(peer.ip()) else {
+        // Over the caps it queues; beyond the queue's caps it is closed at once (the
+        // refusal is logged by `admit_or_queue`). The logon timeout counts from here,
+        // the wait in the queue included.
+        let deadline = tokio::time::Instant::now() + self.logon_timeout;
+        let Ok(admission) = self.pending.admit_or_queue(peer.ip()) else {
             return;
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = match admission {
+                Admission::Now(slot) => slot,
+                Admission::Queued(ticket) => match ticket.wait(deadline).await {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
             let _ = stream.set_nodelay(true);
             let io: BoxIo = match this.tls {
                 None => Box::new(stream),
                 Some(acceptor) => {
-                    match tokio::time::timeout(this.logon_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => Box::new(s),
                         Ok(Err(e)) => {
                             tracing::warn!(%peer, error = %e, "TLS handshake failed");
@@ -59,8 +69,7 @@ impl Endpoint {
                     }
                 }
             };
-            if let Err(why) = route(io, peer, &this.routes, this.logon_timeout, this.max_size).await
-            {
+            if let Err(why) = route(io, peer, &this.routes, deadline, this.max_size).await {
                 tracing::warn!(%peer, reason = %why, "connection refused");
             }
         });
@@ -139,12 +148,12 @@ async fn route(
     mut stream: BoxIo,
     peer: SocketAddr,
     routes: &Routes,
-    logon_timeout: Duration,
+    deadline: tokio::time::Instant,
     max_size: usize,
 ) -> Result<(), String> {
     let mut buf = vec![0u8; 4096];
     let mut filled = 0;
-    let first_len = tokio::time::timeout(logon_timeout, async {
+    let first_len = tokio::time::timeout_at(deadline, async {
         loop {
             match frame::check(&buf[..filled], max_size.min(64 * 1024)) {
                 Ok(f) => return Ok(f.len),

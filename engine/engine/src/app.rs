@@ -163,8 +163,8 @@ impl AppContext<'_> {
 /// message concerned is durable in the store — except `from_app` and `from_admin` with
 /// `[engine] delivery = "early"`: called once the message is journaled, before the group
 /// commit that then covers it and everything the call caused (nothing is sent before
-/// it). A crash before that commit can take the message back; the counterparty then
-/// sends it again with PossDupFlag=Y.
+/// it). A crash or a lost lease before that commit can take the message back: it comes
+/// again as a resend (PossDupFlag=Y) or as a replay ([`AppContext::is_replay`]).
 #[allow(clippy::wrong_self_convention)]
 pub trait Application: Send + Sync {
     /// The session was created at start-up.

@@ -166,6 +166,14 @@ impl Storage {
         }
     }
 
+    /// Starts a group commit of what is pending without waiting for it (the mark that
+    /// messages were processed, when nothing else in the turn asked for one).
+    pub fn request_commit(&self) {
+        if let Self::Journal { journal, .. } = self {
+            journal.request_commit();
+        }
+    }
+
     /// Why the journal stopped (a failed write or fsync), if it did.
     pub fn failure(&self) -> Option<String> {
         match self {

@@ -70,10 +70,11 @@ pub enum Delivery {
     Durable,
     /// As soon as the message is journaled, before it is synced; everything it causes
     /// (outbound messages, the mark that it was processed) is held until one group
-    /// commit covers the message and its outputs together. A crash before that commit
-    /// can take back a message the application saw: the counterparty then sends it
-    /// again (PossDupFlag=Y), and no output of the first sight ever left. One fsync per
-    /// round trip instead of two. Not with the Kafka bridge (it publishes as it sees).
+    /// commit covers the message and its outputs together. A crash or a lost lease
+    /// before that commit can take back a message the application (`from_app`,
+    /// `from_admin`) saw: it comes again as a resend (PossDupFlag=Y) or a replay, and no
+    /// output of the first sight ever left. One fsync per round trip instead of two.
+    /// Not with the Kafka bridge (it publishes as it sees).
     Early,
 }
 

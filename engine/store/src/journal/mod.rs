@@ -415,7 +415,7 @@ impl Journal {
     /// it): the start of a group commit. [`Self::wait_durable`] asks too.
     pub fn request_commit(&self) {
         let mut w = lock(&self.inner.writer);
-        if !w.pending.is_empty() && !w.requested {
+        if !w.pending.is_empty() {
             w.requested = true;
             self.inner.work.notify_one();
         }

@@ -154,8 +154,10 @@ impl Journal {
             w.state.apply(&r, position, segment, offset);
         }
         // A standby acknowledges what it has synced: commit at once.
-        w.requested = true;
-        self.inner.work.notify_one();
+        if !w.pending.is_empty() {
+            w.requested = true;
+            self.inner.work.notify_one();
+        }
         Ok(w.appended)
     }
 
