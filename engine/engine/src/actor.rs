@@ -20,6 +20,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod read_buffer;
 mod waits;
 mod write_guard;
 
@@ -302,6 +303,9 @@ impl SessionActor {
             return;
         }
         self.session.handle_timeout(now());
+        if let Some(conn) = &mut self.conn {
+            read_buffer::shrink_if_empty(conn);
+        }
         if self.wants_connection() && Instant::now() >= self.next_connect {
             self.connect().await;
         }
@@ -345,9 +349,7 @@ impl SessionActor {
 
     fn attach(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
         let (reader, writer) = tokio::io::split(stream);
-        let mut buf = vec![0u8; 64 * 1024];
-        let filled = initial.len().min(buf.len());
-        buf[..filled].copy_from_slice(&initial[..filled]);
+        let (buf, filled) = read_buffer::with(initial);
         self.conn = Some(Conn {
             reader,
             writer,
@@ -531,21 +533,12 @@ impl SessionActor {
         }
     }
 
-    /// Moves the unread tail of the read buffer to the front, growing it when a single
-    /// message needs more room (up to the maximum message size).
+    /// Moves the unread tail of the read buffer to the front (see [`read_buffer`]).
     fn compact(&mut self) {
-        let max = self.plan.config.max_message_size;
-        let Some(conn) = &mut self.conn else {
-            self.consumed = 0;
-            return;
-        };
-        conn.buf.copy_within(self.consumed..conn.filled, 0);
-        conn.filled -= self.consumed;
-        self.consumed = 0;
-        if conn.filled == conn.buf.len() {
-            let grown = (conn.buf.len() * 2).min(max + 64).max(conn.buf.len());
-            conn.buf.resize(grown, 0);
+        if let Some(conn) = &mut self.conn {
+            read_buffer::compact(conn, self.consumed, self.plan.config.max_message_size);
         }
+        self.consumed = 0;
     }
 
     /// Makes the store durable, writes, delivers, handles events; repeats while that
