@@ -85,6 +85,7 @@ impl Instance {
         let mut config = fix_engine::EngineConfig::from_toml(&toml, "bench")
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         config.engine.runtime = runtime.clone();
+        let sessions = config.sessions.len();
         let probe = Arc::new(Mutex::new(Ok(Probe::default())));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let report = Arc::clone(&probe);
@@ -96,7 +97,7 @@ impl Instance {
         let thread = std::thread::Builder::new()
             .name("engine-under-test".into())
             .spawn(move || {
-                let rt = match fix_engine::runtime::build(&runtime) {
+                let rt = match fix_engine::runtime::build(&runtime, sessions) {
                     Ok(rt) => rt,
                     Err(e) => return set(Err(e.to_string())),
                 };

@@ -100,7 +100,7 @@ std::string settings_text(const std::string& port, const std::string& dir,
     << "UseDataDictionary=Y\nDataDictionary=" << dictionary << "\n"
     << "ResetOnLogon=Y\n"
     << "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=EXEC\nTargetCompID=CLIENT\n";
-  for (int i = 1; i < 50; ++i) {
+  for (int i = 1; i < 1000; ++i) {
     s << "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=EXEC\nTargetCompID=CLIENT" << i << "\n";
   }
   return s.str();

@@ -1,4 +1,4 @@
-//! fixer peer for fix-bench: a FIX.4.4 acceptor (EXEC ← CLIENT, CLIENT1 … CLIENT49)
+//! fixer peer for fix-bench: a FIX.4.4 acceptor (EXEC ← CLIENT, CLIENT1 … CLIENT999)
 //! that answers every NewOrderSingle with an ExecutionReport New and then a Fill, the
 //! same work as fix-engine's `exec` application.
 //!
@@ -96,7 +96,7 @@ fn settings_text(port: &str, dir: &str, dictionary: &str) -> String {
     let mut s = format!(
         "[DEFAULT]\nSocketAcceptHost=127.0.0.1\nSocketAcceptPort={port}\nSenderCompID=EXEC\nResetOnLogon=Y\nFileStorePath={dir}/store\nFileStoreSync=Y\nDataDictionary={dictionary}\nHeartBtInt=30\n"
     );
-    for k in 0..50 {
+    for k in 0..1000 {
         let target = if k == 0 {
             "CLIENT".to_string()
         } else {
