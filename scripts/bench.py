@@ -168,8 +168,9 @@ def free_port():
 class Peer:
     """A peer acceptor process, started on the engine core with both shims preloaded."""
 
-    def __init__(self, label, binary, store, dictionary, tools, core):
+    def __init__(self, label, binary, store, dictionary, tools, core, sessions=50):
         self.label, self.args = label, (binary, store, dictionary, tools, core)
+        self.sessions = sessions
         self.start()
 
     def restart(self):
@@ -181,7 +182,7 @@ class Peer:
         binary, store, dictionary, tools, core = self.args
         label, self.port = self.label, free_port()
         self.dir = tempfile.mkdtemp(prefix="bench-peer-", dir=BUILD)
-        cmd = [str(binary), str(self.port), store, self.dir, str(dictionary)]
+        cmd = [str(binary), str(self.port), store, self.dir, str(dictionary), str(self.sessions)]
         if core is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(core)] + cmd
         env = dict(os.environ, LD_PRELOAD=tools["shims"])
@@ -281,9 +282,8 @@ def scenarios(quick, cores):
         ("closed-50", "closed loop, 50 sessions, memory", "fixer", "memory", "rtt", many),
         ("sessions-1000", "closed loop, 1000 sessions, memory", "fix-engine", "memory", "rtt",
          thousand + pin_engine),
+        # fixer with 1000 sessions was not listening after 120 s: not run here.
         ("sessions-1000", "closed loop, 1000 sessions, memory", "QuickFIX C++", "memory", "rtt",
-         thousand),
-        ("sessions-1000", "closed loop, 1000 sessions, memory", "fixer", "memory", "rtt",
          thousand),
         ("max-memory", "max sustainable rate, 1 session, memory", "fix-engine", "memory",
          "max-rate", search + best),
@@ -388,11 +388,15 @@ def measure_all(scens, repeats, tools, cores):
                     continue  # long scenarios: three runs of each are enough
                 peer = None
                 if engine in ("QuickFIX C++", "fixer"):
-                    key = (engine, store)
+                    args = sc[5]
+                    sessions = max(50, int(args[args.index("--sessions") + 1])
+                                   if "--sessions" in args else 1)
+                    key = (engine, store, sessions)
                     if key not in peers:
                         binary = tools["quickfix" if engine == "QuickFIX C++" else "fixer"]
                         dictionary = tools["quickfix_dict" if engine == "QuickFIX C++" else "fixer_dict"]
-                        peers[key] = Peer(engine, binary, store, dictionary, tools, peer_core)
+                        peers[key] = Peer(engine, binary, store, dictionary, tools, peer_core,
+                                          sessions)
                     peer = peers[key]
                 if peer is not None and fresh:
                     peer.restart()  # a fresh process: its peak memory is this run's

@@ -112,9 +112,21 @@ pub fn observe(snapshot: &Snapshot, expected: usize) -> Vec<Observed> {
         .filter(|(_, s)| !s.answered)
         .map(|(n, _)| n.as_str())
         .collect();
+    let unreadable: Vec<&str> = snapshot
+        .instances
+        .iter()
+        .filter(|(_, s)| s.unreadable.is_some())
+        .map(|(n, _)| n.as_str())
+        .collect();
     let mut problems = Vec::new();
     if !silent.is_empty() {
         problems.push(format!("not answering /readyz: {}", silent.join(", ")));
+    }
+    if !unreadable.is_empty() {
+        problems.push(format!(
+            "answering /readyz with a body the operator cannot read (engine and operator versions differ?): {}",
+            unreadable.join(", ")
+        ));
     }
     if snapshot.instances.len() < expected {
         problems.push(format!(

@@ -137,6 +137,8 @@ impl Supervisor {
 fn refusal(seen: &Seen) -> Option<&'static str> {
     if !seen.answered {
         Some("does not answer /readyz")
+    } else if seen.unreadable.is_some() {
+        Some("answers /readyz with a body this supervisor cannot read")
     } else if !seen.contends {
         Some("does not contend for the lease (another region is active, or its journal failed)")
     } else if seen.in_sync == Some(false) {
@@ -165,5 +167,13 @@ mod tests {
             Some("is not in the in-sync set")
         );
         assert_eq!(refusal(&seen(false, None)), Some("does not answer /readyz"));
+        let unreadable = Seen {
+            unreadable: Some("unreadable /readyz answer".into()),
+            ..seen(true, Some(true))
+        };
+        assert_eq!(
+            refusal(&unreadable),
+            Some("answers /readyz with a body this supervisor cannot read")
+        );
     }
 }

@@ -222,6 +222,10 @@ pub struct Seen {
     /// It contends for the lease (its region is the active one, its journal has not
     /// failed).
     pub contends: bool,
+    /// It answered `/readyz` with a body this supervisor cannot read (a version it does
+    /// not know, a proxy's error page): why. Such an instance is never routed to nor
+    /// asked to take over, and it is not taken for fenced: it may still lead.
+    pub unreadable: Option<String>,
 }
 
 /// The last poll: every instance as seen, and where traffic goes.
@@ -245,8 +249,17 @@ async fn look(admin: &AdminAddr) -> Seen {
     else {
         return Seen::default();
     };
-    let Ok(r) = serde_json::from_str::<Readiness>(&body) else {
-        return Seen::default();
+    let r = match serde_json::from_str::<Readiness>(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("unreadable /readyz answer ({e})");
+            tracing::warn!(%admin, error = %e, "an instance answered /readyz with a body this supervisor cannot read: treated as answering but not known to lead or follow (check the engine and operator versions)");
+            return Seen {
+                answered: true,
+                unreadable: Some(why),
+                ..Seen::default()
+            };
+        }
     };
     Seen {
         leader: r.leads(),
@@ -255,6 +268,7 @@ async fn look(admin: &AdminAddr) -> Seen {
         logged_on: r.logged_on(),
         in_sync: r.in_sync,
         contends: r.contends,
+        unreadable: None,
     }
 }
 
@@ -475,6 +489,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Whether the old leader, as last seen, no longer leads: it is gone, silent, or says
+/// it does not lead. One that answers something unreadable may still lead.
+fn is_fenced(old: Option<&Seen>) -> bool {
+    old.is_none_or(|s| !s.answered || (!s.leader && s.unreadable.is_none()))
+}
+
 /// Routes to `to`, reads it back, and checks the old leader. Returns (fenced, hook called).
 async fn switch(
     router: &dyn TrafficRouter,
@@ -495,8 +515,7 @@ async fn switch(
     let Some(old) = from else {
         return Ok((true, false));
     };
-    let old_view = seen.iter().find(|(n, _)| n == old).map(|(_, s)| s.clone());
-    let fenced = old_view.is_none_or(|s| !s.answered || !s.leader);
+    let fenced = is_fenced(seen.iter().find(|(n, _)| n == old).map(|(_, s)| s));
     let mut hooked = false;
     if !fenced {
         tracing::error!(instance = %old, "the old leader still claims to lead after traffic moved");
@@ -506,4 +525,35 @@ async fn switch(
         }
     }
     Ok((fenced, hooked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_leader_that_answers_something_unreadable_is_not_taken_for_fenced() {
+        let leads = Seen {
+            answered: true,
+            leader: true,
+            ..Seen::default()
+        };
+        let follows = Seen {
+            answered: true,
+            ..Seen::default()
+        };
+        let unreadable = Seen {
+            answered: true,
+            unreadable: Some("unreadable /readyz answer".into()),
+            ..Seen::default()
+        };
+        assert!(is_fenced(None), "gone");
+        assert!(is_fenced(Some(&Seen::default())), "silent");
+        assert!(is_fenced(Some(&follows)), "says it follows");
+        assert!(!is_fenced(Some(&leads)), "still leads");
+        assert!(
+            !is_fenced(Some(&unreadable)),
+            "an answer nobody can read may come from a leader: the fence hook must run"
+        );
+    }
 }

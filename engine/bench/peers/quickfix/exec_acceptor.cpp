@@ -10,6 +10,7 @@
 // thread per connection, blocking reads, TCP_NODELAY) is QuickFIX's lower-latency
 // acceptor. No message log. Prints "listening" once the port is open; stops on
 // SIGTERM/SIGINT.
+#include <cstdlib>
 #include <quickfix/Application.h>
 #include <quickfix/FileStore.h>
 #include <quickfix/MessageCracker.h>
@@ -89,7 +90,7 @@ private:
 };
 
 std::string settings_text(const std::string& port, const std::string& dir,
-                          const std::string& dictionary) {
+                          const std::string& dictionary, int sessions) {
   std::ostringstream s;
   s << "[DEFAULT]\n"
     << "ConnectionType=acceptor\n"
@@ -100,7 +101,7 @@ std::string settings_text(const std::string& port, const std::string& dir,
     << "UseDataDictionary=Y\nDataDictionary=" << dictionary << "\n"
     << "ResetOnLogon=Y\n"
     << "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=EXEC\nTargetCompID=CLIENT\n";
-  for (int i = 1; i < 1000; ++i) {
+  for (int i = 1; i < sessions; ++i) {
     s << "[SESSION]\nBeginString=FIX.4.4\nSenderCompID=EXEC\nTargetCompID=CLIENT" << i << "\n";
   }
   return s.str();
@@ -109,11 +110,16 @@ std::string settings_text(const std::string& port, const std::string& dir,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::cerr << "usage: exec_acceptor PORT memory|file DIR DICTIONARY_XML\n";
+  if (argc != 5 && argc != 6) {
+    std::cerr << "usage: exec_acceptor PORT memory|file DIR DICTIONARY_XML [SESSIONS (50)]\n";
     return 2;
   }
   const std::string port = argv[1], store = argv[2], dir = argv[3], dictionary = argv[4];
+  const int sessions = argc == 6 ? std::atoi(argv[5]) : 50;
+  if (sessions < 1) {
+    std::cerr << "SESSIONS must be at least 1, not " << argv[5] << "\n";
+    return 2;
+  }
   if (store != "memory" && store != "file") {
     std::cerr << "store must be memory or file, not " << store << "\n";
     return 2;
@@ -121,7 +127,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   try {
-    std::istringstream text(settings_text(port, dir, dictionary));
+    std::istringstream text(settings_text(port, dir, dictionary, sessions));
     FIX::SessionSettings settings(text);
     Exec app;
     FIX::MemoryStoreFactory memory;

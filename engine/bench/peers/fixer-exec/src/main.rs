@@ -1,4 +1,4 @@
-//! fixer peer for fix-bench: a FIX.4.4 acceptor (EXEC ← CLIENT, CLIENT1 … CLIENT999)
+//! fixer peer for fix-bench: a FIX.4.4 acceptor (EXEC ← CLIENT, CLIENT1 … by default 50)
 //! that answers every NewOrderSingle with an ExecutionReport New and then a Fill, the
 //! same work as fix-engine's `exec` application.
 //!
@@ -92,11 +92,11 @@ impl Application for Exec {
     }
 }
 
-fn settings_text(port: &str, dir: &str, dictionary: &str) -> String {
+fn settings_text(port: &str, dir: &str, dictionary: &str, sessions: usize) -> String {
     let mut s = format!(
         "[DEFAULT]\nSocketAcceptHost=127.0.0.1\nSocketAcceptPort={port}\nSenderCompID=EXEC\nResetOnLogon=Y\nFileStorePath={dir}/store\nFileStoreSync=Y\nDataDictionary={dictionary}\nHeartBtInt=30\n"
     );
-    for k in 0..1000 {
+    for k in 0..sessions {
         let target = if k == 0 {
             "CLIENT".to_string()
         } else {
@@ -112,11 +112,21 @@ fn settings_text(port: &str, dir: &str, dictionary: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, port, store, dir, dictionary] = args.as_slice() else {
-        eprintln!("usage: fixer-exec PORT memory|file DIR DICTIONARY_XML");
-        std::process::exit(2);
+    let (port, store, dir, dictionary, sessions) = match args.as_slice() {
+        [_, port, store, dir, dictionary] => (port, store, dir, dictionary, 50),
+        [_, port, store, dir, dictionary, sessions] => match sessions.parse::<usize>() {
+            Ok(n) if n >= 1 => (port, store, dir, dictionary, n),
+            _ => {
+                eprintln!("SESSIONS must be a number of at least 1, not {sessions}");
+                std::process::exit(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: fixer-exec PORT memory|file DIR DICTIONARY_XML [SESSIONS (50)]");
+            std::process::exit(2);
+        }
     };
-    let text = settings_text(port, dir, dictionary);
+    let text = settings_text(port, dir, dictionary, sessions);
     let settings = Settings::parse(BufReader::new(text.as_bytes())).await?;
     let store_factory = match store.as_str() {
         "memory" => MemoryStoreFactory::new(),
