@@ -915,7 +915,9 @@ def document(info, codec, summary, floor, plots, sync, args):
       "`cargo run --release -p fix-bench -- rtt --busy-poll --engine-cores 0 --client-core 1` or "
       "`cargo run --release -p fix-bench -- max-rate --store journal --busy-poll`; "
       "`scripts/bench.sh --only sustain --repeats 3 --out docs/bench/sustained.md` (the sustained "
-      "runs alone); "
+      "runs alone; likewise `--only closed-durable` → `docs/bench/closed-durable.md`, "
+      "`--only max-durable --repeats 1` → `docs/bench/max-durable.md`, `--only sessions` → "
+      "`docs/bench/sessions.md`); "
       "`cargo bench -p fix-codec --bench codec`.")
     w("")
     w("## Goals")
