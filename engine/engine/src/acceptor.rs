@@ -48,6 +48,11 @@ impl Endpoint {
             let _slot = match admission {
                 Admission::Now(slot) => slot,
                 Admission::Queued(ticket) => match ticket.wait(deadline).await {
+                    // Logons held (a rotation) while it waited: as if it came now.
+                    Ok(_) if this.held.load(std::sync::atomic::Ordering::SeqCst) => {
+                        tracing::info!(%peer, "logons are held (rotation in progress): queued connection closed");
+                        return;
+                    }
                     Ok(slot) => slot,
                     Err(_) => return,
                 },
