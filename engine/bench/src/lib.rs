@@ -15,10 +15,13 @@
 //!   the journal replicated to a standby.
 //! - [`sustain`]: the highest rate whose p99 stays below twice the unloaded p99.
 //! - [`report`]: percentiles (µs) as a table row or JSON, with the distribution.
+//! - [`neighbour`]: one more session that floods or never reads, beside the measured
+//!   ones.
 
 pub mod floor;
 pub mod hiccups;
 pub mod load;
+pub mod neighbour;
 pub mod report;
 pub mod sustain;
 pub mod target;

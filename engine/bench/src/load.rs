@@ -83,7 +83,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// The largest message the generator accepts from the acceptor.
 const MAX_MESSAGE: usize = 1 << 16;
 
-fn logon(b: &mut MessageBuilder, sender: &[u8]) -> Vec<u8> {
+pub(crate) fn logon(b: &mut MessageBuilder, sender: &[u8]) -> Vec<u8> {
     b.start(b"FIX.4.4", b"A")
         .push_uint(34, 1)
         .push(49, sender)
@@ -114,7 +114,13 @@ fn logout<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64) -> &'a [u8] {
     b.finish()
 }
 
-fn order<'a>(b: &'a mut MessageBuilder, sender: &[u8], seq: u64, id: u64, limit: bool) -> &'a [u8] {
+pub(crate) fn order<'a>(
+    b: &'a mut MessageBuilder,
+    sender: &[u8],
+    seq: u64,
+    id: u64,
+    limit: bool,
+) -> &'a [u8] {
     let now = UtcTimestamp::now();
     b.start(b"FIX.4.4", b"D")
         .push_uint(34, seq)

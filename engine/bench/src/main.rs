@@ -66,6 +66,11 @@ struct Load {
     /// Orders sent first and not recorded.
     #[arg(long, default_value_t = 2_000)]
     warmup: u64,
+    /// One more session beside the measured ones that floods orders (`flood`) or never
+    /// reads its answers (`stalled`); the acceptor must know its CompID (CLIENT<n> for
+    /// n measured sessions).
+    #[arg(long, value_enum)]
+    noise: Option<fix_bench::neighbour::Noise>,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
@@ -191,7 +196,7 @@ impl Load {
         };
         let target = Target::start(&TargetOptions {
             store: self.store,
-            sessions: self.sessions,
+            sessions: self.sessions + usize::from(self.noise.is_some()),
             runtime,
             early: self.early,
         })
@@ -234,6 +239,9 @@ impl Load {
         if self.limit {
             mode.push_str(", resting limit orders");
         }
+        if let Some(noise) = self.noise {
+            mode.push_str(&format!(", beside a {noise:?} session").to_lowercase());
+        }
         mode
     }
 }
@@ -256,8 +264,21 @@ fn main() -> anyhow::Result<()> {
                 rows.push(floor_row(messages, load.warmup)?);
             }
             let subject = load.subject()?;
+            let neighbour = match load.noise {
+                Some(noise) => Some(
+                    fix_bench::neighbour::start(subject.addr, load.sessions, noise)
+                        .context("starting the noisy neighbour session")?,
+                ),
+                None => None,
+            };
             let result = load::run(&load.options(subject.addr, rate, messages))
                 .with_context(|| format!("loading {} at {}", subject.name, subject.addr))?;
+            if let Some(n) = neighbour {
+                let sent = n.stop();
+                if !load.json {
+                    println!("the neighbour session sent {sent} orders");
+                }
+            }
             let what = format!("{}, {}", subject.name, load.mode(rate));
             if load.sessions > 1 && !load.json {
                 println!(
