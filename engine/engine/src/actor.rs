@@ -4,14 +4,14 @@
 //! wait for the store to be durable, write what the session produced, deliver in-sequence
 //! application messages, handle events — and repeat while that produced more.
 
-use crate::app::{AppContext, AppReject, Application};
+use crate::app::Application;
 use crate::config::SessionPlan;
 use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use crate::tls::BoxIo;
-use fix_codec::{frame, FrameError, MessageRef, OwnedMessage};
+use fix_codec::{frame, FrameError, OwnedMessage};
 use fix_lease::{Leadership, RoleState};
-use fix_session::{Disposition, LogLevel, Now, Outgoing, Role, Session, SessionEvent, State};
+use fix_session::{Disposition, LogLevel, Now, Role, Session, SessionEvent, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,8 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod commands;
+mod deliver;
 mod read_buffer;
 mod waits;
 mod write_guard;
@@ -367,111 +369,6 @@ impl SessionActor {
         self.session.handle_connect(now());
     }
 
-    async fn on_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Attach {
-                stream,
-                peer,
-                initial,
-            } => {
-                if self.conn.is_some() {
-                    tracing::warn!(session = %self.span_name(), %peer, "refused a second connection for a session already connected (duplicate identity)");
-                    drop(stream);
-                } else if self.shutdown.is_some() {
-                    drop(stream);
-                } else if !self.is_leader() {
-                    tracing::info!(session = %self.span_name(), %peer, "standby: refusing a FIX connection (this instance does not hold the lease)");
-                    drop(stream);
-                } else {
-                    tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
-                    self.attach(stream, peer, initial);
-                    let mut deliveries = Vec::new();
-                    self.process_input(&mut deliveries);
-                    self.flush(deliveries).await;
-                }
-            }
-            Command::Send {
-                msg_type,
-                body,
-                reply,
-            } => {
-                if !self.is_leader() {
-                    let _ = reply.send(Err(crate::error::EngineError::NotLeader(self.span_name())));
-                    return;
-                }
-                let r = self.session.send(
-                    now(),
-                    Outgoing {
-                        msg_type: &msg_type,
-                        header: b"",
-                        body: &body,
-                    },
-                );
-                // Reply only after the message is durable.
-                self.flush(Vec::new()).await;
-                let _ = reply.send(r.map_err(crate::error::EngineError::from));
-            }
-            Command::Logout { text } => self.session.logout(now(), text.as_deref()),
-            Command::SetSequence {
-                next_sender,
-                next_target,
-                reply,
-            } => {
-                let r = self.session.set_sequence_numbers(next_sender, next_target);
-                self.flush(Vec::new()).await;
-                let _ = reply.send(r);
-            }
-            Command::Messages {
-                from,
-                to,
-                limit,
-                reply,
-            } => {
-                if !self.leading {
-                    let _ = self.session.reload_store();
-                }
-                let mut out = Vec::new();
-                let r = self.session.store().load_outbound(from, to, &mut |seq, m| {
-                    if out.len() < limit {
-                        out.push((seq, m.to_vec()));
-                    }
-                });
-                let _ = reply.send(r.map(|()| out));
-            }
-            Command::Reset(reply) => {
-                let id = self.span_name();
-                let r = if !self.is_leader() {
-                    Err(crate::error::EngineError::NotLeader(id))
-                } else if self.session.reset(now()) {
-                    self.flush(Vec::new()).await;
-                    Ok(())
-                } else {
-                    Err(crate::error::EngineError::LoggedOn(id))
-                };
-                let _ = reply.send(r);
-            }
-            Command::Status(reply) => {
-                if !self.leading {
-                    // A standby's journal moves with replication: show where it is.
-                    let _ = self.session.reload_store();
-                }
-                let _ = reply.send(SessionStatus {
-                    state: self.session.state(),
-                    next_sender_seq: self.session.next_sender_seq(),
-                    next_target_seq: self.session.next_target_seq(),
-                    peer: self.conn.as_ref().map(|c| c.peer),
-                    counters: self.session.counters(),
-                });
-            }
-            Command::Shutdown(done) => {
-                self.shutdown = Some(done);
-                if self.conn.is_some() {
-                    self.session.logout(now(), Some("engine shutting down"));
-                }
-            }
-        }
-    }
-
     fn on_read(&mut self, r: std::io::Result<usize>, deliveries: &mut Vec<Delivery>) {
         match r {
             Ok(0) => {
@@ -663,99 +560,6 @@ impl SessionActor {
         self.storage.request_commit();
         self.compact();
         self.log.flush();
-    }
-
-    /// Delivers in order. Application messages are processed inside one store batch that
-    /// commits together with the mark that they were processed: after a crash either the
-    /// replies and the mark are both in the journal, or neither is and the messages are
-    /// replayed to the application at start-up.
-    fn deliver_all(&mut self, deliveries: &mut Vec<Delivery>, buf: &[u8]) {
-        let apps = deliveries.iter().any(|d| !matches!(d, Delivery::Admin(..)));
-        if apps {
-            self.session.begin_app_batch();
-        }
-        let mut processed = None;
-        for d in deliveries.drain(..) {
-            if let Some(seq) = self.deliver(d, buf) {
-                processed = Some(seq);
-            }
-        }
-        if apps {
-            // An unreadable delivery (not expected) is not marked: it will be replayed.
-            if let Some(seq) = processed {
-                let term = crate::app::Term::current(self.role.as_ref());
-                match self.app.before_processed(self.session.id(), &term) {
-                    Ok(()) => self.session.commit_app_batch(seq),
-                    Err(e) => {
-                        // The batch is closed (records after it must not wait for a
-                        // commit) but marks nothing processed (the mark is a high-water
-                        // mark; 0 moves nothing): the messages are handed over again, in
-                        // this term's next batch or by the next leader.
-                        tracing::warn!(session = %self.span_name(), error = %e, "application batch left unprocessed");
-                        self.session.commit_app_batch(0);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Hands one message to the application; returns the sequence number of an
-    /// application message it processed.
-    fn deliver(&mut self, d: Delivery, buf: &[u8]) -> Option<u64> {
-        let mut spans = std::mem::take(&mut self.spans);
-        let msg = match &d {
-            Delivery::Frame(pos, len) | Delivery::Admin(pos, len) => {
-                let parsed = buf.get(*pos..*pos + *len).filter(|bytes| {
-                    fix_codec::message::split_fields(bytes, &self.data_fields, &mut spans).is_ok()
-                });
-                let Some(bytes) = parsed else {
-                    // Cannot happen: the frame was parsed when it arrived. Say so loudly.
-                    tracing::error!(session = %self.span_name(), "a journaled message could not be re-read for delivery");
-                    self.spans = spans;
-                    return None;
-                };
-                MessageRef::new(bytes, &spans)
-            }
-            Delivery::Owned(m) | Delivery::Replayed(m) => m.as_ref(),
-        };
-        if matches!(d, Delivery::Admin(..)) {
-            self.app.from_admin(self.session.id(), msg);
-            self.spans = spans;
-            return None;
-        }
-        let t = now();
-        let seq = msg
-            .get_u64(fix_codec::tags::MSG_SEQ_NUM)
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        let mut ctx = AppContext {
-            session: &mut self.session,
-            now: t,
-            replayed: matches!(d, Delivery::Replayed(_)),
-            term: crate::app::Term::current(self.role.as_ref()),
-        };
-        let result = self.app.from_app(&mut ctx, msg);
-        self.reject_if_refused(t, msg, result);
-        self.spans = spans;
-        Some(seq)
-    }
-
-    fn reject_if_refused(&mut self, t: Now, msg: MessageRef<'_>, result: Result<(), AppReject>) {
-        match result {
-            Ok(()) => {}
-            Err(AppReject::Business { reason, text }) => {
-                self.session
-                    .send_business_reject(t, msg, reason, None, &text);
-            }
-            Err(AppReject::Session {
-                reason,
-                ref_tag,
-                text,
-            }) => {
-                self.session.reject_message(t, msg, reason, ref_tag, &text);
-            }
-        }
     }
 
     fn on_event(&mut self, ev: SessionEvent) {
