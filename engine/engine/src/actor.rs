@@ -128,9 +128,6 @@ pub(crate) struct SessionActor {
     /// `[engine] delivery`: whether the application sees inbound messages before their
     /// group commit (`early`) or after it (`durable`).
     pub(crate) delivery: crate::config::Delivery,
-    /// The last read filled the read buffer (the counterparty sends faster than one read
-    /// takes in): the task yields after this turn.
-    bursting: bool,
     /// This session's `messages_in` and `messages_out` counters (looked up once).
     counted_in: prometheus_client::metrics::counter::Counter,
     counted_out: prometheus_client::metrics::counter::Counter,
@@ -177,7 +174,6 @@ impl SessionActor {
             label,
             busy_poll: false,
             delivery: crate::config::Delivery::Durable,
-            bursting: false,
             counted_in,
             counted_out,
         }
@@ -241,9 +237,6 @@ impl SessionActor {
                 () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
             }
             self.flush(deliveries).await;
-            if std::mem::take(&mut self.bursting) {
-                tokio::task::yield_now().await;
-            }
             if self.shutdown.is_some() && self.conn.is_none() {
                 self.stopped = true;
             }
@@ -378,9 +371,6 @@ impl SessionActor {
             Ok(n) => {
                 if let Some(c) = &mut self.conn {
                     c.filled += n;
-                    // The read filled the buffer: more is waiting. Yield after this turn
-                    // so that a session that floods takes turns with the others.
-                    self.bursting = c.filled == c.buf.len();
                 }
                 self.process_input(deliveries);
             }
