@@ -456,3 +456,149 @@ fn a_large_pending_backlog_is_committed_without_a_request() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).expect("dir").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn written_records_are_in_the_files_before_they_are_synced_and_one_commit_syncs_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
+    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&commits);
+    j.on_commit_timing(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let told = std::sync::Arc::clone(&seen);
+    j.on_written(move |p| told.store(p, std::sync::atomic::Ordering::SeqCst));
+    let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
+    j.sync().expect("the declaration is durable");
+    let before = commits.load(std::sync::atomic::Ordering::SeqCst);
+    let durable_before = j.durable();
+    s.save_outbound(1, b"8=FIX.4.4\x019=5\x0135=8\x0110=000\x01")
+        .expect("outbound");
+    assert!(j
+        .read_written_stream(durable_before, 1 << 20)
+        .expect("reads")
+        .is_empty());
+    let written = j.write_pending().expect("written");
+    assert_eq!(written, j.appended());
+    assert_eq!(j.written(), written);
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        written,
+        "told"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(j.durable(), durable_before, "nobody asked for a sync yet");
+    assert!(j
+        .read_stream(durable_before, 1 << 20)
+        .expect("reads")
+        .is_empty());
+    assert_eq!(
+        j.read_written_stream(durable_before, 1 << 20)
+            .expect("reads")
+            .len() as u64,
+        written - durable_before,
+        "what is written can be streamed before it is synced"
+    );
+    // What a dead process leaves behind: the files as they are now.
+    let copy = tempfile::tempdir().expect("tmp");
+    copy_dir(dir.path(), copy.path());
+    let reopened = Journal::open(JournalOptions {
+        recovery: RecoveryMode::Strict,
+        ..JournalOptions::new(copy.path())
+    })
+    .expect("a copy of the written files opens undamaged");
+    let again = JournalStore::open(&reopened, &id(), UtcTimestamp(0)).expect("session");
+    assert_eq!(
+        outbound(&again, 1, 1).len(),
+        1,
+        "the written record is there"
+    );
+    reopened.shutdown();
+    j.request_commit();
+    j.sync().expect("synced");
+    assert_eq!(j.durable(), written);
+    assert_eq!(
+        commits.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1,
+        "one fdatasync for what was written"
+    );
+}
+
+#[test]
+fn writes_from_appenders_and_the_sync_thread_land_in_append_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = || JournalOptions {
+        segment_size: 16 * 1024,
+        ..JournalOptions::new(dir.path())
+    };
+    let j = Journal::open(opts()).expect("open");
+    append_from_threads(
+        &j,
+        400,
+        |t, seq| format!("T{t}-{seq:04}").into_bytes(),
+        |j| {
+            for _ in 0..50 {
+                j.write_pending().expect("written");
+                j.request_commit();
+            }
+            j.sync().expect("durable");
+        },
+    );
+    // Interleaved for real: each append also races a writer and the sync thread.
+    let handles: Vec<_> = (0..2)
+        .map(|t| {
+            let j = j.clone();
+            std::thread::spawn(move || {
+                let id = SessionId::new("FIX.4.4", "ME", &format!("W{t}"));
+                let mut s = JournalStore::open(&j, &id, UtcTimestamp(0)).expect("session");
+                for seq in 1..=400 {
+                    s.save_outbound(seq, format!("W{t}-{seq:04}").as_bytes())
+                        .expect("append");
+                    if seq % 2 == 0 {
+                        j.write_pending().expect("written");
+                    } else {
+                        j.request_commit();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    j.sync().expect("durable");
+    assert_eq!(j.written(), j.appended());
+    j.shutdown();
+    drop(j);
+    let j2 = Journal::open(JournalOptions {
+        recovery: RecoveryMode::Strict,
+        ..opts()
+    })
+    .expect("reopens with no damage anywhere");
+    for (prefix, n) in [
+        ("T0", 400),
+        ("T1", 400),
+        ("T2", 400),
+        ("T3", 400),
+        ("W0", 400),
+        ("W1", 400),
+    ] {
+        let id = SessionId::new("FIX.4.4", "ME", prefix);
+        let s = JournalStore::open(&j2, &id, UtcTimestamp(0)).expect("session");
+        let got = outbound(&s, 1, n);
+        assert_eq!(got.len() as u64, n, "{prefix}");
+        assert!(got
+            .iter()
+            .all(|(seq, b)| b == format!("{prefix}-{seq:04}").as_bytes()));
+    }
+}

@@ -26,8 +26,10 @@
 
 mod replica;
 mod sync;
+mod write;
 
-use sync::{close_old_segments, drop_write, publish, publish_failure, sync_loop};
+use sync::sync_loop;
+use write::publish_written;
 
 use crate::record::{self, RecordKind};
 use crate::stream::{Loc, SessionState, StreamState};
@@ -155,6 +157,9 @@ struct Writer {
     pending_bytes: usize,
     /// Someone waits for what is pending: the sync thread commits it now.
     requested: bool,
+    /// Bytes were written to the files outside the sync thread
+    /// ([`Journal::write_pending`]) and wait for its fdatasync.
+    unsynced: bool,
     segment: u64,
     segment_len: u64,
     /// Stream position where each segment starts.
@@ -175,6 +180,11 @@ struct Durable {
     failed: Option<String>,
 }
 
+struct Written {
+    position: u64,
+    listeners: Vec<Listener>,
+}
+
 type Listener = Box<dyn Fn(u64) + Send + Sync>;
 type TimingListener = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
@@ -186,6 +196,9 @@ struct Inner {
     durable: Mutex<Durable>,
     durable_cv: Condvar,
     listeners: Mutex<Vec<Listener>>,
+    /// The stream position written to the segment files (in the page cache, maybe not
+    /// synced), with the listeners told of each advance; a leaf lock.
+    written: Mutex<Written>,
     timings: Mutex<Vec<TimingListener>>,
     /// The exclusive lock on the directory (`LOCK`), held until the sync thread stops.
     dir_lock: Mutex<Option<File>>,
@@ -306,6 +319,7 @@ impl Journal {
                 pending: Vec::new(),
                 pending_bytes: 0,
                 requested: false,
+                unsynced: false,
                 segment: recovered.segment,
                 segment_len: recovered.segment_len,
                 segment_starts: recovered.segment_starts,
@@ -322,6 +336,10 @@ impl Journal {
             }),
             durable_cv: Condvar::new(),
             listeners: Mutex::new(Vec::new()),
+            written: Mutex::new(Written {
+                position: recovered.position,
+                listeners: Vec::new(),
+            }),
             timings: Mutex::new(Vec::new()),
             dir_lock: Mutex::new(Some(dir_lock)),
             batch_started: Mutex::new(None),
@@ -415,7 +433,7 @@ impl Journal {
     /// it): the start of a group commit. [`Self::wait_durable`] asks too.
     pub fn request_commit(&self) {
         let mut w = lock(&self.inner.writer);
-        if !w.pending.is_empty() {
+        if !w.pending.is_empty() || w.unsynced {
             w.requested = true;
             self.inner.work.notify_one();
         }
@@ -528,31 +546,6 @@ impl Journal {
             self.write_through(w)?;
         }
         Ok(w.appended)
-    }
-
-    /// `fsync` off: writes what is pending now, from the appending thread, and publishes
-    /// it. The writer lock held throughout keeps file order and published positions in
-    /// append order.
-    fn write_through(&self, w: &mut Writer) -> Result<(), JournalError> {
-        let chunks = std::mem::take(&mut w.pending);
-        w.pending_bytes = 0;
-        let target = w.appended;
-        let mut files = lock(&self.inner.files);
-        let result = drop_write(&self.inner.opts, &mut files, chunks);
-        files.dirty.clear();
-        close_old_segments(&mut files);
-        drop(files);
-        match result {
-            Ok(()) => {
-                publish(&self.inner, target);
-                Ok(())
-            }
-            Err(e) => {
-                w.failed = Some(e.to_string());
-                publish_failure(&self.inner, &e);
-                Err(e)
-            }
-        }
     }
 
     /// Chooses the segment for a record of `len` bytes (starting a new one when the

@@ -28,7 +28,16 @@ impl Journal {
     /// Whole durable records from stream position `from`, about `max` bytes (at least one
     /// record). Empty when nothing durable lies beyond `from`.
     pub fn read_stream(&self, from: u64, max: usize) -> Result<Vec<u8>, JournalError> {
-        let durable = self.durable();
+        self.read_stream_to(from, max, self.durable())
+    }
+
+    /// As [`Journal::read_stream`], up to what is written to the files rather than what
+    /// is durable (`replicated-written` streams records before they are synced).
+    pub fn read_written_stream(&self, from: u64, max: usize) -> Result<Vec<u8>, JournalError> {
+        self.read_stream_to(from, max, self.written())
+    }
+
+    fn read_stream_to(&self, from: u64, max: usize, durable: u64) -> Result<Vec<u8>, JournalError> {
         if from >= durable {
             return Ok(Vec::new());
         }

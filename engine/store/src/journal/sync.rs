@@ -154,24 +154,37 @@ pub(super) fn publish_failure(inner: &Inner, e: &JournalError) {
     }
 }
 
+/// Whether the sync thread has a batch to commit: pending appends someone asked to have
+/// committed (or a large backlog), or bytes written outside it that wait for a sync.
+fn has_work(w: &super::Writer) -> bool {
+    let pending = !w.pending.is_empty()
+        && (w.requested || w.pending_bytes >= super::UNREQUESTED_COMMIT_BYTES);
+    pending || w.unsynced && w.requested
+}
+
 pub(super) fn sync_loop(inner: &Inner) {
     loop {
-        let (chunks, target, stop) = {
+        let (chunks, target, stop, mut files) = {
             let mut w = lock(&inner.writer);
-            while !w.shutdown
-                && (w.pending.is_empty()
-                    || !w.requested && w.pending_bytes < super::UNREQUESTED_COMMIT_BYTES)
-            {
+            while !w.shutdown && !has_work(&w) {
                 w = inner
                     .work
                     .wait(w)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             w.requested = false;
+            w.unsynced = false;
             w.pending_bytes = 0;
-            (std::mem::take(&mut w.pending), w.appended, w.shutdown)
+            // The files lock is taken before the writer lock is let go: a
+            // `write_pending` of later appends cannot write before these chunks.
+            let files = lock(&inner.files);
+            (
+                std::mem::take(&mut w.pending),
+                w.appended,
+                w.shutdown,
+                files,
+            )
         };
-        let mut files = lock(&inner.files);
         // Timed from here: only the write and the sync, not the wait for readers.
         let started = std::time::Instant::now();
         *lock(&inner.batch_started) = Some(started);
@@ -194,6 +207,9 @@ pub(super) fn sync_loop(inner: &Inner) {
         files.dirty.clear();
         close_old_segments(&mut files);
         drop(files);
+        if written.is_ok() {
+            super::publish_written(inner, target);
+        }
         let result = written.and_then(|to_sync| {
             for (path, f) in to_sync {
                 f.sync_data().map_err(io_err("syncing", &path))?;
