@@ -377,6 +377,7 @@ async fn a_fake_standby_can_neither_bloat_the_leader_nor_ack_what_it_was_not_sen
         &Frame::Ack {
             epoch: 0,
             durable_position: u64::MAX,
+            written_position: u64::MAX,
         },
         &mut ack,
     );

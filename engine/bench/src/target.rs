@@ -24,6 +24,10 @@ pub enum Store {
     /// The journal (fdatasync) on a leader and a standby, replies sent once the standby
     /// has the messages on its disk too.
     Replicated,
+    /// The journal on a leader and a standby, replies sent once both have written the
+    /// messages to their journal files (`replicated-written`; both fsync in the
+    /// background).
+    ReplicatedWritten,
 }
 
 impl Store {
@@ -34,6 +38,9 @@ impl Store {
             Store::Journal => "journal (fsync, group commit)",
             Store::JournalNoFsync => "journal without fsync",
             Store::Replicated => "journal replicated to a standby (both fsync)",
+            Store::ReplicatedWritten => {
+                "journal replicated to a standby (both written, fsync in the background)"
+            }
         }
     }
 }
@@ -217,12 +224,17 @@ impl Target {
                     _dir: dir,
                 })
             }
-            Store::Replicated => {
+            Store::Replicated | Store::ReplicatedWritten => {
+                let durability = if opts.store == Store::Replicated {
+                    "replicated"
+                } else {
+                    "replicated-written"
+                };
                 let (ra, rb) = (free_port()?, free_port()?);
                 let lease = dir.path().join("lease.db");
                 let pair = |name: &str, me: u16, peer: u16| {
                     format!(
-                        "{}[engine.lease]\nurl = 'sqlite://{}'\nowner = '{name}'\n[engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = 'replicated'\n{}",
+                        "{}[engine.lease]\nurl = 'sqlite://{}'\nowner = '{name}'\n[engine.replication]\nlisten = '127.0.0.1:{me}'\npeers = ['127.0.0.1:{peer}']\ndurability = '{durability}'\n{}",
                         engine(name, "journal"),
                         lease.display(),
                         // The standby listens on its own port (unused while it follows).

@@ -3,7 +3,8 @@
 //!
 //! A [`FollowState`] lives for one connection: it builds the Hello, refuses frames from
 //! an epoch older than one already seen (an old leader back from a pause), turns each
-//! frame into what the runtime must do ([`FollowStep`]) and says when to acknowledge.
+//! frame into what the runtime must do ([`FollowStep`]) and says when to acknowledge
+//! (what is durable, and what is written to the journal files but not yet synced).
 //! [`Eligibility`] spans connections: a standby may take over once it has been current
 //! with a leader, or, after trying every peer without finding one, when no peer it
 //! reached has a newer journal (so after a full outage the most complete journal leads).
@@ -56,6 +57,7 @@ pub struct UnexpectedFrame(&'static str);
 pub struct FollowState {
     gate: EpochGate,
     acked: u64,
+    written: u64,
     streamed: bool,
 }
 
@@ -65,6 +67,7 @@ impl FollowState {
         Self {
             gate: EpochGate::new(newest_epoch),
             acked: 0,
+            written: 0,
             streamed: false,
         }
     }
@@ -136,13 +139,22 @@ impl FollowState {
     }
 
     /// The journal is durable up to `durable`: the Ack to send, if it says more than the
-    /// last one.
+    /// last one (what is durable is written too).
     pub fn handle_durable(&mut self, durable: u64) -> Option<Frame> {
-        (durable > self.acked).then(|| {
-            self.acked = durable;
+        self.handle_stored(durable, durable)
+    }
+
+    /// The journal is durable up to `durable` and written to its files up to `written`:
+    /// the Ack to send, if it says more than the last one.
+    pub fn handle_stored(&mut self, durable: u64, written: u64) -> Option<Frame> {
+        let written = written.max(durable);
+        (durable > self.acked || written > self.written).then(|| {
+            self.acked = self.acked.max(durable);
+            self.written = self.written.max(written);
             Frame::Ack {
                 epoch: self.gate.newest(),
-                durable_position: durable,
+                durable_position: self.acked,
+                written_position: self.written,
             }
         })
     }
@@ -245,6 +257,17 @@ mod tests {
             })
         ));
         assert!(f.handle_durable(5).is_none());
+        assert_eq!(
+            f.handle_stored(5, 9),
+            Some(Frame::Ack {
+                epoch: 1,
+                durable_position: 5,
+                written_position: 9
+            }),
+            "written further than durable"
+        );
+        assert!(f.handle_stored(5, 9).is_none());
+        assert!(f.handle_stored(9, 9).is_some(), "and now durable too");
         let refused = Frame::Refused {
             epoch: 2,
             position: 9,

@@ -110,9 +110,21 @@ impl std::fmt::Display for StreamEnd {
     }
 }
 
+/// What a standby's acknowledgement counts for on this leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Counted {
+    /// What it made durable (`replicated`; the stream carries durable records only).
+    #[default]
+    Durable,
+    /// What it wrote to its journal files, synced or not (`replicated-written`; the
+    /// stream carries records as soon as they are written here).
+    Written,
+}
+
 /// One standby's stream on the leader.
 #[derive(Debug, Clone)]
 pub struct StandbyStream {
+    counted: Counted,
     epoch: u64,
     next: u64,
     acked: u64,
@@ -122,9 +134,16 @@ pub struct StandbyStream {
 }
 
 impl StandbyStream {
-    /// A stream under `epoch` starting at `from` (the position [`answer_hello`] chose).
+    /// A stream under `epoch` starting at `from` (the position [`answer_hello`] chose),
+    /// whose acknowledgements count what was made durable.
     pub fn new(epoch: u64, from: u64, now: Instant) -> Self {
+        Self::counting(Counted::Durable, epoch, from, now)
+    }
+
+    /// As [`StandbyStream::new`], counting the acknowledgements as `counted` says.
+    pub fn counting(counted: Counted, epoch: u64, from: u64, now: Instant) -> Self {
         Self {
+            counted,
             epoch,
             next: from,
             acked: 0,
@@ -162,11 +181,17 @@ impl StandbyStream {
         }
     }
 
-    /// The standby made everything up to `durable_position` durable. Never more than was
-    /// sent counts: a peer acknowledging what it was never sent does not hold it.
-    pub fn handle_ack(&mut self, durable_position: u64, now: Instant) {
+    /// The standby made everything up to `durable_position` durable and wrote everything
+    /// up to `written_position` to its files; what counts is the stream's [`Counted`].
+    /// Never more than was sent counts: a peer acknowledging what it was never sent does
+    /// not hold it.
+    pub fn handle_ack(&mut self, durable_position: u64, written_position: u64, now: Instant) {
+        let position = match self.counted {
+            Counted::Durable => durable_position,
+            Counted::Written => written_position.max(durable_position),
+        };
         self.last_ack = now;
-        self.acked = self.acked.max(durable_position.min(self.next));
+        self.acked = self.acked.max(position.min(self.next));
     }
 
     /// Whether the stream may go on at `now` while this instance leads with `leading`,
@@ -266,6 +291,22 @@ mod tests {
     }
 
     #[test]
+    fn a_written_stream_counts_what_the_standby_wrote_and_a_durable_one_what_it_synced() {
+        let t0 = Instant::now();
+        let mut durable = StandbyStream::new(3, 100, t0);
+        let mut written = StandbyStream::counting(Counted::Written, 3, 100, t0);
+        for s in [&mut durable, &mut written] {
+            s.poll_transmit(vec![0; 50]);
+            s.handle_ack(110, 140, t0);
+        }
+        assert_eq!(durable.acked(), 110);
+        assert_eq!(written.acked(), 140);
+        // An older standby says nothing of what it wrote (written = durable).
+        written.handle_ack(150, 150, t0);
+        assert_eq!(written.acked(), 150);
+    }
+
+    #[test]
     fn acknowledgements_are_capped_at_what_was_sent_and_silence_is_a_stall() {
         let t0 = Instant::now();
         let limit = Duration::from_secs(1);
@@ -279,7 +320,7 @@ mod tests {
                 ..
             }
         ));
-        s.handle_ack(1_000, t0);
+        s.handle_ack(1_000, 1_000, t0);
         assert_eq!(s.acked(), 150);
         assert!(!s.streaming());
         assert!(s.poll_transmit(Vec::new()).epoch() == 3 && s.streaming());

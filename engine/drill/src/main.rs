@@ -40,7 +40,8 @@ struct RunArgs {
     /// Lease backends to drill (repeat, or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["sqlite"])]
     backend: Vec<Backend>,
-    /// Durability modes to drill: local, replicated, sql (sql only with postgres or mysql).
+    /// Durability modes to drill: local, replicated, replicated-written, sql (sql only
+    /// with postgres or mysql).
     #[arg(long, value_delimiter = ',', default_values = ["replicated"])]
     durability: Vec<String>,
     /// Kill-and-promote cycles per backend and mode.
@@ -133,8 +134,10 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
         let mut broken = Vec::new();
         for backend in &args.backend {
             for mode in &args.durability {
-                if !["local", "replicated", "sql"].contains(&mode.as_str()) {
-                    anyhow::bail!("--durability {mode}: use local, replicated or sql");
+                if !["local", "replicated", "replicated-written", "sql"].contains(&mode.as_str()) {
+                    anyhow::bail!(
+                        "--durability {mode}: use local, replicated, replicated-written or sql"
+                    );
                 }
                 if mode == "sql" && !matches!(backend, Backend::Postgres | Backend::Mysql) {
                     eprintln!(

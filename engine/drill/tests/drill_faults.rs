@@ -151,3 +151,63 @@ async fn a_slow_leader_disk_does_not_push_a_healthy_standby_out() {
     assert_eq!((t.lost, t.unflagged_duplicates, t.gaps), (0, 0, 0), "{t:?}");
     trader.shutdown().await;
 }
+
+/// `replicated-written`: the standby's fsyncs take 800 ms under load (longer than
+/// standby_wait_ms): its acknowledgements of what it *wrote* keep coming, so it stays in
+/// the in-sync set (under `replicated` it is dropped: its durable acknowledgements lag).
+/// Then the leader's machine is lost with its disk (`kill -9` and its journal deleted):
+/// the standby, which had not synced much of what was answered, takes over with every
+/// answered order, and a replacement with an empty disk catches up from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_leaders_machine() {
+    under_the_shim();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = GroupOptions::new(
+        env!("CARGO_BIN_EXE_fix-drill").into(),
+        Backend::Postgres,
+        "replicated-written",
+        2,
+    );
+    let mut cluster = Cluster::start(&group, &Servers::from_env(), dir.path())
+        .await
+        .expect("cluster");
+    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
+    let s = 1 - l;
+    cluster.nodes[s].slow_fsync(Some(800)).expect("slow standby disk");
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        let r = cluster.nodes[s].readiness().await.unwrap_or_default();
+        assert_ne!(
+            r.in_sync,
+            Some(false),
+            "the standby was dropped although it wrote everything at once: {r:?}{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = trader.book().tally().sent - trader.book().unanswered() as u64;
+    cluster.nodes[l].kill9();
+    let journal = cluster.nodes[l].spec.dir.join("journal");
+    std::fs::remove_dir_all(&journal).expect("the leader's disk is gone");
+    cluster.nodes[s].slow_fsync(None).expect("heal");
+    println!("orders answered before the leader's machine was lost: {answered}");
+    cluster
+        .wait_promoted(s, Duration::from_secs(20))
+        .await
+        .expect("the standby takes over");
+    let t = trader.settle(Duration::from_secs(30)).await;
+    println!("counterparty: {t:?}");
+    assert!(t.sent > 100, "load ran: {t:?}");
+    assert_eq!(
+        (t.lost, t.unflagged_duplicates, t.gaps),
+        (0, 0, 0),
+        "{t:?}{}",
+        cluster.logs()
+    );
+    cluster.nodes[l].start().expect("a replacement with an empty disk");
+    cluster
+        .wait_caught_up(l, Duration::from_secs(20))
+        .await
+        .expect("the replacement catches up");
+    trader.shutdown().await;
+}

@@ -40,15 +40,15 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
     }
 }
 
-/// `replicated`: killed under load. `local`: killed once the standby has everything
-/// (under load `local` may lose or repeat what the standby lacked, by design; the drill
-/// reports those counts).
+/// `replicated`, `replicated-written`: killed under load. `local`: killed once the
+/// standby has everything (under load `local` may lose or repeat what the standby
+/// lacked, by design; the drill reports those counts).
 async fn kill9_under_load(backend: Backend) {
     let sql = matches!(backend, Backend::Postgres | Backend::Mysql);
     let modes: &[&str] = if sql {
-        &["local", "replicated", "sql"]
+        &["local", "replicated", "replicated-written", "sql"]
     } else {
-        &["local", "replicated"]
+        &["local", "replicated", "replicated-written"]
     };
     for &mode in modes {
         let dir = tempfile::tempdir().expect("tmp");

@@ -1,6 +1,7 @@
-//! The in-sync rule under `replicated` durability, with real processes: a standby that
-//! stalled while the leader went on without it must never take over with its stale
-//! journal; only instances in the in-sync set recorded in the lease store may lead.
+//! The in-sync rule under `replicated` (and `replicated-written`) durability, with real
+//! processes: a standby that stalled while the leader went on without it must never take
+//! over with its stale journal; only instances in the in-sync set recorded in the lease
+//! store may lead.
 //!
 //! The standby is left behind in three ways: SIGSTOP, a two-way network partition and a
 //! one-way cut of its acknowledgements (network namespaces with nftables; those need
@@ -16,11 +17,11 @@ use fix_drill::drill::{isolate, reconnect, trading, Fault};
 use fix_drill::trader::Trader;
 use std::time::{Duration, Instant};
 
-fn group(backend: Backend, instances: usize) -> GroupOptions {
+fn group(backend: Backend, durability: &str, instances: usize) -> GroupOptions {
     GroupOptions::new(
         env!("CARGO_BIN_EXE_fix-drill").into(),
         backend,
-        "replicated",
+        durability,
         instances,
     )
 }
@@ -65,13 +66,13 @@ async fn settle_clean(trader: &mut Trader, cluster: &Cluster) {
 /// leads again with every acknowledged record; the standby catches up and follows.
 /// With a partition instead of SIGSTOP the standby stays alive and contends for the
 /// lease (reachable to both) all along.
-async fn stalled_standby(backend: Backend, fault: Fault) {
+async fn stalled_standby(backend: Backend, durability: &str, fault: Fault) {
     let dir = tempfile::tempdir().expect("tmp");
     let servers = Servers::from_env();
     let opts = GroupOptions {
         netns: fault.needs_netns(),
         stalled_reader: false,
-        ..group(backend, 2)
+        ..group(backend, durability, 2)
     };
     let mut cluster = Cluster::start(&opts, &servers, dir.path())
         .await
@@ -110,10 +111,10 @@ async fn stalled_standby(backend: Backend, fault: Fault) {
 /// Issue 18, defect 1b: three instances. One standby stalls and is left behind; the
 /// leader dies. The stale standby must not win the election even when it is the only
 /// contender for a while; the standby that stayed in sync takes over.
-async fn three_instances(backend: Backend) {
+async fn three_instances(backend: Backend, durability: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let servers = Servers::from_env();
-    let mut cluster = Cluster::start(&group(backend, 3), &servers, dir.path())
+    let mut cluster = Cluster::start(&group(backend, durability, 3), &servers, dir.path())
         .await
         .expect("cluster");
     let l = cluster
@@ -171,30 +172,41 @@ async fn three_instances(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_standby_sqlite() {
-    stalled_standby(Backend::Sqlite, Fault::StallStandby).await;
+    stalled_standby(Backend::Sqlite, "replicated", Fault::StallStandby).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_standby_postgres() {
-    stalled_standby(Backend::Postgres, Fault::StallStandby).await;
+    stalled_standby(Backend::Postgres, "replicated", Fault::StallStandby).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_standby_sqlite() {
-    stalled_standby(Backend::Sqlite, Fault::PartitionStandby).await;
+    stalled_standby(Backend::Sqlite, "replicated", Fault::PartitionStandby).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_whose_acks_are_cut_sqlite() {
-    stalled_standby(Backend::Sqlite, Fault::Asymmetric).await;
+    stalled_standby(Backend::Sqlite, "replicated", Fault::Asymmetric).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_sqlite() {
-    three_instances(Backend::Sqlite).await;
+    three_instances(Backend::Sqlite, "replicated").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_mysql() {
-    three_instances(Backend::Mysql).await;
+    three_instances(Backend::Mysql, "replicated").await;
+}
+
+/// The same rule when acknowledgements count what a standby wrote, not what it synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_standby_replicated_written_sqlite() {
+    stalled_standby(Backend::Sqlite, "replicated-written", Fault::StallStandby).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_replicated_written_postgres() {
+    three_instances(Backend::Postgres, "replicated-written").await;
 }

@@ -1,5 +1,5 @@
 //! Starting replication from `[engine.replication]`: TCP between instances (`local`,
-//! `replicated`) or through the SQL journal (`sql`).
+//! `replicated`, `replicated-written`) or through the SQL journal (`sql`).
 
 use crate::config::{Durability, ReplicationSection};
 use crate::error::EngineError;
@@ -7,6 +7,7 @@ use crate::replication::in_sync::InSyncSet;
 use crate::replication::sql::{SqlChannel, SqlJournal};
 use crate::replication::Replication;
 use crate::storage::{Replicas, Storage};
+use fix_cluster::source::Counted;
 use fix_lease::RoleState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,7 +62,7 @@ impl Setup {
             &lease.owner,
             section.on_standby_loss,
             wait,
-            section.durability == Durability::Replicated,
+            section.durability.keeps_in_sync_set(),
         );
         let state = Replication::new(eligible, in_sync);
         state.set_region(
@@ -70,8 +71,12 @@ impl Setup {
         );
         match section.durability {
             Durability::Local => {}
-            Durability::Replicated => {
-                storage.require_replicas(Replicas::InSync(Arc::clone(&state), wait));
+            Durability::Replicated | Durability::ReplicatedWritten => {
+                storage.require_replicas(Replicas::InSync(
+                    Arc::clone(&state),
+                    wait,
+                    section.durability.counted(),
+                ));
             }
             // The SQL shipper is the one "standby"; never go on without it.
             Durability::Sql => storage.require_replicas(Replicas::SqlShipper(Arc::clone(&state))),
@@ -118,8 +123,17 @@ impl Setup {
         }
         let (lease, lease_store) = lease;
         let name = lease.owner.clone();
-        let (Some((journal, durable)), Some(listen)) = (storage.journal(), self.listen) else {
+        let (Some((journal, durable)), Some(written), Some(listen)) =
+            (storage.journal(), storage.written(), self.listen)
+        else {
             return Ok(Vec::new());
+        };
+        // Under `replicated-written` what counts, is streamed and is acknowledged is what
+        // is written to the journal files; otherwise what is durable.
+        let counted = self.durability.counted();
+        let held = match counted {
+            Counted::Written => written.clone(),
+            Counted::Durable => durable.clone(),
         };
         let listener = TcpListener::bind(listen)
             .await
@@ -130,7 +144,8 @@ impl Setup {
         tracing::info!(addr = %listen, peers = self.peers.len(), durability = ?self.durability, "replication listening");
         let source = crate::replication::source::Source {
             journal: journal.clone(),
-            durable: durable.clone(),
+            counted,
+            held: held.clone(),
             role: role.clone(),
             state: Arc::clone(&self.state),
             key: self.key.clone(),
@@ -138,6 +153,7 @@ impl Setup {
         let follower = crate::replication::follower::Follower {
             journal: journal.clone(),
             durable: durable.clone(),
+            written: (counted == Counted::Written).then_some(written),
             role: role.clone(),
             state: Arc::clone(&self.state),
             peers: self.peers.clone(),
@@ -151,7 +167,8 @@ impl Setup {
             region: lease.region.clone(),
             role: role.clone(),
             journal: journal.clone(),
-            durable: durable.clone(),
+            counted,
+            held,
             state: Arc::clone(&self.state),
         };
         Ok(vec![

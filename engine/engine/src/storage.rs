@@ -2,6 +2,7 @@
 
 use crate::config::{EngineSection, StoreKind};
 use crate::replication::Replication;
+use fix_cluster::source::Counted;
 use fix_codec::UtcTimestamp;
 use fix_session::{MemoryStore, SessionId, SessionStore};
 use fix_store::{Journal, JournalError, JournalOptions, JournalStore};
@@ -30,9 +31,11 @@ impl std::fmt::Display for NotDurable {
 /// Whose copies a write waits for besides the local disk.
 #[derive(Clone)]
 pub enum Replicas {
-    /// `replicated`: every member of the in-sync set; with `cross_region = "sync"` also
-    /// a standby of another region, or `standby_wait` without one.
-    InSync(Arc<Replication>, Duration),
+    /// `replicated` ([`Counted::Durable`]) and `replicated-written`
+    /// ([`Counted::Written`]): every member of the in-sync set; with
+    /// `cross_region = "sync"` also a standby of another region, or `standby_wait`
+    /// without one.
+    InSync(Arc<Replication>, Duration, Counted),
     /// `sql`: the SQL journal, however long it takes.
     SqlShipper(Arc<Replication>),
 }
@@ -46,6 +49,8 @@ pub enum Storage {
         journal: Journal,
         /// Durable position, published by the journal's sync thread.
         durable: watch::Receiver<u64>,
+        /// Position written to the journal files (synced or not).
+        written: watch::Receiver<u64>,
         /// What a write waits for besides the local disk.
         replicas: Option<Replicas>,
     },
@@ -76,9 +81,14 @@ impl Storage {
                 journal.on_durable(move |pos| {
                     tx.send_replace(pos);
                 });
+                let (tx, written) = watch::channel(journal.written());
+                journal.on_written(move |pos| {
+                    tx.send_replace(pos);
+                });
                 Ok(Self::Journal {
                     journal,
                     durable: rx,
+                    written,
                     replicas: None,
                 })
             }
@@ -114,28 +124,43 @@ impl Storage {
         }
     }
 
+    /// The position written to the journal files, if that is the store.
+    pub fn written(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Self::Journal { written, .. } => Some(written.clone()),
+            Self::Memory { .. } => None,
+        }
+    }
+
     /// Waits until everything appended so far is durable as the durability mode says.
+    ///
+    /// `replicated-written` writes what is pending to the files at once and waits for the
+    /// in-sync set to have written it too; the local fsync follows in the background,
+    /// unless the leader is alone in the set, when it waits for it.
     pub async fn wait_durable(&self) -> Result<(), NotDurable> {
         let Self::Journal {
             journal,
             durable,
             replicas,
+            ..
         } = self
         else {
             return Ok(());
         };
         let target = journal.appended();
+        let counted = match replicas {
+            Some(Replicas::InSync(_, _, counted)) => *counted,
+            _ => Counted::Durable,
+        };
+        if counted == Counted::Written {
+            journal
+                .write_pending()
+                .map_err(|e| NotDurable::Failed(e.to_string()))?;
+        }
         // The group commit starts now, with everything this caller appended.
         journal.request_commit();
-        let failed = || journal.failure().map(NotDurable::Failed);
-        let mut rx = durable.clone();
-        while *rx.borrow_and_update() < target {
-            if let Some(f) = failed() {
-                return Err(f);
-            }
-            if rx.changed().await.is_err() {
-                return Err(NotDurable::Failed("journal sync thread stopped".into()));
-            }
+        if counted == Counted::Durable {
+            await_local(journal, durable, target).await?;
         }
         match replicas {
             None => Ok(()),
@@ -144,8 +169,12 @@ impl Storage {
                     .await
                     .map(|_| ())
             }
-            Some(Replicas::InSync(replication, standby_wait)) => {
-                await_in_sync(journal, replication, target).await?;
+            Some(Replicas::InSync(replication, standby_wait, counted)) => {
+                let alone = await_in_sync(journal, replication, target).await?;
+                if alone && *counted == Counted::Written {
+                    // No standby holds it: only the local disk keeps it.
+                    await_local(journal, durable, target).await?;
+                }
                 if replication.cross_region_sync() {
                     // `cross_region = "sync"`: a standby of another region must have it too.
                     let r = replication.as_ref();
@@ -220,13 +249,32 @@ impl Storage {
     }
 }
 
+/// Waits until the local journal is durable up to `target`.
+async fn await_local(
+    journal: &Journal,
+    durable: &watch::Receiver<u64>,
+    target: u64,
+) -> Result<(), NotDurable> {
+    let mut rx = durable.clone();
+    while *rx.borrow_and_update() < target {
+        if let Some(f) = journal.failure() {
+            return Err(NotDurable::Failed(f));
+        }
+        if rx.changed().await.is_err() {
+            return Err(NotDurable::Failed("journal sync thread stopped".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Waits until the in-sync set lets `target` count as durable (every member has it).
-/// A write acknowledged by this leader alone (the set shrank to it) is counted.
+/// A write acknowledged by this leader alone (the set shrank to it) is counted, and
+/// returns true.
 async fn await_in_sync(
     journal: &Journal,
     replication: &Replication,
     target: u64,
-) -> Result<(), NotDurable> {
+) -> Result<bool, NotDurable> {
     let mut changes = replication.committed_changes();
     loop {
         changes.borrow_and_update();
@@ -234,10 +282,11 @@ async fn await_in_sync(
         // the lease, nothing counts until the set follows the new term.
         let committed = replication.committed(journal.epoch());
         if committed >= target {
-            if committed == u64::MAX {
+            let alone = committed == u64::MAX;
+            if alone {
                 replication.note_degraded_write();
             }
-            return Ok(());
+            return Ok(alone);
         }
         if journal.epoch().is_none() {
             return Err(NotDurable::Fenced);

@@ -241,11 +241,13 @@ impl World {
                 }
             }
             Frame::Ack {
-                durable_position, ..
+                durable_position,
+                written_position,
+                ..
             } => {
                 let n = &mut self.nodes[i];
                 if let Some(s) = n.serving.get_mut(&conn) {
-                    s.stream.handle_ack(durable_position, at);
+                    s.stream.handle_ack(durable_position, written_position, at);
                     let (acked, streaming) = (s.stream.acked(), s.stream.streaming());
                     n.in_sync.acked(&standby, acked, streaming);
                     self.answer(i);

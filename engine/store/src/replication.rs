@@ -12,7 +12,8 @@
 //!   1 Hello    standby → leader  payload: from_position u64 | n u32 | n × (epoch u64,
 //!                                  start u64) | standby id (UTF-8)
 //!   2 Records  leader → standby  payload: start_position u64 | journal records
-//!   3 Ack      standby → leader  payload: durable_position u64
+//!   3 Ack      standby → leader  payload: durable_position u64 | written_position u64
+//!                                  (the second is optional: without it, written = durable)
 //!   4 Refused  either way        payload: position u64 (the sender's journal end) |
 //!                                  reason (UTF-8)
 //!   5 Truncate leader → standby  payload: position u64 (cut your stream back to here,
@@ -47,12 +48,16 @@ pub enum Frame {
         /// Whole journal records, verbatim.
         records: Vec<u8>,
     },
-    /// The standby has made everything before `durable_position` durable.
+    /// The standby has made everything before `durable_position` durable, and written
+    /// everything before `written_position` to its journal files (not yet synced; never
+    /// less than `durable_position`).
     Ack {
         /// The epoch the standby follows.
         epoch: u64,
         /// Durable up to here.
         durable_position: u64,
+        /// Written up to here.
+        written_position: u64,
     },
     /// The peer refuses to go on.
     Refused {
@@ -141,8 +146,13 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.extend_from_slice(records);
         }
         Frame::Ack {
-            durable_position, ..
-        } => out.extend_from_slice(&durable_position.to_le_bytes()),
+            durable_position,
+            written_position,
+            ..
+        } => {
+            out.extend_from_slice(&durable_position.to_le_bytes());
+            out.extend_from_slice(&written_position.to_le_bytes());
+        }
         Frame::Refused {
             position, reason, ..
         } => {
@@ -223,11 +233,16 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Frame, usize), FrameError
                 .ok_or(FrameError::Corrupt("Records without a position"))?,
             records: payload[8..].to_vec(),
         },
-        3 => Frame::Ack {
-            epoch,
-            durable_position: u64_at(payload, 0)
-                .ok_or(FrameError::Corrupt("Ack without a position"))?,
-        },
+        3 => {
+            let durable_position =
+                u64_at(payload, 0).ok_or(FrameError::Corrupt("Ack without a position"))?;
+            Frame::Ack {
+                epoch,
+                durable_position,
+                // An older standby says nothing of what it wrote: no more than is durable.
+                written_position: u64_at(payload, 8).unwrap_or(durable_position),
+            }
+        }
         4 => Frame::Refused {
             epoch,
             position: u64_at(payload, 0)
@@ -327,7 +342,8 @@ mod tests {
             },
             Frame::Ack {
                 epoch: 4,
-                durable_position: 4101,
+                durable_position: 4096,
+                written_position: 4101,
             },
             Frame::Refused {
                 epoch: 5,
@@ -354,6 +370,38 @@ mod tests {
             at += used;
         }
         assert_eq!(at, buf.len());
+    }
+
+    #[test]
+    fn an_ack_without_a_written_position_counts_as_written_up_to_durable() {
+        // An older standby's Ack: the durable position alone, 8 bytes.
+        let mut old = vec![0u8; 8];
+        old.push(3);
+        old.extend_from_slice(&7u64.to_le_bytes());
+        old.extend_from_slice(&500u64.to_le_bytes());
+        let len = (old.len() - 8) as u32;
+        let crc = crc32fast::hash(&old[8..]);
+        old[..4].copy_from_slice(&len.to_le_bytes());
+        old[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(&old, 1 << 20).expect("decodes").0,
+            Frame::Ack {
+                epoch: 7,
+                durable_position: 500,
+                written_position: 500
+            }
+        );
+        // And an older leader reads the durable position first, as before.
+        let mut new = Vec::new();
+        encode(
+            &Frame::Ack {
+                epoch: 7,
+                durable_position: 500,
+                written_position: 900,
+            },
+            &mut new,
+        );
+        assert_eq!(&new[HEADER..HEADER + 8], &500u64.to_le_bytes());
     }
 
     #[test]

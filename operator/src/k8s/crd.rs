@@ -177,6 +177,9 @@ pub enum Durability {
     /// On the leader's and a standby's disk before it is sent (RPO 0).
     #[default]
     Replicated,
+    /// Written (not yet synced) by the leader and every in-sync standby before it is
+    /// sent; both fsync in the background (RPO 0 for the loss of any one machine).
+    ReplicatedWritten,
     /// Committed to the lease's SQL database too.
     Sql,
 }

@@ -321,12 +321,12 @@ impl EngineConfig {
                 ));
             }
             let owner = self.engine.lease.as_ref().and_then(|l| l.owner.as_ref());
-            if r.durability == Durability::Replicated && owner.is_none() {
+            if r.durability.keeps_in_sync_set() && owner.is_none() {
                 return Err(invalid(
                     "engine",
                     "lease.owner",
                     "unset",
-                    "a stable instance name (for example the pod or host name): with `replicated` durability it names this instance in the in-sync set recorded in the lease store, and must be the same after a restart",
+                    "a stable instance name (for example the pod or host name): with `replicated` and `replicated-written` durability it names this instance in the in-sync set recorded in the lease store, and must be the same after a restart",
                 ));
             }
             if self.engine.store != StoreKind::Journal {

@@ -23,6 +23,9 @@ pub struct Follower {
     pub journal: Journal,
     /// Its durable position.
     pub durable: watch::Receiver<u64>,
+    /// Its written position, when acknowledgements say what is written too
+    /// (`replicated-written`): records are then written to the files as they arrive.
+    pub written: Option<watch::Receiver<u64>>,
     /// This instance's role.
     pub role: watch::Receiver<RoleState>,
     /// Shared status.
@@ -47,6 +50,17 @@ enum Ended {
     Next,
     /// The local journal was cut back: say Hello to the same peer again.
     Again,
+}
+
+/// The next change of the written position, when acknowledgements say it (never
+/// otherwise).
+async fn written_changed(
+    written: Option<&mut watch::Receiver<u64>>,
+) -> Option<Result<(), watch::error::RecvError>> {
+    match written {
+        Some(w) => Some(w.changed().await),
+        None => std::future::pending().await,
+    }
 }
 
 /// A leader silent for this long is treated as gone (it sends an empty Records frame
@@ -157,10 +171,12 @@ impl Follower {
                     }
                     match step {
                         FollowStep::Append { epoch, start, records } => {
-                            let position = self
-                                .journal
-                                .append_replicated(start, &records)
-                                .map_err(std::io::Error::other)?;
+                            let position = if self.written.is_some() {
+                                self.journal.append_replicated_written(start, &records)
+                            } else {
+                                self.journal.append_replicated(start, &records)
+                            }
+                            .map_err(std::io::Error::other)?;
                             self.show_leader(peer, epoch, position, false);
                         }
                         FollowStep::Current { epoch } => {
@@ -194,8 +210,7 @@ impl Follower {
                             return Ok(Ended::Next);
                         }
                     }
-                    let durable = *self.durable.borrow();
-                    if let Some(ack) = follow.handle_durable(durable) {
+                    if let Some(ack) = self.ack(&mut follow) {
                         send(&mut wr, &ack).await?;
                     }
                 }
@@ -203,8 +218,15 @@ impl Follower {
                     if changed.is_err() {
                         return Ok(Ended::Next);
                     }
-                    let durable = *self.durable.borrow_and_update();
-                    if let Some(ack) = follow.handle_durable(durable) {
+                    if let Some(ack) = self.ack(&mut follow) {
+                        send(&mut wr, &ack).await?;
+                    }
+                }
+                Some(changed) = written_changed(self.written.as_mut()) => {
+                    if changed.is_err() {
+                        return Ok(Ended::Next);
+                    }
+                    if let Some(ack) = self.ack(&mut follow) {
                         send(&mut wr, &ack).await?;
                     }
                 }
@@ -215,6 +237,16 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// The Ack to send for what is durable and written now, if it says more.
+    fn ack(&mut self, follow: &mut FollowState) -> Option<fix_store::replication::Frame> {
+        let durable = *self.durable.borrow_and_update();
+        let written = self
+            .written
+            .as_mut()
+            .map_or(durable, |w| *w.borrow_and_update());
+        follow.handle_stored(durable, written)
     }
 
     /// Shows the leader this standby follows and where its journal is.

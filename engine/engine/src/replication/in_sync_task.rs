@@ -1,11 +1,12 @@
 //! Moves the in-sync set's decisions ([`super::in_sync`]) to the lease store: the task
-//! follows this instance's role, feeds the set the journal's durable positions, and
-//! writes each change it asks for with `LeaseStore::set_in_sync`, conditional on the
-//! epoch it leads with.
+//! follows this instance's role, feeds the set the journal's held positions (durable,
+//! or written under `replicated-written`), and writes each change it asks for with
+//! `LeaseStore::set_in_sync`, conditional on the epoch it leads with.
 
 use super::in_sync::{Record, Step, Stored, Written};
 use super::Replication;
 use fix_lease::{Grant, InSync, Leadership, LeaseStore, RoleState};
+use fix_cluster::source::Counted;
 use fix_store::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +31,11 @@ pub struct InSyncTask {
     pub role: watch::Receiver<RoleState>,
     /// The journal.
     pub journal: Journal,
-    /// Its durable position.
-    pub durable: watch::Receiver<u64>,
+    /// What counts as held here: what is durable, or what is written
+    /// (`replicated-written`).
+    pub counted: Counted,
+    /// The journal's held position, as `counted` says.
+    pub held: watch::Receiver<u64>,
     /// Shared status (holds the set).
     pub state: Arc<Replication>,
 }
@@ -51,7 +55,10 @@ impl InSyncTask {
             let journal = &self.journal;
             match self
                 .state
-                .poll_in_sync(Instant::now(), || journal.durable())
+                .poll_in_sync(Instant::now(), || match self.counted {
+                    Counted::Written => journal.written(),
+                    Counted::Durable => journal.durable(),
+                })
             {
                 Some(Step::Record(record)) => {
                     let outcome = self.write(&record).await;
@@ -66,11 +73,11 @@ impl InSyncTask {
                 None => {}
             }
             tokio::select! {
-                changed = self.durable.changed() => {
+                changed = self.held.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    let position = *self.durable.borrow_and_update();
+                    let position = *self.held.borrow_and_update();
                     self.state.note_durable(Instant::now(), position);
                 }
                 changed = self.role.changed() => {

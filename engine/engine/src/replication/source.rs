@@ -3,12 +3,15 @@
 //! A standby says Hello with where its journal ends and its epoch history. The leader
 //! checks the two streams agree up to there (else it answers Truncate with the position
 //! where they part, and the standby cuts its tail and comes back), then sends durable
-//! records from that position on, tagged with its epoch, and reads the standby's Acks.
+//! records (under `replicated-written`: records written to the files) from that
+//! position on, tagged with its epoch, and reads the standby's Acks.
 //! Only a leader serves; the connection ends the moment this instance stops leading.
 //! The decisions are `fix_cluster::source`'s; this module moves the bytes.
 
 use super::{send, FrameReader, Replication, ACK_TIMEOUT, CHUNK, IDLE_TICK};
-use fix_cluster::source::{answer_hello, HelloAnswer, LeaderJournal, StandbyHello, StandbyStream};
+use fix_cluster::source::{
+    answer_hello, Counted, HelloAnswer, LeaderJournal, StandbyHello, StandbyStream,
+};
 use fix_lease::{Leadership, RoleState};
 use fix_store::replication::Frame;
 use fix_store::Journal;
@@ -22,8 +25,11 @@ use tokio::sync::watch;
 pub struct Source {
     /// The journal.
     pub journal: Journal,
-    /// Its durable position.
-    pub durable: watch::Receiver<u64>,
+    /// What a standby's acknowledgement counts, and so what is streamed: durable
+    /// records, or records written to the files (`replicated-written`).
+    pub counted: Counted,
+    /// The position streamed up to: durable, or written, as `counted` says.
+    pub held: watch::Receiver<u64>,
     /// This instance's role.
     pub role: watch::Receiver<RoleState>,
     /// Shared status.
@@ -150,7 +156,8 @@ impl Source {
         let id = self
             .state
             .register(&standby, peer.to_string(), from_position);
-        let stream = Arc::new(Mutex::new(StandbyStream::new(
+        let stream = Arc::new(Mutex::new(StandbyStream::counting(
+            self.counted,
             epoch,
             from_position,
             std::time::Instant::now(),
@@ -161,10 +168,16 @@ impl Source {
             loop {
                 match frames.next(&mut rd).await {
                     Ok(Some(Frame::Ack {
-                        durable_position, ..
+                        durable_position,
+                        written_position,
+                        ..
                     })) => {
                         let mut s = super::lock(&acked);
-                        s.handle_ack(durable_position, std::time::Instant::now());
+                        s.handle_ack(
+                            durable_position,
+                            written_position,
+                            std::time::Instant::now(),
+                        );
                         state.show(id, &s);
                     }
                     Ok(Some(Frame::Refused { reason, .. })) => {
@@ -180,6 +193,29 @@ impl Source {
         acks.abort();
         self.state.unregister(id);
         result
+    }
+
+    /// Whole records from `position` on, up to what the stream may carry. The last
+    /// chunk written a moment ago is still in the page cache: under `replicated-written`
+    /// it is read on this thread (streaming at memory speed); anything older may be on
+    /// disk and is read on a blocking thread.
+    async fn read(&mut self, position: u64) -> std::io::Result<Vec<u8>> {
+        let journal = self.journal.clone();
+        let counted = self.counted;
+        // Seen from here on: a change before the read is in the chunk, so the wait for
+        // more after an empty chunk wakes only for a later one.
+        let recent = self.held.borrow_and_update().saturating_sub(position) <= CHUNK as u64;
+        let read = move || match counted {
+            Counted::Written => journal.read_written_stream(position, CHUNK),
+            Counted::Durable => journal.read_stream(position, CHUNK),
+        };
+        if counted == Counted::Written && recent {
+            return read().map_err(std::io::Error::other);
+        }
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)
     }
 
     /// Sends records while the stream may go on.
@@ -217,11 +253,7 @@ impl Source {
                 }
                 continue;
             };
-            let journal = self.journal.clone();
-            let chunk = tokio::task::spawn_blocking(move || journal.read_stream(position, CHUNK))
-                .await
-                .map_err(std::io::Error::other)?
-                .map_err(std::io::Error::other)?;
+            let chunk = self.read(position).await?;
             // A pause set while the chunk was read holds it back too: the chunk may hold
             // records journaled after the pause was acknowledged.
             if paused.borrow_and_update().holds(name) {
@@ -241,7 +273,7 @@ impl Source {
                 // Nothing durable beyond `position`: wait for more (the empty frame just
                 // sent tells the standby it is current).
                 tokio::select! {
-                    _ = self.durable.changed() => {}
+                    _ = self.held.changed() => {}
                     _ = self.role.changed() => {}
                     _ = paused.changed() => {}
                     () = tokio::time::sleep(IDLE_TICK) => {}

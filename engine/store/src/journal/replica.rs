@@ -121,6 +121,22 @@ impl Journal {
     /// this journal ends). Only while fenced: a leader never takes records from another.
     /// Every record's CRC is checked before any is appended.
     pub fn append_replicated(&self, start: u64, bytes: &[u8]) -> Result<u64, JournalError> {
+        self.append_replicated_then(start, bytes, false)
+    }
+
+    /// [`Journal::append_replicated`], and the records written to the files before it
+    /// returns ([`Journal::written`] includes them; the fsync follows in the background):
+    /// a standby under `replicated-written` acknowledges what it wrote.
+    pub fn append_replicated_written(&self, start: u64, bytes: &[u8]) -> Result<u64, JournalError> {
+        self.append_replicated_then(start, bytes, true)
+    }
+
+    fn append_replicated_then(
+        &self,
+        start: u64,
+        bytes: &[u8],
+        write_now: bool,
+    ) -> Result<u64, JournalError> {
         let max = self.inner.opts.max_record;
         let mut records = Vec::new();
         let mut at = 0;
@@ -162,8 +178,11 @@ impl Journal {
             w.max_epoch = w.max_epoch.max(r.epoch);
             w.state.apply(&r, position, segment, offset);
         }
+        if write_now {
+            self.write_locked(&mut w)?;
+        }
         // A standby acknowledges what it has synced: commit at once.
-        if !w.pending.is_empty() {
+        if !w.pending.is_empty() || w.unsynced {
             w.requested = true;
             self.inner.work.notify_one();
         }

@@ -32,11 +32,15 @@ impl Journal {
     /// syncs it ([`Journal::request_commit`] starts one).
     pub fn write_pending(&self) -> Result<u64, JournalError> {
         let mut w = lock(&self.inner.writer);
+        self.write_locked(&mut w)
+    }
+
+    /// [`Journal::write_pending`] under the writer lock, held by the caller.
+    pub(super) fn write_locked(&self, w: &mut Writer) -> Result<u64, JournalError> {
         if let Some(f) = &w.failed {
             return Err(JournalError::Failed(f.clone()));
         }
         if w.pending.is_empty() {
-            drop(w);
             return Ok(self.written());
         }
         let chunks = std::mem::take(&mut w.pending);
@@ -54,7 +58,6 @@ impl Journal {
             }
             Err(e) => {
                 w.failed = Some(e.to_string());
-                drop(w);
                 publish_failure(&self.inner, &e);
                 Err(e)
             }
