@@ -173,7 +173,9 @@ async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_le
         .expect("cluster");
     let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
     let s = 1 - l;
-    cluster.nodes[s].slow_fsync(Some(800)).expect("slow standby disk");
+    cluster.nodes[s]
+        .slow_fsync(Some(800))
+        .expect("slow standby disk");
     let until = std::time::Instant::now() + Duration::from_secs(4);
     while std::time::Instant::now() < until {
         let r = cluster.nodes[s].readiness().await.unwrap_or_default();
@@ -204,7 +206,9 @@ async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_le
         "{t:?}{}",
         cluster.logs()
     );
-    cluster.nodes[l].start().expect("a replacement with an empty disk");
+    cluster.nodes[l]
+        .start()
+        .expect("a replacement with an empty disk");
     cluster
         .wait_caught_up(l, Duration::from_secs(20))
         .await

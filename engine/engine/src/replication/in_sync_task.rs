@@ -5,8 +5,8 @@
 
 use super::in_sync::{Record, Step, Stored, Written};
 use super::Replication;
-use fix_lease::{Grant, InSync, Leadership, LeaseStore, RoleState};
 use fix_cluster::source::Counted;
+use fix_lease::{Grant, InSync, Leadership, LeaseStore, RoleState};
 use fix_store::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,8 +58,7 @@ impl InSyncTask {
                 .poll_in_sync(Instant::now(), || match self.counted {
                     Counted::Written => journal.written(),
                     Counted::Durable => journal.durable(),
-                })
-            {
+                }) {
                 Some(Step::Record(record)) => {
                     let outcome = self.write(&record).await;
                     self.state.in_sync_written(&record, outcome, Instant::now());

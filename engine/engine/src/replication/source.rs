@@ -249,7 +249,9 @@ impl Source {
             let Some(position) = position else {
                 tokio::select! {
                     _ = paused.changed() => {}
-                    _ = self.role.changed() => {}
+                    changed = self.role.changed() => if changed.is_err() {
+                        return Ok(());
+                    },
                 }
                 continue;
             };
@@ -272,9 +274,15 @@ impl Source {
             if idle {
                 // Nothing durable beyond `position`: wait for more (the empty frame just
                 // sent tells the standby it is current).
+                // A closed channel (the engine stopping) ends the stream: it would wake
+                // this wait at once, forever.
                 tokio::select! {
-                    _ = self.held.changed() => {}
-                    _ = self.role.changed() => {}
+                    changed = self.held.changed() => if changed.is_err() {
+                        return Ok(());
+                    },
+                    changed = self.role.changed() => if changed.is_err() {
+                        return Ok(());
+                    },
                     _ = paused.changed() => {}
                     () = tokio::time::sleep(IDLE_TICK) => {}
                 }
