@@ -58,7 +58,7 @@ fn the_crd_names_group_version_and_status() {
     }
     assert_eq!(
         spec["properties"]["durability"]["enum"],
-        serde_json::json!(["local", "replicated", "sql"])
+        serde_json::json!(["local", "replicated", "replicated-written", "sql"])
     );
 }
 

@@ -84,15 +84,21 @@ fn replication_settings_are_checked_with_the_fix_named() {
     .expect_err("unknown mode")
     .to_string();
     assert!(e.contains("quorum"), "{e}");
-    let e = replication(&format!(
-        "{lease}[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = 'replicated'"
+    for mode in ["replicated", "replicated-written"] {
+        let e = replication(&format!(
+            "{lease}[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = '{mode}'"
+        ))
+        .expect_err("no stable owner")
+        .to_string();
+        assert!(
+            e.contains("lease.owner") && e.contains("in-sync set"),
+            "{mode}: {e}"
+        );
+    }
+    replication(&format!(
+        "{lease}owner = 'engine-a'\n[engine.replication]\nlisten = '127.0.0.1:9901'\npeers = ['127.0.0.1:9902']\ndurability = 'replicated-written'"
     ))
-    .expect_err("no stable owner")
-    .to_string();
-    assert!(
-        e.contains("lease.owner") && e.contains("in-sync set"),
-        "{e}"
-    );
+    .expect("valid");
     let e = replication("[engine.lease]\nurl = 'sqlite://x.db'\nsafety_margin_ms = 0\n")
         .expect_err("no margin")
         .to_string();
