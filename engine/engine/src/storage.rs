@@ -135,8 +135,9 @@ impl Storage {
     /// Waits until everything appended so far is durable as the durability mode says.
     ///
     /// `replicated-written` writes what is pending to the files at once and waits for the
-    /// in-sync set to have written it too; the local fsync follows in the background,
-    /// unless the leader is alone in the set, when it waits for it.
+    /// in-sync set to have written it too; the local fsync follows in the background
+    /// (`fix_store::WRITTEN_COMMIT_INTERVAL`), unless the leader is alone in the set, when
+    /// it waits for it.
     pub async fn wait_durable(&self) -> Result<(), NotDurable> {
         let Self::Journal {
             journal,
@@ -152,15 +153,18 @@ impl Storage {
             Some(Replicas::InSync(_, _, counted)) => *counted,
             _ => Counted::Durable,
         };
-        if counted == Counted::Written {
-            journal
-                .write_pending()
-                .map_err(|e| NotDurable::Failed(e.to_string()))?;
-        }
-        // The group commit starts now, with everything this caller appended.
-        journal.request_commit();
-        if counted == Counted::Durable {
-            await_local(journal, durable, target).await?;
+        match counted {
+            // Written now, synced within the journal's background interval.
+            Counted::Written => {
+                journal
+                    .write_pending()
+                    .map_err(|e| NotDurable::Failed(e.to_string()))?;
+            }
+            Counted::Durable => {
+                // The group commit starts now, with everything this caller appended.
+                journal.request_commit();
+                await_local(journal, durable, target).await?;
+            }
         }
         match replicas {
             None => Ok(()),
@@ -173,6 +177,7 @@ impl Storage {
                 let alone = await_in_sync(journal, replication, target).await?;
                 if alone && *counted == Counted::Written {
                     // No standby holds it: only the local disk keeps it.
+                    journal.request_commit();
                     await_local(journal, durable, target).await?;
                 }
                 if replication.cross_region_sync() {
@@ -196,10 +201,21 @@ impl Storage {
     }
 
     /// Starts a group commit of what is pending without waiting for it (the mark that
-    /// messages were processed, when nothing else in the turn asked for one).
+    /// messages were processed, when nothing else in the turn asked for one). Under
+    /// `replicated-written` it is written to the files (and so streamed) instead, and
+    /// synced in the background.
     pub fn request_commit(&self) {
-        if let Self::Journal { journal, .. } = self {
-            journal.request_commit();
+        match self {
+            Self::Journal {
+                journal,
+                replicas: Some(Replicas::InSync(_, _, Counted::Written)),
+                ..
+            } => {
+                // A failure here is the journal's: the next wait reports it.
+                let _ = journal.write_pending();
+            }
+            Self::Journal { journal, .. } => journal.request_commit(),
+            Self::Memory { .. } => {}
         }
     }
 

@@ -27,5 +27,8 @@ pub mod session_store;
 mod stream;
 
 pub use fix_session::MemoryStore;
-pub use journal::{Journal, JournalError, JournalOptions, RecoveryMode, UNREQUESTED_COMMIT_BYTES};
+pub use journal::{
+    Journal, JournalError, JournalOptions, RecoveryMode, UNREQUESTED_COMMIT_BYTES,
+    WRITTEN_COMMIT_INTERVAL,
+};
 pub use session_store::JournalStore;

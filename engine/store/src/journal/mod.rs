@@ -157,9 +157,9 @@ struct Writer {
     pending_bytes: usize,
     /// Someone waits for what is pending: the sync thread commits it now.
     requested: bool,
-    /// Bytes were written to the files outside the sync thread
-    /// ([`Journal::write_pending`]) and wait for its fdatasync.
-    unsynced: bool,
+    /// Since when bytes written to the files outside the sync thread
+    /// ([`Journal::write_pending`]) wait for its fdatasync.
+    unsynced: Option<std::time::Instant>,
     segment: u64,
     segment_len: u64,
     /// Stream position where each segment starts.
@@ -208,6 +208,11 @@ struct Inner {
 
 /// Pending bytes at which the sync thread starts a batch although nobody asked for one.
 pub const UNREQUESTED_COMMIT_BYTES: usize = 1 << 20;
+
+/// How long bytes written to the files outside the sync thread
+/// ([`Journal::write_pending`]) wait for an fdatasync nobody asked for: the background
+/// commit of `replicated-written`, one per interval however many turns wrote.
+pub const WRITTEN_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// How long an open waits for a lock that an earlier journal of this process (shut down
 /// a moment ago) is still releasing.
@@ -319,7 +324,7 @@ impl Journal {
                 pending: Vec::new(),
                 pending_bytes: 0,
                 requested: false,
-                unsynced: false,
+                unsynced: None,
                 segment: recovered.segment,
                 segment_len: recovered.segment_len,
                 segment_starts: recovered.segment_starts,
@@ -433,7 +438,7 @@ impl Journal {
     /// it): the start of a group commit. [`Self::wait_durable`] asks too.
     pub fn request_commit(&self) {
         let mut w = lock(&self.inner.writer);
-        if !w.pending.is_empty() || w.unsynced {
+        if !w.pending.is_empty() || w.unsynced.is_some() {
             w.requested = true;
             self.inner.work.notify_one();
         }

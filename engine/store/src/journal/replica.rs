@@ -179,10 +179,11 @@ impl Journal {
             w.state.apply(&r, position, segment, offset);
         }
         if write_now {
+            // Acknowledged as written: synced in the background.
             self.write_locked(&mut w)?;
-        }
-        // A standby acknowledges what it has synced: commit at once.
-        if !w.pending.is_empty() || w.unsynced {
+            self.inner.work.notify_one();
+        } else if !w.pending.is_empty() {
+            // A standby acknowledges what it has synced: commit at once.
             w.requested = true;
             self.inner.work.notify_one();
         }

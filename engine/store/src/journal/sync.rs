@@ -155,25 +155,44 @@ pub(super) fn publish_failure(inner: &Inner, e: &JournalError) {
 }
 
 /// Whether the sync thread has a batch to commit: pending appends someone asked to have
-/// committed (or a large backlog), or bytes written outside it that wait for a sync.
-fn has_work(w: &super::Writer) -> bool {
+/// committed (or a large backlog), or bytes written outside it that were asked for or
+/// have waited [`super::WRITTEN_COMMIT_INTERVAL`]. Otherwise how long it may sleep.
+fn has_work(w: &super::Writer) -> Result<(), Option<std::time::Duration>> {
     let pending = !w.pending.is_empty()
         && (w.requested || w.pending_bytes >= super::UNREQUESTED_COMMIT_BYTES);
-    pending || w.unsynced && w.requested
+    match w.unsynced {
+        _ if pending => Ok(()),
+        Some(_) if w.requested => Ok(()),
+        Some(since) => match super::WRITTEN_COMMIT_INTERVAL.checked_sub(since.elapsed()) {
+            Some(left) if !left.is_zero() => Err(Some(left)),
+            _ => Ok(()),
+        },
+        None => Err(None),
+    }
 }
 
 pub(super) fn sync_loop(inner: &Inner) {
     loop {
         let (chunks, target, stop, mut files) = {
             let mut w = lock(&inner.writer);
-            while !w.shutdown && !has_work(&w) {
-                w = inner
-                    .work
-                    .wait(w)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            while !w.shutdown {
+                w = match has_work(&w) {
+                    Ok(()) => break,
+                    Err(None) => inner
+                        .work
+                        .wait(w)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    Err(Some(left)) => {
+                        inner
+                            .work
+                            .wait_timeout(w, left)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0
+                    }
+                };
             }
             w.requested = false;
-            w.unsynced = false;
+            w.unsynced = None;
             w.pending_bytes = 0;
             // The files lock is taken before the writer lock is let go: a
             // `write_pending` of later appends cannot write before these chunks.

@@ -28,8 +28,9 @@ impl Journal {
     }
 
     /// Writes everything appended so far to the segment files now, from the calling
-    /// thread, without syncing, and returns the written position. The next group commit
-    /// syncs it ([`Journal::request_commit`] starts one).
+    /// thread, without syncing, and returns the written position. The sync thread syncs
+    /// it within [`super::WRITTEN_COMMIT_INTERVAL`], or at once on
+    /// [`Journal::request_commit`].
     pub fn write_pending(&self) -> Result<u64, JournalError> {
         let mut w = lock(&self.inner.writer);
         self.write_locked(&mut w)
@@ -52,7 +53,11 @@ impl Journal {
         drop(files);
         match result {
             Ok(()) => {
-                w.unsynced = true;
+                if w.unsynced.is_none() {
+                    w.unsynced = Some(std::time::Instant::now());
+                    // The sync thread may be waiting without a deadline.
+                    self.inner.work.notify_one();
+                }
                 publish_written(&self.inner, target);
                 Ok(target)
             }
