@@ -109,6 +109,21 @@ async fn a_counterparty_cut_from_the_leader_moves_no_lease() {
     drill(Backend::Sqlite, Fault::CounterpartyCut, 2).await;
 }
 
+/// Watches standby `s` for 4 s: it must never be out of the in-sync set.
+async fn stays_in_sync(cluster: &Cluster, s: usize, why: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        let r = cluster.nodes[s].readiness().await.unwrap_or_default();
+        assert_ne!(
+            r.in_sync,
+            Some(false),
+            "the standby was dropped from the in-sync set {why}: {r:?}{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A leader whose fsyncs take 800 ms for 4 s under load (slower than standby_wait_ms,
 /// faster than the lease): the standby, whose disk is fine, must stay in the in-sync set.
 /// Found by the slow-disk campaign: the leader's sync held the journal's file lock through
@@ -131,17 +146,7 @@ async fn a_slow_leader_disk_does_not_push_a_healthy_standby_out() {
     let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
     let s = 1 - l;
     cluster.nodes[l].slow_fsync(Some(800)).expect("slow disk");
-    let until = std::time::Instant::now() + Duration::from_secs(4);
-    while std::time::Instant::now() < until {
-        let r = cluster.nodes[s].readiness().await.unwrap_or_default();
-        assert_ne!(
-            r.in_sync,
-            Some(false),
-            "the standby was dropped from the in-sync set for the leader's slow disk: {r:?}{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stays_in_sync(&cluster, s, "for the leader's slow disk").await;
     cluster.nodes[l].slow_fsync(None).expect("heal");
     assert!(
         cluster.nodes[l].is_leader().await,
@@ -176,17 +181,7 @@ async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_le
     cluster.nodes[s]
         .slow_fsync(Some(800))
         .expect("slow standby disk");
-    let until = std::time::Instant::now() + Duration::from_secs(4);
-    while std::time::Instant::now() < until {
-        let r = cluster.nodes[s].readiness().await.unwrap_or_default();
-        assert_ne!(
-            r.in_sync,
-            Some(false),
-            "the standby was dropped although it wrote everything at once: {r:?}{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stays_in_sync(&cluster, s, "although it wrote everything at once").await;
     let answered = trader.book().tally().sent - trader.book().unanswered() as u64;
     cluster.nodes[l].kill9();
     let journal = cluster.nodes[l].spec.dir.join("journal");

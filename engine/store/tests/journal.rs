@@ -409,11 +409,7 @@ fn a_journal_declared_failed_refuses_appends_and_reports_no_durability() {
 fn appends_wait_for_a_request_and_one_commit_covers_all_of_them() {
     let dir = tempfile::tempdir().expect("tmp");
     let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
-    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = std::sync::Arc::clone(&commits);
-    j.on_commit_timing(move |_| {
-        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    });
+    let commits = count_commits(&j);
     let mut s = JournalStore::open(&j, &id(), UtcTimestamp(0)).expect("session");
     j.sync().expect("the session's declaration is durable");
     let before = commits.load(std::sync::atomic::Ordering::SeqCst);
@@ -457,6 +453,16 @@ fn a_large_pending_backlog_is_committed_without_a_request() {
     }
 }
 
+/// Counts the journal's group commits (write and fdatasync of one batch).
+fn count_commits(j: &Journal) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&commits);
+    j.on_commit_timing(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    commits
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).expect("dir").flatten() {
         let path = entry.path();
@@ -470,11 +476,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn written_records_are_in_the_files_at_once_and_one_background_commit_syncs_them() {
     let dir = tempfile::tempdir().expect("tmp");
     let j = Journal::open(JournalOptions::new(dir.path())).expect("open");
-    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = std::sync::Arc::clone(&commits);
-    j.on_commit_timing(move |_| {
-        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    });
+    let commits = count_commits(&j);
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let told = std::sync::Arc::clone(&seen);
     j.on_written(move |p| told.store(p, std::sync::atomic::Ordering::SeqCst));
