@@ -316,6 +316,17 @@ impl InSyncSet {
         }
     }
 
+    /// Whether the set recorded in the lease store names another instance than this
+    /// one: only a recorded member may be elected, so only then does a record that every
+    /// required member holds survive the loss of this instance's machine. A standby that
+    /// is joining is required but not recorded: under `replicated-written` the leader
+    /// then still syncs before it answers.
+    pub fn recorded_with_others(&self) -> bool {
+        self.recorded
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|m| *m != self.me))
+    }
+
     fn prune(&mut self) {
         let committed = self.committed();
         while self.durable.front().is_some_and(|&(_, p)| p <= committed) {

@@ -210,3 +210,50 @@ async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_le
         .expect("the replacement catches up");
     trader.shutdown().await;
 }
+
+/// `replicated-written`: the standby's fsyncs take 3 s, past `sync_stall_ms` (the lease
+/// TTL, 1.5 s, by default): what it writes may never reach its disk, so it stops counting
+/// and the leader drops it from the in-sync set and goes on, nothing lost. (Without the
+/// stall rule it stays in the set for as long as its page cache takes writes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_written_drops_a_standby_whose_disk_stalls() {
+    under_the_shim();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = GroupOptions::new(
+        env!("CARGO_BIN_EXE_fix-drill").into(),
+        Backend::Postgres,
+        "replicated-written",
+        2,
+    );
+    let cluster = Cluster::start(&group, &Servers::from_env(), dir.path())
+        .await
+        .expect("cluster");
+    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
+    let s = 1 - l;
+    cluster.nodes[s]
+        .slow_fsync(Some(3000))
+        .expect("stalled standby disk");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = cluster.nodes[s].readiness().await.unwrap_or_default();
+        if r.in_sync == Some(false) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a standby whose disk stalled stayed in the in-sync set: {r:?}{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.nodes[s].slow_fsync(None).expect("heal");
+    assert!(cluster.nodes[l].is_leader().await, "the leader went on");
+    let t = trader.settle(Duration::from_secs(30)).await;
+    assert_eq!(
+        (t.lost, t.unflagged_duplicates, t.gaps),
+        (0, 0, 0),
+        "{t:?}{}",
+        cluster.logs()
+    );
+    trader.shutdown().await;
+}

@@ -239,6 +239,7 @@ impl Engine {
                         sql_channel,
                         (cfg, Arc::clone(store)),
                         metrics.replication_connections_refused.clone(),
+                        config.engine.sync_stall(cfg.ttl),
                     )
                     .await?,
             );

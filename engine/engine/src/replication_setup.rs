@@ -109,7 +109,8 @@ impl Setup {
     }
 
     /// Starts the tasks: the SQL channel, or the TCP source and follower with the task
-    /// that records the in-sync set in `lease_store`.
+    /// that records the in-sync set in `lease_store`. `sync_stall` is how long a journal
+    /// sync may be in flight before the disk counts as stalled (`[engine] sync_stall_ms`).
     pub async fn spawn(
         &self,
         storage: &Storage,
@@ -117,6 +118,7 @@ impl Setup {
         sql: Option<SqlChannel>,
         lease: (&fix_lease::LeaseConfig, Arc<dyn fix_lease::LeaseStore>),
         refused: prometheus_client::metrics::counter::Counter,
+        sync_stall: Option<Duration>,
     ) -> Result<Vec<JoinHandle<()>>, EngineError> {
         if let Some(channel) = sql {
             return Ok(vec![tokio::spawn(channel.run())]);
@@ -154,6 +156,7 @@ impl Setup {
             journal: journal.clone(),
             durable: durable.clone(),
             written: (counted == Counted::Written).then_some(written),
+            sync_stall,
             role: role.clone(),
             state: Arc::clone(&self.state),
             peers: self.peers.clone(),

@@ -175,8 +175,10 @@ impl Storage {
             }
             Some(Replicas::InSync(replication, standby_wait, counted)) => {
                 let alone = await_in_sync(journal, replication, target).await?;
-                if alone && *counted == Counted::Written {
-                    // No standby holds it: only the local disk keeps it.
+                // Written elsewhere counts only on an instance that may be elected: a
+                // standby still joining holds it but could not take over.
+                if *counted == Counted::Written && (alone || !replication.recorded_with_others()) {
+                    // Only the local disk keeps it for whoever leads next.
                     journal.request_commit();
                     await_local(journal, durable, target).await?;
                 }

@@ -155,9 +155,20 @@ fn an_old_leaders_unreplicated_tail_is_cut_off_and_kept_aside() {
     old.fence();
     let agreed = new.agreed_position(&old.epoch_history(), old.appended());
     assert!(agreed < old.appended());
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (durable_told, written_told) = (std::sync::Arc::clone(&told), std::sync::Arc::clone(&told));
+    old.on_durable(move |p| durable_told.lock().expect("lock").push(("durable", p)));
+    old.on_written(move |p| written_told.lock().expect("lock").push(("written", p)));
     let cut = old.truncate(agreed).expect("truncate");
     assert!(cut > 0);
     assert_eq!(old.appended(), agreed);
+    // What it acknowledges and streams comes down with the cut.
+    assert_eq!((old.durable(), old.written()), (agreed, agreed));
+    let told = told.lock().expect("lock").clone();
+    assert!(
+        told.contains(&("durable", agreed)) && told.contains(&("written", agreed)),
+        "listeners hear the positions come down: {told:?}"
+    );
     let aside = a.path().join("diverged");
     let saved: u64 = std::fs::read_dir(&aside)
         .expect("diverged dir")

@@ -83,9 +83,16 @@ fn a_joiner_is_recorded_only_once_it_holds_what_was_answered_alone() {
         "not recorded while 900..1000 is missing"
     );
     assert_eq!(s.committed(), 900, "but required from now on");
+    assert!(
+        !s.recorded_with_others(),
+        "a joiner holds records but cannot be elected: they need the leader's disk"
+    );
     s.acked("b", 1000, true);
     let r = write(&mut s, t, 1000).expect("recorded now");
     assert_eq!(r.new.members, set(&["a", "b"]));
+    assert!(!s.recorded_with_others(), "not before the write lands");
+    s.written(&r, Written::Recorded, t);
+    assert!(s.recorded_with_others());
 }
 
 #[test]

@@ -26,6 +26,10 @@ pub struct Follower {
     /// Its written position, when acknowledgements say what is written too
     /// (`replicated-written`): records are then written to the files as they arrive.
     pub written: Option<watch::Receiver<u64>>,
+    /// A journal sync in flight longer than this is a stalled disk: what is written
+    /// then stops counting (its acknowledgements say no more than what is durable), so
+    /// the leader drops this standby instead of answering on records it may never sync.
+    pub sync_stall: Option<Duration>,
     /// This instance's role.
     pub role: watch::Receiver<RoleState>,
     /// Shared status.
@@ -246,7 +250,18 @@ impl Follower {
             .written
             .as_mut()
             .map_or(durable, |w| *w.borrow_and_update());
-        follow.handle_stored(durable, written)
+        let stalled = self
+            .sync_stall
+            .zip(self.journal.sync_in_flight())
+            .is_some_and(|(limit, took)| took > limit);
+        if stalled && self.state.stall_due() {
+            tracing::warn!(
+                durable,
+                written,
+                "journal sync stalled past sync_stall_ms: acknowledging only what is durable"
+            );
+        }
+        follow.handle_stored(durable, if stalled { durable } else { written })
     }
 
     /// Shows the leader this standby follows and where its journal is.

@@ -138,6 +138,19 @@ pub struct Replication {
     remote_alone_since: Mutex<Option<std::time::Instant>>,
     /// When a refused replication peer was last logged.
     refusal_said: Mutex<Option<std::time::Instant>>,
+    /// When a standby's stalled journal sync was last logged.
+    stall_said: Mutex<Option<std::time::Instant>>,
+}
+
+/// Whether something last logged at `said` should be logged again now (at most once a
+/// second); notes the time when it should.
+fn due(said: &Mutex<Option<std::time::Instant>>) -> bool {
+    let mut said = lock(said);
+    let due = said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+    if due {
+        *said = Some(std::time::Instant::now());
+    }
+    due
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,12 +160,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Replication {
     /// Whether a refused replication peer should be logged now (at most once a second).
     pub(crate) fn refusal_due(&self) -> bool {
-        let mut said = lock(&self.refusal_said);
-        let due = said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
-        if due {
-            *said = Some(std::time::Instant::now());
-        }
-        due
+        due(&self.refusal_said)
+    }
+
+    /// Whether a standby's stalled journal sync should be logged now (at most once a
+    /// second).
+    pub(crate) fn stall_due(&self) -> bool {
+        due(&self.stall_said)
     }
 
     /// Fresh state; `eligible` says whether this instance may contend for the lease yet.
@@ -171,9 +185,16 @@ impl Replication {
             remote_acked: watch::channel(0).0,
             remote_alone_since: Mutex::new(Some(std::time::Instant::now())),
             refusal_said: Mutex::new(None),
+            stall_said: Mutex::new(None),
             in_sync: Mutex::new(in_sync),
             committed: watch::channel(0).0,
         })
+    }
+
+    /// Whether the recorded in-sync set names another instance than this one
+    /// ([`InSyncSet::recorded_with_others`]).
+    pub fn recorded_with_others(&self) -> bool {
+        lock(&self.in_sync).recorded_with_others()
     }
 
     /// The highest stream position the in-sync set lets count as durable for a record

@@ -192,6 +192,10 @@ struct Inner {
     opts: JournalOptions,
     writer: Mutex<Writer>,
     work: Condvar,
+    /// Held from taking pending chunks (under the writer lock) until they are in the
+    /// files: writes land in append order, and appenders never wait for the files lock
+    /// (which readers hold through their reads).
+    write_order: Mutex<()>,
     files: Mutex<Files>,
     durable: Mutex<Durable>,
     durable_cv: Condvar,
@@ -334,6 +338,7 @@ impl Journal {
                 scratch: Vec::with_capacity(1024),
             }),
             work: Condvar::new(),
+            write_order: Mutex::new(()),
             files: Mutex::new(files),
             durable: Mutex::new(Durable {
                 position: recovered.position,

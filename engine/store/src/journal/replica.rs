@@ -269,7 +269,13 @@ impl Journal {
         w.segment_starts = recovered.segment_starts;
         w.max_epoch = w.max_epoch.max(recovered.state.max_epoch());
         w.state = recovered.state;
+        // Both positions come back down (and their listeners hear it): acknowledgements
+        // and stream reads must not count on the tail that was cut.
         lock(&self.inner.durable).position = recovered.position;
+        for l in lock(&self.inner.listeners).iter() {
+            l(recovered.position);
+        }
+        super::write::reset_written(&self.inner, recovered.position);
         tracing::warn!(
             position,
             cut_bytes = cut,

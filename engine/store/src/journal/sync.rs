@@ -173,7 +173,7 @@ fn has_work(w: &super::Writer) -> Result<(), Option<std::time::Duration>> {
 
 pub(super) fn sync_loop(inner: &Inner) {
     loop {
-        let (chunks, target, stop, mut files) = {
+        let (chunks, target, stop, order) = {
             let mut w = lock(&inner.writer);
             while !w.shutdown {
                 w = match has_work(&w) {
@@ -194,16 +194,17 @@ pub(super) fn sync_loop(inner: &Inner) {
             w.requested = false;
             w.unsynced = None;
             w.pending_bytes = 0;
-            // The files lock is taken before the writer lock is let go: a
-            // `write_pending` of later appends cannot write before these chunks.
-            let files = lock(&inner.files);
+            // Taken before the writer lock is let go: a `write_pending` of later appends
+            // cannot write before these chunks.
+            let order = lock(&inner.write_order);
             (
                 std::mem::take(&mut w.pending),
                 w.appended,
                 w.shutdown,
-                files,
+                order,
             )
         };
+        let mut files = lock(&inner.files);
         // Timed from here: only the write and the sync, not the wait for readers.
         let started = std::time::Instant::now();
         *lock(&inner.batch_started) = Some(started);
@@ -226,6 +227,7 @@ pub(super) fn sync_loop(inner: &Inner) {
         files.dirty.clear();
         close_old_segments(&mut files);
         drop(files);
+        drop(order);
         if written.is_ok() {
             super::publish_written(inner, target);
         }
@@ -256,7 +258,10 @@ pub(super) fn sync_loop(inner: &Inner) {
             t(took);
         }
         publish(inner, target);
-        if stop && lock(&inner.writer).pending.is_empty() {
+        if stop && {
+            let w = lock(&inner.writer);
+            w.pending.is_empty() && w.unsynced.is_none()
+        } {
             return;
         }
     }

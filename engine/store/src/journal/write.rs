@@ -8,7 +8,8 @@
 //! background.
 //!
 //! File writes happen in append order: every writer (the sync thread, this module) takes
-//! the pending chunks and the files lock while it holds the writer lock.
+//! the pending chunks and the write-order lock while it holds the writer lock, and keeps
+//! the write-order lock until its chunks are in the files.
 
 use super::sync::{close_old_segments, drop_write, publish, publish_failure};
 use super::{lock, Inner, Journal, JournalError, Writer};
@@ -47,10 +48,12 @@ impl Journal {
         let chunks = std::mem::take(&mut w.pending);
         w.pending_bytes = 0;
         let target = w.appended;
+        let order = lock(&self.inner.write_order);
         let mut files = lock(&self.inner.files);
         // The dirty segments stay dirty (and open) for the sync thread's fdatasync.
         let result = drop_write(&self.inner.opts, &mut files, chunks);
         drop(files);
+        drop(order);
         match result {
             Ok(()) => {
                 if w.unsynced.is_none() {
@@ -76,11 +79,13 @@ impl Journal {
         let chunks = std::mem::take(&mut w.pending);
         w.pending_bytes = 0;
         let target = w.appended;
+        let order = lock(&self.inner.write_order);
         let mut files = lock(&self.inner.files);
         let result = drop_write(&self.inner.opts, &mut files, chunks);
         files.dirty.clear();
         close_old_segments(&mut files);
         drop(files);
+        drop(order);
         match result {
             Ok(()) => {
                 publish_written(&self.inner, target);
@@ -105,5 +110,15 @@ pub(super) fn publish_written(inner: &Inner, target: u64) {
         for l in &written.listeners {
             l(target);
         }
+    }
+}
+
+/// The stream was cut back to `position` (a standby's diverged tail): the written
+/// position comes down with it, and the listeners hear it.
+pub(super) fn reset_written(inner: &Inner, position: u64) {
+    let mut written = lock(&inner.written);
+    written.position = position;
+    for l in &written.listeners {
+        l(position);
     }
 }
