@@ -136,8 +136,8 @@ impl Storage {
     ///
     /// `replicated-written` writes what is pending to the files at once and waits for the
     /// in-sync set to have written it too; the local fsync follows in the background
-    /// (`fix_store::WRITTEN_COMMIT_INTERVAL`), unless the leader is alone in the set, when
-    /// it waits for it.
+    /// (`fix_store::WRITTEN_COMMIT_INTERVAL`), unless no other instance is recorded in the
+    /// set (only a recorded member may be elected), when it waits for it.
     pub async fn wait_durable(&self) -> Result<(), NotDurable> {
         let Self::Journal {
             journal,

@@ -45,7 +45,8 @@ pub enum Durability {
     /// after one network round trip instead of two fdatasyncs in series. Loses nothing
     /// when any one machine or process fails; loses what was not synced yet when the
     /// leader's machine and every in-sync standby's machine fail together (a power
-    /// loss of the whole group). Alone in the set, the leader waits for its own fsync.
+    /// loss of the whole group). While no other instance is recorded in the set, the
+    /// leader waits for its own fsync.
     ReplicatedWritten,
     /// On the leader's disk and committed to a `fix_journal` table in the lease's
     /// database (PostgreSQL or MySQL), in the transaction that checks the lease epoch.
