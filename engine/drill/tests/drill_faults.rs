@@ -8,6 +8,7 @@
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
 use fix_drill::drill::{run, trading, DrillOptions, Fault, Report};
+use fix_drill::trader::Trader;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -109,6 +110,24 @@ async fn a_counterparty_cut_from_the_leader_moves_no_lease() {
     drill(Backend::Sqlite, Fault::CounterpartyCut, 2).await;
 }
 
+/// A pair on PostgreSQL under the fault shim with `durability`, trading at 200 orders/s:
+/// its directory, the cluster, the leader's index and the counterparty.
+async fn shim_pair(durability: &str) -> (tempfile::TempDir, Cluster, usize, Trader) {
+    under_the_shim();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = GroupOptions::new(
+        env!("CARGO_BIN_EXE_fix-drill").into(),
+        Backend::Postgres,
+        durability,
+        2,
+    );
+    let cluster = Cluster::start(&group, &Servers::from_env(), dir.path())
+        .await
+        .expect("cluster");
+    let (l, trader) = trading(&cluster, 200).await.expect("trading");
+    (dir, cluster, l, trader)
+}
+
 /// Watches standby `s` for 4 s: it must never be out of the in-sync set.
 async fn stays_in_sync(cluster: &Cluster, s: usize, why: &str) {
     let until = std::time::Instant::now() + Duration::from_secs(4);
@@ -132,18 +151,7 @@ async fn stays_in_sync(cluster: &Cluster, s: usize, why: &str) {
 /// nobody could lead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_leader_disk_does_not_push_a_healthy_standby_out() {
-    under_the_shim();
-    let dir = tempfile::tempdir().expect("tmp");
-    let group = GroupOptions::new(
-        env!("CARGO_BIN_EXE_fix-drill").into(),
-        Backend::Postgres,
-        "replicated",
-        2,
-    );
-    let cluster = Cluster::start(&group, &Servers::from_env(), dir.path())
-        .await
-        .expect("cluster");
-    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
+    let (_dir, cluster, l, mut trader) = shim_pair("replicated").await;
     let s = 1 - l;
     cluster.nodes[l].slow_fsync(Some(800)).expect("slow disk");
     stays_in_sync(&cluster, s, "for the leader's slow disk").await;
@@ -165,18 +173,7 @@ async fn a_slow_leader_disk_does_not_push_a_healthy_standby_out() {
 /// answered order, and a replacement with an empty disk catches up from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_leaders_machine() {
-    under_the_shim();
-    let dir = tempfile::tempdir().expect("tmp");
-    let group = GroupOptions::new(
-        env!("CARGO_BIN_EXE_fix-drill").into(),
-        Backend::Postgres,
-        "replicated-written",
-        2,
-    );
-    let mut cluster = Cluster::start(&group, &Servers::from_env(), dir.path())
-        .await
-        .expect("cluster");
-    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
+    let (_dir, mut cluster, l, mut trader) = shim_pair("replicated-written").await;
     let s = 1 - l;
     cluster.nodes[s]
         .slow_fsync(Some(800))
@@ -217,18 +214,7 @@ async fn replicated_written_keeps_a_standby_with_a_slow_disk_and_survives_the_le
 /// stall rule it stays in the set for as long as its page cache takes writes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_written_drops_a_standby_whose_disk_stalls() {
-    under_the_shim();
-    let dir = tempfile::tempdir().expect("tmp");
-    let group = GroupOptions::new(
-        env!("CARGO_BIN_EXE_fix-drill").into(),
-        Backend::Postgres,
-        "replicated-written",
-        2,
-    );
-    let cluster = Cluster::start(&group, &Servers::from_env(), dir.path())
-        .await
-        .expect("cluster");
-    let (l, mut trader) = trading(&cluster, 200).await.expect("trading");
+    let (_dir, cluster, l, mut trader) = shim_pair("replicated-written").await;
     let s = 1 - l;
     cluster.nodes[s]
         .slow_fsync(Some(3000))

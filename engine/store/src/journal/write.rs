@@ -45,15 +45,8 @@ impl Journal {
         if w.pending.is_empty() {
             return Ok(self.written());
         }
-        let chunks = std::mem::take(&mut w.pending);
-        w.pending_bytes = 0;
-        let target = w.appended;
-        let order = lock(&self.inner.write_order);
-        let mut files = lock(&self.inner.files);
         // The dirty segments stay dirty (and open) for the sync thread's fdatasync.
-        let result = drop_write(&self.inner.opts, &mut files, chunks);
-        drop(files);
-        drop(order);
+        let (result, target) = self.write_chunks(w, true);
         match result {
             Ok(()) => {
                 if w.unsynced.is_none() {
@@ -76,16 +69,8 @@ impl Journal {
     /// it. The writer lock held throughout keeps file order and published positions in
     /// append order.
     pub(super) fn write_through(&self, w: &mut Writer) -> Result<(), JournalError> {
-        let chunks = std::mem::take(&mut w.pending);
-        w.pending_bytes = 0;
-        let target = w.appended;
-        let order = lock(&self.inner.write_order);
-        let mut files = lock(&self.inner.files);
-        let result = drop_write(&self.inner.opts, &mut files, chunks);
-        files.dirty.clear();
-        close_old_segments(&mut files);
-        drop(files);
-        drop(order);
+        // Nothing to sync: no segment stays dirty.
+        let (result, target) = self.write_chunks(w, false);
         match result {
             Ok(()) => {
                 publish_written(&self.inner, target);
@@ -98,6 +83,25 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+}
+
+impl Journal {
+    /// Takes what is pending and writes it to the files in append order (the write-order
+    /// lock, under the caller's writer lock); returns the outcome and the position after
+    /// it. `for_sync`: the written segments stay dirty and open for the sync thread.
+    fn write_chunks(&self, w: &mut Writer, for_sync: bool) -> (Result<(), JournalError>, u64) {
+        let chunks = std::mem::take(&mut w.pending);
+        w.pending_bytes = 0;
+        let target = w.appended;
+        let _order = lock(&self.inner.write_order);
+        let mut files = lock(&self.inner.files);
+        let result = drop_write(&self.inner.opts, &mut files, chunks);
+        if !for_sync {
+            files.dirty.clear();
+            close_old_segments(&mut files);
+        }
+        (result, target)
     }
 }
 
