@@ -5,6 +5,9 @@
  *   it to heal); they take longer while the file named by FIX_FAULT_FSYNC_SLOW_IF exists:
  *   the milliseconds it holds, 3000 when it holds no number (a disk slower than the
  *   lease).
+ * - Journal writes: write() to a file whose path holds "/journal/" fails with EIO (or the
+ *   errno in FIX_FAULT_ERRNO) while the file named by FIX_FAULT_WRITE_FAIL_IF exists; other
+ *   writes (sockets, logs, the lease file) pass.
  * - Wall clock: while the file named by FIX_FAULT_CLOCK_OFFSET_FILE exists, the number of
  *   milliseconds it holds (may be negative) is added to CLOCK_REALTIME as clock_gettime()
  *   and gettimeofday() return it: a clock that stepped. Monotonic clocks are untouched.
@@ -18,6 +21,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,6 +82,34 @@ int fsync(int fd) {
         real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     }
     return real(fd);
+}
+
+/* Whether fd is open on a file under a journal directory. */
+static int journal_fd(int fd) {
+    char link[64];
+    char path[4096];
+    int saved = errno;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    errno = saved;
+    if (n <= 0) {
+        return 0;
+    }
+    path[n] = '\0';
+    return strstr(path, "/journal/") != NULL;
+}
+
+ssize_t write(int fd, const void *buf, size_t count) {
+    static ssize_t (*real)(int, const void *, size_t);
+    if (real == NULL) {
+        real = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    }
+    const char *trigger = getenv("FIX_FAULT_WRITE_FAIL_IF");
+    if (trigger != NULL && access(trigger, F_OK) == 0 && journal_fd(fd)) {
+        errno = fault_errno();
+        return -1;
+    }
+    return real(fd, buf, count);
 }
 
 /* The clock step in milliseconds, 0 when none is set. Keeps errno as it was. */

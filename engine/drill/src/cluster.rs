@@ -2,6 +2,7 @@
 //! between them) and the questions a drill or test asks of it.
 
 use crate::backend::{Backend, BackendError, LeaseDb, Servers};
+use crate::journals::{self, JournalCheck};
 use crate::node::{Node, NodeSpec};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -299,6 +300,32 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Ends the group and checks its journals ([`crate::journals`]): waits for one
+    /// leader and for every other running instance to catch up with it, stops them all
+    /// (`kill -9`, so nothing is tidied on the way out) and compares the journals, the
+    /// last leader's as the reference. Instances not running are compared as they were
+    /// left.
+    pub async fn stop_and_check_journals(
+        &mut self,
+        limit: Duration,
+    ) -> Result<JournalCheck, ClusterError> {
+        let leader = self.wait_leader(limit).await?;
+        for i in 0..self.nodes.len() {
+            if i != leader && self.nodes[i].running() {
+                self.wait_caught_up(i, limit).await?;
+            }
+        }
+        for n in &mut self.nodes {
+            n.kill9();
+        }
+        let dirs: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| n.spec.dir.join("journal"))
+            .collect();
+        Ok(journals::check(&dirs, leader)?)
     }
 
     /// Polls instance `i` until it reports leader; returns when it did.

@@ -4,7 +4,7 @@
 use crate::backend::Servers;
 use crate::cluster::{Cluster, ClusterError, GroupOptions};
 use crate::in_place;
-use crate::journals::{self, JournalCheck};
+use crate::journals::JournalCheck;
 use crate::trader::{Tally, Trader};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -540,19 +540,7 @@ pub async fn run(
     report.tally = trader.settle(Duration::from_secs(20)).await;
     trader.shutdown().await;
     // Every instance caught up with the last leader (the restarted one too) before the
-    // journals are compared; then all stop and the journals are read.
-    let leader = cluster.wait_leader(limit).await?;
-    for i in (0..cluster.nodes.len()).filter(|i| *i != leader) {
-        cluster.wait_caught_up(i, limit).await?;
-    }
-    for n in &mut cluster.nodes {
-        n.kill9();
-    }
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.spec.dir.join("journal"))
-        .collect();
-    report.journals = journals::check(&dirs, leader)?;
+    // journals are compared.
+    report.journals = cluster.stop_and_check_journals(limit).await?;
     Ok(report)
 }

@@ -217,7 +217,8 @@ impl Node {
 
     /// With `FIX_DRILL_ENGINE_PRELOAD` set (to the fault shim, [`crate::shim::build`]),
     /// the engine runs under that shim: its fsyncs fail while [`Node::fail_fsync`] is on,
-    /// are slow while [`Node::slow_fsync`] is, and its wall clock is stepped while
+    /// its journal writes while [`Node::fail_journal_writes`] is, fsyncs are slow while
+    /// [`Node::slow_fsync`] is, and its wall clock is stepped while
     /// [`Node::step_clock`] says so. Set it only in a
     /// test binary of its own (or the drill's `main`): the variable is the process's.
     fn fault_env(&self) -> Vec<(String, String)> {
@@ -227,6 +228,10 @@ impl Node {
                 (
                     "FIX_FAULT_FSYNC_FAIL_IF".into(),
                     self.fsync_trigger().display().to_string(),
+                ),
+                (
+                    "FIX_FAULT_WRITE_FAIL_IF".into(),
+                    self.write_trigger().display().to_string(),
                 ),
                 (
                     "FIX_FAULT_CLOCK_OFFSET_FILE".into(),
@@ -249,6 +254,16 @@ impl Node {
     /// under the fault shim (see `FIX_DRILL_ENGINE_PRELOAD`).
     pub fn fail_fsync(&self, fail: bool) -> std::io::Result<()> {
         switch(&self.fsync_trigger(), fail.then(String::new))
+    }
+
+    fn write_trigger(&self) -> PathBuf {
+        self.spec.dir.join("fail-journal-write")
+    }
+
+    /// Makes every write to this engine's journal files fail (true) or work again
+    /// (false), when it runs under the fault shim.
+    pub fn fail_journal_writes(&self, fail: bool) -> std::io::Result<()> {
+        switch(&self.write_trigger(), fail.then(String::new))
     }
 
     fn slow_trigger(&self) -> PathBuf {

@@ -90,6 +90,26 @@ impl StalledReader {
         sent
     }
 
+    /// This end's address (the engine sees it as the peer).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// Reads everything the engine sent, until it closes the connection or `limit`
+    /// passes; returns how many bytes came.
+    pub async fn read_to_close(&mut self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        let mut total = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => total += n as u64,
+                _ => return total,
+            }
+        }
+    }
+
     async fn send(&mut self, msg_type: &[u8], fields: &[(u32, &str)]) -> std::io::Result<()> {
         self.seq += 1;
         let b = &mut self.builder;

@@ -271,6 +271,124 @@ async fn network_cut(backend: Backend) {
     assert_eq!(cluster.leader().await, Some(s), "exactly one leader");
 }
 
+/// Bytes queued on one TCP connection on this host, as `ss` shows them: what the socket
+/// from `local` to `peer` has received and not read, plus what it has sent and not had
+/// acknowledged.
+fn queued(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> (u64, u64) {
+    let out = std::process::Command::new("ss")
+        .args(["-tnH", "state", "established"])
+        .arg(format!(
+            "( sport = :{} and dport = :{} )",
+            local.port(),
+            peer.port()
+        ))
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cols: Vec<&str> = text.split_whitespace().collect();
+    let n = |i: usize| cols.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (n(0), n(1))
+}
+
+/// Issue 18: SIGSTOP the leader while a session task is blocked writing to a counterparty
+/// that stopped reading (its socket buffers full); its lease runs out. Then SIGCONT it and
+/// let the counterparty read again at once: everything it receives must have been queued
+/// in the sockets when the leader froze; a byte more was written after the deposition
+/// (the blocked write went on when the window opened). Either the standby took over
+/// meanwhile, or (`regain`) the standby was frozen too and the same instance takes the
+/// lease again under a new epoch: the old term's blocked write must not go on in it.
+async fn frozen_in_a_blocked_write(regain: bool) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = GroupOptions {
+        stalled_reader: true,
+        ..group(Backend::Sqlite, "replicated")
+    };
+    let cluster = Cluster::start(&opts, &servers(), dir.path())
+        .await
+        .expect("cluster");
+    let l = cluster
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .expect("leader");
+    let s = 1 - l;
+    cluster
+        .wait_caught_up(s, Duration::from_secs(20))
+        .await
+        .expect("caught up");
+    let epoch = |i: usize| {
+        let node = &cluster.nodes[i];
+        async move { node.readiness().await.map_or(0, |v| v.epoch) }
+    };
+    let first_epoch = epoch(l).await;
+    assert!(first_epoch > 0, "the leader's epoch");
+    let fix = cluster.nodes[l].fix_addr();
+    let mut slow = fix_drill::stalled_reader::StalledReader::log_on(fix)
+        .await
+        .expect("the stalled counterparty logs on");
+    let orders = slow.flood(Duration::from_millis(1000)).await;
+    if regain {
+        cluster.nodes[s].pause().expect("SIGSTOP the standby");
+    }
+    cluster.nodes[l].pause().expect("SIGSTOP the leader");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let me = slow.local_addr().expect("address");
+    let (unread, _) = queued(me, fix);
+    let (_, unacked) = queued(fix, me);
+    let in_flight = unread + unacked;
+    println!(
+        "{orders} orders written; at the freeze {unread} bytes unread, {unacked} unacknowledged"
+    );
+    assert!(
+        unacked > 0,
+        "the leader's writes were not blocked (nothing queued in its socket): the test shows nothing"
+    );
+    if regain {
+        // Past the lease's TTL (1.5 s): the lease is free when the leader wakes.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    } else {
+        cluster
+            .wait_promoted(s, Duration::from_secs(20))
+            .await
+            .expect("the standby takes over from the frozen leader");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    cluster.nodes[l].resume().expect("SIGCONT");
+    let received = slow.read_to_close(Duration::from_secs(10)).await;
+    println!("after the resume the counterparty read {received} bytes");
+    assert!(
+        received <= in_flight,
+        "the deposed leader wrote {} bytes after its deposition{}",
+        received - in_flight,
+        cluster.logs()
+    );
+    if regain {
+        eventually("the old leader leading again", &cluster, || async {
+            epoch(l).await > first_epoch
+        })
+        .await;
+        cluster.nodes[s].resume().expect("SIGCONT the standby");
+        cluster
+            .wait_caught_up(s, Duration::from_secs(20))
+            .await
+            .expect("the standby follows again");
+    } else {
+        cluster
+            .wait_caught_up(l, Duration::from_secs(20))
+            .await
+            .expect("the old leader follows the new one");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_in_a_blocked_write_sends_no_byte_after_its_deposition() {
+    frozen_in_a_blocked_write(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_write_does_not_go_on_when_its_leader_regains_the_lease() {
+    frozen_in_a_blocked_write(true).await;
+}
+
 /// One test per backend for a scenario.
 macro_rules! per_backend {
     ($scenario:ident: $($test:ident => $backend:ident),+ $(,)?) => {

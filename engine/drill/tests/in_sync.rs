@@ -60,6 +60,22 @@ async fn settle_clean(trader: &mut Trader, cluster: &Cluster) {
     );
 }
 
+/// The journals' invariants once the group is stopped: every journal a prefix of the last
+/// leader's, one writer per epoch, no sequence number reused.
+async fn journals_agree(cluster: &mut Cluster) {
+    let check = cluster
+        .stop_and_check_journals(Duration::from_secs(20))
+        .await
+        .expect("the journals are read");
+    println!("journals: {check:?}");
+    assert!(check.journals >= 2, "{check:?}");
+    assert!(
+        check.violations.is_empty(),
+        "journal invariants broken: {:?}",
+        check.violations
+    );
+}
+
 /// Issue 18, defect 1a: SIGSTOP the standby for 3 s under load (the leader goes on
 /// without it), `kill -9` the leader, SIGCONT the standby. The standby is out of the
 /// in-sync set: it must not lead. The old leader, restarted as a supervisor would,
@@ -106,6 +122,7 @@ async fn stalled_standby(backend: Backend, durability: &str, fault: Fault) {
         .expect("the stale standby catches up and follows");
     settle_clean(&mut trader, &cluster).await;
     trader.shutdown().await;
+    journals_agree(&mut cluster).await;
 }
 
 /// Issue 18, defect 1b: three instances. One standby stalls and is left behind; the
@@ -168,6 +185,7 @@ async fn three_instances(backend: Backend, durability: &str) {
         .expect("the old leader follows");
     assert_eq!(cluster.leader().await, Some(synced), "exactly one leader");
     trader.shutdown().await;
+    journals_agree(&mut cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

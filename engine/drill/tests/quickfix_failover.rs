@@ -173,4 +173,13 @@ async fn a_quickfix_counterparty_loses_nothing_across_stalls_and_kills() {
         }),
         "no sequence reset, no reject: {v}"
     );
+    let check = cluster
+        .stop_and_check_journals(Duration::from_secs(20))
+        .await
+        .expect("the journals are read");
+    println!("journals: {check:?}");
+    assert!(
+        check.journals == 2 && check.violations.is_empty(),
+        "journal invariants: {check:?}"
+    );
 }

@@ -252,6 +252,35 @@ async fn a_store_clock_that_steps_forward_hands_no_lease_to_a_contender() {
     }
 }
 
+/// The store's clock steps 10 s back right after a write (emulated: the stored expiry
+/// moves 10 s later, which is what the database then sees), and the holder dies: a
+/// contender takes the lease a TTL after its last look, not 10 s later, and the old
+/// holder's renew is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_clock_that_steps_back_does_not_strand_the_lease() {
+    for kind in KINDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (s, url) = store_at(kind, &dir).await;
+        let a = s
+            .acquire("g6", "node-a", TTL)
+            .await
+            .expect("query")
+            .expect("free");
+        execute(
+            kind,
+            &url,
+            "UPDATE fix_lease SET expires_at_ms = expires_at_ms + 10000 WHERE grp = 'g6'",
+        )
+        .await;
+        let b = taken_by_watching(&s, "g6", "node-b", TTL, Instant::now(), kind).await;
+        assert_eq!(b.epoch, a.epoch + 1, "{kind}");
+        assert!(
+            s.renew(&a, TTL).await.expect("query").is_none(),
+            "{kind}: the old holder renewed a lease b holds"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_lets_a_standby_take_over_at_once_with_a_higher_epoch() {
     for kind in KINDS {
