@@ -85,6 +85,19 @@ impl Engine {
     }
 }
 
+/// `fixctl local up`, stopped with Ctrl-C (its engines log out and stop) however the
+/// test ends.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -181,7 +194,7 @@ async fn quickfix_through_local_up_loses_nothing_across_stops_kills_and_resumes(
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_fixctl"))
+    let up = Command::new(env!("CARGO_BIN_EXE_fixctl"))
         .args(["local", "up", "--output", "json", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--dir")
@@ -190,15 +203,25 @@ async fn quickfix_through_local_up_loses_nothing_across_stops_kills_and_resumes(
         .stderr(Stdio::null())
         .spawn()
         .expect("fixctl local up");
-    let configs = [dir.path().join("engine-0"), dir.path().join("engine-1")];
+    let up = Up(up);
+    // `local up` makes its work directory inside `--dir`.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !configs.iter().all(|d| d.join("engine.toml").exists()) {
+    let configs = loop {
+        let work = std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("engine-1").join("engine.toml").exists());
+        if let Some(work) = work {
+            break [work.join("engine-0"), work.join("engine-1")];
+        }
         assert!(
             Instant::now() < deadline,
             "local up wrote no engine configuration"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     let engines: Vec<Engine> = configs.iter().map(|d| Engine::at(d)).collect();
     let first = leader(&engines).await;
     let other = 1 - first;
@@ -312,10 +335,7 @@ async fn quickfix_through_local_up_loses_nothing_across_stops_kills_and_resumes(
     drop(peer.stdin.take());
     let v = logons.report();
     let _ = peer.wait();
-    let _ = Command::new("kill")
-        .args(["-INT", &up.id().to_string()])
-        .status();
-    let _ = up.wait();
+    drop(up);
     assert!(v["sent"].as_u64().unwrap_or(0) > 300, "load ran: {v}");
     assert_eq!(v["unanswered_count"], 0, "orders never answered: {v}");
     assert_eq!(v["filled"], v["sent"], "{v}");
