@@ -43,6 +43,7 @@ fn run_application(
     outbound: String,
     book: Arc<Mutex<AppBook>>,
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
 ) {
     let consumer = reader(brokers, &inbound);
     let new_producer = || -> FutureProducer {
@@ -56,6 +57,10 @@ fn run_application(
     let mut producer = new_producer();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         let m = match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
@@ -167,6 +172,8 @@ struct Stream {
     trader: Trader,
     book: Arc<Mutex<AppBook>>,
     stop: Arc<AtomicBool>,
+    /// While set, the application reads and answers nothing.
+    paused: Arc<AtomicBool>,
     app: std::thread::JoinHandle<()>,
     brokers: String,
     inbound: String,
@@ -213,10 +220,16 @@ async fn stream(brokers: &str, tag: &str) -> Stream {
         .expect("caught up");
     let book = Arc::new(Mutex::new(AppBook::default()));
     let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
     let app = {
-        let (book, stop, brokers) = (Arc::clone(&book), Arc::clone(&stop), brokers.to_string());
+        let (book, stop, paused, brokers) = (
+            Arc::clone(&book),
+            Arc::clone(&stop),
+            Arc::clone(&paused),
+            brokers.to_string(),
+        );
         let (inbound, outbound) = (inbound.clone(), outbound.clone());
-        std::thread::spawn(move || run_application(&brokers, inbound, outbound, book, stop))
+        std::thread::spawn(move || run_application(&brokers, inbound, outbound, book, stop, paused))
     };
     let trader = Trader::start(&cluster.fix_addrs(), 50)
         .await
@@ -228,6 +241,7 @@ async fn stream(brokers: &str, tag: &str) -> Stream {
         trader,
         book,
         stop,
+        paused,
         app,
         brokers: brokers.to_string(),
         inbound,
@@ -512,6 +526,78 @@ async fn a_leader_deposed_while_the_broker_is_away_loses_nothing() {
     s.settle("through a deposition while the broker was away")
         .await;
     drop(broker);
+}
+
+/// The leader's journal writes start failing (ENOSPC, the fault shim) in mid-stream: the
+/// fills the application publishes on the outbound topic meanwhile cannot be stored, so
+/// they are not sent, and they must not be consumed as rejected either (a store error is
+/// not a verdict on the record): they stay on the topic and the next leader sends them.
+/// Every order must be answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_journal_fails_mid_stream_loses_nothing_through_kafka() {
+    // Every engine this process starts from now on runs under the fault shim; it passes
+    // every call through until a test switches a fault on.
+    let shim_dir = tempfile::tempdir().expect("tmp");
+    std::env::set_var(
+        "FIX_DRILL_ENGINE_PRELOAD",
+        fix_drill::shim::build(shim_dir.path()).expect("the fault shim"),
+    );
+    std::env::set_var("FIX_FAULT_ERRNO", "28");
+    let mut s = stream(&brokers(), "jf").await;
+    let old = s.leader;
+    // Orders reach the application, which holds its fills back; then no more orders, so
+    // that the first journal write to fail is that of a fill from the outbound topic.
+    s.paused.store(true, Ordering::Relaxed);
+    let book = s.trader.book();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while book.unanswered() < 5 {
+        assert!(Instant::now() < deadline, "orders held by the application");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.trader.hold_orders(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.cluster.nodes[old]
+        .fail_journal_writes(true)
+        .expect("fail the leader's journal");
+    s.paused.store(false, Ordering::Relaxed);
+    s.cluster
+        .wait_promoted(1 - old, Duration::from_secs(20))
+        .await
+        .expect("the standby takes over from a leader whose journal failed");
+    s.trader.hold_orders(false);
+    s.more_orders(40).await;
+    let log = std::fs::read_to_string(s.cluster.nodes[old].spec.dir.join("engine.log"))
+        .unwrap_or_default();
+    assert!(
+        log.contains("stays on the topic"),
+        "no fill met the failed journal (the test shows nothing){}",
+        s.cluster.logs()
+    );
+    let (_, metrics) = fix_drill::http::request(
+        s.cluster.nodes[old].admin_addr(),
+        "GET",
+        "/metrics",
+        Some(fix_drill::node::TOKEN),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_or_default();
+    let rejected: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("fix_kafka_rejected") && !l.ends_with(" 0"))
+        .collect();
+    assert!(
+        rejected.is_empty(),
+        "the failed leader consumed records as rejected: {rejected:?}"
+    );
+    s.cluster.nodes[old]
+        .fail_journal_writes(false)
+        .expect("heal the disk");
+    s.cluster.nodes[old].kill9();
+    s.cluster.nodes[old]
+        .start()
+        .expect("restart on a healed disk");
+    s.settle("through a journal failure of the leader").await;
 }
 
 /// `fix_kafka_producer_queue` of the engine whose admin API is at `admin`.

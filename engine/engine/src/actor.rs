@@ -441,8 +441,10 @@ impl SessionActor {
     /// Makes the store durable, writes, delivers, handles events; repeats while that
     /// produced more work. With `delivery = "early"` the deliveries come first, so that
     /// one commit covers the inbound messages and everything they caused; nothing is
-    /// written to the counterparty before that commit either way.
-    async fn flush(&mut self, mut deliveries: Vec<Delivery>) {
+    /// written to the counterparty before that commit either way. Returns whether
+    /// everything appended so far is durable: false when the store failed or this
+    /// instance stopped leading before it was (a message appended then may be lost).
+    async fn flush(&mut self, mut deliveries: Vec<Delivery>) -> bool {
         let early = self.delivery == crate::config::Delivery::Early;
         while let Some(ev) = self.session.poll_event() {
             match ev {
@@ -458,11 +460,13 @@ impl SessionActor {
             .as_mut()
             .map(|c| std::mem::take(&mut c.buf))
             .unwrap_or_default();
+        let mut durable = true;
         loop {
             if !self.is_leader() {
                 // Fenced or silent: no writes, no sends, no application processing.
                 deliveries.clear();
                 self.fence();
+                durable = false;
                 break;
             }
             if early {
@@ -472,6 +476,7 @@ impl SessionActor {
                 if e == crate::storage::NotDurable::Fenced {
                     deliveries.clear();
                     self.fence();
+                    durable = false;
                     break;
                 }
                 tracing::error!(session = %self.span_name(), error = %e, "store is not durable: nothing more is sent; disconnecting");
@@ -479,9 +484,10 @@ impl SessionActor {
                 deliveries.clear();
                 self.close();
                 self.stopped = true;
-                return;
+                return false;
             }
             if !self.is_leader() {
+                // Durable, but the term ended: what follows is not sent.
                 deliveries.clear();
                 self.fence();
                 break;
@@ -550,6 +556,7 @@ impl SessionActor {
         self.storage.request_commit();
         self.compact();
         self.log.flush();
+        durable
     }
 
     fn on_event(&mut self, ev: SessionEvent) {

@@ -47,9 +47,20 @@ impl SessionActor {
                         body: &body,
                     },
                 );
-                // Reply only after the message is durable.
-                self.flush(Vec::new()).await;
-                let _ = reply.send(r.map_err(crate::error::EngineError::from));
+                // Reply only after the message is durable; if the store failed or the
+                // term ended first, it may never be, so it is not reported sent (the
+                // Kafka bridge then leaves its record on the topic for the next leader).
+                let durable = self.flush(Vec::new()).await;
+                let r = match r {
+                    Ok(_) if !durable && self.stopped => Err(crate::error::EngineError::Send(
+                        fix_session::SendError::Stopped,
+                    )),
+                    Ok(_) if !durable => {
+                        Err(crate::error::EngineError::NotLeader(self.span_name()))
+                    }
+                    r => r.map_err(crate::error::EngineError::from),
+                };
+                let _ = reply.send(r);
             }
             Command::Logout { text } => self.session.logout(now(), text.as_deref()),
             Command::SetSequence {
