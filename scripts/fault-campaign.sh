@@ -52,13 +52,16 @@ out = ["# Fault campaign (issue 18)", "",
        "`scripts/fault-campaign.sh` (written by it; the latest run of each fault). Each cycle injects",
        "the fault under load from a counterparty at 200 orders/s, then kills or deposes the leader",
        "as `fix-drill run --help` describes. Every column after `orders` must be 0.", "",
-       "| fault | backend | date | cycles | kill→leader p50 / p99 ms | kill→logon p50 / p99 ms | orders | lost | unflagged dup. | gaps | stale leaders | stuck probes | journal violations |",
-       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+       "`led in sync` counts cycles in which the left-behind standby led legitimately: the leader",
+       "had not recorded it out of the in-sync set before the kill, so it acknowledged nothing",
+       "without it (informational; `stale` must be 0).", "",
+       "| fault | backend | date | cycles | kill→leader p50 / p99 ms | kill→logon p50 / p99 ms | orders | lost | unflagged dup. | gaps | stale leaders | led in sync | stuck probes | journal violations |",
+       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for f, r in latest.items():
     kl, lo = r["kill_to_leader"], r["kill_to_logon"]
     out.append(f"| {f} | {r['backend']} | {r['date']} | {r['cycles']} | {kl['p50_ms']:.0f} / {kl['p99_ms']:.0f} | "
                f"{lo['p50_ms']:.0f} / {lo['p99_ms']:.0f} | {r['orders']} | {r['lost']} | {r['unflagged_duplicates']} | "
-               f"{r['gaps']} | {r['stale_takeovers']} | {r['stuck_probes']} | {len(r['journals']['violations'])} |")
+               f"{r['gaps']} | {r['stale_takeovers']} | {r.get('led_while_in_sync', '–')} | {r['stuck_probes']} | {len(r['journals']['violations'])} |")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 EOF
 exit $status

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The lease group every drill group's engines share.
+pub const GROUP: &str = "drill";
+
 /// How the group runs.
 #[derive(Debug, Clone)]
 pub struct GroupOptions {
@@ -147,7 +150,7 @@ impl Cluster {
                         backend: opts.backend.name(),
                         detail: e.to_string(),
                     })?;
-            fix_lease::region::set_active_region(store.as_ref(), "drill", region)
+            fix_lease::region::set_active_region(store.as_ref(), GROUP, region)
                 .await
                 .map_err(|e| BackendError::Unreachable {
                     backend: opts.backend.name(),

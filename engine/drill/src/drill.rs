@@ -107,6 +107,11 @@ pub struct Report {
     pub tally: Tally,
     /// Cycles in which an instance outside the in-sync set took the lease (must be 0).
     pub stale_takeovers: u32,
+    /// Cycles in which the left-behind standby led, but legitimately: the leader had not
+    /// recorded it out of the in-sync set in the lease store before the kill (it could
+    /// not, for example with its lease lost to a frozen contender holding the SQLite
+    /// file), so it could acknowledge nothing without it.
+    pub led_while_in_sync: u32,
     /// Zero-window probes of the leader's `/readyz` not answered within 1 s as leader
     /// (must be 0).
     pub stuck_probes: u32,
@@ -223,6 +228,7 @@ impl Report {
             "gaps": self.tally.gaps,
             "send_errors": self.tally.send_errors,
             "stale_takeovers": self.stale_takeovers,
+            "led_while_in_sync": self.led_while_in_sync,
             "stuck_probes": self.stuck_probes,
             "journals": {
                 "read": self.journals.journals,
@@ -399,6 +405,25 @@ async fn stale_leads(cluster: &Cluster, i: usize, period: Duration) -> bool {
     false
 }
 
+/// Whether instance `s` is still in the in-sync set recorded in the lease store, or none
+/// is recorded: then the leader could acknowledge nothing without it, and `s` may lead.
+/// `None` when the store did not answer within a second.
+async fn recorded_in_sync(cluster: &Cluster, s: usize) -> Option<bool> {
+    let look = async {
+        let store = fix_lease::connect(&cluster.lease.url).await.ok()?;
+        store.read(crate::cluster::GROUP).await.ok()?
+    };
+    let state = tokio::time::timeout(Duration::from_secs(1), look)
+        .await
+        .ok()??;
+    let name = &cluster.nodes[s].spec.name;
+    Some(
+        state
+            .in_sync
+            .is_none_or(|r| r.members.is_empty() || r.members.contains(name)),
+    )
+}
+
 /// Runs the drill in `dir`; `progress` hears about each cycle.
 pub async fn run(
     opts: &DrillOptions,
@@ -419,6 +444,7 @@ pub async fn run(
         to_logon: Vec::new(),
         tally: Tally::default(),
         stale_takeovers: 0,
+        led_while_in_sync: 0,
         stuck_probes: 0,
         journals: JournalCheck::default(),
     };
@@ -475,6 +501,10 @@ pub async fn run(
                 s
             }
         };
+        let may_lead = match stalled {
+            Some(s) => recorded_in_sync(&cluster, s).await,
+            None => Some(false),
+        };
         let killed = Instant::now();
         match opts.fault {
             Fault::DiskFull | Fault::SlowDisk => fail_disk(&cluster, leader, opts.fault, true)?,
@@ -483,7 +513,21 @@ pub async fn run(
         if let Some(s) = stalled {
             reconnect(&cluster, opts.fault, s)?;
             if stale_leads(&cluster, s, Duration::from_secs(2)).await {
-                report.stale_takeovers += 1;
+                if may_lead == Some(true) {
+                    report.led_while_in_sync += 1;
+                    progress(
+                        cycle,
+                        "the left-behind standby led: it was still recorded in sync",
+                    );
+                } else {
+                    report.stale_takeovers += 1;
+                    progress(
+                        cycle,
+                        &format!(
+                            "STALE: the left-behind standby led (recorded in sync: {may_lead:?})"
+                        ),
+                    );
+                }
             }
             restart(&mut cluster, leader)?;
         }

@@ -172,11 +172,9 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                     quiesce: args.quiesce,
                     fault: args.fault,
                 };
-                let quiet = args.json;
+                // Progress goes to stderr with --json too: the JSON line is on stdout.
                 let report = drill::run(&opts, &servers, &dir, |cycle, line| {
-                    if !quiet {
-                        eprintln!("  {} {mode} cycle {cycle}: {line}", backend.name());
-                    }
+                    eprintln!("  {} {mode} cycle {cycle}: {line}", backend.name());
                 })
                 .await
                 .with_context(|| format!("drill {} {mode}", backend.name()))?;

@@ -94,11 +94,12 @@ impl NodeSpec {
         };
         format!(
             "[engine]\ndata_dir = '{dir}'\napp = '{app}'\n\
-             [engine.lease]\nurl = '{url}'\ngroup = 'drill'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n{region}\
+             [engine.lease]\nurl = '{url}'\ngroup = '{group}'\nowner = '{name}'\nttl_ms = {ttl}\nrenew_interval_ms = {renew}\nsafety_margin_ms = {margin}\n{region}\
              [engine.replication]\nlisten = '{host}:{repl}'\npeers = [{peers}]\ndurability = '{durability}'\nstandby_wait_ms = 300\ncross_region = '{cross}'\n{key}\
              [engine.admin]\nlisten = '{host}:{admin}'\ntoken = '{TOKEN}'\n\
              [[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '{host}:{fix}'\nheartbeat_interval = 1\n{slow}",
             host = self.host,
+            group = crate::cluster::GROUP,
             dir = self.dir.display(),
             url = self.lease_url,
             name = self.name,
