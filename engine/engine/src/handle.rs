@@ -55,7 +55,12 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Stopped(id.to_string()))
     }
 
-    /// Sends an application message; resolves once it is durable (and written if logged on).
+    /// Sends an application message; resolves once it is durable (and written if logged
+    /// on). An error when it may not be durable: the store failed
+    /// ([`fix_session::SendError::Stopped`]) or this instance stopped leading first
+    /// ([`EngineError::NotLeader`]); it may then still have been stored, so a caller that
+    /// sends it again through the next leader should look at the stored messages first,
+    /// as the Kafka bridge does.
     pub async fn send(
         &self,
         id: &SessionId,
