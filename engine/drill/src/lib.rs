@@ -23,6 +23,7 @@ pub mod journals;
 pub mod netns;
 pub mod node;
 pub mod proxy;
+pub mod quickfix;
 pub mod shim;
 pub mod stalled_reader;
 pub mod trader;

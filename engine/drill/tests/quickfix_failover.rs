@@ -9,14 +9,8 @@
 
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use fix_drill::quickfix::{no_reset_nor_reject, QuickFixTrader};
 use std::time::Duration;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("set {name} (scripts/test.sh does)"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quickfix_counterparty_loses_nothing_across_stalls_and_kills() {
@@ -38,65 +32,15 @@ async fn a_quickfix_counterparty_loses_nothing_across_stalls_and_kills() {
         .wait_caught_up(1 - first, Duration::from_secs(20))
         .await
         .expect("caught up");
-    let ports: Vec<String> = cluster
-        .fix_addrs()
-        .iter()
-        .map(|a| a.port().to_string())
-        .collect();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/qf_peer.py");
-    let mut peer = Command::new(env("FIX_QUICKFIX_PYTHON"))
-        .arg(script)
-        .args(["--role", "trader", "--begin", "FIX.4.4"])
-        .args(["--sender", "CLIENT", "--target", "EXEC"])
-        .args([
-            "--ports",
-            &ports.join(","),
-            "--rate",
-            "100",
-            "--settle",
-            "30",
-        ])
-        .arg("--dict-dir")
-        .arg(env("FIX_DICTIONARY_DIR"))
-        .arg("--workdir")
-        .arg(dir.path().join("quickfix"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start QuickFIX");
-    // QuickFIX's lines (events, then the report) are read as they come, so that the
-    // test can wait for its logons and the pipe never fills.
-    let lines = {
-        let out = BufReader::new(peer.stdout.take().expect("stdout"));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    };
-    let mut logons = 0;
-    // Waits (up to `limit`) until QuickFIX has logged on `n` times in all.
-    let mut wait_logons = |n: usize, limit: Duration| {
-        let deadline = std::time::Instant::now() + limit;
-        while logons < n {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(l) if l.contains("\"logon\"") => logons += 1,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        true
-    };
+    let ports: Vec<u16> = cluster.fix_addrs().iter().map(|a| a.port()).collect();
+    let mut quickfix =
+        QuickFixTrader::start(&ports, &dir.path().join("quickfix")).expect("start QuickFIX");
+    let mut wait_logons =
+        |n: usize, limit: Duration| tokio::task::block_in_place(|| quickfix.wait_logons(n, limit));
     // QuickFIX tries the addresses in order: when the standby's comes first, it refuses
     // the Logon (QuickFIX reports a logout for it) before the leader answers.
     assert!(
-        tokio::task::block_in_place(|| wait_logons(1, Duration::from_secs(20))),
+        wait_logons(1, Duration::from_secs(20)),
         "QuickFIX did not log on"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -126,7 +70,7 @@ async fn a_quickfix_counterparty_loses_nothing_across_stalls_and_kills() {
     // QuickFIX reconnects on its own schedule: it must be trading with this leader
     // before it is killed too (else it would skip a leader and log on only twice).
     assert!(
-        tokio::task::block_in_place(|| wait_logons(2, Duration::from_secs(20))),
+        wait_logons(2, Duration::from_secs(20)),
         "QuickFIX did not log on to the restarted leader{}",
         cluster.logs()
     );
@@ -140,19 +84,11 @@ async fn a_quickfix_counterparty_loses_nothing_across_stalls_and_kills() {
         .expect("the standby takes over");
     cluster.nodes[first].start().expect("restart");
     // Its third logon (it reconnects after each failover, on its own schedule).
-    let third = tokio::task::block_in_place(|| wait_logons(3, Duration::from_secs(20)));
+    let third = wait_logons(3, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    drop(peer.stdin.take());
-    let mut result = String::new();
-    tokio::task::block_in_place(|| {
-        while let Ok(l) = lines.recv_timeout(Duration::from_secs(60)) {
-            result = l;
-        }
-    });
-    let _ = peer.wait();
-    println!("QuickFIX counterparty: {result}");
-    let v: serde_json::Value = serde_json::from_str(&result).expect("QuickFIX's report");
+    let v = tokio::task::block_in_place(|| quickfix.finish()).expect("QuickFIX's report");
+    println!("QuickFIX counterparty: {v}");
     assert!(v["sent"].as_u64().unwrap_or(0) > 300, "load ran: {v}");
     assert_eq!(
         v["unanswered_count"],
@@ -165,14 +101,7 @@ async fn a_quickfix_counterparty_loses_nothing_across_stalls_and_kills() {
         third && v["logons"].as_u64().unwrap_or(0) >= 3,
         "it failed over twice: {v}"
     );
-    let texts = v["texts"].as_array().cloned().unwrap_or_default();
-    assert!(
-        !texts.iter().any(|t| {
-            let t = t.as_str().unwrap_or_default();
-            t.contains("too low") || t.starts_with("3:")
-        }),
-        "no sequence reset, no reject: {v}"
-    );
+    assert!(no_reset_nor_reject(&v), "no sequence reset, no reject: {v}");
     let check = cluster
         .stop_and_check_journals(Duration::from_secs(20))
         .await
