@@ -84,14 +84,24 @@ int fsync(int fd) {
     return real(fd);
 }
 
-/* Whether fd is open on a file under a journal directory. */
+/* Whether fd is open on a file under a journal directory. Only async-signal-safe calls
+ * (write() may be called from a signal handler): the fd is formatted by hand. */
 static int journal_fd(int fd) {
-    char link[64];
+    char link[32] = "/proc/self/fd/";
+    char digits[12];
+    int len = 0;
+    unsigned int v = fd < 0 ? 0 : (unsigned int)fd;
+    do {
+        digits[len++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0 && len < (int)sizeof digits);
+    size_t at = strlen(link);
+    while (len > 0) {
+        link[at++] = digits[--len];
+    }
+    link[at] = '\0';
     char path[4096];
-    int saved = errno;
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, path, sizeof path - 1);
-    errno = saved;
     if (n <= 0) {
         return 0;
     }
@@ -99,17 +109,25 @@ static int journal_fd(int fd) {
     return strstr(path, "/journal/") != NULL;
 }
 
+static ssize_t (*real_write)(int, const void *, size_t);
+
+/* Resolved before main, not lazily inside write() (dlsym is not async-signal-safe). */
+__attribute__((constructor)) static void resolve_write(void) {
+    real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+}
+
 ssize_t write(int fd, const void *buf, size_t count) {
-    static ssize_t (*real)(int, const void *, size_t);
-    if (real == NULL) {
-        real = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-    }
     const char *trigger = getenv("FIX_FAULT_WRITE_FAIL_IF");
-    if (trigger != NULL && access(trigger, F_OK) == 0 && journal_fd(fd)) {
-        errno = fault_errno();
-        return -1;
+    if (trigger != NULL) {
+        int saved = errno;
+        int failing = access(trigger, F_OK) == 0 && journal_fd(fd);
+        errno = saved;
+        if (failing) {
+            errno = fault_errno();
+            return -1;
+        }
     }
-    return real(fd, buf, count);
+    return real_write(fd, buf, count);
 }
 
 /* The clock step in milliseconds, 0 when none is set. Keeps errno as it was. */

@@ -501,16 +501,24 @@ pub async fn run(
                 s
             }
         };
-        let may_lead = match stalled {
-            Some(s) => recorded_in_sync(&cluster, s).await,
-            None => Some(false),
-        };
         let killed = Instant::now();
         match opts.fault {
             Fault::DiskFull | Fault::SlowDisk => fail_disk(&cluster, leader, opts.fault, true)?,
             _ => cluster.nodes[leader].kill9(),
         }
         if let Some(s) = stalled {
+            // Read once the leader is gone, before the standby is back: the record is
+            // final then (nobody else can write it). Only the modes that keep an in-sync
+            // set record one; in the others a left-behind standby that leads is stale.
+            let records_a_set = matches!(
+                opts.group.durability.as_str(),
+                "replicated" | "replicated-written"
+            );
+            let may_lead = if records_a_set {
+                recorded_in_sync(&cluster, s).await
+            } else {
+                Some(false)
+            };
             reconnect(&cluster, opts.fault, s)?;
             if stale_leads(&cluster, s, Duration::from_secs(2)).await {
                 if may_lead == Some(true) {

@@ -90,6 +90,47 @@ impl StalledReader {
         sent
     }
 
+    /// Sends `orders` orders, reading the answers as they come, so that the session's
+    /// store fills with reports without its writes ever blocking.
+    pub async fn trade(&mut self, orders: u64) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        for n in 0..orders {
+            let id = format!("slow-trade-{n}");
+            self.send(
+                b"D",
+                &[
+                    (11, id.as_str()),
+                    (21, "1"),
+                    (55, "X"),
+                    (54, "1"),
+                    (40, "1"),
+                    (38, "10"),
+                ],
+            )
+            .await?;
+            if n % 200 == 199 || n + 1 == orders {
+                // Read the answers until the engine has been quiet for 20 ms.
+                while let Ok(read) =
+                    tokio::time::timeout(Duration::from_millis(20), self.stream.read(&mut buf))
+                        .await
+                {
+                    if read? == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "closed while trading",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for every message from `from` on again (ResendRequest, EndSeqNo 0).
+    pub async fn request_resend(&mut self, from: u64) -> std::io::Result<()> {
+        self.send(b"2", &[(7, &from.to_string()), (16, "0")]).await
+    }
+
     /// This end's address (the engine sees it as the peer).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.stream.local_addr()

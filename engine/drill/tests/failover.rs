@@ -291,17 +291,21 @@ fn queued(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> (u64, u64)
 }
 
 /// Issue 18: SIGSTOP the leader while a session task is blocked writing to a counterparty
-/// that stopped reading (its socket buffers full); its lease runs out. Then SIGCONT it and
-/// let the counterparty read again at once: everything it receives must have been queued
-/// in the sockets when the leader froze; a byte more was written after the deposition
-/// (the blocked write went on when the window opened). Either the standby took over
-/// meanwhile, or (`regain`) the standby was frozen too and the same instance takes the
-/// lease again under a new epoch: the old term's blocked write must not go on in it.
+/// that stopped reading; its lease runs out. Then SIGCONT it and let the counterparty read
+/// again at once. The write is a resend of thousands of reports (one ResendRequest after
+/// a trading phase whose answers were read), so the engine holds no unread input and
+/// closes with a FIN, not a reset that would drop queued bytes: the counterparty then
+/// receives exactly what was queued in the sockets when the leader froze (`ss`), and a
+/// byte more was written after the deposition (the blocked write went on when the window
+/// opened). Either the standby takes over meanwhile, or (`regain`) the standby is frozen
+/// too and the same instance takes the lease again under a new epoch: the old term's
+/// blocked write must not go on in the new one. PostgreSQL lease: a process frozen in the
+/// middle of a SQLite statement would hold the lease file's lock.
 async fn frozen_in_a_blocked_write(regain: bool) {
     let dir = tempfile::tempdir().expect("tmp");
     let opts = GroupOptions {
         stalled_reader: true,
-        ..group(Backend::Sqlite, "replicated")
+        ..group(Backend::Postgres, "replicated")
     };
     let cluster = Cluster::start(&opts, &servers(), dir.path())
         .await
@@ -325,35 +329,58 @@ async fn frozen_in_a_blocked_write(regain: bool) {
     let mut slow = fix_drill::stalled_reader::StalledReader::log_on(fix)
         .await
         .expect("the stalled counterparty logs on");
-    let orders = slow.flood(Duration::from_millis(1000)).await;
+    // About 7 MB of reports to resend: more than the sockets hold (4 MB at most).
+    let t = Instant::now();
+    slow.trade(12_000).await.expect("trading with answers read");
+    println!("traded in {:?}", t.elapsed());
+    slow.request_resend(1).await.expect("ResendRequest");
+    let me = slow.local_addr().expect("address");
+    // Until the resend is being written (building it takes a while) and blocks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queued(fix, me).1 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the resend never started{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     if regain {
         cluster.nodes[s].pause().expect("SIGSTOP the standby");
     }
     cluster.nodes[l].pause().expect("SIGSTOP the leader");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let me = slow.local_addr().expect("address");
+    let frozen = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let (unread, _) = queued(me, fix);
-    let (_, unacked) = queued(fix, me);
+    let (engine_unread, unacked) = queued(fix, me);
     let in_flight = unread + unacked;
     println!(
-        "{orders} orders written; at the freeze {unread} bytes unread, {unacked} unacknowledged"
+        "at the freeze {unread} bytes unread by the counterparty, {unacked} unacknowledged, {engine_unread} unread by the engine"
     );
     assert!(
         unacked > 0,
-        "the leader's writes were not blocked (nothing queued in its socket): the test shows nothing"
+        "the leader's writes were not blocked (nothing queued in its socket): the test shows nothing{}",
+        cluster.logs()
     );
+    assert_eq!(
+        engine_unread, 0,
+        "the engine holds unread input: its close would reset the connection and drop what is queued"
+    );
+    // The freeze outlasts the leader's trust in its lease (1.2 s after its last renew)
+    // but not the write-stall limit (2 s): a blocked write that the deposition did not
+    // stop would go on at the resume instead of timing out.
     if regain {
-        // Past the lease's TTL (1.5 s): the lease is free when the leader wakes.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     } else {
         cluster
             .wait_promoted(s, Duration::from_secs(20))
             .await
             .expect("the standby takes over from the frozen leader");
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     cluster.nodes[l].resume().expect("SIGCONT");
-    let received = slow.read_to_close(Duration::from_secs(10)).await;
+    println!("frozen for {:?}", frozen.elapsed());
+    let received = slow.read_to_close(Duration::from_secs(20)).await;
     println!("after the resume the counterparty read {received} bytes");
     assert!(
         received <= in_flight,

@@ -6,7 +6,11 @@
 //! every order reaches the application and every fill reaches the counterparty, with no
 //! unflagged duplicate on either side. Then the broker itself is killed and restarted
 //! mid-stream (Tansu keeping its data in S3 on moto): the sessions wait, and nothing is
-//! lost when it is back.
+//! lost when it is back. And the leader's journal fails while fills are in flight.
+//!
+//! Every engine of this test binary runs under the fault shim (`faults/fault_shim.c`),
+//! which passes every call through until a test switches a fault on: the variable that
+//! says so is the process's, so it is set once for all the tests here.
 
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
@@ -180,7 +184,20 @@ struct Stream {
     outbound: String,
 }
 
+static SHIM: std::sync::Once = std::sync::Once::new();
+
+/// Every engine this process starts runs under the fault shim.
+fn under_the_shim() {
+    SHIM.call_once(|| {
+        let dir = std::env::temp_dir().join(format!("fix-kafka-shim-{}", std::process::id()));
+        let shim = fix_drill::shim::build(&dir).expect("the fault shim");
+        std::env::set_var("FIX_DRILL_ENGINE_PRELOAD", shim);
+        std::env::set_var("FIX_FAULT_ERRNO", "28"); // ENOSPC
+    });
+}
+
 async fn stream(brokers: &str, tag: &str) -> Stream {
+    under_the_shim();
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() % 1_000_000_000);
@@ -535,14 +552,6 @@ async fn a_leader_deposed_while_the_broker_is_away_loses_nothing() {
 /// Every order must be answered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_journal_fails_mid_stream_loses_nothing_through_kafka() {
-    // Every engine this process starts from now on runs under the fault shim; it passes
-    // every call through until a test switches a fault on.
-    let shim_dir = tempfile::tempdir().expect("tmp");
-    std::env::set_var(
-        "FIX_DRILL_ENGINE_PRELOAD",
-        fix_drill::shim::build(shim_dir.path()).expect("the fault shim"),
-    );
-    std::env::set_var("FIX_FAULT_ERRNO", "28");
     let mut s = stream(&brokers(), "jf").await;
     let old = s.leader;
     // Orders reach the application, which holds its fills back; then no more orders, so
@@ -573,7 +582,7 @@ async fn a_leader_whose_journal_fails_mid_stream_loses_nothing_through_kafka() {
         "no fill met the failed journal (the test shows nothing){}",
         s.cluster.logs()
     );
-    let (_, metrics) = fix_drill::http::request(
+    let (code, metrics) = fix_drill::http::request(
         s.cluster.nodes[old].admin_addr(),
         "GET",
         "/metrics",
@@ -581,7 +590,11 @@ async fn a_leader_whose_journal_fails_mid_stream_loses_nothing_through_kafka() {
         Duration::from_secs(2),
     )
     .await
-    .unwrap_or_default();
+    .expect("the failed leader's /metrics");
+    assert!(
+        code == 200 && metrics.contains("fix_kafka_consumed"),
+        "no Kafka metrics: {code} {metrics}"
+    );
     let rejected: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("fix_kafka_rejected") && !l.ends_with(" 0"))

@@ -441,9 +441,10 @@ impl SessionActor {
     /// Makes the store durable, writes, delivers, handles events; repeats while that
     /// produced more work. With `delivery = "early"` the deliveries come first, so that
     /// one commit covers the inbound messages and everything they caused; nothing is
-    /// written to the counterparty before that commit either way. Returns whether
-    /// everything appended so far is durable: false when the store failed or this
-    /// instance stopped leading before it was (a message appended then may be lost).
+    /// written to the counterparty before that commit either way. Returns whether what
+    /// was appended before the call is durable: false when the store failed or this
+    /// instance stopped leading before the first wait for it succeeded (such a message
+    /// may be lost, or may still have been stored; it was not written to the socket).
     async fn flush(&mut self, mut deliveries: Vec<Delivery>) -> bool {
         let early = self.delivery == crate::config::Delivery::Early;
         while let Some(ev) = self.session.poll_event() {
@@ -460,13 +461,12 @@ impl SessionActor {
             .as_mut()
             .map(|c| std::mem::take(&mut c.buf))
             .unwrap_or_default();
-        let mut durable = true;
+        let mut covered = false;
         loop {
             if !self.is_leader() {
                 // Fenced or silent: no writes, no sends, no application processing.
                 deliveries.clear();
                 self.fence();
-                durable = false;
                 break;
             }
             if early {
@@ -476,7 +476,6 @@ impl SessionActor {
                 if e == crate::storage::NotDurable::Fenced {
                     deliveries.clear();
                     self.fence();
-                    durable = false;
                     break;
                 }
                 tracing::error!(session = %self.span_name(), error = %e, "store is not durable: nothing more is sent; disconnecting");
@@ -484,8 +483,10 @@ impl SessionActor {
                 deliveries.clear();
                 self.close();
                 self.stopped = true;
-                return false;
+                return covered;
             }
+            // Everything appended before this call is durable from the first wait on.
+            covered = true;
             if !self.is_leader() {
                 // Durable, but the term ended: what follows is not sent.
                 deliveries.clear();
@@ -500,13 +501,17 @@ impl SessionActor {
                 let mut role = self.role.clone();
                 let epoch = leading_epoch(role.as_ref());
                 let outcome = match &mut self.conn {
+                    // The term first, at every wake-up: a task that wakes after its lease
+                    // ran out (a frozen process, a window that opened late) must not hand
+                    // the socket one more byte.
                     Some(c) => tokio::select! {
+                        biased;
+                        () = deposed(role.as_mut(), epoch) => Written::Deposed,
                         written = tokio::time::timeout(limit, c.writer.write_all(bytes)) => match written {
                             Ok(Ok(())) => Written::Done,
                             Ok(Err(_)) => Written::Failed,
                             Err(_) => Written::Stalled,
                         },
-                        () = deposed(role.as_mut(), epoch) => Written::Deposed,
                     },
                     None => Written::Done,
                 };
@@ -556,7 +561,7 @@ impl SessionActor {
         self.storage.request_commit();
         self.compact();
         self.log.flush();
-        durable
+        covered
     }
 
     fn on_event(&mut self, ev: SessionEvent) {

@@ -58,7 +58,8 @@ impl EngineHandle {
     /// Sends an application message; resolves once it is durable (and written if logged
     /// on). An error when it may not be durable: the store failed
     /// ([`fix_session::SendError::Stopped`]) or this instance stopped leading first
-    /// ([`EngineError::NotLeader`]); it may then still have been stored, so a caller that
+    /// ([`EngineError::NotLeader`]). It was then not written to the counterparty, but it
+    /// may still have been stored (and be resent after a failover), so a caller that
     /// sends it again through the next leader should look at the stored messages first,
     /// as the Kafka bridge does.
     pub async fn send(
