@@ -68,16 +68,8 @@ impl StalledReader {
         let mut sent = 0;
         while Instant::now() < end {
             let id = format!("slow-{}", self.seq + 1);
-            let fields = [
-                (11, id.as_str()),
-                (21, "1"),
-                (55, "X"),
-                (54, "1"),
-                (40, "1"),
-                (38, "10"),
-            ];
             let left = end.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.send(b"D", &fields)).await {
+            match tokio::time::timeout(left, self.send_order(&id)).await {
                 Ok(Ok(())) => sent += 1,
                 // Closed by the engine, or the engine stopped reading too: wait it out.
                 Ok(Err(_)) => {
@@ -95,19 +87,7 @@ impl StalledReader {
     pub async fn trade(&mut self, orders: u64) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         for n in 0..orders {
-            let id = format!("slow-trade-{n}");
-            self.send(
-                b"D",
-                &[
-                    (11, id.as_str()),
-                    (21, "1"),
-                    (55, "X"),
-                    (54, "1"),
-                    (40, "1"),
-                    (38, "10"),
-                ],
-            )
-            .await?;
+            self.send_order(&format!("slow-trade-{n}")).await?;
             if n % 200 == 199 || n + 1 == orders {
                 // Read the answers until the engine has been quiet for 20 ms.
                 while let Ok(read) =
@@ -149,6 +129,19 @@ impl StalledReader {
                 _ => return total,
             }
         }
+    }
+
+    /// A market order to buy 10 X, ClOrdID `id`.
+    async fn send_order(&mut self, id: &str) -> std::io::Result<()> {
+        let fields = [
+            (11, id),
+            (21, "1"),
+            (55, "X"),
+            (54, "1"),
+            (40, "1"),
+            (38, "10"),
+        ];
+        self.send(b"D", &fields).await
     }
 
     async fn send(&mut self, msg_type: &[u8], fields: &[(u32, &str)]) -> std::io::Result<()> {

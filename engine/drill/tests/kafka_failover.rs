@@ -582,15 +582,9 @@ async fn a_leader_whose_journal_fails_mid_stream_loses_nothing_through_kafka() {
         "no fill met the failed journal (the test shows nothing){}",
         s.cluster.logs()
     );
-    let (code, metrics) = fix_drill::http::request(
-        s.cluster.nodes[old].admin_addr(),
-        "GET",
-        "/metrics",
-        Some(fix_drill::node::TOKEN),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("the failed leader's /metrics");
+    let (code, metrics) = metrics(s.cluster.nodes[old].admin_addr())
+        .await
+        .expect("the failed leader's /metrics");
     assert!(
         code == 200 && metrics.contains("fix_kafka_consumed"),
         "no Kafka metrics: {code} {metrics}"
@@ -613,9 +607,9 @@ async fn a_leader_whose_journal_fails_mid_stream_loses_nothing_through_kafka() {
     s.settle("through a journal failure of the leader").await;
 }
 
-/// `fix_kafka_producer_queue` of the engine whose admin API is at `admin`.
-async fn producer_queue(admin: std::net::SocketAddr) -> Option<i64> {
-    let (_, metrics) = fix_drill::http::request(
+/// `GET /metrics` of the engine whose admin API is at `admin`.
+async fn metrics(admin: std::net::SocketAddr) -> Option<(u16, String)> {
+    fix_drill::http::request(
         admin,
         "GET",
         "/metrics",
@@ -623,7 +617,12 @@ async fn producer_queue(admin: std::net::SocketAddr) -> Option<i64> {
         Duration::from_secs(2),
     )
     .await
-    .ok()?;
+    .ok()
+}
+
+/// `fix_kafka_producer_queue` of the engine whose admin API is at `admin`.
+async fn producer_queue(admin: std::net::SocketAddr) -> Option<i64> {
+    let (_, metrics) = metrics(admin).await?;
     metrics
         .lines()
         .find_map(|l| l.strip_prefix("fix_kafka_producer_queue "))
