@@ -3,7 +3,7 @@
 # every fault, one after another, each drill's JSON line appended to
 # docs/bench/fault-campaign.jsonl and the table rewritten in docs/bench/fault-campaign.md.
 #
-#   scripts/fault-campaign.sh [--cycles N] [--bin PATH] [FAULT ...]
+#   scripts/fault-campaign.sh [--cycles N] [--instances N] [--bin PATH] [FAULT ...]
 #
 # Needs root (network namespaces, nftables), a C compiler (the fault shim), PostgreSQL for
 # the disk faults (FIX_TEST_POSTGRES_URL, default the local server), and a release build of
@@ -12,19 +12,27 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cycles=100
+instances=2
 bin=$root/target/release/fix-drill
 faults=()
 while [ $# -gt 0 ]; do
     case $1 in
         --cycles) cycles=$2; shift 2 ;;
+        --instances) instances=$2; shift 2 ;;
         --bin) bin=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) faults+=("$1"); shift ;;
     esac
 done
 [ ${#faults[@]} -gt 0 ] || faults=(stall-standby partition-standby asymmetric disk-full slow-disk clock-step zero-window counterparty-cut)
 [ -x "$bin" ] || { echo "error: no fix-drill at $bin: cargo build --release -p fix-drill, or pass --bin" >&2; exit 1; }
+# A copy, so that a rebuild meanwhile cannot pull the binary from under the drill (it
+# starts its engines from its own file).
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp "$bin" "$work/fix-drill"
+bin=$work/fix-drill
 out=$root/docs/bench/fault-campaign.jsonl
 status=0
 for fault in "${faults[@]}"; do
@@ -33,13 +41,18 @@ for fault in "${faults[@]}"; do
         disk-full|slow-disk) backend=postgres ;;
         *) backend=sqlite ;;
     esac
-    echo "== $fault ($backend, $cycles cycles) $(date -u +%H:%M:%S)" >&2
-    line=$("$bin" run --json --cycles "$cycles" --fault "$fault" --backend "$backend" 2>/tmp/fault-campaign-$fault.log) || status=1
+    echo "== $fault ($backend, $instances instances, $cycles cycles) $(date -u +%H:%M:%S)" >&2
+    log=$work/$fault.log
+    line=$("$bin" run --json --cycles "$cycles" --instances "$instances" --fault "$fault" --backend "$backend" 2>"$log") || status=1
+    # The cycles that were not plain (a stale or in-sync lead), for the record.
+    grep -E "STALE|still recorded in sync" "$log" >&2 || true
     if [ -n "$line" ]; then
-        python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["fault"]=sys.argv[2]; d["date"]=sys.argv[3]; print(json.dumps(d))' \
-            "$line" "$fault" "$(date -u +%Y-%m-%d)" >> "$out"
+        python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["fault"]=sys.argv[2]; d["date"]=sys.argv[3]; d["instances"]=int(sys.argv[4]); print(json.dumps(d))' \
+            "$line" "$fault" "$(date -u +%Y-%m-%d)" "$instances" >> "$out"
     else
+        cp "$log" "/tmp/fault-campaign-$fault.log"
         echo "   $fault: the drill stopped before its report: /tmp/fault-campaign-$fault.log" >&2
+        tail -5 "$log" >&2
     fi
 done
 python3 - "$out" "$root/docs/bench/fault-campaign.md" <<'EOF'
@@ -47,7 +60,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 latest = {}
 for r in rows:
-    latest[r["fault"]] = r
+    latest[(r["fault"], r.get("instances", 2))] = r
 out = ["# Fault campaign (issue 18)", "",
        "`scripts/fault-campaign.sh` (written by it; the latest run of each fault). Each cycle injects",
        "the fault under load from a counterparty at 200 orders/s, then kills or deposes the leader",
@@ -55,11 +68,11 @@ out = ["# Fault campaign (issue 18)", "",
        "`led in sync` counts cycles in which the left-behind standby led legitimately: the leader",
        "had not recorded it out of the in-sync set before the kill, so it acknowledged nothing",
        "without it (informational; `stale` must be 0).", "",
-       "| fault | backend | date | cycles | kill→leader p50 / p99 ms | kill→logon p50 / p99 ms | orders | lost | unflagged dup. | gaps | stale leaders | led in sync | stuck probes | journal violations |",
-       "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-for f, r in latest.items():
+       "| fault | instances | backend | date | cycles | kill→leader p50 / p99 ms | kill→logon p50 / p99 ms | orders | lost | unflagged dup. | gaps | stale leaders | led in sync | stuck probes | journal violations |",
+       "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+for (f, n), r in latest.items():
     kl, lo = r["kill_to_leader"], r["kill_to_logon"]
-    out.append(f"| {f} | {r['backend']} | {r['date']} | {r['cycles']} | {kl['p50_ms']:.0f} / {kl['p99_ms']:.0f} | "
+    out.append(f"| {f} | {n} | {r['backend']} | {r['date']} | {r['cycles']} | {kl['p50_ms']:.0f} / {kl['p99_ms']:.0f} | "
                f"{lo['p50_ms']:.0f} / {lo['p99_ms']:.0f} | {r['orders']} | {r['lost']} | {r['unflagged_duplicates']} | "
                f"{r['gaps']} | {r['stale_takeovers']} | {r.get('led_while_in_sync', '–')} | {r['stuck_probes']} | {len(r['journals']['violations'])} |")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
