@@ -107,10 +107,11 @@ pub struct Report {
     pub tally: Tally,
     /// Cycles in which an instance outside the in-sync set took the lease (must be 0).
     pub stale_takeovers: u32,
-    /// Cycles in which the left-behind standby led, but legitimately: the leader had not
-    /// recorded it out of the in-sync set in the lease store before the kill (it could
-    /// not, for example with its lease lost to a frozen contender holding the SQLite
-    /// file), so it could acknowledge nothing without it.
+    /// Cycles in which the left-behind standby led, but legitimately: the killed leader
+    /// had not recorded it out of the in-sync set in the lease store (as read after the
+    /// kill; for example its lease was lost to a frozen contender holding the SQLite
+    /// file), so it could acknowledge nothing without it. Only `replicated` and
+    /// `replicated-written` record a set; in the other modes such a lead is stale.
     pub led_while_in_sync: u32,
     /// Zero-window probes of the leader's `/readyz` not answered within 1 s as leader
     /// (must be 0).
