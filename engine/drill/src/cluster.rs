@@ -305,6 +305,16 @@ impl Cluster {
         }
     }
 
+    /// Waits for one leader and every other instance caught up with it; returns the
+    /// leader.
+    pub async fn wait_settled(&self, limit: Duration) -> Result<usize, ClusterError> {
+        let leader = self.wait_leader(limit).await?;
+        for i in (0..self.nodes.len()).filter(|i| *i != leader) {
+            self.wait_caught_up(i, limit).await?;
+        }
+        Ok(leader)
+    }
+
     /// Ends the group and checks its journals ([`crate::journals`]): waits for one
     /// leader and for every other running instance to catch up with it, stops them all
     /// (`kill -9`, so nothing is tidied on the way out) and compares the journals, the

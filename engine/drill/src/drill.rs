@@ -317,10 +317,7 @@ async fn start_trader(
 /// the leader and the counterparty.
 pub async fn trading(cluster: &Cluster, rate: u32) -> Result<(usize, Trader), ClusterError> {
     let limit = Duration::from_secs(20);
-    let leader = cluster.wait_leader(limit).await?;
-    for i in (0..cluster.nodes.len()).filter(|i| *i != leader) {
-        cluster.wait_caught_up(i, limit).await?;
-    }
+    let leader = cluster.wait_settled(limit).await?;
     let trader = start_trader(cluster, rate, limit).await?;
     if !trader.wait_logged_on(limit).await {
         return Err(ClusterError::Timeout {
@@ -450,10 +447,7 @@ pub async fn run(
         journals: JournalCheck::default(),
     };
     for cycle in 1..=opts.cycles {
-        let leader = cluster.wait_leader(limit).await?;
-        for i in (0..cluster.nodes.len()).filter(|i| *i != leader) {
-            cluster.wait_caught_up(i, limit).await?;
-        }
+        let leader = cluster.wait_settled(limit).await?;
         if !trader.wait_logged_on(limit).await {
             return Err(ClusterError::Timeout {
                 what: "the counterparty logging on".into(),

@@ -130,13 +130,9 @@ async fn trading_pair(
         .await
         .expect("cluster");
     let l = cluster
-        .wait_leader(Duration::from_secs(20))
+        .wait_settled(Duration::from_secs(20))
         .await
-        .expect("leader");
-    cluster
-        .wait_caught_up(1 - l, Duration::from_secs(20))
-        .await
-        .expect("caught up");
+        .expect("a leader and its standby caught up");
     let (mut c, _) = logon(cluster.nodes[l].fix_addr(), 1).await;
     let first_fill = fill(&mut c, 2, "before").await;
     (dir, cluster, l, c, first_fill)
@@ -311,14 +307,10 @@ async fn frozen_in_a_blocked_write(regain: bool) {
         .await
         .expect("cluster");
     let l = cluster
-        .wait_leader(Duration::from_secs(20))
+        .wait_settled(Duration::from_secs(20))
         .await
-        .expect("leader");
+        .expect("a leader and its standby caught up");
     let s = 1 - l;
-    cluster
-        .wait_caught_up(s, Duration::from_secs(20))
-        .await
-        .expect("caught up");
     let epoch = |i: usize| {
         let node = &cluster.nodes[i];
         async move { node.readiness().await.map_or(0, |v| v.epoch) }
