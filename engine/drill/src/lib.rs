@@ -13,6 +13,8 @@
 //! - [`shim`]: the `LD_PRELOAD` fault shim (failing fsyncs, a stepped wall clock).
 //! - [`trader`]: the counterparty and its book (loss, duplicates, gaps).
 //! - [`drill`]: the kill-and-promote cycles and their report.
+//! - [`soak`]: a group under steady load for a long time: spurious takeovers and the
+//!   lease calls' latencies.
 
 pub mod backend;
 pub mod cluster;
@@ -25,5 +27,6 @@ pub mod node;
 pub mod proxy;
 pub mod quickfix;
 pub mod shim;
+pub mod soak;
 pub mod stalled_reader;
 pub mod trader;

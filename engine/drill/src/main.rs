@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::GroupOptions;
 use fix_drill::drill::{self, DrillOptions, Report};
+use fix_drill::soak::{self, SoakOptions, SoakReport};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ struct Cli {
 enum Command {
     /// Run drills and print one row per backend and durability mode.
     Run(RunArgs),
+    /// Run one group under steady load for a long time, with no fault, and count the
+    /// takeovers (spurious failovers; must be 0) and the lease calls' latencies (what a
+    /// TTL is sized from). One row per backend and durability mode.
+    Soak(SoakArgs),
     /// Run one engine from a configuration file (how the drill starts its engines).
     #[command(hide = true)]
     Engine {
@@ -57,15 +62,8 @@ struct RunArgs {
     /// Milliseconds of load between catching up and each kill.
     #[arg(long, default_value_t = 500)]
     dwell_ms: u64,
-    /// Lease TTL in milliseconds.
-    #[arg(long, default_value_t = 1500)]
-    ttl_ms: u64,
-    /// Lease renew interval in milliseconds.
-    #[arg(long, default_value_t = 300)]
-    renew_ms: u64,
-    /// Lease safety margin in milliseconds.
-    #[arg(long, default_value_t = 300)]
-    margin_ms: u64,
+    #[command(flatten)]
+    lease: LeaseArgs,
     /// moto endpoint for the dynamodb backend.
     #[arg(long, env = "FIX_TEST_MOTO_URL")]
     moto_url: Option<String>,
@@ -99,11 +97,59 @@ struct RunArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    /// Lease backends to soak (repeat, or comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["postgres"])]
+    backend: Vec<Backend>,
+    /// Durability modes: local, replicated, replicated-written, sql.
+    #[arg(long, value_delimiter = ',', default_values = ["replicated"])]
+    durability: Vec<String>,
+    /// Minutes of load per backend and mode.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Orders per second from the counterparty.
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Seconds between progress lines (on stderr).
+    #[arg(long, default_value_t = 60)]
+    every: u64,
+    #[command(flatten)]
+    lease: LeaseArgs,
+    /// moto endpoint for the dynamodb backend.
+    #[arg(long, env = "FIX_TEST_MOTO_URL")]
+    moto_url: Option<String>,
+    /// Print JSON lines instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The lease settings every engine of the group gets.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct LeaseArgs {
+    /// Lease TTL in milliseconds.
+    #[arg(long, default_value_t = fix_lease::DEFAULT_TTL.as_millis() as u64)]
+    ttl_ms: u64,
+    /// Lease renew interval in milliseconds.
+    #[arg(long, default_value_t = fix_lease::DEFAULT_RENEW_INTERVAL.as_millis() as u64)]
+    renew_ms: u64,
+    /// Lease safety margin in milliseconds.
+    #[arg(long, default_value_t = fix_lease::DEFAULT_SAFETY_MARGIN.as_millis() as u64)]
+    margin_ms: u64,
+}
+
+impl LeaseArgs {
+    fn ms(self) -> (u64, u64, u64) {
+        (self.ttl_ms, self.renew_ms, self.margin_ms)
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Engine { config } => Ok(fix_drill::node::run_engine(&config)?),
         Command::Run(args) => run_drills(args),
+        Command::Soak(args) => run_soaks(args),
     }
 }
 
@@ -156,7 +202,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         exe: exe.clone(),
                         backend: *backend,
                         durability: mode.clone(),
-                        lease_ms: (args.ttl_ms, args.renew_ms, args.margin_ms),
+                        lease_ms: args.lease.ms(),
                         instances: args.instances as usize,
                         names: Vec::new(),
                         regions: Vec::new(),
@@ -190,6 +236,62 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
         }
         if !broken.is_empty() {
             anyhow::bail!("invariants broken:\n  {}", broken.join("\n  "));
+        }
+        Ok(())
+    })
+}
+
+fn run_soaks(args: SoakArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding this program to start engines with")?;
+    if args.minutes.is_nan() || args.minutes <= 0.0 {
+        anyhow::bail!(
+            "--minutes {}: give a positive number of minutes",
+            args.minutes
+        );
+    }
+    let mut servers = Servers::from_env();
+    if args.moto_url.is_some() {
+        servers.moto = args.moto_url.clone();
+    }
+    runtime()?.block_on(async move {
+        if !args.json {
+            println!("{}", SoakReport::header());
+        }
+        let mut broken = Vec::new();
+        for backend in &args.backend {
+            for mode in &args.durability {
+                if !["local", "replicated", "replicated-written", "sql"].contains(&mode.as_str()) {
+                    anyhow::bail!(
+                        "--durability {mode}: use local, replicated, replicated-written or sql"
+                    );
+                }
+                let tmp = tempfile::tempdir().context("creating a work directory")?;
+                let opts = SoakOptions {
+                    group: GroupOptions {
+                        lease_ms: args.lease.ms(),
+                        ..GroupOptions::new(exe.clone(), *backend, mode, 2)
+                    },
+                    rate: args.rate,
+                    duration: Duration::from_secs_f64(args.minutes * 60.0),
+                    every: Duration::from_secs(args.every.max(1)),
+                };
+                let report = soak::run(&opts, &servers, tmp.path(), |line| {
+                    eprintln!("  {} {mode} {line}", backend.name());
+                })
+                .await
+                .with_context(|| format!("soak {} {mode}", backend.name()))?;
+                if args.json {
+                    println!("{}", report.json());
+                } else {
+                    println!("{}", report.row());
+                }
+                if let Some(why) = report.broken() {
+                    broken.push(format!("{} {mode}: {why}", backend.name()));
+                }
+            }
+        }
+        if !broken.is_empty() {
+            anyhow::bail!("the soak found:\n  {}", broken.join("\n  "));
         }
         Ok(())
     })

@@ -5,25 +5,88 @@
 use fix_codec::MessageRef;
 use fix_engine::{AppContext, AppReject, Application, Engine, EngineConfig, EngineHandle};
 use fix_session::SessionId;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// What the counterparty saw.
+/// What the counterparty saw, in a few bytes per order (a soak books millions).
 #[derive(Debug, Default)]
 struct BookInner {
-    sent: Vec<String>,
+    /// Per order sent (ClOrdID `o1`, `o2`, … at index 0, 1, …): the ExecTypes received
+    /// ([`exec_type_bit`]) and [`FILLED`].
+    orders: Vec<u8>,
+    /// Reports for ClOrdIDs this counterparty did not send, by (ClOrdID, ExecType).
+    others: HashMap<(String, String), u32>,
     send_errors: u64,
-    filled: HashSet<String>,
-    reports: HashMap<(String, String), u32>,
     unflagged_duplicates: u64,
     flagged_duplicates: u64,
     logons: Vec<Instant>,
     /// Inbound sequence numbers received (gap fills count for the range they cover).
-    seqs: BTreeSet<u64>,
+    seqs: Ranges,
+}
+
+/// The order is filled (ExecType F or 2, or OrdStatus 2).
+const FILLED: u8 = 0x80;
+
+/// The bit of an ExecType in [`BookInner::orders`], for the ones the simulators send.
+fn exec_type_bit(exec_type: &[u8]) -> Option<u8> {
+    let bit = match exec_type {
+        b"0" => 0,
+        b"1" => 1,
+        b"2" => 2,
+        b"F" => 3,
+        b"4" => 4,
+        b"8" => 5,
+        b"5" => 6,
+        _ => return None,
+    };
+    Some(1 << bit)
+}
+
+/// The index of one of our ClOrdIDs (`o<n>`, n from 1).
+fn order_index(cl: &[u8]) -> Option<usize> {
+    let n: usize = std::str::from_utf8(cl.strip_prefix(b"o")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    n.checked_sub(1)
+}
+
+/// A set of sequence numbers kept as disjoint ranges (start → end, exclusive).
+#[derive(Debug, Default)]
+struct Ranges(std::collections::BTreeMap<u64, u64>);
+
+impl Ranges {
+    fn insert(&mut self, start: u64, end: u64) {
+        let (mut start, mut end) = (start, end);
+        // Merge with every range that touches [start, end).
+        let touching: Vec<(u64, u64)> = self
+            .0
+            .range(..=end)
+            .rev()
+            .take_while(|(_, e)| **e >= start)
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in touching {
+            self.0.remove(&s);
+            start = start.min(s);
+            end = end.max(e);
+        }
+        self.0.insert(start, end);
+    }
+
+    /// The highest number held, if any.
+    fn last(&self) -> Option<u64> {
+        self.0.values().next_back().map(|e| e - 1)
+    }
+
+    /// How many numbers are held.
+    fn len(&self) -> u64 {
+        self.0.iter().map(|(s, e)| e - s).sum()
+    }
 }
 
 /// Counts for a report.
@@ -59,32 +122,41 @@ impl Book {
         self.lock().logons.iter().copied().find(|l| *l >= t)
     }
 
+    /// How many logons completed after `t`.
+    pub fn logons_after(&self, t: Instant) -> usize {
+        self.lock().logons.iter().filter(|l| **l >= t).count()
+    }
+
     /// Orders sent so far without a fill.
     pub fn unanswered(&self) -> usize {
-        let b = self.lock();
-        b.sent.iter().filter(|c| !b.filled.contains(*c)).count()
+        self.lock()
+            .orders
+            .iter()
+            .filter(|o| **o & FILLED == 0)
+            .count()
     }
 
     /// The ClOrdIDs of the orders sent so far without a fill.
     pub fn unanswered_orders(&self) -> Vec<String> {
-        let b = self.lock();
-        b.sent
+        self.lock()
+            .orders
             .iter()
-            .filter(|c| !b.filled.contains(*c))
-            .cloned()
+            .enumerate()
+            .filter(|(_, o)| **o & FILLED == 0)
+            .map(|(i, _)| format!("o{}", i + 1))
             .collect()
     }
 
     /// The counts now.
     pub fn tally(&self) -> Tally {
         let b = self.lock();
-        let max = b.seqs.last().copied().unwrap_or(0);
+        let max = b.seqs.last().unwrap_or(0);
         Tally {
-            sent: b.sent.len() as u64,
-            lost: b.sent.iter().filter(|c| !b.filled.contains(*c)).count() as u64,
+            sent: b.orders.len() as u64,
+            lost: b.orders.iter().filter(|o| **o & FILLED == 0).count() as u64,
             unflagged_duplicates: b.unflagged_duplicates,
             flagged_duplicates: b.flagged_duplicates,
-            gaps: max - b.seqs.len() as u64,
+            gaps: max - b.seqs.len(),
             send_errors: b.send_errors,
         }
     }
@@ -98,10 +170,8 @@ impl Book {
             .then(|| msg.get_u64(36).ok().flatten())
             .flatten();
         match gap_fill_to {
-            Some(new_seq) if new_seq > seq => b.seqs.extend(seq..new_seq),
-            _ => {
-                b.seqs.insert(seq);
-            }
+            Some(new_seq) if new_seq > seq => b.seqs.insert(seq, new_seq),
+            _ => b.seqs.insert(seq, seq + 1),
         }
     }
 }
@@ -126,24 +196,36 @@ impl Application for Recorder {
         if msg.msg_type() != b"8" {
             return Ok(());
         }
-        let cl = text(msg.get(11));
-        let exec_type = text(msg.get(150));
+        let cl = msg.get(11).unwrap_or_default();
+        let exec_type = msg.get(150).unwrap_or_default();
+        let filled = exec_type == b"F" || exec_type == b"2" || msg.get(39) == Some(b"2");
         let poss_dup = msg.get_flag(43);
         let mut b = self.0.lock();
-        let n = b
-            .reports
-            .entry((cl.clone(), exec_type.clone()))
-            .or_default();
-        *n += 1;
-        if *n > 1 {
+        let again = match (order_index(cl), exec_type_bit(exec_type)) {
+            (Some(i), Some(bit)) if i < b.orders.len() => {
+                let o = &mut b.orders[i];
+                let again = *o & bit != 0;
+                *o |= bit;
+                if filled {
+                    *o |= FILLED;
+                }
+                again
+            }
+            _ => {
+                let n = b
+                    .others
+                    .entry((text(Some(cl)), text(Some(exec_type))))
+                    .or_default();
+                *n += 1;
+                *n > 1
+            }
+        };
+        if again {
             if poss_dup {
                 b.flagged_duplicates += 1;
             } else {
                 b.unflagged_duplicates += 1;
             }
-        }
-        if exec_type == "F" || exec_type == "2" || text(msg.get(39)) == "2" {
-            b.filled.insert(cl);
         }
         Ok(())
     }
@@ -255,6 +337,8 @@ impl Trader {
     }
 }
 
+/// Sends `rate` orders a second: on each tick (every millisecond at most, the timer's
+/// resolution), as many as the time since the last tick is worth.
 async fn pump(
     handle: EngineHandle,
     book: Arc<Book>,
@@ -262,10 +346,13 @@ async fn pump(
     mut stopped: watch::Receiver<bool>,
     mut held: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate)).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let id = session();
     let mut n = 0u64;
+    let mut last = Instant::now();
+    let mut credit = 0.0f64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -279,19 +366,65 @@ async fn pump(
                 _ = held.wait_for(|h| !*h) => {}
                 _ = stopped.changed() => return,
             }
+            last = Instant::now();
+            credit = 1.0;
         }
-        n += 1;
-        let cl = format!("o{n}");
-        let mut now = [0u8; 32];
-        let len =
-            fix_codec::UtcTimestamp::now().format_into(&mut now, fix_codec::TimePrecision::Millis);
-        let body = format!(
-            "11={cl}\x0121=1\x0155=DRILL\x0154=1\x0160={}\x0140=1\x0138=100\x01",
-            String::from_utf8_lossy(&now[..len])
-        );
-        book.lock().sent.push(cl);
-        if handle.send(&id, b"D", body.as_bytes()).await.is_err() {
-            book.lock().send_errors += 1;
+        let now = Instant::now();
+        // At most a second's worth at once (after a stall of this process).
+        credit = (credit + now.duration_since(last).as_secs_f64() * f64::from(rate))
+            .min(f64::from(rate));
+        last = now;
+        while credit >= 1.0 {
+            credit -= 1.0;
+            n += 1;
+            send_order(&handle, &book, &id, n).await;
         }
+    }
+}
+
+/// Sends order `o<n>` and books it.
+async fn send_order(handle: &EngineHandle, book: &Book, id: &SessionId, n: u64) {
+    let cl = format!("o{n}");
+    let mut now = [0u8; 32];
+    let len =
+        fix_codec::UtcTimestamp::now().format_into(&mut now, fix_codec::TimePrecision::Millis);
+    let body = format!(
+        "11={cl}\x0121=1\x0155=DRILL\x0154=1\x0160={}\x0140=1\x0138=100\x01",
+        String::from_utf8_lossy(&now[..len])
+    );
+    book.lock().orders.push(0);
+    if handle.send(id, b"D", body.as_bytes()).await.is_err() {
+        book.lock().send_errors += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_what_touches_and_count_what_they_hold() {
+        let mut r = Ranges::default();
+        r.insert(1, 2);
+        r.insert(3, 4);
+        assert_eq!((r.last(), r.len()), (Some(3), 2));
+        r.insert(2, 3);
+        assert_eq!(r.0.len(), 1, "{:?}", r.0);
+        r.insert(10, 20);
+        r.insert(5, 12);
+        assert_eq!(r.0.iter().collect::<Vec<_>>(), vec![(&1, &4), (&5, &20)]);
+        assert_eq!((r.last(), r.len()), (Some(19), 18));
+        r.insert(7, 8);
+        assert_eq!(r.len(), 18, "inside a range: nothing new");
+    }
+
+    #[test]
+    fn our_order_ids_and_the_exec_types_the_simulators_send() {
+        assert_eq!(order_index(b"o1"), Some(0));
+        assert_eq!(order_index(b"o120"), Some(119));
+        assert_eq!(order_index(b"o0"), None);
+        assert_eq!(order_index(b"x1"), None);
+        assert_eq!(exec_type_bit(b"F"), Some(8));
+        assert_eq!(exec_type_bit(b"Z"), None);
     }
 }

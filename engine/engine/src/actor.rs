@@ -131,6 +131,21 @@ pub(crate) struct SessionActor {
     /// This session's `messages_in` and `messages_out` counters (looked up once).
     counted_in: prometheus_client::metrics::counter::Counter,
     counted_out: prometheus_client::metrics::counter::Counter,
+    /// While standby: whether this instance expects to take over, and how long a
+    /// counterparty's connection may then be held unanswered.
+    takeover: Option<(crate::takeover::TakeoverHint, Duration)>,
+    /// A counterparty's connection held unanswered while standby ([`Held`]).
+    held: Option<Held>,
+}
+
+/// A connection a standby keeps, neither read nor written, while it expects to take
+/// over: attached the moment this instance leads, dropped at `until` or as soon as a
+/// leader streams to this standby again.
+struct Held {
+    stream: BoxIo,
+    peer: SocketAddr,
+    initial: Vec<u8>,
+    until: Instant,
 }
 
 fn now() -> Now {
@@ -176,7 +191,50 @@ impl SessionActor {
             delivery: crate::config::Delivery::Durable,
             counted_in,
             counted_out,
+            takeover: None,
+            held: None,
         }
+    }
+
+    /// While standby and expecting to take over (`hint`), hold a counterparty's
+    /// connection for up to `hold` instead of refusing it.
+    pub(crate) fn with_takeover(
+        mut self,
+        hint: crate::takeover::TakeoverHint,
+        hold: Duration,
+    ) -> Self {
+        self.takeover = Some((hint, hold));
+        self
+    }
+
+    /// Until when a connection coming now may be held, if this standby expects to take
+    /// over.
+    fn hold_until(&self) -> Option<Instant> {
+        self.takeover
+            .as_ref()
+            .filter(|(hint, _)| hint.expected())
+            .map(|(_, hold)| Instant::now() + *hold)
+    }
+
+    /// Drops a held connection whose time is up, or held for a takeover no longer
+    /// expected (a leader streams again).
+    fn expire_held(&mut self) {
+        let expected = self.takeover.as_ref().is_some_and(|(h, _)| h.expected());
+        if let Some(h) = self
+            .held
+            .take_if(|h| Instant::now() >= h.until || (!expected && !self.leading))
+        {
+            tracing::info!(session = %self.span_name(), peer = %h.peer, "standby: refusing the held FIX connection (no takeover here)");
+        }
+    }
+
+    /// Serves a counterparty's connection: attach it and answer what it sent.
+    async fn serve(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
+        tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
+        self.attach(stream, peer, initial);
+        let mut deliveries = Vec::new();
+        self.process_input(&mut deliveries);
+        self.flush(deliveries).await;
     }
 
     /// Follows the lease: serve only while leader.
@@ -232,6 +290,10 @@ impl SessionActor {
                         self.leading = false;
                     } else if !self.leading {
                         self.take_over().await;
+                        if let Some(h) = self.held.take() {
+                            tracing::info!(session = %self.span_name(), peer = %h.peer, "leading: answering the FIX connection held while standby");
+                            self.serve(h.stream, h.peer, h.initial).await;
+                        }
                     }
                 }
                 () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
@@ -288,6 +350,9 @@ impl SessionActor {
         if self.wants_connection() {
             wake = wake.min(self.next_connect);
         }
+        if let Some(h) = &self.held {
+            wake = wake.min(h.until);
+        }
         wake
     }
 
@@ -300,6 +365,7 @@ impl SessionActor {
     }
 
     async fn on_tick(&mut self) {
+        self.expire_held();
         if !self.leading {
             // Standby: nothing to time out, and nothing may be written.
             return;

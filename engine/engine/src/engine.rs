@@ -148,6 +148,8 @@ impl Engine {
             None => (None, None),
         };
         let metrics = Arc::new(metrics);
+        let takeover =
+            crate::takeover::TakeoverHint::new(keeper.as_ref().map(|k| k.look_now_handle()));
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
@@ -202,6 +204,11 @@ impl Engine {
             if let Some(role) = &serving {
                 actor = actor.with_role(role.clone());
             }
+            if let (Some(_), Some((cfg, _))) = (&replication, &lease) {
+                // Hold a counterparty that comes while the leader looks gone for up to two
+                // TTLs: the takeover comes within one of the leader's last renew.
+                actor = actor.with_takeover(takeover.clone(), cfg.ttl * 2);
+            }
             actor.busy_poll = config.engine.runtime.busy_poll;
             actor.delivery = config.engine.delivery;
             tasks.push(tokio::spawn(actor.run()));
@@ -240,6 +247,7 @@ impl Engine {
                         (cfg, Arc::clone(store)),
                         metrics.replication_connections_refused.clone(),
                         config.engine.sync_stall(cfg.ttl),
+                        takeover.clone(),
                     )
                     .await?,
             );

@@ -40,6 +40,7 @@ pub mod replication;
 mod replication_setup;
 pub mod runtime;
 pub mod storage;
+mod takeover;
 pub mod tls;
 
 pub use actor::SessionStatus;

@@ -229,6 +229,12 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)
 }
 
+/// Finer buckets for the lease's calls (0.2 ms to about 1.2 s, 25 % apart): the TTL is
+/// sized from their tail.
+fn lease_call_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.000_2, 1.25, 40)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -267,7 +273,7 @@ impl Metrics {
             replication_connections_refused: Counter::default(),
             admin_connections_refused: Counter::default(),
             journal_fsync_seconds: Histogram::new(latency_buckets()),
-            lease_renew_seconds: Histogram::new(latency_buckets()),
+            lease_renew_seconds: Histogram::new(lease_call_buckets()),
             kafka,
             registry: Registry::default(),
         };

@@ -110,7 +110,8 @@ impl Setup {
 
     /// Starts the tasks: the SQL channel, or the TCP source and follower with the task
     /// that records the in-sync set in `lease_store`. `sync_stall` is how long a journal
-    /// sync may be in flight before the disk counts as stalled (`[engine] sync_stall_ms`).
+    /// sync may be in flight before the disk counts as stalled (`[engine] sync_stall_ms`);
+    /// `takeover` is told when a leader's stream breaks.
     pub async fn spawn(
         &self,
         storage: &Storage,
@@ -119,6 +120,7 @@ impl Setup {
         lease: (&fix_lease::LeaseConfig, Arc<dyn fix_lease::LeaseStore>),
         refused: prometheus_client::metrics::counter::Counter,
         sync_stall: Option<Duration>,
+        takeover: crate::takeover::TakeoverHint,
     ) -> Result<Vec<JoinHandle<()>>, EngineError> {
         if let Some(channel) = sql {
             return Ok(vec![tokio::spawn(channel.run())]);
@@ -162,6 +164,7 @@ impl Setup {
             peers: self.peers.clone(),
             name,
             key: self.key.clone(),
+            takeover,
         };
         let in_sync = crate::replication::in_sync_task::InSyncTask {
             store: lease_store,

@@ -488,6 +488,10 @@ impl LeaseStore for DynamoLeaseStore {
         }))
     }
 
+    fn watch_ends(&self, group: &str) -> Option<std::time::Instant> {
+        self.watcher.watch_ends(group)
+    }
+
     fn backend(&self) -> &'static str {
         "dynamodb"
     }

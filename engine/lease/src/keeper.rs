@@ -71,6 +71,27 @@ enum Command {
         pause: Duration,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    LookNow,
+}
+
+/// Tells a [`Keeper`] that the leader looks gone (a standby's replication stream from
+/// it broke), so that it reads the lease at once instead of at its next interval
+/// ([`RoleMachine::look_now`]). Cheap to clone; a keeper that has stopped ignores it.
+#[derive(Clone)]
+pub struct LookNow(mpsc::Sender<Command>);
+
+impl LookNow {
+    /// Asks for a look now. Never waits: when looks are already queued, one more adds
+    /// nothing.
+    pub fn look_now(&self) {
+        let _ = self.0.try_send(Command::LookNow);
+    }
+}
+
+impl std::fmt::Debug for LookNow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LookNow")
+    }
 }
 
 /// Handle to a running keeper.
@@ -143,6 +164,11 @@ impl Keeper {
         {
             let _ = wait.await;
         }
+    }
+
+    /// A handle that makes this keeper look at the lease at once ([`LookNow`]).
+    pub fn look_now_handle(&self) -> LookNow {
+        LookNow(self.commands.clone())
     }
 
     /// Stops the loop (the lease is left to expire).
@@ -286,6 +312,11 @@ async fn acquire(
         Ok(None) => {
             // Someone else holds it: see who, and look again within an interval (each
             // look carries on watching the holder's beat).
+            // When the store's watch of the holder's beat ends, by this machine's clock:
+            // look again then (a millisecond after, so the watch is over), not an
+            // interval later. Stores that do not watch: the expiry as the store's clock
+            // tells, a guess.
+            let watch_ends = store.watch_ends(&cfg.group);
             let mut retry_in = None;
             if let Ok(Some(state)) = store.read(&cfg.group).await {
                 let expires_in_ms = state.expires_at_ms - state.now_ms;
@@ -306,6 +337,10 @@ async fn acquire(
                     }
                     changed
                 });
+            }
+            if let Some(t) = watch_ends {
+                retry_in =
+                    Some(t.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
             }
             (CallResult::Refused, retry_in)
         }
@@ -401,6 +436,7 @@ async fn run(
                     }
                     let _ = done.send(());
                 }
+                Some(Command::LookNow) => m.look_now(Instant::now()),
                 None => return,
             },
         }

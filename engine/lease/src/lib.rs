@@ -38,7 +38,7 @@ mod store;
 mod watch;
 
 pub use holder::{Holder, LeaseConfig, DEFAULT_RENEW_INTERVAL, DEFAULT_SAFETY_MARGIN, DEFAULT_TTL};
-pub use keeper::{Keeper, Leadership, LeaseHolder, RoleState};
+pub use keeper::{Keeper, Leadership, LeaseHolder, LookNow, RoleState};
 pub use store::{Grant, InSync, LeaseError, LeaseState, LeaseStore};
 
 /// Connects to the lease store named by `url`: `sqlite://PATH`, `postgres://…`,

@@ -14,6 +14,10 @@
 //! - A step-down releases the lease and keeps the instance from contending for a pause.
 //! - Only an eligible instance contends (a standby whose journal has not caught up must
 //!   not take over); a held lease is renewed regardless.
+//! - A standby looks again when the store says the watch it is in ends (not a renew
+//!   interval later), and at once when told the leader looks gone ([`RoleMachine::look_now`]:
+//!   its replication stream broke). Looking sooner only reads sooner: the store's watch
+//!   rule alone decides when the lease may be taken.
 
 use crate::holder::{Holder, LeaseConfig};
 use crate::store::Grant;
@@ -81,6 +85,9 @@ pub struct RoleMachine {
     eligible: bool,
     paused_until: Option<Instant>,
     next_at: Option<Instant>,
+    /// Told to look now while an acquire was in flight: look again once it is answered
+    /// (it may have read the holder's beat before the holder's last write).
+    look_again: bool,
     changes: VecDeque<RoleChange>,
 }
 
@@ -96,6 +103,7 @@ impl RoleMachine {
             eligible,
             paused_until: None,
             next_at: None,
+            look_again: false,
             changes: VecDeque::new(),
         }
     }
@@ -129,13 +137,19 @@ impl RoleMachine {
     }
 
     /// When the machine next has something to do (a call, or the deadline), if it is
-    /// not waiting for an answer only.
+    /// not waiting for an answer only. A standby that may not contend (not eligible)
+    /// has nothing to do until that changes; a paused one, until its pause ends.
     pub fn next_wake(&self) -> Option<Instant> {
         let deadline = self.held.as_ref().map(|h| h.valid_until);
-        let call = if self.in_flight.is_some() {
+        let calls = self.held.is_some()
+            || self.confirming.is_some()
+            || self.release.is_some()
+            || self.eligible;
+        let call = if self.in_flight.is_some() || !calls {
             None
         } else {
             self.next_at
+                .map(|t| self.paused_until.map_or(t, |p| t.max(p)))
         };
         match (deadline, call) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -229,9 +243,15 @@ impl RoleMachine {
                 self.confirm(h, CONFIRM_ATTEMPTS, now, now - sent);
             }
             (InFlight::Acquire { .. }, CallResult::Refused) => {
-                self.next_at = Some(now + retry_in.unwrap_or(interval).min(interval));
+                let wait = retry_in.unwrap_or(interval).min(interval);
+                self.next_at = Some(if std::mem::take(&mut self.look_again) {
+                    now
+                } else {
+                    now + wait
+                });
             }
             (InFlight::Acquire { .. }, CallResult::Failed(_)) => {
+                self.look_again = false;
                 self.next_at = Some(now + interval);
             }
             (InFlight::Confirm { sent, left }, CallResult::Granted(grant)) => {
@@ -331,6 +351,23 @@ impl RoleMachine {
             reason,
             took: None,
         });
+    }
+
+    /// The leader looks gone (a standby's replication stream from it broke, or its
+    /// address refused): contend at once instead of at the next interval, so that the
+    /// watch of its last beat starts as early as possible. Only the reading comes sooner;
+    /// the store still takes the lease only after that beat stood unchanged for a TTL.
+    /// Ignored while this instance holds, confirms or has stepped down.
+    pub fn look_now(&mut self, now: Instant) {
+        let paused = self.paused_until.is_some_and(|t| now < t);
+        if self.held.is_some() || self.confirming.is_some() || paused {
+            return;
+        }
+        match self.in_flight {
+            Some(InFlight::Acquire { .. }) => self.look_again = true,
+            Some(_) => {}
+            None => self.next_at = Some(self.next_at.map_or(now, |t| t.min(now))),
+        }
     }
 
     /// Gives the lease up (the release is the next call) and does not contend again for

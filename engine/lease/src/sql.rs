@@ -555,6 +555,10 @@ impl LeaseStore for SqlLeaseStore {
         Ok(self.row(group).await?.map(|(state, _)| state))
     }
 
+    fn watch_ends(&self, group: &str) -> Option<std::time::Instant> {
+        self.watcher.watch_ends(group)
+    }
+
     fn backend(&self) -> &'static str {
         self.backend_name()
     }

@@ -208,6 +208,16 @@ pub trait LeaseStore: Send + Sync {
     /// set naming only instances that are gone (`fixctl in-sync clear`).
     async fn clear_in_sync_at(&self, group: &str, epoch: u64) -> Result<bool, LeaseError>;
 
+    /// When the watch that kept the last refused [`LeaseStore::acquire`] of `group` from
+    /// taking the lease ends (the beat it saw, unchanged for the TTL), if this store
+    /// watches: a contender that calls again at that instant, and not a renew interval
+    /// later, takes over as early as the rule allows. `None`: unknown (call again within
+    /// an interval).
+    fn watch_ends(&self, group: &str) -> Option<std::time::Instant> {
+        let _ = group;
+        None
+    }
+
     /// The stored lease of `group`, if the group has ever been leased.
     async fn read(&self, group: &str) -> Result<Option<LeaseState>, LeaseError>;
 

@@ -19,7 +19,8 @@ pub(crate) type Beat = (i64, i64);
 /// The beats being watched, per group.
 #[derive(Debug, Default)]
 pub(crate) struct Watcher {
-    watched: Mutex<HashMap<String, (Beat, Instant)>>,
+    /// Per group: the beat, when it was first read, and the wait it was last judged with.
+    watched: Mutex<HashMap<String, (Beat, Instant, Duration)>>,
 }
 
 /// What a contender may do with what it read.
@@ -42,26 +43,37 @@ impl Watcher {
         ttl: Duration,
         now: Instant,
     ) -> Verdict {
-        let mut watched = self
-            .watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut watched = self.lock();
         if released {
             return Verdict::Take(beat);
         }
-        match watched.get(group) {
-            Some(&(seen, since)) if seen == beat => {
-                if now.duration_since(since) >= ttl {
+        match watched.get_mut(group) {
+            Some((seen, since, wait)) if *seen == beat => {
+                *wait = ttl;
+                if now.duration_since(*since) >= ttl {
                     Verdict::Take(beat)
                 } else {
                     Verdict::Wait
                 }
             }
             _ => {
-                watched.insert(group.to_string(), (beat, now));
+                watched.insert(group.to_string(), (beat, now, ttl));
                 Verdict::Wait
             }
         }
+    }
+
+    /// When the watch of `group`'s current beat ends, as last judged: a contender that
+    /// looks again then (and not a renew interval later) takes over as soon as the rule
+    /// allows. `None` when nothing is watched.
+    pub(crate) fn watch_ends(&self, group: &str) -> Option<Instant> {
+        self.lock().get(group).map(|&(_, since, wait)| since + wait)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Beat, Instant, Duration)>> {
+        self.watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -75,10 +87,17 @@ mod tests {
         let ttl = Duration::from_millis(600);
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(w.watch_ends("g"), None);
         assert_eq!(w.judge("g", (1, 0), false, ttl, at(0)), Verdict::Wait);
+        assert_eq!(w.watch_ends("g"), Some(at(600)));
         assert_eq!(w.judge("g", (1, 0), false, ttl, at(599)), Verdict::Wait);
         // A renew (the beat moved) starts the watch again.
         assert_eq!(w.judge("g", (2, 0), false, ttl, at(599)), Verdict::Wait);
+        assert_eq!(w.watch_ends("g"), Some(at(1199)));
+        // A longer TTL read with the same beat (the holder's) lengthens the watch.
+        assert_eq!(w.judge("g", (2, 0), false, ttl * 2, at(700)), Verdict::Wait);
+        assert_eq!(w.watch_ends("g"), Some(at(1799)));
+        assert_eq!(w.judge("g", (2, 0), false, ttl, at(700)), Verdict::Wait);
         assert_eq!(w.judge("g", (2, 0), false, ttl, at(1000)), Verdict::Wait);
         assert_eq!(
             w.judge("g", (2, 0), false, ttl, at(1199)),

@@ -58,6 +58,9 @@ impl LeaseStore for Cuttable {
         self.gate().await?;
         self.inner.clear_in_sync_at(group, epoch).await
     }
+    fn watch_ends(&self, group: &str) -> Option<std::time::Instant> {
+        self.inner.watch_ends(group)
+    }
     async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
         self.inner.read(g).await
     }
@@ -327,4 +330,106 @@ async fn a_slow_acquire_is_renewed_before_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acquire_slower_than_the_trust_window_is_confirmed_before_leading() {
     leads_steadily_despite_a_slow_acquire(Duration::from_millis(900), Duration::from_secs(4)).await;
+}
+
+/// The real store, counting when acquires were made.
+struct Counted {
+    inner: SqlLeaseStore,
+    acquires: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl Counted {
+    fn acquires(&self) -> Vec<Instant> {
+        self.acquires.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl LeaseStore for Counted {
+    async fn acquire(&self, g: &str, o: &str, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
+        self.acquires.lock().expect("lock").push(Instant::now());
+        self.inner.acquire(g, o, ttl).await
+    }
+    async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<Option<Grant>, LeaseError> {
+        self.inner.renew(grant, ttl).await
+    }
+    async fn release(&self, grant: &Grant) -> Result<bool, LeaseError> {
+        self.inner.release(grant).await
+    }
+    async fn set_in_sync(
+        &self,
+        grant: &Grant,
+        expected: Option<&InSync>,
+        record: &InSync,
+    ) -> Result<bool, LeaseError> {
+        self.inner.set_in_sync(grant, expected, record).await
+    }
+    async fn clear_in_sync(&self, group: &str) -> Result<(), LeaseError> {
+        self.inner.clear_in_sync(group).await
+    }
+    async fn clear_in_sync_at(&self, group: &str, epoch: u64) -> Result<bool, LeaseError> {
+        self.inner.clear_in_sync_at(group, epoch).await
+    }
+    fn watch_ends(&self, group: &str) -> Option<Instant> {
+        self.inner.watch_ends(group)
+    }
+    async fn read(&self, g: &str) -> Result<Option<LeaseState>, LeaseError> {
+        self.inner.read(g).await
+    }
+    fn backend(&self) -> &'static str {
+        "counted"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_now_reads_at_once_and_never_shortens_the_watch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ttl = Duration::from_millis(3000);
+    let holder_cfg = {
+        let mut c = cfg("a");
+        c.ttl = ttl;
+        c.renew_interval = Duration::from_millis(500);
+        c.safety_margin = Duration::from_millis(300);
+        c
+    };
+    let a = Keeper::spawn(Arc::new(sqlite(&dir).await), holder_cfg);
+    until("a leading", Duration::from_secs(5), || is_leader(&a)).await;
+    // The holder dies without a word: its lease stays in the store.
+    a.abort();
+    let aborted = Instant::now();
+    // A contender that looks only every 2.5 s on its own.
+    let store = Arc::new(Counted {
+        inner: sqlite(&dir).await,
+        acquires: Default::default(),
+    });
+    let mut b_cfg = cfg("b");
+    b_cfg.ttl = ttl;
+    b_cfg.renew_interval = Duration::from_millis(2500);
+    b_cfg.safety_margin = Duration::from_millis(300);
+    let b = Keeper::spawn(Arc::clone(&store) as Arc<dyn LeaseStore>, b_cfg);
+    until("a first look", Duration::from_secs(2), || {
+        !store.acquires().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.acquires().len(), 1, "no second look on its own yet");
+    let told = Instant::now();
+    b.look_now_handle().look_now();
+    let looked = until("a look when told", Duration::from_secs(2), || {
+        store.acquires().len() >= 2
+    })
+    .await;
+    assert!(
+        looked - told < Duration::from_millis(1000),
+        "looked {:?} after being told (its own interval is 2.5 s)",
+        looked - told
+    );
+    let led = until("b taking over", Duration::from_secs(10), || is_leader(&b)).await;
+    // Looking sooner never takes sooner: the beat stood unchanged for a whole TTL after
+    // the holder's last write (before `aborted`).
+    assert!(
+        led - aborted >= ttl,
+        "led {:?} after the holder stopped, TTL {ttl:?}",
+        led - aborted
+    );
 }

@@ -257,6 +257,7 @@ impl World {
                 epoch,
                 expires_at_ms: 0,
             };
+            let mut retry_in = None;
             let result = match (answer, &call.call) {
                 (StoreAnswer::Acquired(Ok(epoch)), _) => CallResult::Granted(grant(epoch)),
                 (StoreAnswer::Acquired(Err(beat)), _) => {
@@ -266,6 +267,10 @@ impl World {
                     if n.watching.is_none_or(|(seen, _)| seen != beat) {
                         n.watching = Some((beat, local));
                     }
+                    // Look again when the watch ends, as the engine's keeper does.
+                    retry_in = n.watching.map(|(_, since)| {
+                        Duration::from_millis((since + TTL).saturating_sub(local) + 1)
+                    });
                     CallResult::Refused
                 }
                 (StoreAnswer::Renewed(true), StoreCall::Renew { epoch }) => {
@@ -273,7 +278,7 @@ impl World {
                 }
                 _ => CallResult::Refused,
             };
-            self.nodes[i].roles.handle_result(at, result, None);
+            self.nodes[i].roles.handle_result(at, result, retry_in);
             self.apply_role_changes(i);
             self.call_lease_store(i);
         } else if self.nodes[i]

@@ -67,7 +67,13 @@ impl World {
     pub(crate) fn ended(&mut self, i: usize, conn: u64, again: bool) {
         self.close(conn, i);
         let now = self.now;
+        let at = self.local(i);
         let n = &mut self.nodes[i];
+        // A leader was streaming and is gone: look at the lease now, as the engine's
+        // follower tells its keeper.
+        if !again && n.following.as_ref().is_some_and(|f| f.state.streamed()) {
+            n.roles.look_now(at);
+        }
         n.following = None;
         if again {
             n.connect_due = now;

@@ -20,14 +20,24 @@ impl SessionActor {
                 } else if self.shutdown.is_some() {
                     drop(stream);
                 } else if !self.is_leader() {
-                    tracing::info!(session = %self.span_name(), %peer, "standby: refusing a FIX connection (this instance does not hold the lease)");
-                    drop(stream);
+                    match self.hold_until() {
+                        Some(until) => {
+                            tracing::info!(session = %self.span_name(), %peer, "standby: holding a FIX connection unanswered (the leader's stream broke: this instance expects to take over)");
+                            // A counterparty that comes again replaces what it left.
+                            self.held = Some(super::Held {
+                                stream,
+                                peer,
+                                initial,
+                                until,
+                            });
+                        }
+                        None => {
+                            tracing::info!(session = %self.span_name(), %peer, "standby: refusing a FIX connection (this instance does not hold the lease)");
+                            drop(stream);
+                        }
+                    }
                 } else {
-                    tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
-                    self.attach(stream, peer, initial);
-                    let mut deliveries = Vec::new();
-                    self.process_input(&mut deliveries);
-                    self.flush(deliveries).await;
+                    self.serve(stream, peer, initial).await;
                 }
             }
             Command::Send {

@@ -40,6 +40,9 @@ pub struct Follower {
     pub name: String,
     /// The group's key: the leader must prove it holds it ([`super::peer_auth`]).
     pub key: Option<super::peer_auth::PeerKey>,
+    /// Told when the stream from a leader breaks (its process died, its host went
+    /// silent) and when a leader streams again ([`crate::takeover`]).
+    pub(crate) takeover: crate::takeover::TakeoverHint,
 }
 
 fn is_standby(role: &watch::Receiver<RoleState>) -> bool {
@@ -88,13 +91,24 @@ impl Follower {
         let mut said = std::collections::HashMap::<String, String>::new();
         loop {
             while !is_standby(&self.role) {
+                self.takeover.clear();
                 self.state.update_follower(|f| f.leader = None);
                 if self.role.changed().await.is_err() {
                     return;
                 }
             }
             let peer = self.peers[at % self.peers.len()].clone();
-            match self.follow(&peer, &mut eligibility).await {
+            let mut streamed = false;
+            let ended = self.follow(&peer, &mut eligibility, &mut streamed).await;
+            let eligible = *self.state.eligible().borrow();
+            if streamed && eligible && is_standby(&self.role) && !matches!(ended, Ok(Ended::Again))
+            {
+                // A leader was streaming to us and is gone, and we may take over: look at
+                // the lease now, and hold the counterparties that come meanwhile.
+                tracing::info!(%peer, "the leader's stream broke: looking at the lease now");
+                self.takeover.leader_gone();
+            }
+            match ended {
                 Ok(Ended::Again) => continue,
                 Ok(Ended::NotLeader(epoch, position)) => {
                     let ours = (
@@ -131,10 +145,13 @@ impl Follower {
         }
     }
 
+    /// Follows `peer` until the connection ends; `streamed` says whether it was
+    /// streaming records to us (it led).
     async fn follow(
         &mut self,
         peer: &str,
         eligibility: &mut Eligibility,
+        streamed: &mut bool,
     ) -> std::io::Result<Ended> {
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
             .await
@@ -170,6 +187,7 @@ impl Follower {
                     let step = follow
                         .handle_frame(frame, self.journal.appended())
                         .map_err(std::io::Error::other)?;
+                    *streamed |= follow.streamed();
                     if first && follow.streamed() {
                         tracing::info!(%peer, epoch = follow.newest_epoch(), from = self.journal.appended(), "following the leader");
                     }
@@ -266,6 +284,7 @@ impl Follower {
 
     /// Shows the leader this standby follows and where its journal is.
     fn show_leader(&self, peer: &str, epoch: u64, position: u64, current: bool) {
+        self.takeover.clear();
         self.state.update_follower(|f| {
             f.leader = Some(peer.to_string());
             f.epoch = epoch;

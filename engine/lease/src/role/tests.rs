@@ -130,3 +130,68 @@ fn a_step_down_releases_and_pauses_and_an_ineligible_standby_does_not_contend() 
     m.set_eligible(false);
     assert_eq!(m.poll_call(t + 3000 * MS), None, "not eligible");
 }
+
+#[test]
+fn an_ineligible_standby_asks_for_no_wake_up_in_the_past() {
+    let (mut m, t) = machine();
+    m.poll_call(t);
+    m.handle_result(t + MS, CallResult::Refused, None);
+    m.set_eligible(false);
+    let now = t + 1000 * MS;
+    assert_eq!(m.poll_call(now), None, "not eligible");
+    // Nothing to do until it is eligible again: a wake-up in the past would spin the
+    // keeper's loop.
+    assert!(
+        m.next_wake().is_none_or(|w| w > now),
+        "{:?}",
+        m.next_wake().map(|w| w.saturating_duration_since(t))
+    );
+    m.set_eligible(true);
+    assert_eq!(m.poll_call(now), Some(LeaseCall::Acquire));
+}
+
+#[test]
+fn a_standby_looks_again_when_the_watch_ends_not_an_interval_later() {
+    let (mut m, t) = machine();
+    assert_eq!(m.poll_call(t), Some(LeaseCall::Acquire));
+    // The store watches the holder's beat until 120 ms from now.
+    m.handle_result(t + MS, CallResult::Refused, Some(120 * MS));
+    assert_eq!(m.next_wake(), Some(t + 121 * MS));
+    assert_eq!(m.poll_call(t + 120 * MS), None);
+    assert_eq!(m.poll_call(t + 121 * MS), Some(LeaseCall::Acquire));
+    // Never later than an interval, whatever the store says.
+    m.handle_result(t + 122 * MS, CallResult::Refused, Some(5000 * MS));
+    assert_eq!(m.next_wake(), Some(t + 422 * MS));
+}
+
+#[test]
+fn told_the_leader_looks_gone_a_standby_looks_at_once() {
+    let (mut m, t) = machine();
+    m.poll_call(t);
+    m.handle_result(t + MS, CallResult::Refused, None);
+    assert_eq!(m.poll_call(t + 50 * MS), None, "an interval between looks");
+    m.look_now(t + 50 * MS);
+    assert_eq!(m.poll_call(t + 50 * MS), Some(LeaseCall::Acquire));
+    // Told while an acquire is on its way (it may have read the beat before the
+    // holder's last write): once more as soon as it is answered.
+    m.look_now(t + 60 * MS);
+    m.handle_result(t + 70 * MS, CallResult::Refused, Some(200 * MS));
+    assert_eq!(m.poll_call(t + 70 * MS), Some(LeaseCall::Acquire));
+    m.handle_result(t + 80 * MS, CallResult::Refused, None);
+    assert_eq!(m.poll_call(t + 80 * MS), None, "only once");
+}
+
+#[test]
+fn a_holder_or_a_paused_instance_ignores_a_look_now() {
+    let (mut m, t) = machine();
+    m.poll_call(t);
+    m.handle_result(t, CallResult::Granted(grant(7)), None);
+    m.poll_change();
+    m.look_now(t + 10 * MS);
+    assert_eq!(m.poll_call(t + 10 * MS), None, "renews on its interval");
+    m.step_down(t + 20 * MS, Duration::from_secs(2));
+    assert_eq!(m.poll_call(t + 20 * MS), Some(LeaseCall::Release(grant(7))));
+    m.handle_result(t + 21 * MS, CallResult::Refused, None);
+    m.look_now(t + 30 * MS);
+    assert_eq!(m.poll_call(t + 30 * MS), None, "paused after a step-down");
+}
