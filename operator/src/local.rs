@@ -98,7 +98,7 @@ impl LocalGroup {
             exe: opts.exe.clone(),
             backend: Backend::Sqlite,
             durability: opts.durability.clone(),
-            lease_ms: (1500, 300, 300),
+            lease_ms: fix_drill::cluster::default_lease_ms(),
             instances: 2,
             names: Vec::new(),
             regions: Vec::new(),

@@ -6,7 +6,7 @@
 //! 1. the standby is frozen (SIGSTOP) for 3 s under load, the leader is killed, the
 //!    standby resumes: out of the in-sync set, it must not lead; `local up` starts the
 //!    killed leader again and it leads with everything it answered;
-//! 2. the leader is frozen for 4 s (past the lease's 1.5 s TTL), the standby takes over,
+//! 2. the leader is frozen for 4 s (past the lease's 800 ms TTL), the standby takes over,
 //!    the old leader resumes and must not lead again nor send a byte of its old term;
 //! 3. the leader is killed; the standby takes over.
 //!

@@ -48,7 +48,9 @@ pub struct GroupOptions {
 
 impl GroupOptions {
     /// A single-region group of `instances` run by `exe`: TTL 1.5 s, renew 300 ms,
-    /// margin 300 ms, default names, the `exec` simulator.
+    /// margin 300 ms (longer than the engine's defaults, [`default_lease_ms`]: the test
+    /// suite runs several groups at once on two cores), default names, the `exec`
+    /// simulator.
     pub fn new(exe: PathBuf, backend: Backend, durability: &str, instances: usize) -> Self {
         Self {
             exe,
@@ -65,6 +67,16 @@ impl GroupOptions {
             stalled_reader: false,
         }
     }
+}
+
+/// The engine's default lease settings: TTL, renew interval, safety margin (ms).
+pub fn default_lease_ms() -> (u64, u64, u64) {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    (
+        ms(fix_lease::DEFAULT_TTL),
+        ms(fix_lease::DEFAULT_RENEW_INTERVAL),
+        ms(fix_lease::DEFAULT_SAFETY_MARGIN),
+    )
 }
 
 /// A group that failed to start or misbehaved.

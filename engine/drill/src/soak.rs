@@ -107,6 +107,8 @@ pub struct SoakReport {
     pub rate: u32,
     /// How long the load ran.
     pub seconds: f64,
+    /// Orders sent while it ran (the tally also counts the warm-up before).
+    pub orders_in_load: u64,
     /// Takeovers during the load: the lease's epoch at the end minus at the start
     /// (must be 0).
     pub takeovers: u64,
@@ -144,7 +146,7 @@ impl SoakReport {
             self.lease_ms.1,
             self.lease_ms.2,
             self.rate,
-            self.tally.sent as f64 / self.seconds.max(1e-9),
+            self.orders_in_load as f64 / self.seconds.max(1e-9),
             self.seconds / 60.0,
             self.takeovers,
             self.reconnects,
@@ -188,7 +190,8 @@ impl SoakReport {
             "margin_ms": self.lease_ms.2,
             "rate": self.rate,
             "seconds": self.seconds,
-            "orders": self.tally.sent,
+            "orders": self.orders_in_load,
+            "orders_total": self.tally.sent,
             "takeovers": self.takeovers,
             "reconnects": self.reconnects,
             "lost": self.tally.lost,
@@ -230,7 +233,7 @@ async fn renew_latency(cluster: &Cluster) -> RenewLatency {
             n.admin_addr(),
             "GET",
             "/metrics",
-            None,
+            Some(crate::node::TOKEN),
             Duration::from_secs(5),
         )
         .await;
@@ -253,6 +256,7 @@ pub async fn run(
     let book = trader.book();
     let first = epoch(&cluster).await?;
     let started = Instant::now();
+    let sent_before = book.tally().sent;
     let mut next = started + opts.every;
     while started.elapsed() < opts.duration {
         tokio::time::sleep_until(tokio::time::Instant::from_std(
@@ -266,7 +270,7 @@ pub async fn run(
             "{:>5.0} s: {} orders ({:.0}/s), {} unanswered, epoch {} (started at {first}), {} logons since, renew p99 ≤ {} ms, max ≤ {} ms",
             started.elapsed().as_secs_f64(),
             t.sent,
-            t.sent as f64 / started.elapsed().as_secs_f64(),
+            (t.sent - sent_before) as f64 / started.elapsed().as_secs_f64(),
             book.unanswered(),
             epoch(&cluster).await?,
             book.logons_after(started),
@@ -275,6 +279,7 @@ pub async fn run(
         ));
     }
     let seconds = started.elapsed().as_secs_f64();
+    let orders_in_load = book.tally().sent - sent_before;
     let last = epoch(&cluster).await?;
     let reconnects = book.logons_after(started);
     let tally = trader.settle(Duration::from_secs(60)).await;
@@ -289,6 +294,7 @@ pub async fn run(
         lease_ms: opts.group.lease_ms,
         rate: opts.rate,
         seconds,
+        orders_in_load,
         takeovers: last.saturating_sub(first),
         reconnects,
         tally,

@@ -3,13 +3,16 @@
 use crate::store::{Grant, LeaseError, LeaseStore};
 use std::time::{Duration, Instant};
 
-/// The default time to live of a lease (1.5 s).
-pub const DEFAULT_TTL: Duration = Duration::from_millis(1500);
-/// The default renew interval (300 ms).
-pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(300);
+/// The default time to live of a lease (800 ms): a standby takes over within about
+/// that long of the leader's death (`fix-drill run`: kill→logon p99 ≈ 820 ms). Sized
+/// from `fix-drill soak` (30 minutes at half the maximum sustainable rate on 2 cores:
+/// no takeover, slowest renew under 100 ms); stores far away (another region) need more.
+pub const DEFAULT_TTL: Duration = Duration::from_millis(800);
+/// The default renew interval (150 ms).
+pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(150);
 /// The default safety margin: how long before the TTL a holder stops trusting its lease
-/// (300 ms).
-pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_millis(300);
+/// (150 ms: the holder's clock may run up to 18 % slower than a contender's).
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_millis(150);
 
 /// How a node contends for and keeps a lease.
 #[derive(Debug, Clone)]
@@ -18,11 +21,11 @@ pub struct LeaseConfig {
     pub group: String,
     /// This instance's id (must be unique per instance).
     pub owner: String,
-    /// Time to live granted by each acquire or renew (default 1.5 s).
+    /// Time to live granted by each acquire or renew (default 800 ms).
     pub ttl: Duration,
-    /// How often a holder renews (default 300 ms).
+    /// How often a holder renews (default 150 ms).
     pub renew_interval: Duration,
-    /// How long before the TTL the holder stops trusting its lease (default 300 ms).
+    /// How long before the TTL the holder stops trusting its lease (default 150 ms).
     pub safety_margin: Duration,
     /// The region this instance runs in. With it, the instance contends only while the
     /// group's active region (see [`crate::region`]) is this one or unset.
@@ -30,7 +33,7 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Defaults: TTL 1.5 s, renew every 300 ms, stop trusting 300 ms before the TTL.
+    /// Defaults: TTL 800 ms, renew every 150 ms, stop trusting 150 ms before the TTL.
     pub fn new(group: &str, owner: &str) -> Self {
         Self {
             group: group.to_string(),

@@ -159,13 +159,13 @@ pub struct LeaseSpec {
 }
 
 fn default_ttl() -> u64 {
-    1500
+    fix_lease::DEFAULT_TTL.as_millis() as u64
 }
 fn default_renew() -> u64 {
-    300
+    fix_lease::DEFAULT_RENEW_INTERVAL.as_millis() as u64
 }
 fn default_margin() -> u64 {
-    300
+    fix_lease::DEFAULT_SAFETY_MARGIN.as_millis() as u64
 }
 
 /// `[engine.replication] durability`.

@@ -265,11 +265,11 @@ pub struct LeaseSection {
     /// for the lease only while its region is the group's active region (moved by the
     /// rotation and DR runbooks; unset = every instance contends).
     pub region: Option<String>,
-    /// Lease time to live in milliseconds (default 1500).
+    /// Lease time to live in milliseconds (default 800).
     pub ttl_ms: Option<u64>,
-    /// Renew interval in milliseconds (default 300).
+    /// Renew interval in milliseconds (default 150).
     pub renew_interval_ms: Option<u64>,
-    /// How long before the TTL the holder stops trusting the lease (default 300).
+    /// How long before the TTL the holder stops trusting the lease (default 150).
     pub safety_margin_ms: Option<u64>,
     /// Whether a standby keeps its FIX ports open and refuses logons (true, default) or
     /// closes them until it leads (false: connections are refused outright, and TCP
@@ -343,7 +343,7 @@ impl LeaseSection {
                     "engine",
                     "lease.safety_margin_ms",
                     "0",
-                    "a margin above the clock drift between this machine and the lease store over one TTL plus a request's latency (default 300): with 0 the holder may still trust its lease after the store has let another instance acquire it",
+                    "a margin above the clock drift between this machine and the lease store over one TTL plus a request's latency (default 150): with 0 the holder may still trust its lease after the store has let another instance acquire it",
                 ));
             }
             c.safety_margin = Duration::from_millis(v);

@@ -2,8 +2,12 @@ use super::*;
 
 const MS: Duration = Duration::from_millis(1);
 
+/// TTL 1.5 s, renew every 300 ms, margin 300 ms (the figures below follow from these).
 fn machine() -> (RoleMachine, Instant) {
-    let cfg = LeaseConfig::new("g", "a");
+    let mut cfg = LeaseConfig::new("g", "a");
+    cfg.ttl = 1500 * MS;
+    cfg.renew_interval = 300 * MS;
+    cfg.safety_margin = 300 * MS;
     (RoleMachine::new(cfg, true), Instant::now())
 }
 
