@@ -107,6 +107,7 @@ impl LocalGroup {
             kafka: None,
             netns: false,
             stalled_reader: false,
+            sessions: 1,
         };
         let cluster = Cluster::start(&group, &Servers::from_env(), &opts.dir).await?;
         let (router, entry, emulator) = router_for(opts, &cluster).await?;

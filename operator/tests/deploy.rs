@@ -314,6 +314,7 @@ async fn running_pair(dir: &Path) -> (Cluster, usize, usize) {
         kafka: None,
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir)
         .await

@@ -650,6 +650,7 @@ async fn engines(name: &str) -> (tempfile::TempDir, Cluster) {
         kafka: None,
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -161,6 +161,7 @@ async fn two_regions() -> TwoRegions {
         kafka: None,
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

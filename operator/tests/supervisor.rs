@@ -32,6 +32,7 @@ async fn pair() -> (tempfile::TempDir, Cluster) {
         kafka: None,
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -44,6 +44,9 @@ pub struct GroupOptions {
     /// counterparty ([`crate::stalled_reader`]); off, every configured session is the
     /// trader's.
     pub stalled_reader: bool,
+    /// FIX sessions per instance: `EXEC`←`CLIENT`, then `CLIENT2` … on the same port
+    /// (the counterparty opens as many, [`crate::trader::Trader::start_sessions`]).
+    pub sessions: usize,
 }
 
 impl GroupOptions {
@@ -65,6 +68,7 @@ impl GroupOptions {
             kafka: None,
             netns: false,
             stalled_reader: false,
+            sessions: 1,
         }
     }
 }
@@ -219,6 +223,7 @@ impl Cluster {
                 cross_region_sync: opts.cross_region_sync,
                 kafka: opts.kafka.clone(),
                 stalled_reader: opts.stalled_reader,
+                sessions: opts.sessions,
                 durability: opts.durability.clone(),
                 ttl_ms: opts.lease_ms.0,
                 renew_ms: opts.lease_ms.1,

@@ -101,7 +101,8 @@ pub struct Report {
     pub durability: String,
     /// Kill → the standby reports leader, per cycle.
     pub to_leader: Vec<Duration>,
-    /// Kill → the counterparty's next logon accepted, per cycle.
+    /// Kill → the counterparty's next logon accepted (of its last session to log on
+    /// again, with several), per cycle.
     pub to_logon: Vec<Duration>,
     /// The counterparty's counts.
     pub tally: Tally,
@@ -303,7 +304,8 @@ async fn start_trader(
     rate: u32,
     limit: Duration,
 ) -> Result<Trader, ClusterError> {
-    Trader::start(&cluster.fix_addrs(), rate)
+    let sessions = cluster.nodes.first().map_or(1, |n| n.spec.sessions);
+    Trader::start_sessions(&cluster.fix_addrs(), rate, sessions)
         .await
         .map_err(|e| ClusterError::Timeout {
             what: format!("starting the counterparty: {e}"),
@@ -552,7 +554,7 @@ pub async fn run(
         };
         let book = trader.book();
         let logon = loop {
-            if let Some(t) = book.first_logon_after(killed) {
+            if let Some(t) = book.all_logged_on_after(killed, trader.sessions()) {
                 break t;
             }
             if killed.elapsed() > limit {

@@ -56,9 +56,13 @@ struct RunArgs {
     /// first standby; any in-sync instance may win each election.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=7))]
     instances: u32,
-    /// Orders per second from the counterparty.
+    /// Orders per second from the counterparty (over all its sessions).
     #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// FIX sessions between the counterparty and the group (orders go round-robin);
+    /// kill→logon is then until the last of them logged on again.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    sessions: u32,
     /// Milliseconds of load between catching up and each kill.
     #[arg(long, default_value_t = 500)]
     dwell_ms: u64,
@@ -211,6 +215,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
                         kafka: None,
                         netns: args.fault.needs_netns(),
                         stalled_reader: args.fault == fix_drill::drill::Fault::ZeroWindow,
+                        sessions: args.sessions as usize,
                     },
                     cycles: args.cycles,
                     rate: args.rate,

@@ -71,6 +71,8 @@ pub struct NodeSpec {
     pub kafka: Option<String>,
     /// Also accept `EXEC`←`SLOW` (the zero-window counterparty) on the FIX port.
     pub stalled_reader: bool,
+    /// FIX sessions: `EXEC`←`CLIENT`, then `CLIENT2` … (all on the FIX port).
+    pub sessions: usize,
     /// `local` or `replicated`.
     pub durability: String,
     /// Lease TTL in ms.
@@ -82,7 +84,8 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
-    /// The engine configuration (TOML): a FIX.4.4 acceptor EXEC←CLIENT (the trader), and
+    /// The engine configuration (TOML): a FIX.4.4 acceptor EXEC←CLIENT (the trader; and
+    /// CLIENT2 … when it opens more sessions), and
     /// EXEC←SLOW on the same port for the zero-window fault's counterparty when asked,
     /// with the `exec` simulator (or the Kafka bridge).
     pub fn toml(&self) -> String {
@@ -127,7 +130,15 @@ impl NodeSpec {
                 String::new()
             },
             app = if self.kafka.is_some() { "kafka" } else { "exec" },
-        ) + &self
+        ) + &(2..=self.sessions)
+            .map(|k| {
+                format!(
+                    "[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT{k}'\nrole = 'acceptor'\nlisten = '{}:{}'\nheartbeat_interval = 1\n",
+                    self.host, self.fix_port
+                )
+            })
+            .collect::<String>()
+            + &self
             .kafka
             .as_ref()
             .map_or(String::new(), |k| format!("[engine.kafka]\n{k}\n"))

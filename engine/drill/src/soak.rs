@@ -171,10 +171,13 @@ impl SoakReport {
             ("gaps", t.gaps),
             ("send errors", t.send_errors),
         ];
+        let unmeasured = (self.renew.count == 0)
+            .then(|| "no lease call latencies read from the engines' /metrics".to_string());
         let bad: Vec<String> = counts
             .iter()
             .filter(|(_, n)| *n > 0)
             .map(|(what, n)| format!("{n} {what}"))
+            .chain(unmeasured)
             .collect();
         (!bad.is_empty()).then(|| bad.join("; "))
     }

@@ -23,9 +23,11 @@ struct BookInner {
     send_errors: u64,
     unflagged_duplicates: u64,
     flagged_duplicates: u64,
-    logons: Vec<Instant>,
-    /// Inbound sequence numbers received (gap fills count for the range they cover).
-    seqs: Ranges,
+    /// Every logon: the session's index (0: `CLIENT`, k: `CLIENT{k+1}`) and when.
+    logons: Vec<(usize, Instant)>,
+    /// Per session index: inbound sequence numbers received (gap fills count for the
+    /// range they cover).
+    seqs: HashMap<usize, Ranges>,
 }
 
 /// The order is filled (ExecType F or 2, or OrdStatus 2).
@@ -46,12 +48,13 @@ fn exec_type_bit(exec_type: &[u8]) -> Option<u8> {
     Some(1 << bit)
 }
 
-/// The index of one of our ClOrdIDs (`o<n>`, n from 1).
+/// The index of one of our ClOrdIDs (`o<n>`, n from 1, written without leading zeros).
 fn order_index(cl: &[u8]) -> Option<usize> {
-    let n: usize = std::str::from_utf8(cl.strip_prefix(b"o")?)
-        .ok()?
-        .parse()
-        .ok()?;
+    let digits = cl.strip_prefix(b"o")?;
+    if digits.is_empty() || digits[0] == b'0' || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
     n.checked_sub(1)
 }
 
@@ -119,12 +122,23 @@ impl Book {
 
     /// Logons completed after `t`, and when the first was.
     pub fn first_logon_after(&self, t: Instant) -> Option<Instant> {
-        self.lock().logons.iter().copied().find(|l| *l >= t)
+        self.lock().logons.iter().map(|(_, l)| *l).find(|l| *l >= t)
     }
 
     /// How many logons completed after `t`.
     pub fn logons_after(&self, t: Instant) -> usize {
-        self.lock().logons.iter().filter(|l| **l >= t).count()
+        self.lock().logons.iter().filter(|(_, l)| *l >= t).count()
+    }
+
+    /// When the last of `sessions` sessions had logged on again after `t`, once every
+    /// one of them has.
+    pub fn all_logged_on_after(&self, t: Instant, sessions: usize) -> Option<Instant> {
+        let b = self.lock();
+        let mut first: HashMap<usize, Instant> = HashMap::new();
+        for (k, l) in b.logons.iter().filter(|(_, l)| *l >= t) {
+            first.entry(*k).or_insert(*l);
+        }
+        (first.len() >= sessions).then(|| first.values().copied().max())?
     }
 
     /// Orders sent so far without a fill.
@@ -150,18 +164,21 @@ impl Book {
     /// The counts now.
     pub fn tally(&self) -> Tally {
         let b = self.lock();
-        let max = b.seqs.last().unwrap_or(0);
         Tally {
             sent: b.orders.len() as u64,
             lost: b.orders.iter().filter(|o| **o & FILLED == 0).count() as u64,
             unflagged_duplicates: b.unflagged_duplicates,
             flagged_duplicates: b.flagged_duplicates,
-            gaps: max - b.seqs.len(),
+            gaps: b
+                .seqs
+                .values()
+                .map(|r| r.last().unwrap_or(0) - r.len())
+                .sum(),
             send_errors: b.send_errors,
         }
     }
 
-    fn seen_seq(&self, msg: &MessageRef<'_>) {
+    fn seen_seq(&self, id: &SessionId, msg: &MessageRef<'_>) {
         let Ok(Some(seq)) = msg.get_u64(34) else {
             return;
         };
@@ -169,9 +186,10 @@ impl Book {
         let gap_fill_to = (msg.msg_type() == b"4")
             .then(|| msg.get_u64(36).ok().flatten())
             .flatten();
+        let seqs = b.seqs.entry(session_index(id)).or_default();
         match gap_fill_to {
-            Some(new_seq) if new_seq > seq => b.seqs.insert(seq, new_seq),
-            _ => b.seqs.insert(seq, seq + 1),
+            Some(new_seq) if new_seq > seq => seqs.insert(seq, new_seq),
+            _ => seqs.insert(seq, seq + 1),
         }
     }
 }
@@ -183,16 +201,19 @@ fn text(v: Option<&[u8]>) -> String {
 }
 
 impl Application for Recorder {
-    fn on_logon(&self, _id: &SessionId) {
-        self.0.lock().logons.push(Instant::now());
+    fn on_logon(&self, id: &SessionId) {
+        self.0
+            .lock()
+            .logons
+            .push((session_index(id), Instant::now()));
     }
 
-    fn from_admin(&self, _id: &SessionId, msg: MessageRef<'_>) {
-        self.0.seen_seq(&msg);
+    fn from_admin(&self, id: &SessionId, msg: MessageRef<'_>) {
+        self.0.seen_seq(id, &msg);
     }
 
-    fn from_app(&self, _ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject> {
-        self.0.seen_seq(&msg);
+    fn from_app(&self, ctx: &mut AppContext<'_>, msg: MessageRef<'_>) -> Result<(), AppReject> {
+        self.0.seen_seq(ctx.session_id(), &msg);
         if msg.msg_type() != b"8" {
             return Ok(());
         }
@@ -201,14 +222,15 @@ impl Application for Recorder {
         let filled = exec_type == b"F" || exec_type == b"2" || msg.get(39) == Some(b"2");
         let poss_dup = msg.get_flag(43);
         let mut b = self.0.lock();
-        let again = match (order_index(cl), exec_type_bit(exec_type)) {
-            (Some(i), Some(bit)) if i < b.orders.len() => {
+        let ours = order_index(cl).filter(|i| *i < b.orders.len());
+        if let (Some(i), true) = (ours, filled) {
+            b.orders[i] |= FILLED;
+        }
+        let again = match (ours, exec_type_bit(exec_type)) {
+            (Some(i), Some(bit)) => {
                 let o = &mut b.orders[i];
                 let again = *o & bit != 0;
                 *o |= bit;
-                if filled {
-                    *o |= FILLED;
-                }
                 again
             }
             _ => {
@@ -239,10 +261,28 @@ pub struct Trader {
     stop: watch::Sender<bool>,
     hold: watch::Sender<bool>,
     pump: Option<JoinHandle<()>>,
+    sessions: usize,
 }
 
-fn session() -> SessionId {
-    SessionId::new("FIX.4.4", "CLIENT", "EXEC")
+/// The counterparty's CompID of session `k` (0: `CLIENT`, then `CLIENT2`, …).
+fn comp_id(k: usize) -> String {
+    match k {
+        0 => "CLIENT".into(),
+        k => format!("CLIENT{}", k + 1),
+    }
+}
+
+/// Session `k` (see [`comp_id`]).
+fn session(k: usize) -> SessionId {
+    SessionId::new("FIX.4.4", &comp_id(k), "EXEC")
+}
+
+/// The index of one of our sessions, from its id.
+fn session_index(id: &SessionId) -> usize {
+    id.sender_comp_id
+        .strip_prefix("CLIENT")
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(0, |n| n.saturating_sub(1))
 }
 
 impl Trader {
@@ -252,11 +292,39 @@ impl Trader {
         alternates: &[SocketAddr],
         rate: u32,
     ) -> Result<Self, fix_engine::EngineError> {
+        Self::start_sessions(alternates, rate, 1).await
+    }
+
+    /// As [`Trader::start`] with `sessions` sessions (`CLIENT`, `CLIENT2`, …), the
+    /// orders going to each in turn.
+    pub async fn start_sessions(
+        alternates: &[SocketAddr],
+        rate: u32,
+        sessions: usize,
+    ) -> Result<Self, fix_engine::EngineError> {
+        Self::start_with(alternates, rate, sessions, Duration::from_millis(100)).await
+    }
+
+    /// As [`Trader::start_sessions`], waiting `reconnect` between rounds of its
+    /// alternate addresses (it tries the next one 100 ms after a failure, and waits
+    /// `reconnect` once it has tried them all).
+    pub async fn start_with(
+        alternates: &[SocketAddr],
+        rate: u32,
+        sessions: usize,
+        reconnect: Duration,
+    ) -> Result<Self, fix_engine::EngineError> {
+        let sessions = sessions.max(1);
         let connect: Vec<String> = alternates.iter().map(|a| format!("'{a}'")).collect();
-        let toml = format!(
-            "[engine]\nstore = 'memory'\n[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'CLIENT'\ntarget_comp_id = 'EXEC'\nrole = 'initiator'\nconnect = [{}]\nreconnect_interval_ms = 100\nheartbeat_interval = 1\n",
-            connect.join(", ")
-        );
+        let mut toml = String::from("[engine]\nstore = 'memory'\n");
+        for k in 0..sessions {
+            toml.push_str(&format!(
+                "[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = '{}'\ntarget_comp_id = 'EXEC'\nrole = 'initiator'\nconnect = [{}]\nreconnect_interval_ms = {}\nheartbeat_interval = 1\n",
+                comp_id(k),
+                connect.join(", "),
+                reconnect.as_millis()
+            ));
+        }
         let config = EngineConfig::from_toml(&toml, "trader")?;
         let book = Arc::new(Book::default());
         let engine = Engine::start_with(config, Arc::new(Recorder(Arc::clone(&book)))).await?;
@@ -267,6 +335,7 @@ impl Trader {
             handle.clone(),
             Arc::clone(&book),
             rate.max(1),
+            sessions,
             stopped,
             held,
         ));
@@ -277,6 +346,7 @@ impl Trader {
             stop,
             hold,
             pump: Some(pump),
+            sessions,
         })
     }
 
@@ -285,12 +355,24 @@ impl Trader {
         Arc::clone(&self.book)
     }
 
-    /// Whether the session is logged on now.
+    /// How many sessions it opens.
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Whether every session is logged on now.
     pub async fn logged_on(&self) -> bool {
-        self.handle
-            .status(&session())
-            .await
-            .is_ok_and(|s| s.state == fix_session::State::Active)
+        for k in 0..self.sessions {
+            let active = self
+                .handle
+                .status(&session(k))
+                .await
+                .is_ok_and(|s| s.state == fix_session::State::Active);
+            if !active {
+                return false;
+            }
+        }
+        true
     }
 
     /// Waits up to `limit` until the session is logged on; false when it is not by then.
@@ -343,13 +425,14 @@ async fn pump(
     handle: EngineHandle,
     book: Arc<Book>,
     rate: u32,
+    sessions: usize,
     mut stopped: watch::Receiver<bool>,
     mut held: watch::Receiver<bool>,
 ) {
+    let ids: Vec<SessionId> = (0..sessions).map(session).collect();
     let period = Duration::from_secs_f64(1.0 / f64::from(rate)).max(Duration::from_millis(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let id = session();
     let mut n = 0u64;
     let mut last = Instant::now();
     let mut credit = 0.0f64;
@@ -377,7 +460,8 @@ async fn pump(
         while credit >= 1.0 {
             credit -= 1.0;
             n += 1;
-            send_order(&handle, &book, &id, n).await;
+            let id = &ids[(n as usize - 1) % ids.len()];
+            send_order(&handle, &book, id, n).await;
         }
     }
 }
@@ -423,6 +507,8 @@ mod tests {
         assert_eq!(order_index(b"o1"), Some(0));
         assert_eq!(order_index(b"o120"), Some(119));
         assert_eq!(order_index(b"o0"), None);
+        assert_eq!(order_index(b"o01"), None);
+        assert_eq!(order_index(b"o+1"), None);
         assert_eq!(order_index(b"x1"), None);
         assert_eq!(exec_type_bit(b"F"), Some(8));
         assert_eq!(exec_type_bit(b"Z"), None);

@@ -34,6 +34,7 @@ async fn two_regions(sync: bool) -> (tempfile::TempDir, Cluster, usize) {
         kafka: None,
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -37,6 +37,7 @@ fn group(backend: Backend, durability: &str) -> GroupOptions {
         kafka: None,
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     }
 }
 
@@ -301,6 +302,7 @@ async fn frozen_in_a_blocked_write(regain: bool) {
     let dir = tempfile::tempdir().expect("tmp");
     let opts = GroupOptions {
         stalled_reader: true,
+        sessions: 1,
         ..group(Backend::Postgres, "replicated")
     };
     let cluster = Cluster::start(&opts, &servers(), dir.path())

@@ -88,6 +88,7 @@ async fn stalled_standby(backend: Backend, durability: &str, fault: Fault) {
     let opts = GroupOptions {
         netns: fault.needs_netns(),
         stalled_reader: false,
+        sessions: 1,
         ..group(backend, durability, 2)
     };
     let mut cluster = Cluster::start(&opts, &servers, dir.path())

@@ -223,6 +223,7 @@ async fn stream(brokers: &str, tag: &str) -> Stream {
         )),
         netns: false,
         stalled_reader: false,
+        sessions: 1,
     };
     let cluster = Cluster::start(&opts, &Servers::from_env(), dir.path())
         .await

@@ -131,16 +131,16 @@ pub(crate) struct SessionActor {
     /// This session's `messages_in` and `messages_out` counters (looked up once).
     counted_in: prometheus_client::metrics::counter::Counter,
     counted_out: prometheus_client::metrics::counter::Counter,
-    /// While standby: whether this instance expects to take over, and how long a
-    /// counterparty's connection may then be held unanswered.
-    takeover: Option<(crate::takeover::TakeoverHint, Duration)>,
+    /// While standby: whether this instance expects to take over (a counterparty's
+    /// connection is then held unanswered until it does, or the expectation is over).
+    takeover: Option<crate::takeover::TakeoverHint>,
     /// A counterparty's connection held unanswered while standby ([`Held`]).
     held: Option<Held>,
 }
 
 /// A connection a standby keeps, neither read nor written, while it expects to take
-/// over: attached the moment this instance leads, dropped at `until` or as soon as a
-/// leader streams to this standby again.
+/// over: attached the moment this instance leads; dropped (at the next timer) once the
+/// expectation is over: at `until`, or when a leader streams to this standby again.
 struct Held {
     stream: BoxIo,
     peer: SocketAddr,
@@ -197,39 +197,52 @@ impl SessionActor {
     }
 
     /// While standby and expecting to take over (`hint`), hold a counterparty's
-    /// connection for up to `hold` instead of refusing it.
-    pub(crate) fn with_takeover(
-        mut self,
-        hint: crate::takeover::TakeoverHint,
-        hold: Duration,
-    ) -> Self {
-        self.takeover = Some((hint, hold));
+    /// connection instead of refusing it.
+    pub(crate) fn with_takeover(mut self, hint: crate::takeover::TakeoverHint) -> Self {
+        self.takeover = Some(hint);
         self
     }
 
     /// Until when a connection coming now may be held, if this standby expects to take
     /// over.
     fn hold_until(&self) -> Option<Instant> {
-        self.takeover
-            .as_ref()
-            .filter(|(hint, _)| hint.expected())
-            .map(|(_, hold)| Instant::now() + *hold)
+        self.takeover.as_ref().and_then(|h| h.expected_until())
     }
 
-    /// Drops a held connection whose time is up, or held for a takeover no longer
-    /// expected (a leader streams again).
+    /// Drops a held connection once no takeover is expected any more (its time is up,
+    /// or a leader streams to this standby again).
     fn expire_held(&mut self) {
-        let expected = self.takeover.as_ref().is_some_and(|(h, _)| h.expected());
+        if self.is_leader() {
+            // Leading, and about to take over and answer it (the hint was cleared as the
+            // role changed).
+            return;
+        }
+        let expected = self.hold_until().is_some();
         if let Some(h) = self
             .held
-            .take_if(|h| Instant::now() >= h.until || (!expected && !self.leading))
+            .take_if(|h| Instant::now() >= h.until || !expected)
         {
             tracing::info!(session = %self.span_name(), peer = %h.peer, "standby: refusing the held FIX connection (no takeover here)");
         }
     }
 
-    /// Serves a counterparty's connection: attach it and answer what it sent.
+    /// Serves a counterparty's connection while leader: attach it and answer what it
+    /// sent. The role may have turned Leader without this task having taken over yet
+    /// (a command seen before the role change in the same turn): take over first, so
+    /// the Logon is answered with the journal's sequence numbers. Refused if the lease
+    /// was lost meanwhile, or a connection is already attached.
     async fn serve(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
+        if self.is_leader() && !self.leading {
+            self.take_over().await;
+        }
+        if !self.is_leader() {
+            tracing::info!(session = %self.span_name(), %peer, "refusing a FIX connection: the lease was lost");
+            return;
+        }
+        if self.conn.is_some() {
+            tracing::warn!(session = %self.span_name(), %peer, "refused a second connection for a session already connected (duplicate identity)");
+            return;
+        }
         tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
         self.attach(stream, peer, initial);
         let mut deliveries = Vec::new();

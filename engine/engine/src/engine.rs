@@ -148,8 +148,14 @@ impl Engine {
             None => (None, None),
         };
         let metrics = Arc::new(metrics);
-        let takeover =
-            crate::takeover::TakeoverHint::new(keeper.as_ref().map(|k| k.look_now_handle()));
+        // A takeover comes within one TTL of the leader's last renew: an expectation
+        // older than two is wrong (another instance won, or this one may not lead).
+        let takeover = crate::takeover::TakeoverHint::new(
+            lease
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |(cfg, _)| cfg.ttl * 2),
+            keeper.as_ref().map(|k| k.look_now_handle()),
+        );
         let mut sessions = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
@@ -204,10 +210,8 @@ impl Engine {
             if let Some(role) = &serving {
                 actor = actor.with_role(role.clone());
             }
-            if let (Some(_), Some((cfg, _))) = (&replication, &lease) {
-                // Hold a counterparty that comes while the leader looks gone for up to two
-                // TTLs: the takeover comes within one of the leader's last renew.
-                actor = actor.with_takeover(takeover.clone(), cfg.ttl * 2);
+            if replication.is_some() {
+                actor = actor.with_takeover(takeover.clone());
             }
             actor.busy_poll = config.engine.runtime.busy_poll;
             actor.delivery = config.engine.delivery;

@@ -4,14 +4,15 @@ use crate::store::{Grant, LeaseError, LeaseStore};
 use std::time::{Duration, Instant};
 
 /// The default time to live of a lease (800 ms): a standby takes over within about
-/// that long of the leader's death (`fix-drill run`: kill→logon p99 ≈ 820 ms). Sized
-/// from `fix-drill soak` (30 minutes at half the maximum sustainable rate on 2 cores:
-/// no takeover, slowest renew under 100 ms); stores far away (another region) need more.
+/// that long of the leader's death (`fix-drill run`: kill→logon p99 ≈ 815 ms). Sized
+/// from `fix-drill soak` (30 minutes at half the maximum sustainable rate on 2 cores,
+/// PostgreSQL: no takeover, slowest renew ≤ 162 ms against a trust window of 650 ms);
+/// a store far away (another region) needs more (`docs/bench/failover.md`).
 pub const DEFAULT_TTL: Duration = Duration::from_millis(800);
 /// The default renew interval (150 ms).
 pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_millis(150);
 /// The default safety margin: how long before the TTL a holder stops trusting its lease
-/// (150 ms: the holder's clock may run up to 18 % slower than a contender's).
+/// (150 ms: the holder's clock may run up to 18.75 % slower than a contender's).
 pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_millis(150);
 
 /// How a node contends for and keeps a lease.

@@ -320,7 +320,9 @@ async fn acquire(
             let mut retry_in = None;
             if let Ok(Some(state)) = store.read(&cfg.group).await {
                 let expires_in_ms = state.expires_at_ms - state.now_ms;
-                retry_in = Some(Duration::from_millis(expires_in_ms.max(0) as u64 + 5));
+                if expires_in_ms > 0 {
+                    retry_in = Some(Duration::from_millis(expires_in_ms as u64 + 5));
+                }
                 let reason = out_of_sync(&cfg.owner, &state);
                 let holder = LeaseHolder {
                     owner: state.owner,
@@ -338,9 +340,15 @@ async fn acquire(
                     changed
                 });
             }
-            if let Some(t) = watch_ends {
-                retry_in =
-                    Some(t.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
+            match watch_ends {
+                Some(t) if t > Instant::now() => {
+                    retry_in = Some(t.duration_since(Instant::now()) + Duration::from_millis(1));
+                }
+                // The watch is over and the lease was still refused (this instance is
+                // not in the recorded in-sync set, say): nothing changes before the
+                // holder's next write, so look again in an interval, not at once.
+                Some(_) => retry_in = None,
+                None => {}
             }
             (CallResult::Refused, retry_in)
         }

@@ -433,3 +433,39 @@ async fn a_look_now_reads_at_once_and_never_shortens_the_watch() {
         led - aborted
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_left_out_of_the_in_sync_set_looks_once_an_interval_after_the_watch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inner = sqlite(&dir).await;
+    // The holder records itself alone in sync, then dies without a word.
+    let grant = inner
+        .acquire("group", "a", Duration::from_millis(900))
+        .await
+        .expect("acquire")
+        .expect("free");
+    let alone = InSync {
+        members: vec!["a".into()],
+        version: 1,
+    };
+    assert!(inner
+        .set_in_sync(&grant, None, &alone)
+        .await
+        .expect("record"));
+    let store = Arc::new(Counted {
+        inner,
+        acquires: Default::default(),
+    });
+    let b = Keeper::spawn(Arc::clone(&store) as Arc<dyn LeaseStore>, cfg("b"));
+    // Past the watch (900 ms) the lease may be taken, but not by b: it is not in sync.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = store.acquires().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let looks = store.acquires().len() - before;
+    assert!(!is_leader(&b), "a standby out of the in-sync set took over");
+    // One look per renew interval (150 ms): about 10 in 1.5 s, not one a millisecond.
+    assert!(
+        (3..=20).contains(&looks),
+        "{looks} acquires in 1.5 s with a renew interval of 150 ms"
+    );
+}
