@@ -248,10 +248,13 @@ impl Engine {
                         &storage,
                         role,
                         sql_channel,
-                        (cfg, Arc::clone(store)),
+                        crate::replication_setup::LeaseSide {
+                            config: cfg,
+                            store: Arc::clone(store),
+                            takeover: takeover.clone(),
+                        },
                         metrics.replication_connections_refused.clone(),
                         config.engine.sync_stall(cfg.ttl),
-                        takeover.clone(),
                     )
                     .await?,
             );

@@ -27,6 +27,16 @@ pub struct Setup {
     key: Option<crate::replication::peer_auth::PeerKey>,
 }
 
+/// The lease as the replication tasks see it.
+pub(crate) struct LeaseSide<'a> {
+    /// This instance's lease settings.
+    pub(crate) config: &'a fix_lease::LeaseConfig,
+    /// The lease store (the in-sync set is recorded there).
+    pub(crate) store: Arc<dyn fix_lease::LeaseStore>,
+    /// Told when a leader's stream breaks ([`crate::takeover`]).
+    pub(crate) takeover: crate::takeover::TakeoverHint,
+}
+
 impl Setup {
     /// Checks the section, connects the SQL journal if needed, and makes `storage` wait
     /// for the durability the mode asks for.
@@ -109,23 +119,26 @@ impl Setup {
     }
 
     /// Starts the tasks: the SQL channel, or the TCP source and follower with the task
-    /// that records the in-sync set in `lease_store`. `sync_stall` is how long a journal
-    /// sync may be in flight before the disk counts as stalled (`[engine] sync_stall_ms`);
-    /// `takeover` is told when a leader's stream breaks.
+    /// that records the in-sync set in the lease store. `sync_stall` is how long a
+    /// journal sync may be in flight before the disk counts as stalled (`[engine]
+    /// sync_stall_ms`).
     pub async fn spawn(
         &self,
         storage: &Storage,
         role: &watch::Receiver<RoleState>,
         sql: Option<SqlChannel>,
-        lease: (&fix_lease::LeaseConfig, Arc<dyn fix_lease::LeaseStore>),
+        lease: LeaseSide<'_>,
         refused: prometheus_client::metrics::counter::Counter,
         sync_stall: Option<Duration>,
-        takeover: crate::takeover::TakeoverHint,
     ) -> Result<Vec<JoinHandle<()>>, EngineError> {
         if let Some(channel) = sql {
             return Ok(vec![tokio::spawn(channel.run())]);
         }
-        let (lease, lease_store) = lease;
+        let LeaseSide {
+            config: lease,
+            store: lease_store,
+            takeover,
+        } = lease;
         let name = lease.owner.clone();
         let (Some((journal, durable)), Some(written), Some(listen)) =
             (storage.journal(), storage.written(), self.listen)
