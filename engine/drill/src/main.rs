@@ -157,6 +157,23 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The lease stores from the environment, moto at `moto_url` when given.
+fn servers(moto_url: Option<&String>) -> Servers {
+    let mut servers = Servers::from_env();
+    if let Some(url) = moto_url {
+        servers.moto = Some(url.clone());
+    }
+    servers
+}
+
+/// Refuses a durability mode the engine does not have.
+fn check_mode(mode: &str) -> anyhow::Result<()> {
+    if !["local", "replicated", "replicated-written", "sql"].contains(&mode) {
+        anyhow::bail!("--durability {mode}: use local, replicated, replicated-written or sql");
+    }
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,10 +190,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
         std::env::set_var("FIX_DRILL_ENGINE_PRELOAD", shim);
         std::env::set_var("FIX_FAULT_ERRNO", "28"); // ENOSPC
     }
-    let mut servers = Servers::from_env();
-    if args.moto_url.is_some() {
-        servers.moto = args.moto_url.clone();
-    }
+    let servers = servers(args.moto_url.as_ref());
     runtime()?.block_on(async move {
         if !args.json {
             println!("{}", Report::header());
@@ -184,11 +198,7 @@ fn run_drills(args: RunArgs) -> anyhow::Result<()> {
         let mut broken = Vec::new();
         for backend in &args.backend {
             for mode in &args.durability {
-                if !["local", "replicated", "replicated-written", "sql"].contains(&mode.as_str()) {
-                    anyhow::bail!(
-                        "--durability {mode}: use local, replicated, replicated-written or sql"
-                    );
-                }
+                check_mode(mode)?;
                 if mode == "sql" && !matches!(backend, Backend::Postgres | Backend::Mysql) {
                     eprintln!(
                         "skipping {} sql: sql durability needs a PostgreSQL or MySQL lease",
@@ -254,10 +264,7 @@ fn run_soaks(args: SoakArgs) -> anyhow::Result<()> {
             args.minutes
         );
     }
-    let mut servers = Servers::from_env();
-    if args.moto_url.is_some() {
-        servers.moto = args.moto_url.clone();
-    }
+    let servers = servers(args.moto_url.as_ref());
     runtime()?.block_on(async move {
         if !args.json {
             println!("{}", SoakReport::header());
@@ -265,11 +272,7 @@ fn run_soaks(args: SoakArgs) -> anyhow::Result<()> {
         let mut broken = Vec::new();
         for backend in &args.backend {
             for mode in &args.durability {
-                if !["local", "replicated", "replicated-written", "sql"].contains(&mode.as_str()) {
-                    anyhow::bail!(
-                        "--durability {mode}: use local, replicated, replicated-written or sql"
-                    );
-                }
+                check_mode(mode)?;
                 let tmp = tempfile::tempdir().context("creating a work directory")?;
                 let opts = SoakOptions {
                     group: GroupOptions {
