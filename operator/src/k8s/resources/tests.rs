@@ -31,10 +31,15 @@ fn spec_defaults_are_a_replicated_pair() {
                 key: "url".into()
             },
             group: None,
-            ttl_ms: 1500,
-            renew_interval_ms: 300,
-            safety_margin_ms: 300,
+            ttl_ms: 800,
+            renew_interval_ms: 150,
+            safety_margin_ms: 150,
         }
+    );
+    // The engine's own defaults: a FixSession that says nothing runs like `fix-engine`.
+    assert_eq!(
+        std::time::Duration::from_millis(fs.spec.lease.ttl_ms),
+        fix_lease::DEFAULT_TTL
     );
 }
 
