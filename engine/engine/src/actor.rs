@@ -22,10 +22,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 mod commands;
 mod deliver;
+mod held;
 mod read_buffer;
 mod waits;
 mod write_guard;
 
+use held::Held;
 use waits::{read_some, role_change, secure};
 use write_guard::{deposed, leading_epoch, write_stall_limit, Written};
 
@@ -138,16 +140,6 @@ pub(crate) struct SessionActor {
     held: Option<Held>,
 }
 
-/// A connection a standby keeps, neither read nor written, while it expects to take
-/// over: attached the moment this instance leads; dropped (at the next timer) once the
-/// expectation is over: at `until`, or when a leader streams to this standby again.
-struct Held {
-    stream: BoxIo,
-    peer: SocketAddr,
-    initial: Vec<u8>,
-    until: Instant,
-}
-
 fn now() -> Now {
     Now::system()
 }
@@ -194,60 +186,6 @@ impl SessionActor {
             takeover: None,
             held: None,
         }
-    }
-
-    /// While standby and expecting to take over (`hint`), hold a counterparty's
-    /// connection instead of refusing it.
-    pub(crate) fn with_takeover(mut self, hint: crate::takeover::TakeoverHint) -> Self {
-        self.takeover = Some(hint);
-        self
-    }
-
-    /// Until when a connection coming now may be held, if this standby expects to take
-    /// over.
-    fn hold_until(&self) -> Option<Instant> {
-        self.takeover.as_ref().and_then(|h| h.expected_until())
-    }
-
-    /// Drops a held connection once no takeover is expected any more (its time is up,
-    /// or a leader streams to this standby again).
-    fn expire_held(&mut self) {
-        if self.is_leader() {
-            // Leading, and about to take over and answer it (the hint was cleared as the
-            // role changed).
-            return;
-        }
-        let expected = self.hold_until().is_some();
-        if let Some(h) = self
-            .held
-            .take_if(|h| Instant::now() >= h.until || !expected)
-        {
-            tracing::info!(session = %self.span_name(), peer = %h.peer, "standby: refusing the held FIX connection (no takeover here)");
-        }
-    }
-
-    /// Serves a counterparty's connection while leader: attach it and answer what it
-    /// sent. The role may have turned Leader without this task having taken over yet
-    /// (a command seen before the role change in the same turn): take over first, so
-    /// the Logon is answered with the journal's sequence numbers. Refused if the lease
-    /// was lost meanwhile, or a connection is already attached.
-    async fn serve(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
-        if self.is_leader() && !self.leading {
-            self.take_over().await;
-        }
-        if !self.is_leader() {
-            tracing::info!(session = %self.span_name(), %peer, "refusing a FIX connection: the lease was lost");
-            return;
-        }
-        if self.conn.is_some() {
-            tracing::warn!(session = %self.span_name(), %peer, "refused a second connection for a session already connected (duplicate identity)");
-            return;
-        }
-        tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
-        self.attach(stream, peer, initial);
-        let mut deliveries = Vec::new();
-        self.process_input(&mut deliveries);
-        self.flush(deliveries).await;
     }
 
     /// Follows the lease: serve only while leader.

@@ -3,7 +3,9 @@
 //! shutdown. Everything that writes waits for the store as `flush` does.
 
 use super::{now, Command, SessionActor, SessionStatus};
+use crate::tls::BoxIo;
 use fix_session::Outgoing;
+use std::net::SocketAddr;
 
 impl SessionActor {
     /// Carries out one request from the engine's handle or the acceptor.
@@ -24,7 +26,7 @@ impl SessionActor {
                         Some(until) => {
                             tracing::info!(session = %self.span_name(), %peer, "standby: holding a FIX connection unanswered (the leader's stream broke: this instance expects to take over)");
                             // A counterparty that comes again replaces what it left.
-                            self.held = Some(super::Held {
+                            self.held = Some(super::held::Held {
                                 stream,
                                 peer,
                                 initial,
@@ -131,5 +133,29 @@ impl SessionActor {
                 }
             }
         }
+    }
+
+    /// Serves a counterparty's connection while leader: attach it and answer what it
+    /// sent. The role may have turned Leader without this task having taken over yet
+    /// (a command seen before the role change in the same turn): take over first, so
+    /// the Logon is answered with the journal's sequence numbers. Refused if the lease
+    /// was lost meanwhile, or a connection is already attached.
+    pub(super) async fn serve(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
+        if self.is_leader() && !self.leading {
+            self.take_over().await;
+        }
+        if !self.is_leader() {
+            tracing::info!(session = %self.span_name(), %peer, "refusing a FIX connection: the lease was lost");
+            return;
+        }
+        if self.conn.is_some() {
+            tracing::warn!(session = %self.span_name(), %peer, "refused a second connection for a session already connected (duplicate identity)");
+            return;
+        }
+        tracing::info!(session = %self.span_name(), %peer, "counterparty connected");
+        self.attach(stream, peer, initial);
+        let mut deliveries = Vec::new();
+        self.process_input(&mut deliveries);
+        self.flush(deliveries).await;
     }
 }
