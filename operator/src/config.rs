@@ -17,20 +17,27 @@
 //! #      controls = { engine-a = "arn:…", engine-b = "arn:…" }
 //! #      safety_rules_to_override = []
 //!
-//! [[ecs]]                             # runbooks: the region's engines, stopped by fence-region
-//! region = "us-east-1"
+//! [[ecs]]                             # runbooks: the region's engines, stopped by fence-region;
+//! region = "us-east-1"                # fix-operator ecs: where an engine's task is stopped
 //! cluster = "fix-engines"
 //! services = ["engine-a", "engine-b"]
+//!
+//! [lease]                             # the engines' lease store and group
+//! url = "dynamodb://fix-lease?region=us-east-1"
+//! group = "fix"
+//!
+//! [supervisor]                        # fix-operator ecs only (all optional)
+//! election_group = "fix-supervisor"   # default: the [lease] group + "-supervisor"
+//! poll_ms = 100
 //! ```
 
 use crate::router::arc::{ArcRouter, ClusterEndpoint};
 use crate::router::global_accelerator::{GlobalAcceleratorRouter, Layout};
 use crate::router::none::NoRouter;
 use crate::router::TrafficRouter;
-use crate::supervisor::Instance;
+use crate::supervisor::{AdminAddr, Instance};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
@@ -70,10 +77,38 @@ pub enum ConfigError {
 pub struct EngineEntry {
     /// Its name (the router's instance name).
     pub name: String,
-    /// Its admin API address.
-    pub admin: SocketAddr,
+    /// Its admin API address: `IP:PORT`, or `HOST:PORT` looked up at every call (a
+    /// Cloud Map name on ECS follows the task when it is replaced).
+    pub admin: AdminAddr,
     /// The region it runs in (multi-region groups; runbooks act per region).
     pub region: Option<String>,
+    /// Its ECS service, where it differs from its name (`fix-operator ecs` stops this
+    /// service's task to fence it).
+    pub ecs_service: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AdminAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[supervisor]`: how `fix-operator ecs` elects the one supervisor that acts.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSection {
+    /// The supervisors' own lease group, in the `[lease]` store (default: the engines'
+    /// group followed by `-supervisor`).
+    pub election_group: Option<String>,
+    /// Milliseconds between polls of every engine's `/readyz` (default 100).
+    pub poll_ms: Option<u64>,
+    /// The supervisors' lease TTL in milliseconds (default: the engines' default).
+    pub ttl_ms: Option<u64>,
+    /// How often the acting supervisor renews, in milliseconds.
+    pub renew_ms: Option<u64>,
+    /// How long before the TTL it stops trusting its lease, in milliseconds.
+    pub margin_ms: Option<u64>,
 }
 
 /// `[lease]`: the group's lease store, for runbooks that move the lease between regions.
@@ -155,9 +190,12 @@ pub struct FixctlConfig {
     /// Accelerator traffic dials keyed by region name instead of instance name.
     #[serde(default)]
     pub region_router: Vec<RouterSection>,
-    /// The engines' ECS services per region (runbooks: `fence-region`).
+    /// The engines' ECS services per region (runbooks: `fence-region`; `fix-operator
+    /// ecs`: fencing one engine).
     #[serde(default)]
     pub ecs: Vec<EcsEntry>,
+    /// `fix-operator ecs`: the supervisors' election.
+    pub supervisor: Option<SupervisorSection>,
 }
 
 impl FixctlConfig {
@@ -167,8 +205,13 @@ impl FixctlConfig {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses `text`; `origin` names where it came from in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
             message: e.to_string(),
         })
     }
@@ -179,7 +222,7 @@ impl FixctlConfig {
             .iter()
             .map(|e| Instance {
                 name: e.name.clone(),
-                admin: e.admin.into(),
+                admin: e.admin.clone(),
             })
             .collect()
     }

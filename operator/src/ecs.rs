@@ -1,7 +1,9 @@
-//! Stopping a region's engines on Amazon ECS: the fence of a disaster recovery.
+//! Stopping engines on Amazon ECS: a region's, the fence of a disaster recovery, or one
+//! engine's task, the fence of an old leader that still claims to lead.
 //!
 //! [`EcsEngines::stop`] scales every engine service of a region to zero (so ECS starts no
-//! replacement) and stops the tasks still running, through `aws-sdk-ecs`. Every call is
+//! replacement) and stops the tasks still running; [`EcsEngines::stop_tasks`] stops one
+//! service's tasks and lets ECS replace them; both through `aws-sdk-ecs`. Every call is
 //! bounded by a timeout: in a disaster the region's ECS API may not answer, and the
 //! caller decides whether that stops the runbook.
 
@@ -168,6 +170,14 @@ impl EcsEngines {
             .await
             .map_err(|e| self.error(format!("scaling {service} to 0"), e))?;
         done.services.push(service.to_string());
+        done.tasks.extend(self.stop_tasks(service, reason).await?);
+        Ok(())
+    }
+
+    /// Asks every running task of `service` to stop with `reason`, leaving the service's
+    /// desired count alone (ECS starts a replacement, which joins as a standby): the
+    /// fence of one engine that still claims to lead. Returns the task ARNs stopped.
+    pub async fn stop_tasks(&self, service: &str, reason: &str) -> Result<Vec<String>, EcsError> {
         let mut pages = self
             .client
             .list_tasks()
@@ -176,23 +186,64 @@ impl EcsEngines {
             .desired_status(DesiredStatus::Running)
             .into_paginator()
             .send();
-        let mut tasks = Vec::new();
+        let mut listed = Vec::new();
         while let Some(page) = pages.next().await {
             let page =
                 page.map_err(|e| self.error(format!("listing the tasks of {service}"), e))?;
-            tasks.extend(page.task_arns().iter().cloned());
+            listed.extend(page.task_arns().iter().cloned());
         }
-        for task in tasks {
+        let tasks = self.of_service(service, listed).await?;
+        for task in &tasks {
             self.client
                 .stop_task()
                 .cluster(&self.cluster)
-                .task(&task)
+                .task(task)
                 .reason(reason)
                 .send()
                 .await
-                .map_err(|e| self.error(format!("stopping task {task}"), e))?;
-            done.tasks.push(task);
+                .map_err(|e| self.error(format!("stopping task {task} of {service}"), e))?;
         }
-        Ok(())
+        Ok(tasks)
+    }
+
+    /// The tasks among `listed` that belong to `service`: ECS names a service's tasks'
+    /// group `service:NAME`. Checked rather than trusted to the `serviceName` filter of
+    /// `ListTasks` (an emulator that ignores it would have one engine's fence stop every
+    /// engine).
+    async fn of_service(
+        &self,
+        service: &str,
+        listed: Vec<String>,
+    ) -> Result<Vec<String>, EcsError> {
+        let group = format!("service:{service}");
+        let mut tasks = Vec::new();
+        for chunk in listed.chunks(100) {
+            let described = self
+                .client
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| self.error(format!("describing the tasks of {service}"), e))?;
+            tasks.extend(
+                described
+                    .tasks()
+                    .iter()
+                    .filter(|t| t.group() == Some(group.as_str()))
+                    .filter_map(|t| t.task_arn().map(str::to_string)),
+            );
+        }
+        Ok(tasks)
+    }
+
+    /// The services this handle stops.
+    pub fn services(&self) -> &[String] {
+        &self.services
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 }

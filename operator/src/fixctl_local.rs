@@ -3,7 +3,7 @@
 use crate::{look, print_rows, LocalArgs, Output};
 use anyhow::Context;
 use fix_operator::local::{self, LocalGroup, LocalOptions};
-use std::net::SocketAddr;
+use fix_operator::supervisor::AdminAddr;
 use std::time::{Duration, Instant};
 
 pub(crate) fn local_options(
@@ -49,11 +49,11 @@ pub(crate) async fn local_up(args: LocalArgs, output: Output) -> anyhow::Result<
         for name in group.restart_exited() {
             eprintln!("fixctl local: engine {name} had exited; started it again (as Kubernetes or ECS would)");
         }
-        let engines: Vec<(String, SocketAddr)> = group
+        let engines: Vec<(String, AdminAddr)> = group
             .cluster
             .nodes
             .iter()
-            .map(|n| (n.spec.name.clone(), n.admin_addr()))
+            .map(|n| (n.spec.name.clone(), n.admin_addr().into()))
             .collect();
         let rows = look(&engines).await;
         let total: u64 = rows

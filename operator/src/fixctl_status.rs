@@ -3,8 +3,8 @@
 
 use crate::{Group, Output};
 use fix_engine::admin::api::{Readiness, RoleName};
+use fix_operator::supervisor::{admin_request, AdminAddr};
 use serde::Serialize;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// One engine as `fixctl status` shows it.
@@ -29,19 +29,13 @@ impl EngineRow {
     }
 }
 
-pub(crate) async fn look(engines: &[(String, SocketAddr)]) -> Vec<EngineRow> {
+pub(crate) async fn look(engines: &[(String, AdminAddr)]) -> Vec<EngineRow> {
     let mut rows = Vec::new();
     for (name, addr) in engines {
-        let readiness = fix_engine::admin::client::request(
-            *addr,
-            "GET",
-            "/readyz",
-            None,
-            Duration::from_secs(2),
-        )
-        .await
-        .ok()
-        .and_then(|(_, body)| serde_json::from_str::<Readiness>(&body).ok());
+        let readiness = admin_request(addr, "GET", "/readyz", None, Duration::from_secs(2))
+            .await
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<Readiness>(&body).ok());
         rows.push(EngineRow {
             name: name.clone(),
             admin: addr.to_string(),

@@ -30,6 +30,7 @@
 pub mod config;
 pub mod deploy;
 pub mod ecs;
+pub mod ecs_supervisor;
 pub mod emulator;
 pub mod k8s;
 pub mod local;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fix_operator::local::RouterKind;
 use fix_operator::router::none::NoRouter;
 use fix_operator::router::TrafficRouter;
-use fix_operator::supervisor::{Instance, Options, Supervisor};
+use fix_operator::supervisor::{AdminAddr, Instance, Options, Supervisor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ enum Command {
         namespace: Option<String>,
         /// An engine as NAME=ADMIN_ADDRESS; repeat for each instance of the group.
         #[arg(long = "engine", value_name = "NAME=ADDR", value_parser = parse_engine)]
-        engines: Vec<(String, SocketAddr)>,
+        engines: Vec<(String, AdminAddr)>,
         /// The instance to take over (default: whichever standby wins the lease).
         #[arg(long)]
         to: Option<String>,
@@ -116,7 +116,7 @@ enum Command {
         /// An engine as NAME=ADMIN_ADDRESS (its [engine.admin] listen address); repeat
         /// for each instance of the group.
         #[arg(long = "engine", value_name = "NAME=ADDR", value_parser = parse_engine)]
-        engines: Vec<(String, SocketAddr)>,
+        engines: Vec<(String, AdminAddr)>,
     },
     /// The group's recorded in-sync set: which instances may take a free lease
     /// (`replicated` durability). Needs --config with a [lease] section.
@@ -207,14 +207,11 @@ struct LocalArgs {
     dir: Option<PathBuf>,
 }
 
-fn parse_engine(s: &str) -> Result<(String, SocketAddr), String> {
+fn parse_engine(s: &str) -> Result<(String, AdminAddr), String> {
     let (name, addr) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}`: write NAME=IP:PORT, e.g. a=127.0.0.1:9100"))?;
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("`{addr}` is not IP:PORT (the engine's admin listen address)"))?;
-    Ok((name.to_string(), addr))
+    Ok((name.to_string(), addr.parse()?))
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -347,7 +344,7 @@ fn run() -> anyhow::Result<()> {
 
 /// The engines and router a command works on.
 struct Group {
-    engines: Vec<(String, SocketAddr)>,
+    engines: Vec<(String, AdminAddr)>,
     router: Arc<dyn TrafficRouter>,
     token: Option<String>,
 }
@@ -355,7 +352,7 @@ struct Group {
 impl Group {
     async fn load(
         config: Option<&std::path::Path>,
-        engines: Vec<(String, SocketAddr)>,
+        engines: Vec<(String, AdminAddr)>,
     ) -> anyhow::Result<Self> {
         let file = match config {
             Some(p) => Some(fix_operator::config::FixctlConfig::from_file(p)?),
@@ -366,7 +363,7 @@ impl Group {
                 .map(|f| {
                     f.engines
                         .iter()
-                        .map(|e| (e.name.clone(), e.admin))
+                        .map(|e| (e.name.clone(), e.admin.clone()))
                         .collect()
                 })
                 .unwrap_or_default()
@@ -484,7 +481,7 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(name, admin)| Instance {
             name: name.clone(),
-            admin: (*admin).into(),
+            admin: admin.clone(),
         })
         .collect();
     let supervisor = Supervisor::spawn(

@@ -43,10 +43,15 @@ fn infra(name: &str) -> String {
 
 const ENGINE_TOML: &str = "[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = 'CLIENT'\nrole = 'acceptor'\nlisten = '0.0.0.0:9878'\n";
 
+/// The ECS supervisor's configuration (fixctl's format), written to SSM beside the
+/// engines'.
+const SUPERVISOR_TOML: &str = "token_env = 'FIX_ADMIN_TOKEN'\n[[engine]]\nname = 'engine-a'\nadmin = 'engine-a.fix.engines.internal:9100'\n[lease]\nurl = 'dynamodb://fix-leases?region=us-east-1'\ngroup = 'fix'\n[[ecs]]\nregion = 'us-east-1'\ncluster = 'fix-engines'\nservices = ['engine-a']\n";
+
 fn write_plan(dir: &Path, name: &str, engine_toml: &str) -> DeployPlan {
     std::fs::write(dir.join("engine-a.toml"), engine_toml).expect("toml");
+    std::fs::write(dir.join("supervisor.toml"), SUPERVISOR_TOML).expect("toml");
     let yaml = format!(
-        "region: {REGION}\nendpointUrl: {}\nstacks:\n  - name: {name}-network\n    template: {}\n    parameters: {{Name: {name}}}\n  - name: {name}-config\n    template: {}\n    parameters: {{Name: {name}, ConfigParameterPrefix: /{name}/engines}}\nengineConfig:\n  prefix: /{name}/engines\n  files: {{engine-a: engine-a.toml}}\n",
+        "region: {REGION}\nendpointUrl: {}\nstacks:\n  - name: {name}-network\n    template: {}\n    parameters: {{Name: {name}}}\n  - name: {name}-config\n    template: {}\n    parameters: {{Name: {name}, ConfigParameterPrefix: /{name}/engines}}\nengineConfig:\n  prefix: /{name}/engines\n  files: {{engine-a: engine-a.toml}}\nsupervisorConfig:\n  parameter: /{name}/supervisor\n  file: supervisor.toml\n",
         moto(),
         infra("network.yaml"),
         infra("config.yaml")
@@ -165,7 +170,17 @@ async fn a_dry_run_prints_the_change_sets_and_changes_nothing_then_the_deploy_cr
             .as_deref(),
         Some(ENGINE_TOML)
     );
-    assert_eq!(report.parameters, vec![format!("/{name}/engines/engine-a")]);
+    assert_eq!(
+        ssm_value(&format!("/{name}/supervisor")).await.as_deref(),
+        Some(SUPERVISOR_TOML)
+    );
+    assert_eq!(
+        report.parameters,
+        vec![
+            format!("/{name}/engines/engine-a"),
+            format!("/{name}/supervisor")
+        ]
+    );
 
     // Again with the same templates: nothing to change.
     let again = run(&plan, false, &|_| {}).await.expect("redeploy");
@@ -201,6 +216,24 @@ async fn an_engine_configuration_the_engine_refuses_stops_the_deploy_before_any_
     assert!(matches!(err, DeployError::Plan(_)), "{err}");
     assert!(
         err.to_string().contains("engine-a.toml") && err.to_string().contains("role"),
+        "{err}"
+    );
+    assert_eq!(stack_status(&format!("{name}-network")).await, None);
+}
+
+#[tokio::test]
+async fn a_supervisor_configuration_fixctl_cannot_read_stops_the_deploy_before_any_stack() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let name = unique("s");
+    let plan = write_plan(dir.path(), &name, ENGINE_TOML);
+    std::fs::write(
+        dir.path().join("supervisor.toml"),
+        SUPERVISOR_TOML.replace("[lease]", "[leases]"),
+    )
+    .expect("toml");
+    let err = run(&plan, false, &|_| {}).await.expect_err("refused");
+    assert!(
+        err.to_string().contains("supervisor.toml") && err.to_string().contains("leases"),
         "{err}"
     );
     assert_eq!(stack_status(&format!("{name}-network")).await, None);
@@ -278,9 +311,22 @@ fn the_example_deployment_file_names_templates_that_exist() {
             "fix-config",
             "fix-lease",
             "fix-engines",
+            "fix-supervisor",
             "fix-monitoring"
         ]
     );
+    let supervisor = plan
+        .supervisor_config
+        .as_ref()
+        .expect("the example configures the ECS supervisor");
+    let cfg = fix_operator::config::FixctlConfig::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../infra/examples")
+            .join(&supervisor.file),
+    )
+    .expect("the example supervisor configuration reads");
+    assert_eq!(cfg.engines.len(), 2);
+    assert_eq!(cfg.ecs[0].services, ["engine-a", "engine-b"]);
     let rollout = plan.rollout.expect("the example rolls the engines");
     assert_eq!(rollout.stack, "fix-engines");
     let pins: Vec<&str> = rollout

@@ -5,7 +5,6 @@
 //! region's engine services on moto's ECS (what a DR fences), and a FIX counterparty
 //! sending orders throughout. The shipped runbooks run as they are.
 
-use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use aws_sdk_route53recoverycontrolconfig::types::RuleType;
 use fix_drill::backend::{Backend, Servers};
 use fix_drill::cluster::{Cluster, GroupOptions};
@@ -26,77 +25,17 @@ const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 const ECS_SERVICES: [&str; 2] = ["engine-a", "engine-b"];
 
-fn moto_url() -> String {
-    std::env::var("FIX_TEST_MOTO_URL").expect("FIX_TEST_MOTO_URL (scripts/test.sh starts moto)")
-}
+#[path = "support/moto_ecs.rs"]
+mod moto_ecs;
+use moto_ecs::moto_url;
 
-fn ecs(region: &str) -> aws_sdk_ecs::Client {
-    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_ecs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(moto_url())
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    aws_sdk_ecs::Client::from_conf(conf)
-}
-
-/// The region's engine services on moto's ECS, one running task each, in `cluster`.
 async fn ecs_engines(region: &str, cluster: &str) {
-    let c = ecs(region);
-    c.create_cluster()
-        .cluster_name(cluster)
-        .send()
-        .await
-        .expect("ECS cluster");
-    let def = c
-        .register_task_definition()
-        .family("fix-engine")
-        // Host networking: moto checks an awsvpc task's subnets against its EC2, which
-        // this test does not set up; nothing here depends on the mode.
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Host)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("engine")
-                .image("fix-engine:test")
-                .cpu(256)
-                .memory(512)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("task definition");
-    let def_arn = def
-        .task_definition()
-        .and_then(|d| d.task_definition_arn())
-        .expect("task definition ARN")
-        .to_string();
-    for service in ECS_SERVICES {
-        c.create_service()
-            .cluster(cluster)
-            .service_name(service)
-            .task_definition(&def_arn)
-            .desired_count(1)
-            .launch_type(LaunchType::Fargate)
-            .send()
-            .await
-            .expect("ECS service");
-        c.run_task()
-            .cluster(cluster)
-            .task_definition(&def_arn)
-            .launch_type(LaunchType::Fargate)
-            .started_by(service)
-            .send()
-            .await
-            .expect("a running task");
-    }
+    moto_ecs::engines(region, cluster, &ECS_SERVICES).await;
 }
 
 /// (desired counts of the services, running tasks) of `cluster` in `region`.
 async fn ecs_state(region: &str, cluster: &str) -> (Vec<i32>, usize) {
-    let c = ecs(region);
+    let c = moto_ecs::client(region);
     let services = c
         .describe_services()
         .cluster(cluster)

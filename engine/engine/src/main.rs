@@ -13,8 +13,13 @@ use std::path::PathBuf;
 #[command(name = "fix-engine", version)]
 struct Cli {
     /// Engine configuration (TOML). See engine/engine/README.md for the keys.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "quickfix_settings")]
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["quickfix_settings", "config_env"])]
     config: Option<PathBuf>,
+    /// Take the configuration (TOML) from this environment variable instead of a file:
+    /// on ECS the task definition fills it from an SSM parameter (the image has no shell
+    /// to write it to a file first).
+    #[arg(long, value_name = "VAR", conflicts_with = "quickfix_settings")]
+    config_env: Option<String>,
     /// Run from a QuickFIX / QuickFIX/J settings file ([DEFAULT]/[SESSION] sections)
     /// instead; unknown keys are reported as warnings.
     #[arg(long, value_name = "FILE")]
@@ -53,6 +58,13 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     let config = match (&cli.config, &cli.quickfix_settings) {
         (Some(path), _) => EngineConfig::from_file(path)?,
+        (None, _) if cli.config_env.is_some() => {
+            let var = cli.config_env.as_deref().unwrap_or_default();
+            let text = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                anyhow::anyhow!("--config-env {var}: the environment variable {var} is not set or empty: set it to the engine's TOML (on ECS, a secret from the SSM parameter fixctl deploy writes)")
+            })?;
+            EngineConfig::from_toml(&text, &format!("${var}"))?
+        }
         (None, Some(path)) => {
             let imported = fix_engine::quickfix_settings::import_file(path)?;
             for w in &imported.warnings {

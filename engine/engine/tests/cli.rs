@@ -48,6 +48,38 @@ fn a_toml_typo_is_refused_with_the_key_and_line() {
 }
 
 #[test]
+fn the_configuration_can_come_from_an_environment_variable_as_on_ecs() {
+    let toml = "[[session]]\nbegin_string = 'FIX.4.2'\nsender_comp_id = 'A'\ntarget_comp_id = 'B'\nrole = 'acceptor'\nlisten = '127.0.0.1:1'\n";
+    let o = Command::new(env!("CARGO_BIN_EXE_fix-engine"))
+        .args(["--config-env", "FIX_ENGINE_CONFIG", "--check"])
+        .env("FIX_ENGINE_CONFIG", toml)
+        .output()
+        .expect("run");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("ok: FIX.4.2:A->B"), "{t}");
+
+    let typo = toml.replace("role", "rol");
+    let o = Command::new(env!("CARGO_BIN_EXE_fix-engine"))
+        .args(["--config-env", "FIX_ENGINE_CONFIG", "--check"])
+        .env("FIX_ENGINE_CONFIG", typo)
+        .output()
+        .expect("run");
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(t.contains("$FIX_ENGINE_CONFIG") && t.contains("rol"), "{t}");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_fix-engine"))
+        .args(["--config-env", "FIX_ENGINE_CONFIG", "--check"])
+        .env_remove("FIX_ENGINE_CONFIG")
+        .output()
+        .expect("run");
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(t.contains("FIX_ENGINE_CONFIG is not set"), "{t}");
+}
+
+#[test]
 fn a_missing_config_file_names_the_path() {
     let o = run(&["--config", "/nonexistent/engine.toml"]);
     assert!(!o.status.success());

@@ -13,6 +13,9 @@
 //! engineConfig:
 //!   prefix: /fix/engines
 //!   files: {engine-a: engines/a.toml, engine-b: engines/b.toml}
+//! supervisorConfig:                    # infra/supervisor.yaml's ConfigParameter
+//!   parameter: /fix/supervisor
+//!   file: supervisor.toml
 //! ```
 //!
 //! An output of an earlier stack whose key is a parameter of a later template is passed
@@ -77,6 +80,16 @@ pub struct EngineConfigPlan {
     pub files: BTreeMap<String, PathBuf>,
 }
 
+/// The ECS supervisor's TOML (fixctl's format), written to SSM as `parameter`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfigPlan {
+    /// The SSM parameter (the supervisor stack's `ConfigParameter`).
+    pub parameter: String,
+    /// Its TOML file (relative to the deployment file).
+    pub file: PathBuf,
+}
+
 /// The whole deployment.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -92,6 +105,9 @@ pub struct DeployPlan {
     /// The engines' configuration.
     #[serde(default)]
     pub engine_config: Option<EngineConfigPlan>,
+    /// The ECS supervisor's configuration.
+    #[serde(default)]
+    pub supervisor_config: Option<SupervisorConfigPlan>,
     /// The rolling upgrade of the engines stack when its image changes.
     #[serde(default)]
     pub rollout: Option<super::rollout::RolloutPlan>,
@@ -157,6 +173,14 @@ impl DeployPlan {
         if let Some(r) = &self.rollout {
             self.check_rollout(r).map_err(bad)?;
         }
+        if let Some(s) = &self.supervisor_config {
+            if !s.parameter.starts_with('/') {
+                return Err(bad(format!(
+                    "supervisorConfig.parameter {:?} must start with '/'",
+                    s.parameter
+                )));
+            }
+        }
         if let Some(e) = &self.engine_config {
             if !e.prefix.starts_with('/') {
                 return Err(bad(format!(
@@ -203,7 +227,8 @@ impl DeployPlan {
         read(&self.base.join(&stack.template))
     }
 
-    /// The engines' `(SSM name, TOML)`, each TOML checked by the engine's parser.
+    /// The engines' `(SSM name, TOML)`, each TOML checked by the engine's parser, and
+    /// the supervisor's, checked by fixctl's.
     pub fn engine_parameters(&self) -> Result<Vec<(String, String)>, PlanError> {
         let Some(e) = &self.engine_config else {
             return Ok(Vec::new());
@@ -214,6 +239,17 @@ impl DeployPlan {
             let text = read(&path)?;
             check_toml(&text, &path)?;
             out.push((format!("{}/{name}", e.prefix.trim_end_matches('/')), text));
+        }
+        if let Some(s) = &self.supervisor_config {
+            let path = self.base.join(&s.file);
+            let text = read(&path)?;
+            crate::config::FixctlConfig::from_toml(&text, &path.display().to_string()).map_err(
+                |e| PlanError::Invalid {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                },
+            )?;
+            out.push((s.parameter.clone(), text));
         }
         Ok(out)
     }

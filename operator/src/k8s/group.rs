@@ -235,6 +235,7 @@ impl Group {
                 token: inputs.token.clone(),
                 fence,
                 lease: Some(lease.clone()),
+                ..Options::default()
             },
         );
         Ok(Self {

@@ -4,10 +4,9 @@
 
 use crate::config::{build_router, FixctlConfig};
 use crate::router::TrafficRouter;
+use crate::supervisor::{admin_request, AdminAddr};
 use fix_engine::admin::api::{Readiness, SessionView};
-use fix_engine::admin::client::request;
 use fix_lease::LeaseStore;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,7 @@ pub struct RegionalInstance {
     /// Its region.
     pub region: String,
     /// Its admin API.
-    pub admin: SocketAddr,
+    pub admin: AdminAddr,
 }
 
 /// An instance as last read: its `/readyz` body, or `None` when it did not answer.
@@ -101,7 +100,7 @@ impl System {
             instances.push(RegionalInstance {
                 name: e.name.clone(),
                 region,
-                admin: e.admin,
+                admin: e.admin.clone(),
             });
         }
         if instances.is_empty() {
@@ -198,7 +197,8 @@ impl System {
             if region.is_some_and(|r| r != i.region) {
                 continue;
             }
-            let readiness = match request(i.admin, "GET", "/readyz", None, ADMIN_LIMIT).await {
+            let readiness = match admin_request(&i.admin, "GET", "/readyz", None, ADMIN_LIMIT).await
+            {
                 Ok((_, body)) => serde_json::from_str(&body).ok(),
                 Err(_) => None,
             };
@@ -216,7 +216,7 @@ impl System {
         i: &RegionalInstance,
         path: &str,
     ) -> Result<T, String> {
-        let (code, body) = request(i.admin, "GET", path, self.token.as_deref(), ADMIN_LIMIT)
+        let (code, body) = admin_request(&i.admin, "GET", path, self.token.as_deref(), ADMIN_LIMIT)
             .await
             .map_err(|e| format!("{} ({}) GET {path}: {e}", i.name, i.admin))?;
         if code != 200 {
@@ -232,9 +232,10 @@ impl System {
     /// A token-protected POST on an instance's admin API; `ok` lists the codes that mean
     /// success.
     pub async fn post(&self, i: &RegionalInstance, path: &str, ok: &[u16]) -> Result<(), String> {
-        let (code, body) = request(i.admin, "POST", path, self.token.as_deref(), ADMIN_LIMIT)
-            .await
-            .map_err(|e| format!("{} ({}) POST {path}: {e}", i.name, i.admin))?;
+        let (code, body) =
+            admin_request(&i.admin, "POST", path, self.token.as_deref(), ADMIN_LIMIT)
+                .await
+                .map_err(|e| format!("{} ({}) POST {path}: {e}", i.name, i.admin))?;
         if ok.contains(&code) {
             Ok(())
         } else if code == 401 || code == 403 {

@@ -64,6 +64,25 @@ impl std::fmt::Display for AdminAddr {
     }
 }
 
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+
+    /// `IP:PORT` (`[IPv6]:PORT`), or `HOST:PORT` with a numeric port.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Self::Socket(a));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Self::Host(s.to_string()))
+            }
+            _ => Err(format!(
+                "admin address {s:?} is not IP:PORT or HOST:PORT (for example 10.0.1.10:9100 or engine-a.fix.local:9100)"
+            )),
+        }
+    }
+}
+
 impl From<SocketAddr> for AdminAddr {
     fn from(a: SocketAddr) -> Self {
         Self::Socket(a)
@@ -80,7 +99,7 @@ impl From<&fix_drill::node::Node> for Instance {
 }
 
 /// Sends one admin request to `admin` (looked up first).
-pub(crate) async fn admin_request(
+pub async fn admin_request(
     admin: &AdminAddr,
     method: &str,
     path: &str,
@@ -96,6 +115,11 @@ pub(crate) async fn admin_request(
 /// Called with an instance that still claims to lead after traffic moved away from it.
 pub type FenceHook = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Asked right before every change the supervisor makes (routing, fencing): whether it
+/// may act now. A supervisor that is one of several (each ECS task of `fix-operator
+/// ecs`) answers from its own lease, so that a deposed one changes nothing.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// How the supervisor runs.
 #[derive(Clone)]
 pub struct Options {
@@ -108,6 +132,12 @@ pub struct Options {
     /// The group's lease, read each poll: when a new epoch appears is when the lease was
     /// granted (without it, when the new leader first reports ready).
     pub lease: Option<LeaseWatch>,
+    /// Whether it may act now (always, without one).
+    pub may_act: Option<Gate>,
+    /// Start from where the router sends traffic now (read back) instead of from
+    /// nowhere: a supervisor taking over from another one then checks, and fences, the
+    /// instance traffic went to.
+    pub resume_routing: bool,
 }
 
 /// The lease store and group the supervisor reads.
@@ -126,6 +156,8 @@ impl Default for Options {
             token: None,
             fence: None,
             lease: None,
+            may_act: None,
+            resume_routing: false,
         }
     }
 }
@@ -166,6 +198,9 @@ pub enum SupervisorError {
     /// The router refused.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// This supervisor may not act (its gate said no): another one does.
+    #[error("this supervisor may not act now (another one holds the supervisors' lease)")]
+    NotActing,
     /// The router did not read back what was set.
     #[error("{router} reads back {got:?} after routing to {want}")]
     NotConverged {
@@ -356,6 +391,9 @@ async fn watch(
     shared: Arc<Shared>,
 ) {
     let mut routed: Option<String> = None;
+    if options.resume_routing {
+        routed = resumed_route(&*router).await;
+    }
     let mut lost_at: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
     let mut lease_seen: Option<(u64, String, Instant)> = None;
@@ -458,6 +496,24 @@ async fn watch(
     }
 }
 
+/// Where the router sends traffic now, read back (retried for a few seconds: the
+/// routing API may be throttled or briefly unreachable).
+async fn resumed_route(router: &dyn TrafficRouter) -> Option<String> {
+    for attempt in 0..10 {
+        match router.current().await {
+            Ok(current) => {
+                tracing::info!(routed = ?current, router = router.name(), "resuming from the routing read back");
+                return current;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "reading where traffic goes failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    None
+}
+
 /// Whether traffic goes to an instance that reports leader now.
 fn newest_is_routed(routed: &Option<String>, seen: &[(String, Seen)]) -> bool {
     seen.iter()
@@ -503,6 +559,10 @@ async fn switch(
     seen: &[(String, Seen)],
     options: &Options,
 ) -> Result<(bool, bool), SupervisorError> {
+    let may_act = || options.may_act.as_ref().is_none_or(|g| g());
+    if !may_act() {
+        return Err(SupervisorError::NotActing);
+    }
     router.route_to(to).await?;
     let got = router.current().await?;
     if got.as_deref() != Some(to) {
@@ -519,7 +579,7 @@ async fn switch(
     let mut hooked = false;
     if !fenced {
         tracing::error!(instance = %old, "the old leader still claims to lead after traffic moved");
-        if let Some(hook) = &options.fence {
+        if let Some(hook) = options.fence.as_ref().filter(|_| may_act()) {
             hook(old);
             hooked = true;
         }
