@@ -220,7 +220,7 @@ async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader
         .await
         .expect("router");
 
-    let mut sups = vec![
+    let mut sups = [
         SupervisorProcess::start(&path, "sup-1", &dir.path().join("supervisor-1.log")),
         SupervisorProcess::start(&path, "sup-2", &dir.path().join("supervisor-2.log")),
     ];
