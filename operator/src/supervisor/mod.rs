@@ -77,7 +77,7 @@ impl std::str::FromStr for AdminAddr {
                 Ok(Self::Host(s.to_string()))
             }
             _ => Err(format!(
-                "admin address {s:?} is not IP:PORT or HOST:PORT (for example 10.0.1.10:9100 or engine-a.fix.local:9100)"
+                "admin address {s:?} is not IP:PORT or HOST:PORT (the engine's admin listen address, for example 10.0.1.10:9100 or engine-a.fix.local:9100)"
             )),
         }
     }
