@@ -1,6 +1,6 @@
 //! `fix-operator ecs`: the supervisor outside Kubernetes. Two supervisor processes elect
-//! one through the engines' lease store; it moves Global Accelerator (the emulator,
-//! through the real SDK) to the leader of a real engine pair through kills of the
+//! one through the engines' lease store; it moves Global Accelerator or ARC routing
+//! controls (the emulator, through the real SDKs) to the leader of a real engine pair through kills of the
 //! leader, and the other takes over when the acting one is killed. An old leader that
 //! still claims to lead (a stand-in: a real engine stops claiming the moment its lease
 //! is no longer trusted) has its task stopped on moto's ECS, and only its own.
@@ -171,8 +171,71 @@ fn the_acting_one(seen: &[Option<Value>]) -> usize {
     acting[0]
 }
 
+/// The `[router]` section the supervisors use, on the emulator.
+#[derive(Clone, Copy, Debug)]
+enum Routing {
+    GlobalAccelerator,
+    Arc,
+}
+
+async fn router_section(emu: &Emulator, routing: Routing, names: &[String]) -> String {
+    match routing {
+        Routing::GlobalAccelerator => {
+            let endpoints: Vec<String> = names.iter().map(|n| format!("nlb-{n}")).collect();
+            let group = provision::global_accelerator(&emu.url(), 9878, &endpoints)
+                .await
+                .expect("accelerator");
+            format!(
+                "[router]\nkind = \"global-accelerator\"\nendpoint_url = \"{}\"\nendpoint_group_arn = \"{group}\"\nendpoints = {{ {} }}\n",
+                emu.url(),
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\" = \"nlb-{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Routing::Arc => {
+            let (endpoints, controls, _rule) = provision::arc(
+                &emu.url(),
+                names,
+                aws_sdk_route53recoverycontrolconfig::types::RuleType::Atleast,
+            )
+            .await
+            .expect("ARC cluster, controls and an at-least-one-On rule");
+            format!(
+                "[router]\nkind = \"arc\"\nendpoint_url = \"{}\"\ncluster_endpoints = [{}]\ncontrols = {{ {} }}\n",
+                emu.url(),
+                endpoints
+                    .iter()
+                    .map(|e| format!("{{ url = \"{}\", region = \"{}\" }}", e.url, e.region))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                controls
+                    .iter()
+                    .map(|(n, arn)| format!("\"{n}\" = \"{arn}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader_and_of_itself() {
+async fn one_of_two_supervisors_moves_global_accelerator_through_kills_of_the_leader_and_of_itself()
+{
+    supervised_through_kills(Routing::GlobalAccelerator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_supervisors_moves_arc_routing_controls_through_kills_of_the_leader_and_of_itself(
+) {
+    supervised_through_kills(Routing::Arc).await;
+}
+
+/// Two `fix-operator ecs` over a real engine pair: one acts, routing follows kills of the
+/// engine leader, and the other takes over when the acting one is killed.
+async fn supervised_through_kills(routing: Routing) {
     let dir = tempfile::tempdir().expect("tmp");
     let opts = GroupOptions::new(
         PathBuf::from(env!("CARGO_BIN_EXE_fixctl")),
@@ -191,19 +254,7 @@ async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader
     let names: Vec<String> = engines.iter().map(|(n, _)| n.clone()).collect();
 
     let emu = Emulator::start().await.expect("emulator");
-    let endpoints: Vec<String> = names.iter().map(|n| format!("nlb-{n}")).collect();
-    let group = provision::global_accelerator(&emu.url(), 9878, &endpoints)
-        .await
-        .expect("accelerator");
-    let router = format!(
-        "[router]\nkind = \"global-accelerator\"\nendpoint_url = \"{}\"\nendpoint_group_arn = \"{group}\"\nendpoints = {{ {} }}\n",
-        emu.url(),
-        names
-            .iter()
-            .map(|n| format!("\"{n}\" = \"nlb-{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let section = router_section(&emu, routing, &names).await;
     let ecs_cluster = unique("fix-sup");
     let service_names: Vec<&str> = names.iter().map(String::as_str).collect();
     moto_ecs::engines(REGION, &ecs_cluster, &service_names).await;
@@ -211,10 +262,10 @@ async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader
         dir.path(),
         &engines,
         &cluster.lease.url,
-        &router,
+        &section,
         &ecs_cluster,
     );
-    let ga = FixctlConfig::from_file(&path)
+    let router = FixctlConfig::from_file(&path)
         .expect("config")
         .router(&path)
         .await
@@ -248,7 +299,7 @@ async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader
         "the supervisor that does not act changes nothing: {seen:#?}"
     );
     assert_eq!(
-        ga.current().await.expect("read back"),
+        router.current().await.expect("read back"),
         Some(names[leader].clone())
     );
     cluster
@@ -274,7 +325,7 @@ async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader
     assert_eq!(the_acting_one(&seen), first);
     assert!(transitions(seen[idle].as_ref().expect("answers")).is_empty());
     assert_eq!(
-        ga.current().await.expect("read back"),
+        router.current().await.expect("read back"),
         Some(names[second].clone())
     );
     let fences = &seen[first].as_ref().expect("answers")["fences"];
@@ -331,7 +382,7 @@ async fn one_of_two_supervisors_routes_to_the_leader_through_kills_of_the_leader
         "the new supervisor resumed from where traffic went: one transition, from the routed leader"
     );
     assert_eq!(
-        ga.current().await.expect("read back"),
+        router.current().await.expect("read back"),
         Some(names[leader].clone())
     );
 }
