@@ -63,6 +63,20 @@ fn unreachable<E>(
     }
 }
 
+/// Whether `task` is known to have started at or after `moment`, or to be starting
+/// still (ECS's `startedAt`, `lastStatus`; an API that reports neither tells nothing).
+fn started_after(task: &aws_sdk_ecs::types::Task, moment: std::time::SystemTime) -> bool {
+    let starting = matches!(
+        task.last_status(),
+        Some("PROVISIONING" | "PENDING" | "ACTIVATING")
+    );
+    let later = task
+        .started_at()
+        .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+        .is_some_and(|t| t >= moment);
+    starting || later
+}
+
 /// What [`EcsEngines::stop`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stopped {
@@ -170,14 +184,23 @@ impl EcsEngines {
             .await
             .map_err(|e| self.error(format!("scaling {service} to 0"), e))?;
         done.services.push(service.to_string());
-        done.tasks.extend(self.stop_tasks(service, reason).await?);
+        done.tasks
+            .extend(self.stop_tasks(service, reason, None).await?);
         Ok(())
     }
 
     /// Asks every running task of `service` to stop with `reason`, leaving the service's
     /// desired count alone (ECS starts a replacement, which joins as a standby): the
-    /// fence of one engine that still claims to lead. Returns the task ARNs stopped.
-    pub async fn stop_tasks(&self, service: &str, reason: &str) -> Result<Vec<String>, EcsError> {
+    /// fence of one engine that still claims to lead. With `started_before`, a task
+    /// known to have started at or after it, or known to be still starting, is left
+    /// alone (it cannot be the one whose claim was seen then). Returns the task ARNs
+    /// stopped.
+    pub async fn stop_tasks(
+        &self,
+        service: &str,
+        reason: &str,
+        started_before: Option<std::time::SystemTime>,
+    ) -> Result<Vec<String>, EcsError> {
         let mut pages = self
             .client
             .list_tasks()
@@ -192,7 +215,7 @@ impl EcsEngines {
                 page.map_err(|e| self.error(format!("listing the tasks of {service}"), e))?;
             listed.extend(page.task_arns().iter().cloned());
         }
-        let tasks = self.of_service(service, listed).await?;
+        let tasks = self.of_service(service, listed, started_before).await?;
         for task in &tasks {
             self.client
                 .stop_task()
@@ -214,6 +237,7 @@ impl EcsEngines {
         &self,
         service: &str,
         listed: Vec<String>,
+        started_before: Option<std::time::SystemTime>,
     ) -> Result<Vec<String>, EcsError> {
         let group = format!("service:{service}");
         let mut tasks = Vec::new();
@@ -231,6 +255,7 @@ impl EcsEngines {
                     .tasks()
                     .iter()
                     .filter(|t| t.group() == Some(group.as_str()))
+                    .filter(|t| started_before.is_none_or(|b| !started_after(t, b)))
                     .filter_map(|t| t.task_arn().map(str::to_string)),
             );
         }
@@ -245,5 +270,44 @@ impl EcsEngines {
     /// The region.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::primitives::DateTime;
+    use aws_sdk_ecs::types::Task;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_task_started_after_the_claim_or_still_starting_is_not_the_claimer() {
+        let claim = SystemTime::now();
+        let at = |t: SystemTime| DateTime::from(t);
+        let before = Task::builder()
+            .last_status("RUNNING")
+            .started_at(at(claim - Duration::from_secs(60)))
+            .build();
+        let after = Task::builder()
+            .last_status("RUNNING")
+            .started_at(at(claim + Duration::from_secs(1)))
+            .build();
+        let pending = Task::builder().last_status("PENDING").build();
+        let unknown = Task::builder().build();
+        assert!(!started_after(&before, claim), "the claimer");
+        assert!(started_after(&after, claim), "a replacement started since");
+        assert!(
+            started_after(&pending, claim),
+            "a replacement still starting"
+        );
+        assert!(
+            !started_after(&unknown, claim),
+            "an API that says nothing (moto) cannot rule a task out"
+        );
     }
 }

@@ -177,8 +177,8 @@ async fn a_dry_run_prints_the_change_sets_and_changes_nothing_then_the_deploy_cr
     assert_eq!(
         report.parameters,
         vec![
-            format!("/{name}/engines/engine-a"),
-            format!("/{name}/supervisor")
+            format!("/{name}/supervisor"),
+            format!("/{name}/engines/engine-a")
         ]
     );
 

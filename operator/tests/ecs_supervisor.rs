@@ -17,7 +17,7 @@ use fix_operator::emulator::{provision, Emulator};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,11 +30,6 @@ fn unique(prefix: &str) -> String {
         .expect("clock")
         .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
 }
 
 /// The supervisors' configuration: `engines` (name, admin), the lease, the router
@@ -68,19 +63,35 @@ struct SupervisorProcess {
 }
 
 impl SupervisorProcess {
+    /// Starts it on a port of its own choosing, read from its log once it listens.
     fn start(config: &Path, owner: &str, log: &Path) -> Self {
-        let status = free_port();
-        let log = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fix-operator"))
-            .args(["ecs", "--config"])
+        let file = std::fs::File::create(log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fix-operator"))
+            .args(["ecs", "--log-json", "--config"])
             .arg(config)
-            .args(["--listen", &status.to_string(), "--owner", owner])
+            .args(["--listen", "127.0.0.1:0", "--owner", owner])
             .env("FIX_TEST_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log)
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
             .spawn()
             .expect("fix-operator ecs");
-        Self { child, status }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let listen = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|v| v["fields"]["listen"].as_str().map(str::to_string));
+            if let Some(addr) = listen {
+                let status = addr.parse().expect("listen address");
+                return Self { child, status };
+            }
+            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                panic!("fix-operator ecs did not start: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Its `/status`, or `None` while it does not answer.
@@ -385,6 +396,22 @@ async fn supervised_through_kills(routing: Routing) {
         router.current().await.expect("read back"),
         Some(names[leader].clone())
     );
+
+    // Routing changed behind the supervisor's back (a deposed supervisor's call landing
+    // late, say): the acting one notices when it reads the routing back, and repairs it.
+    router.route_to(&names[second]).await.expect("route away");
+    wait_statuses(
+        "routing repaired",
+        &idle_ref,
+        dir.path(),
+        Duration::from_secs(15),
+        |s| s[0].as_ref().is_some_and(|v| transitions(v).len() == 2),
+    )
+    .await;
+    assert_eq!(
+        router.current().await.expect("read back"),
+        Some(names[leader].clone())
+    );
 }
 
 type Readiness = Arc<Mutex<Value>>;
@@ -543,6 +570,17 @@ async fn a_configuration_the_supervisor_cannot_act_on_is_refused_with_what_to_fi
         (
             text.replace("[lease]\n", "[lease-store]\n"),
             "unknown field",
+        ),
+        (
+            text.replace(
+                "[lease]\n",
+                "[[engine]]\nname = \"engine-b\"\nadmin = \"127.0.0.1:2\"\necs_service = \"engine-a\"\n\n[lease]\n",
+            ),
+            "engines engine-a and engine-b share the ECS service engine-a",
+        ),
+        (
+            format!("{text}\n[[ecs]]\nregion = \"us-west-2\"\ncluster = \"c\"\nservices = [\"engine-a\"]\n"),
+            "engine engine-a has no region, and there are 2 [[ecs]] entries",
         ),
     ];
     for (i, (bad, want)) in cases.iter().enumerate() {

@@ -54,9 +54,11 @@ async fn a_stale_leader_that_still_claims_the_lead_is_routed_away_from_and_fence
         instances,
         Arc::clone(&router) as Arc<dyn TrafficRouter>,
         Options {
-            fence: Some(Arc::new(move |name: &str| {
-                hook_log.lock().expect("lock").push(name.to_string())
-            })),
+            fence: Some(Arc::new(
+                move |r: fix_operator::supervisor::FenceRequest| {
+                    hook_log.lock().expect("lock").push(r.instance)
+                },
+            )),
             ..Options::default()
         },
     );

@@ -102,7 +102,8 @@ async fn create(
 const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fix-admin-token";
 
 #[tokio::test]
-async fn the_supervisor_stack_runs_two_supervisors_reading_their_configuration_without_a_shell() {
+async fn the_supervisor_stack_defines_two_supervisors_reading_their_configuration_without_a_shell()
+{
     let name = unique();
     create(
         &format!("{name}-network"),

@@ -114,7 +114,7 @@ async fn run_ecs(
             format!("listening on {listen} for /healthz and /status (use --listen)")
         })?;
     tracing::info!(%owner, listen = %listener.local_addr()?, "fix-operator ecs started");
-    supervisor.run(listener).await;
+    supervisor.run(listener).await?;
     Ok(())
 }
 

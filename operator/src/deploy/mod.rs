@@ -101,6 +101,36 @@ async fn sdk_config(region: &str, endpoint_url: Option<&str>) -> aws_config::Sdk
     }
 }
 
+/// Writes (or overwrites) the SSM parameter `name`.
+async fn put_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    text: &str,
+) -> Result<(), DeployError> {
+    use aws_sdk_ssm::error::ProvideErrorMetadata;
+    let tier = if text.len() > 4096 {
+        aws_sdk_ssm::types::ParameterTier::Advanced
+    } else {
+        aws_sdk_ssm::types::ParameterTier::Standard
+    };
+    ssm.put_parameter()
+        .name(name)
+        .value(text)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tier(tier)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| DeployError::Ssm {
+            name: name.to_string(),
+            detail: e.message().map_or_else(
+                || aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
+                str::to_string,
+            ),
+        })?;
+    Ok(())
+}
+
 /// Runs the deployment; `progress` is told what is being waited for.
 pub async fn run(
     plan: &DeployPlan,
@@ -108,6 +138,19 @@ pub async fn run(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<DeployReport, DeployError> {
     let engine_parameters = plan.engine_parameters()?;
+    let supervisor_parameter = plan.supervisor_parameter()?;
+    let ssm =
+        aws_sdk_ssm::Client::new(&sdk_config(&plan.region, plan.endpoint_url.as_deref()).await);
+    let mut written = Vec::new();
+    // No stack owns the supervisor's parameter, and its tasks read it as they start:
+    // written before the stacks.
+    if let Some((name, text)) = &supervisor_parameter {
+        if !dry_run {
+            put_parameter(&ssm, name, text).await?;
+            progress(&format!("wrote {name}"));
+        }
+        written.push(name.clone());
+    }
     let mut outputs: BTreeMap<String, String> = BTreeMap::new();
     let mut reports = Vec::new();
     let mut rolled_out = None;
@@ -158,32 +201,10 @@ pub async fn run(
             reports.push(report);
         }
     }
-    let mut written = Vec::new();
-    let conf = sdk_config(&plan.region, plan.endpoint_url.as_deref()).await;
-    let ssm = aws_sdk_ssm::Client::new(&conf);
+    // The engines' parameters belong to the config stack: written once it exists.
     for (name, text) in &engine_parameters {
         if !dry_run {
-            use aws_sdk_ssm::error::ProvideErrorMetadata;
-            let tier = if text.len() > 4096 {
-                aws_sdk_ssm::types::ParameterTier::Advanced
-            } else {
-                aws_sdk_ssm::types::ParameterTier::Standard
-            };
-            ssm.put_parameter()
-                .name(name)
-                .value(text)
-                .r#type(aws_sdk_ssm::types::ParameterType::String)
-                .tier(tier)
-                .overwrite(true)
-                .send()
-                .await
-                .map_err(|e| DeployError::Ssm {
-                    name: name.clone(),
-                    detail: e.message().map_or_else(
-                        || aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
-                        str::to_string,
-                    ),
-                })?;
+            put_parameter(&ssm, name, text).await?;
             progress(&format!("wrote {name}"));
         }
         written.push(name.clone());

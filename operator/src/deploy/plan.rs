@@ -227,8 +227,7 @@ impl DeployPlan {
         read(&self.base.join(&stack.template))
     }
 
-    /// The engines' `(SSM name, TOML)`, each TOML checked by the engine's parser, and
-    /// the supervisor's, checked by fixctl's.
+    /// The engines' `(SSM name, TOML)`, each TOML checked by the engine's parser.
     pub fn engine_parameters(&self) -> Result<Vec<(String, String)>, PlanError> {
         let Some(e) = &self.engine_config else {
             return Ok(Vec::new());
@@ -240,18 +239,25 @@ impl DeployPlan {
             check_toml(&text, &path)?;
             out.push((format!("{}/{name}", e.prefix.trim_end_matches('/')), text));
         }
-        if let Some(s) = &self.supervisor_config {
-            let path = self.base.join(&s.file);
-            let text = read(&path)?;
-            crate::config::FixctlConfig::from_toml(&text, &path.display().to_string()).map_err(
-                |e| PlanError::Invalid {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                },
-            )?;
-            out.push((s.parameter.clone(), text));
-        }
         Ok(out)
+    }
+}
+
+impl DeployPlan {
+    /// The ECS supervisor's `(SSM name, TOML)`, checked by fixctl's parser.
+    pub fn supervisor_parameter(&self) -> Result<Option<(String, String)>, PlanError> {
+        let Some(s) = &self.supervisor_config else {
+            return Ok(None);
+        };
+        let path = self.base.join(&s.file);
+        let text = read(&path)?;
+        crate::config::FixctlConfig::from_toml(&text, &path.display().to_string()).map_err(
+            |e| PlanError::Invalid {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            },
+        )?;
+        Ok(Some((s.parameter.clone(), text)))
     }
 }
 

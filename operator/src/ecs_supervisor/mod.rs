@@ -3,12 +3,15 @@
 //! Several supervisor tasks run; one acts. They elect it through the engines' lease
 //! store, in a group of their own (`[supervisor] election_group`), with the engines'
 //! lease rules ([`fix_lease::Keeper`]): the holder acts only while its lease is trusted
-//! by its local clock, and every routing change and fence is gated on that. The acting
-//! one runs the [`crate::supervisor::Supervisor`] over the engines' `/readyz`: traffic
-//! (Global Accelerator or ARC) follows the engines' leader, and an old leader that still
-//! claims to lead after traffic moved has its ECS task stopped ([`fence::EcsFence`]).
-//! A supervisor that takes over from another one starts from where routing points
-//! (read back), so that it checks, and fences, the instance traffic went to.
+//! by its local clock. A routing change starts only with
+//! [`crate::supervisor::MIN_TRUST_TO_ACT`] of trust left and is abandoned when the trust
+//! ends; a call already sent may still land after that, so the acting supervisor reads
+//! the routing back every few seconds and routes again if it drifted. The acting one
+//! runs the [`crate::supervisor::Supervisor`] over the engines' `/readyz`: traffic
+//! (Global Accelerator or ARC) follows the engines' leader, and an engine that still
+//! claims to lead with an older epoch has its ECS task stopped ([`fence::EcsFence`]),
+//! after one more look at it and only while this supervisor still acts. A supervisor
+//! that takes over from another one starts from where routing points (read back).
 //!
 //! `GET /healthz` answers while the process runs; `GET /status` is this supervisor as
 //! JSON ([`status::Status`]).
@@ -49,6 +52,9 @@ pub enum EcsSupervisorError {
         /// Why.
         source: fix_lease::LeaseError,
     },
+    /// The task contending for the supervisors' lease stopped.
+    #[error("the supervisors' lease loop stopped; exiting so that ECS starts another supervisor")]
+    LeaseLoopStopped,
 }
 
 /// A supervisor of the group in one configuration file, ready to run.
@@ -133,13 +139,14 @@ impl EcsSupervisor {
         let options = Options {
             poll: ms(section.poll_ms.unwrap_or(100).max(10)),
             token: cfg.token(),
-            fence: Some(fence.hook()),
+            fence: None,
             lease: Some(LeaseWatch {
                 store: Arc::clone(&store),
                 group: lease.group.clone(),
             }),
             may_act: None,
             resume_routing: true,
+            verify_routing_every: Some(VERIFY_ROUTING_EVERY),
         };
         Ok(Self {
             owner: owner.to_string(),
@@ -154,7 +161,9 @@ impl EcsSupervisor {
 
     /// Runs until the process ends: contends for the supervisors' lease and supervises
     /// while holding it. `GET /healthz` and `GET /status` are served on `listener`.
-    pub async fn run(self, listener: tokio::net::TcpListener) {
+    /// Returns only if the lease loop stops (an error: the process should exit so that
+    /// ECS starts another).
+    pub async fn run(self, listener: tokio::net::TcpListener) -> Result<(), EcsSupervisorError> {
         let keeper = Keeper::spawn(Arc::clone(&self.store), self.election.clone());
         let shared = Arc::new(Shared::new(&self.owner, &self.election.group));
         tokio::spawn(status::serve(
@@ -164,25 +173,27 @@ impl EcsSupervisor {
         ));
         let mut role = keeper.subscribe();
         loop {
-            wait_for(&mut role, acting).await;
+            wait_for(&mut role, acting).await?;
             let term = role.borrow().clone();
             tracing::info!(owner = %self.owner, epoch = ?term.role, "this supervisor acts");
-            let supervisor = Supervisor::spawn(
+            let gate = gate(role.clone());
+            let supervisor = Arc::new(Supervisor::spawn(
                 self.instances.clone(),
                 Arc::clone(&self.router),
                 Options {
-                    may_act: Some(gate(role.clone())),
+                    fence: Some(self.fence.hook(Arc::clone(&gate))),
+                    may_act: Some(gate),
                     ..self.options.clone()
                 },
-            );
+            ));
             shared.start_term(&term);
-            let supervisor = Arc::new(supervisor);
             shared.set_supervisor(Some(Arc::clone(&supervisor)));
-            wait_for(&mut role, |s| !acting(s)).await;
+            let ended = wait_for(&mut role, |s| !acting(s)).await;
             let reason = role.borrow().reason.clone();
             tracing::warn!(owner = %self.owner, %reason, "this supervisor no longer acts");
             shared.end_term(&supervisor);
             shared.set_supervisor(None);
+            ended?;
         }
     }
 
@@ -192,34 +203,53 @@ impl EcsSupervisor {
     }
 }
 
-/// Whether `s` says this supervisor holds a lease it still trusts.
-fn acting(s: &RoleState) -> bool {
-    matches!(s.role, Leadership::Leader { .. }) && s.valid_until.is_some_and(|v| Instant::now() < v)
-}
+/// How often the acting supervisor reads the routing back to repair a change that
+/// landed behind its back (a deposed supervisor's late call).
+const VERIFY_ROUTING_EVERY: Duration = Duration::from_secs(5);
 
-/// The supervisor's gate: acts only while the lease is trusted now.
-fn gate(role: watch::Receiver<RoleState>) -> Gate {
-    Arc::new(move || acting(&role.borrow()))
-}
-
-/// Waits until `cond` holds for the role (checked at least every 50 ms, since trust
-/// also ends by the clock alone).
-async fn wait_for(role: &mut watch::Receiver<RoleState>, cond: impl Fn(&RoleState) -> bool) {
-    loop {
-        if cond(&role.borrow_and_update()) {
-            return;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(50), role.changed()).await;
+/// Until when `s` lets this supervisor act: while it holds a lease it still trusts.
+fn trusted_until(s: &RoleState) -> Option<Instant> {
+    match s.role {
+        Leadership::Leader { .. } => s.valid_until.filter(|v| Instant::now() < *v),
+        Leadership::Standby => None,
     }
 }
 
-/// The owner id of a supervisor by default: the host name (unique per ECS task) and
-/// the process id.
+fn acting(s: &RoleState) -> bool {
+    trusted_until(s).is_some()
+}
+
+/// The supervisor's gate: until when the lease is trusted, read at each call.
+fn gate(role: watch::Receiver<RoleState>) -> Gate {
+    Arc::new(move || trusted_until(&role.borrow()))
+}
+
+/// Waits until `cond` holds for the role (checked at least every 50 ms, since trust
+/// also ends by the clock alone); an error if the lease loop has stopped.
+async fn wait_for(
+    role: &mut watch::Receiver<RoleState>,
+    cond: impl Fn(&RoleState) -> bool,
+) -> Result<(), EcsSupervisorError> {
+    loop {
+        if cond(&role.borrow_and_update()) {
+            return Ok(());
+        }
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(50), role.changed()).await {
+            return Err(EcsSupervisorError::LeaseLoopStopped);
+        }
+    }
+}
+
+/// The owner id of a supervisor by default: the host name, the process id and a
+/// random suffix (two tasks may share a host name and both run as process 1).
 pub fn default_owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "supervisor".into());
-    format!("{host}-{}", std::process::id())
+    let mut suffix = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix);
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{}-{suffix}", std::process::id())
 }

@@ -197,9 +197,9 @@ async fn ensure_group(
 /// has its pod deleted at once (the StatefulSet recreates it; it comes back a standby).
 fn fence_hook(ctx: &Context, namespace: &str) -> crate::supervisor::FenceHook {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    Arc::new(move |pod: &str| {
+    Arc::new(move |request: crate::supervisor::FenceRequest| {
         let pods = pods.clone();
-        let pod = pod.to_string();
+        let pod = request.instance;
         tokio::spawn(async move {
             let params = DeleteParams {
                 grace_period_seconds: Some(0),

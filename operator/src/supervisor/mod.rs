@@ -3,11 +3,12 @@
 //!
 //! Each poll reads every instance. When an instance reports itself leader and ready (the
 //! newest epoch wins if several do: an older one is stale) and it is not where traffic
-//! goes, the supervisor routes there, reads the routing back, and
-//! checks the instance it routed away from reports standby or does not answer; if it still
-//! claims to lead, the fencing hook (a platform's "stop this task") is called. Each such
-//! transition is recorded with its phases, measured from the poll that first saw the old
-//! leader gone.
+//! goes, the supervisor routes there and reads the routing back. Any other instance that
+//! still claims to lead with an older epoch, looked at once more, is handed to the
+//! fencing hook (a platform's "stop this task"), again every [`FENCE_RETRY`] while the
+//! claim lasts. Each transition is recorded with its phases, measured from the poll that
+//! first saw the old leader gone. With a [`Gate`], every change is started only with
+//! [`MIN_TRUST_TO_ACT`] of trust left and abandoned when the trust ends.
 
 use crate::router::{RouteError, TrafficRouter};
 use fix_engine::admin::api::Readiness;
@@ -20,6 +21,7 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 
 mod manual;
+mod watch;
 
 /// One engine instance as the supervisor reaches it.
 #[derive(Debug, Clone)]
@@ -112,13 +114,49 @@ pub async fn admin_request(
     request(addr, method, path, token, limit).await
 }
 
-/// Called with an instance that still claims to lead after traffic moved away from it.
-pub type FenceHook = Arc<dyn Fn(&str) + Send + Sync>;
+/// An instance that still claims to lead with an older epoch than the one traffic
+/// went to: what the fencing hook is told.
+#[derive(Debug, Clone)]
+pub struct FenceRequest {
+    /// The instance.
+    pub instance: String,
+    /// Its admin API (to look again right before acting).
+    pub admin: AdminAddr,
+    /// The epoch it claims (0 when its answer could not be read).
+    pub claimed_epoch: u64,
+    /// The epoch of the leader traffic goes to.
+    pub new_epoch: u64,
+    /// When the claim was last seen, by the wall clock: a task or pod started after it
+    /// cannot have made it.
+    pub observed_wall: std::time::SystemTime,
+}
 
-/// Asked right before every change the supervisor makes (routing, fencing): whether it
-/// may act now. A supervisor that is one of several (each ECS task of `fix-operator
-/// ecs`) answers from its own lease, so that a deposed one changes nothing.
-pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+impl FenceRequest {
+    /// Whether `now` (a fresh look at the instance) still shows the stale claim: it
+    /// reports leader with an older epoch, or answers something unreadable (it may
+    /// still lead).
+    pub fn still_claims(&self, now: &Seen) -> bool {
+        now.answered && (now.unreadable.is_some() || (now.leader && now.epoch < self.new_epoch))
+    }
+}
+
+/// Called for an instance that still claims to lead after traffic moved away from it
+/// (a platform's "stop this task"). Called again for the same instance only after
+/// [`FENCE_RETRY`], while the claim lasts.
+pub type FenceHook = Arc<dyn Fn(FenceRequest) + Send + Sync>;
+
+/// How long after a fence the same instance may be fenced again if it still claims.
+pub const FENCE_RETRY: Duration = Duration::from_secs(10);
+
+/// Asked right before every change the supervisor makes (routing, fencing): until when
+/// it may act (`None`: not now). A supervisor that is one of several (each ECS task of
+/// `fix-operator ecs`) answers from its own lease, so that a deposed one starts no
+/// change, and one in flight is abandoned when its trust ends.
+pub type Gate = Arc<dyn Fn() -> Option<Instant> + Send + Sync>;
+
+/// A change is started only with at least this much trust left: a routing call takes
+/// tens of milliseconds, and one that is abandoned may still land.
+pub const MIN_TRUST_TO_ACT: Duration = Duration::from_millis(200);
 
 /// How the supervisor runs.
 #[derive(Clone)]
@@ -132,12 +170,16 @@ pub struct Options {
     /// The group's lease, read each poll: when a new epoch appears is when the lease was
     /// granted (without it, when the new leader first reports ready).
     pub lease: Option<LeaseWatch>,
-    /// Whether it may act now (always, without one).
+    /// Until when it may act (always, without one).
     pub may_act: Option<Gate>,
     /// Start from where the router sends traffic now (read back) instead of from
-    /// nowhere: a supervisor taking over from another one then checks, and fences, the
-    /// instance traffic went to.
+    /// nowhere, so that a supervisor taking over from another one does not record a
+    /// start-up transition.
     pub resume_routing: bool,
+    /// Read the routing back this often and route again if it no longer goes where this
+    /// supervisor sent it (another writer, or a change of a deposed supervisor that
+    /// landed late). Never, without it.
+    pub verify_routing_every: Option<Duration>,
 }
 
 /// The lease store and group the supervisor reads.
@@ -158,6 +200,7 @@ impl Default for Options {
             lease: None,
             may_act: None,
             resume_routing: false,
+            verify_routing_every: None,
         }
     }
 }
@@ -278,7 +321,8 @@ pub struct Snapshot {
     pub routing_error: Option<String>,
 }
 
-async fn look(admin: &AdminAddr) -> Seen {
+/// One look at an instance's `/readyz`.
+pub(crate) async fn look(admin: &AdminAddr) -> Seen {
     let Ok((_, body)) =
         admin_request(admin, "GET", "/readyz", None, Duration::from_millis(300)).await
     else {
@@ -331,12 +375,6 @@ impl Drop for Supervisor {
     }
 }
 
-struct Pending {
-    index: usize,
-    detected: Instant,
-    to: String,
-}
-
 impl Supervisor {
     /// Starts supervising `instances` through `router`.
     pub fn spawn(
@@ -348,7 +386,7 @@ impl Supervisor {
             transitions: Mutex::new(Vec::new()),
             snapshot: Mutex::new(Snapshot::default()),
         });
-        let task = tokio::spawn(watch(
+        let task = tokio::spawn(watch::watch(
             instances.clone(),
             Arc::clone(&router),
             options.clone(),
@@ -381,239 +419,5 @@ impl Supervisor {
     /// The router.
     pub fn router(&self) -> &Arc<dyn TrafficRouter> {
         &self.router
-    }
-}
-
-async fn watch(
-    instances: Vec<Instance>,
-    router: Arc<dyn TrafficRouter>,
-    options: Options,
-    shared: Arc<Shared>,
-) {
-    let mut routed: Option<String> = None;
-    if options.resume_routing {
-        routed = resumed_route(&*router).await;
-    }
-    let mut lost_at: Option<Instant> = None;
-    let mut pending: Option<Pending> = None;
-    let mut lease_seen: Option<(u64, String, Instant)> = None;
-    let mut routing_error: Option<String> = None;
-    loop {
-        let now = Instant::now();
-        if let Some(w) = &options.lease {
-            read_lease(w, &mut lease_seen, now).await;
-        }
-        let mut seen = Vec::with_capacity(instances.len());
-        for i in &instances {
-            seen.push((i.name.clone(), look(&i.admin).await));
-        }
-        let leaders: Vec<&(String, Seen)> = seen.iter().filter(|(_, s)| s.leader).collect();
-        if let Some(r) = &routed {
-            if !leaders.iter().any(|(n, _)| n == r) && lost_at.is_none() {
-                lost_at = Some(now);
-                tracing::warn!(leader = %r, "the routed leader no longer leads");
-            }
-        }
-        if leaders.len() > 1 {
-            tracing::error!(
-                count = leaders.len(),
-                "more than one instance reports leader; the newest epoch wins"
-            );
-        }
-        // The lease's newest epoch is the truth; an instance claiming an older one is stale.
-        let newest = leaders
-            .iter()
-            .max_by_key(|(_, s)| s.epoch)
-            .map(|(n, s)| (n.clone(), s.epoch));
-        let stale_claimed_routed = routed.as_ref().is_some_and(|r| {
-            newest.as_ref().is_some_and(|(n, _)| n != r) && leaders.iter().any(|(n, _)| n == r)
-        });
-        if stale_claimed_routed && lost_at.is_none() {
-            lost_at = Some(now);
-        }
-        if let Some((name, epoch)) = newest {
-            if routed.as_deref() != Some(name.as_str()) {
-                let detected = lost_at.unwrap_or(now);
-                match switch(&*router, &name, &routed, &seen, &options).await {
-                    Ok((fenced, hooked)) => {
-                        let t = Transition {
-                            detected_at: detected,
-                            detected_wall: std::time::SystemTime::now()
-                                .checked_sub(detected.elapsed())
-                                .unwrap_or_else(std::time::SystemTime::now),
-                            from: routed.clone(),
-                            to: name.clone(),
-                            epoch,
-                            lease_granted_ms: ms(lease_seen
-                                .as_ref()
-                                .filter(|(e, _, at)| *e == epoch && *at >= detected)
-                                .map_or(now, |(_, _, at)| *at)
-                                - detected),
-                            lease_owner: lease_seen
-                                .as_ref()
-                                .filter(|(e, _, _)| *e == epoch)
-                                .map(|(_, o, _)| o.clone()),
-                            routed_ms: ms(detected.elapsed()),
-                            first_logon_ms: None,
-                            old_leader_fenced: fenced,
-                            fence_hook_called: hooked,
-                        };
-                        tracing::info!(from = ?t.from, to = %t.to, epoch = t.epoch, routed_ms = t.routed_ms, "traffic moved to the new leader");
-                        let mut list = lock(&shared.transitions);
-                        list.push(t);
-                        pending = Some(Pending {
-                            index: list.len() - 1,
-                            detected,
-                            to: name.clone(),
-                        });
-                        routed = Some(name.clone());
-                        lost_at = None;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, to = %name, "routing to the new leader failed; retrying");
-                        routing_error = Some(e.to_string());
-                    }
-                }
-            }
-        }
-        if routed.is_some() && newest_is_routed(&routed, &seen) {
-            routing_error = None;
-        }
-        *lock(&shared.snapshot) = Snapshot {
-            polled: true,
-            instances: seen.clone(),
-            routed: routed.clone(),
-            lease: lease_seen.as_ref().map(|(e, o, _)| (*e, o.clone())),
-            routing_error: routing_error.clone(),
-        };
-        if pending
-            .as_ref()
-            .is_some_and(|p| note_first_logon(p, &seen, &shared))
-        {
-            pending = None;
-        }
-        tokio::time::sleep(options.poll).await;
-    }
-}
-
-/// Where the router sends traffic now, read back (retried for a few seconds: the
-/// routing API may be throttled or briefly unreachable).
-async fn resumed_route(router: &dyn TrafficRouter) -> Option<String> {
-    for attempt in 0..10 {
-        match router.current().await {
-            Ok(current) => {
-                tracing::info!(routed = ?current, router = router.name(), "resuming from the routing read back");
-                return current;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, attempt, "reading where traffic goes failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    None
-}
-
-/// Whether traffic goes to an instance that reports leader now.
-fn newest_is_routed(routed: &Option<String>, seen: &[(String, Seen)]) -> bool {
-    seen.iter()
-        .any(|(n, s)| s.leader && Some(n) == routed.as_ref())
-}
-
-/// Remembers a new lease epoch and when it was first seen.
-async fn read_lease(w: &LeaseWatch, seen: &mut Option<(u64, String, Instant)>, now: Instant) {
-    let read = tokio::time::timeout(Duration::from_millis(300), w.store.read(&w.group)).await;
-    if let Ok(Ok(Some(state))) = read {
-        if seen.as_ref().is_none_or(|(e, _, _)| state.epoch > *e) {
-            *seen = Some((state.epoch, state.owner, now));
-        }
-    }
-}
-
-/// Records the first counterparty logon on the new leader; true once recorded.
-fn note_first_logon(p: &Pending, seen: &[(String, Seen)], shared: &Shared) -> bool {
-    if !seen.iter().any(|(n, s)| *n == p.to && s.logged_on) {
-        return false;
-    }
-    if let Some(t) = lock(&shared.transitions).get_mut(p.index) {
-        t.first_logon_ms = Some(ms(p.detected.elapsed()));
-    }
-    true
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Whether the old leader, as last seen, no longer leads: it is gone, silent, or says
-/// it does not lead. One that answers something unreadable may still lead.
-fn is_fenced(old: Option<&Seen>) -> bool {
-    old.is_none_or(|s| !s.answered || (!s.leader && s.unreadable.is_none()))
-}
-
-/// Routes to `to`, reads it back, and checks the old leader. Returns (fenced, hook called).
-async fn switch(
-    router: &dyn TrafficRouter,
-    to: &str,
-    from: &Option<String>,
-    seen: &[(String, Seen)],
-    options: &Options,
-) -> Result<(bool, bool), SupervisorError> {
-    let may_act = || options.may_act.as_ref().is_none_or(|g| g());
-    if !may_act() {
-        return Err(SupervisorError::NotActing);
-    }
-    router.route_to(to).await?;
-    let got = router.current().await?;
-    if got.as_deref() != Some(to) {
-        return Err(SupervisorError::NotConverged {
-            router: router.name(),
-            want: to.to_string(),
-            got,
-        });
-    }
-    let Some(old) = from else {
-        return Ok((true, false));
-    };
-    let fenced = is_fenced(seen.iter().find(|(n, _)| n == old).map(|(_, s)| s));
-    let mut hooked = false;
-    if !fenced {
-        tracing::error!(instance = %old, "the old leader still claims to lead after traffic moved");
-        if let Some(hook) = options.fence.as_ref().filter(|_| may_act()) {
-            hook(old);
-            hooked = true;
-        }
-    }
-    Ok((fenced, hooked))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_old_leader_that_answers_something_unreadable_is_not_taken_for_fenced() {
-        let leads = Seen {
-            answered: true,
-            leader: true,
-            ..Seen::default()
-        };
-        let follows = Seen {
-            answered: true,
-            ..Seen::default()
-        };
-        let unreadable = Seen {
-            answered: true,
-            unreadable: Some("unreadable /readyz answer".into()),
-            ..Seen::default()
-        };
-        assert!(is_fenced(None), "gone");
-        assert!(is_fenced(Some(&Seen::default())), "silent");
-        assert!(is_fenced(Some(&follows)), "says it follows");
-        assert!(!is_fenced(Some(&leads)), "still leads");
-        assert!(
-            !is_fenced(Some(&unreadable)),
-            "an answer nobody can read may come from a leader: the fence hook must run"
-        );
     }
 }
