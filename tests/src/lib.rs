@@ -24,6 +24,7 @@ pub mod conformance;
 pub mod http;
 pub mod interop;
 pub mod kafka;
+pub mod pki;
 pub mod scenario;
 pub mod scenario_sim;
 pub mod trading;

@@ -2,11 +2,11 @@
 //! a plain-TCP client gets nothing from a TLS acceptor.
 
 use fix_e2e::interop::Recorder;
+use fix_e2e::pki::Ca;
 use fix_e2e::wait::{eventually, reaches_state};
 use fix_engine::config::{AppKind, EngineSection, SessionSection, StoreKind, TlsSection};
 use fix_engine::{Engine, EngineConfig};
 use fix_session::{SessionId, State};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,38 +18,12 @@ struct Pki {
     client: (PathBuf, PathBuf),
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write pem");
-    p
-}
-
 fn pki(dir: &Path) -> Pki {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>| {
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = CertificateParams::new(names)
-            .expect("leaf params")
-            .signed_by(&key, &issuer)
-            .expect("leaf cert");
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "fix.test".into()]);
-    let (client_cert, client_key) = leaf(vec!["client.fix.test".into()]);
+    let ca = Ca::new(dir, "ca");
     Pki {
-        ca: write(dir, "ca.pem", &ca_cert.pem()),
-        server: (
-            write(dir, "server.pem", &server_cert),
-            write(dir, "server.key", &server_key),
-        ),
-        client: (
-            write(dir, "client.pem", &client_cert),
-            write(dir, "client.key", &client_key),
-        ),
+        server: ca.leaf(dir, "server", &["127.0.0.1", "fix.test"]),
+        client: ca.leaf(dir, "client", &["client.fix.test"]),
+        ca: ca.pem,
     }
 }
 

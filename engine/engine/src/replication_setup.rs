@@ -25,6 +25,7 @@ pub struct Setup {
     peers: Vec<String>,
     sql: Option<Arc<SqlJournal>>,
     key: Option<crate::replication::peer_auth::PeerKey>,
+    tls: Option<crate::tls::ReplicationTls>,
 }
 
 /// The lease as the replication tasks see it.
@@ -58,6 +59,12 @@ impl Setup {
                 })
             })
             .transpose()?;
+        let tls = section
+            .tls
+            .as_ref()
+            .map(crate::tls::ReplicationTls::new)
+            .transpose()
+            .map_err(|e| EngineError::Replication(format!("[engine.replication.tls]: {e}")))?;
         let sql = match section.durability {
             Durability::Sql => Some(Arc::new(
                 SqlJournal::connect(lease_url, group)
@@ -98,6 +105,7 @@ impl Setup {
             peers,
             sql,
             key,
+            tls,
         })
     }
 
@@ -166,6 +174,7 @@ impl Setup {
             role: role.clone(),
             state: Arc::clone(&self.state),
             key: self.key.clone(),
+            tls: self.tls.clone(),
         };
         let follower = crate::replication::follower::Follower {
             journal: journal.clone(),
@@ -177,6 +186,7 @@ impl Setup {
             peers: self.peers.clone(),
             name,
             key: self.key.clone(),
+            tls: self.tls.clone(),
             takeover,
         };
         let in_sync = crate::replication::in_sync_task::InSyncTask {

@@ -136,3 +136,49 @@ pub fn server_name(
         None => Ok(ServerName::IpAddress(addr.ip().into())),
     }
 }
+
+/// The replication channel's TLS: every instance presents a certificate signed by the
+/// group's CA and checks the other end's (mutual TLS), as the leader serving its
+/// journal and as a standby following.
+#[derive(Clone)]
+pub(crate) struct ReplicationTls {
+    /// The leader side (client certificates required).
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    /// The standby side (presents its certificate).
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    /// The name to verify in the leader's certificate, when set.
+    server_name: Option<String>,
+}
+
+impl ReplicationTls {
+    /// From `[engine.replication.tls]`: `cert`, `key` and `ca` are all required.
+    pub(crate) fn new(t: &TlsSection) -> Result<Self, TlsError> {
+        if t.cert.is_none() || t.key.is_none() || t.ca.is_none() {
+            return Err(TlsError::Missing(
+                "[engine.replication.tls] needs cert, key and ca: every instance presents a certificate signed by the group's CA and checks the other end's",
+            ));
+        }
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(server_config(t)?),
+            connector: tokio_rustls::TlsConnector::from(client_config(t)?),
+            server_name: t.server_name.clone(),
+        })
+    }
+
+    /// The name to verify when following `peer` (`HOST:PORT`): `server_name`, else the
+    /// host part (an IP address or a DNS name).
+    pub(crate) fn name_for(&self, peer: &str) -> Result<ServerName<'static>, TlsError> {
+        let host = match &self.server_name {
+            Some(n) => n.clone(),
+            None => {
+                let host = peer.rsplit_once(':').map_or(peer, |(h, _)| h);
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            }
+        };
+        ServerName::try_from(host).map_err(|_| {
+            TlsError::Missing("the replication peer's host (or tls.server_name) is not a valid DNS name or IP address")
+        })
+    }
+}

@@ -107,6 +107,12 @@ pub struct ReplicationSection {
     pub key_env: Option<String>,
     /// File holding the replication key (a mounted Secret), instead of `key_env`.
     pub key_file: Option<std::path::PathBuf>,
+    /// `[engine.replication.tls]`: the replication channel over mutual TLS (a network
+    /// between regions, say). `cert` and `key` are this instance's (presented both when
+    /// it serves its journal and when it follows another), `ca` the certificates the
+    /// group's instances are signed by; `server_name` the name to verify in the leader's
+    /// certificate (default: the host part of the peer address followed).
+    pub tls: Option<super::TlsSection>,
 }
 
 /// How a multi-region group replicates between regions.

@@ -40,6 +40,8 @@ pub struct Follower {
     pub name: String,
     /// The group's key: the leader must prove it holds it ([`super::peer_auth`]).
     pub key: Option<super::peer_auth::PeerKey>,
+    /// Mutual TLS on the channel (`[engine.replication.tls]`).
+    pub(crate) tls: Option<crate::tls::ReplicationTls>,
     /// Told when the stream from a leader breaks (its process died, its host went
     /// silent) and when a leader streams again ([`crate::takeover`]).
     pub(crate) takeover: crate::takeover::TakeoverHint,
@@ -153,11 +155,23 @@ impl Follower {
         eligibility: &mut Eligibility,
         streamed: &mut bool,
     ) -> std::io::Result<Ended> {
-        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
+        let tcp = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(peer))
             .await
             .map_err(|_| std::io::Error::other("connect timed out"))??;
-        let mut stream = stream;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream: crate::tls::BoxIo = match &self.tls {
+            Some(t) => {
+                let name = t.name_for(peer).map_err(std::io::Error::other)?;
+                let tls = tokio::time::timeout(SILENCE, t.connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| std::io::Error::other("no TLS handshake from the peer"))?
+                    .map_err(|e| {
+                        std::io::Error::other(format!("TLS handshake with the leader failed: {e}"))
+                    })?;
+                Box::new(tls)
+            }
+            None => Box::new(tcp),
+        };
         tokio::time::timeout(
             SILENCE,
             super::peer_auth::as_standby(&mut stream, self.key.as_ref()),
@@ -165,7 +179,7 @@ impl Follower {
         .await
         .map_err(|_| std::io::Error::other("no replication handshake from the peer"))?
         .map_err(std::io::Error::other)?;
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let history = self.journal.epoch_history();
         let mut follow = FollowState::new(history.last().map_or(0, |e| e.0));
         let hello = follow.hello(

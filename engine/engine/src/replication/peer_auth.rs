@@ -19,9 +19,10 @@
 //!
 //! Without a key the mode is 0 and the proofs are zeros; a keyed end refuses an open one
 //! and the other way round, each with an error that names the setting to change. The
-//! key authenticates the peers only: records then travel as before (CRC-checked, not
-//! encrypted), so the replication network must still be private (a VPC, or the chart's
-//! NetworkPolicy).
+//! key authenticates the peers only: without `[engine.replication.tls]` records then
+//! travel CRC-checked but not encrypted, so the replication network must be private (a
+//! VPC, or the chart's NetworkPolicy); with it, this exchange and the stream run inside
+//! mutual TLS.
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};

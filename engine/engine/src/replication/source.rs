@@ -9,6 +9,7 @@
 //! The decisions are `fix_cluster::source`'s; this module moves the bytes.
 
 use super::{send, FrameReader, Replication, ACK_TIMEOUT, CHUNK, IDLE_TICK};
+use crate::tls::BoxIo;
 use fix_cluster::source::{
     answer_hello, Counted, HelloAnswer, LeaderJournal, StandbyHello, StandbyStream,
 };
@@ -36,6 +37,8 @@ pub struct Source {
     pub state: Arc<Replication>,
     /// The group's key: standbys must prove they hold it ([`super::peer_auth`]).
     pub key: Option<super::peer_auth::PeerKey>,
+    /// Mutual TLS on the channel (`[engine.replication.tls]`).
+    pub(crate) tls: Option<crate::tls::ReplicationTls>,
 }
 
 /// Accepts standby connections forever. Connections that have not authenticated yet
@@ -89,12 +92,25 @@ fn leading_epoch(role: &watch::Receiver<RoleState>) -> Option<u64> {
 impl Source {
     async fn stream_to(
         mut self,
-        mut stream: TcpStream,
+        tcp: TcpStream,
         peer: SocketAddr,
         handshake: crate::pending::Slot,
     ) -> std::io::Result<()> {
         let mut frames = FrameReader::new(super::MAX_STANDBY_FRAME);
-        let hello = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let tls = self.tls.clone();
+        let (hello, stream) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let mut stream: BoxIo = match &tls {
+                Some(t) => match t.acceptor.accept(tcp).await {
+                    Ok(s) => Box::new(s),
+                    Err(e) => {
+                        if self.state.refusal_due() {
+                            tracing::warn!(%peer, error = %e, "refused a replication peer: TLS handshake failed (a certificate not signed by the group's CA, or no TLS)");
+                        }
+                        return Err(e);
+                    }
+                },
+                None => Box::new(tcp),
+            };
             if let Err(e) = super::peer_auth::as_leader(&mut stream, self.key.as_ref()).await {
                 // At most once a second: a peer with the wrong key retries ten times a
                 // second, and scanners knock too.
@@ -103,13 +119,14 @@ impl Source {
                 }
                 return Err(std::io::Error::other(e));
             }
-            frames.next(&mut stream).await
+            let hello = frames.next(&mut stream).await?;
+            Ok((hello, stream))
         })
         .await
         .map_err(|_| std::io::Error::other("no authenticated Hello within 5 s"))??;
         // Authenticated (or keyless by configuration): no longer a pending handshake.
         drop(handshake);
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let Some(Frame::Hello {
             epoch: theirs,
             from_position,
@@ -221,7 +238,7 @@ impl Source {
     /// Sends records while the stream may go on.
     async fn pump(
         &mut self,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        wr: &mut (impl tokio::io::AsyncWrite + Unpin),
         stream: &Mutex<StandbyStream>,
         id: u64,
         name: &str,
