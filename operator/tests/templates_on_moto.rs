@@ -1,8 +1,9 @@
 //! CloudFormation templates deployed on moto as CloudFormation would: the network stack
 //! with its exports, then the stacks that import them. (`fixctl deploy` goes through
 //! change sets, for which moto publishes no exports, so these use `CreateStack`.)
-//! moto creates `supervisor.yaml` and `msk.yaml`; it cannot create `engines.yaml` or
-//! `lease.yaml` (it fails inside on their resources), which cfn-lint checks instead.
+//! moto creates `supervisor.yaml`, `msk.yaml`, `dns.yaml` and `peering.yaml`; it cannot
+//! create `engines.yaml` or `lease.yaml` (it fails inside on their resources), which
+//! cfn-lint checks instead.
 
 #[path = "support/moto_ecs.rs"]
 mod moto_ecs;
@@ -194,4 +195,194 @@ async fn the_msk_stack_deploys_into_the_network() {
     )
     .await
     .expect("msk stack");
+}
+
+fn route53() -> aws_sdk_route53::Client {
+    use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_route53::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(moto_ecs::moto_url())
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    aws_sdk_route53::Client::from_conf(conf)
+}
+
+#[tokio::test]
+async fn the_fix_endpoint_name_fails_over_on_the_arc_routing_controls_health_checks() {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType, ResourceRecordSetFailover};
+    let name = unique();
+    let r53 = route53();
+    let zone = r53
+        .create_hosted_zone()
+        .name(format!("{name}.example.com"))
+        .caller_reference(&name)
+        .send()
+        .await
+        .expect("hosted zone")
+        .hosted_zone
+        .expect("zone")
+        .id
+        .rsplit('/')
+        .next()
+        .expect("zone id")
+        .to_string();
+    // The health checks arc.yaml makes: one per region's routing control.
+    let mut checks = Vec::new();
+    for region in ["east", "west"] {
+        let id = r53
+            .create_health_check()
+            .caller_reference(format!("{name}-{region}"))
+            .health_check_config(
+                HealthCheckConfig::builder()
+                    .r#type(HealthCheckType::RecoveryControl)
+                    .routing_control_arn(format!(
+                        "arn:aws:route53-recovery-control::123456789012:controlpanel/p/routingcontrol/{region}"
+                    ))
+                    .build()
+                    .expect("health check config"),
+            )
+            .send()
+            .await
+            .expect("health check")
+            .health_check
+            .expect("health check")
+            .id;
+        checks.push(id);
+    }
+    let record = format!("fix.{name}.example.com");
+    create(
+        &format!("{name}-dns"),
+        "dns.yaml",
+        &[
+            ("HostedZoneId", &zone),
+            ("RecordName", &record),
+            ("PrimaryEndpoint", "fix-east.elb.us-east-1.amazonaws.com"),
+            ("SecondaryEndpoint", "fix-west.elb.us-west-2.amazonaws.com"),
+            ("PrimaryHealthCheckId", &checks[0]),
+            ("SecondaryHealthCheckId", &checks[1]),
+        ],
+    )
+    .await
+    .expect("dns stack");
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .send()
+        .await
+        .expect("records");
+    let mut failover: Vec<(String, String, String)> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name().trim_end_matches('.') == record)
+        .map(|r| {
+            (
+                r.failover()
+                    .map(|f| f.as_str().to_string())
+                    .unwrap_or_default(),
+                r.health_check_id().unwrap_or_default().to_string(),
+                r.resource_records()
+                    .first()
+                    .map(|v| v.value().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    failover.sort();
+    assert_eq!(
+        failover,
+        vec![
+            (
+                ResourceRecordSetFailover::Primary.as_str().to_string(),
+                checks[0].clone(),
+                "fix-east.elb.us-east-1.amazonaws.com".to_string()
+            ),
+            (
+                ResourceRecordSetFailover::Secondary.as_str().to_string(),
+                checks[1].clone(),
+                "fix-west.elb.us-west-2.amazonaws.com".to_string()
+            ),
+        ],
+        "the name answers with the primary while its control's check passes, else the secondary"
+    );
+}
+
+#[tokio::test]
+async fn two_network_stacks_peer_with_routes_and_the_replication_port_only() {
+    // moto's CloudFormation looks for the peer VPC in the stack's own region whatever
+    // PeerRegion says, so both "regions" are one here; the template is the same.
+    let (a, b) = (unique(), unique());
+    create(&format!("{a}-network"), "network.yaml", &[("Name", &a)])
+        .await
+        .expect("network a");
+    let b_outputs = create(
+        &format!("{b}-network"),
+        "network.yaml",
+        &[
+            ("Name", &b),
+            ("VpcCidr", "10.41.0.0/16"),
+            ("PublicSubnetACidr", "10.41.0.0/24"),
+            ("PublicSubnetBCidr", "10.41.1.0/24"),
+            ("PrivateSubnetACidr", "10.41.2.0/24"),
+            ("PrivateSubnetBCidr", "10.41.3.0/24"),
+        ],
+    )
+    .await
+    .expect("network b");
+    let b_vpc = b_outputs
+        .iter()
+        .find(|(k, _)| k == "VpcId")
+        .map(|(_, v)| v.clone())
+        .expect("VpcId output");
+    let requester = create(
+        &format!("{a}-peering"),
+        "peering.yaml",
+        &[
+            ("Name", &a),
+            ("NetworkStack", &a),
+            ("Side", "requester"),
+            ("PeerVpcId", &b_vpc),
+            ("PeerRegion", REGION),
+            ("PeerVpcCidr", "10.41.0.0/16"),
+        ],
+    )
+    .await
+    .expect("requester side");
+    let connection = requester
+        .iter()
+        .find(|(k, _)| k == "PeeringConnectionId")
+        .map(|(_, v)| v.clone())
+        .expect("PeeringConnectionId output");
+    create(
+        &format!("{b}-peering"),
+        "peering.yaml",
+        &[
+            ("Name", &b),
+            ("NetworkStack", &b),
+            ("Side", "accepter"),
+            ("PeeringConnectionId", &connection),
+            ("PeerVpcCidr", "10.40.0.0/16"),
+        ],
+    )
+    .await
+    .expect("accepter side");
+    let resources = cloudformation()
+        .describe_stack_resources()
+        .stack_name(format!("{b}-peering"))
+        .send()
+        .await
+        .expect("resources");
+    // By logical id (moto lists the egress rule without its id or type).
+    let ids: Vec<&str> = resources
+        .stack_resources()
+        .iter()
+        .filter_map(|r| r.logical_resource_id())
+        .collect();
+    for id in ["RouteA", "RouteB", "ReplicationIn"] {
+        assert!(ids.contains(&id), "the accepter has {id}: {ids:?}");
+    }
+    assert!(
+        !ids.contains(&"Peering"),
+        "the accepter creates no second connection: {ids:?}"
+    );
 }
