@@ -11,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/quickfix.sh"
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/fix-engine
 mkdir -p "$cache"
+"$root/scripts/build-deps.sh"
 quickfix_venv "$cache"
 venv=$quickfix_venv_dir
 export FIX_DICTIONARY_DIR=${FIX_DICTIONARY_DIR:-$venv/share/quickfix}

@@ -179,7 +179,7 @@ async fn the_supervisor_stack_defines_two_supervisors_reading_their_configuratio
 }
 
 #[tokio::test]
-async fn the_msk_stack_deploys_into_the_network() {
+async fn the_msk_stack_deploys_into_the_network_with_either_client_authentication() {
     let name = unique();
     create(
         &format!("{name}-network"),
@@ -188,13 +188,26 @@ async fn the_msk_stack_deploys_into_the_network() {
     )
     .await
     .expect("network stack");
-    create(
-        &format!("{name}-msk"),
-        "msk.yaml",
-        &[("Name", &name), ("NetworkStack", &name)],
-    )
-    .await
-    .expect("msk stack");
+    for (auth, ca) in [
+        (
+            "tls",
+            "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/fix-engines",
+        ),
+        ("iam", ""),
+    ] {
+        create(
+            &format!("{name}-msk-{auth}"),
+            "msk.yaml",
+            &[
+                ("Name", &format!("{name}{auth}")),
+                ("NetworkStack", &name),
+                ("ClientAuth", auth),
+                ("CertificateAuthorityArn", ca),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("msk stack with {auth}: {e}"));
+    }
 }
 
 fn route53() -> aws_sdk_route53::Client {

@@ -5,6 +5,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The broker's address (`FIX_TEST_KAFKA_BROKERS`).
@@ -16,12 +17,28 @@ pub fn brokers() -> String {
     })
 }
 
+/// A client of `brokers` with extra librdkafka `settings` (TLS, say).
+pub fn client(brokers: &str, settings: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in settings {
+        c.set(k, v);
+    }
+    c
+}
+
 /// Creates `names`, one partition each.
 pub async fn create_topics(brokers: &str, names: &[&str]) {
-    let admin: AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
+    create_topics_with(brokers, &BTreeMap::new(), names).await;
+}
+
+/// [`create_topics`] with extra librdkafka `settings`.
+pub async fn create_topics_with(
+    brokers: &str,
+    settings: &BTreeMap<String, String>,
+    names: &[&str],
+) {
+    let admin: AdminClient<_> = client(brokers, settings).create().expect("admin client");
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
@@ -38,8 +55,16 @@ pub async fn create_topics(brokers: &str, names: &[&str]) {
 /// A consumer of `topic`'s partition 0 from its start (`assign`, no group join; never
 /// skipping ahead when the broker does not know a position).
 pub fn reader(brokers: &str, topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    reader_with(brokers, &BTreeMap::new(), topic)
+}
+
+/// [`reader`] with extra librdkafka `settings`.
+pub fn reader_with(
+    brokers: &str,
+    settings: &BTreeMap<String, String>,
+    topic: &str,
+) -> BaseConsumer {
+    let c: BaseConsumer = client(brokers, settings)
         .set("group.id", "fix-e2e-reader")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -55,7 +80,17 @@ pub fn reader(brokers: &str, topic: &str) -> BaseConsumer {
 /// Every record value of `topic` from its start, read until it stays quiet for `idle`
 /// (SOH shown as is).
 pub fn payloads(brokers: &str, topic: &str, idle: Duration) -> Vec<String> {
-    let c = reader(brokers, topic);
+    payloads_with(brokers, &BTreeMap::new(), topic, idle)
+}
+
+/// [`payloads`] with extra librdkafka `settings`.
+pub fn payloads_with(
+    brokers: &str,
+    settings: &BTreeMap<String, String>,
+    topic: &str,
+    idle: Duration,
+) -> Vec<String> {
+    let c = reader_with(brokers, settings, topic);
     let mut out = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < idle {
