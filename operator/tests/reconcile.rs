@@ -687,9 +687,18 @@ async fn real_engines_leader_in_status_and_manual_failover_by_annotation_and_by_
         fixsession("fs", json!({"lease": {"group": "drill"}})),
     );
     settle(&w, "fs").await;
-    let fs = until(&w, "fs", "a leader in the status", |fs| {
-        fs["status"]["leader"].is_string() && condition(fs, "Ready").0 == "True"
-    })
+    // Ready as soon as the leader serves; not Degraded once the standby answers too
+    // (it may still be starting when the leader is first routed to).
+    let fs = until(
+        &w,
+        "fs",
+        "a leader in the status and both instances answering",
+        |fs| {
+            fs["status"]["leader"].is_string()
+                && condition(fs, "Ready").0 == "True"
+                && condition(fs, "Degraded").0 == "False"
+        },
+    )
     .await;
     let first = fs["status"]["leader"].as_str().expect("leader").to_string();
     assert_eq!(

@@ -83,23 +83,44 @@ impl StalledReader {
     }
 
     /// Sends `orders` orders, reading the answers as they come, so that the session's
-    /// store fills with reports without its writes ever blocking.
+    /// store fills with reports without its writes ever blocking. Every 200 orders (and
+    /// after the last) it reads until an answer to the last order sent has come: the
+    /// engine has then read every order (answers come in order), however long its
+    /// journal's syncs take on this disk.
     pub async fn trade(&mut self, orders: u64) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut tail: Vec<u8> = Vec::new();
         for n in 0..orders {
-            self.send_order(&format!("slow-trade-{n}")).await?;
-            if n % 200 == 199 || n + 1 == orders {
-                // Read the answers until the engine has been quiet for 20 ms.
-                while let Ok(read) =
-                    tokio::time::timeout(Duration::from_millis(20), self.stream.read(&mut buf))
-                        .await
-                {
-                    if read? == 0 {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::ConnectionAborted,
-                            "closed while trading",
-                        ));
-                    }
+            let id = format!("slow-trade-{n}");
+            self.send_order(&id).await?;
+            if n % 200 != 199 && n + 1 != orders {
+                continue;
+            }
+            let marker = format!("\x0111={id}\x01").into_bytes();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let read = tokio::time::timeout(left, self.stream.read(&mut buf))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer to {id} within 30 s"),
+                        )
+                    })??;
+                if read == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "closed while trading",
+                    ));
+                }
+                tail.extend_from_slice(&buf[..read]);
+                let found = tail.windows(marker.len()).any(|w| w == marker.as_slice());
+                // Keep only what a marker split across two reads needs.
+                let keep = tail.len().saturating_sub(marker.len());
+                tail.drain(..keep);
+                if found {
+                    break;
                 }
             }
         }

@@ -412,7 +412,15 @@ impl SessionActor {
                     let bytes = &chunk[..f.len];
                     self.log.record('<', bytes);
                     self.counted_in.inc();
-                    match self.session.handle_message(t, bytes) {
+                    // A ResendRequest may make the session read and re-frame thousands
+                    // of stored messages in one call: the runtime moves the other tasks
+                    // (the lease keeper above all) off this thread meanwhile.
+                    let disposition = if is_resend_request(bytes) {
+                        crate::blocking::blocking(|| self.session.handle_message(t, bytes))
+                    } else {
+                        self.session.handle_message(t, bytes)
+                    };
+                    match disposition {
                         Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
                         Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
                         Disposition::Consumed => {}
@@ -636,4 +644,9 @@ impl SessionActor {
             }
         }
     }
+}
+
+/// Whether the framed message `bytes` is a ResendRequest (MsgType 2).
+fn is_resend_request(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w == b"\x0135=2\x01")
 }

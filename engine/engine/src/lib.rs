@@ -26,6 +26,7 @@ pub mod admin;
 mod admin_listener;
 pub mod app;
 pub mod auth;
+mod blocking;
 pub mod builtin;
 pub mod config;
 pub mod engine;

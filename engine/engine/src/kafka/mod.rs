@@ -52,16 +52,7 @@ use rdkafka::ClientConfig;
 use std::sync::Arc;
 
 #[cfg(feature = "kafka")]
-/// Runs `f`, which blocks the thread, telling a multi-threaded runtime to move its
-/// other tasks (other sessions, the lease keeper, the admin API) to another worker.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
+pub(crate) use crate::blocking::blocking;
 
 #[cfg(feature = "kafka")]
 /// A configured bridge: the application to start the engine with, and the outbound
