@@ -5,6 +5,10 @@
 //! still claims to lead (a stand-in: a real engine stops claiming the moment its lease
 //! is no longer trusted) has its task stopped on moto's ECS, and only its own.
 
+#[path = "support/stand_in.rs"]
+mod stand_in;
+use stand_in::{readiness, stand_in};
+
 #[path = "support/moto_ecs.rs"]
 mod moto_ecs;
 
@@ -412,31 +416,6 @@ async fn supervised_through_kills(routing: Routing) {
         router.current().await.expect("read back"),
         Some(names[leader].clone())
     );
-}
-
-type Readiness = Arc<Mutex<Value>>;
-
-/// An engine stand-in serving `/readyz` from `state`.
-async fn stand_in(state: Readiness) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new().route(
-        "/readyz",
-        axum::routing::get(move || {
-            let v = state.lock().expect("lock").clone();
-            async move { axum::Json(v) }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
-}
-
-fn readiness(role: &str, epoch: u64) -> Value {
-    serde_json::json!({ "ready": role == "leader", "role": role, "epoch": epoch, "sessions": [] })
 }
 
 async fn in_process(path: &Path, owner: &str) -> SocketAddr {

@@ -2,36 +2,15 @@
 //! leader that still claims to lead after the lease moved on is routed away from and
 //! handed to the fencing hook.
 
+#[path = "support/stand_in.rs"]
+mod stand_in;
+use stand_in::{readiness, stand_in};
+
 use fix_operator::router::none::NoRouter;
 use fix_operator::router::TrafficRouter;
 use fix_operator::supervisor::{Instance, Options, Supervisor};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-type Readiness = Arc<Mutex<serde_json::Value>>;
-
-async fn stand_in(state: Readiness) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new().route(
-        "/readyz",
-        axum::routing::get(move || {
-            let v = state.lock().expect("lock").clone();
-            async move { axum::Json(v) }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
-}
-
-fn readiness(role: &str, epoch: u64) -> serde_json::Value {
-    serde_json::json!({ "ready": role == "leader", "role": role, "epoch": epoch, "sessions": [] })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_leader_that_still_claims_the_lead_is_routed_away_from_and_fenced() {

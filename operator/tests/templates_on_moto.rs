@@ -100,6 +100,15 @@ async fn create(
     }
 }
 
+/// The output `key` of a stack's `outputs`.
+fn output(outputs: &[(String, String)], key: &str) -> String {
+    outputs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no {key} output in {outputs:?}"))
+}
+
 const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fix-admin-token";
 
 #[tokio::test]
@@ -133,11 +142,7 @@ async fn the_supervisor_stack_defines_two_supervisors_reading_their_configuratio
         )
         .await
         .unwrap_or_else(|e| panic!("supervisor stack with {routing}: {e}"));
-        let cluster = outputs
-            .iter()
-            .find(|(k, _)| k == "ClusterName")
-            .map(|(_, v)| v.clone())
-            .expect("ClusterName output");
+        let cluster = output(&outputs, "ClusterName");
         let ecs = moto_ecs::client(REGION);
         let services = ecs
             .describe_services()
@@ -342,11 +347,7 @@ async fn two_network_stacks_peer_with_routes_and_the_replication_port_only() {
     )
     .await
     .expect("network b");
-    let b_vpc = b_outputs
-        .iter()
-        .find(|(k, _)| k == "VpcId")
-        .map(|(_, v)| v.clone())
-        .expect("VpcId output");
+    let b_vpc = output(&b_outputs, "VpcId");
     let requester = create(
         &format!("{a}-peering"),
         "peering.yaml",
@@ -361,11 +362,7 @@ async fn two_network_stacks_peer_with_routes_and_the_replication_port_only() {
     )
     .await
     .expect("requester side");
-    let connection = requester
-        .iter()
-        .find(|(k, _)| k == "PeeringConnectionId")
-        .map(|(_, v)| v.clone())
-        .expect("PeeringConnectionId output");
+    let connection = output(&requester, "PeeringConnectionId");
     create(
         &format!("{b}-peering"),
         "peering.yaml",
