@@ -76,3 +76,56 @@ async fn a_stale_leader_that_still_claims_the_lead_is_routed_away_from_and_fence
     assert_eq!(supervisor.transitions().len(), 2);
     assert_eq!(fenced.lock().expect("lock").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_answering_something_unreadable_that_never_led_is_not_fenced() {
+    // x leads; z answers a /readyz body this supervisor cannot read (a newer engine
+    // during an upgrade, say). z never had traffic: it is not taken for a stale leader.
+    let x = Arc::new(Mutex::new(readiness("leader", 1)));
+    let z = Arc::new(Mutex::new(serde_json::json!(
+        "a readiness format from the future"
+    )));
+    let instances = vec![
+        Instance {
+            name: "x".into(),
+            admin: stand_in(Arc::clone(&x)).await.into(),
+        },
+        Instance {
+            name: "z".into(),
+            admin: stand_in(Arc::clone(&z)).await.into(),
+        },
+    ];
+    let fenced = Arc::new(Mutex::new(Vec::<String>::new()));
+    let hook_log = Arc::clone(&fenced);
+    let supervisor = Supervisor::spawn(
+        instances,
+        Arc::new(NoRouter::default()) as Arc<dyn TrafficRouter>,
+        Options {
+            fence: Some(Arc::new(
+                move |r: fix_operator::supervisor::FenceRequest| {
+                    hook_log.lock().expect("lock").push(r.instance)
+                },
+            )),
+            ..Options::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while supervisor.transitions().is_empty() {
+        assert!(Instant::now() < deadline, "never routed to x");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let snapshot = supervisor.snapshot();
+    assert!(
+        snapshot
+            .instances
+            .iter()
+            .any(|(n, s)| n == "z" && s.unreadable.is_some()),
+        "{snapshot:?}"
+    );
+    assert!(
+        fenced.lock().expect("lock").is_empty(),
+        "z was fenced: {:?}",
+        fenced.lock().expect("lock")
+    );
+}

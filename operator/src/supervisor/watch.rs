@@ -99,7 +99,7 @@ impl Watch {
             if self.routed.as_deref() != Some(name.as_str()) {
                 self.route(name, *epoch, &seen, now).await;
             } else {
-                self.fence_stale(&seen, name, *epoch).await;
+                self.fence_stale(&seen, name, *epoch, None).await;
             }
         }
         if self.routed.is_some() && newest_is_routed(&self.routed, &seen) {
@@ -132,7 +132,7 @@ impl Watch {
             return;
         }
         let from = self.routed.clone();
-        let hooked = self.fence_stale(seen, name, epoch).await;
+        let hooked = self.fence_stale(seen, name, epoch, from.as_deref()).await;
         let lease = self.lease_seen.as_ref().filter(|(e, _, _)| *e == epoch);
         let t = Transition {
             detected_at: detected,
@@ -188,21 +188,27 @@ impl Watch {
 
     /// Calls the fencing hook for every instance that, looked at again now, still
     /// claims to lead with an older epoch than `leader`'s (at most once per
-    /// [`FENCE_RETRY`] each). Returns the instances it was called for.
+    /// [`FENCE_RETRY`] each), and for `routed_away` (the instance traffic just left) if
+    /// it answers something unreadable: it may still lead. Any other instance answering
+    /// something unreadable (a newer version during an upgrade, say) is left alone.
+    /// Returns the instances it was called for.
     async fn fence_stale(
         &mut self,
         seen: &[(String, Seen)],
         leader: &str,
         epoch: u64,
+        routed_away: Option<&str>,
     ) -> Vec<String> {
         let Some(hook) = self.options.fence.clone() else {
             return Vec::new();
         };
         let mut hooked = Vec::new();
         for (i, (name, s)) in self.instances.iter().zip(seen) {
+            let unreadable_old_leader =
+                s.unreadable.is_some() && routed_away == Some(name.as_str());
             let stale = name != leader
                 && !is_fenced(Some(s))
-                && (s.unreadable.is_some() || s.epoch < epoch);
+                && (unreadable_old_leader || (s.leader && s.epoch < epoch));
             if !stale
                 || self
                     .fenced_at
@@ -221,7 +227,12 @@ impl Watch {
                 new_epoch: epoch,
                 observed_wall,
             };
-            if !request.still_claims(&now) || act_deadline(&self.options).is_err() {
+            let still = if unreadable_old_leader {
+                request.still_claims(&now)
+            } else {
+                now.leader && now.epoch < epoch
+            };
+            if !still || act_deadline(&self.options).is_err() {
                 continue;
             }
             tracing::error!(instance = %name, claimed = now.epoch, leader = %leader, epoch, "an old leader still claims to lead after traffic moved: fencing it");
