@@ -129,7 +129,16 @@ impl EngineHandle {
         self.serving
             .as_ref()
             .map_or(fix_lease::Leadership::Leader { epoch: 0 }, |r| {
-                r.borrow().role
+                let state = r.borrow();
+                // A lease no longer trusted by the local clock is not reported as held,
+                // even before the keeper has run to say so (a process resumed after a
+                // freeze answers /readyz before its keeper's timer fires).
+                match state.valid_until {
+                    Some(until) if std::time::Instant::now() >= until => {
+                        fix_lease::Leadership::Standby
+                    }
+                    _ => state.role,
+                }
             })
     }
 
