@@ -646,7 +646,11 @@ impl SessionActor {
     }
 }
 
-/// Whether the framed message `bytes` is a ResendRequest (MsgType 2).
+/// Whether the framed message `bytes` is a ResendRequest (MsgType 2). MsgType is the
+/// third field, so the search stops within the header.
 fn is_resend_request(bytes: &[u8]) -> bool {
-    bytes.windows(6).any(|w| w == b"\x0135=2\x01")
+    bytes
+        .windows(4)
+        .position(|w| w == b"\x0135=")
+        .is_some_and(|i| bytes.get(i + 4..i + 6) == Some(b"2\x01".as_slice()))
 }
