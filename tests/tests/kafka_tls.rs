@@ -226,16 +226,35 @@ async fn a_bridge_whose_certificate_another_ca_signed_gets_nothing_through() {
         &[&topic, &format!("{topic}-out"), &format!("{topic}-events")],
     )
     .await;
-    let engine = bridge(&dir.path().join("data"), &broker.brokers, bad, &topic).await;
+    let data = dir.path().join("data");
+    let engine = bridge(&data, &broker.brokers, bad, &topic).await;
     send_order(&engine, "NOPE-1").await;
     let seen = read(&broker.brokers, &good, &topic, Duration::from_secs(3)).await;
     assert!(
         seen.is_empty(),
         "nothing reached the broker without a certificate its CA signed: {seen:?}"
     );
-    // The bridge still holds the order for a broker it cannot reach (the journal keeps
-    // it for the next start), so a clean shutdown would wait: this one is cut short.
-    let _ = tokio::time::timeout(Duration::from_secs(2), engine.shutdown()).await;
+    // The bridge is still waiting for the broker to take the order. Shutting down ends
+    // that wait (the session's logout is bounded by 5 s) and leaves the order
+    // unprocessed in the journal...
+    tokio::time::timeout(Duration::from_secs(15), engine.shutdown())
+        .await
+        .expect("the engine shuts down while the broker refuses its bridge");
+    // ... so the same engine started with a certificate the broker's CA signed
+    // publishes it.
+    let engine = bridge(&data, &broker.brokers, good.clone(), &topic).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = read(&broker.brokers, &good, &topic, Duration::from_secs(2)).await;
+        if seen.iter().any(|m| m.contains("|11=NOPE-1|")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the order kept in the journal reached the broker after the restart: {seen:?}"
+        );
+    }
+    engine.shutdown().await;
 }
 
 #[test]

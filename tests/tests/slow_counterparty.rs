@@ -1,7 +1,9 @@
 //! A counterparty that stops reading (its TCP window closes) while the engine has a lot
-//! to send it: `/readyz` still answers at once, the engine's other sessions go on
-//! trading, and after two heartbeat intervals without it reading the engine drops the
-//! connection rather than block its session for ever.
+//! to send it: `/readyz` still answers at once, without waiting for the blocked session
+//! (shown as its task last left it; `/sessions`, which asks the task, says it does not
+//! answer), the engine's other sessions go on trading, and after two heartbeat intervals
+//! without it reading the engine drops the connection rather than block its session for
+//! ever.
 
 use fix_e2e::client::{FixClient, Received};
 use fix_e2e::http::request;
@@ -11,13 +13,13 @@ use fix_session::SessionId;
 use std::time::{Duration, Instant};
 
 fn config(dir: &std::path::Path) -> EngineConfig {
-    let session = |target: &str| {
-        format!("[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = '{target}'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\nheartbeat_interval = 1\n")
+    let session = |target: &str, heartbeat: u32| {
+        format!("[[session]]\nbegin_string = 'FIX.4.4'\nsender_comp_id = 'EXEC'\ntarget_comp_id = '{target}'\nrole = 'acceptor'\nlisten = '127.0.0.1:0'\nheartbeat_interval = {heartbeat}\n")
     };
     let toml = format!(
         "[engine]\ndata_dir = '{d}'\napp = 'exec'\nfsync = false\n[engine.admin]\nlisten = '127.0.0.1:0'\ntoken = 't'\n{}{}",
-        session("SLOW"),
-        session("FAST"),
+        session("SLOW", 3),
+        session("FAST", 1),
         d = dir.display()
     );
     EngineConfig::from_toml(&toml, "slow").expect("config")
@@ -80,6 +82,28 @@ async fn a_counterparty_that_stops_reading_holds_up_only_its_own_session() {
         );
         assert!(body.contains("FIX.4.4:EXEC->FAST"), "{body}");
     }
+    let slow_state = |body: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        let sessions = v.get("sessions").unwrap_or(&v);
+        sessions
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["id"] == "FIX.4.4:EXEC->SLOW"))
+            .and_then(|s| s["state"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (_, body) = request(admin, "GET", "/readyz", None, None).await;
+    assert_eq!(
+        slow_state(&body),
+        "Active",
+        "/readyz shows the blocked session as its task last left it: {body}"
+    );
+    let (_, body) = request(admin, "GET", "/sessions", Some("t"), None).await;
+    assert_eq!(
+        slow_state(&body),
+        "Unresponsive",
+        "/sessions asks the task, which is blocked writing: {body}"
+    );
 
     let mut fast = FixClient::connected("FIX.4.4", engine.listen_addr(&fast_id).expect("port"))
         .await
@@ -103,7 +127,7 @@ async fn a_counterparty_that_stops_reading_holds_up_only_its_own_session() {
         assert!(Instant::now() < deadline, "no execution report for FAST");
     }
 
-    // The blocked write gives up after two heartbeat intervals (2 s here): the session is
+    // The blocked write gives up after two heartbeat intervals (6 s here): the session is
     // free again, disconnected.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

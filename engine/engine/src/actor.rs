@@ -46,7 +46,11 @@ pub struct SessionStatus {
     pub counters: fix_session::SessionCounters,
 }
 
-/// Requests to a session task.
+/// A leading session's status as of the end of its task's last turn, readable without
+/// asking the task (which may be busy: taking over, or blocked on a slow counterparty).
+/// `None` until the task has finished a turn as leader, and again once it stops leading.
+pub(crate) type PublishedStatus = Arc<std::sync::Mutex<Option<SessionStatus>>>;
+
 /// Stored messages with their sequence numbers.
 pub(crate) type StoredMessages = Vec<(u64, Vec<u8>)>;
 
@@ -138,6 +142,10 @@ pub(crate) struct SessionActor {
     takeover: Option<crate::takeover::TakeoverHint>,
     /// A counterparty's connection held unanswered while standby ([`Held`]).
     held: Option<Held>,
+    /// Set when the engine shuts down: the application's terms end.
+    stopping: crate::app::Stopping,
+    /// Where this task leaves its status at the end of every turn while leading.
+    published: PublishedStatus,
 }
 
 fn now() -> Now {
@@ -158,6 +166,7 @@ impl SessionActor {
         let label = crate::metrics::SessionLabel::of(session.id());
         let counted_in = metrics.messages_in.get_or_create(&label).clone();
         let counted_out = metrics.messages_out.get_or_create(&label).clone();
+        let published = PublishedStatus::default();
         Self {
             session,
             plan,
@@ -185,7 +194,41 @@ impl SessionActor {
             counted_out,
             takeover: None,
             held: None,
+            stopping: crate::app::Stopping::default(),
+            published,
         }
+    }
+
+    /// Where this task leaves its status (see [`PublishedStatus`]).
+    pub(crate) fn published(&self) -> PublishedStatus {
+        Arc::clone(&self.published)
+    }
+
+    /// The session's status now.
+    fn status(&self) -> SessionStatus {
+        SessionStatus {
+            state: self.session.state(),
+            next_sender_seq: self.session.next_sender_seq(),
+            next_target_seq: self.session.next_target_seq(),
+            peer: self.conn.as_ref().map(|c| c.peer),
+            counters: self.session.counters(),
+        }
+    }
+
+    /// Leaves the status where readers find it without asking, while leading (a
+    /// standby's journal moves under its idle task with replication: it is asked).
+    fn publish(&self) {
+        let now = self.leading.then(|| self.status());
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+    }
+
+    /// Ends the application's terms when `stopping` is set (the engine shuts down).
+    pub(crate) fn with_stopping(mut self, stopping: crate::app::Stopping) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// Follows the lease: serve only while leader.
@@ -226,6 +269,7 @@ impl SessionActor {
         if self.leading {
             self.replay_unprocessed().await;
         }
+        self.publish();
         while !self.stopped {
             let wake = self.next_wake();
             let mut deliveries = Vec::new();
@@ -250,6 +294,7 @@ impl SessionActor {
                 () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
             }
             self.flush(deliveries).await;
+            self.publish();
             if self.shutdown.is_some() && self.conn.is_none() {
                 self.stopped = true;
             }

@@ -37,17 +37,38 @@ impl AppReject {
 
 /// The leadership term a session serves in. An application that waits (for a broker,
 /// a database) stops waiting when the term ends: what it has not finished stays
-/// unprocessed in the journal and is handed to the next leader.
+/// unprocessed in the journal and is handed to the next leader (or to this instance
+/// when it starts again). A term also ends when the engine shuts down.
 #[derive(Clone, Default)]
 pub struct Term {
     role: Option<tokio::sync::watch::Receiver<fix_lease::RoleState>>,
     epoch: Option<u64>,
+    stopping: Stopping,
+}
+
+/// Set once when the engine starts shutting down: every term ends then, so that an
+/// application waiting for something that does not come (a broker that refuses the
+/// bridge) lets the shutdown finish, leaving its messages unprocessed in the journal.
+#[derive(Clone, Default)]
+pub(crate) struct Stopping(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stopping {
+    /// Ends every term: the engine is shutting down.
+    pub(crate) fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Term {
-    /// The term of `role` as it leads now (`None`: no lease, the term never ends).
+    /// The term of `role` as it leads now (`None`: no lease, the term lasts until the
+    /// engine stops).
     pub(crate) fn current(
         role: Option<&tokio::sync::watch::Receiver<fix_lease::RoleState>>,
+        stopping: &Stopping,
     ) -> Self {
         let epoch = role.and_then(|r| match r.borrow().role {
             fix_lease::Leadership::Leader { epoch } => Some(epoch),
@@ -56,6 +77,7 @@ impl Term {
         Self {
             role: role.cloned(),
             epoch,
+            stopping: stopping.clone(),
         }
     }
 
@@ -65,8 +87,12 @@ impl Term {
     }
 
     /// Whether this instance still leads in the same term (same epoch, lease deadline
-    /// not passed). Always true without a lease.
+    /// not passed) and the engine is not shutting down. Without a lease, true until the
+    /// engine shuts down.
     pub fn is_current(&self) -> bool {
+        if self.stopping.is_set() {
+            return false;
+        }
         let Some(role) = &self.role else {
             return true;
         };
@@ -230,18 +256,22 @@ pub(crate) fn test_role_state(
 
 #[cfg(test)]
 mod term_tests {
-    use super::{test_role_state as state, Term};
+    use super::{test_role_state as state, Stopping, Term};
     use fix_lease::Leadership;
     use std::time::Duration;
 
     #[test]
     fn a_term_ends_with_its_epoch_its_lease_deadline_or_the_lead() {
-        assert!(Term::current(None).is_current(), "no lease: never ends");
+        let running = Stopping::default();
+        assert!(
+            Term::current(None, &running).is_current(),
+            "no lease: lasts while the engine runs"
+        );
         let (tx, rx) = tokio::sync::watch::channel(state(
             Leadership::Leader { epoch: 3 },
             Duration::from_secs(60),
         ));
-        let term = Term::current(Some(&rx));
+        let term = Term::current(Some(&rx), &running);
         assert!(term.is_current());
         tx.send_replace(state(
             Leadership::Leader { epoch: 4 },
@@ -251,13 +281,28 @@ mod term_tests {
         let (_tx, rx) =
             tokio::sync::watch::channel(state(Leadership::Leader { epoch: 5 }, Duration::ZERO));
         assert!(
-            !Term::current(Some(&rx)).is_current(),
+            !Term::current(Some(&rx), &running).is_current(),
             "the deadline passed"
         );
         let (_tx, rx) = tokio::sync::watch::channel(state(Leadership::Standby, Duration::ZERO));
         assert!(
-            !Term::current(Some(&rx)).is_current(),
+            !Term::current(Some(&rx), &running).is_current(),
             "a standby has no term"
         );
+    }
+
+    #[test]
+    fn every_term_ends_when_the_engine_stops() {
+        let stopping = Stopping::default();
+        let unleased = Term::current(None, &stopping);
+        let (_tx, rx) = tokio::sync::watch::channel(state(
+            Leadership::Leader { epoch: 3 },
+            Duration::from_secs(60),
+        ));
+        let leased = Term::current(Some(&rx), &stopping);
+        assert!(unleased.is_current() && leased.is_current());
+        stopping.stop();
+        assert!(!unleased.is_current(), "without a lease");
+        assert!(!leased.is_current(), "with one");
     }
 }

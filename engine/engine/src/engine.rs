@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 /// A running engine.
 pub struct Engine {
     sessions: HashMap<SessionId, mpsc::Sender<Command>>,
+    /// Each session's status as its task leaves it while leading.
+    published: HashMap<SessionId, crate::actor::PublishedStatus>,
     listen_addrs: HashMap<SessionId, SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     listeners: Vec<JoinHandle<()>>,
@@ -35,6 +37,8 @@ pub struct Engine {
     /// New FIX connections are refused while set (a planned rotation quiesces the
     /// leader); cleared whenever this instance starts a new term as leader.
     logons_held: Arc<std::sync::atomic::AtomicBool>,
+    /// Set first thing in [`Engine::shutdown`]: ends the application's terms.
+    stopping: crate::app::Stopping,
 }
 
 fn load_dictionaries(plan: &SessionPlan) -> Result<Dictionaries, EngineError> {
@@ -157,6 +161,7 @@ impl Engine {
             keeper.as_ref().map(|k| k.look_now_handle()),
         );
         let mut sessions = HashMap::new();
+        let mut published = HashMap::new();
         let mut by_addr: HashMap<SocketAddr, HashMap<SessionId, mpsc::Sender<Command>>> =
             HashMap::new();
         // Per listening address: the longest logon timeout and largest message size of its
@@ -164,6 +169,7 @@ impl Engine {
         let mut limits: HashMap<SocketAddr, (std::time::Duration, usize)> = HashMap::new();
         let mut tls_by_addr: HashMap<SocketAddr, tokio_rustls::TlsAcceptor> = HashMap::new();
         let mut tasks = Vec::new();
+        let stopping = crate::app::Stopping::default();
         let now = Now::system();
         for plan in plans {
             let id = plan.config.id.clone();
@@ -213,8 +219,10 @@ impl Engine {
             if replication.is_some() {
                 actor = actor.with_takeover(takeover.clone());
             }
+            actor = actor.with_stopping(stopping.clone());
             actor.busy_poll = config.engine.runtime.busy_poll;
             actor.delivery = config.engine.delivery;
+            published.insert(id.clone(), actor.published());
             tasks.push(tokio::spawn(actor.run()));
             sessions.insert(id, tx);
         }
@@ -301,6 +309,7 @@ impl Engine {
         }
         let mut engine = Self {
             sessions,
+            published,
             listen_addrs,
             tasks,
             listeners,
@@ -311,6 +320,7 @@ impl Engine {
             replication: replication.map(|r| r.state),
             serving: serving.clone(),
             logons_held,
+            stopping,
         };
         if let Some(admin) = &config.engine.admin {
             let addr: SocketAddr = admin.listen.parse().map_err(|_| {
@@ -360,6 +370,7 @@ impl Engine {
     pub fn handle(&self) -> EngineHandle {
         EngineHandle {
             sessions: Arc::new(self.sessions.clone()),
+            published: Arc::new(self.published.clone()),
             keeper: self.keeper.clone(),
             metrics: Arc::clone(&self.metrics),
             replication: self.replication.clone(),
@@ -370,17 +381,24 @@ impl Engine {
     }
 
     /// Logs every session out, waits for the handshakes (bounded by each session's logout
-    /// timeout), and stops.
+    /// timeout), and stops. The application's terms end first: what it was still waiting
+    /// for (a broker's acknowledgement) stays unprocessed in the journal, handed to it
+    /// again at the next start or to the next leader.
     pub async fn shutdown(self) {
+        self.stopping.stop();
+        let bound = std::time::Duration::from_secs(5);
         let mut waits = Vec::new();
         for tx in self.sessions.values() {
             let (done, wait) = oneshot::channel();
-            if tx.send(Command::Shutdown(done)).await.is_ok() {
+            // A session busy for longer than the bound (its command queue full) is
+            // stopped without a logout.
+            if let Ok(Ok(())) = tokio::time::timeout(bound, tx.send(Command::Shutdown(done))).await
+            {
                 waits.push(wait);
             }
         }
         for w in waits {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), w).await;
+            let _ = tokio::time::timeout(bound, w).await;
         }
         // Wait for the aborted tasks to finish so the listening sockets are closed when
         // this returns (a restarted engine can bind the same port at once).

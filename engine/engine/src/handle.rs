@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Clone)]
 pub struct EngineHandle {
     pub(crate) sessions: Arc<HashMap<SessionId, mpsc::Sender<Command>>>,
+    pub(crate) published: Arc<HashMap<SessionId, crate::actor::PublishedStatus>>,
     pub(crate) keeper: Option<Arc<fix_lease::Keeper>>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) replication: Option<Arc<crate::replication::Replication>>,
@@ -145,6 +146,20 @@ impl EngineHandle {
     /// Role changes as [`EngineHandle::role`] reports them (`None` without a lease).
     pub fn role_changes(&self) -> Option<tokio::sync::watch::Receiver<fix_lease::RoleState>> {
         self.serving.clone()
+    }
+
+    /// Every session's status as its task left it at the end of its last turn as
+    /// leader, without waiting for a busy task: `None` for a session whose task has not
+    /// finished a turn as leader in this term (still taking over) or that does not lead.
+    /// [`EngineHandle::status`] asks the task.
+    pub fn published_statuses(&self) -> Vec<(SessionId, Option<SessionStatus>)> {
+        self.published
+            .iter()
+            .map(|(id, s)| {
+                let s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (id.clone(), s.clone())
+            })
+            .collect()
     }
 
     /// The sessions of this engine.

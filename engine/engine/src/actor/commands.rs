@@ -2,7 +2,7 @@
 //! a message to send, logout, sequence numbers, status, stored messages, reset and
 //! shutdown. Everything that writes waits for the store as `flush` does.
 
-use super::{now, Command, SessionActor, SessionStatus};
+use super::{now, Command, SessionActor};
 use crate::tls::BoxIo;
 use fix_session::Outgoing;
 use std::net::SocketAddr;
@@ -118,13 +118,7 @@ impl SessionActor {
                     // A standby's journal moves with replication: show where it is.
                     let _ = self.session.reload_store();
                 }
-                let _ = reply.send(SessionStatus {
-                    state: self.session.state(),
-                    next_sender_seq: self.session.next_sender_seq(),
-                    next_target_seq: self.session.next_target_seq(),
-                    peer: self.conn.as_ref().map(|c| c.peer),
-                    counters: self.session.counters(),
-                });
+                let _ = reply.send(self.status());
             }
             Command::Shutdown(done) => {
                 self.shutdown = Some(done);

@@ -26,7 +26,7 @@ impl SessionActor {
         if apps {
             // An unreadable delivery (not expected) is not marked: it will be replayed.
             if let Some(seq) = processed {
-                let term = crate::app::Term::current(self.role.as_ref());
+                let term = crate::app::Term::current(self.role.as_ref(), &self.stopping);
                 match self.app.before_processed(self.session.id(), &term) {
                     Ok(()) => self.session.commit_app_batch(seq),
                     Err(e) => {
@@ -76,7 +76,7 @@ impl SessionActor {
             session: &mut self.session,
             now: t,
             replayed: matches!(d, Delivery::Replayed(_)),
-            term: crate::app::Term::current(self.role.as_ref()),
+            term: crate::app::Term::current(self.role.as_ref(), &self.stopping),
         };
         let result = self.app.from_app(&mut ctx, msg);
         self.reject_if_refused(t, msg, result);

@@ -38,7 +38,8 @@ pub enum SessionState {
     LogoutSent,
     /// Disconnecting.
     Closing,
-    /// Its task did not report in time (blocked writing to a slow counterparty, say).
+    /// Its task did not report in time (blocked writing to a slow counterparty, say),
+    /// or, in `/readyz` on a leader, is still taking over.
     Unresponsive,
     /// A state this reader does not know (a newer engine).
     #[serde(other)]

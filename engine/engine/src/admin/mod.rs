@@ -151,11 +151,7 @@ async fn rows(handle: &EngineHandle) -> Vec<SessionRow> {
             }),
             // Busy (blocked writing to a slow counterparty, say): shown, not waited for.
             Err(_) => Some(SessionRow {
-                view: SessionView {
-                    id: id.to_string(),
-                    state: SessionState::Unresponsive,
-                    ..SessionView::default()
-                },
+                view: unresponsive(&id),
                 counters: fix_session::SessionCounters::default(),
                 key: id,
             }),
@@ -171,6 +167,35 @@ async fn rows(handle: &EngineHandle) -> Vec<SessionRow> {
 
 async fn views(handle: &EngineHandle) -> Vec<SessionView> {
     rows(handle).await.into_iter().map(|r| r.view).collect()
+}
+
+/// The sessions as `/readyz` shows them: on a leader, as each task left its status at
+/// the end of its last turn (readiness never waits for a busy session: a thousand of
+/// them taking over at once would delay it by [`STATUS_TIMEOUT`]), `Unresponsive` for
+/// one still taking over; on a standby, asked (its journal moves under idle tasks with
+/// replication).
+async fn readiness_views(handle: &EngineHandle, leads: bool) -> Vec<SessionView> {
+    if !leads {
+        return views(handle).await;
+    }
+    let mut statuses = handle.published_statuses();
+    statuses.sort_by(|a, b| a.0.cmp(&b.0));
+    statuses
+        .iter()
+        .map(|(id, s)| match s {
+            Some(s) => session_view(id, s),
+            None => unresponsive(id),
+        })
+        .collect()
+}
+
+/// A session whose task did not answer in time.
+fn unresponsive(id: &SessionId) -> SessionView {
+    SessionView {
+        id: id.to_string(),
+        state: SessionState::Unresponsive,
+        ..SessionView::default()
+    }
 }
 
 async fn healthz(State(st): State<AdminState>) -> Response {
@@ -201,7 +226,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_in_sync: holder.as_ref().and_then(|h| h.in_sync.clone()),
         in_sync: st.handle.in_sync_member(),
         contends: st.handle.contends(),
-        sessions: views(&st.handle).await,
+        sessions: readiness_views(&st.handle, role == RoleName::Leader).await,
         replication: replication_view(&st.handle, false),
         logons_held: st.handle.logons_held(),
         journal_failed: st.handle.journal_failure(),

@@ -450,6 +450,15 @@ fn wait_delivery(
                 }
             })
         }
-        _ => Some(futures::executor::block_on(delivery)),
+        _ => loop {
+            // No runtime to wait on: look again every millisecond (the producer's own
+            // thread completes the delivery).
+            match delivery.try_recv() {
+                Ok(Some(d)) => return Some(Ok(d)),
+                Ok(None) if !term.is_current() => return None,
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => return Some(Err(e)),
+            }
+        },
     }
 }
