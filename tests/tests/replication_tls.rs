@@ -1,7 +1,9 @@
 //! The replication channel over mutual TLS (`[engine.replication.tls]`): a pair whose
-//! certificates the group's CA signed replicates and keeps its standby in sync; a
-//! standby with a certificate from another CA, or without TLS, gets no record; a section
-//! missing a file is refused at start with what to add.
+//! certificates the group's CA signed replicates and keeps its standby in sync, also
+//! with one wildcard certificate for the peers' Service names shared by every instance
+//! (what a FixSession's `spec.replicationTls` Secret holds); a standby with a
+//! certificate from another CA, or without TLS, gets no record; a section missing a file
+//! is refused at start with what to add.
 
 use fix_e2e::client::FixClient;
 use fix_e2e::http::request;
@@ -16,16 +18,39 @@ use std::time::Duration;
 
 const TOKEN: &str = "t0ken";
 
-/// An instance's TLS files: (cert, key, CA it trusts); `None`: plain TCP.
-type Files = Option<(PathBuf, PathBuf, PathBuf)>;
+/// An instance's TLS settings; `None`: plain TCP.
+type Files = Option<Tls>;
+
+#[derive(Clone)]
+struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    /// The CA it trusts.
+    ca: PathBuf,
+    /// The name to verify in the leader's certificate (default: the peer's host).
+    server_name: Option<String>,
+}
+
+fn signed(ca: &Ca, dir: &Path, name: &str, names: &[&str]) -> Files {
+    let (cert, key) = ca.leaf(dir, name, names);
+    Some(Tls {
+        cert,
+        key,
+        ca: ca.pem.clone(),
+        server_name: None,
+    })
+}
 
 fn toml(dir: &Path, name: &str, me: u16, peer: u16, tls: &Files) -> String {
-    let tls = tls.as_ref().map_or(String::new(), |(cert, key, ca)| {
+    let tls = tls.as_ref().map_or(String::new(), |t| {
         format!(
-            "[engine.replication.tls]\ncert = '{}'\nkey = '{}'\nca = '{}'\n",
-            cert.display(),
-            key.display(),
-            ca.display()
+            "[engine.replication.tls]\ncert = '{}'\nkey = '{}'\nca = '{}'\n{}",
+            t.cert.display(),
+            t.key.display(),
+            t.ca.display(),
+            t.server_name
+                .as_ref()
+                .map_or(String::new(), |n| format!("server_name = '{n}'\n"))
         )
     });
     format!(
@@ -85,17 +110,12 @@ async fn traffic(leader: &Engine, n: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pair_signed_by_the_groups_ca_replicates_over_mutual_tls() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = Ca::new(dir.path(), "group-ca");
-    let files = |name: &str| -> Files {
-        let (cert, key) = ca.leaf(dir.path(), name, &["127.0.0.1"]);
-        Some((cert, key, ca.pem.clone()))
-    };
+/// Starts a pair with these settings and waits until its standby has everything the
+/// leader made durable after some traffic.
+async fn replicates(dir: &Path, files_a: &Files, files_b: &Files) {
     let (pa, pb) = (free_port(), free_port());
-    let a = start(dir.path(), "a", pa, pb, &files("a")).await;
-    let b = start(dir.path(), "b", pb, pa, &files("b")).await;
+    let a = start(dir, "a", pa, pb, files_a).await;
+    let b = start(dir, "b", pb, pa, files_b).await;
     eventually("a leader", Duration::from_secs(10), || {
         leads(&a) || leads(&b)
     })
@@ -120,15 +140,39 @@ async fn a_pair_signed_by_the_groups_ca_replicates_over_mutual_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_signed_by_the_groups_ca_replicates_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = Ca::new(dir.path(), "group-ca");
+    let a = signed(&ca, dir.path(), "a", &["127.0.0.1"]);
+    let b = signed(&ca, dir.path(), "b", &["127.0.0.1"]);
+    replicates(dir.path(), &a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_wildcard_certificate_for_the_peers_service_serves_every_instance() {
+    // As the operator configures a FixSession with spec.replicationTls: the Secret's one
+    // certificate on every pod, each following `<name>-<i>.<name>-peers.<ns>.svc`
+    // (named here through server_name, the test having no cluster DNS).
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = Ca::new(dir.path(), "group-ca");
+    let shared = signed(&ca, dir.path(), "peers", &["*.orders-peers.trading.svc"]).map(|t| Tls {
+        server_name: Some("orders-1.orders-peers.trading.svc".into()),
+        ..t
+    });
+    replicates(dir.path(), &shared, &shared).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_from_another_ca_or_without_tls_gets_no_record() {
     let dir = tempfile::tempdir().expect("tmp");
     let ca = Ca::new(dir.path(), "group-ca");
     let other = Ca::new(dir.path(), "other-ca");
-    let (cert, key) = ca.leaf(dir.path(), "leader", &["127.0.0.1"]);
-    let leader_files = Some((cert, key, ca.pem.clone()));
+    let leader_files = signed(&ca, dir.path(), "leader", &["127.0.0.1"]);
     // Trusts the group's CA (so it would accept the leader), but is signed by another.
-    let (cert, key) = other.leaf(dir.path(), "intruder", &["127.0.0.1"]);
-    let intruder_files = Some((cert, key, ca.pem.clone()));
+    let intruder_files = signed(&other, dir.path(), "intruder", &["127.0.0.1"]).map(|t| Tls {
+        ca: ca.pem.clone(),
+        ..t
+    });
 
     let (pl, ps) = (free_port(), free_port());
     let leader = start(dir.path(), "leader", pl, ps, &leader_files).await;

@@ -76,6 +76,14 @@ pub struct FixSessionSpec {
     /// `<name>-replication-key` with a random key and keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_key: Option<SecretKeyRef>,
+    /// The replication channel over mutual TLS: a Secret of type `kubernetes.io/tls`
+    /// with `tls.crt`, `tls.key` and `ca.crt` (as cert-manager writes it), shared by the
+    /// group's instances. The certificate must name every instance's address,
+    /// `<name>-<i>.<name>-peers.<namespace>.svc` (a wildcard
+    /// `*.<name>-peers.<namespace>.svc` does), for both server and client use. Without
+    /// it the channel is authenticated by the replication key but not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_tls: Option<ReplicationTls>,
     /// The engine container's resources (default: requests 1 CPU and 512Mi, limit
     /// 2Gi). Instances of a group never share a node, and spread over zones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +105,14 @@ pub struct SecretKeyRef {
     pub name: String,
     /// The key in it.
     pub key: String,
+}
+
+/// The Secret holding the instances' replication certificate.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationTls {
+    /// A `kubernetes.io/tls` Secret in the FixSession's namespace, with `ca.crt`.
+    pub secret_name: String,
 }
 
 /// A key of a ConfigMap in the FixSession's namespace.

@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -25,6 +25,8 @@ use std::collections::BTreeMap;
 pub const DATA_DIR: &str = "/var/lib/fix";
 /// Where the ConfigMap is mounted in the pods.
 pub const CONFIG_DIR: &str = "/etc/fix";
+/// Where `spec.replicationTls`'s Secret is mounted in the pods.
+pub const REPLICATION_TLS_DIR: &str = "/etc/fix-replication-tls";
 /// The environment variable carrying the lease URL (from the Secret).
 pub const LEASE_URL_ENV: &str = "FIX_LEASE_URL";
 /// The environment variable carrying the admin token (from the Secret).
@@ -272,6 +274,13 @@ pub fn engine_toml(fs: &FixSession, base: &str, ordinal: u32) -> Result<String, 
         .unwrap_or_else(|| "replicated".into());
     replication.insert("durability".into(), durability.into());
     replication.insert("key_env".into(), REPLICATION_KEY_ENV.into());
+    if spec.replication_tls.is_some() {
+        let mut tls = toml::Table::new();
+        for (key, file) in [("cert", "tls.crt"), ("key", "tls.key"), ("ca", "ca.crt")] {
+            tls.insert(key.into(), format!("{REPLICATION_TLS_DIR}/{file}").into());
+        }
+        replication.insert("tls".into(), toml::Value::Table(tls));
+    }
     engine.insert("replication".into(), toml::Value::Table(replication));
     let mut admin = toml::Table::new();
     admin.insert(
@@ -428,21 +437,55 @@ fn engine_container(fs: &FixSession) -> Container {
         // Ready = leading: the FIX Service's only endpoint is the leader.
         readiness_probe: Some(probe("/readyz", 1)),
         liveness_probe: Some(probe("/healthz", 10)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "journal".into(),
+                    mount_path: DATA_DIR.into(),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(spec.replication_tls.as_ref().map(|_| VolumeMount {
+                name: "replication-tls".into(),
+                mount_path: REPLICATION_TLS_DIR.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "journal".into(),
-                mount_path: DATA_DIR.into(),
-                ..VolumeMount::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Container::default()
     }
+}
+
+/// The pods' volumes: the ConfigMap, and `spec.replicationTls`'s Secret.
+fn pod_volumes(fs: &FixSession, name: &str) -> Vec<Volume> {
+    let config = Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map_name(name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let tls = fs.spec.replication_tls.as_ref().map(|t| Volume {
+        name: "replication-tls".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(t.secret_name.clone()),
+            // Readable through the pod's fsGroup (the engine's group), by no one else.
+            default_mode: Some(0o440),
+            optional: Some(false),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    std::iter::once(config).chain(tls).collect()
 }
 
 /// The StatefulSet: stable pod names, a journal volume per pod, all pods started at once
@@ -491,14 +534,7 @@ pub fn stateful_set(fs: &FixSession) -> Result<StatefulSet, BuildError> {
                     topology_spread_constraints: Some(super::placement::zone_spread(&labels(
                         &name,
                     ))),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: config_map_name(&name),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(pod_volumes(fs, &name)),
                     termination_grace_period_seconds: Some(30),
                     ..PodSpec::default()
                 }),

@@ -157,3 +157,61 @@ fn only_the_leader_serves_fix_and_standbys_are_reachable_for_replication() {
     assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     assert_eq!(pod_names(&fs).expect("names"), ["orders-0", "orders-1"]);
 }
+
+#[test]
+fn a_replication_tls_secret_is_mounted_and_named_in_every_instances_config() {
+    let mut fs = fix_session(2);
+    fs.spec.replication_tls = Some(crate::k8s::crd::ReplicationTls {
+        secret_name: "orders-replication-tls".into(),
+    });
+    std::env::set_var(LEASE_URL_ENV, "postgres://u@db/fix");
+    let text = engine_toml(&fs, SESSIONS, 0).expect("toml");
+    let parsed = fix_engine::EngineConfig::from_toml(&text, "orders-0.toml").expect("parses");
+    let tls = parsed
+        .engine
+        .replication
+        .and_then(|r| r.tls)
+        .expect("[engine.replication.tls]");
+    let at = |file: &str| {
+        Some(std::path::PathBuf::from(format!(
+            "{REPLICATION_TLS_DIR}/{file}"
+        )))
+    };
+    assert_eq!(
+        (tls.cert, tls.key, tls.ca, tls.server_name),
+        (at("tls.crt"), at("tls.key"), at("ca.crt"), None),
+        "the files of a kubernetes.io/tls Secret; each peer verified by its own name"
+    );
+    let set = stateful_set(&fs).expect("stateful set");
+    let pod = set.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let volume = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "replication-tls")
+        .and_then(|v| v.secret)
+        .expect("the Secret as a volume");
+    assert_eq!(
+        volume.secret_name.as_deref(),
+        Some("orders-replication-tls")
+    );
+    assert_eq!(volume.default_mode, Some(0o440), "not world-readable");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.name == "replication-tls")
+        .expect("mounted");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        (REPLICATION_TLS_DIR, Some(true))
+    );
+
+    fs.spec.replication_tls = None;
+    let plain = engine_toml(&fs, SESSIONS, 0).expect("toml");
+    assert!(
+        !plain.contains("tls"),
+        "no TLS section without the Secret: {plain}"
+    );
+}
