@@ -285,6 +285,17 @@ def scenarios(quick, cores):
         # fixer with 1000 sessions was not listening after 120 s: not run here.
         ("sessions-1000", "closed loop, 1000 sessions, memory", "QuickFIX C++", "memory", "rtt",
          thousand),
+    ]
+    # One noisy session beside 999 measured ones: flooding orders as fast as its socket
+    # takes them, or never reading its answers. Fairness must hold for the other 999.
+    for noise, what in (("flood", "a flooding"), ("stalled", "a stalled")):
+        beside = ["--sessions", "999", "--noise", noise, "--messages", n(300000, 3000),
+                  "--warmup", n(30000, 1000)]
+        title = f"closed loop, 999 sessions beside {what} one, memory"
+        s += [(f"sessions-1000-{noise}", title, "fix-engine", "memory", "rtt",
+               beside + pin_engine),
+              (f"sessions-1000-{noise}", title, "QuickFIX C++", "memory", "rtt", beside)]
+    s += [
         ("max-memory", "max sustainable rate, 1 session, memory", "fix-engine", "memory",
          "max-rate", search + best),
         ("max-memory", "max sustainable rate, 1 session, memory", "fix-engine", "memory",
@@ -391,6 +402,8 @@ def measure_all(scens, repeats, tools, cores):
                     args = sc[5]
                     sessions = max(50, int(args[args.index("--sessions") + 1])
                                    if "--sessions" in args else 1)
+                    if "--noise" in args:
+                        sessions += 1  # the neighbour's CompID comes after the measured ones
                     key = (engine, store, sessions)
                     if key not in peers:
                         binary = tools["quickfix" if engine == "QuickFIX C++" else "fixer"]
@@ -694,6 +707,14 @@ def goals(summary, codec, floor, sync):
             goal("logon storm, 1 000 sessions from one address", "all logged on within 1 s",
                  f"{fmt(logons)} ms", logons <= 1000,
                  "connect to last Logon answer; the engine was already running")
+    for noise, what in (("flood", "flooding"), ("stalled", "stalled")):
+        beside = get(f"sessions-1000-{noise}", variant="pinned")
+        if beside:
+            ratio = beside["p999_us"] / beside["p50_us"]
+            goal(f"fairness, 999 sessions beside a {what} one", "p99.9 ≤ 10 × p50",
+                 f"p99.9 {fmt(beside['p999_us'])} µs = {ratio:.1f} × p50", ratio <= 10,
+                 f"{fmt(beside['per_second'])} orders/s for the 999"
+                 + (f" (without it: {fmt(many_mine['per_second'])})" if many_mine else ""))
     for rate in SUSTAIN_RATES:
         qf = get(f"sustain-{rate}", "QuickFIX C++")
         if not qf or qf["per_second"] < 0.99 * rate:
@@ -741,6 +762,23 @@ def sessions_table(entries):
         lines.append(f"| {e['engine']} | {receive} | {'–' if logons is None else fmt(logons)} | "
                      + " | ".join(cells) + f" | {e['p999_us'] / e['p50_us']:.1f} | "
                      + f"{fmt(e['per_second'])} | {'–' if not rss else f'{rss / 1024:.0f}'} "
+                     + f"| {e['runs']} |")
+    return "\n".join(lines)
+
+
+def noisy_table(entries):
+    """The measured sessions' latency beside a noisy one, and without it."""
+    lines = ["| engine | beside | p50 µs | p99 µs | p99.9 µs | max µs | p99.9 ÷ p50 "
+             "| orders/s | runs |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    order = {"sessions-1000": 0, "sessions-1000-flood": 1, "sessions-1000-stalled": 2}
+    beside = {"sessions-1000": "nothing (1 000 measured)",
+              "sessions-1000-flood": "a flooding session",
+              "sessions-1000-stalled": "a session that never reads"}
+    for e in sorted(entries, key=lambda e: (e["engine"] != "fix-engine", order[e["id"]])):
+        cells = [fmt(e[m]) for m in ("p50_us", "p99_us", "p999_us", "max_us")]
+        lines.append(f"| {e['engine']} | {beside[e['id']]} | " + " | ".join(cells)
+                     + f" | {e['p999_us'] / e['p50_us']:.1f} | {fmt(e['per_second'])} "
                      + f"| {e['runs']} |")
     return "\n".join(lines)
 
@@ -794,6 +832,14 @@ NOTES = {
         "refused. Peak RSS is the acceptor's VmHWM (fix-engine's includes the generator, which "
         "runs in the same process); `tests/tests/logon_storm.rs` prints the resident memory of a "
         "logged-on idle session (about 10 KiB)."
+    ),
+    "noisy": (
+        "The same closed loop with 999 measured sessions and one more session on the same port "
+        "(`fix-bench --noise`): *flooding* sends orders as fast as its socket takes them and "
+        "reads and drops the answers; *never reads* sends 1 000 orders/s and never reads, so its "
+        "TCP window closes and the acceptor's writes to it stall until the acceptor gives up on "
+        "it. The figures are the 999's. Fair means their p99.9 stays within 10 × their p50, as "
+        "without the neighbour."
     ),
     "sustain": (
         "Each rate is held for 20 s, coordinated-omission corrected, a fresh peer process per run. "
@@ -978,6 +1024,14 @@ def document(info, codec, summary, floor, plots, sync, args):
         w(NOTES["sessions"])
         w("")
         w(sessions_table(thousand))
+        w("")
+    noisy = [e for e in summary if e["id"].startswith("sessions-1000-")]
+    if noisy:
+        w("## One noisy session beside 999")
+        w("")
+        w(NOTES["noisy"])
+        w("")
+        w(noisy_table(noisy + thousand))
         w("")
     sustained = [e for e in summary if e["id"].startswith("sustain")]
     if sustained:
