@@ -9,26 +9,27 @@ use crate::config::SessionPlan;
 use crate::msglog::MessageLog;
 use crate::storage::Storage;
 use crate::tls::BoxIo;
-use fix_codec::{frame, FrameError, OwnedMessage};
+use fix_codec::OwnedMessage;
 use fix_lease::{Leadership, RoleState};
-use fix_session::{Disposition, LogLevel, Now, Role, Session, SessionEvent, State};
+use fix_session::{LogLevel, Now, Role, Session, SessionEvent, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod commands;
+mod connect;
 mod deliver;
 mod held;
+mod input;
 mod read_buffer;
 mod waits;
 mod write_guard;
 
 use held::Held;
-use waits::{read_some, role_change, secure};
+use waits::{read_some, role_change};
 use write_guard::{deposed, leading_epoch, write_stall_limit, Written};
 
 /// A snapshot of a session for status displays and tests.
@@ -375,139 +376,6 @@ impl SessionActor {
         }
     }
 
-    async fn connect(&mut self) {
-        let targets = &self.plan.connect;
-        let addr = targets[self.connect_index % targets.len()];
-        let attempt = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
-        match attempt {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                let tls = self.plan.tls.clone();
-                match secure(tls.as_ref(), stream, addr).await {
-                    Ok(io) => {
-                        tracing::info!(session = %self.span_name(), %addr, tls = self.plan.tls.is_some(), "connected");
-                        self.connect_failures = 0;
-                        self.attach(io, addr, Vec::new());
-                    }
-                    Err(e) => self.connect_failed(addr, &e),
-                }
-            }
-            Ok(Err(e)) => self.connect_failed(addr, &e.to_string()),
-            Err(_) => self.connect_failed(addr, "timed out"),
-        }
-    }
-
-    fn connect_failed(&mut self, addr: SocketAddr, why: &str) {
-        self.connect_failures += 1;
-        self.connect_index += 1;
-        let factor = 1u32 << self.connect_failures.min(3).saturating_sub(1);
-        // Try the next alternate at once after a failure; back off once all were tried.
-        let delay = if !self.connect_index.is_multiple_of(self.plan.connect.len()) {
-            Duration::from_millis(100)
-        } else {
-            self.plan.reconnect_interval * factor
-        };
-        tracing::warn!(session = %self.span_name(), %addr, error = why, retry_in_ms = delay.as_millis() as u64, "connect failed");
-        self.next_connect = Instant::now() + delay;
-    }
-
-    fn attach(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
-        let (reader, writer) = tokio::io::split(stream);
-        let (buf, filled) = read_buffer::with(initial);
-        self.conn = Some(Conn {
-            reader,
-            writer,
-            peer,
-            buf,
-            filled,
-        });
-        self.session.handle_connect(now());
-    }
-
-    fn on_read(&mut self, r: std::io::Result<usize>, deliveries: &mut Vec<Delivery>) {
-        match r {
-            Ok(0) => {
-                tracing::info!(session = %self.span_name(), "counterparty closed the connection");
-                self.close();
-            }
-            Ok(n) => {
-                if let Some(c) = &mut self.conn {
-                    c.filled += n;
-                }
-                self.process_input(deliveries);
-            }
-            Err(e) => {
-                tracing::warn!(session = %self.span_name(), error = %e, "read failed");
-                self.close();
-            }
-        }
-    }
-
-    /// Frames and hands every complete message in the buffer to the session.
-    fn process_input(&mut self, deliveries: &mut Vec<Delivery>) {
-        let Some(conn) = &mut self.conn else { return };
-        let max = self.plan.config.max_message_size;
-        let t = now();
-        let mut pos = self.consumed;
-        let mut fatal = None;
-        while pos < conn.filled {
-            let chunk = &conn.buf[pos..conn.filled];
-            match frame::check(chunk, max) {
-                Ok(f) => {
-                    let bytes = &chunk[..f.len];
-                    self.log.record('<', bytes);
-                    self.counted_in.inc();
-                    // A ResendRequest may make the session read and re-frame thousands
-                    // of stored messages in one call: the runtime moves the other tasks
-                    // (the lease keeper above all) off this thread meanwhile.
-                    let disposition = if is_resend_request(bytes) {
-                        crate::blocking::blocking(|| self.session.handle_message(t, bytes))
-                    } else {
-                        self.session.handle_message(t, bytes)
-                    };
-                    match disposition {
-                        Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
-                        Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
-                        Disposition::Consumed => {}
-                    }
-                    while let Some(ev) = self.session.poll_event() {
-                        match ev {
-                            SessionEvent::Deliver(m) => deliveries.push(Delivery::Owned(m)),
-                            other => self.events.push(other),
-                        }
-                    }
-                    pos += f.len;
-                }
-                Err(FrameError::Incomplete) => break,
-                Err(e @ FrameError::TooLarge { .. }) => {
-                    self.session.handle_bad_frame(t, &e);
-                    fatal = Some(e.to_string());
-                    break;
-                }
-                Err(
-                    e @ (FrameError::Garbled { skip, .. } | FrameError::BadChecksum { skip, .. }),
-                ) => {
-                    self.log.record('<', &chunk[..skip.min(chunk.len())]);
-                    self.session.handle_bad_frame(t, &e);
-                    pos += skip.max(1);
-                }
-            }
-        }
-        self.consumed = pos;
-        if let Some(why) = fatal {
-            tracing::warn!(session = %self.span_name(), error = %why, "disconnecting: a message this large cannot be skipped safely");
-            self.events.push(SessionEvent::Disconnect { reason: why });
-        }
-    }
-
-    /// Moves the unread tail of the read buffer to the front (see [`read_buffer`]).
-    fn compact(&mut self) {
-        if let Some(conn) = &mut self.conn {
-            read_buffer::compact(conn, self.consumed, self.plan.config.max_message_size);
-        }
-        self.consumed = 0;
-    }
-
     /// Makes the store durable, writes, delivers, handles events; repeats while that
     /// produced more work. With `delivery = "early"` the deliveries come first, so that
     /// one commit covers the inbound messages and everything they caused; nothing is
@@ -689,13 +557,4 @@ impl SessionActor {
             }
         }
     }
-}
-
-/// Whether the framed message `bytes` is a ResendRequest (MsgType 2). MsgType is the
-/// third field, so the search stops within the header.
-fn is_resend_request(bytes: &[u8]) -> bool {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\x0135=")
-        .is_some_and(|i| bytes.get(i + 4..i + 6) == Some(b"2\x01".as_slice()))
 }

@@ -1,0 +1,101 @@
+//! Input: bytes read from the counterparty, framed and handed to the session one message
+//! at a time; what the session delivers is collected for the turn's flush.
+
+use super::{now, read_buffer, Delivery, SessionActor};
+use fix_codec::{frame, FrameError};
+use fix_session::{Disposition, SessionEvent};
+
+impl SessionActor {
+    pub(super) fn on_read(&mut self, r: std::io::Result<usize>, deliveries: &mut Vec<Delivery>) {
+        match r {
+            Ok(0) => {
+                tracing::info!(session = %self.span_name(), "counterparty closed the connection");
+                self.close();
+            }
+            Ok(n) => {
+                if let Some(c) = &mut self.conn {
+                    c.filled += n;
+                }
+                self.process_input(deliveries);
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.span_name(), error = %e, "read failed");
+                self.close();
+            }
+        }
+    }
+
+    /// Frames and hands every complete message in the buffer to the session.
+    pub(super) fn process_input(&mut self, deliveries: &mut Vec<Delivery>) {
+        let Some(conn) = &mut self.conn else { return };
+        let max = self.plan.config.max_message_size;
+        let t = now();
+        let mut pos = self.consumed;
+        let mut fatal = None;
+        while pos < conn.filled {
+            let chunk = &conn.buf[pos..conn.filled];
+            match frame::check(chunk, max) {
+                Ok(f) => {
+                    let bytes = &chunk[..f.len];
+                    self.log.record('<', bytes);
+                    self.counted_in.inc();
+                    // A ResendRequest may make the session read and re-frame thousands
+                    // of stored messages in one call: the runtime moves the other tasks
+                    // (the lease keeper above all) off this thread meanwhile.
+                    let disposition = if is_resend_request(bytes) {
+                        crate::blocking::blocking(|| self.session.handle_message(t, bytes))
+                    } else {
+                        self.session.handle_message(t, bytes)
+                    };
+                    match disposition {
+                        Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
+                        Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
+                        Disposition::Consumed => {}
+                    }
+                    while let Some(ev) = self.session.poll_event() {
+                        match ev {
+                            SessionEvent::Deliver(m) => deliveries.push(Delivery::Owned(m)),
+                            other => self.events.push(other),
+                        }
+                    }
+                    pos += f.len;
+                }
+                Err(FrameError::Incomplete) => break,
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    self.session.handle_bad_frame(t, &e);
+                    fatal = Some(e.to_string());
+                    break;
+                }
+                Err(
+                    e @ (FrameError::Garbled { skip, .. } | FrameError::BadChecksum { skip, .. }),
+                ) => {
+                    self.log.record('<', &chunk[..skip.min(chunk.len())]);
+                    self.session.handle_bad_frame(t, &e);
+                    pos += skip.max(1);
+                }
+            }
+        }
+        self.consumed = pos;
+        if let Some(why) = fatal {
+            tracing::warn!(session = %self.span_name(), error = %why, "disconnecting: a message this large cannot be skipped safely");
+            self.events.push(SessionEvent::Disconnect { reason: why });
+        }
+    }
+
+    /// Moves the unread tail of the read buffer to the front (see [`read_buffer`]).
+    pub(super) fn compact(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            read_buffer::compact(conn, self.consumed, self.plan.config.max_message_size);
+        }
+        self.consumed = 0;
+    }
+}
+
+/// Whether the framed message `bytes` is a ResendRequest (MsgType 2). MsgType is the
+/// third field, so the search stops within the header.
+fn is_resend_request(bytes: &[u8]) -> bool {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\x0135=")
+        .is_some_and(|i| bytes.get(i + 4..i + 6) == Some(b"2\x01".as_slice()))
+}
