@@ -26,6 +26,7 @@ pub mod admin;
 mod admin_listener;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "kafka")]
 mod blocking;
 pub mod builtin;
 pub mod config;

@@ -84,6 +84,12 @@ impl Harness {
         assert_eq!(self.sent(), vec!["35=A|34=1|49=ISLD|56=TW|98=0|108=30"]);
         self.events();
     }
+
+    /// A second Logon (MsgSeqNum 3, after the first Logon and one more message).
+    fn logon_again(&mut self) {
+        let _ = self.recv("35=A|34=3|49=TW|52=<T>|56=ISLD|98=0|108=30|");
+        self.events();
+    }
 }
 
 #[test]
@@ -197,7 +203,7 @@ fn resend_gap_fills_admin_messages_and_resends_application_messages() {
 }
 
 #[test]
-fn a_long_resend_comes_whole_across_the_store_windows() {
+fn a_long_resend_comes_whole_a_window_at_a_time_and_new_messages_follow_it() {
     let mut h = Harness::acceptor();
     h.logon();
     // 2 500 reports (2..=2501), then a heartbeat (2502), more than two 1 024-message
@@ -209,8 +215,32 @@ fn a_long_resend_comes_whole_across_the_store_windows() {
     h.advance(30);
     h.sent();
     let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=1|16=0|");
-    let sent = h.sent();
-    assert_eq!(sent.len(), 2_502, "one GapFill, 2 500 reports, one GapFill");
+    // Each input builds one window; the session asks to be called again at once.
+    let mut sent = h.sent();
+    let mut steps = vec![sent.len()];
+    let mut new_report = None;
+    while h.session.resend_pending() {
+        let due = h.session.poll_timeout().expect("a timer while resending");
+        assert!(due <= h.now.mono, "the next window is due at once");
+        if new_report.is_none() {
+            // The application sends meanwhile: its message waits for the resend.
+            new_report = Some(h.send_report(b"37=NEW\x0117=NEW\x01").expect("stored"));
+        }
+        h.session.handle_timeout(h.now);
+        let more = h.sent();
+        steps.push(more.len());
+        sent.extend(more);
+    }
+    assert_eq!(new_report, Some(2_503), "numbered after the heartbeat");
+    assert!(
+        steps.len() == 3 && steps.iter().all(|&n| n <= 1_025),
+        "three windows of at most 1 024 stored messages (and a gap fill): {steps:?}"
+    );
+    assert_eq!(
+        sent.len(),
+        2_503,
+        "one GapFill, 2 500 reports, one GapFill, the new report"
+    );
     assert_eq!(sent[0], "35=4|34=1|43=Y|49=ISLD|56=TW|36=2|123=Y");
     for (i, m) in sent[1..2_501].iter().enumerate() {
         assert_eq!(
@@ -219,6 +249,43 @@ fn a_long_resend_comes_whole_across_the_store_windows() {
         );
     }
     assert_eq!(sent[2_501], "35=4|34=2502|43=Y|49=ISLD|56=TW|36=2503|123=Y");
+    assert_eq!(sent[2_502], "35=8|34=2503|49=ISLD|56=TW|37=NEW|17=NEW");
+}
+
+#[test]
+fn a_disconnect_ends_a_resend_under_way_and_drops_nothing_stored() {
+    let mut h = Harness::acceptor();
+    h.logon();
+    for i in 0..2_000 {
+        let body = format!("37=O{i}\x0117=E{i}\x01");
+        h.send_report(body.as_bytes()).expect("stored");
+    }
+    h.sent();
+    let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=1|16=0|");
+    assert!(h.session.resend_pending());
+    let seq = h.send_report(b"37=LATE\x0117=LATE\x01").expect("stored");
+    h.session.handle_disconnect(h.now);
+    assert!(
+        !h.session.resend_pending(),
+        "nothing more for a closed connection"
+    );
+    h.sent();
+    // The next connection's resend brings the report that was waiting.
+    h.session.handle_connect(h.now);
+    h.logon_again();
+    h.sent();
+    let _ = h.recv(&format!("35=2|34=4|49=TW|52=<T>|56=ISLD|7={seq}|16=0|"));
+    let sent = h.sent();
+    assert_eq!(
+        sent.first(),
+        Some(&format!("35=8|34={seq}|43=Y|49=ISLD|56=TW|37=LATE|17=LATE")),
+        "{sent:?}"
+    );
+    assert_eq!(
+        sent.len(),
+        2,
+        "the report, then a gap fill over the Logon: {sent:?}"
+    );
 }
 
 #[test]

@@ -39,15 +39,9 @@ impl SessionActor {
                     let bytes = &chunk[..f.len];
                     self.log.record('<', bytes);
                     self.counted_in.inc();
-                    // A ResendRequest may make the session read and re-frame thousands
-                    // of stored messages in one call: the runtime moves the other tasks
-                    // (the lease keeper above all) off this thread meanwhile.
-                    let disposition = if is_resend_request(bytes) {
-                        crate::blocking::blocking(|| self.session.handle_message(t, bytes))
-                    } else {
-                        self.session.handle_message(t, bytes)
-                    };
-                    match disposition {
+                    // A ResendRequest is answered a window at a time (fix-session's
+                    // `resend.rs`): no call here holds the thread for long.
+                    match self.session.handle_message(t, bytes) {
                         Disposition::Deliver => deliveries.push(Delivery::Frame(pos, f.len)),
                         Disposition::Admin => deliveries.push(Delivery::Admin(pos, f.len)),
                         Disposition::Consumed => {}
@@ -89,13 +83,4 @@ impl SessionActor {
         }
         self.consumed = 0;
     }
-}
-
-/// Whether the framed message `bytes` is a ResendRequest (MsgType 2). MsgType is the
-/// third field, so the search stops within the header.
-fn is_resend_request(bytes: &[u8]) -> bool {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\x0135=")
-        .is_some_and(|i| bytes.get(i + 4..i + 6) == Some(b"2\x01".as_slice()))
 }

@@ -17,6 +17,7 @@ mod inbound;
 mod interface;
 mod outbound;
 mod queue;
+mod resend;
 
 pub use interface::{Authenticator, Dictionaries, Now, Outgoing, SendError, SessionHooks, State};
 pub use outbound::route_back;
@@ -54,6 +55,10 @@ pub struct Session {
     test_requests_sent: u32,
     deadline: Option<Instant>,
     resend_end: Option<u64>,
+    /// A ResendRequest being answered, a window at a time (`resend.rs`).
+    resend: Option<resend::ResendProgress>,
+    /// Messages with new sequence numbers made while `resend` is under way, sent after it.
+    deferred: Vec<u8>,
     highest_seen: u64,
     queue: GapQueue,
     authenticator: Option<Arc<dyn Authenticator>>,
@@ -99,6 +104,8 @@ impl Session {
             test_requests_sent: 0,
             deadline: None,
             resend_end: None,
+            resend: None,
+            deferred: Vec::new(),
             highest_seen: 0,
             queue: GapQueue::default(),
             authenticator: None,
@@ -215,6 +222,15 @@ impl Session {
     /// When `handle_timeout` should be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let timer = self.state_timeout();
+        match self.resend {
+            // The next window of a resend is due at once.
+            Some(p) => Some(timer.map_or(p.due(), |t| t.min(p.due()))),
+            None => timer,
+        }
+    }
+
+    fn state_timeout(&self) -> Option<Instant> {
         match self.state {
             State::AwaitingLogon | State::LogonSent | State::LogoutSent => self.deadline,
             State::Active if !self.heartbeat.is_zero() => {
@@ -296,6 +312,7 @@ impl Session {
         if self.failed {
             return;
         }
+        self.resend_step(now);
         if self.state == State::Active && self.period_over(now) {
             self.initiate_logout(now, Some("Session end time reached"));
             return;
@@ -365,6 +382,10 @@ impl Session {
         }
         self.state = State::Disconnected;
         self.queue.clear();
+        // Nothing more is sent on this connection; deferred application messages are
+        // stored, and the next logon's resend brings them.
+        self.resend = None;
+        self.deferred.clear();
         self.resend_end = None;
         self.deadline = None;
     }
@@ -455,6 +476,8 @@ impl Session {
         self.highest_seen = 0;
         self.reset_sent = false;
         self.transmit.clear();
+        self.resend = None;
+        self.deferred.clear();
         self.heartbeat = self.config.heartbeat_interval;
     }
 
@@ -489,6 +512,8 @@ impl Session {
                 // Not the leader (any more): send nothing, drop the connection, but stay
                 // usable for when this instance leads again.
                 self.transmit.clear();
+                self.resend = None;
+                self.deferred.clear();
                 self.events.push_back(SessionEvent::Log {
                     level: LogLevel::Warn,
                     text: e.to_string(),
@@ -502,6 +527,8 @@ impl Session {
             Err(e) => {
                 self.failed = true;
                 self.transmit.clear();
+                self.resend = None;
+                self.deferred.clear();
                 self.events
                     .push_back(SessionEvent::StoreFailed(e.to_string()));
                 self.state = State::Closing;

@@ -5,25 +5,7 @@ use super::{Now, Outgoing, SendError, Session, State};
 use crate::event::{LogLevel, SessionEvent};
 use fix_codec::dictionary::{Reject, SessionRejectReason as Reason};
 use fix_codec::message::split_fields;
-use fix_codec::{tags, MessageBuilder, MessageRef, UtcTimestamp};
-
-/// Stored messages read from the store at a time when answering a ResendRequest.
-const RESEND_WINDOW: u64 = 1024;
-
-/// Header fields the session writes itself; a stored message's copies are replaced on
-/// resend.
-const SESSION_HEADER: [u32; 10] = [
-    tags::BEGIN_STRING,
-    tags::BODY_LENGTH,
-    tags::CHECK_SUM,
-    tags::MSG_TYPE,
-    tags::MSG_SEQ_NUM,
-    tags::POSS_DUP_FLAG,
-    tags::SENDER_COMP_ID,
-    tags::SENDING_TIME,
-    tags::TARGET_COMP_ID,
-    tags::ORIG_SENDING_TIME,
-];
+use fix_codec::{tags, MessageBuilder, MessageRef};
 
 /// The reverse route of `msg` as QuickFIX writes it on an answer: OnBehalfOfCompID,
 /// OnBehalfOfSubID and (FIX.4.1 on) OnBehalfOfLocationID become DeliverTo…, and the other
@@ -68,7 +50,7 @@ pub fn is_admin(msg_type: &[u8]) -> bool {
 
 impl Session {
     /// Writes the standard header for `seq` into the builder.
-    fn start_message(
+    pub(super) fn start_message(
         builder: &mut MessageBuilder,
         config: &crate::SessionConfig,
         now: Now,
@@ -125,8 +107,7 @@ impl Session {
         self.builder.finish();
         let r = self.store.set_next_sender_seq(seq + 1);
         if self.store_ok(r) {
-            self.transmit.extend_from_slice(self.builder.finished());
-            self.last_sent = now.mono;
+            self.emit_new(now);
         }
     }
 
@@ -164,14 +145,13 @@ impl Session {
             return Err(SendError::Store(e));
         }
         if self.is_logged_on() {
-            self.transmit.extend_from_slice(self.builder.finished());
-            self.last_sent = now.mono;
+            self.emit_new(now);
         }
         Ok(seq)
     }
 
     /// Asks the `to_app` hook (if any) whether `bytes` may go out.
-    fn app_allows(&mut self, bytes: &[u8], resend: bool) -> bool {
+    pub(super) fn app_allows(&mut self, bytes: &[u8], resend: bool) -> bool {
         hooks_allow(
             self.hooks.as_deref(),
             &self.data_fields,
@@ -399,105 +379,6 @@ impl Session {
             b.push_uint(tags::BEGIN_SEQ_NO, begin)
                 .push_uint(tags::END_SEQ_NO, end_field);
         });
-    }
-
-    /// Answers a ResendRequest: stored application messages again (PossDupFlag=Y), and a
-    /// SequenceReset-GapFill over admin messages and anything not stored.
-    pub(super) fn serve_resend(&mut self, now: Now, begin: u64, end: u64) {
-        let last = self.store.next_sender_seq().saturating_sub(1);
-        let end = if end == 0 || end >= 999_999 || end > last {
-            last
-        } else {
-            end
-        };
-        if begin == 0 || begin > end {
-            self.log(
-                LogLevel::Warn,
-                format!("ResendRequest {begin}..{end} asks for nothing we sent (last sent {last})"),
-            );
-            return;
-        }
-        self.log(LogLevel::Info, format!("resending {begin}..={end}"));
-        // A window at a time: a resend of a long range never copies all of it at once.
-        let mut gap_start = begin;
-        let mut from = begin;
-        let mut stored: Vec<(u64, Vec<u8>)> = Vec::new();
-        while from <= end {
-            let to = end.min(from.saturating_add(RESEND_WINDOW - 1));
-            stored.clear();
-            let r = self.store.load_outbound(from, to, &mut |seq, bytes| {
-                stored.push((seq, bytes.to_vec()))
-            });
-            if !self.store_ok(r) {
-                return;
-            }
-            let mut spans = Vec::new();
-            for (seq, bytes) in stored.drain(..) {
-                if split_fields(&bytes, &self.data_fields, &mut spans).is_err() {
-                    continue;
-                }
-                let msg = MessageRef::new(&bytes, &spans);
-                if is_admin(msg.msg_type()) || !self.app_allows(&bytes, true) {
-                    continue;
-                }
-                if seq > gap_start {
-                    self.send_gap_fill(now, gap_start, seq);
-                }
-                self.resend_stored(now, msg);
-                gap_start = seq + 1;
-            }
-            from = to.saturating_add(1);
-            if to == u64::MAX {
-                break;
-            }
-        }
-        if gap_start <= end {
-            self.send_gap_fill(now, gap_start, end + 1);
-        }
-    }
-
-    fn send_gap_fill(&mut self, now: Now, seq: u64, new_seq: u64) {
-        self.counters.gap_fills_sent += 1;
-        let mut ts = [0u8; 32];
-        let n = now
-            .wall
-            .format_into(&mut ts, self.config.timestamp_precision);
-        Self::start_message(
-            &mut self.builder,
-            &self.config,
-            now,
-            b"4",
-            seq,
-            Some(&ts[..n]),
-        );
-        self.builder
-            .push_uint(tags::NEW_SEQ_NO, new_seq)
-            .push(tags::GAP_FILL_FLAG, b"Y");
-        self.transmit.extend_from_slice(self.builder.finish());
-        self.last_sent = now.mono;
-    }
-
-    fn resend_stored(&mut self, now: Now, msg: MessageRef<'_>) {
-        let seq = msg.get_u64(tags::MSG_SEQ_NUM).ok().flatten().unwrap_or(0);
-        let orig = msg
-            .get(tags::SENDING_TIME)
-            .filter(|t| UtcTimestamp::parse(t).is_some())
-            .unwrap_or(b"");
-        Self::start_message(
-            &mut self.builder,
-            &self.config,
-            now,
-            msg.msg_type(),
-            seq,
-            Some(orig),
-        );
-        for (tag, value) in msg.iter() {
-            if !SESSION_HEADER.contains(&tag) {
-                self.builder.push(tag, value);
-            }
-        }
-        self.transmit.extend_from_slice(self.builder.finish());
-        self.last_sent = now.mono;
     }
 }
 
