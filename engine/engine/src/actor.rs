@@ -49,8 +49,16 @@ pub struct SessionStatus {
 
 /// A leading session's status as of the end of its task's last turn, readable without
 /// asking the task (which may be busy: taking over, or blocked on a slow counterparty).
-/// `None` until the task has finished a turn as leader, and again once it stops leading.
-pub(crate) type PublishedStatus = Arc<std::sync::Mutex<Option<SessionStatus>>>;
+/// `None` until the task has finished a turn as leader, and again once it stops leading
+/// or stops.
+pub(crate) type PublishedStatus = Arc<std::sync::Mutex<Option<Published>>>;
+
+/// A status as a leading task left it, with the epoch it led in (0 without a lease).
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) epoch: u64,
+    pub(crate) status: SessionStatus,
+}
 
 /// Stored messages with their sequence numbers.
 pub(crate) type StoredMessages = Vec<(u64, Vec<u8>)>;
@@ -128,6 +136,8 @@ pub(crate) struct SessionActor {
     role: Option<watch::Receiver<RoleState>>,
     /// Whether this actor has taken over as leader (reloaded the store) in this term.
     leading: bool,
+    /// The epoch it took over in (`None` without a lease).
+    led_epoch: Option<u64>,
     metrics: Arc<crate::metrics::Metrics>,
     label: crate::metrics::SessionLabel,
     /// `[engine.runtime] busy_poll`: spin on the socket instead of sleeping in epoll.
@@ -187,6 +197,7 @@ impl SessionActor {
             data_fields,
             role: None,
             leading: false,
+            led_epoch: None,
             metrics,
             label,
             busy_poll: false,
@@ -219,7 +230,10 @@ impl SessionActor {
     /// Leaves the status where readers find it without asking, while leading (a
     /// standby's journal moves under its idle task with replication: it is asked).
     fn publish(&self) {
-        let now = self.leading.then(|| self.status());
+        let now = self.leading.then(|| Published {
+            epoch: self.led_epoch.unwrap_or(0),
+            status: self.status(),
+        });
         *self
             .published
             .lock()
@@ -251,6 +265,25 @@ impl SessionActor {
         })
     }
 
+    /// This instance leads in a term this task has not taken over in: it has not yet
+    /// seen the role change, or was busy while the lease was lost and taken again (the
+    /// role's watch keeps only the latest value).
+    pub(super) fn needs_take_over(&self) -> bool {
+        self.is_leader() && (!self.leading || self.led_epoch != leading_epoch(self.role.as_ref()))
+    }
+
+    /// Takes over in the current term. A task still leading in an earlier one drops
+    /// that term's connection without another byte first: its sequence numbers are the
+    /// old term's, and another instance may have led in between.
+    pub(super) async fn catch_up_term(&mut self) {
+        if self.leading {
+            tracing::warn!(session = %self.span_name(), "the lease was lost and taken again while this session was busy: closing the old term's connection and reloading from the journal");
+            self.fence();
+            self.leading = false;
+        }
+        self.take_over().await;
+    }
+
     /// Lost the lease: close the connection without sending another byte.
     fn fence(&mut self) {
         if self.conn.is_some() {
@@ -268,6 +301,7 @@ impl SessionActor {
         self.app.on_create(self.session.id());
         self.leading = self.is_leader();
         if self.leading {
+            self.led_epoch = leading_epoch(self.role.as_ref());
             self.replay_unprocessed().await;
         }
         self.publish();
@@ -276,23 +310,40 @@ impl SessionActor {
             let mut deliveries = Vec::new();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(cmd) => {
+                        if self.needs_take_over() {
+                            self.catch_up_term().await;
+                        }
+                        self.on_command(cmd).await
+                    }
                     None => self.stopped = true,
                 },
-                r = read_some(&mut self.conn, self.busy_poll) => self.on_read(r, &mut deliveries),
+                r = read_some(&mut self.conn, self.busy_poll) => {
+                    if self.needs_take_over() {
+                        // Read on the old term's connection, which is now closed.
+                        self.catch_up_term().await;
+                    } else {
+                        self.on_read(r, &mut deliveries);
+                    }
+                }
                 () = role_change(&mut self.role) => {
                     if !self.is_leader() {
                         self.fence();
                         self.leading = false;
-                    } else if !self.leading {
-                        self.take_over().await;
+                    } else if self.needs_take_over() {
+                        self.catch_up_term().await;
                         if let Some(h) = self.held.take() {
                             tracing::info!(session = %self.span_name(), peer = %h.peer, "leading: answering the FIX connection held while standby");
                             self.serve(h.stream, h.peer, h.initial).await;
                         }
                     }
                 }
-                () = tokio::time::sleep_until(wake.into()) => self.on_tick().await,
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if self.needs_take_over() {
+                        self.catch_up_term().await;
+                    }
+                    self.on_tick().await
+                }
             }
             self.flush(deliveries).await;
             self.publish();
@@ -301,6 +352,10 @@ impl SessionActor {
             }
         }
         self.log.flush();
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         if let Some(done) = self.shutdown.take() {
             let _ = done.send(());
         }
@@ -311,6 +366,7 @@ impl SessionActor {
     /// journaled but never processed.
     async fn take_over(&mut self) {
         self.leading = true;
+        self.led_epoch = leading_epoch(self.role.as_ref());
         match self.session.reload_store() {
             Ok(()) => tracing::info!(
                 session = %self.span_name(),

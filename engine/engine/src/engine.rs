@@ -386,20 +386,17 @@ impl Engine {
     /// again at the next start or to the next leader.
     pub async fn shutdown(self) {
         self.stopping.stop();
-        let bound = std::time::Duration::from_secs(5);
-        let mut waits = Vec::new();
-        for tx in self.sessions.values() {
+        // One bound for all the sessions together (a pod's grace period is 30 s): a
+        // session still busy then (its command queue full, or no Logout answer) is
+        // stopped without finishing its logout.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let logouts = self.sessions.values().map(|tx| async move {
             let (done, wait) = oneshot::channel();
-            // A session busy for longer than the bound (its command queue full) is
-            // stopped without a logout.
-            if let Ok(Ok(())) = tokio::time::timeout(bound, tx.send(Command::Shutdown(done))).await
-            {
-                waits.push(wait);
+            if tx.send(Command::Shutdown(done)).await.is_ok() {
+                let _ = wait.await;
             }
-        }
-        for w in waits {
-            let _ = tokio::time::timeout(bound, w).await;
-        }
+        });
+        let _ = tokio::time::timeout_at(deadline, futures::future::join_all(logouts)).await;
         // Wait for the aborted tasks to finish so the listening sockets are closed when
         // this returns (a restarted engine can bind the same port at once).
         for task in self.listeners.into_iter().chain(self.tasks) {

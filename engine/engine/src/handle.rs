@@ -149,15 +149,17 @@ impl EngineHandle {
     }
 
     /// Every session's status as its task left it at the end of its last turn as
-    /// leader, without waiting for a busy task: `None` for a session whose task has not
-    /// finished a turn as leader in this term (still taking over) or that does not lead.
+    /// leader in `epoch` (0 without a lease), without waiting for a busy task: `None`
+    /// for a session whose task has not finished a turn as leader in that term (still
+    /// taking over, or busy since an earlier term) or that does not lead.
     /// [`EngineHandle::status`] asks the task.
-    pub fn published_statuses(&self) -> Vec<(SessionId, Option<SessionStatus>)> {
+    pub fn published_statuses(&self, epoch: u64) -> Vec<(SessionId, Option<SessionStatus>)> {
         self.published
             .iter()
             .map(|(id, s)| {
                 let s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                (id.clone(), s.clone())
+                let current = s.as_ref().filter(|p| p.epoch == epoch);
+                (id.clone(), current.map(|p| p.status.clone()))
             })
             .collect()
     }

@@ -81,7 +81,9 @@ pub struct FixSessionSpec {
     /// group's instances. The certificate must name every instance's address,
     /// `<name>-<i>.<name>-peers.<namespace>.svc` (a wildcard
     /// `*.<name>-peers.<namespace>.svc` does), for both server and client use. Without
-    /// it the channel is authenticated by the replication key but not encrypted.
+    /// it the channel is authenticated by the replication key but not encrypted. The
+    /// engines read the files when they start: after a renewal, restart the pods one at
+    /// a time, standbys first, before the old certificate expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_tls: Option<ReplicationTls>,
     /// The engine container's resources (default: requests 1 CPU and 512Mi, limit

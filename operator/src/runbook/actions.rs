@@ -151,8 +151,32 @@ async fn best_informed(sys: &System, region: &str) -> Result<Observed, String> {
         .ok_or_else(|| format!("no instance of region {region} answers"))
 }
 
+/// How long `record` waits for a session that does not report its numbers (busy, or
+/// still taking over).
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
 async fn record(sys: &System, region: &str, facts: &mut Facts) -> Result<(), String> {
-    let o = best_informed(sys, region).await?;
+    let deadline = std::time::Instant::now() + RECORD_WAIT;
+    let o = loop {
+        let o = best_informed(sys, region).await?;
+        // A session shown without its numbers would be recorded as 0/0, and every later
+        // comparison would pass or fail for nothing.
+        let silent = o
+            .sessions()
+            .iter()
+            .find(|s| s.state == SessionState::Unresponsive)
+            .map(|s| s.id.clone());
+        match silent {
+            None => break o,
+            Some(id) if std::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "{}: session {id} does not report its sequence numbers (busy or still taking over) after {RECORD_WAIT:?}",
+                    o.instance.name
+                ))
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
     let mut sessions = std::collections::BTreeMap::new();
     for s in o.sessions() {
         let (sender, target) = (s.next_sender_seq, s.next_target_seq);

@@ -203,6 +203,11 @@ async fn continuity(sys: &System, region: &str, facts: &Facts) -> Result<(), Str
     for (id, before) in &facts.sessions {
         match now.iter().find(|s| &s.id == id) {
             None => problems.push(format!("{id} is not served by {}", leader.instance.name)),
+            Some(s) if s.state == fix_engine::admin::api::SessionState::Unresponsive => problems
+                .push(format!(
+                    "{id} does not report its sequence numbers on {} yet (busy or still taking over)",
+                    leader.instance.name
+                )),
             Some(s) => {
                 let (sender, target) = (s.next_sender_seq, s.next_target_seq);
                 if sender < before.next_sender_seq || target < before.next_target_seq {

@@ -135,8 +135,8 @@ impl SessionActor {
     /// the Logon is answered with the journal's sequence numbers. Refused if the lease
     /// was lost meanwhile, or a connection is already attached.
     pub(super) async fn serve(&mut self, stream: BoxIo, peer: SocketAddr, initial: Vec<u8>) {
-        if self.is_leader() && !self.leading {
-            self.take_over().await;
+        if self.needs_take_over() {
+            self.catch_up_term().await;
         }
         if !self.is_leader() {
             tracing::info!(session = %self.span_name(), %peer, "refusing a FIX connection: the lease was lost");

@@ -174,11 +174,11 @@ async fn views(handle: &EngineHandle) -> Vec<SessionView> {
 /// them taking over at once would delay it by [`STATUS_TIMEOUT`]), `Unresponsive` for
 /// one still taking over; on a standby, asked (its journal moves under idle tasks with
 /// replication).
-async fn readiness_views(handle: &EngineHandle, leads: bool) -> Vec<SessionView> {
-    if !leads {
+async fn readiness_views(handle: &EngineHandle, leading_epoch: Option<u64>) -> Vec<SessionView> {
+    let Some(epoch) = leading_epoch else {
         return views(handle).await;
-    }
-    let mut statuses = handle.published_statuses();
+    };
+    let mut statuses = handle.published_statuses(epoch);
     statuses.sort_by(|a, b| a.0.cmp(&b.0));
     statuses
         .iter()
@@ -226,7 +226,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         lease_in_sync: holder.as_ref().and_then(|h| h.in_sync.clone()),
         in_sync: st.handle.in_sync_member(),
         contends: st.handle.contends(),
-        sessions: readiness_views(&st.handle, role == RoleName::Leader).await,
+        sessions: readiness_views(&st.handle, (role == RoleName::Leader).then_some(epoch)).await,
         replication: replication_view(&st.handle, false),
         logons_held: st.handle.logons_held(),
         journal_failed: st.handle.journal_failure(),
