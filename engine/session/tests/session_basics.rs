@@ -85,6 +85,14 @@ impl Harness {
         self.events();
     }
 
+    /// The application sends `n` ExecutionReports (OrderID O<i>, ExecID E<i>).
+    fn send_reports(&mut self, n: usize) {
+        for i in 0..n {
+            let body = format!("37=O{i}\x0117=E{i}\x01");
+            self.send_report(body.as_bytes()).expect("stored");
+        }
+    }
+
     /// A second Logon (MsgSeqNum 3, after the first Logon and one more message).
     fn logon_again(&mut self) {
         let _ = self.recv("35=A|34=3|49=TW|52=<T>|56=ISLD|98=0|108=30|");
@@ -208,10 +216,7 @@ fn a_long_resend_comes_whole_a_window_at_a_time_and_new_messages_follow_it() {
     h.logon();
     // 2 500 reports (2..=2501), then a heartbeat (2502), more than two 1 024-message
     // windows of the store.
-    for i in 0..2_500 {
-        let body = format!("37=O{i}\x0117=E{i}\x01");
-        h.send_report(body.as_bytes()).expect("stored");
-    }
+    h.send_reports(2_500);
     h.advance(30);
     h.sent();
     let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=1|16=0|");
@@ -256,10 +261,7 @@ fn a_long_resend_comes_whole_a_window_at_a_time_and_new_messages_follow_it() {
 fn a_disconnect_ends_a_resend_under_way_and_drops_nothing_stored() {
     let mut h = Harness::acceptor();
     h.logon();
-    for i in 0..2_000 {
-        let body = format!("37=O{i}\x0117=E{i}\x01");
-        h.send_report(body.as_bytes()).expect("stored");
-    }
+    h.send_reports(2_000);
     h.sent();
     let _ = h.recv("35=2|34=2|49=TW|52=<T>|56=ISLD|7=1|16=0|");
     assert!(h.session.resend_pending());
