@@ -38,6 +38,7 @@ use write_guard::{deposed, leading_epoch, write_stall_limit, Written};
 /// Stored messages with their sequence numbers.
 pub(crate) type StoredMessages = Vec<(u64, Vec<u8>)>;
 
+/// Requests to a session task.
 pub(crate) enum Command {
     Attach {
         stream: BoxIo,
