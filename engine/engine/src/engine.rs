@@ -380,8 +380,8 @@ impl Engine {
         }
     }
 
-    /// Logs every session out, waits for the handshakes (bounded by each session's logout
-    /// timeout), and stops. The application's terms end first: what it was still waiting
+    /// Logs every session out, waits for the handshakes (5 s at most, for all sessions
+    /// together), and stops. The application's terms end first: what it was still waiting
     /// for (a broker's acknowledgement) stays unprocessed in the journal, handed to it
     /// again at the next start or to the next leader.
     pub async fn shutdown(self) {
