@@ -12,20 +12,23 @@ use fix_operator::supervisor::{Instance, Options, Supervisor};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// One instance per (name, readiness), each behind a `/readyz` stand-in answering it.
+async fn instances_behind(answers: &[(&str, &Arc<Mutex<serde_json::Value>>)]) -> Vec<Instance> {
+    let mut out = Vec::new();
+    for (name, answer) in answers {
+        out.push(Instance {
+            name: (*name).into(),
+            admin: stand_in(Arc::clone(answer)).await.into(),
+        });
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_leader_that_still_claims_the_lead_is_routed_away_from_and_fenced() {
     let x = Arc::new(Mutex::new(readiness("leader", 1)));
     let y = Arc::new(Mutex::new(readiness("standby", 0)));
-    let instances = vec![
-        Instance {
-            name: "x".into(),
-            admin: stand_in(Arc::clone(&x)).await.into(),
-        },
-        Instance {
-            name: "y".into(),
-            admin: stand_in(Arc::clone(&y)).await.into(),
-        },
-    ];
+    let instances = instances_behind(&[("x", &x), ("y", &y)]).await;
     let fenced = Arc::new(Mutex::new(Vec::<String>::new()));
     let hook_log = Arc::clone(&fenced);
     let router = Arc::new(NoRouter::default());
@@ -85,16 +88,7 @@ async fn an_instance_answering_something_unreadable_that_never_led_is_not_fenced
     let z = Arc::new(Mutex::new(serde_json::json!(
         "a readiness format from the future"
     )));
-    let instances = vec![
-        Instance {
-            name: "x".into(),
-            admin: stand_in(Arc::clone(&x)).await.into(),
-        },
-        Instance {
-            name: "z".into(),
-            admin: stand_in(Arc::clone(&z)).await.into(),
-        },
-    ];
+    let instances = instances_behind(&[("x", &x), ("z", &z)]).await;
     let fenced = Arc::new(Mutex::new(Vec::<String>::new()));
     let hook_log = Arc::clone(&fenced);
     let supervisor = Supervisor::spawn(
