@@ -3,6 +3,11 @@
 //! Every loop turn: take one input (command, socket bytes, timer), then [`SessionActor::flush`]:
 //! wait for the store to be durable, write what the session produced, deliver in-sequence
 //! application messages, handle events — and repeat while that produced more.
+//!
+//! A turn frames at most [`input::MESSAGES_PER_TURN`] messages, and a task that has
+//! handled that many since it last let the others run yields before its next turn: a
+//! session that floods the engine shares the worker with the other sessions one small
+//! batch at a time instead of holding it for a whole read buffer, turn after turn.
 
 use crate::app::Application;
 use crate::config::SessionPlan;
@@ -105,6 +110,11 @@ pub(crate) struct SessionActor {
     shutdown: Option<oneshot::Sender<()>>,
     stopped: bool,
     consumed: usize,
+    /// The last turn stopped at its message budget with complete messages still in the
+    /// read buffer: the next turn frames those before reading more.
+    input_pending: bool,
+    /// Messages framed since this task last yielded to the others.
+    since_yield: usize,
     events: Vec<SessionEvent>,
     spans: Vec<fix_codec::FieldSpan>,
     data_fields: fix_codec::message::DataFieldTable,
@@ -168,6 +178,8 @@ impl SessionActor {
             shutdown: None,
             stopped: false,
             consumed: 0,
+            input_pending: false,
+            since_yield: 0,
             events: Vec::new(),
             spans: Vec::new(),
             data_fields,
@@ -253,8 +265,21 @@ impl SessionActor {
         }
         self.publish();
         while !self.stopped {
-            let wake = self.next_wake();
             let mut deliveries = Vec::new();
+            if self.since_yield >= input::MESSAGES_PER_TURN {
+                self.since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+            if self.input_pending {
+                if self.needs_take_over() {
+                    self.catch_up_term().await;
+                } else {
+                    self.process_input(&mut deliveries);
+                }
+                self.end_turn(deliveries).await;
+                continue;
+            }
+            let wake = self.next_wake();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
@@ -292,16 +317,21 @@ impl SessionActor {
                     self.on_tick().await
                 }
             }
-            self.flush(deliveries).await;
-            self.publish();
-            if self.shutdown.is_some() && self.conn.is_none() {
-                self.stopped = true;
-            }
+            self.end_turn(deliveries).await;
         }
         self.log.flush();
         self.unpublish();
         if let Some(done) = self.shutdown.take() {
             let _ = done.send(());
+        }
+    }
+
+    /// Flushes what the turn produced and publishes the status.
+    async fn end_turn(&mut self, deliveries: Vec<Delivery>) {
+        self.flush(deliveries).await;
+        self.publish();
+        if self.shutdown.is_some() && self.conn.is_none() {
+            self.stopped = true;
         }
     }
 
@@ -537,6 +567,7 @@ impl SessionActor {
     fn close(&mut self) {
         if self.conn.take().is_some() {
             self.consumed = 0;
+            self.input_pending = false;
             self.session.handle_disconnect(now());
             while let Some(ev) = self.session.poll_event() {
                 if !matches!(ev, SessionEvent::Disconnect { .. }) {
