@@ -403,7 +403,8 @@ impl Run<'_> {
     }
 }
 
-fn pin(core: Option<usize>) {
+/// Pins the calling thread to `core` (no-op for `None`).
+pub(crate) fn pin(core: Option<usize>) {
     if let Some(id) = core {
         core_affinity::set_for_current(core_affinity::CoreId { id });
     }

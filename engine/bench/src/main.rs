@@ -266,8 +266,13 @@ fn main() -> anyhow::Result<()> {
             let subject = load.subject()?;
             let neighbour = match load.noise {
                 Some(noise) => Some(
-                    fix_bench::neighbour::start(subject.addr, load.sessions, noise)
-                        .context("starting the noisy neighbour session")?,
+                    fix_bench::neighbour::start(
+                        subject.addr,
+                        load.sessions,
+                        noise,
+                        load.client_core,
+                    )
+                    .context("starting the noisy neighbour session")?,
                 ),
                 None => None,
             };

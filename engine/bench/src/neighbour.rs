@@ -5,7 +5,7 @@
 //! stall until the acceptor gives up on it). The measured sessions' latency beside it,
 //! against a run without it, shows whether one session can hurt the others.
 
-use crate::load::{comp_id, logon, order};
+use crate::load::{comp_id, logon, order, pin};
 use fix_codec::MessageBuilder;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,8 +30,15 @@ pub struct Neighbour {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Connects session number `index` to `addr`, logs it on and starts the noise.
-pub fn start(addr: SocketAddr, index: usize, noise: Noise) -> std::io::Result<Neighbour> {
+/// Connects session number `index` to `addr`, logs it on and starts the noise, its
+/// threads pinned to `core` (the generator's: the noise is the client side's load, not
+/// something that takes the engine's core).
+pub fn start(
+    addr: SocketAddr,
+    index: usize,
+    noise: Noise,
+    core: Option<usize>,
+) -> std::io::Result<Neighbour> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let sender = comp_id(index).into_bytes();
@@ -58,6 +65,7 @@ pub fn start(addr: SocketAddr, index: usize, noise: Noise) -> std::io::Result<Ne
         let mut reader = stream.try_clone()?;
         let stop = Arc::clone(&stop);
         threads.push(std::thread::spawn(move || {
+            pin(core);
             while !stop.load(Ordering::Relaxed) {
                 match reader.read(&mut buf) {
                     Ok(0) | Err(_) => break,
@@ -68,6 +76,7 @@ pub fn start(addr: SocketAddr, index: usize, noise: Noise) -> std::io::Result<Ne
     }
     let (stop_w, sent_w) = (Arc::clone(&stop), Arc::clone(&sent));
     threads.push(std::thread::spawn(move || {
+        pin(core);
         let mut seq = 2u64;
         let mut batch = Vec::new();
         while !stop_w.load(Ordering::Relaxed) {

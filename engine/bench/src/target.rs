@@ -247,8 +247,11 @@ impl Target {
                 };
                 let leader = Instance::start(pair("a", ra, rb), opts.runtime.clone())?;
                 leader.wait("lead", |p| p.leads)?;
+                // One thread, on the leader's cores when it is pinned: on this machine the
+                // other core is the load generator's, which spins without yielding.
                 let standby_runtime = RuntimeSection {
                     worker_threads: Some(1),
+                    pin_cores: opts.runtime.pin_cores.clone(),
                     ..RuntimeSection::default()
                 };
                 let standby = Instance::start(pair("b", rb, ra), standby_runtime)?;

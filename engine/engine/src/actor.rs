@@ -37,7 +37,7 @@ mod write_guard;
 use held::Held;
 pub(crate) use status::PublishedStatus;
 pub use status::SessionStatus;
-use waits::{read_some, role_change};
+use waits::{read_some, role_change, spin_on, DURABLE_SPIN};
 use write_guard::{deposed, leading_epoch, write_stall_limit, Written};
 
 /// Stored messages with their sequence numbers.
@@ -440,7 +440,12 @@ impl SessionActor {
             if early {
                 self.deliver_all(&mut deliveries, &buf);
             }
-            if let Err(e) = self.storage.wait_durable().await {
+            let durable = if self.busy_poll {
+                spin_on(self.storage.wait_durable(), DURABLE_SPIN).await
+            } else {
+                self.storage.wait_durable().await
+            };
+            if let Err(e) = durable {
                 if e == crate::storage::NotDurable::Fenced {
                     deliveries.clear();
                     self.fence();

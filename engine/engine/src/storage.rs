@@ -5,7 +5,7 @@ use crate::replication::Replication;
 use fix_cluster::source::Counted;
 use fix_codec::UtcTimestamp;
 use fix_session::{MemoryStore, SessionId, SessionStore};
-use fix_store::{Journal, JournalError, JournalOptions, JournalStore};
+use fix_store::{Journal, JournalError, JournalOptions, JournalStore, ThreadStart};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -72,6 +72,16 @@ impl Storage {
             StoreKind::Journal => {
                 let mut opts = JournalOptions::new(engine.data_dir.join("journal"));
                 opts.fsync = engine.fsync;
+                if let Some(&core) = engine.runtime.pin_cores.first() {
+                    // The group commit's thread on the engine's cores too: beside a
+                    // busy-polling worker (which yields to it) rather than on a core
+                    // some other process spins on.
+                    opts.sync_thread_start = Some(ThreadStart(Arc::new(move || {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            tracing::warn!(core, "could not pin the journal's sync thread");
+                        }
+                    })));
+                }
                 let journal = if fenced {
                     Journal::open_fenced(opts)?
                 } else {

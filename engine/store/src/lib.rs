@@ -28,7 +28,7 @@ mod stream;
 
 pub use fix_session::MemoryStore;
 pub use journal::{
-    Journal, JournalError, JournalOptions, RecoveryMode, UNREQUESTED_COMMIT_BYTES,
+    Journal, JournalError, JournalOptions, RecoveryMode, ThreadStart, UNREQUESTED_COMMIT_BYTES,
     WRITTEN_COMMIT_INTERVAL,
 };
 pub use session_store::JournalStore;

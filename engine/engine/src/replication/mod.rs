@@ -545,12 +545,13 @@ impl FrameReader {
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
                 }
             }
-            let mut chunk = [0u8; 64 << 10];
-            let n = rd.read(&mut chunk).await?;
-            if n == 0 {
+            // Read straight into the buffer's spare room (nothing zeroed or copied per read).
+            if self.buf.capacity() - self.buf.len() < 16 << 10 {
+                self.buf.reserve(64 << 10);
+            }
+            if rd.read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 }

@@ -64,6 +64,19 @@ pub struct JournalOptions {
     pub fsync: bool,
     /// Largest record payload accepted.
     pub max_record: usize,
+    /// Run first on the journal's sync thread: where the engine places its threads
+    /// (pinned to its cores, say), the group commit's thread goes too.
+    pub sync_thread_start: Option<ThreadStart>,
+}
+
+/// Code a thread the journal starts runs first.
+#[derive(Clone)]
+pub struct ThreadStart(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ThreadStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadStart")
+    }
 }
 
 impl JournalOptions {
@@ -75,6 +88,7 @@ impl JournalOptions {
             recovery: RecoveryMode::TruncateTornTail,
             fsync: true,
             max_record: 16 << 20,
+            sync_thread_start: None,
         }
     }
 }
@@ -160,6 +174,11 @@ struct Writer {
     /// Since when bytes written to the files outside the sync thread
     /// ([`Journal::write_pending`]) wait for its fdatasync.
     unsynced: Option<std::time::Instant>,
+    /// When bytes were last written outside the sync thread: while that is recent the
+    /// sync thread looks for them on a timer instead of being woken for each.
+    last_written: Option<std::time::Instant>,
+    /// The sync thread waits without a deadline: a write outside it must wake it.
+    sync_waits_unbounded: bool,
     segment: u64,
     segment_len: u64,
     /// Stream position where each segment starts.
@@ -217,6 +236,13 @@ pub const UNREQUESTED_COMMIT_BYTES: usize = 1 << 20;
 /// ([`Journal::write_pending`]) wait for an fdatasync nobody asked for: the background
 /// commit of `replicated-written`, one per interval however many turns wrote.
 pub const WRITTEN_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How long after the last write outside the sync thread it keeps looking for more on
+/// a timer (every [`WRITTEN_COMMIT_INTERVAL`]) rather than waiting to be woken: under
+/// load no write pays for waking it (a futex call, and a thread that then contends for
+/// the writer's lock, on the write's critical path); the fsync comes at most one
+/// interval later than it would.
+const WRITTEN_POLL_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long an open waits for a lock that an earlier journal of this process (shut down
 /// a moment ago) is still releasing.
@@ -329,6 +355,8 @@ impl Journal {
                 pending_bytes: 0,
                 requested: false,
                 unsynced: None,
+                last_written: None,
+                sync_waits_unbounded: false,
                 segment: recovered.segment,
                 segment_len: recovered.segment_len,
                 segment_starts: recovered.segment_starts,
@@ -359,6 +387,9 @@ impl Journal {
         std::thread::Builder::new()
             .name("journal-sync".into())
             .spawn(move || {
+                if let Some(start) = &worker.opts.sync_thread_start {
+                    (start.0)();
+                }
                 sync_loop(&worker);
                 // Stopped (shut down, or failed): nothing more is written here.
                 lock(&worker.dir_lock).take();
@@ -442,9 +473,14 @@ impl Journal {
     /// Asks the sync thread to commit everything appended so far (without waiting for
     /// it): the start of a group commit. [`Self::wait_durable`] asks too.
     pub fn request_commit(&self) {
-        let mut w = lock(&self.inner.writer);
-        if !w.pending.is_empty() || w.unsynced.is_some() {
-            w.requested = true;
+        let wake = {
+            let mut w = lock(&self.inner.writer);
+            let wake = !w.requested && (!w.pending.is_empty() || w.unsynced.is_some());
+            w.requested |= wake;
+            wake
+        };
+        // Woken after the lock is let go, so that it does not wake only to wait for it.
+        if wake {
             self.inner.work.notify_one();
         }
     }

@@ -178,10 +178,27 @@ pub(super) fn sync_loop(inner: &Inner) {
             while !w.shutdown {
                 w = match has_work(&w) {
                     Ok(()) => break,
-                    Err(None) => inner
-                        .work
-                        .wait(w)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    Err(None)
+                        if w.last_written
+                            .is_some_and(|t| t.elapsed() < super::WRITTEN_POLL_FOR) =>
+                    {
+                        // Writes outside this thread lately: look again on a timer, so
+                        // that they need not wake it.
+                        inner
+                            .work
+                            .wait_timeout(w, super::WRITTEN_COMMIT_INTERVAL)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0
+                    }
+                    Err(None) => {
+                        w.sync_waits_unbounded = true;
+                        let mut w = inner
+                            .work
+                            .wait(w)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        w.sync_waits_unbounded = false;
+                        w
+                    }
                     Err(Some(left)) => {
                         inner
                             .work

@@ -49,10 +49,14 @@ impl Journal {
         let (result, target) = self.write_chunks(w, true);
         match result {
             Ok(()) => {
+                let now = std::time::Instant::now();
+                w.last_written = Some(now);
                 if w.unsynced.is_none() {
-                    w.unsynced = Some(std::time::Instant::now());
-                    // The sync thread may be waiting without a deadline.
-                    self.inner.work.notify_one();
+                    w.unsynced = Some(now);
+                    if w.sync_waits_unbounded {
+                        // Idle for a while: the sync thread waits without a deadline.
+                        self.inner.work.notify_one();
+                    }
                 }
                 publish_written(&self.inner, target);
                 Ok(target)
