@@ -13,13 +13,16 @@ use std::time::Duration;
 pub struct RuntimeSection {
     /// Worker threads (default: one per CPU).
     pub worker_threads: Option<usize>,
-    /// Pin the worker threads to these CPU cores, round-robin (default: not pinned).
+    /// Pin the worker threads to these CPU cores, round-robin (default: not pinned);
+    /// the journal's sync thread runs on the first of them.
     #[serde(default)]
     pub pin_cores: Vec<usize>,
     /// Busy-poll the FIX connections instead of sleeping until data arrives: each
     /// session task checks its socket, yields, and checks again, so a message is picked
     /// up without a thread wake-up (lower, steadier latency) at the price of one core
     /// per worker thread kept at 100% (default: false, the runtime sleeps in epoll).
+    /// A session waiting for its store's commit (the journal's fsync, a standby's Ack)
+    /// spins too, for up to 2 ms, yielding the core to other threads between looks.
     #[serde(default)]
     pub busy_poll: bool,
 }
