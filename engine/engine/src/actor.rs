@@ -271,7 +271,11 @@ impl SessionActor {
                 tokio::task::yield_now().await;
             }
             if self.input_pending {
-                if self.needs_take_over() {
+                if !self.is_leader() {
+                    // The term ended while this task yielded: the rest is not read.
+                    self.fence();
+                    self.leading = false;
+                } else if self.needs_take_over() {
                     self.catch_up_term().await;
                 } else {
                     self.process_input(&mut deliveries);

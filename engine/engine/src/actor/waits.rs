@@ -46,9 +46,9 @@ pub(super) async fn role_change(role: &mut Option<watch::Receiver<RoleState>>) {
 }
 
 /// Reads what the connection has. With `busy_poll` the read is tried once and, when
-/// nothing is there, the task yields and is polled again at once (the worker checks the
-/// sockets with a zero timeout between tries instead of sleeping), so the caller's
-/// `select!` spins over every branch until something happens.
+/// nothing is there, the thread yields the core and the task is polled again at once
+/// (the worker checks the sockets with a zero timeout between tries instead of
+/// sleeping), so the caller's `select!` spins over every branch until something happens.
 pub(super) async fn read_some(conn: &mut Option<Conn>, busy_poll: bool) -> std::io::Result<usize> {
     match conn {
         Some(c) => {
@@ -76,6 +76,9 @@ pub(super) async fn read_some(conn: &mut Option<Conn>, busy_poll: bool) -> std::
                 if let Some(r) = tried {
                     return r.map(|()| rb.filled().len());
                 }
+                // Other threads on this core (the journal's sync thread, another
+                // runtime's) get it at once rather than after the scheduler's slice.
+                std::thread::yield_now();
                 tokio::task::yield_now().await;
             }
         }
