@@ -24,9 +24,15 @@
 //! Files are `NNNNNNNNNNNNNNNNNNNN.seg` (zero-padded segment number) in the journal
 //! directory; a record never spans two segments.
 
+mod error;
+mod options;
 mod replica;
 mod sync;
 mod write;
+
+use error::io_err;
+pub use error::JournalError;
+pub use options::{JournalOptions, RecoveryMode, ThreadStart};
 
 use sync::sync_loop;
 use write::publish_written;
@@ -38,122 +44,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use thiserror::Error;
-
-/// What to do with a damaged tail found on recovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecoveryMode {
-    /// A torn or corrupt tail of the *last* segment (a write cut short by a crash) is cut
-    /// off and logged; damage anywhere else is an error.
-    #[default]
-    TruncateTornTail,
-    /// Any damage is an error; nothing is changed on disk.
-    Strict,
-}
-
-/// Journal settings.
-#[derive(Debug, Clone)]
-pub struct JournalOptions {
-    /// Directory of the segment files (created if missing).
-    pub dir: PathBuf,
-    /// Segment size at which a new file is started.
-    pub segment_size: u64,
-    /// Torn-tail policy.
-    pub recovery: RecoveryMode,
-    /// `fdatasync` after each batch. Off only for benchmarks and throw-away tests.
-    pub fsync: bool,
-    /// Largest record payload accepted.
-    pub max_record: usize,
-    /// Run first on the journal's sync thread: where the engine places its threads
-    /// (pinned to its cores, say), the group commit's thread goes too.
-    pub sync_thread_start: Option<ThreadStart>,
-}
-
-/// Code a thread the journal starts runs first.
-#[derive(Clone)]
-pub struct ThreadStart(pub std::sync::Arc<dyn Fn() + Send + Sync>);
-
-impl std::fmt::Debug for ThreadStart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ThreadStart")
-    }
-}
-
-impl JournalOptions {
-    /// Defaults: 64 MiB segments, torn-tail truncation, fsync on.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            segment_size: 64 << 20,
-            recovery: RecoveryMode::TruncateTornTail,
-            fsync: true,
-            max_record: 16 << 20,
-            sync_thread_start: None,
-        }
-    }
-}
-
-/// A journal operation failed.
-#[derive(Debug, Error)]
-pub enum JournalError {
-    /// A file operation failed.
-    #[error("journal I/O failed while {action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// Recovery found damage it may not repair.
-    #[error("journal segment {path} is damaged at byte {offset}: {detail}. Restore it from a replica or backup; with recovery mode 'truncate-torn-tail' only the tail of the last segment is repaired")]
-    Corrupt {
-        /// The segment.
-        path: String,
-        /// Where the damage starts.
-        offset: u64,
-        /// What was found.
-        detail: String,
-    },
-    /// This instance may not write: it is not the leader, or its epoch is older than one
-    /// already in the journal.
-    #[error(
-        "journal write refused: fenced (this instance's epoch {ours:?}, newest epoch {current})"
-    )]
-    Fenced {
-        /// Our epoch, `None` while standby.
-        ours: Option<u64>,
-        /// The newest epoch known to the journal.
-        current: u64,
-    },
-    /// A replication step was refused (records out of place, damaged, or arriving while
-    /// this instance leads).
-    #[error("journal replication: {0}")]
-    Replication(String),
-    /// An earlier write or fsync failed; the journal accepts nothing more.
-    #[error("journal stopped after an earlier failure: {0}")]
-    Failed(String),
-    /// Another process (or another open journal in this one) holds the directory.
-    #[error("journal directory {dir} is in use by another process ({holder}): two processes may never append to one journal; stop the other one (or give each instance its own data_dir)")]
-    Locked {
-        /// The directory.
-        dir: String,
-        /// What its lock file says about the holder.
-        holder: String,
-    },
-}
-
-fn io_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
-    move |source| JournalError::Io {
-        action,
-        path: path.display().to_string(),
-        source,
-    }
-}
 
 struct Chunk {
     segment: u64,

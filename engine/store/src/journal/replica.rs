@@ -179,9 +179,10 @@ impl Journal {
             w.state.apply(&r, position, segment, offset);
         }
         if write_now {
-            // Acknowledged as written: synced in the background (`write_locked` wakes the
-            // sync thread when these are the first unsynced bytes; waking it on every
-            // frame only makes it look again and sleep, on the standby's critical path).
+            // Acknowledged as written: synced in the background (the sync thread finds
+            // them on its timer, or `write_locked` wakes it after a quiet spell; waking
+            // it on every frame put a futex call and a lock hand-off on the standby's
+            // critical path).
             self.write_locked(&mut w)?;
         } else if !w.pending.is_empty() {
             // A standby acknowledges what it has synced: commit at once.
