@@ -312,6 +312,8 @@ def scenarios(quick, cores):
          "journal-no-fsync", "max-rate", search + best),
         ("max-durable", "max sustainable rate, 1 session, durable store", "fix-engine", "journal",
          "max-rate", search + ["--early"]),
+        ("max-durable", "max sustainable rate, 1 session, durable store", "fix-engine", "journal",
+         "max-rate", search + best + ["--early"]),
         ("max-durable", "max sustainable rate, 1 session, durable store", "QuickFIX C++", "file",
          "max-rate", search),
         ("max-durable", "max sustainable rate, 1 session, durable store", "fixer", "file",
@@ -661,11 +663,15 @@ def goals(summary, codec, floor, sync):
              f"{fmt(early['p50_us'])} µs = fdatasync {sync[0]:.0f} + {gap:.0f} µs", gap <= 40,
              "busy-poll, pinned; one group commit per order (the default `durable` delivery "
              "takes two)")
-    early_max = get("max-durable", variant="blocking, early delivery", store="journal")
+    early_rates = [e for e in (get("max-durable", variant=v, store="journal")
+                               for v in ("blocking, early delivery",
+                                         "busy-poll, pinned, early delivery")) if e]
+    early_max = max(early_rates, key=lambda e: e["max_rate"], default=None)
     if early_max:
         goal("durable throughput, early delivery", "≥ 150 000 orders/s",
              f"{fmt(early_max['max_rate'])} orders/s", early_max["max_rate"] >= 150000,
-             "one session, fdatasync group commit")
+             f"one session, fdatasync group commit; {early_max['variant']} (the better of "
+             "blocking and busy-poll, pinned)")
         qf = get("max-durable", "QuickFIX C++")
         if qf and qf["max_rate"]:
             goal("durable throughput vs QuickFIX's file store", "≥ 10 ×",
