@@ -76,10 +76,7 @@ pub(super) async fn read_some(conn: &mut Option<Conn>, busy_poll: bool) -> std::
                 if let Some(r) = tried {
                     return r.map(|()| rb.filled().len());
                 }
-                // Other threads on this core (the journal's sync thread, another
-                // runtime's) get it at once rather than after the scheduler's slice.
-                std::thread::yield_now();
-                tokio::task::yield_now().await;
+                yield_core().await;
             }
         }
         None => std::future::pending().await,
@@ -106,9 +103,14 @@ pub(super) async fn spin_on<F: Future>(wait: F, spin: Duration) -> F::Output {
         if started.elapsed() >= spin {
             return wait.await;
         }
-        // The commit is done by another thread (the journal's sync thread, a standby's
-        // runtime) that may share this core: give it the core, then the other tasks.
-        std::thread::yield_now();
-        tokio::task::yield_now().await;
+        yield_core().await;
     }
+}
+
+/// One turn of a spin: other threads on this core (the journal's sync thread, another
+/// runtime's worker) get it at once rather than after the scheduler's slice, then the
+/// other tasks of this runtime run.
+async fn yield_core() {
+    std::thread::yield_now();
+    tokio::task::yield_now().await;
 }
